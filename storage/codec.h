@@ -1,0 +1,45 @@
+/*
+ * codec.h: chunk fingerprints (keyed XXH3-128) and the chunk codec (LZ4,
+ * or raw when LZ4 does not shrink the chunk).
+ */
+#ifndef BV_STORAGE_CODEC_H
+#define BV_STORAGE_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BV_SECRET_SIZE 192 /* bytes of the store's fingerprint key */
+
+enum { BV_CODEC_RAW = 0, BV_CODEC_LZ4 = 1 };
+
+typedef struct bv_fp {
+	uint8_t b[16]; /* XXH3-128, low 64 bits first, each little-endian */
+} bv_fp;
+
+/* Fingerprint of DATA keyed with SECRET (BV_SECRET_SIZE bytes). */
+void bv_fp_compute(const uint8_t *secret, const void *data, size_t len,
+		   bv_fp *out);
+int bv_fp_equal(const bv_fp *a, const bv_fp *b);
+/* Fills SECRET with BV_SECRET_SIZE random bytes (getrandom). -errno. */
+int bv_secret_generate(uint8_t *secret);
+
+/* 1 when all LEN bytes are zero. Fast: word at a time. */
+int bv_is_zero(const void *data, size_t len);
+
+/* Worst-case stored size of a chunk of RAW bytes: never more than RAW
+ * (raw storage is the fallback). */
+size_t bv_codec_bound(size_t raw);
+/* Encodes RAW (LEN bytes) into OUT (CAP >= bv_codec_bound(LEN)); returns
+ * the stored length (> 0) and sets *CODEC; ST_EINVAL on bad arguments. */
+int64_t bv_codec_encode(const void *raw, size_t len, void *out, size_t cap,
+			uint8_t *codec);
+/* Decodes STORED into exactly RAW_LEN bytes at OUT. ST_ECORRUPT if the
+ * codec is unknown or the bytes do not decode to exactly RAW_LEN. Safe on
+ * hostile input (LZ4_decompress_safe). */
+int bv_codec_decode(uint8_t codec, const void *stored, size_t stored_len,
+		    void *out, size_t raw_len);
+
+/* XXH3-64 checksum of stored bytes, as kept in container records. */
+uint64_t bv_checksum64(const void *data, size_t len);
+
+#endif

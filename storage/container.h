@@ -1,0 +1,110 @@
+/*
+ * container.h: append-only container files of self-describing chunk
+ * records (byte layout: storage/FORMAT.md). This layer knows records,
+ * files and bytes; it knows nothing of replicas or dedup. It is kept
+ * behind this small interface so that containers may later live in an
+ * object store.
+ *
+ * Durability (see invariant 1 in engine/store.c): a record staged with
+ * bv_cset_stage() is durable only after bv_cset_flush() returned 0. The
+ * caller records the tail that flush reports in its index, in the same
+ * commit as the index entries naming the records; bv_cset_open() cuts each
+ * container back to that tail, so bytes written after the last commit
+ * disappear after a crash.
+ *
+ * Threads: staging and flushing are serialized by a mutex inside the set;
+ * bv_cset_read() may run from any number of threads at once, each with its
+ * own ring and buffers.
+ */
+#ifndef BV_STORAGE_CONTAINER_H
+#define BV_STORAGE_CONTAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "ring.h"
+
+#define BV_REC_HDR 48u                 /* record header bytes */
+#define BV_CONTAINER_HDR 4096u         /* container file header bytes */
+#define BV_CONTAINER_MAX (1ull << 30)  /* a container is closed past this */
+
+/* Where a chunk's record is. */
+struct bv_chunk_loc {
+	uint32_t container;  /* container id, 1, 2, ... */
+	uint64_t offset;     /* of the record header in the file */
+	uint32_t stored_len; /* payload bytes */
+	uint32_t raw_len;
+	uint8_t codec;
+};
+
+/* Bytes a record with STORED_LEN payload takes in a file (header, payload,
+ * padding to 16). */
+static inline uint64_t bv_rec_size(uint32_t stored_len)
+{
+	return ((uint64_t)BV_REC_HDR + stored_len + 15u) & ~(uint64_t)15u;
+}
+
+struct bv_cset;
+
+struct bv_cset_opts {
+	uint64_t container_max;  /* 0: BV_CONTAINER_MAX */
+	size_t write_buffer;     /* staging buffer bytes; 0: 16 MiB */
+	const uint8_t *secret;   /* fingerprint key, BV_SECRET_SIZE bytes */
+	const uint8_t *store_id; /* 16 bytes written into container headers */
+};
+
+/* Opens the container directory DIR (created by bv_cset_create_dir()).
+ * TAIL_ID/TAIL_END are the durable tail the index last committed
+ * (0/0 when nothing ever was): container TAIL_ID is cut back to TAIL_END
+ * and containers above it are removed, so appends continue there. */
+int bv_cset_open(const char *dir, const struct bv_cset_opts *o,
+		 uint32_t tail_id, uint64_t tail_end, struct bv_cset **out);
+int bv_cset_create_dir(const char *dir);
+void bv_cset_close(struct bv_cset *cs);
+
+/* Copies one record (header made here, then STORED) into the staging
+ * buffer, writing the buffer out through RING when full. Sets *LOC. */
+int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
+		  uint8_t codec, const void *stored, uint32_t stored_len,
+		  uint32_t raw_len, struct bv_chunk_loc *loc);
+/* Writes what is staged and fdatasyncs every container written since the
+ * last flush; then reports the durable tail to record in the index. */
+int bv_cset_flush(struct bv_cset *cs, struct bv_ring *ring,
+		  uint32_t *tail_id, uint64_t *tail_end);
+/* Drops what is staged but not written (an aborted session), and cuts the
+ * files back to the last flushed tail. */
+int bv_cset_rollback(struct bv_cset *cs);
+
+/* One chunk read: fill LOC, FP (expected fingerprint), OUT (RAW_LEN bytes)
+ * and SCRATCH (at least bv_rec_size(stored_len) bytes). */
+struct bv_chunk_read {
+	struct bv_chunk_loc loc;
+	bv_fp fp;
+	void *out;
+	void *scratch;
+	int res; /* 0, or the error for this chunk */
+};
+
+/* Reads N records through RING with all in flight, checks each record's
+ * header, its stored-bytes checksum, decodes it, and checks the
+ * fingerprint of the decoded bytes (invariant 4). Returns 0 or the first
+ * error (ST_ECHECKSUM, ST_ECORRUPT, -errno); each RES is set. */
+int bv_cset_read(struct bv_cset *cs, struct bv_ring *ring,
+		 struct bv_chunk_read *reads, size_t n);
+
+/* Scans container ID record by record, calling CB for each intact record
+ * (for verify and index rebuild). Stops at the first damaged record with
+ * ST_ECORRUPT, naming its offset in *BAD_OFF. */
+int bv_cset_scan(struct bv_cset *cs, uint32_t id,
+		 int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+			   const bv_fp *fp),
+		 void *ud, uint64_t *bad_off);
+
+/* Number of container files and their total bytes. */
+int bv_cset_usage(struct bv_cset *cs, uint64_t *files, uint64_t *bytes);
+
+/* Directory path of container ID into BUF. */
+int bv_cset_path(const struct bv_cset *cs, uint32_t id, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,82 @@
+/*
+ * kv.h: the RocksDB wrapper (C API) behind the index. Three column
+ * families: meta (store config, replicas, groups, RPs, counters), chunks
+ * (fingerprint -> location) and maps (replica, chunk, inverted version ->
+ * fingerprint or zero). Keys are compared bytewise, so integers in keys are
+ * big-endian.
+ *
+ * Errors: RocksDB failures become ST_EDB, with RocksDB's message kept in
+ * bv_kv_error() (per thread, valid until the next failing call of that
+ * thread). A missing key is ST_ENOTFOUND.
+ *
+ * Threads: a bv_kv may be used from any number of threads; a batch or an
+ * iterator belongs to one thread at a time.
+ */
+#ifndef BV_STORAGE_KV_H
+#define BV_STORAGE_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum bv_cf { BV_CF_META = 0, BV_CF_CHUNKS = 1, BV_CF_MAPS = 2, BV_CF_COUNT };
+
+struct bv_kv;
+struct bv_kv_batch;
+struct bv_kv_iter;
+
+struct bv_kv_opts {
+	int create;      /* make the database if missing */
+	int read_only;
+	size_t cache_mb; /* block cache; 0: 64 */
+};
+
+int bv_kv_open(const char *path, const struct bv_kv_opts *o,
+	       struct bv_kv **out);
+void bv_kv_close(struct bv_kv *kv);
+const char *bv_kv_error(void);
+
+/* Copies the value into VAL (CAP bytes) and sets *VLEN to its full
+ * length; ST_EINVAL when it does not fit. */
+int bv_kv_get(struct bv_kv *kv, enum bv_cf cf, const void *key, size_t klen,
+	      void *val, size_t cap, size_t *vlen);
+/* N lookups in one call. For each i: FOUND[i] is 1 or 0; a found value is
+ * copied to VALS + i*VCAP and its length to VLENS[i]. */
+int bv_kv_multi_get(struct bv_kv *kv, enum bv_cf cf, size_t n,
+		    const char *const *keys, const size_t *klens, void *vals,
+		    size_t vcap, size_t *vlens, uint8_t *found);
+
+int bv_kv_batch_new(struct bv_kv_batch **out);
+void bv_kv_batch_free(struct bv_kv_batch *b);
+void bv_kv_batch_clear(struct bv_kv_batch *b);
+size_t bv_kv_batch_count(const struct bv_kv_batch *b);
+void bv_kv_batch_put(struct bv_kv_batch *b, enum bv_cf cf, const void *key,
+		     size_t klen, const void *val, size_t vlen);
+void bv_kv_batch_delete(struct bv_kv_batch *b, enum bv_cf cf,
+			const void *key, size_t klen);
+/* Applies B atomically; SYNC makes it durable (WAL fsync) before return. */
+int bv_kv_write(struct bv_kv *kv, struct bv_kv_batch *b, int sync);
+/* Single synced or unsynced put / delete. */
+int bv_kv_put(struct bv_kv *kv, enum bv_cf cf, const void *key, size_t klen,
+	      const void *val, size_t vlen, int sync);
+
+/* Iterator over CF with keys in [LO, HI) (HI NULL: no upper bound). The
+ * bounds are copied. */
+int bv_kv_iter_new(struct bv_kv *kv, enum bv_cf cf, const void *lo,
+		   size_t lolen, const void *hi, size_t hilen,
+		   struct bv_kv_iter **out);
+void bv_kv_iter_free(struct bv_kv_iter *it);
+void bv_kv_iter_seek(struct bv_kv_iter *it, const void *key, size_t klen);
+int bv_kv_iter_valid(struct bv_kv_iter *it);
+void bv_kv_iter_next(struct bv_kv_iter *it);
+/* Pointers valid until the iterator moves. */
+const void *bv_kv_iter_key(struct bv_kv_iter *it, size_t *klen);
+const void *bv_kv_iter_value(struct bv_kv_iter *it, size_t *vlen);
+/* ST_EDB if the iteration stopped on an error rather than at the end. */
+int bv_kv_iter_status(struct bv_kv_iter *it);
+
+/* Bytes the database takes on disk (SST files and logs). */
+int bv_kv_disk_bytes(struct bv_kv *kv, uint64_t *bytes);
+/* Flushes memtables to SST files (for stats and tests). */
+int bv_kv_flush(struct bv_kv *kv);
+
+#endif
