@@ -1,0 +1,1 @@
+/* rp.c: being written */

@@ -1,0 +1,1 @@
+/* stream_writer.c: being written */
