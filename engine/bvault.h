@@ -94,7 +94,6 @@ typedef struct bv_init_opts {
 
 typedef struct bv_open_opts {
 	unsigned workers;   /* compression workers; 0: one per online core */
-	int read_only;      /* open without the right to change anything */
 } bv_open_opts;
 
 /* Creates a new store in PATH (created if missing; must be empty) and
