@@ -1,1 +1,530 @@
-/* store.c: being written */
+/*
+ * store.c: a store is one directory:
+ *
+ *   STORE/bvault.store   marker: "bvault-store <format>\n", written last
+ *                        at init, so its presence means a complete store
+ *   STORE/index/         RocksDB: meta, chunks, maps (kv.h)
+ *   STORE/containers/    chunk containers (container.h)
+ *
+ * The invariants of ../shared/DESIGN.md, and where each is kept:
+ *
+ *  1. Chunk bytes are durable before any index entry that refers to them
+ *     is written: ingest.c flush_batch() calls bv_cset_flush() (write +
+ *     fdatasync through io_uring) before the chunk and map entries of the
+ *     batch go to RocksDB.
+ *  2. A version becomes visible only through one synced RocksDB write of
+ *     the replica head (and of the RP naming every member): ingest.c
+ *     bv_ingest_commit(). Map entries are keyed by version; readers look
+ *     up at most their version, so entries above a committed head are
+ *     invisible. A session writes an "inflight" marker (synced) before any
+ *     map entry; open (recover() below) and abort remove the entries above
+ *     the head of every marked replica.
+ *  3. An RP is immutable: its record names a version per member and is
+ *     never rewritten; map entries of a committed version are never
+ *     changed (a later version writes new keys).
+ *  4. Every read checks the record checksum and the fingerprint of the
+ *     decoded bytes: container.c bv_cset_read().
+ *  5. (Garbage collection does not exist yet: nothing is ever removed
+ *     from containers or the chunk index, so it holds trivially.)
+ *  6. Bad input gets a clear error and changes nothing: every check runs
+ *     before the first write it guards, and the ingest path relies on 2.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define CONFIG_LEN (4 + 4 + 16 + BV_SECRET_SIZE)
+
+int bv_name_check(const char *what, const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (n == 0 || n > BV_NAME_MAX)
+		return bv_fail(BV_EINVAL, "%s name '%s': must be 1 to %d "
+			       "characters", what, name ? name : "",
+			       BV_NAME_MAX);
+	if (name[0] == '.' || name[0] == '-')
+		return bv_fail(BV_EINVAL, "%s name '%s': must not begin "
+			       "with '.' or '-'", what, name);
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return bv_fail(BV_EINVAL, "%s name '%s': only letters, "
+				       "digits, '.', '_' and '-' are allowed",
+				       what, name);
+	}
+	return 0;
+}
+
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	int rc = 0;
+	size_t len = strlen(text);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, len) != (ssize_t)len)
+		rc = -EIO;
+	else if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+static int dir_has_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int found = 0;
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			found = 1;
+			break;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+static int chunk_size_check(uint32_t cs)
+{
+	if (cs < BV_CHUNK_MIN || cs > BV_CHUNK_MAX || (cs & (cs - 1)))
+		return bv_fail(BV_EINVAL, "chunk size %u: must be a power of "
+			       "two from 4 KiB to 4 MiB", cs);
+	return 0;
+}
+
+int bv_store_init(const char *path, const bv_init_opts *opts, char *errbuf,
+		  size_t errlen)
+{
+	uint32_t cs = opts && opts->chunk_size ? opts->chunk_size :
+						 BV_CHUNK_DEFAULT;
+	char sub[4096];
+	struct bv_kv *kv = NULL;
+	struct bv_kv_batch *b = NULL;
+	uint8_t cfg[CONFIG_LEN];
+	int rc;
+
+	bv_fail(0, "%s", "");
+	if ((rc = chunk_size_check(cs)))
+		goto out;
+	if (mkdir(path, 0755) < 0) {
+		if (errno != EEXIST) {
+			rc = bv_fail(-errno, "store %s: cannot create: %s",
+				     path, strerror(errno));
+			goto out;
+		}
+		rc = dir_has_entries(path);
+		if (rc < 0) {
+			rc = bv_fail(rc, "store %s: %s", path, strerror(-rc));
+			goto out;
+		}
+		if (rc > 0) {
+			snprintf(sub, sizeof sub, "%s/" BV_MARKER, path);
+			rc = bv_fail(BV_EEXIST, access(sub, F_OK) == 0 ?
+				     "store %s: already a bvault store" :
+				     "store %s: directory is not empty", path);
+			goto out;
+		}
+	}
+	snprintf(sub, sizeof sub, "%s/containers", path);
+	if ((rc = bv_cset_create_dir(sub))) {
+		rc = bv_fail(rc, "store %s: cannot create containers: %s",
+			     path, bv_strerror(rc));
+		goto out;
+	}
+	snprintf(sub, sizeof sub, "%s/index", path);
+	struct bv_kv_opts ko = { .create = 1 };
+	if ((rc = bv_kv_open(sub, &ko, &kv))) {
+		rc = bv_fail_storage(rc, path);
+		goto out;
+	}
+	cfg[0] = 0;
+	bv_le32(cfg, BV_STORE_FORMAT);
+	bv_le32(cfg + 4, cs);
+	if ((rc = bv_secret_generate(cfg + 8)) ||
+	    (rc = bv_secret_generate(cfg + 8 + 16)))
+		goto out;
+	if ((rc = bv_kv_batch_new(&b)))
+		goto out;
+	bv_kv_batch_put(b, BV_CF_META, "config", 6, cfg, sizeof cfg);
+	if ((rc = bv_kv_write(kv, b, 1))) {
+		rc = bv_fail_storage(rc, path);
+		goto out;
+	}
+	char marker[64];
+	snprintf(marker, sizeof marker, "bvault-store %d\n", BV_STORE_FORMAT);
+	snprintf(sub, sizeof sub, "%s/" BV_MARKER, path);
+	if ((rc = write_file(sub, marker)))
+		rc = bv_fail(rc, "store %s: cannot write marker: %s", path,
+			     strerror(-rc));
+out:
+	bv_kv_batch_free(b);
+	bv_kv_close(kv);
+	if (rc && errbuf && errlen)
+		snprintf(errbuf, errlen, "%s", bv_last_error());
+	return rc;
+}
+
+static int check_marker(const char *path)
+{
+	char p[4096], buf[64] = { 0 };
+	struct stat st;
+	int fd, fmt;
+
+	if (stat(path, &st) < 0)
+		return bv_fail(errno == ENOENT ? BV_ENOTSTORE : -errno,
+			       "store %s: %s", path, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return bv_fail(BV_ENOTSTORE, "store %s: not a directory, so "
+			       "not a bvault store", path);
+	snprintf(p, sizeof p, "%s/" BV_MARKER, path);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return bv_fail(BV_ENOTSTORE, "store %s: not a bvault store "
+			       "(no " BV_MARKER " file)", path);
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0 || sscanf(buf, "bvault-store %d\n", &fmt) != 1)
+		return bv_fail(BV_ENOTSTORE, "store %s: " BV_MARKER " is not "
+			       "a bvault marker", path);
+	if (fmt != BV_STORE_FORMAT)
+		return bv_fail(BV_EFORMAT, "store %s: format %d, but this "
+			       "bvault reads format %d only", path, fmt,
+			       BV_STORE_FORMAT);
+	return 0;
+}
+
+/* Invariant 2 after a crash: every replica a session was writing when the
+ * process died loses the map entries above its committed head. */
+static int recover(bv_store *s)
+{
+	struct bv_kv_iter *it = NULL;
+	uint64_t rids[256];
+	size_t n = 0;
+	int rc;
+
+	do {
+		n = 0;
+		if ((rc = bv_kv_iter_new(s->kv, BV_CF_META, "inflight/", 9,
+					 "inflight0", 9, &it)))
+			return bv_fail_storage(rc, s->path);
+		for (bv_kv_iter_seek(it, "inflight/", 9);
+		     bv_kv_iter_valid(it) && n < 256; bv_kv_iter_next(it)) {
+			size_t kl;
+			const uint8_t *k = bv_kv_iter_key(it, &kl);
+			if (kl != 17)
+				continue;
+			rids[n++] = bv_get_be64(k + 9);
+		}
+		rc = bv_kv_iter_status(it);
+		bv_kv_iter_free(it);
+		if (rc)
+			return bv_fail_storage(rc, s->path);
+		for (size_t i = 0; i < n; i++) {
+			char name[BV_NAME_MAX + 1];
+			struct bv_rrec r = { 0 };
+			rc = bv_id_name(s, "ri/", rids[i], name);
+			if (rc == 0)
+				rc = bv_rrec_get(s, name, &r);
+			if (rc == ST_ENOTFOUND)
+				r.head = 0; /* created by the lost session */
+			else if (rc)
+				return bv_fail(rc, "store %s: replica id %llu: "
+					       "%s", s->path,
+					       (unsigned long long)rids[i],
+					       bv_strerror(rc));
+			if ((rc = bv_replica_cleanup(s, rids[i], r.head)))
+				return rc;
+		}
+	} while (n == 256);
+	return 0;
+}
+
+int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
+{
+	bv_store *s = calloc(1, sizeof *s);
+	char sub[4096];
+	uint8_t cfg[CONFIG_LEN], tail[12];
+	size_t len;
+	uint32_t tail_id = 0;
+	uint64_t tail_end = 0;
+	int rc;
+
+	*out = s;
+	bv_fail(0, "%s", "");
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->meta_lock, NULL);
+	pthread_mutex_init(&s->write_lock, NULL);
+	if (!(s->path = strdup(path)))
+		return -ENOMEM;
+	if ((rc = check_marker(path)))
+		return rc;
+	snprintf(sub, sizeof sub, "%s/index", path);
+	struct bv_kv_opts ko = { .create = 0 };
+	if ((rc = bv_kv_open(sub, &ko, &s->kv)))
+		return bv_fail_storage(rc, path);
+	rc = bv_kv_get(s->kv, BV_CF_META, "config", 6, cfg, sizeof cfg, &len);
+	if (rc || len != CONFIG_LEN)
+		return bv_fail(BV_ECORRUPT, "store %s: config record %s", path,
+			       rc ? bv_strerror(rc) : "has the wrong size");
+	if (bv_get_le32(cfg) != BV_STORE_FORMAT)
+		return bv_fail(BV_EFORMAT, "store %s: index format %u, but "
+			       "this bvault reads format %d only", path,
+			       bv_get_le32(cfg), BV_STORE_FORMAT);
+	s->chunk_default = bv_get_le32(cfg + 4);
+	memcpy(s->store_id, cfg + 8, 16);
+	memcpy(s->secret, cfg + 24, BV_SECRET_SIZE);
+	if (chunk_size_check(s->chunk_default))
+		return bv_fail(BV_ECORRUPT, "store %s: config names chunk "
+			       "size %u", path, s->chunk_default);
+	rc = bv_kv_get(s->kv, BV_CF_META, "tail", 4, tail, sizeof tail, &len);
+	if (rc == 0 && len == sizeof tail) {
+		tail_id = bv_get_le32(tail);
+		tail_end = bv_get_le64(tail + 4);
+	} else if (rc != ST_ENOTFOUND) {
+		return bv_fail(BV_ECORRUPT, "store %s: container tail record "
+			       "is damaged", path);
+	}
+	snprintf(sub, sizeof sub, "%s/containers", path);
+	struct bv_cset_opts co = { .secret = s->secret,
+				   .store_id = s->store_id };
+	if ((rc = bv_cset_open(sub, &co, tail_id, tail_end, &s->cset)))
+		return bv_fail(rc, "store %s: containers: %s", path,
+			       bv_strerror(rc));
+	unsigned w = opts && opts->workers ? opts->workers :
+		     (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	if (w < 1)
+		w = 1;
+	if (w > 64)
+		w = 64;
+	/* The caller works in each run too: W - 1 threads make W workers. */
+	if ((rc = bv_pool_new(w - 1, &s->pool)))
+		return bv_fail(rc, "store %s: worker threads: %s", path,
+			       strerror(-rc));
+	if ((rc = recover(s)))
+		return rc;
+	return 0;
+}
+
+void bv_store_close(bv_store *s)
+{
+	if (!s)
+		return;
+	bv_pool_free(s->pool);
+	bv_cset_close(s->cset);
+	bv_kv_close(s->kv);
+	pthread_mutex_destroy(&s->meta_lock);
+	pthread_mutex_destroy(&s->write_lock);
+	free(s->path);
+	free(s);
+}
+
+uint32_t bv_store_chunk_size(const bv_store *s)
+{
+	return s->chunk_default;
+}
+
+int bv_busy_take(bv_store *s, uint64_t rid)
+{
+	int rc = 0;
+	pthread_mutex_lock(&s->meta_lock);
+	for (size_t i = 0; i < s->nbusy; i++)
+		if (s->busy[i] == rid)
+			rc = BV_EBUSY;
+	if (!rc && s->nbusy == sizeof s->busy / sizeof s->busy[0])
+		rc = BV_EBUSY;
+	if (!rc)
+		s->busy[s->nbusy++] = rid;
+	pthread_mutex_unlock(&s->meta_lock);
+	return rc;
+}
+
+void bv_busy_drop(bv_store *s, uint64_t rid)
+{
+	pthread_mutex_lock(&s->meta_lock);
+	for (size_t i = 0; i < s->nbusy; i++)
+		if (s->busy[i] == rid) {
+			s->busy[i] = s->busy[--s->nbusy];
+			break;
+		}
+	pthread_mutex_unlock(&s->meta_lock);
+}
+
+int bv_replica_cleanup(bv_store *s, uint64_t rid, uint64_t head)
+{
+	uint8_t lo[8], hi[8], key[32];
+	struct bv_kv_iter *it = NULL;
+	struct bv_kv_batch *b = NULL;
+	int rc;
+
+	bv_be64(lo, rid);
+	bv_be64(hi, rid + 1);
+	if ((rc = bv_kv_batch_new(&b)) ||
+	    (rc = bv_kv_iter_new(s->kv, BV_CF_MAPS, lo, 8, hi, 8, &it)))
+		goto out;
+	for (bv_kv_iter_seek(it, lo, 8); bv_kv_iter_valid(it);
+	     bv_kv_iter_next(it)) {
+		size_t kl;
+		const uint8_t *k = bv_kv_iter_key(it, &kl);
+		if (kl != BV_MAP_KEY)
+			continue;
+		if (~bv_get_be64(k + 16) > head)
+			bv_kv_batch_delete(b, BV_CF_MAPS, k, kl);
+		if (bv_kv_batch_count(b) >= 65536) {
+			if ((rc = bv_kv_write(s->kv, b, 0)))
+				goto out;
+			bv_kv_batch_clear(b);
+		}
+	}
+	if ((rc = bv_kv_iter_status(it)))
+		goto out;
+	/* The deletions are synced with the marker's removal: a crash
+	 * before this leaves the marker, and the next open redoes it. */
+	bv_kv_batch_delete(b, BV_CF_META, key, bv_key_id(key, "inflight/",
+							  rid));
+	rc = bv_kv_write(s->kv, b, 1);
+out:
+	bv_kv_iter_free(it);
+	bv_kv_batch_free(b);
+	if (rc)
+		return bv_fail_storage(rc, "recovery of an unfinished session");
+	return 0;
+}
+
+int bv_resolve_group(bv_store *s, const char *what, char *gname,
+		     struct bv_grec *g)
+{
+	struct bv_rrec r;
+	int rc = bv_rrec_get(s, what, &r);
+	if (rc == 0) {
+		if ((rc = bv_id_name(s, "gi/", r.gid, gname)))
+			return bv_fail(BV_ECORRUPT, "replica %s: its group "
+				       "id %llu is missing", what,
+				       (unsigned long long)r.gid);
+	} else if (rc == ST_ENOTFOUND) {
+		snprintf(gname, BV_NAME_MAX + 1, "%s", what);
+	} else {
+		return bv_fail(rc, "replica %s: %s", what, bv_strerror(rc));
+	}
+	rc = bv_grec_get(s, gname, g);
+	if (rc == ST_ENOTFOUND)
+		return bv_fail(BV_ENOTFOUND, "no replica or group named '%s'",
+			       what);
+	if (rc)
+		return bv_fail(rc, "group %s: %s", gname, bv_strerror(rc));
+	return 0;
+}
+
+int bv_replica_at(bv_store *s, const char *name, uint64_t rp,
+		  struct bv_rrec *r, uint64_t *version, uint64_t *size,
+		  uint64_t *rp_out)
+{
+	char gname[BV_NAME_MAX + 1];
+	struct bv_grec g;
+	static _Thread_local struct bv_rprec p;
+	int rc;
+
+	if ((rc = bv_name_check("replica", name)))
+		return rc;
+	rc = bv_rrec_get(s, name, r);
+	if (rc == ST_ENOTFOUND)
+		return bv_fail(BV_ENOTFOUND, "replica %s: no such replica",
+			       name);
+	if (rc)
+		return bv_fail(rc, "replica %s: %s", name, bv_strerror(rc));
+	if (rp == 0) {
+		*version = r->head;
+		*size = r->size;
+		*rp_out = 0;
+		return 0;
+	}
+	if ((rc = bv_resolve_group(s, name, gname, &g)))
+		return rc;
+	if (rp == BV_RP_LATEST) {
+		if (g.latest_rp == 0)
+			return bv_fail(BV_ENOTFOUND, "replica %s: has no "
+				       "recovery point yet", name);
+		rp = g.latest_rp;
+	}
+	rc = bv_rprec_get(s, g.gid, rp, &p);
+	if (rc == ST_ENOTFOUND)
+		return bv_fail(BV_ENOTFOUND, "replica %s: no recovery point "
+			       "%llu (latest is %llu)", name,
+			       (unsigned long long)rp,
+			       (unsigned long long)g.latest_rp);
+	if (rc)
+		return bv_fail(rc, "replica %s: recovery point %llu: %s", name,
+			       (unsigned long long)rp, bv_strerror(rc));
+	for (uint32_t i = 0; i < p.n; i++) {
+		if (p.m[i].rid == r->rid) {
+			*version = p.m[i].version;
+			*size = p.m[i].size;
+			*rp_out = rp;
+			return 0;
+		}
+	}
+	return bv_fail(BV_ECORRUPT, "replica %s: recovery point %llu of group "
+		       "%s does not name it", name, (unsigned long long)rp,
+		       gname);
+}
+
+int bv_stats_get(bv_store *s, bv_stats *out)
+{
+	struct bv_kv_iter *it = NULL;
+	struct bv_cstat c;
+	struct bv_mstat m;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	bv_fail(0, "%s", "");
+	if ((rc = bv_cstat_get(s, &c)) || (rc = bv_mstat_get(s, &m)))
+		return bv_fail(rc, "store %s: counters: %s", s->path,
+			       bv_strerror(rc));
+	out->chunks = c.chunks;
+	out->raw_bytes = c.raw_bytes;
+	out->stored_bytes = c.stored_bytes;
+	out->ingested_bytes = m.ingested_bytes;
+	out->map_entries = m.map_entries;
+	if ((rc = bv_kv_iter_new(s->kv, BV_CF_META, "", 0, NULL, 0, &it)))
+		return bv_fail_storage(rc, s->path);
+	for (bv_kv_iter_seek(it, "g/", 2); bv_kv_iter_valid(it);
+	     bv_kv_iter_next(it)) {
+		size_t kl, vl;
+		const uint8_t *k = bv_kv_iter_key(it, &kl);
+		const uint8_t *v = bv_kv_iter_value(it, &vl);
+		if (kl >= 2 && !memcmp(k, "g/", 2)) {
+			out->groups++;
+			if (vl >= 17)
+				out->rps += bv_get_le64(v + 9);
+		} else if (kl >= 2 && !memcmp(k, "r/", 2)) {
+			out->replicas++;
+			if (vl == 37)
+				out->logical_bytes += bv_get_le64(v + 21);
+		} else if (kl > 2 && k[0] > 'r') {
+			break;
+		}
+	}
+	rc = bv_kv_iter_status(it);
+	bv_kv_iter_free(it);
+	if (rc)
+		return bv_fail_storage(rc, s->path);
+	if ((rc = bv_cset_usage(s->cset, &out->containers,
+				&out->container_bytes)))
+		return bv_fail(rc, "store %s: containers: %s", s->path,
+			       bv_strerror(rc));
+	if ((rc = bv_kv_disk_bytes(s->kv, &out->index_bytes)))
+		return bv_fail_storage(rc, s->path);
+	return 0;
+}

@@ -1,0 +1,194 @@
+/*
+ * internal.h: what the engine's files share. Not installed; tools/ never
+ * sees it (they get engine/public/, which holds bvault.h alone).
+ *
+ * Index layout (the byte-exact version is in storage/FORMAT.md):
+ *   maps   rid(be64) chunk(be64) ~version(be64) -> fingerprint(16) | "" (zero)
+ *   chunks fingerprint(16) -> chunk location (bv_chunk_loc_encode)
+ *   meta   "config" "tail" "seq" "stat/c" "stat/m"
+ *          "r/" name -> replica record     "ri/" rid(be64) -> name
+ *          "g/" name -> group record       "gi/" gid(be64) -> name
+ *          "p/" gid(be64) rp(be64) -> RP record
+ *          "inflight/" rid(be64) -> version being written
+ */
+#ifndef BV_ENGINE_INTERNAL_H
+#define BV_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "bvault.h"
+#include "codec.h"
+#include "container.h"
+#include "endian.h"
+#include "errcodes.h"
+#include "kv.h"
+#include "ring.h"
+
+#define BV_STORE_FORMAT 1
+#define BV_MARKER "bvault.store"
+#define BV_GROUP_MAX_MEMBERS 256
+#define BV_SESSION_MAX 64      /* replicas in one ingest session */
+#define BV_BATCH_BYTES (32u << 20)
+#define BV_MAP_KEY 24
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Sets the calling thread's message (bv_store_error) and returns ERR. */
+__attribute__((format(printf, 2, 3)))
+int bv_fail(int err, const char *fmt, ...);
+const char *bv_last_error(void);
+/* A storage-layer error as a message about OBJECT. */
+int bv_fail_storage(int err, const char *object);
+
+/* ---- worker pool ------------------------------------------------------- */
+
+struct bv_pool;
+int bv_pool_new(unsigned workers, struct bv_pool **out);
+void bv_pool_free(struct bv_pool *p);
+unsigned bv_pool_size(const struct bv_pool *p);
+/* Runs FN(CTX, i) for i in [0, N) on the workers and the calling thread;
+ * returns when all are done. Runs of several callers take turns. */
+void bv_pool_run(struct bv_pool *p, void (*fn)(void *ctx, size_t i),
+		 void *ctx, size_t n);
+
+/* ---- store ------------------------------------------------------------- */
+
+struct bv_store {
+	char *path;
+	struct bv_kv *kv;
+	struct bv_cset *cset;
+	struct bv_pool *pool;
+	uint8_t secret[BV_SECRET_SIZE];
+	uint8_t store_id[16];
+	uint32_t chunk_default;
+	/* Serializes read-modify-write of meta records (commits, RPs,
+	 * replica and group changes). */
+	pthread_mutex_t meta_lock;
+	/* Serializes container staging + flush + chunk index writes, so
+	 * that staged records never outlive one batch. */
+	pthread_mutex_t write_lock;
+	/* Replicas held by an open ingest session (in-process). */
+	uint64_t busy[BV_SESSION_MAX * 4];
+	size_t nbusy;
+};
+
+/* Replica record, meta "r/" name. */
+struct bv_rrec {
+	uint64_t rid;
+	uint64_t gid;
+	uint32_t chunk_size;
+	uint64_t size; /* at head */
+	uint64_t head; /* committed version */
+};
+
+/* Group record, meta "g/" name. */
+struct bv_grec {
+	uint64_t gid;
+	uint64_t latest_rp;
+	uint32_t n;
+	uint64_t members[BV_GROUP_MAX_MEMBERS]; /* rids */
+};
+
+struct bv_rp_member {
+	uint64_t rid;
+	uint64_t version;
+	uint64_t size;
+};
+
+/* RP record, meta "p/" gid rp. */
+struct bv_rprec {
+	int64_t time;
+	uint8_t consistency;
+	char label[BV_LABEL_MAX + 1];
+	uint32_t n;
+	struct bv_rp_member m[BV_GROUP_MAX_MEMBERS];
+};
+
+/* Counters, meta "stat/c" (chunk store) and "stat/m" (maps). */
+struct bv_cstat {
+	uint64_t chunks, raw_bytes, stored_bytes;
+};
+struct bv_mstat {
+	uint64_t ingested_bytes, map_entries;
+};
+
+int bv_name_check(const char *what, const char *name);
+
+/* meta.c: records to and from bytes, and their keys. Getters return
+ * ST_ENOTFOUND (== BV_ENOTFOUND) when missing, BV_ECORRUPT when damaged;
+ * neither sets a message (callers name the object). */
+size_t bv_key_name(uint8_t *key, const char *prefix, const char *name);
+size_t bv_key_id(uint8_t *key, const char *prefix, uint64_t id);
+size_t bv_key_rp(uint8_t *key, uint64_t gid, uint64_t rp);
+void bv_key_map(uint8_t key[BV_MAP_KEY], uint64_t rid, uint64_t chunk,
+		uint64_t version);
+
+int bv_rrec_get(bv_store *s, const char *name, struct bv_rrec *r);
+void bv_rrec_put(struct bv_kv_batch *b, const char *name,
+		 const struct bv_rrec *r);
+int bv_grec_get(bv_store *s, const char *name, struct bv_grec *g);
+void bv_grec_put(struct bv_kv_batch *b, const char *name,
+		 const struct bv_grec *g);
+int bv_rprec_get(bv_store *s, uint64_t gid, uint64_t rp,
+		 struct bv_rprec *p);
+void bv_rprec_put(struct bv_kv_batch *b, uint64_t gid, uint64_t rp,
+		  const struct bv_rprec *p);
+int bv_rprec_decode(const void *v, size_t len, struct bv_rprec *p);
+/* Name of replica RID / group GID into BUF (BV_NAME_MAX + 1). */
+int bv_id_name(bv_store *s, const char *prefix, uint64_t id, char *buf);
+int bv_cstat_get(bv_store *s, struct bv_cstat *c);
+void bv_cstat_put(struct bv_kv_batch *b, const struct bv_cstat *c);
+int bv_mstat_get(bv_store *s, struct bv_mstat *m);
+void bv_mstat_put(struct bv_kv_batch *b, const struct bv_mstat *m);
+/* Next id of a sequence ("rid" or "gid"), put into B. */
+int bv_seq_next(bv_store *s, struct bv_kv_batch *b, const char *which,
+		uint64_t *id);
+
+/* Resolves WHAT (a replica name, else a group name) to its group. */
+int bv_resolve_group(bv_store *s, const char *what, char *gname,
+		     struct bv_grec *g);
+
+/* Finds replica RID's version and size at RP of group GID: RP 0 is the
+ * head; BV_RP_LATEST the latest RP. */
+int bv_replica_at(bv_store *s, const char *name, uint64_t rp,
+		  struct bv_rrec *r, uint64_t *version, uint64_t *size,
+		  uint64_t *rp_out);
+
+/* Removes map entries of RID above version HEAD (an uncommitted version),
+ * then its inflight marker. */
+int bv_replica_cleanup(bv_store *s, uint64_t rid, uint64_t head);
+
+/* Marks a replica busy for an ingest session; BV_EBUSY if it already is. */
+int bv_busy_take(bv_store *s, uint64_t rid);
+void bv_busy_drop(bv_store *s, uint64_t rid);
+
+/* replica.c */
+void bv_replica_records(struct bv_kv_batch *b, const char *name,
+			const struct bv_rrec *r, int own_group);
+int bv_replica_name_free(bv_store *s, const char *name);
+
+/* rp.c: fills P's members from group G: a member named in OVER takes that
+ * version and size, the others their committed head. */
+int bv_rp_build(bv_store *s, const char *gname, const struct bv_grec *g,
+		const struct bv_rp_member *over, size_t nover,
+		struct bv_rprec *p);
+int bv_rp_label_check(const char *label);
+
+/* ---- chunk map lookups (reader.c) -------------------------------------- */
+
+/* What chunk CHUNK of replica RID is at VERSION: 1 and *FP for data, 0 for
+ * zero (or never written). IT is an iterator over the maps CF. */
+int bv_map_lookup(struct bv_kv_iter *it, uint64_t rid, uint64_t chunk,
+		  uint64_t version, bv_fp *fp);
+int bv_map_iter(bv_store *s, uint64_t rid, struct bv_kv_iter **out);
+
+/* Reads chunks: for each i, FPS[i] into OUTS[i] (RAW_LEN bytes each, the
+ * replica's chunk size) through RING. SCRATCH holds n records. */
+int bv_chunks_read(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
+		   void *const *outs, size_t n, uint32_t raw_len,
+		   uint8_t *scratch, struct bv_chunk_read *reads,
+		   const char *replica);
+
+#endif
