@@ -1,1 +1,1192 @@
-/* container.c: being written */
+/*
+ * container.c: append-only container files of chunk records.
+ *
+ * Durability invariants kept here (numbers are local to this file; the
+ * store-wide invariants are in ../shared/DESIGN.md and engine/store.c):
+ *
+ *  C1 (the storage half of DESIGN invariant 1) bv_cset_flush() returns 0
+ *     only after every record staged before it is written and fdatasync'ed
+ *     in every container touched since the previous flush, and the
+ *     directory is fsync'ed when a container file was created since then.
+ *     The tail it reports covers only such bytes. Ordering the index commit
+ *     after the flush is the engine's part.
+ *  C2 Bytes past the committed tail never come back: bv_cset_open() and
+ *     bv_cset_rollback() cut container TAIL_ID back to TAIL_END and remove
+ *     every container above it before anything is appended.
+ *  C3 Appends never touch bytes below the tail: records go at the current
+ *     end only, and new container files are created with O_EXCL.
+ *  C4 (DESIGN invariant 4) bv_cset_read() hands out bytes only after the
+ *     record header checksum, the header-versus-location match, the stored
+ *     bytes' checksum, a safe decode to exactly raw_len bytes, and the keyed
+ *     fingerprint of the decoded bytes all check.
+ *  C5 After a failed write or fdatasync the set refuses to stage or flush
+ *     until bv_cset_rollback(): a failed fdatasync may have dropped dirty
+ *     pages, so a retry could report bytes durable that are not.
+ *
+ * States of the write side (all transitions under cs->mu):
+ *
+ *   CLEAN  --bv_cset_stage-->  DIRTY   (staged or written, not synced)
+ *   DIRTY  --bv_cset_flush-->  CLEAN   (tail := end)
+ *   DIRTY  --write/sync error--> BROKEN
+ *   any    --bv_cset_rollback--> CLEAN (end := tail)
+ *
+ * The staging buffer always holds the last BUF_LEN bytes before CUR_END of
+ * container CUR_ID; everything before that is written to the file.
+ */
+#include "container.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "endian.h"
+#include "errcodes.h"
+
+#define FILE_MAGIC "BVCONTNR"       /* 8 bytes at offset 0 of a container */
+#define FILE_VERSION 1u
+#define FILE_HDR_USED 40u           /* bytes of the file header in use */
+#define REC_MAGIC 0x43525642u       /* "BVRC" little-endian */
+#define LOC_VERSION 1u
+#define PAGE 4096u
+#define RC_SLOTS 256                /* cached read fds */
+#define READ_BATCH 256              /* records per bv_ring_run in reads */
+#define BUF_MIN (64u << 10)
+#define BUF_DEFAULT (16u << 20)
+
+_Static_assert(BV_CONTAINER_HDR % PAGE == 0, "header is whole pages");
+_Static_assert(BV_REC_HDR == 48, "record header layout in FORMAT.md");
+
+static const uint8_t zero_page[PAGE];
+
+struct dirty_fd {
+	uint32_t id;
+	int fd;
+};
+
+struct rc_slot {
+	uint32_t id;
+	int fd;          /* -1: free */
+	unsigned refs;   /* reads using the fd right now */
+	int doomed;      /* close when refs drops to 0 */
+	uint64_t stamp;  /* LRU clock */
+};
+
+struct bv_cset {
+	char *dir;
+	int dirfd;
+	uint64_t container_max;
+	size_t cap;
+	uint8_t secret[BV_SECRET_SIZE];
+	uint8_t store_id[16];
+
+	/* Write side, under mu. */
+	pthread_mutex_t mu;
+	int mu_init;
+	uint8_t *buf;
+	size_t buf_len;
+	uint32_t cur_id;     /* 0: no container yet */
+	uint64_t cur_end;    /* logical end, staged bytes included */
+	int wfd;             /* fd of cur_id, -1 if none */
+	int cur_dirty;       /* cur_id written since the last flush */
+	int dir_dirty;       /* a container was created since the last flush */
+	int broken;          /* C5: the error that broke the set, or 0 */
+	uint32_t tail_id;    /* last flushed (durable) tail */
+	uint64_t tail_end;
+	struct dirty_fd *dirty; /* closed containers awaiting fdatasync */
+	size_t ndirty, dirty_cap;
+
+	/* Read fd cache, under rmu. */
+	pthread_mutex_t rmu;
+	int rmu_init;
+	struct rc_slot rc[RC_SLOTS];
+	uint64_t clock;
+};
+
+struct rec_hdr {
+	uint8_t codec;
+	uint32_t raw_len;
+	uint32_t stored_len;
+	bv_fp fp;
+	uint64_t csum;
+};
+
+/* ---- chunk locations ---------------------------------------------- */
+
+/* Lengths and codec of a record are consistent (raw is never larger than
+ * LZ4, see codec.h). */
+static int lens_valid(uint8_t codec, uint32_t stored_len, uint32_t raw_len)
+{
+	if (stored_len == 0 || raw_len == 0)
+		return 0;
+	if (codec == BV_CODEC_RAW)
+		return stored_len == raw_len;
+	if (codec == BV_CODEC_LZ4)
+		return stored_len < raw_len;
+	return 0;
+}
+
+static int loc_valid(const struct bv_chunk_loc *l)
+{
+	return l->container != 0 && l->offset >= BV_CONTAINER_HDR &&
+	       l->offset % 16 == 0 && l->offset <= (UINT64_MAX >> 2) &&
+	       lens_valid(l->codec, l->stored_len, l->raw_len);
+}
+
+void bv_chunk_loc_encode(const struct bv_chunk_loc *l,
+			 uint8_t out[BV_LOC_SIZE])
+{
+	out[0] = LOC_VERSION;
+	out[1] = l->codec;
+	out[2] = 0;
+	out[3] = 0;
+	bv_le32(out + 4, l->container);
+	bv_le64(out + 8, l->offset);
+	bv_le32(out + 16, l->stored_len);
+	bv_le32(out + 20, l->raw_len);
+}
+
+int bv_chunk_loc_decode(const void *in, size_t len, struct bv_chunk_loc *l)
+{
+	const uint8_t *p = in;
+	struct bv_chunk_loc t;
+	int ret = ST_ECORRUPT;
+
+	if (p == NULL || len != BV_LOC_SIZE || p[0] != LOC_VERSION ||
+	    p[2] != 0 || p[3] != 0)
+		goto out;
+	t.codec = p[1];
+	t.container = bv_get_le32(p + 4);
+	t.offset = bv_get_le64(p + 8);
+	t.stored_len = bv_get_le32(p + 16);
+	t.raw_len = bv_get_le32(p + 20);
+	if (!loc_valid(&t))
+		goto out;
+	*l = t;
+	ret = 0;
+out:
+	return ret;
+}
+
+/* ---- headers -------------------------------------------------------- */
+
+static void rec_hdr_build(uint8_t h[BV_REC_HDR], const bv_fp *fp,
+			  uint8_t codec, uint32_t stored_len, uint32_t raw_len,
+			  uint64_t csum)
+{
+	bv_le32(h, REC_MAGIC);
+	h[4] = codec;
+	h[5] = 0; /* flags */
+	h[6] = 0;
+	h[7] = 0;
+	bv_le32(h + 8, raw_len);
+	bv_le32(h + 12, stored_len);
+	memcpy(h + 16, fp->b, 16);
+	bv_le64(h + 32, csum);
+	bv_le64(h + 40, bv_checksum64(h, 40));
+}
+
+/* ST_ECORRUPT for a header that is not a record header or has impossible
+ * fields, ST_ECHECKSUM when its checksum does not match. */
+static int rec_hdr_parse(const uint8_t h[BV_REC_HDR], struct rec_hdr *r)
+{
+	int ret = ST_ECORRUPT;
+
+	if (bv_get_le32(h) != REC_MAGIC)
+		goto out;
+	if (bv_get_le64(h + 40) != bv_checksum64(h, 40)) {
+		ret = ST_ECHECKSUM;
+		goto out;
+	}
+	r->codec = h[4];
+	r->raw_len = bv_get_le32(h + 8);
+	r->stored_len = bv_get_le32(h + 12);
+	memcpy(r->fp.b, h + 16, 16);
+	r->csum = bv_get_le64(h + 32);
+	if (h[5] != 0 || h[6] != 0 || h[7] != 0 ||
+	    !lens_valid(r->codec, r->stored_len, r->raw_len))
+		goto out;
+	ret = 0;
+out:
+	return ret;
+}
+
+static void file_hdr_build(const struct bv_cset *cs, uint32_t id,
+			   uint8_t h[BV_CONTAINER_HDR])
+{
+	memset(h, 0, BV_CONTAINER_HDR);
+	memcpy(h, FILE_MAGIC, 8);
+	bv_le32(h + 8, FILE_VERSION);
+	bv_le32(h + 12, id);
+	memcpy(h + 16, cs->store_id, 16);
+	bv_le64(h + 32, bv_checksum64(h, 32));
+}
+
+/* Checks the header of container ID open at FD: ST_ECORRUPT when it is
+ * not ours (magic, id, store id, checksum), ST_EFORMAT for a version we do
+ * not know. */
+static int file_hdr_check(const struct bv_cset *cs, uint32_t id, int fd)
+{
+	uint8_t h[FILE_HDR_USED];
+	ssize_t n;
+	int ret = ST_ECORRUPT;
+
+	do
+		n = pread(fd, h, sizeof(h), 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if ((size_t)n != sizeof(h) || memcmp(h, FILE_MAGIC, 8) != 0 ||
+	    bv_get_le64(h + 32) != bv_checksum64(h, 32))
+		goto out;
+	if (bv_get_le32(h + 8) != FILE_VERSION) {
+		ret = ST_EFORMAT;
+		goto out;
+	}
+	if (bv_get_le32(h + 12) != id || memcmp(h + 16, cs->store_id, 16) != 0)
+		goto out;
+	ret = 0;
+out:
+	return ret;
+}
+
+/* ---- names ---------------------------------------------------------- */
+
+static int name_of(uint32_t id, char *buf, size_t n)
+{
+	int k = snprintf(buf, n, "%08u.bvc", id);
+
+	return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
+}
+
+/* The id of a container file name, or 0 when NAME is not one. Only the
+ * exact form name_of() makes counts, so stray files are left alone. */
+static uint32_t id_of(const char *name)
+{
+	char back[32];
+	unsigned long v;
+	char *end;
+
+	if (name[0] < '0' || name[0] > '9')
+		return 0;
+	errno = 0;
+	v = strtoul(name, &end, 10);
+	if (errno != 0 || v == 0 || v > UINT32_MAX || strcmp(end, ".bvc") != 0)
+		return 0;
+	if (name_of((uint32_t)v, back, sizeof(back)) != 0 ||
+	    strcmp(back, name) != 0)
+		return 0;
+	return (uint32_t)v;
+}
+
+int bv_cset_path(const struct bv_cset *cs, uint32_t id, char *buf, size_t n)
+{
+	int k = snprintf(buf, n, "%s/%08u.bvc", cs->dir, id);
+
+	return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
+}
+
+static int open_container(const struct bv_cset *cs, uint32_t id, int flags,
+			  int *fd)
+{
+	char name[32];
+	int ret = name_of(id, name, sizeof(name));
+
+	if (ret != 0)
+		goto out;
+	*fd = openat(cs->dirfd, name, flags | O_CLOEXEC, 0644);
+	if (*fd < 0)
+		ret = -errno;
+out:
+	return ret;
+}
+
+/* ---- read fd cache -------------------------------------------------- */
+
+/* An fd for container ID with a reference held; *SLOT is -1 when the fd
+ * is private to the caller (cache full of busy fds). */
+static int rc_get(struct bv_cset *cs, uint32_t id, int *fd, int *slot)
+{
+	int nfd = -1;
+	int ret = 0;
+	int victim = -1;
+
+	pthread_mutex_lock(&cs->rmu);
+	for (int i = 0; i < RC_SLOTS; i++) {
+		struct rc_slot *s = &cs->rc[i];
+
+		if (s->fd >= 0 && s->id == id && !s->doomed) {
+			s->refs++;
+			s->stamp = ++cs->clock;
+			*fd = s->fd;
+			*slot = i;
+			pthread_mutex_unlock(&cs->rmu);
+			goto out;
+		}
+	}
+	pthread_mutex_unlock(&cs->rmu);
+
+	/* Open and check outside the lock: other readers keep going. */
+	ret = open_container(cs, id, O_RDONLY, &nfd);
+	if (ret != 0)
+		goto out;
+	ret = file_hdr_check(cs, id, nfd);
+	if (ret != 0)
+		goto out;
+
+	pthread_mutex_lock(&cs->rmu);
+	for (int i = 0; i < RC_SLOTS; i++) {
+		struct rc_slot *s = &cs->rc[i];
+
+		if (s->fd >= 0 && s->id == id && !s->doomed) {
+			/* Another reader cached it meanwhile. */
+			s->refs++;
+			s->stamp = ++cs->clock;
+			*fd = s->fd;
+			*slot = i;
+			pthread_mutex_unlock(&cs->rmu);
+			goto out;
+		}
+		if (s->fd < 0) {
+			if (victim < 0 || cs->rc[victim].fd >= 0)
+				victim = i;
+		} else if (s->refs == 0 && (victim < 0 ||
+			   (cs->rc[victim].fd >= 0 &&
+			    s->stamp < cs->rc[victim].stamp))) {
+			victim = i;
+		}
+	}
+	if (victim >= 0) {
+		struct rc_slot *s = &cs->rc[victim];
+
+		if (s->fd >= 0)
+			close(s->fd);
+		s->id = id;
+		s->fd = nfd;
+		s->refs = 1;
+		s->doomed = 0;
+		s->stamp = ++cs->clock;
+		*slot = victim;
+	} else {
+		*slot = -1;
+	}
+	*fd = nfd;
+	nfd = -1;
+	pthread_mutex_unlock(&cs->rmu);
+out:
+	if (nfd >= 0)
+		close(nfd);
+	return ret;
+}
+
+static void rc_put(struct bv_cset *cs, int fd, int slot)
+{
+	struct rc_slot *s;
+
+	if (slot < 0) {
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&cs->rmu);
+	s = &cs->rc[slot];
+	s->refs--;
+	if (s->doomed && s->refs == 0) {
+		close(s->fd);
+		s->fd = -1;
+		s->doomed = 0;
+	}
+	pthread_mutex_unlock(&cs->rmu);
+}
+
+/* Forgets cached fds of containers above ID (about to be removed): a new
+ * container with the same id must not be read through the old inode. */
+static void rc_forget_above(struct bv_cset *cs, uint32_t id)
+{
+	pthread_mutex_lock(&cs->rmu);
+	for (int i = 0; i < RC_SLOTS; i++) {
+		struct rc_slot *s = &cs->rc[i];
+
+		if (s->fd < 0 || s->id <= id)
+			continue;
+		if (s->refs == 0) {
+			close(s->fd);
+			s->fd = -1;
+		} else {
+			s->doomed = 1;
+		}
+	}
+	pthread_mutex_unlock(&cs->rmu);
+}
+
+/* ---- cutting back to the tail (C2) ---------------------------------- */
+
+/* Removes every container above ID, then fsyncs the directory if one was
+ * removed, so that a removed container stays removed. */
+static int remove_above(struct bv_cset *cs, uint32_t id)
+{
+	DIR *d = NULL;
+	struct dirent *e;
+	int removed = 0;
+	int dfd;
+	int ret = 0;
+
+	rc_forget_above(cs, id);
+	/* fdopendir takes over its fd, and a dup would share the read
+	 * position with other listings: open the directory afresh. */
+	dfd = openat(cs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	d = fdopendir(dfd);
+	if (d == NULL) {
+		ret = -errno;
+		close(dfd);
+		goto out;
+	}
+	for (;;) {
+		uint32_t cid;
+
+		errno = 0;
+		e = readdir(d);
+		if (e == NULL) {
+			if (errno != 0)
+				ret = -errno;
+			break;
+		}
+		cid = id_of(e->d_name);
+		if (cid == 0 || cid <= id)
+			continue;
+		if (unlinkat(cs->dirfd, e->d_name, 0) != 0 && errno != ENOENT) {
+			ret = -errno;
+			goto out;
+		}
+		removed = 1;
+	}
+	if (ret == 0 && removed && fsync(cs->dirfd) != 0)
+		ret = -errno;
+out:
+	if (d != NULL)
+		closedir(d);
+	return ret;
+}
+
+/* Opens container TAIL_ID for appending, checks it is ours and holds at
+ * least TAIL_END bytes, and cuts it back to TAIL_END. */
+static int open_tail(struct bv_cset *cs)
+{
+	struct stat st;
+	int fd = -1;
+	int ret;
+
+	ret = open_container(cs, cs->tail_id, O_RDWR, &fd);
+	if (ret == -ENOENT)
+		ret = ST_ECORRUPT; /* the index names a container we lost */
+	if (ret != 0)
+		goto out;
+	ret = file_hdr_check(cs, cs->tail_id, fd);
+	if (ret != 0)
+		goto out;
+	if (fstat(fd, &st) != 0) {
+		ret = -errno;
+		goto out;
+	}
+	if ((uint64_t)st.st_size < cs->tail_end) {
+		ret = ST_ECORRUPT; /* committed bytes are missing */
+		goto out;
+	}
+	if ((uint64_t)st.st_size > cs->tail_end &&
+	    ftruncate(fd, (off_t)cs->tail_end) != 0) {
+		ret = -errno;
+		goto out;
+	}
+	cs->wfd = fd;
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static void close_dirty(struct bv_cset *cs)
+{
+	for (size_t i = 0; i < cs->ndirty; i++)
+		close(cs->dirty[i].fd);
+	cs->ndirty = 0;
+}
+
+/* ---- open / close --------------------------------------------------- */
+
+int bv_cset_create_dir(const char *dir)
+{
+	struct stat st;
+	int ret = 0;
+
+	if (mkdir(dir, 0755) != 0) {
+		ret = -errno;
+		if (ret == -EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+			ret = 0;
+	}
+	return ret;
+}
+
+int bv_cset_open(const char *dir, const struct bv_cset_opts *o,
+		 uint32_t tail_id, uint64_t tail_end, struct bv_cset **out)
+{
+	struct bv_cset *cs = NULL;
+	size_t cap;
+	int ret;
+
+	*out = NULL;
+	if (dir == NULL || o == NULL || o->secret == NULL ||
+	    (tail_id == 0 && tail_end != 0) ||
+	    (tail_id != 0 && tail_end < BV_CONTAINER_HDR) ||
+	    (o->container_max != 0 && o->container_max <= BV_CONTAINER_HDR) ||
+	    o->write_buffer > ((size_t)1 << 30)) {
+		ret = ST_EINVAL;
+		goto fail;
+	}
+	cs = calloc(1, sizeof(*cs));
+	if (cs == NULL) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	cs->dirfd = -1;
+	cs->wfd = -1;
+	for (int i = 0; i < RC_SLOTS; i++)
+		cs->rc[i].fd = -1;
+	cs->container_max = o->container_max ? o->container_max
+					     : BV_CONTAINER_MAX;
+	cap = o->write_buffer ? o->write_buffer : BUF_DEFAULT;
+	cap = (cap + PAGE - 1) / PAGE * PAGE;
+	cs->cap = cap < BUF_MIN ? BUF_MIN : cap;
+	memcpy(cs->secret, o->secret, BV_SECRET_SIZE);
+	if (o->store_id != NULL)
+		memcpy(cs->store_id, o->store_id, 16);
+	cs->tail_id = tail_id;
+	cs->tail_end = tail_end;
+	cs->cur_id = tail_id;
+	cs->cur_end = tail_end;
+
+	cs->dir = strdup(dir);
+	if (cs->dir == NULL) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	ret = pthread_mutex_init(&cs->mu, NULL);
+	if (ret != 0) {
+		ret = -ret;
+		goto fail;
+	}
+	cs->mu_init = 1;
+	ret = pthread_mutex_init(&cs->rmu, NULL);
+	if (ret != 0) {
+		ret = -ret;
+		goto fail;
+	}
+	cs->rmu_init = 1;
+	ret = posix_memalign((void **)&cs->buf, PAGE, cs->cap);
+	if (ret != 0) {
+		cs->buf = NULL;
+		ret = -ret;
+		goto fail;
+	}
+	cs->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cs->dirfd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = remove_above(cs, tail_id);
+	if (ret != 0)
+		goto fail;
+	if (tail_id != 0) {
+		ret = open_tail(cs);
+		if (ret != 0)
+			goto fail;
+	}
+	*out = cs;
+	return 0;
+fail:
+	bv_cset_close(cs);
+	return ret;
+}
+
+void bv_cset_close(struct bv_cset *cs)
+{
+	if (cs == NULL)
+		return;
+	if (cs->wfd >= 0)
+		close(cs->wfd);
+	close_dirty(cs);
+	free(cs->dirty);
+	for (int i = 0; i < RC_SLOTS; i++)
+		if (cs->rc[i].fd >= 0)
+			close(cs->rc[i].fd);
+	if (cs->dirfd >= 0)
+		close(cs->dirfd);
+	if (cs->rmu_init)
+		pthread_mutex_destroy(&cs->rmu);
+	if (cs->mu_init)
+		pthread_mutex_destroy(&cs->mu);
+	free(cs->buf);
+	free(cs->dir);
+	free(cs);
+}
+
+/* ---- appending ------------------------------------------------------ */
+
+/* Writes the staging buffer to the file. Caller holds mu. */
+static int write_out(struct bv_cset *cs, struct bv_ring *ring)
+{
+	int ret = 0;
+
+	if (cs->buf_len == 0)
+		goto out;
+	ret = bv_ring_pwrite(ring, cs->wfd, cs->buf, cs->buf_len,
+			     cs->cur_end - cs->buf_len);
+	if (ret != 0)
+		goto out;
+	cs->buf_len = 0;
+	cs->cur_dirty = 1;
+out:
+	return ret;
+}
+
+/* Closes the current container (its fd waits in the dirty list for the
+ * next flush's fdatasync) and starts container CUR_ID + 1, whose header
+ * becomes the first staged bytes. Caller holds mu. */
+static int roll_over(struct bv_cset *cs, struct bv_ring *ring)
+{
+	uint32_t id = cs->cur_id + 1;
+	int fd = -1;
+	int ret;
+
+	if (id == 0) {
+		ret = -EFBIG; /* 2^32 - 1 containers */
+		goto out;
+	}
+	ret = write_out(cs, ring);
+	if (ret != 0)
+		goto out;
+	if (cs->wfd >= 0) {
+		if (cs->cur_dirty) {
+			if (cs->ndirty == cs->dirty_cap) {
+				size_t nc = cs->dirty_cap ? cs->dirty_cap * 2 : 8;
+				struct dirty_fd *nd;
+
+				nd = realloc(cs->dirty, nc * sizeof(*nd));
+				if (nd == NULL) {
+					ret = -ENOMEM;
+					goto out;
+				}
+				cs->dirty = nd;
+				cs->dirty_cap = nc;
+			}
+			cs->dirty[cs->ndirty].id = cs->cur_id;
+			cs->dirty[cs->ndirty].fd = cs->wfd;
+			cs->ndirty++;
+		} else {
+			close(cs->wfd);
+		}
+		cs->wfd = -1;
+	}
+	ret = open_container(cs, id, O_RDWR | O_CREAT | O_EXCL, &fd);
+	if (ret != 0)
+		goto out;
+	file_hdr_build(cs, id, cs->buf);
+	cs->buf_len = BV_CONTAINER_HDR;
+	cs->wfd = fd;
+	cs->cur_id = id;
+	cs->cur_end = BV_CONTAINER_HDR;
+	cs->cur_dirty = 1;
+	cs->dir_dirty = 1;
+out:
+	return ret;
+}
+
+/* A record too large for the staging buffer goes straight to the file,
+ * from the caller's buffer. Caller holds mu; the buffer is empty. */
+static int write_direct(struct bv_cset *cs, struct bv_ring *ring,
+			const uint8_t hdr[BV_REC_HDR], const void *stored,
+			uint32_t stored_len)
+{
+	uint64_t off = cs->cur_end;
+	uint64_t pad = bv_rec_size(stored_len) - BV_REC_HDR - stored_len;
+	struct bv_io ios[3] = {
+		{ .fd = cs->wfd, .op = BV_IO_WRITE, .buf = (void *)hdr,
+		  .len = BV_REC_HDR, .off = off },
+		{ .fd = cs->wfd, .op = BV_IO_WRITE, .buf = (void *)stored,
+		  .len = stored_len, .off = off + BV_REC_HDR },
+		{ .fd = cs->wfd, .op = BV_IO_WRITE, .buf = (void *)zero_page,
+		  .len = pad, .off = off + BV_REC_HDR + stored_len },
+	};
+	int ret = bv_ring_run(ring, ios, pad ? 3 : 2);
+
+	if (ret == 0)
+		cs->cur_dirty = 1;
+	return ret;
+}
+
+int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
+		  uint8_t codec, const void *stored, uint32_t stored_len,
+		  uint32_t raw_len, struct bv_chunk_loc *loc)
+{
+	uint8_t hdr[BV_REC_HDR];
+	uint64_t rec;
+	int ret;
+
+	if (cs == NULL || ring == NULL || fp == NULL || stored == NULL ||
+	    loc == NULL || !lens_valid(codec, stored_len, raw_len))
+		return ST_EINVAL;
+	rec = bv_rec_size(stored_len);
+	/* Checksum outside the lock: it is the costly part. */
+	rec_hdr_build(hdr, fp, codec, stored_len, raw_len,
+		      bv_checksum64(stored, stored_len));
+
+	pthread_mutex_lock(&cs->mu);
+	ret = cs->broken;
+	if (ret != 0)
+		goto out;
+	/* A record larger than container_max still goes into an empty
+	 * container of its own. */
+	if (cs->cur_id == 0 || (cs->cur_end > BV_CONTAINER_HDR &&
+				cs->cur_end + rec > cs->container_max)) {
+		ret = roll_over(cs, ring);
+		if (ret != 0)
+			goto broken;
+	}
+	if (cs->buf_len + rec > cs->cap) {
+		ret = write_out(cs, ring);
+		if (ret != 0)
+			goto broken;
+	}
+	if (rec > cs->cap) {
+		ret = write_direct(cs, ring, hdr, stored, stored_len);
+		if (ret != 0)
+			goto broken;
+	} else {
+		uint8_t *p = cs->buf + cs->buf_len;
+		size_t pad = (size_t)rec - BV_REC_HDR - stored_len;
+
+		memcpy(p, hdr, BV_REC_HDR);
+		memcpy(p + BV_REC_HDR, stored, stored_len);
+		memset(p + BV_REC_HDR + stored_len, 0, pad);
+		cs->buf_len += (size_t)rec;
+	}
+	loc->container = cs->cur_id;
+	loc->offset = cs->cur_end;
+	loc->stored_len = stored_len;
+	loc->raw_len = raw_len;
+	loc->codec = codec;
+	cs->cur_end += rec;
+	goto out;
+broken:
+	cs->broken = ret;
+out:
+	pthread_mutex_unlock(&cs->mu);
+	return ret;
+}
+
+int bv_cset_flush(struct bv_cset *cs, struct bv_ring *ring,
+		  uint32_t *tail_id, uint64_t *tail_end)
+{
+	int ret;
+
+	pthread_mutex_lock(&cs->mu);
+	ret = cs->broken;
+	if (ret != 0)
+		goto out;
+	if (cs->cur_id != 0 && cs->cur_end % PAGE != 0) {
+		/* Zero padding to a page boundary: the next flush starts
+		 * aligned, and a scanner knows a zero magic means "skip to
+		 * the next page". */
+		size_t pad = PAGE - (size_t)(cs->cur_end % PAGE);
+
+		if (cs->buf_len + pad > cs->cap) {
+			ret = write_out(cs, ring);
+			if (ret != 0)
+				goto broken;
+		}
+		memset(cs->buf + cs->buf_len, 0, pad);
+		cs->buf_len += pad;
+		cs->cur_end += pad;
+	}
+	ret = write_out(cs, ring);
+	if (ret != 0)
+		goto broken;
+	for (size_t i = 0; i < cs->ndirty; i++) {
+		ret = bv_ring_fdatasync(ring, cs->dirty[i].fd);
+		if (ret != 0)
+			goto broken;
+	}
+	if (cs->cur_dirty) {
+		ret = bv_ring_fdatasync(ring, cs->wfd);
+		if (ret != 0)
+			goto broken;
+	}
+	if (cs->dir_dirty) {
+		ret = bv_ring_fdatasync(ring, cs->dirfd);
+		if (ret != 0)
+			goto broken;
+	}
+	close_dirty(cs);
+	cs->cur_dirty = 0;
+	cs->dir_dirty = 0;
+	cs->tail_id = cs->cur_id;
+	cs->tail_end = cs->cur_end;
+	goto out;
+broken:
+	cs->broken = ret;
+out:
+	if (ret == 0) {
+		if (tail_id != NULL)
+			*tail_id = cs->tail_id;
+		if (tail_end != NULL)
+			*tail_end = cs->tail_end;
+	}
+	pthread_mutex_unlock(&cs->mu);
+	return ret;
+}
+
+int bv_cset_rollback(struct bv_cset *cs)
+{
+	int ret;
+
+	pthread_mutex_lock(&cs->mu);
+	cs->buf_len = 0;
+	close_dirty(cs);
+	if (cs->wfd >= 0) {
+		close(cs->wfd);
+		cs->wfd = -1;
+	}
+	cs->cur_id = cs->tail_id;
+	cs->cur_end = cs->tail_end;
+	cs->cur_dirty = 0;
+	cs->dir_dirty = 0;
+	ret = remove_above(cs, cs->tail_id);
+	if (ret == 0 && cs->tail_id != 0)
+		ret = open_tail(cs);
+	/* Still broken if the cut failed: appending now could land after
+	 * bytes that are not committed. */
+	cs->broken = ret;
+	pthread_mutex_unlock(&cs->mu);
+	return ret;
+}
+
+/* ---- reading (C4) --------------------------------------------------- */
+
+static int verify_read(const struct bv_cset *cs, struct bv_chunk_read *r)
+{
+	const uint8_t *p = r->scratch;
+	struct rec_hdr h;
+	int ret;
+
+	ret = rec_hdr_parse(p, &h);
+	if (ret != 0)
+		goto out;
+	if (h.codec != r->loc.codec || h.raw_len != r->loc.raw_len ||
+	    h.stored_len != r->loc.stored_len || !bv_fp_equal(&h.fp, &r->fp)) {
+		ret = ST_ECORRUPT; /* the location names another record */
+		goto out;
+	}
+	if (bv_checksum64(p + BV_REC_HDR, h.stored_len) != h.csum) {
+		ret = ST_ECHECKSUM;
+		goto out;
+	}
+	ret = bv_codec_decode(h.codec, p + BV_REC_HDR, h.stored_len, r->out,
+			      h.raw_len);
+	if (ret != 0)
+		goto out;
+	{
+		bv_fp got;
+
+		bv_fp_compute(cs->secret, r->out, h.raw_len, &got);
+		if (!bv_fp_equal(&got, &r->fp))
+			ret = ST_ECHECKSUM;
+	}
+out:
+	return ret;
+}
+
+int bv_cset_read(struct bv_cset *cs, struct bv_ring *ring,
+		 struct bv_chunk_read *reads, size_t n)
+{
+	struct bv_io ios[READ_BATCH];
+	size_t which[READ_BATCH];
+	int fds[READ_BATCH];
+	int slots[READ_BATCH];
+	int ret = 0;
+
+	for (size_t base = 0; base < n; base += READ_BATCH) {
+		size_t k = n - base < READ_BATCH ? n - base : READ_BATCH;
+		size_t m = 0;
+
+		for (size_t i = base; i < base + k; i++) {
+			struct bv_chunk_read *r = &reads[i];
+			int err;
+
+			r->res = 0;
+			if (r->out == NULL || r->scratch == NULL) {
+				r->res = ST_EINVAL;
+				continue;
+			}
+			if (!loc_valid(&r->loc)) {
+				r->res = ST_ECORRUPT;
+				continue;
+			}
+			err = rc_get(cs, r->loc.container, &fds[m], &slots[m]);
+			if (err != 0) {
+				r->res = err;
+				continue;
+			}
+			/* loc_valid bounds offset to 2^62: no overflow. */
+			ios[m] = (struct bv_io){
+				.fd = fds[m],
+				.op = BV_IO_READ,
+				.buf = r->scratch,
+				.len = (size_t)BV_REC_HDR + r->loc.stored_len,
+				.off = r->loc.offset,
+			};
+			which[m] = i;
+			m++;
+		}
+		(void)bv_ring_run(ring, ios, m);
+		for (size_t j = 0; j < m; j++) {
+			struct bv_chunk_read *r = &reads[which[j]];
+
+			rc_put(cs, fds[j], slots[j]);
+			if (ios[j].res < 0)
+				r->res = (int)ios[j].res;
+			else
+				r->res = verify_read(cs, r);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (reads[i].res != 0) {
+			ret = reads[i].res;
+			break;
+		}
+	}
+	return ret;
+}
+
+/* ---- scanning ------------------------------------------------------- */
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	int ret = 0;
+
+	while (done < len) {
+		ssize_t k = pread(fd, (char *)buf + done, len - done,
+				  (off_t)(off + done));
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			break;
+		}
+		if (k == 0) {
+			ret = -EIO;
+			break;
+		}
+		done += (size_t)k;
+	}
+	return ret;
+}
+
+/* Grows *BUF to at least N bytes. */
+static int grow(uint8_t **buf, size_t *cap, size_t n)
+{
+	uint8_t *nb;
+
+	if (n <= *cap)
+		return 0;
+	nb = realloc(*buf, n);
+	if (nb == NULL)
+		return -ENOMEM;
+	*buf = nb;
+	*cap = n;
+	return 0;
+}
+
+int bv_cset_scan(struct bv_cset *cs, uint32_t id,
+		 int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+			   const bv_fp *fp),
+		 void *ud, uint64_t *bad_off)
+{
+	uint8_t *pbuf = NULL, *dbuf = NULL;
+	size_t pcap = 0, dcap = 0;
+	uint64_t off = BV_CONTAINER_HDR;
+	uint64_t limit;
+	struct stat st;
+	int fd = -1;
+	int ret;
+
+	if (bad_off != NULL)
+		*bad_off = 0;
+	ret = open_container(cs, id, O_RDONLY, &fd);
+	if (ret != 0)
+		goto out;
+	ret = file_hdr_check(cs, id, fd);
+	if (ret == ST_ECORRUPT)
+		off = 0; /* bad_off 0: the file header */
+	if (ret != 0)
+		goto out;
+	if (fstat(fd, &st) != 0) {
+		ret = -errno;
+		goto out;
+	}
+	limit = (uint64_t)st.st_size;
+	/* The container being appended: only what is written out counts,
+	 * the staged bytes are not in the file yet. */
+	pthread_mutex_lock(&cs->mu);
+	if (id == cs->cur_id && limit > cs->cur_end - cs->buf_len)
+		limit = cs->cur_end - cs->buf_len;
+	pthread_mutex_unlock(&cs->mu);
+
+	while (off < limit) {
+		uint8_t h[BV_REC_HDR];
+		struct rec_hdr rh;
+		struct bv_chunk_loc loc;
+		uint64_t rec;
+		size_t body;
+		bv_fp got;
+
+		if (limit - off >= 4) {
+			ret = pread_full(fd, h, 4, off);
+			if (ret != 0)
+				goto out;
+		}
+		if (limit - off < 4 || bv_get_le32(h) == 0) {
+			/* Flush padding: zeros up to the next page (or the
+			 * end). Never at a page start: a flush pads only a
+			 * partial page. */
+			uint64_t next = (off + PAGE - 1) / PAGE * PAGE;
+			size_t len;
+
+			if (off % PAGE == 0)
+				goto bad;
+			if (next > limit)
+				next = limit;
+			len = (size_t)(next - off);
+			ret = grow(&pbuf, &pcap, len);
+			if (ret != 0)
+				goto out;
+			ret = pread_full(fd, pbuf, len, off);
+			if (ret != 0)
+				goto out;
+			if (!bv_is_zero(pbuf, len))
+				goto bad;
+			off = next;
+			continue;
+		}
+		if (limit - off < BV_REC_HDR)
+			goto bad;
+		ret = pread_full(fd, h, BV_REC_HDR, off);
+		if (ret != 0)
+			goto out;
+		if (rec_hdr_parse(h, &rh) != 0)
+			goto bad;
+		rec = bv_rec_size(rh.stored_len);
+		if (rec > limit - off)
+			goto bad;
+		body = (size_t)(rec - BV_REC_HDR);
+		ret = grow(&pbuf, &pcap, body);
+		if (ret == 0)
+			ret = grow(&dbuf, &dcap, rh.raw_len);
+		if (ret != 0)
+			goto out;
+		ret = pread_full(fd, pbuf, body, off + BV_REC_HDR);
+		if (ret != 0)
+			goto out;
+		if (bv_checksum64(pbuf, rh.stored_len) != rh.csum ||
+		    !bv_is_zero(pbuf + rh.stored_len, body - rh.stored_len) ||
+		    bv_codec_decode(rh.codec, pbuf, rh.stored_len, dbuf,
+				    rh.raw_len) != 0)
+			goto bad;
+		bv_fp_compute(cs->secret, dbuf, rh.raw_len, &got);
+		if (!bv_fp_equal(&got, &rh.fp))
+			goto bad;
+		loc.container = id;
+		loc.offset = off;
+		loc.stored_len = rh.stored_len;
+		loc.raw_len = rh.raw_len;
+		loc.codec = rh.codec;
+		ret = cb(ud, &loc, &rh.fp);
+		if (ret != 0)
+			goto out;
+		off += rec;
+	}
+	ret = 0;
+	goto out;
+bad:
+	ret = ST_ECORRUPT;
+out:
+	if (ret == ST_ECORRUPT && bad_off != NULL)
+		*bad_off = off;
+	if (fd >= 0)
+		close(fd);
+	free(pbuf);
+	free(dbuf);
+	return ret;
+}
+
+int bv_cset_usage(struct bv_cset *cs, uint64_t *files, uint64_t *bytes)
+{
+	DIR *d = NULL;
+	struct dirent *e;
+	uint64_t nf = 0, nb = 0;
+	int dfd;
+	int ret = 0;
+
+	dfd = openat(cs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	d = fdopendir(dfd);
+	if (d == NULL) {
+		ret = -errno;
+		close(dfd);
+		goto out;
+	}
+	for (;;) {
+		struct stat st;
+
+		errno = 0;
+		e = readdir(d);
+		if (e == NULL) {
+			if (errno != 0)
+				ret = -errno;
+			break;
+		}
+		if (id_of(e->d_name) == 0)
+			continue;
+		if (fstatat(cs->dirfd, e->d_name, &st, 0) != 0) {
+			if (errno == ENOENT)
+				continue; /* removed meanwhile */
+			ret = -errno;
+			break;
+		}
+		nf++;
+		nb += (uint64_t)st.st_size;
+	}
+	if (ret == 0) {
+		*files = nf;
+		*bytes = nb;
+	}
+out:
+	if (d != NULL)
+		closedir(d);
+	return ret;
+}

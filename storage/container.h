@@ -38,6 +38,19 @@ struct bv_chunk_loc {
 	uint8_t codec;
 };
 
+/* Encoded size of a chunk location, as the engine stores it in the chunks
+ * column family (layout: storage/FORMAT.md). */
+#define BV_LOC_SIZE 24u
+
+/* Writes L into OUT (BV_LOC_SIZE bytes, little-endian fields). */
+void bv_chunk_loc_encode(const struct bv_chunk_loc *l,
+			 uint8_t out[BV_LOC_SIZE]);
+/* Parses IN (LEN bytes, from the index: untrusted) into L. ST_ECORRUPT if
+ * LEN is not BV_LOC_SIZE or a field is impossible (unknown codec or
+ * version, container 0, offset inside the file header or not 16-aligned,
+ * zero lengths, stored longer than raw, or an LZ4 record not smaller). */
+int bv_chunk_loc_decode(const void *in, size_t len, struct bv_chunk_loc *l);
+
 /* Bytes a record with STORED_LEN payload takes in a file (header, payload,
  * padding to 16). */
 static inline uint64_t bv_rec_size(uint32_t stored_len)

@@ -1,1 +1,647 @@
-/* kv.c: being written */
+/*
+ * kv.c: the RocksDB wrapper behind the index (C API, RocksDB 7.8).
+ *
+ * Memory is bounded whatever the store size: one LRU block cache shared by
+ * all column families (index and filter blocks are charged to it too), a
+ * cap on all memtables together (db_write_buffer_size), and a cap on open
+ * SST files. The chunks and maps families carry full bloom filters, so
+ * a lookup of an absent fingerprint (the common case for new data) rarely
+ * touches disk.
+ *
+ * Errors: every RocksDB error string is copied into a per-thread buffer
+ * (bv_kv_error) and freed at once; callers see ST_EDB.
+ */
+#include "kv.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <rocksdb/c.h>
+
+#include "errcodes.h"
+
+#define KV_CF_TOTAL (BV_CF_COUNT + 1) /* "default" is opened, unused */
+#define MULTI_BATCH 64                 /* keys per rocksdb_multi_get_cf */
+
+static const char *const cf_names[KV_CF_TOTAL] = {
+	"default", "meta", "chunks", "maps",
+};
+
+struct bv_kv {
+	rocksdb_t *db;
+	rocksdb_options_t *dbopt;
+	rocksdb_options_t *cfopt[KV_CF_TOTAL];
+	rocksdb_column_family_handle_t *cf[KV_CF_TOTAL];
+	rocksdb_cache_t *cache;
+	rocksdb_readoptions_t *ro;
+	rocksdb_writeoptions_t *wo;      /* unsynced */
+	rocksdb_writeoptions_t *wo_sync; /* WAL fsync before return */
+	char *path;
+};
+
+/* A batch is filled without knowing its database (bv_kv_batch_put takes
+ * no kv), while RocksDB's write batches need the database's column family
+ * handles. So a batch logs its operations in one reusable byte buffer and
+ * bv_kv_write() replays them into a reusable RocksDB batch. Both buffers
+ * keep their capacity across bv_kv_batch_clear(): no allocation per
+ * operation once warm. Entry: op u8, cf u8, klen u32, vlen u32, key, val
+ * (host order: the log never leaves the process). */
+struct bv_kv_batch {
+	uint8_t *log;
+	size_t len, cap;
+	size_t count;
+	int oom; /* an append failed: bv_kv_write refuses the batch */
+	rocksdb_writebatch_t *wb;
+};
+
+struct bv_kv_iter {
+	rocksdb_iterator_t *it;
+	rocksdb_readoptions_t *ro;
+	char *bounds; /* LO then HI: the read options point into it */
+};
+
+static _Thread_local char kv_err[512];
+
+const char *bv_kv_error(void)
+{
+	return kv_err;
+}
+
+__attribute__((format(printf, 1, 2)))
+static void set_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(kv_err, sizeof(kv_err), fmt, ap);
+	va_end(ap);
+}
+
+/* Takes RocksDB's error string (may be NULL): 0 when there was none, else
+ * ST_EDB with the message kept for bv_kv_error(). Frees it either way. */
+static int take_err(char *err, const char *what)
+{
+	if (err == NULL)
+		return 0;
+	set_err("%s: %s", what, err);
+	rocksdb_free(err);
+	return ST_EDB;
+}
+
+/* The column family handle of CF (the first of ours is after "default"). */
+static rocksdb_column_family_handle_t *cfh(struct bv_kv *kv, enum bv_cf cf)
+{
+	return kv->cf[(int)cf + 1];
+}
+
+static int cf_ok(enum bv_cf cf)
+{
+	return (int)cf >= 0 && cf < BV_CF_COUNT;
+}
+
+static rocksdb_options_t *cf_options(const struct bv_kv *kv, int bloom,
+				     size_t write_buffer)
+{
+	rocksdb_options_t *o = rocksdb_options_create();
+	rocksdb_block_based_table_options_t *bbo =
+		rocksdb_block_based_options_create();
+
+	rocksdb_block_based_options_set_block_cache(bbo, kv->cache);
+	rocksdb_block_based_options_set_cache_index_and_filter_blocks(bbo, 1);
+	rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(
+		bbo, 1);
+	rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(
+		bbo, 1);
+	rocksdb_block_based_options_set_format_version(bbo, 5);
+	if (bloom) {
+		/* The table options own the policy from here on. */
+		rocksdb_block_based_options_set_filter_policy(
+			bbo, rocksdb_filterpolicy_create_bloom_full(10));
+	}
+	rocksdb_options_set_block_based_table_factory(o, bbo);
+	rocksdb_block_based_options_destroy(bbo);
+	rocksdb_options_set_write_buffer_size(o, write_buffer);
+	rocksdb_options_set_max_write_buffer_number(o, 3);
+	/* Fingerprints do not compress; map keys and values are small. LZ4
+	 * costs little and helps meta and maps. */
+	rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+	rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
+	return o;
+}
+
+int bv_kv_open(const char *path, const struct bv_kv_opts *o,
+	       struct bv_kv **out)
+{
+	static const struct bv_kv_opts defaults = { 0 };
+	struct bv_kv *kv = NULL;
+	char *err = NULL;
+	size_t cache_mb;
+	int ret;
+
+	*out = NULL;
+	if (path == NULL) {
+		set_err("kv: no path");
+		ret = ST_EINVAL;
+		goto fail;
+	}
+	if (o == NULL)
+		o = &defaults;
+	if (!o->create || o->read_only) {
+		/* RocksDB would say so too, but as a generic error: say
+		 * plainly that there is no database here. */
+		char cur[4096];
+		struct stat st;
+
+		if (snprintf(cur, sizeof(cur), "%s/CURRENT", path) >=
+		    (int)sizeof(cur)) {
+			set_err("kv %s: path too long", path);
+			ret = ST_EINVAL;
+			goto fail;
+		}
+		if (stat(cur, &st) != 0) {
+			set_err("kv %s: no database here", path);
+			ret = ST_ENOTFOUND;
+			goto fail;
+		}
+	}
+	kv = calloc(1, sizeof(*kv));
+	if (kv == NULL) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	kv->path = strdup(path);
+	if (kv->path == NULL) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	cache_mb = o->cache_mb ? o->cache_mb : 64;
+	kv->cache = rocksdb_cache_create_lru(cache_mb << 20);
+
+	kv->dbopt = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(kv->dbopt, o->create ? 1 : 0);
+	rocksdb_options_set_create_missing_column_families(kv->dbopt,
+							   o->create ? 1 : 0);
+	rocksdb_options_set_paranoid_checks(kv->dbopt, 1);
+	rocksdb_options_set_max_open_files(kv->dbopt, 512);
+	rocksdb_options_set_max_background_jobs(kv->dbopt, 2);
+	rocksdb_options_set_keep_log_file_num(kv->dbopt, 4);
+	rocksdb_options_set_max_log_file_size(kv->dbopt, 8 << 20);
+	/* All memtables together: 3 x 32 MiB, whatever the families do. */
+	rocksdb_options_set_db_write_buffer_size(kv->dbopt, (size_t)96 << 20);
+	rocksdb_options_set_max_total_wal_size(kv->dbopt, (uint64_t)256 << 20);
+
+	kv->cfopt[0] = cf_options(kv, 0, (size_t)4 << 20);
+	kv->cfopt[1 + BV_CF_META] = cf_options(kv, 0, (size_t)8 << 20);
+	kv->cfopt[1 + BV_CF_CHUNKS] = cf_options(kv, 1, (size_t)32 << 20);
+	kv->cfopt[1 + BV_CF_MAPS] = cf_options(kv, 1, (size_t)32 << 20);
+
+	kv->ro = rocksdb_readoptions_create();
+	kv->wo = rocksdb_writeoptions_create();
+	kv->wo_sync = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(kv->wo_sync, 1);
+
+	if (o->read_only)
+		kv->db = rocksdb_open_for_read_only_column_families(
+			kv->dbopt, path, KV_CF_TOTAL, cf_names,
+			(const rocksdb_options_t *const *)kv->cfopt, kv->cf, 0,
+			&err);
+	else
+		kv->db = rocksdb_open_column_families(
+			kv->dbopt, path, KV_CF_TOTAL, cf_names,
+			(const rocksdb_options_t *const *)kv->cfopt, kv->cf,
+			&err);
+	ret = take_err(err, "kv open");
+	if (ret == 0 && kv->db == NULL) {
+		set_err("kv open %s: failed", path);
+		ret = ST_EDB;
+	}
+	if (ret != 0) {
+		kv->db = NULL;
+		for (int i = 0; i < KV_CF_TOTAL; i++)
+			kv->cf[i] = NULL;
+		goto fail;
+	}
+	*out = kv;
+	return 0;
+fail:
+	bv_kv_close(kv);
+	return ret;
+}
+
+void bv_kv_close(struct bv_kv *kv)
+{
+	if (kv == NULL)
+		return;
+	for (int i = 0; i < KV_CF_TOTAL; i++)
+		if (kv->cf[i] != NULL)
+			rocksdb_column_family_handle_destroy(kv->cf[i]);
+	if (kv->db != NULL)
+		rocksdb_close(kv->db);
+	if (kv->wo_sync != NULL)
+		rocksdb_writeoptions_destroy(kv->wo_sync);
+	if (kv->wo != NULL)
+		rocksdb_writeoptions_destroy(kv->wo);
+	if (kv->ro != NULL)
+		rocksdb_readoptions_destroy(kv->ro);
+	for (int i = 0; i < KV_CF_TOTAL; i++)
+		if (kv->cfopt[i] != NULL)
+			rocksdb_options_destroy(kv->cfopt[i]);
+	if (kv->dbopt != NULL)
+		rocksdb_options_destroy(kv->dbopt);
+	if (kv->cache != NULL)
+		rocksdb_cache_destroy(kv->cache);
+	free(kv->path);
+	free(kv);
+}
+
+int bv_kv_get(struct bv_kv *kv, enum bv_cf cf, const void *key, size_t klen,
+	      void *val, size_t cap, size_t *vlen)
+{
+	rocksdb_pinnableslice_t *ps = NULL;
+	const char *v;
+	size_t len;
+	char *err = NULL;
+	int ret;
+
+	if (!cf_ok(cf)) {
+		ret = ST_EINVAL;
+		goto out;
+	}
+	ps = rocksdb_get_pinned_cf(kv->db, kv->ro, cfh(kv, cf), key, klen,
+				   &err);
+	ret = take_err(err, "kv get");
+	if (ret != 0)
+		goto out;
+	if (ps == NULL) {
+		ret = ST_ENOTFOUND;
+		goto out;
+	}
+	v = rocksdb_pinnableslice_value(ps, &len);
+	if (vlen != NULL)
+		*vlen = len;
+	if (len > cap) {
+		ret = ST_EINVAL;
+		goto out;
+	}
+	if (len > 0)
+		memcpy(val, v, len);
+out:
+	if (ps != NULL)
+		rocksdb_pinnableslice_destroy(ps);
+	return ret;
+}
+
+int bv_kv_multi_get(struct bv_kv *kv, enum bv_cf cf, size_t n,
+		    const char *const *keys, const size_t *klens, void *vals,
+		    size_t vcap, size_t *vlens, uint8_t *found)
+{
+	const rocksdb_column_family_handle_t *cfs[MULTI_BATCH];
+	char *values[MULTI_BATCH];
+	size_t sizes[MULTI_BATCH];
+	char *errs[MULTI_BATCH];
+	int ret = 0;
+
+	if (!cf_ok(cf))
+		return ST_EINVAL;
+	for (size_t i = 0; i < MULTI_BATCH; i++)
+		cfs[i] = cfh(kv, cf);
+	for (size_t base = 0; base < n; base += MULTI_BATCH) {
+		size_t k = n - base < MULTI_BATCH ? n - base : MULTI_BATCH;
+
+		rocksdb_multi_get_cf(kv->db, kv->ro, cfs, k, keys + base,
+				     klens + base, values, sizes, errs);
+		/* Walk every slot even after an error: each may own memory. */
+		for (size_t j = 0; j < k; j++) {
+			size_t i = base + j;
+			int e = take_err(errs[j], "kv multi_get");
+
+			found[i] = 0;
+			vlens[i] = 0;
+			if (e != 0 && ret == 0)
+				ret = e;
+			if (values[j] == NULL)
+				continue;
+			vlens[i] = sizes[j];
+			if (sizes[j] > vcap) {
+				if (ret == 0) {
+					set_err("kv multi_get: value of %zu "
+						"bytes over %zu", sizes[j],
+						vcap);
+					ret = ST_EINVAL;
+				}
+			} else {
+				memcpy((char *)vals + i * vcap, values[j],
+				       sizes[j]);
+				found[i] = 1;
+			}
+			rocksdb_free(values[j]);
+		}
+	}
+	return ret;
+}
+
+int bv_kv_batch_new(struct bv_kv_batch **out)
+{
+	struct bv_kv_batch *b = calloc(1, sizeof(*b));
+	int ret = 0;
+
+	*out = NULL;
+	if (b == NULL) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	b->wb = rocksdb_writebatch_create();
+	*out = b;
+out:
+	return ret;
+}
+
+void bv_kv_batch_free(struct bv_kv_batch *b)
+{
+	if (b == NULL)
+		return;
+	if (b->wb != NULL)
+		rocksdb_writebatch_destroy(b->wb);
+	free(b->log);
+	free(b);
+}
+
+void bv_kv_batch_clear(struct bv_kv_batch *b)
+{
+	b->len = 0;
+	b->count = 0;
+	b->oom = 0;
+}
+
+size_t bv_kv_batch_count(const struct bv_kv_batch *b)
+{
+	return b->count;
+}
+
+enum { OP_PUT = 1, OP_DEL = 2 };
+#define ENTRY_HDR 10u
+
+static void batch_add(struct bv_kv_batch *b, int op, enum bv_cf cf,
+		      const void *key, size_t klen, const void *val,
+		      size_t vlen)
+{
+	uint32_t k32 = (uint32_t)klen, v32 = (uint32_t)vlen;
+	size_t need;
+	uint8_t *p;
+
+	if (b->oom)
+		return;
+	if (!cf_ok(cf) || klen > UINT32_MAX || vlen > UINT32_MAX ||
+	    klen + vlen > SIZE_MAX / 2 - ENTRY_HDR - b->len) {
+		b->oom = ST_EINVAL;
+		return;
+	}
+	need = b->len + ENTRY_HDR + klen + vlen;
+	if (need > b->cap) {
+		size_t nc = b->cap ? b->cap : 4096;
+		uint8_t *nl;
+
+		while (nc < need)
+			nc *= 2;
+		nl = realloc(b->log, nc);
+		if (nl == NULL) {
+			b->oom = -ENOMEM;
+			return;
+		}
+		b->log = nl;
+		b->cap = nc;
+	}
+	p = b->log + b->len;
+	p[0] = (uint8_t)op;
+	p[1] = (uint8_t)cf;
+	memcpy(p + 2, &k32, 4);
+	memcpy(p + 6, &v32, 4);
+	if (klen > 0)
+		memcpy(p + ENTRY_HDR, key, klen);
+	if (vlen > 0)
+		memcpy(p + ENTRY_HDR + klen, val, vlen);
+	b->len = need;
+	b->count++;
+}
+
+void bv_kv_batch_put(struct bv_kv_batch *b, enum bv_cf cf, const void *key,
+		     size_t klen, const void *val, size_t vlen)
+{
+	batch_add(b, OP_PUT, cf, key, klen, val, vlen);
+}
+
+void bv_kv_batch_delete(struct bv_kv_batch *b, enum bv_cf cf,
+			const void *key, size_t klen)
+{
+	batch_add(b, OP_DEL, cf, key, klen, NULL, 0);
+}
+
+int bv_kv_write(struct bv_kv *kv, struct bv_kv_batch *b, int sync)
+{
+	char *err = NULL;
+	size_t pos = 0;
+	int ret;
+
+	if (b->oom != 0) {
+		set_err("kv write: batch is incomplete (%s)",
+			b->oom == -ENOMEM ? "out of memory" : "bad entry");
+		ret = b->oom;
+		goto out;
+	}
+	rocksdb_writebatch_clear(b->wb);
+	while (pos < b->len) {
+		const uint8_t *p = b->log + pos;
+		uint32_t klen, vlen;
+		const char *key;
+
+		memcpy(&klen, p + 2, 4);
+		memcpy(&vlen, p + 6, 4);
+		key = (const char *)p + ENTRY_HDR;
+		if (p[0] == OP_PUT)
+			rocksdb_writebatch_put_cf(b->wb, cfh(kv, p[1]), key,
+						  klen, key + klen, vlen);
+		else
+			rocksdb_writebatch_delete_cf(b->wb, cfh(kv, p[1]), key,
+						     klen);
+		pos += ENTRY_HDR + (size_t)klen + vlen;
+	}
+	rocksdb_write(kv->db, sync ? kv->wo_sync : kv->wo, b->wb, &err);
+	ret = take_err(err, "kv write");
+	rocksdb_writebatch_clear(b->wb);
+out:
+	return ret;
+}
+
+int bv_kv_put(struct bv_kv *kv, enum bv_cf cf, const void *key, size_t klen,
+	      const void *val, size_t vlen, int sync)
+{
+	char *err = NULL;
+	int ret;
+
+	if (!cf_ok(cf)) {
+		ret = ST_EINVAL;
+		goto out;
+	}
+	rocksdb_put_cf(kv->db, sync ? kv->wo_sync : kv->wo, cfh(kv, cf), key,
+		       klen, val, vlen, &err);
+	ret = take_err(err, "kv put");
+out:
+	return ret;
+}
+
+int bv_kv_iter_new(struct bv_kv *kv, enum bv_cf cf, const void *lo,
+		   size_t lolen, const void *hi, size_t hilen,
+		   struct bv_kv_iter **out)
+{
+	struct bv_kv_iter *it = NULL;
+	size_t blen;
+	int ret = 0;
+
+	*out = NULL;
+	if (!cf_ok(cf) || (lo == NULL && lolen != 0) ||
+	    (hi == NULL && hilen != 0) || lolen > SIZE_MAX / 2 ||
+	    hilen > SIZE_MAX / 2) {
+		ret = ST_EINVAL;
+		goto fail;
+	}
+	it = calloc(1, sizeof(*it));
+	if (it == NULL) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	blen = lolen + hilen;
+	it->bounds = malloc(blen ? blen : 1);
+	if (it->bounds == NULL) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	if (lolen > 0)
+		memcpy(it->bounds, lo, lolen);
+	if (hilen > 0)
+		memcpy(it->bounds + lolen, hi, hilen);
+	it->ro = rocksdb_readoptions_create();
+	if (lo != NULL)
+		rocksdb_readoptions_set_iterate_lower_bound(it->ro, it->bounds,
+							    lolen);
+	if (hi != NULL)
+		rocksdb_readoptions_set_iterate_upper_bound(
+			it->ro, it->bounds + lolen, hilen);
+	it->it = rocksdb_create_iterator_cf(kv->db, it->ro, cfh(kv, cf));
+	/* Positioned at the lower bound, so "new, then while valid" works
+	 * without a seek. */
+	rocksdb_iter_seek_to_first(it->it);
+	*out = it;
+	return 0;
+fail:
+	bv_kv_iter_free(it);
+	return ret;
+}
+
+void bv_kv_iter_free(struct bv_kv_iter *it)
+{
+	if (it == NULL)
+		return;
+	/* The iterator before the read options and bounds it points into. */
+	if (it->it != NULL)
+		rocksdb_iter_destroy(it->it);
+	if (it->ro != NULL)
+		rocksdb_readoptions_destroy(it->ro);
+	free(it->bounds);
+	free(it);
+}
+
+void bv_kv_iter_seek(struct bv_kv_iter *it, const void *key, size_t klen)
+{
+	rocksdb_iter_seek(it->it, key, klen);
+}
+
+int bv_kv_iter_valid(struct bv_kv_iter *it)
+{
+	return rocksdb_iter_valid(it->it) ? 1 : 0;
+}
+
+void bv_kv_iter_next(struct bv_kv_iter *it)
+{
+	rocksdb_iter_next(it->it);
+}
+
+const void *bv_kv_iter_key(struct bv_kv_iter *it, size_t *klen)
+{
+	return rocksdb_iter_key(it->it, klen);
+}
+
+const void *bv_kv_iter_value(struct bv_kv_iter *it, size_t *vlen)
+{
+	return rocksdb_iter_value(it->it, vlen);
+}
+
+int bv_kv_iter_status(struct bv_kv_iter *it)
+{
+	char *err = NULL;
+
+	rocksdb_iter_get_error(it->it, &err);
+	return take_err(err, "kv iterator");
+}
+
+/* Sums the sizes of the regular files in DIR (the database directory has
+ * no subdirectories that matter). */
+int bv_kv_disk_bytes(struct bv_kv *kv, uint64_t *bytes)
+{
+	DIR *d;
+	struct dirent *e;
+	uint64_t sum = 0;
+	int ret = 0;
+
+	d = opendir(kv->path);
+	if (d == NULL) {
+		ret = -errno;
+		goto out;
+	}
+	for (;;) {
+		struct stat st;
+
+		errno = 0;
+		e = readdir(d);
+		if (e == NULL) {
+			if (errno != 0)
+				ret = -errno;
+			break;
+		}
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+			if (errno == ENOENT)
+				continue; /* compaction removed it meanwhile */
+			ret = -errno;
+			break;
+		}
+		if (S_ISREG(st.st_mode))
+			sum += (uint64_t)st.st_size;
+	}
+	closedir(d);
+	if (ret == 0)
+		*bytes = sum;
+out:
+	return ret;
+}
+
+int bv_kv_flush(struct bv_kv *kv)
+{
+	rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+	int ret = 0;
+
+	rocksdb_flushoptions_set_wait(fo, 1);
+	for (int i = 0; i < BV_CF_COUNT && ret == 0; i++) {
+		char *err = NULL;
+
+		rocksdb_flush_cf(kv->db, fo, cfh(kv, (enum bv_cf)i), &err);
+		ret = take_err(err, "kv flush");
+	}
+	rocksdb_flushoptions_destroy(fo);
+	return ret;
+}
