@@ -1,0 +1,99 @@
+/*
+ * util.h: helpers shared by the unit tests: temporary directories that
+ * clean up after themselves, and a deterministic random generator (a
+ * failing run can be replayed with the seed it prints).
+ */
+#ifndef BV_TEST_UNIT_UTIL_H
+#define BV_TEST_UNIT_UTIL_H
+
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tap.h"
+
+static int ut_rm_one(const char *path, const struct stat *st, int flag,
+		     struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+__attribute__((unused))
+static void ut_rmtree(const char *path)
+{
+	nftw(path, ut_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Makes a fresh directory under $TMPDIR (or /tmp) into BUF. */
+__attribute__((unused))
+static void ut_tmpdir(char *buf, size_t n, const char *tag)
+{
+	const char *base = getenv("TMPDIR");
+
+	if (base == NULL || base[0] == '\0')
+		base = "/tmp";
+	snprintf(buf, n, "%s/bv-%s-XXXXXX", base, tag);
+	if (mkdtemp(buf) == NULL)
+		bail_out("mkdtemp failed");
+}
+
+static uint64_t ut_rng_state = 0x9e3779b97f4a7c15ull;
+
+__attribute__((unused))
+static void ut_seed(uint64_t s)
+{
+	ut_rng_state = s ? s : 1;
+	diag("seed %llu", (unsigned long long)s);
+}
+
+__attribute__((unused))
+static uint64_t ut_rand(void)
+{
+	/* xorshift64*: fast, good enough for test data. */
+	uint64_t x = ut_rng_state;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	ut_rng_state = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+__attribute__((unused))
+static void ut_fill_random(void *buf, size_t n)
+{
+	uint8_t *p = buf;
+
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(ut_rand() >> 56);
+}
+
+/* Compressible but not trivial: runs of repeated random words. */
+__attribute__((unused))
+static void ut_fill_text(void *buf, size_t n)
+{
+	static const char *const words[] = {
+		"block ", "replica ", "chunk ", "version ", "store ",
+		"group ", "recovery ", "point ", "stream ", "extent ",
+	};
+	uint8_t *p = buf;
+	size_t i = 0;
+
+	while (i < n) {
+		const char *w = words[ut_rand() % 10];
+		size_t l = strlen(w);
+
+		if (l > n - i)
+			l = n - i;
+		memcpy(p + i, w, l);
+		i += l;
+	}
+}
+
+#endif
