@@ -78,10 +78,12 @@ int bv_ring_new(unsigned depth, struct bv_ring **out)
 	int ret;
 
 	*out = NULL;
-	if (depth == 0 || depth > RING_MAX_DEPTH) {
+	if (depth == 0) {
 		ret = -EINVAL;
 		goto fail;
 	}
+	if (depth > RING_MAX_DEPTH)
+		depth = RING_MAX_DEPTH;
 	while (d < depth)
 		d <<= 1;
 	r = calloc(1, sizeof(*r));
