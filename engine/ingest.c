@@ -1,1 +1,988 @@
-/* ingest.c: being written */
+/*
+ * ingest.c: ingest sessions. A session writes a new version (head + 1) of
+ * each replica it holds; nothing is visible until bv_ingest_commit().
+ *
+ * How the invariants of store.c are kept here:
+ *  1. flush_batch() makes the batch's new chunk records durable
+ *     (bv_cset_flush: write + fdatasync through io_uring) before the chunk
+ *     index and map entries naming them are written to RocksDB.
+ *  2. bv_ingest_add() writes, synced, an "inflight" marker for the replica
+ *     before any map entry of the new version exists. Map entries of the
+ *     new version are written unsynced per batch; they are invisible to
+ *     every reader (readers look up at most a committed version). Commit
+ *     is one synced RocksDB batch: replica heads, the RP record, counters,
+ *     marker removal. Abort, and open after a crash, delete the entries
+ *     above the head (bv_replica_cleanup).
+ *  6. Argument checks (alignment, range, base RP, group) run before the
+ *     first byte of the session changes; a failure after that poisons the
+ *     session, which then only aborts.
+ *
+ * Per batch of chunks (BATCH_BYTES of raw data):
+ *   A. workers: zero test and keyed fingerprint of every pending chunk;
+ *   B. caller:  dedup inside the batch, then one multi-get in the chunk
+ *               index (RocksDB's bloom filters keep misses off the disk);
+ *   C. workers: LZ4 of the chunks that are new;
+ *   D. caller, under the store's write lock: stage records, flush
+ *      (invariant 1), one unsynced RocksDB batch of chunk and map entries.
+ * Buffers are allocated once per session: no per-chunk allocation.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "stream.h"
+
+#define BATCH_BYTES (16u << 20)
+
+struct sess_rep {
+	char name[BV_NAME_MAX + 1];
+	struct bv_rrec r;   /* as committed when added (head = base) */
+	uint64_t base_rp;   /* the RP the sender claimed */
+	uint64_t ver;       /* version being written */
+	uint64_t size;      /* disk size as the session has it now */
+	int created;        /* replica is made at commit */
+	int dirty;          /* map entries of VER may exist in the index */
+	uint64_t ingested;  /* non-zero chunk bytes mapped */
+	uint64_t entries;   /* map entries written */
+};
+
+struct slot {
+	uint32_t rep;
+	uint64_t chunk;
+	uint8_t *raw;
+	uint8_t *enc;
+	uint8_t zero;      /* the chunk is all zeros */
+	uint8_t is_new;    /* not in the index: store it */
+	uint8_t codec;
+	uint32_t enc_len;
+	bv_fp fp;
+	struct bv_chunk_loc loc;
+};
+
+struct bv_ingest {
+	bv_store *s;
+	struct sess_rep rep[BV_SESSION_MAX];
+	size_t nrep;
+	uint64_t gid;                  /* 0 until the first replica */
+	char gname[BV_NAME_MAX + 1];
+	int failed;                    /* poisoned: only abort remains */
+	char failmsg[512];
+	struct bv_ring *ring;
+	struct bv_kv_batch *batch;
+	struct bv_kv_iter *it;         /* maps; remade after each write */
+	int it_stale;
+
+	uint32_t slot_size;
+	size_t nslots, used;
+	uint8_t *raw_arena, *enc_arena, *scratch;
+	struct slot *slots;
+	int32_t *htab;                 /* (rep, chunk) -> slot + 1 */
+	int32_t *ftab;                 /* fingerprint -> slot + 1 */
+	size_t hmask;
+	const char **keys;
+	size_t *klens, *vlens;
+	uint8_t *vals, *found;
+	size_t *idx;
+};
+
+static int poison(bv_ingest *in, int rc)
+{
+	if (!in->failed) {
+		in->failed = rc;
+		snprintf(in->failmsg, sizeof in->failmsg, "%s",
+			 bv_last_error());
+	}
+	return rc;
+}
+
+static int check_usable(bv_ingest *in)
+{
+	if (in->failed)
+		return bv_fail(in->failed, "%s (the session failed before "
+			       "and can only be aborted)", in->failmsg);
+	return 0;
+}
+
+static void free_arenas(bv_ingest *in)
+{
+	free(in->raw_arena);
+	free(in->enc_arena);
+	free(in->scratch);
+	free(in->slots);
+	free(in->htab);
+	free(in->ftab);
+	free(in->keys);
+	free(in->klens);
+	free(in->vlens);
+	free(in->vals);
+	free(in->found);
+	free(in->idx);
+	in->raw_arena = in->enc_arena = in->scratch = NULL;
+	in->slots = NULL;
+	in->htab = in->ftab = NULL;
+	in->keys = NULL;
+	in->klens = in->vlens = in->idx = NULL;
+	in->vals = in->found = NULL;
+	in->nslots = 0;
+}
+
+static int alloc_arenas(bv_ingest *in, uint32_t slot_size)
+{
+	size_t n = BATCH_BYTES / slot_size, h = 1;
+	if (n < 8)
+		n = 8;
+	while (h < 2 * n)
+		h <<= 1;
+	free_arenas(in);
+	in->slot_size = slot_size;
+	in->nslots = n;
+	in->hmask = h - 1;
+	if (posix_memalign((void **)&in->raw_arena, 4096, n * slot_size) ||
+	    posix_memalign((void **)&in->enc_arena, 4096, n * slot_size) ||
+	    posix_memalign((void **)&in->scratch, 4096,
+			   bv_rec_size(slot_size)))
+		goto nomem;
+	in->slots = calloc(n, sizeof *in->slots);
+	in->htab = calloc(h, sizeof *in->htab);
+	in->ftab = calloc(h, sizeof *in->ftab);
+	in->keys = calloc(n, sizeof *in->keys);
+	in->klens = calloc(n, sizeof *in->klens);
+	in->vlens = calloc(n, sizeof *in->vlens);
+	in->vals = calloc(n, 64);
+	in->found = calloc(n, 1);
+	in->idx = calloc(n, sizeof *in->idx);
+	if (!in->slots || !in->htab || !in->ftab || !in->keys || !in->klens ||
+	    !in->vlens || !in->vals || !in->found || !in->idx)
+		goto nomem;
+	for (size_t i = 0; i < n; i++) {
+		in->slots[i].raw = in->raw_arena + i * slot_size;
+		in->slots[i].enc = in->enc_arena + i * slot_size;
+	}
+	return 0;
+nomem:
+	free_arenas(in);
+	return bv_fail(-ENOMEM, "ingest: cannot allocate %zu MiB of batch "
+		       "buffers", (2 * n * (size_t)slot_size) >> 20);
+}
+
+static size_t hash_rc(uint32_t rep, uint64_t chunk)
+{
+	uint64_t x = chunk * 0x9E3779B97F4A7C15ull ^ (uint64_t)rep << 56;
+	return (size_t)(x ^ (x >> 29));
+}
+
+static struct slot *find_slot(bv_ingest *in, uint32_t rep, uint64_t chunk)
+{
+	for (size_t h = hash_rc(rep, chunk) & in->hmask;;
+	     h = (h + 1) & in->hmask) {
+		int32_t v = in->htab[h];
+		if (!v)
+			return NULL;
+		struct slot *sl = &in->slots[v - 1];
+		if (sl->rep == rep && sl->chunk == chunk)
+			return sl;
+	}
+}
+
+static struct slot *new_slot(bv_ingest *in, uint32_t rep, uint64_t chunk)
+{
+	struct slot *sl = &in->slots[in->used];
+	size_t h = hash_rc(rep, chunk) & in->hmask;
+	while (in->htab[h])
+		h = (h + 1) & in->hmask;
+	in->htab[h] = (int32_t)++in->used;
+	sl->rep = rep;
+	sl->chunk = chunk;
+	sl->zero = 0;
+	sl->is_new = 0;
+	return sl;
+}
+
+static int refresh_iter(bv_ingest *in)
+{
+	int rc;
+	if (in->it && !in->it_stale)
+		return 0;
+	bv_kv_iter_free(in->it);
+	in->it = NULL;
+	if ((rc = bv_map_iter(in->s, 0, &in->it)))
+		return bv_fail_storage(rc, "ingest");
+	in->it_stale = 0;
+	return 0;
+}
+
+/* ---- phase A and C: worker functions ---------------------------------- */
+
+static void work_hash(void *ctx, size_t i)
+{
+	bv_ingest *in = ctx;
+	struct slot *sl = &in->slots[i];
+	uint32_t cs = in->rep[sl->rep].r.chunk_size;
+	if (sl->zero)
+		return;
+	if (bv_is_zero(sl->raw, cs)) {
+		sl->zero = 1;
+		return;
+	}
+	bv_fp_compute(in->s->secret, sl->raw, cs, &sl->fp);
+}
+
+static void work_encode(void *ctx, size_t i)
+{
+	bv_ingest *in = ctx;
+	struct slot *sl = &in->slots[in->idx[i]];
+	uint32_t cs = in->rep[sl->rep].r.chunk_size;
+	int64_t n = bv_codec_encode(sl->raw, cs, sl->enc, cs, &sl->codec);
+	if (n <= 0) {
+		/* Cannot happen with cap == raw length (raw fallback); keep
+		 * the raw bytes rather than fail the batch. */
+		memcpy(sl->enc, sl->raw, cs);
+		sl->codec = BV_CODEC_RAW;
+		n = cs;
+	}
+	sl->enc_len = (uint32_t)n;
+}
+
+static size_t hash_fp(const bv_fp *fp)
+{
+	uint64_t x;
+	memcpy(&x, fp->b, 8);
+	return (size_t)(x ^ (x >> 31));
+}
+
+/* ---- the batch -------------------------------------------------------- */
+
+static int flush_batch(bv_ingest *in)
+{
+	bv_store *s = in->s;
+	size_t nlook = 0, nnew = 0;
+	struct bv_cstat cst;
+	uint8_t key[BV_MAP_KEY], loc[64], tail[12];
+	uint32_t tail_id;
+	uint64_t tail_end;
+	int rc = 0, locked = 0;
+
+	if (in->used == 0 && bv_kv_batch_count(in->batch) == 0)
+		return 0;
+
+	/* A */
+	bv_pool_run(s->pool, work_hash, in, in->used);
+
+	/* B: first dedup inside the batch, then ask the index. */
+	memset(in->ftab, 0, (in->hmask + 1) * sizeof *in->ftab);
+	for (size_t i = 0; i < in->used; i++) {
+		struct slot *sl = &in->slots[i];
+		if (sl->zero)
+			continue;
+		size_t h = hash_fp(&sl->fp) & in->hmask;
+		int dup = 0;
+		for (; in->ftab[h]; h = (h + 1) & in->hmask)
+			if (bv_fp_equal(&in->slots[in->ftab[h] - 1].fp,
+					&sl->fp)) {
+				dup = 1;
+				break;
+			}
+		if (dup)
+			continue;
+		in->ftab[h] = (int32_t)(i + 1);
+		in->keys[nlook] = (const char *)sl->fp.b;
+		in->klens[nlook] = sizeof sl->fp.b;
+		in->idx[nlook++] = i;
+	}
+	if (nlook) {
+		rc = bv_kv_multi_get(s->kv, BV_CF_CHUNKS, nlook, in->keys,
+				     in->klens, in->vals, 64, in->vlens,
+				     in->found);
+		if (rc) {
+			rc = bv_fail_storage(rc, "ingest: chunk index lookup");
+			goto out;
+		}
+	}
+	for (size_t j = 0; j < nlook; j++)
+		if (!in->found[j]) {
+			in->slots[in->idx[j]].is_new = 1;
+			in->idx[nnew++] = in->idx[j];
+		}
+
+	/* C */
+	bv_pool_run(s->pool, work_encode, in, nnew);
+
+	/* D */
+	pthread_mutex_lock(&s->write_lock);
+	locked = 1;
+	if (nnew) {
+		for (size_t j = 0; j < nnew; j++) {
+			struct slot *sl = &in->slots[in->idx[j]];
+			rc = bv_cset_stage(s->cset, in->ring, &sl->fp,
+					   sl->codec, sl->enc, sl->enc_len,
+					   in->rep[sl->rep].r.chunk_size,
+					   &sl->loc);
+			if (rc)
+				break;
+		}
+		if (!rc)
+			rc = bv_cset_flush(s->cset, in->ring, &tail_id,
+					   &tail_end);
+		if (rc) {
+			bv_cset_rollback(s->cset);
+			rc = bv_fail(rc, "ingest: writing chunk containers: %s",
+				     bv_strerror(rc));
+			goto out;
+		}
+		if ((rc = bv_cstat_get(s, &cst))) {
+			rc = bv_fail(rc, "ingest: chunk counters: %s",
+				     bv_strerror(rc));
+			goto out;
+		}
+		for (size_t j = 0; j < nnew; j++) {
+			struct slot *sl = &in->slots[in->idx[j]];
+			bv_chunk_loc_encode(&sl->loc, loc);
+			bv_kv_batch_put(in->batch, BV_CF_CHUNKS, sl->fp.b,
+					sizeof sl->fp.b, loc, BV_LOC_SIZE);
+			cst.chunks++;
+			cst.raw_bytes += sl->loc.raw_len;
+			cst.stored_bytes += sl->loc.stored_len;
+		}
+		bv_cstat_put(in->batch, &cst);
+		bv_le32(tail, tail_id);
+		bv_le64(tail + 4, tail_end);
+		bv_kv_batch_put(in->batch, BV_CF_META, "tail", 4, tail,
+				sizeof tail);
+	}
+	for (size_t i = 0; i < in->used; i++) {
+		struct slot *sl = &in->slots[i];
+		struct sess_rep *r = &in->rep[sl->rep];
+		bv_key_map(key, r->r.rid, sl->chunk, r->ver);
+		bv_kv_batch_put(in->batch, BV_CF_MAPS, key, sizeof key,
+				sl->zero ? NULL : sl->fp.b,
+				sl->zero ? 0 : sizeof sl->fp.b);
+		if (!sl->zero)
+			r->ingested += r->r.chunk_size;
+		r->entries++;
+		r->dirty = 1;
+	}
+	if ((rc = bv_kv_write(s->kv, in->batch, 0)))
+		rc = bv_fail_storage(rc, "ingest: index batch");
+out:
+	if (locked)
+		pthread_mutex_unlock(&s->write_lock);
+	bv_kv_batch_clear(in->batch);
+	memset(in->htab, 0, (in->hmask + 1) * sizeof *in->htab);
+	in->used = 0;
+	in->it_stale = 1;
+	return rc ? poison(in, rc) : 0;
+}
+
+/* Loads chunk CHUNK of session replica RI as the session sees it (its own
+ * flushed entries included) into RAW. */
+static int load_chunk(bv_ingest *in, uint32_t ri, uint64_t chunk,
+		      uint8_t *raw)
+{
+	struct sess_rep *r = &in->rep[ri];
+	struct bv_chunk_read rd;
+	void *outs[1] = { raw };
+	bv_fp fp;
+	int rc;
+
+	if ((rc = refresh_iter(in)))
+		return rc;
+	rc = bv_map_lookup(in->it, r->r.rid, chunk, r->ver, &fp);
+	if (rc < 0)
+		return bv_fail_storage(rc, r->name);
+	if (rc == 0) {
+		memset(raw, 0, r->r.chunk_size);
+		return 0;
+	}
+	return bv_chunks_read(in->s, in->ring, &fp, outs, 1,
+			      r->r.chunk_size, in->scratch, &rd, r->name);
+}
+
+/* Applies SRC (NULL: zeros) to [OFF, OFF + LEN) of replica RI, chunk by
+ * chunk through the batch. The range is inside the disk. */
+static int patch(bv_ingest *in, uint32_t ri, uint64_t off, const uint8_t *src,
+		 uint64_t len)
+{
+	struct sess_rep *r = &in->rep[ri];
+	uint32_t cs = r->r.chunk_size;
+	int rc;
+
+	while (len) {
+		uint64_t c = off / cs;
+		uint32_t o = (uint32_t)(off % cs);
+		uint64_t n = cs - o < len ? cs - o : len;
+		uint64_t in_disk = r->size - c * cs;
+		if (in_disk > cs)
+			in_disk = cs;
+		int full = o == 0 && n >= in_disk;
+		struct slot *sl = find_slot(in, ri, c);
+
+		if (!sl) {
+			if (in->used == in->nslots && (rc = flush_batch(in)))
+				return rc;
+			sl = new_slot(in, ri, c);
+			if (full && !src) {
+				sl->zero = 1;
+				goto next;
+			}
+			if (full) {
+				memcpy(sl->raw, src, n);
+				if (n < cs)
+					memset(sl->raw + n, 0, cs - n);
+				goto next;
+			}
+			if ((rc = load_chunk(in, ri, c, sl->raw)))
+				return poison(in, rc); /* slot holds garbage */
+		} else if (full && !src) {
+			sl->zero = 1;
+			goto next;
+		} else if (sl->zero) {
+			memset(sl->raw, 0, cs);
+			sl->zero = 0;
+		}
+		if (src)
+			memcpy(sl->raw + o, src, n);
+		else
+			memset(sl->raw + o, 0, n);
+next:
+		off += n;
+		len -= n;
+		if (src)
+			src += n;
+	}
+	return 0;
+}
+
+/* Zeros whole chunks [C0, C1) of replica RI: pending slots become zero,
+ * and a zero entry is written only for chunks that hold data now, found by
+ * walking the replica's map (never-written chunks cost nothing). */
+static int zero_chunks(bv_ingest *in, uint32_t ri, uint64_t c0, uint64_t c1)
+{
+	struct sess_rep *r = &in->rep[ri];
+	uint8_t key[BV_MAP_KEY];
+	int rc;
+
+	if (c0 >= c1)
+		return 0;
+	for (size_t i = 0; i < in->used; i++) {
+		struct slot *sl = &in->slots[i];
+		if (sl->rep == ri && sl->chunk >= c0 && sl->chunk < c1)
+			sl->zero = 1;
+	}
+	if ((rc = refresh_iter(in)))
+		return poison(in, rc);
+	uint64_t c = c0;
+	while (c < c1) {
+		bv_key_map(key, r->r.rid, c, UINT64_MAX);
+		bv_kv_iter_seek(in->it, key, sizeof key);
+		if (!bv_kv_iter_valid(in->it))
+			break;
+		size_t kl, vl;
+		const uint8_t *k = bv_kv_iter_key(in->it, &kl);
+		if (kl != BV_MAP_KEY || bv_get_be64(k) != r->r.rid)
+			break;
+		uint64_t kc = bv_get_be64(k + 8);
+		if (kc >= c1)
+			break;
+		/* The first key of a chunk is its newest version; entries
+		 * above VER do not exist (cleaned at open and abort). */
+		bv_kv_iter_value(in->it, &vl);
+		if (vl != 0 && ~bv_get_be64(k + 16) <= r->ver &&
+		    !find_slot(in, ri, kc)) {
+			bv_key_map(key, r->r.rid, kc, r->ver);
+			bv_kv_batch_put(in->batch, BV_CF_MAPS, key, sizeof key,
+					NULL, 0);
+			r->entries++;
+			r->dirty = 1;
+		}
+		c = kc + 1;
+	}
+	if ((rc = bv_kv_iter_status(in->it)))
+		return poison(in, bv_fail_storage(rc, r->name));
+	if (bv_kv_batch_count(in->batch)) {
+		if ((rc = bv_kv_write(in->s->kv, in->batch, 0)))
+			return poison(in, bv_fail_storage(rc, r->name));
+		bv_kv_batch_clear(in->batch);
+		in->it_stale = 1;
+	}
+	return 0;
+}
+
+static int zero_range(bv_ingest *in, uint32_t ri, uint64_t off, uint64_t len)
+{
+	struct sess_rep *r = &in->rep[ri];
+	uint32_t cs = r->r.chunk_size;
+	uint64_t end = off + len;
+	uint64_t c0 = (off + cs - 1) / cs;
+	uint64_t c1 = end == r->size ? (end + cs - 1) / cs : end / cs;
+	int rc;
+
+	if (c0 >= c1)
+		return patch(in, ri, off, NULL, len);
+	if (off < c0 * cs && (rc = patch(in, ri, off, NULL, c0 * cs - off)))
+		return rc;
+	if ((rc = zero_chunks(in, ri, c0, c1)))
+		return rc;
+	if (c1 * cs < end)
+		return patch(in, ri, c1 * cs, NULL, end - c1 * cs);
+	return 0;
+}
+
+/* ---- the public session API -------------------------------------------- */
+
+int bv_ingest_begin(bv_store *s, bv_ingest **out)
+{
+	bv_ingest *in = calloc(1, sizeof *in);
+	int rc;
+
+	bv_fail(0, "%s", "");
+	*out = NULL;
+	if (!in)
+		return -ENOMEM;
+	in->s = s;
+	if ((rc = bv_ring_new(64, &in->ring))) {
+		rc = bv_fail(rc, "ingest: io_uring: %s", strerror(-rc));
+		goto fail;
+	}
+	if ((rc = bv_kv_batch_new(&in->batch)))
+		goto fail;
+	*out = in;
+	return 0;
+fail:
+	bv_ring_free(in->ring);
+	free(in);
+	return rc;
+}
+
+static int check_extent(bv_ingest *in, int slot, uint64_t off, uint64_t len)
+{
+	int rc;
+	if ((rc = check_usable(in)))
+		return rc;
+	if (slot < 0 || (size_t)slot >= in->nrep)
+		return bv_fail(BV_EINVAL, "ingest: no replica slot %d", slot);
+	struct sess_rep *r = &in->rep[slot];
+	if (off % BV_SECTOR || len % BV_SECTOR)
+		return bv_fail(BV_EALIGN, "replica %s: extent %llu+%llu is not "
+			       "aligned to 512 bytes", r->name,
+			       (unsigned long long)off,
+			       (unsigned long long)len);
+	if (off > UINT64_MAX - len || off + len > r->size)
+		return bv_fail(BV_ERANGE, "replica %s: extent %llu+%llu ends "
+			       "past the disk size %llu", r->name,
+			       (unsigned long long)off,
+			       (unsigned long long)len,
+			       (unsigned long long)r->size);
+	return 0;
+}
+
+int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
+		  uint64_t create_size)
+{
+	bv_store *s = in->s;
+	static _Thread_local struct bv_grec g;
+	struct bv_kv_batch *b = NULL;
+	struct sess_rep *r;
+	char gname[BV_NAME_MAX + 1];
+	uint8_t key[32], ver[8];
+	int rc, busy = 0, locked = 0;
+
+	bv_fail(0, "%s", "");
+	if ((rc = check_usable(in)) || (rc = bv_name_check("replica", name)))
+		return rc;
+	for (size_t i = 0; i < in->nrep; i++)
+		if (!strcmp(in->rep[i].name, name))
+			return bv_fail(BV_EINVAL, "replica %s: named twice in "
+				       "one session", name);
+	if (in->nrep == BV_SESSION_MAX)
+		return bv_fail(BV_EINVAL, "replica %s: a session holds at most "
+			       "%d replicas", name, BV_SESSION_MAX);
+	r = &in->rep[in->nrep];
+	memset(r, 0, sizeof *r);
+	snprintf(r->name, sizeof r->name, "%s", name);
+	r->base_rp = base_rp;
+	if ((rc = bv_kv_batch_new(&b)))
+		return rc;
+	pthread_mutex_lock(&s->meta_lock);
+	locked = 1;
+	rc = bv_rrec_get(s, name, &r->r);
+	if (rc == 0) {
+		if ((rc = bv_resolve_group(s, name, gname, &g)))
+			goto out;
+		if (in->gid && in->gid != g.gid) {
+			rc = bv_fail(BV_EGROUP, "replica %s: is in group %s, but "
+				     "this session writes group %s; one "
+				     "session covers one group", name, gname,
+				     in->gname);
+			goto out;
+		}
+		if (base_rp != g.latest_rp) {
+			rc = bv_fail(BV_EBASE, "replica %s: stream base is RP "
+				     "%llu but latest is RP %llu", name,
+				     (unsigned long long)base_rp,
+				     (unsigned long long)g.latest_rp);
+			goto out;
+		}
+		r->size = r->r.size;
+	} else if (rc == ST_ENOTFOUND) {
+		if (!create_size) {
+			rc = bv_fail(BV_ENOTFOUND, "replica %s: no such replica",
+				     name);
+			goto out;
+		}
+		if (base_rp != 0) {
+			rc = bv_fail(BV_EBASE, "replica %s: stream base is RP "
+				     "%llu but the replica does not exist yet "
+				     "(a first stream must be a full one, base "
+				     "0)", name, (unsigned long long)base_rp);
+			goto out;
+		}
+		if (create_size % BV_SECTOR || create_size > (UINT64_C(1) << 62)) {
+			rc = bv_fail(BV_EINVAL, "replica %s: size %llu: must be "
+				     "a multiple of 512 below 4 EiB", name,
+				     (unsigned long long)create_size);
+			goto out;
+		}
+		if (in->gid) {
+			rc = bv_fail(BV_EGROUP, "replica %s: a new replica gets a "
+				     "group of its own, but this session writes "
+				     "group %s", name, in->gname);
+			goto out;
+		}
+		if ((rc = bv_replica_name_free(s, name)))
+			goto out;
+		memset(&r->r, 0, sizeof r->r);
+		if ((rc = bv_seq_next(s, b, "rid", &r->r.rid)) ||
+		    (rc = bv_seq_next(s, b, "gid", &r->r.gid))) {
+			rc = bv_fail(rc, "replica %s: sequence: %s", name,
+				     bv_strerror(rc));
+			goto out;
+		}
+		r->r.chunk_size = s->chunk_default;
+		r->size = create_size;
+		r->created = 1;
+		snprintf(gname, sizeof gname, "%s", name);
+		g.gid = r->r.gid;
+	} else {
+		rc = bv_fail(rc, "replica %s: %s", name, bv_strerror(rc));
+		goto out;
+	}
+	pthread_mutex_unlock(&s->meta_lock);
+	locked = 0;
+	if ((rc = bv_busy_take(s, r->r.rid))) {
+		rc = bv_fail(rc, "replica %s: another ingest session is "
+			     "writing it", name);
+		goto out;
+	}
+	busy = 1;
+	/* Invariant 2: the marker is durable before any map entry. */
+	r->ver = r->r.head + 1;
+	bv_le64(ver, r->ver);
+	bv_kv_batch_put(b, BV_CF_META, key, bv_key_id(key, "inflight/",
+						       r->r.rid), ver, 8);
+	if ((rc = bv_kv_write(s->kv, b, 1))) {
+		rc = bv_fail_storage(rc, name);
+		goto out;
+	}
+	if (r->r.chunk_size > in->slot_size) {
+		if ((rc = flush_batch(in)) ||
+		    (rc = alloc_arenas(in, r->r.chunk_size))) {
+			poison(in, rc);
+			goto out;
+		}
+	}
+	in->gid = g.gid;
+	snprintf(in->gname, sizeof in->gname, "%s", gname);
+	rc = (int)in->nrep++;
+out:
+	if (locked)
+		pthread_mutex_unlock(&s->meta_lock);
+	if (rc < 0 && busy)
+		bv_busy_drop(s, r->r.rid);
+	bv_kv_batch_free(b);
+	return rc;
+}
+
+int bv_ingest_write(bv_ingest *in, int slot, uint64_t off, const void *buf,
+		    size_t len)
+{
+	int rc = check_extent(in, slot, off, len);
+	if (rc)
+		return rc;
+	return patch(in, (uint32_t)slot, off, buf, len);
+}
+
+int bv_ingest_zero(bv_ingest *in, int slot, uint64_t off, uint64_t len)
+{
+	int rc = check_extent(in, slot, off, len);
+	if (rc || len == 0)
+		return rc;
+	return zero_range(in, (uint32_t)slot, off, len);
+}
+
+int bv_ingest_resize(bv_ingest *in, int slot, uint64_t new_size)
+{
+	int rc;
+	if ((rc = check_usable(in)))
+		return rc;
+	if (slot < 0 || (size_t)slot >= in->nrep)
+		return bv_fail(BV_EINVAL, "ingest: no replica slot %d", slot);
+	struct sess_rep *r = &in->rep[slot];
+	uint32_t cs = r->r.chunk_size;
+	if (new_size % BV_SECTOR || new_size > (UINT64_C(1) << 62))
+		return bv_fail(BV_EALIGN, "replica %s: new size %llu is not a "
+			       "multiple of 512 below 4 EiB", r->name,
+			       (unsigned long long)new_size);
+	if (new_size < r->size) {
+		/* Bytes past the end of the disk are kept zero, so that a
+		 * later grow reads zeros there. */
+		uint64_t c_first = (new_size + cs - 1) / cs;
+		uint64_t c_end = (r->size + cs - 1) / cs;
+		uint64_t part_end = c_first * cs < r->size ? c_first * cs :
+							     r->size;
+		if (part_end > new_size &&
+		    (rc = patch(in, (uint32_t)slot, new_size, NULL,
+				part_end - new_size)))
+			return rc;
+		if ((rc = zero_chunks(in, (uint32_t)slot, c_first, c_end)))
+			return rc;
+	}
+	r->size = new_size;
+	return 0;
+}
+
+int bv_ingest_stream(bv_ingest *in, int fd, int format, const char *name,
+		     uint64_t base_rp, int *consistency, int64_t *tm,
+		     bv_progress_fn progress, void *ud)
+{
+	struct bv_stream_reader *rd = NULL;
+	const struct bv_stream_info *info;
+	struct bv_stream_rec rec;
+	uint64_t total = 0, base, last = 0;
+	const char *rname;
+	struct stat st;
+	int rc, slot = -1;
+
+	bv_fail(0, "%s", "");
+	if ((rc = check_usable(in)))
+		return rc;
+	if (format != BV_FORMAT_BVAULT && format != BV_FORMAT_RBD_DIFF)
+		return bv_fail(BV_EINVAL, "stream format %d: unknown", format);
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		total = (uint64_t)st.st_size;
+	rc = bv_stream_reader_open(fd, format, &rd);
+	if (rc) {
+		rc = bv_fail(rc, "%s", rd ? bv_stream_reader_error(rd) :
+			     "stream: out of memory");
+		goto out;
+	}
+	info = bv_stream_reader_info(rd);
+	if (format == BV_FORMAT_BVAULT) {
+		if (name && strcmp(name, info->replica)) {
+			rc = bv_fail(BV_EINVAL, "stream is for replica %s, not "
+				     "%s", info->replica, name);
+			goto out;
+		}
+		rname = info->replica;
+		base = info->base_rp;
+	} else {
+		if (!name) {
+			rc = bv_fail(BV_EINVAL, "an rbd diff names no replica: "
+				     "say which");
+			goto out;
+		}
+		rname = name;
+		if (base_rp == BV_RP_LATEST) {
+			if (info->has_from_snap) {
+				rc = bv_fail(BV_EBASE, "rbd diff from snapshot "
+					     "'%s': say which RP it is based "
+					     "on (--base N)", info->from_snap);
+				goto out;
+			}
+			base = 0;
+		} else {
+			base = base_rp;
+		}
+	}
+	if ((rc = bv_ingest_add(in, rname, base, info->disk_size)) < 0)
+		goto out;
+	slot = rc;
+	if (in->rep[slot].size != info->disk_size &&
+	    (rc = bv_ingest_resize(in, slot, info->disk_size)))
+		goto poisoned;
+	if (consistency)
+		*consistency = info->consistency;
+	if (tm)
+		*tm = info->time;
+	for (;;) {
+		rc = bv_stream_next(rd, &rec);
+		if (rc) {
+			rc = bv_fail(rc, "replica %s: %s", rname,
+				     bv_stream_reader_error(rd));
+			goto poisoned;
+		}
+		if (rec.type == BV_REC_END)
+			break;
+		if (rec.type == BV_REC_DATA)
+			rc = bv_ingest_write(in, slot, rec.off, rec.data,
+					     rec.len);
+		else if (rec.type == BV_REC_ZERO)
+			rc = bv_ingest_zero(in, slot, rec.off, rec.len);
+		else if (rec.type == BV_REC_RESIZE)
+			rc = bv_ingest_resize(in, slot, rec.len);
+		else
+			rc = bv_fail(BV_ESTREAM, "replica %s: stream record "
+				     "type %d unknown", rname, rec.type);
+		if (rc)
+			goto poisoned;
+		uint64_t pos = bv_stream_reader_pos(rd);
+		if (progress && pos - last >= (8u << 20)) {
+			progress(ud, pos, total);
+			last = pos;
+		}
+	}
+	if (progress)
+		progress(ud, bv_stream_reader_pos(rd), total);
+	rc = slot;
+	goto out;
+poisoned:
+	poison(in, rc);
+out:
+	bv_stream_reader_close(rd);
+	return rc;
+}
+
+static void release(bv_ingest *in, int cleanup)
+{
+	for (size_t i = 0; i < in->nrep; i++) {
+		struct sess_rep *r = &in->rep[i];
+		if (cleanup)
+			bv_replica_cleanup(in->s, r->r.rid,
+					   r->created ? 0 : r->r.head);
+		bv_busy_drop(in->s, r->r.rid);
+	}
+	bv_kv_iter_free(in->it);
+	bv_kv_batch_free(in->batch);
+	bv_ring_free(in->ring);
+	free_arenas(in);
+	free(in);
+}
+
+void bv_ingest_abort(bv_ingest *in)
+{
+	if (!in)
+		return;
+	char keep[1024];
+	snprintf(keep, sizeof keep, "%s", bv_last_error());
+	release(in, 1);
+	bv_fail(0, "%s", keep);
+}
+
+int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
+{
+	bv_store *s = in->s;
+	static _Thread_local struct bv_grec g;
+	static _Thread_local struct bv_rprec p;
+	struct bv_rp_member over[BV_SESSION_MAX];
+	struct bv_kv_batch *b = NULL;
+	struct bv_mstat ms;
+	uint8_t key[32];
+	int rc, locked = 0;
+
+	bv_fail(0, "%s", "");
+	if (rp_out)
+		*rp_out = 0;
+	if ((rc = check_usable(in)))
+		goto fail;
+	if (in->nrep == 0) {
+		rc = bv_fail(BV_EINVAL, "ingest: nothing to commit (no replica "
+			     "in the session)");
+		goto fail;
+	}
+	if (o && o->make_rp && (rc = bv_rp_label_check(o->label)))
+		goto fail;
+	if ((rc = flush_batch(in)))
+		goto fail;
+	if ((rc = bv_kv_batch_new(&b)))
+		goto fail;
+	pthread_mutex_lock(&s->meta_lock);
+	locked = 1;
+	if (in->rep[0].created) {
+		memset(&g, 0, sizeof g);
+		g.gid = in->rep[0].r.gid;
+		g.n = 1;
+		g.members[0] = in->rep[0].r.rid;
+	} else if ((rc = bv_grec_get(s, in->gname, &g))) {
+		rc = bv_fail(rc, "group %s: %s", in->gname, bv_strerror(rc));
+		goto fail;
+	}
+	if ((rc = bv_mstat_get(s, &ms))) {
+		rc = bv_fail(rc, "ingest: counters: %s", bv_strerror(rc));
+		goto fail;
+	}
+	for (size_t i = 0; i < in->nrep; i++) {
+		struct sess_rep *r = &in->rep[i];
+		if (!r->created && r->base_rp != g.latest_rp) {
+			/* An RP was made while the session ran. */
+			rc = bv_fail(BV_EBASE, "replica %s: stream base is RP "
+				     "%llu but latest is RP %llu", r->name,
+				     (unsigned long long)r->base_rp,
+				     (unsigned long long)g.latest_rp);
+			goto fail;
+		}
+		if (r->created && (rc = bv_replica_name_free(s, r->name)))
+			goto fail;
+		struct bv_rrec nr = r->r;
+		nr.head = r->ver;
+		nr.size = r->size;
+		if (r->created)
+			bv_replica_records(b, r->name, &nr, 1);
+		else
+			bv_rrec_put(b, r->name, &nr);
+		bv_kv_batch_delete(b, BV_CF_META, key,
+				   bv_key_id(key, "inflight/", r->r.rid));
+		over[i].rid = r->r.rid;
+		over[i].version = r->ver;
+		over[i].size = r->size;
+		ms.ingested_bytes += r->ingested;
+		ms.map_entries += r->entries;
+	}
+	bv_mstat_put(b, &ms);
+	if (o && o->make_rp) {
+		memset(&p, 0, sizeof p);
+		p.time = o->time ? o->time : (int64_t)time(NULL);
+		p.consistency = o->consistency == BV_APP_CONSISTENT;
+		snprintf(p.label, sizeof p.label, "%s",
+			 o->label ? o->label : "");
+		if ((rc = bv_rp_build(s, in->gname, &g, over, in->nrep, &p)))
+			goto fail;
+		g.latest_rp++;
+		bv_rprec_put(b, g.gid, g.latest_rp, &p);
+		if (!in->rep[0].created)
+			bv_grec_put(b, in->gname, &g);
+		else
+			bv_grec_put(b, in->rep[0].name, &g);
+	}
+	/* Invariant 2: this one synced write makes the versions visible. */
+	if ((rc = bv_kv_write(s->kv, b, 1))) {
+		rc = bv_fail_storage(rc, in->gname);
+		goto fail;
+	}
+	pthread_mutex_unlock(&s->meta_lock);
+	if (rp_out && o && o->make_rp)
+		*rp_out = g.latest_rp;
+	bv_kv_batch_free(b);
+	release(in, 0);
+	return 0;
+fail:
+	if (locked)
+		pthread_mutex_unlock(&s->meta_lock);
+	bv_kv_batch_free(b);
+	bv_ingest_abort(in);
+	return rc;
+}

@@ -191,4 +191,10 @@ int bv_chunks_read(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
 		   uint8_t *scratch, struct bv_chunk_read *reads,
 		   const char *replica);
 
+/* reader.c: reads [OFF, OFF + LEN) into BUF; when ZMASK is not NULL,
+ * ZMASK[j] is 1 for each chunk j of the range (counted from the chunk of
+ * OFF) that is zeros and was not read. */
+int bv_reader_fill(bv_reader *r, void *buf, size_t len, uint64_t off,
+		   uint8_t *zmask);
+
 #endif

@@ -1,1 +1,309 @@
-/* reader.c: being written */
+/*
+ * reader.c: reading a replica at a version. Chunk i of replica R at
+ * version V is the first maps key at or after (R, i, ~V): one seek. A key
+ * of another chunk, or none, means the chunk was never written (zeros);
+ * an empty value means a zero chunk. Data chunks are fetched in batches:
+ * one multi-get in the chunk index, then every record read through
+ * io_uring at once, each checked (invariant 4).
+ *
+ * A reader sees its version only (invariant 3): later versions write
+ * keys with other versions, which its seeks skip.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define READ_BATCH_BYTES (8u << 20)
+#define LOOKUP_MAX 64
+
+struct bv_reader {
+	bv_store *s;
+	char name[BV_NAME_MAX + 1];
+	uint64_t rid, version, size;
+	uint32_t cs;
+	struct bv_kv_iter *it;
+	struct bv_ring *ring;
+	size_t nbatch;
+	uint8_t *chunkbuf;   /* nbatch chunks, for partly read chunks */
+	uint8_t *scratch;    /* nbatch records */
+	bv_fp *fps;
+	void **outs;
+	struct bv_chunk_read *reads;
+	/* for each batched chunk: where its bytes go in the caller's
+	 * buffer, when they went through chunkbuf */
+	uint8_t **copy_to;
+	uint32_t *copy_off, *copy_len;
+};
+
+int bv_map_iter(bv_store *s, uint64_t rid, struct bv_kv_iter **out)
+{
+	uint8_t lo[8], hi[8];
+	if (rid == 0)
+		return bv_kv_iter_new(s->kv, BV_CF_MAPS, "", 0, NULL, 0, out);
+	bv_be64(lo, rid);
+	bv_be64(hi, rid + 1);
+	return bv_kv_iter_new(s->kv, BV_CF_MAPS, lo, 8, hi, 8, out);
+}
+
+int bv_map_lookup(struct bv_kv_iter *it, uint64_t rid, uint64_t chunk,
+		  uint64_t version, bv_fp *fp)
+{
+	uint8_t key[BV_MAP_KEY];
+	size_t kl, vl;
+	const uint8_t *k, *v;
+
+	bv_key_map(key, rid, chunk, version);
+	bv_kv_iter_seek(it, key, sizeof key);
+	if (!bv_kv_iter_valid(it))
+		return bv_kv_iter_status(it);
+	k = bv_kv_iter_key(it, &kl);
+	if (kl != BV_MAP_KEY || memcmp(k, key, 16))
+		return 0;
+	v = bv_kv_iter_value(it, &vl);
+	if (vl == 0)
+		return 0;
+	if (vl != sizeof fp->b)
+		return BV_ECORRUPT;
+	memcpy(fp->b, v, sizeof fp->b);
+	return 1;
+}
+
+int bv_chunks_read(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
+		   void *const *outs, size_t n, uint32_t raw_len,
+		   uint8_t *scratch, struct bv_chunk_read *reads,
+		   const char *replica)
+{
+	const char *keys[LOOKUP_MAX];
+	size_t klens[LOOKUP_MAX], vlens[LOOKUP_MAX];
+	uint8_t vals[LOOKUP_MAX * 64], found[LOOKUP_MAX];
+	uint64_t rec = bv_rec_size(raw_len);
+	int rc;
+
+	for (size_t done = 0; done < n;) {
+		size_t m = n - done < LOOKUP_MAX ? n - done : LOOKUP_MAX;
+		for (size_t i = 0; i < m; i++) {
+			keys[i] = (const char *)fps[done + i].b;
+			klens[i] = sizeof fps[done + i].b;
+		}
+		rc = bv_kv_multi_get(s->kv, BV_CF_CHUNKS, m, keys, klens, vals,
+				     64, vlens, found);
+		if (rc)
+			return bv_fail_storage(rc, replica);
+		for (size_t i = 0; i < m; i++) {
+			struct bv_chunk_read *r = &reads[done + i];
+			if (!found[i])
+				return bv_fail(BV_ECORRUPT, "replica %s: a chunk "
+					       "its map names is missing from "
+					       "the chunk index", replica);
+			rc = bv_chunk_loc_decode(vals + 64 * i, vlens[i],
+						 &r->loc);
+			if (rc || r->loc.raw_len != raw_len)
+				return bv_fail(BV_ECORRUPT, "replica %s: chunk "
+					       "index entry is damaged",
+					       replica);
+			r->fp = fps[done + i];
+			r->out = outs[done + i];
+			r->scratch = scratch + rec * (done + i);
+			r->res = 0;
+		}
+		done += m;
+	}
+	rc = bv_cset_read(s->cset, ring, reads, n);
+	if (rc) {
+		for (size_t i = 0; i < n; i++)
+			if (reads[i].res)
+				return bv_fail(reads[i].res, "replica %s: chunk "
+					       "in container %u at offset %llu: "
+					       "%s", replica,
+					       reads[i].loc.container,
+					       (unsigned long long)
+						       reads[i].loc.offset,
+					       bv_strerror(reads[i].res));
+		return bv_fail(rc, "replica %s: reading chunks: %s", replica,
+			       bv_strerror(rc));
+	}
+	return 0;
+}
+
+void bv_reader_close(bv_reader *r)
+{
+	if (!r)
+		return;
+	bv_kv_iter_free(r->it);
+	bv_ring_free(r->ring);
+	free(r->chunkbuf);
+	free(r->scratch);
+	free(r->fps);
+	free(r->outs);
+	free(r->reads);
+	free(r->copy_to);
+	free(r->copy_off);
+	free(r->copy_len);
+	free(r);
+}
+
+int bv_reader_open(bv_store *s, const char *replica, uint64_t rp,
+		   bv_reader **out)
+{
+	bv_reader *r = calloc(1, sizeof *r);
+	struct bv_rrec rr;
+	uint64_t rp_out;
+	int rc;
+
+	bv_fail(0, "%s", "");
+	*out = NULL;
+	if (!r)
+		return -ENOMEM;
+	r->s = s;
+	if ((rc = bv_replica_at(s, replica, rp, &rr, &r->version, &r->size,
+				&rp_out)))
+		goto fail;
+	snprintf(r->name, sizeof r->name, "%s", replica);
+	r->rid = rr.rid;
+	r->cs = rr.chunk_size;
+	r->nbatch = READ_BATCH_BYTES / r->cs;
+	if (r->nbatch < 2)
+		r->nbatch = 2;
+	if ((rc = bv_map_iter(s, r->rid, &r->it))) {
+		rc = bv_fail_storage(rc, replica);
+		goto fail;
+	}
+	if ((rc = bv_ring_new(128, &r->ring))) {
+		rc = bv_fail(rc, "replica %s: io_uring: %s", replica,
+			     strerror(-rc));
+		goto fail;
+	}
+	rc = -ENOMEM;
+	if (posix_memalign((void **)&r->chunkbuf, 4096, r->nbatch * r->cs) ||
+	    posix_memalign((void **)&r->scratch, 4096,
+			   r->nbatch * bv_rec_size(r->cs)))
+		goto fail;
+	r->fps = calloc(r->nbatch, sizeof *r->fps);
+	r->outs = calloc(r->nbatch, sizeof *r->outs);
+	r->reads = calloc(r->nbatch, sizeof *r->reads);
+	r->copy_to = calloc(r->nbatch, sizeof *r->copy_to);
+	r->copy_off = calloc(r->nbatch, sizeof *r->copy_off);
+	r->copy_len = calloc(r->nbatch, sizeof *r->copy_len);
+	if (!r->fps || !r->outs || !r->reads || !r->copy_to || !r->copy_off ||
+	    !r->copy_len)
+		goto fail;
+	*out = r;
+	return 0;
+fail:
+	bv_reader_close(r);
+	return rc;
+}
+
+uint64_t bv_reader_size(const bv_reader *r)
+{
+	return r->size;
+}
+
+uint32_t bv_reader_chunk_size(const bv_reader *r)
+{
+	return r->cs;
+}
+
+int bv_reader_fill(bv_reader *r, void *buf, size_t len, uint64_t off,
+		   uint8_t *zmask)
+{
+	uint8_t *dst = buf;
+	uint64_t first = off / r->cs;
+	int rc;
+
+	if (off > r->size || len > r->size - off)
+		return bv_fail(BV_ERANGE, "replica %s: read %llu+%zu ends past "
+			       "the disk size %llu", r->name,
+			       (unsigned long long)off, len,
+			       (unsigned long long)r->size);
+	while (len) {
+		size_t nb = 0;
+		while (len && nb < r->nbatch) {
+			uint64_t c = off / r->cs;
+			uint32_t o = (uint32_t)(off % r->cs);
+			size_t n = r->cs - o < len ? r->cs - o : len;
+			bv_fp fp;
+			rc = bv_map_lookup(r->it, r->rid, c, r->version, &fp);
+			if (rc < 0)
+				return rc == BV_ECORRUPT ?
+				       bv_fail(rc, "replica %s: map entry of "
+					       "chunk %llu is damaged", r->name,
+					       (unsigned long long)c) :
+				       bv_fail_storage(rc, r->name);
+			if (zmask)
+				zmask[c - first] = rc == 0;
+			if (rc == 0) {
+				memset(dst, 0, n);
+			} else {
+				r->fps[nb] = fp;
+				if (o == 0 && n == r->cs) {
+					r->outs[nb] = dst;
+					r->copy_to[nb] = NULL;
+				} else {
+					r->outs[nb] = r->chunkbuf +
+						      nb * (size_t)r->cs;
+					r->copy_to[nb] = dst;
+					r->copy_off[nb] = o;
+					r->copy_len[nb] = (uint32_t)n;
+				}
+				nb++;
+			}
+			dst += n;
+			off += n;
+			len -= n;
+		}
+		if (nb == 0)
+			continue;
+		if ((rc = bv_chunks_read(r->s, r->ring, r->fps, r->outs, nb,
+					 r->cs, r->scratch, r->reads,
+					 r->name)))
+			return rc;
+		for (size_t i = 0; i < nb; i++)
+			if (r->copy_to[i])
+				memcpy(r->copy_to[i],
+				       (uint8_t *)r->outs[i] + r->copy_off[i],
+				       r->copy_len[i]);
+	}
+	return 0;
+}
+
+int bv_reader_pread(bv_reader *r, void *buf, size_t len, uint64_t off)
+{
+	bv_fail(0, "%s", "");
+	return bv_reader_fill(r, buf, len, off, NULL);
+}
+
+int bv_reader_extent(bv_reader *r, uint64_t off, uint64_t *len)
+{
+	uint64_t want = *len, run = 0;
+	int kind = -1, rc;
+
+	bv_fail(0, "%s", "");
+	if (off > r->size || want > r->size - off)
+		return bv_fail(BV_ERANGE, "replica %s: extent query %llu+%llu "
+			       "ends past the disk size %llu", r->name,
+			       (unsigned long long)off,
+			       (unsigned long long)want,
+			       (unsigned long long)r->size);
+	while (run < want) {
+		uint64_t pos = off + run;
+		uint64_t c = pos / r->cs;
+		uint64_t n = r->cs - pos % r->cs;
+		bv_fp fp;
+		if (n > want - run)
+			n = want - run;
+		rc = bv_map_lookup(r->it, r->rid, c, r->version, &fp);
+		if (rc < 0)
+			return bv_fail_storage(rc, r->name);
+		if (kind == -1)
+			kind = rc;
+		else if (kind != rc)
+			break;
+		run += n;
+	}
+	*len = run;
+	return kind < 0 ? 0 : kind;
+}
