@@ -2321,6 +2321,7 @@ int main(int argc, char **argv)
 	int group_seen = 0;
 
 	if (argc < 2) {
+		fprintf(stderr, "bvault: missing command\n");
 		top_usage(stderr);
 		return EXIT_USAGE;
 	}
