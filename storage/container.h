@@ -70,7 +70,10 @@ struct bv_cset_opts {
 /* Opens the container directory DIR (created by bv_cset_create_dir()).
  * TAIL_ID/TAIL_END are the durable tail the index last committed
  * (0/0 when nothing ever was): container TAIL_ID is cut back to TAIL_END
- * and containers above it are removed, so appends continue there. */
+ * and containers above it are removed, so appends continue there.
+ * The secret and store id are copied (store_id NULL: 16 zero bytes).
+ * ST_ECORRUPT when container TAIL_ID is missing, shorter than TAIL_END or
+ * not this store's; ST_EINVAL for a tail 0 with an offset. */
 int bv_cset_open(const char *dir, const struct bv_cset_opts *o,
 		 uint32_t tail_id, uint64_t tail_end, struct bv_cset **out);
 int bv_cset_create_dir(const char *dir);
@@ -81,8 +84,13 @@ void bv_cset_close(struct bv_cset *cs);
 int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
 		  uint8_t codec, const void *stored, uint32_t stored_len,
 		  uint32_t raw_len, struct bv_chunk_loc *loc);
-/* Writes what is staged and fdatasyncs every container written since the
- * last flush; then reports the durable tail to record in the index. */
+/* Writes what is staged, pads the container to a 4 KiB boundary and
+ * fdatasyncs every container written since the last flush (and the
+ * directory if a container was created); then reports the durable tail to
+ * record in the index (0/0 while no record was ever staged). TAIL_ID and
+ * TAIL_END may be NULL.
+ * After any failed write or fdatasync (in stage or flush) the set returns
+ * that error from stage and flush until bv_cset_rollback(). */
 int bv_cset_flush(struct bv_cset *cs, struct bv_ring *ring,
 		  uint32_t *tail_id, uint64_t *tail_end);
 /* Drops what is staged but not written (an aborted session), and cuts the
@@ -99,10 +107,16 @@ struct bv_chunk_read {
 	int res; /* 0, or the error for this chunk */
 };
 
-/* Reads N records through RING with all in flight, checks each record's
+/* Reads N records through RING with all in flight (in batches of 256),
+ * checks each record's
  * header, its stored-bytes checksum, decodes it, and checks the
  * fingerprint of the decoded bytes (invariant 4). Returns 0 or the first
- * error (ST_ECHECKSUM, ST_ECORRUPT, -errno); each RES is set. */
+ * error (ST_ECHECKSUM, ST_ECORRUPT, -errno); each RES is set.
+ * ST_ECORRUPT: impossible location, record magic or fields that do not
+ * match LOC/FP, or undecodable payload; ST_ECHECKSUM: header or payload
+ * checksum, or the fingerprint of the decoded bytes.
+ * Only records written out of the staging buffer can be read: read what a
+ * session staged only after bv_cset_flush(). */
 int bv_cset_read(struct bv_cset *cs, struct bv_ring *ring,
 		 struct bv_chunk_read *reads, size_t n);
 
