@@ -680,6 +680,23 @@ int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
 		goto out;
 	}
 	busy = 1;
+	/* A marker left by an earlier session whose cleanup failed: its
+	 * entries would show through this session's version; clean first. */
+	{
+		uint8_t v[8];
+		size_t vl;
+		rc = bv_kv_get(s->kv, BV_CF_META, key,
+			       bv_key_id(key, "inflight/", r->r.rid), v,
+			       sizeof v, &vl);
+		if (rc == 0)
+			rc = bv_replica_cleanup(s, r->r.rid, r->r.head);
+		else if (rc == ST_ENOTFOUND)
+			rc = 0;
+		else
+			rc = bv_fail_storage(rc, name);
+		if (rc)
+			goto out;
+	}
 	/* Invariant 2: the marker is durable before any map entry. */
 	r->ver = r->r.head + 1;
 	bv_le64(ver, r->ver);

@@ -227,7 +227,7 @@ static void put_u64s(struct bv_kv_batch *b, const char *k,
 
 int bv_cstat_get(bv_store *s, struct bv_cstat *c)
 {
-	uint64_t v[3];
+	uint64_t v[3] = { 0 };
 	int rc = get_u64s(s, "stat/c", v, 3);
 	c->chunks = v[0];
 	c->raw_bytes = v[1];
@@ -243,7 +243,7 @@ void bv_cstat_put(struct bv_kv_batch *b, const struct bv_cstat *c)
 
 int bv_mstat_get(bv_store *s, struct bv_mstat *m)
 {
-	uint64_t v[2];
+	uint64_t v[2] = { 0 };
 	int rc = get_u64s(s, "stat/m", v, 2);
 	m->ingested_bytes = v[0];
 	m->map_entries = v[1];
@@ -260,7 +260,7 @@ int bv_seq_next(bv_store *s, struct bv_kv_batch *b, const char *which,
 		uint64_t *id)
 {
 	char k[32] = "seq/";
-	uint64_t v;
+	uint64_t v = 0;
 	strncat(k, which, sizeof k - 5);
 	int rc = get_u64s(s, k, &v, 1);
 	if (rc)
