@@ -36,7 +36,7 @@ same_snapshot "$S" before "two groups: store unchanged"
 cp "$T/sb" "$T/sb-bad"
 head -c $(($(stat -c %s "$T/sb") - 1)) "$T/sb" >"$T/sb-bad"
 run_fail "ingest of a good and a truncated stream: refused" 1 \
-	'truncat|ended early|end of|checksum' "$BV" ingest "$S" --rp "$T/sa" "$T/sb-bad"
+	'truncat|ended early|ends inside|end of|checksum' "$BV" ingest "$S" --rp "$T/sa" "$T/sb-bad"
 same_snapshot "$S" before "good + truncated: store unchanged"
 
 run_ok "ingest two streams, one RP" "$BV" ingest "$S" --rp --label both "$T/sa" "$T/sb"
