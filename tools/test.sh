@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# test.sh: the whole test run, as CI does it (.ci/run), from a fresh clone
+# on Debian 12.
+#
+#   1. installs the build dependencies that are missing (apt-get),
+#   2. builds build/ (normal) and build-asan/ (ASan + UBSan),
+#   3. runs `meson test` in each (the sanitizer build leaves out the
+#      'slow' suite), then tools/quickstart.sh on a small image as one
+#      more test,
+#   4. prints the failing tests with their logs, and as its last line
+#      "N passed, N failed" (", N skipped" when some were skipped).
+#
+# Every meson test of every build counts as one test; a build that fails
+# counts as one failed test. Exit status 0 only when nothing failed.
+# Options: --no-install, --no-asan (only the normal build).
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+INSTALL=1
+ASAN=1
+PKGS=(build-essential meson ninja-build pkg-config liburing-dev
+	libxxhash-dev liblz4-dev librocksdb-dev)
+JOBS=2
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--no-install) INSTALL=0 ;;
+	--no-asan) ASAN=0 ;;
+	-h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "test.sh: unknown option '$1'" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+say() { echo "== test.sh: $*"; }
+extra_pass=0
+extra_fail=0
+extra_failed_names=()
+
+fail_extra() {
+	extra_fail=$((extra_fail + 1))
+	extra_failed_names+=("$1")
+}
+
+# ---- 1. dependencies -------------------------------------------------------
+if [ "$INSTALL" -eq 1 ] && command -v dpkg >/dev/null 2>&1; then
+	missing=()
+	for p in "${PKGS[@]}"; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		sudo=()
+		[ "$(id -u)" -ne 0 ] && sudo=(sudo)
+		say "installing ${missing[*]}"
+		"${sudo[@]}" apt-get update -qq &&
+			DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install \
+				-y -qq --no-install-recommends "${missing[@]}" || {
+			echo "test.sh: could not install ${missing[*]}" >&2
+			echo "0 passed, 1 failed"
+			exit 1
+		}
+	fi
+fi
+
+# ---- 2 and 3. builds and tests ---------------------------------------------
+# build DIR [meson options...]: configures if needed and builds; the
+# result is 0 or the failure, its log in DIR/build.log.
+build() {
+	local dir=$1
+	shift
+	mkdir -p "$dir"
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >"$dir/setup.log" 2>&1 || {
+			tail -n 40 "$dir/setup.log"
+			return 1
+		}
+	fi
+	ninja -C "$dir" -j "$JOBS" >"$dir/build.log" 2>&1 || {
+		grep -E 'error|FAILED' "$dir/build.log" | head -n 40
+		return 1
+	}
+}
+
+# run_meson_tests DIR [meson test options...]
+run_meson_tests() {
+	local dir=$1
+	shift
+	rm -f "$dir/meson-logs/testlog.json"
+	meson test -C "$dir" --no-rebuild --num-processes "$JOBS" "$@" \
+		>"$dir/test.out" 2>&1
+	tail -n 12 "$dir/test.out"
+}
+
+BUILDS=()
+say "building build/"
+if build build; then
+	BUILDS+=(build)
+	say "testing build/"
+	run_meson_tests build
+else
+	fail_extra "build of build/ (log: build/build.log)"
+fi
+
+if [ "$ASAN" -eq 1 ]; then
+	say "building build-asan/ (ASan + UBSan)"
+	if build build-asan -Db_sanitize=address,undefined -Db_lundef=false; then
+		BUILDS+=(build-asan)
+		say "testing build-asan/"
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+			UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+			run_meson_tests build-asan --no-suite slow --timeout-multiplier 3
+	else
+		fail_extra "build of build-asan/ (log: build-asan/build.log)"
+	fi
+fi
+
+if [ -x build/tools/bvault ]; then
+	say "quickstart check (64 MiB image)"
+	if tools/quickstart.sh --no-install --build-dir build --size 64 \
+		>build/quickstart.log 2>&1; then
+		extra_pass=$((extra_pass + 1))
+		tail -n 10 build/quickstart.log
+	else
+		tail -n 20 build/quickstart.log
+		fail_extra "quickstart (log: build/quickstart.log)"
+	fi
+else
+	fail_extra "quickstart (no build/tools/bvault)"
+fi
+
+# ---- 4. the count ---------------------------------------------------------
+# Prints "pass fail skip" for the testlog.json files given, and the names
+# of the failed tests (with their build) on stderr.
+count_logs() {
+	if command -v python3 >/dev/null 2>&1; then
+		python3 - "$@" <<'EOF'
+import json, sys
+p = f = s = 0
+for path in sys.argv[1:]:
+    build = path.split('/meson-logs/')[0]
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            t = json.loads(line)
+        except ValueError:
+            continue
+        r = t.get('result', '')
+        if r in ('OK', 'EXPECTEDFAIL'):
+            p += 1
+        elif r == 'SKIP':
+            s += 1
+        else:
+            f += 1
+            print('FAILED %s: %s (%s)' % (build, t.get('name', '?'), r),
+                  file=sys.stderr)
+print(p, f, s)
+EOF
+	else
+		local path build p=0 f=0 s=0 line name r
+		for path; do
+			[ -f "$path" ] || continue
+			build=${path%%/meson-logs/*}
+			while IFS= read -r line; do
+				r=$(echo "$line" | grep -o '"result": *"[A-Z]*"' | grep -o '[A-Z]*')
+				name=$(echo "$line" | grep -o '"name": *"[^"]*"' | sed 's/.*: *"//; s/"$//')
+				case $r in
+				OK | EXPECTEDFAIL) p=$((p + 1)) ;;
+				SKIP) s=$((s + 1)) ;;
+				'') ;;
+				*) f=$((f + 1)); echo "FAILED $build: $name ($r)" >&2 ;;
+				esac
+			done <"$path"
+		done
+		echo "$p $f $s"
+	fi
+}
+
+logs=()
+for b in "${BUILDS[@]}"; do
+	if [ -f "$b/meson-logs/testlog.json" ]; then
+		logs+=("$b/meson-logs/testlog.json")
+	else
+		fail_extra "meson test in $b/ (no testlog.json; see $b/test.out)"
+	fi
+done
+read -r pass fail skip < <(count_logs "${logs[@]}" 2>"$ROOT/.test-failures") ||
+	{ pass=0 fail=0 skip=0; }
+pass=$((pass + extra_pass))
+fail=$((fail + extra_fail))
+
+echo
+if [ -s "$ROOT/.test-failures" ] || [ ${#extra_failed_names[@]} -gt 0 ]; then
+	echo "Failed:"
+	sed 's/^FAILED /  /' "$ROOT/.test-failures"
+	for n in "${extra_failed_names[@]}"; do
+		echo "  $n"
+	done
+	echo "Logs: <build>/meson-logs/testlog.txt (full output of every test)," \
+		"<build>/test.out"
+fi
+rm -f "$ROOT/.test-failures"
+if [ "$skip" -gt 0 ]; then
+	echo "$pass passed, $fail failed, $skip skipped"
+else
+	echo "$pass passed, $fail failed"
+fi
+[ "$fail" -eq 0 ]
