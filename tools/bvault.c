@@ -233,7 +233,7 @@ static int arg_u64(const char *opt, const char *s, uint64_t *out)
 
 static int arg_chunk_size(const char *s, uint32_t *out)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	int rc = arg_size("--chunk-size", s, &v);
 
 	if (rc)
@@ -1925,6 +1925,8 @@ static int cmd_bench(int argc, char **argv)
 	       "--------------------------------------",
 	       "--------------------------------------");
 	fill_half(a, mem, &st);
+	memset(b, 0, mem); /* page faults out of the timed loops */
+	memset(c, 0, (size_t)bound * (mem / chunk));
 
 	/* memcpy: the memory bandwidth every other row is bounded by. */
 	t0 = now_sec();
@@ -2182,8 +2184,8 @@ static int cmd_bench(int argc, char **argv)
 		bv_stats sts;
 
 		if (bv_stats_get(s, &sts) == 0 && sts.stored_bytes)
-			printf("\nstore: %" PRIu64 " unique chunks, "
-			       "compression %.2f:1\n", sts.chunks,
+			printf("\nstore: %" PRIu64 " unique chunks (random and "
+			       "2:1), compression %.2f:1\n", sts.chunks,
 			       (double)sts.raw_bytes /
 			       (double)sts.stored_bytes);
 	}
@@ -2287,16 +2289,26 @@ static const struct command commands[] = {
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
+/* The synopsis of a command: its usage text up to the description (the
+ * first line, and the lines that continue it, indented). */
+static void print_synopsis(FILE *f, const char *usage)
+{
+	const char *p = usage + strlen("usage: ");
+
+	do {
+		const char *nl = strchr(p, '\n');
+
+		fprintf(f, "  %.*s\n", (int)(nl - p), p);
+		p = nl + 1;
+	} while (*p == ' ');
+}
+
 static void top_usage(FILE *f)
 {
 	fprintf(f, "usage: bvault COMMAND [ARGS...]   (bvault COMMAND --help "
 		   "for details)\n\n");
-	for (size_t i = 0; i < NCOMMANDS; i++) {
-		const char *u = commands[i].usage + strlen("usage: ");
-		const char *nl = strchr(u, '\n');
-
-		fprintf(f, "  %.*s\n", (int)(nl - u), u);
-	}
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		print_synopsis(f, commands[i].usage);
 	fprintf(f, "\nSizes take K, M, G, T suffixes (binary). Exit status: 0 "
 		   "ok, 1 error, 2 usage error.\n");
 }
@@ -2306,12 +2318,7 @@ static void group_usage(FILE *f, const char *group)
 	fprintf(f, "usage:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		if (commands[i].group && strcmp(commands[i].group, group) == 0)
-		{
-			const char *u = commands[i].usage + strlen("usage: ");
-			const char *nl = strchr(u, '\n');
-
-			fprintf(f, "  %.*s\n", (int)(nl - u), u);
-		}
+			print_synopsis(f, commands[i].usage);
 }
 
 int main(int argc, char **argv)
