@@ -21,6 +21,7 @@
  *
  * BV_SEED replays a run; BV_KILLS sets the number of kills (default 24).
  */
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -93,7 +94,7 @@ static void log_append(int fd, const rec *r)
 /* The child: commits versions from the store's latest RP on, at most
  * MAXRUN of them (0: until killed). Exit codes: 0 done, 2 engine error,
  * 3 unexpected RP number, 4 log error. */
-static void child(uint32_t attempt, int maxrun)
+static void child(uint32_t attempt, int maxrun, int ready_fd)
 {
 	bv_store *s = NULL;
 	bv_open_opts o = { .workers = 1 };
@@ -109,6 +110,14 @@ static void child(uint32_t attempt, int maxrun)
 	}
 	if (bv_replica_info_get(s, "vm", &ri) == 0)
 		latest = ri.latest_rp;
+	if (ready_fd >= 0) {
+		/* Tells the parent the store is open: most kills are timed
+		 * from here, so that a slow open on a loaded machine does
+		 * not eat every delay. */
+		if (write(ready_fd, "r", 1) != 1)
+			_exit(4);
+		close(ready_fd);
+	}
 	for (int i = 0; maxrun == 0 || i < maxrun; i++) {
 		uint64_t k = latest + 1, rp = 0;
 		bv_ingest *in;
@@ -302,17 +311,35 @@ int main(void)
 
 	for (int cycle = 1; cycle <= kills; cycle++) {
 		uint64_t delay = et_range(&rng, 5, 200), before = M;
-		int status = 0;
+		/* One cycle in four times the kill from the fork, so that
+		 * some land while the store is being opened (recovering). */
+		int from_fork = cycle % 4 == 0;
+		int status = 0, pfd[2];
 		size_t n;
 		rec *log;
 		pid_t pid;
 
 		fflush(stdout);
+		if (pipe(pfd) < 0)
+			bail_out("pipe");
 		pid = fork();
 		if (pid < 0)
 			bail_out("fork");
-		if (pid == 0)
-			child((uint32_t)cycle, 0);
+		if (pid == 0) {
+			close(pfd[0]);
+			if (from_fork)
+				close(pfd[1]);
+			child((uint32_t)cycle, 0, from_fork ? -1 : pfd[1]);
+		}
+		close(pfd[1]);
+		if (!from_fork) {
+			struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
+			char c;
+			if (poll(&pf, 1, 30000) <= 0 || read(pfd[0], &c, 1) != 1)
+				diag("cycle %d: the child did not report an "
+				     "open store", cycle);
+		}
+		close(pfd[0]);
 		sleep_ms(delay);
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
@@ -333,8 +360,9 @@ int main(void)
 			M = check(cycle, cycle % 6 == 0);
 			if (M > done)
 				landed_inflight++;
-			diag("cycle %d: killed after %" PRIu64 " ms, %" PRIu64
-			     " new RPs, in flight %" PRIu64 " %s", cycle, delay,
+			diag("cycle %d: killed %" PRIu64 " ms after the %s, %"
+			     PRIu64 " new RPs, in flight %" PRIu64 " %s", cycle,
+			     delay, from_fork ? "fork" : "open",
 			     M - before, intent > done ? intent : 0,
 			     M > done ? "landed" : "");
 		}
@@ -347,7 +375,7 @@ int main(void)
 		uint64_t before = M;
 		pid_t pid = fork();
 		if (pid == 0)
-			child((uint32_t)kills + 1, 5);
+			child((uint32_t)kills + 1, 5, -1);
 		waitpid(pid, &status, 0);
 		is_int(WIFEXITED(status) ? WEXITSTATUS(status) : 100 + status,
 		       0, "a child after the last crash commits 5 more versions");

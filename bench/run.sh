@@ -1,0 +1,66 @@
+#!/bin/sh
+# run.sh [BVBENCH ARGS...]: builds a release tree, runs bvbench with the
+# standard parameters (or the ones given) and rewrites bench/RESULTS.md
+# with the figures, the date, the machine and the exact command.
+#
+#   BUILD=dir    release build directory (default: build-release at the
+#                top of the source tree)
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(dirname "$here")
+build=${BUILD:-$src/build-release}
+
+if [ ! -d "$build" ]; then
+	meson setup "$build" "$src" --buildtype=release
+fi
+ninja -C "$build" bench/bvbench
+
+if [ $# -eq 0 ]; then
+	set -- --size 4G --compress 2.0 --dedup 1.0 --change 1 --versions 30 \
+		--chunk-size 64K
+fi
+cmd="$build/bench/bvbench $*"
+echo "+ $cmd"
+out=$("$build/bench/bvbench" "$@")
+printf '%s\n' "$out"
+
+summary=$(printf '%s\n' "$out" | sed -n 's/^SUMMARY //p')
+[ -n "$summary" ] || { echo "run.sh: no SUMMARY from bvbench" >&2; exit 1; }
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+fs=$(df -T /var/tmp | awk 'NR == 2 { print $2 }')
+commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+{
+	echo "# bvbench results"
+	echo
+	echo "Made by \`bench/run.sh\`; every figure is a ratio against a"
+	echo "reference measured in the same run on the same machine"
+	echo "(DESIGN.md, performance model). Rerun it to update this file."
+	echo
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- commit: $commit"
+	echo "- machine: $(nproc) cores ($cpu), $mem RAM, /var/tmp on $fs"
+	echo "- build: meson --buildtype=release"
+	echo "- command: \`$(echo "$cmd" | sed "s|$src/||")\`"
+	echo
+	echo "## Table"
+	echo
+	echo '```'
+	printf '%s\n' "$out" | sed -n '/^figure/,/^workload/p'
+	echo '```'
+	echo
+	echo "Targets: full ingest >= 1.0x single-core LZ4; ingest of stored"
+	echo "data >= 3 GB/s; express full of 1 % changed chunks < 5 % of the"
+	echo "full ingest time; export of the latest RP >= 0.7x the first;"
+	echo "RP creation independent of replica size (ratio about 1)."
+	echo "\"warm\": the store's files were just written and are in the page"
+	echo "cache; \"cold\": their cached pages were dropped (fadvise) first."
+	echo
+	echo "## Summary (machine-readable)"
+	echo
+	echo '```json'
+	printf '%s\n' "$summary"
+	echo '```'
+} > "$here/RESULTS.md"
+echo "wrote $here/RESULTS.md"
