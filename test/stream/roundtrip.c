@@ -236,8 +236,8 @@ static void test_writer_checks(const uint8_t *pool)
 
 	{
 		static const char *names[] = { "", "a/b", "x y", "caf\xc3\xa9",
-			"0123456789012345678901234567890123456789"
-			"012345678901234567890123" };
+			("0123456789012345678901234567890123456789"
+			 "012345678901234567890123") };
 		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 			h.replica = names[i];
 			w = (void *)1;
