@@ -143,9 +143,15 @@ if command -v script >/dev/null 2>&1; then
 	script -qec "$BV ingest $S" /dev/null >"$T/tty" 2>&1
 	grep -q 'refusing to read a binary stream from a terminal' "$T/tty"
 	ok $? "ingest refuses to read a terminal"
+	script -qec "$BV export $S vm1@1 $T/tty.img" /dev/null >"$T/tty" 2>&1
+	grep -q 'export \[#*\] 100%' "$T/tty"; ok $? "export draws a progress bar on a terminal"
+	rm -f "$T/tty.img"
 else
-	skip "terminal refusals" "script(1) missing"
+	skip "terminal refusals and progress" "script(1) missing"
 fi
+"$BV" export "$S" vm1@1 "$T/quiet.img" 2>"$T/err" </dev/null
+[ $? -eq 0 ] && [ ! -s "$T/err" ]; ok $? "no progress output when stderr is not a terminal"
+rm -f "$T/quiet.img"
 
 same_snapshot "$S" before "the store is unchanged by all of the above"
 
