@@ -102,4 +102,14 @@ cmp "$T/x3" "$T/v3" >/dev/null; ok $? "incremental diff rebuilds the image"
 run_ok "export RP 1 from the third store" "$BV" export "$S3" vm1@1 "$T/x31"
 cmp "$T/x31" "$T/v1" >/dev/null; ok $? "third store keeps RP 1"
 
+# A replica never written (all zeros, no map entries) diffs and exports.
+run_ok "replica create empty" "$BV" replica create "$S" empty --size 1M
+run_ok "rp create of it" "$BV" rp create "$S" empty
+run_ok "export empty@1" "$BV" export "$S" empty@1 "$T/ez"
+cmp "$T/ez" <(head -c 1048576 /dev/zero) >/dev/null; ok $? "empty@1 is all zeros"
+run_ok "diff empty@0 empty@1" "$BV" diff "$S" empty@0 empty@1 --out "$T/dz"
+run_ok "ingest that diff elsewhere" "$BV" ingest "$S2" --rp "$T/dz"
+run_ok "export it there" "$BV" export "$S2" empty@1 "$T/ez2"
+cmp "$T/ez2" "$T/ez" >/dev/null; ok $? "the copy is all zeros, 1 MiB"
+
 done_testing
