@@ -47,7 +47,6 @@ struct sess_rep {
 	uint64_t ver;       /* version being written */
 	uint64_t size;      /* disk size as the session has it now */
 	int created;        /* replica is made at commit */
-	int dirty;          /* map entries of VER may exist in the index */
 	uint64_t ingested;  /* non-zero chunk bytes mapped */
 	uint64_t entries;   /* map entries written */
 };
@@ -58,11 +57,25 @@ struct slot {
 	uint8_t *raw;
 	uint8_t *enc;
 	uint8_t zero;      /* the chunk is all zeros */
-	uint8_t is_new;    /* not in the index: store it */
 	uint8_t codec;
 	uint32_t enc_len;
 	bv_fp fp;
 	struct bv_chunk_loc loc;
+};
+
+/* One batch of pending chunks and everything needed to process it. */
+struct batch {
+	size_t used;
+	uint8_t *raw_arena, *enc_arena;
+	struct slot *slots;
+	int32_t *htab;                 /* (rep, chunk) -> slot + 1 */
+	int32_t *ftab;                 /* fingerprint -> slot + 1 */
+	const char **keys;
+	size_t *klens, *vlens;
+	uint8_t *vals, *found;
+	size_t *idx;                   /* new chunks: slot indexes */
+	size_t nnew;
+	struct bv_kv_batch *kvb;
 };
 
 struct bv_ingest {
@@ -73,22 +86,30 @@ struct bv_ingest {
 	char gname[BV_NAME_MAX + 1];
 	int failed;                    /* poisoned: only abort remains */
 	char failmsg[512];
-	struct bv_ring *ring;
-	struct bv_kv_batch *batch;
+	struct bv_ring *ring;          /* the caller's thread */
+	struct bv_kv_batch *batch;     /* zero entries from the caller */
 	struct bv_kv_iter *it;         /* maps; remade after each write */
 	int it_stale;
+	uint8_t *scratch;              /* one record, for patch reads */
 
 	uint32_t slot_size;
-	size_t nslots, used;
-	uint8_t *raw_arena, *enc_arena, *scratch;
-	struct slot *slots;
-	int32_t *htab;                 /* (rep, chunk) -> slot + 1 */
-	int32_t *ftab;                 /* fingerprint -> slot + 1 */
+	size_t nslots;
 	size_t hmask;
-	const char **keys;
-	size_t *klens, *vlens;
-	uint8_t *vals, *found;
-	size_t *idx;
+	struct batch b[2];
+	struct batch *cur;             /* being filled by the caller */
+
+	/* The flusher thread runs phase D of one batch while the caller
+	 * fills and compresses the next. */
+	pthread_t flusher;
+	int flusher_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct batch *handoff;         /* batch for the flusher, or NULL */
+	int flusher_busy;
+	int flusher_stop;
+	int flush_rc;
+	char flush_msg[512];
+	struct bv_ring *fring;         /* the flusher's ring */
 };
 
 static int poison(bv_ingest *in, int rc)
@@ -109,29 +130,61 @@ static int check_usable(bv_ingest *in)
 	return 0;
 }
 
-static void free_arenas(bv_ingest *in)
+static void batch_free(struct batch *b)
 {
-	free(in->raw_arena);
-	free(in->enc_arena);
-	free(in->scratch);
-	free(in->slots);
-	free(in->htab);
-	free(in->ftab);
-	free(in->keys);
-	free(in->klens);
-	free(in->vlens);
-	free(in->vals);
-	free(in->found);
-	free(in->idx);
-	in->raw_arena = in->enc_arena = in->scratch = NULL;
-	in->slots = NULL;
-	in->htab = in->ftab = NULL;
-	in->keys = NULL;
-	in->klens = in->vlens = in->idx = NULL;
-	in->vals = in->found = NULL;
-	in->nslots = 0;
+	free(b->raw_arena);
+	free(b->enc_arena);
+	free(b->slots);
+	free(b->htab);
+	free(b->ftab);
+	free(b->keys);
+	free(b->klens);
+	free(b->vlens);
+	free(b->vals);
+	free(b->found);
+	free(b->idx);
+	bv_kv_batch_free(b->kvb);
+	memset(b, 0, sizeof *b);
 }
 
+static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size)
+{
+	memset(b, 0, sizeof *b);
+	if (posix_memalign((void **)&b->raw_arena, 4096, n * size) ||
+	    posix_memalign((void **)&b->enc_arena, 4096, n * size))
+		return -ENOMEM;
+	b->slots = calloc(n, sizeof *b->slots);
+	b->htab = calloc(h, sizeof *b->htab);
+	b->ftab = calloc(h, sizeof *b->ftab);
+	b->keys = calloc(n, sizeof *b->keys);
+	b->klens = calloc(n, sizeof *b->klens);
+	b->vlens = calloc(n, sizeof *b->vlens);
+	b->vals = calloc(n, 64);
+	b->found = calloc(n, 1);
+	b->idx = calloc(n, sizeof *b->idx);
+	if (!b->slots || !b->htab || !b->ftab || !b->keys || !b->klens ||
+	    !b->vlens || !b->vals || !b->found || !b->idx ||
+	    bv_kv_batch_new(&b->kvb))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		b->slots[i].raw = b->raw_arena + i * size;
+		b->slots[i].enc = b->enc_arena + i * size;
+	}
+	return 0;
+}
+
+static void free_arenas(bv_ingest *in)
+{
+	batch_free(&in->b[0]);
+	batch_free(&in->b[1]);
+	free(in->scratch);
+	in->scratch = NULL;
+	in->cur = NULL;
+	in->nslots = 0;
+	in->slot_size = 0;
+}
+
+/* Called with no batch pending anywhere. */
 static int alloc_arenas(bv_ingest *in, uint32_t slot_size)
 {
 	size_t n = BATCH_BYTES / slot_size, h = 1;
@@ -140,35 +193,19 @@ static int alloc_arenas(bv_ingest *in, uint32_t slot_size)
 	while (h < 2 * n)
 		h <<= 1;
 	free_arenas(in);
+	if (batch_alloc(&in->b[0], n, h, slot_size) ||
+	    batch_alloc(&in->b[1], n, h, slot_size) ||
+	    posix_memalign((void **)&in->scratch, 4096,
+			   bv_rec_size(slot_size))) {
+		free_arenas(in);
+		return bv_fail(-ENOMEM, "ingest: cannot allocate %zu MiB of "
+			       "batch buffers", (4 * n * (size_t)slot_size) >> 20);
+	}
 	in->slot_size = slot_size;
 	in->nslots = n;
 	in->hmask = h - 1;
-	if (posix_memalign((void **)&in->raw_arena, 4096, n * slot_size) ||
-	    posix_memalign((void **)&in->enc_arena, 4096, n * slot_size) ||
-	    posix_memalign((void **)&in->scratch, 4096,
-			   bv_rec_size(slot_size)))
-		goto nomem;
-	in->slots = calloc(n, sizeof *in->slots);
-	in->htab = calloc(h, sizeof *in->htab);
-	in->ftab = calloc(h, sizeof *in->ftab);
-	in->keys = calloc(n, sizeof *in->keys);
-	in->klens = calloc(n, sizeof *in->klens);
-	in->vlens = calloc(n, sizeof *in->vlens);
-	in->vals = calloc(n, 64);
-	in->found = calloc(n, 1);
-	in->idx = calloc(n, sizeof *in->idx);
-	if (!in->slots || !in->htab || !in->ftab || !in->keys || !in->klens ||
-	    !in->vlens || !in->vals || !in->found || !in->idx)
-		goto nomem;
-	for (size_t i = 0; i < n; i++) {
-		in->slots[i].raw = in->raw_arena + i * slot_size;
-		in->slots[i].enc = in->enc_arena + i * slot_size;
-	}
+	in->cur = &in->b[0];
 	return 0;
-nomem:
-	free_arenas(in);
-	return bv_fail(-ENOMEM, "ingest: cannot allocate %zu MiB of batch "
-		       "buffers", (2 * n * (size_t)slot_size) >> 20);
 }
 
 static size_t hash_rc(uint32_t rep, uint64_t chunk)
@@ -179,12 +216,13 @@ static size_t hash_rc(uint32_t rep, uint64_t chunk)
 
 static struct slot *find_slot(bv_ingest *in, uint32_t rep, uint64_t chunk)
 {
+	struct batch *b = in->cur;
 	for (size_t h = hash_rc(rep, chunk) & in->hmask;;
 	     h = (h + 1) & in->hmask) {
-		int32_t v = in->htab[h];
+		int32_t v = b->htab[h];
 		if (!v)
 			return NULL;
-		struct slot *sl = &in->slots[v - 1];
+		struct slot *sl = &b->slots[v - 1];
 		if (sl->rep == rep && sl->chunk == chunk)
 			return sl;
 	}
@@ -192,21 +230,133 @@ static struct slot *find_slot(bv_ingest *in, uint32_t rep, uint64_t chunk)
 
 static struct slot *new_slot(bv_ingest *in, uint32_t rep, uint64_t chunk)
 {
-	struct slot *sl = &in->slots[in->used];
+	struct batch *b = in->cur;
+	struct slot *sl = &b->slots[b->used];
 	size_t h = hash_rc(rep, chunk) & in->hmask;
-	while (in->htab[h])
+	while (b->htab[h])
 		h = (h + 1) & in->hmask;
-	in->htab[h] = (int32_t)++in->used;
+	b->htab[h] = (int32_t)++b->used;
 	sl->rep = rep;
 	sl->chunk = chunk;
 	sl->zero = 0;
-	sl->is_new = 0;
 	return sl;
+}
+
+/* ---- phase D, on the flusher thread ------------------------------------ */
+
+/* Stages the batch's new chunks, makes them durable (invariant 1), then
+ * writes chunk and map entries in one unsynced RocksDB batch. */
+static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
+{
+	bv_store *s = in->s;
+	struct bv_cstat cst;
+	uint8_t key[BV_MAP_KEY], loc[BV_LOC_SIZE], tail[12];
+	uint32_t tail_id = 0;
+	uint64_t tail_end = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->write_lock);
+	if (b->nnew) {
+		for (size_t j = 0; j < b->nnew && !rc; j++) {
+			struct slot *sl = &b->slots[b->idx[j]];
+			rc = bv_cset_stage(s->cset, ring, &sl->fp, sl->codec,
+					   sl->enc, sl->enc_len,
+					   in->rep[sl->rep].r.chunk_size,
+					   &sl->loc);
+		}
+		if (!rc)
+			rc = bv_cset_flush(s->cset, ring, &tail_id, &tail_end);
+		if (rc) {
+			bv_cset_rollback(s->cset);
+			rc = bv_fail(rc, "ingest: writing chunk containers: %s",
+				     bv_strerror(rc));
+			goto out;
+		}
+		if ((rc = bv_cstat_get(s, &cst))) {
+			rc = bv_fail(rc, "ingest: chunk counters: %s",
+				     bv_strerror(rc));
+			goto out;
+		}
+		for (size_t j = 0; j < b->nnew; j++) {
+			struct slot *sl = &b->slots[b->idx[j]];
+			bv_chunk_loc_encode(&sl->loc, loc);
+			bv_kv_batch_put(b->kvb, BV_CF_CHUNKS, sl->fp.b,
+					sizeof sl->fp.b, loc, BV_LOC_SIZE);
+			cst.chunks++;
+			cst.raw_bytes += sl->loc.raw_len;
+			cst.stored_bytes += sl->loc.stored_len;
+		}
+		bv_cstat_put(b->kvb, &cst);
+		bv_le32(tail, tail_id);
+		bv_le64(tail + 4, tail_end);
+		bv_kv_batch_put(b->kvb, BV_CF_META, "tail", 4, tail,
+				sizeof tail);
+	}
+	for (size_t i = 0; i < b->used; i++) {
+		struct slot *sl = &b->slots[i];
+		struct sess_rep *r = &in->rep[sl->rep];
+		bv_key_map(key, r->r.rid, sl->chunk, r->ver);
+		bv_kv_batch_put(b->kvb, BV_CF_MAPS, key, sizeof key,
+				sl->zero ? NULL : sl->fp.b,
+				sl->zero ? 0 : sizeof sl->fp.b);
+	}
+	if ((rc = bv_kv_write(s->kv, b->kvb, 0)))
+		rc = bv_fail_storage(rc, "ingest: index batch");
+out:
+	pthread_mutex_unlock(&s->write_lock);
+	bv_kv_batch_clear(b->kvb);
+	return rc;
+}
+
+static void *flusher_main(void *arg)
+{
+	bv_ingest *in = arg;
+	pthread_mutex_lock(&in->lock);
+	for (;;) {
+		while (!in->handoff && !in->flusher_stop)
+			pthread_cond_wait(&in->cond, &in->lock);
+		if (!in->handoff)
+			break;
+		struct batch *b = in->handoff;
+		pthread_mutex_unlock(&in->lock);
+		int rc = write_batch(in, b, in->fring);
+		pthread_mutex_lock(&in->lock);
+		if (rc && !in->flush_rc) {
+			in->flush_rc = rc;
+			snprintf(in->flush_msg, sizeof in->flush_msg, "%s",
+				 bv_last_error());
+		}
+		in->handoff = NULL;
+		in->flusher_busy = 0;
+		pthread_cond_broadcast(&in->cond);
+	}
+	pthread_mutex_unlock(&in->lock);
+	return NULL;
+}
+
+/* Waits until no batch is in the flusher: afterwards every batch handed
+ * over is in the index, and the maps iterator must be remade. */
+static int wait_flusher(bv_ingest *in)
+{
+	int rc;
+	if (!in->flusher_started)
+		return 0;
+	pthread_mutex_lock(&in->lock);
+	while (in->flusher_busy)
+		pthread_cond_wait(&in->cond, &in->lock);
+	rc = in->flush_rc;
+	pthread_mutex_unlock(&in->lock);
+	in->it_stale = 1;
+	if (rc)
+		return poison(in, bv_fail(rc, "%s", in->flush_msg));
+	return 0;
 }
 
 static int refresh_iter(bv_ingest *in)
 {
 	int rc;
+	if ((rc = wait_flusher(in)))
+		return rc;
 	if (in->it && !in->it_stale)
 		return 0;
 	bv_kv_iter_free(in->it);
@@ -222,7 +372,7 @@ static int refresh_iter(bv_ingest *in)
 static void work_hash(void *ctx, size_t i)
 {
 	bv_ingest *in = ctx;
-	struct slot *sl = &in->slots[i];
+	struct slot *sl = &in->cur->slots[i];
 	uint32_t cs = in->rep[sl->rep].r.chunk_size;
 	if (sl->zero)
 		return;
@@ -236,7 +386,7 @@ static void work_hash(void *ctx, size_t i)
 static void work_encode(void *ctx, size_t i)
 {
 	bv_ingest *in = ctx;
-	struct slot *sl = &in->slots[in->idx[i]];
+	struct slot *sl = &in->cur->slots[in->cur->idx[i]];
 	uint32_t cs = in->rep[sl->rep].r.chunk_size;
 	int64_t n = bv_codec_encode(sl->raw, cs, sl->enc, cs, &sl->codec);
 	if (n <= 0) {
@@ -258,125 +408,103 @@ static size_t hash_fp(const bv_fp *fp)
 
 /* ---- the batch -------------------------------------------------------- */
 
+/* Runs phases A to C on the current batch and hands it to the flusher
+ * (phase D); the caller goes on with the other batch. A chunk new in this
+ * batch and stored by the batch still in the flusher is stored twice
+ * (dedup is exact only across non-adjacent batches); that costs space,
+ * never correctness. */
 static int flush_batch(bv_ingest *in)
 {
 	bv_store *s = in->s;
-	size_t nlook = 0, nnew = 0;
-	struct bv_cstat cst;
-	uint8_t key[BV_MAP_KEY], loc[64], tail[12];
-	uint32_t tail_id;
-	uint64_t tail_end;
-	int rc = 0, locked = 0;
+	struct batch *b = in->cur;
+	size_t nlook = 0;
+	int rc;
 
-	if (in->used == 0 && bv_kv_batch_count(in->batch) == 0)
+	if (!b || b->used == 0)
 		return 0;
 
 	/* A */
-	bv_pool_run(s->pool, work_hash, in, in->used);
+	bv_pool_run(s->pool, work_hash, in, b->used);
 
 	/* B: first dedup inside the batch, then ask the index. */
-	memset(in->ftab, 0, (in->hmask + 1) * sizeof *in->ftab);
-	for (size_t i = 0; i < in->used; i++) {
-		struct slot *sl = &in->slots[i];
+	memset(b->ftab, 0, (in->hmask + 1) * sizeof *b->ftab);
+	for (size_t i = 0; i < b->used; i++) {
+		struct slot *sl = &b->slots[i];
 		if (sl->zero)
 			continue;
 		size_t h = hash_fp(&sl->fp) & in->hmask;
 		int dup = 0;
-		for (; in->ftab[h]; h = (h + 1) & in->hmask)
-			if (bv_fp_equal(&in->slots[in->ftab[h] - 1].fp,
+		for (; b->ftab[h]; h = (h + 1) & in->hmask)
+			if (bv_fp_equal(&b->slots[b->ftab[h] - 1].fp,
 					&sl->fp)) {
 				dup = 1;
 				break;
 			}
 		if (dup)
 			continue;
-		in->ftab[h] = (int32_t)(i + 1);
-		in->keys[nlook] = (const char *)sl->fp.b;
-		in->klens[nlook] = sizeof sl->fp.b;
-		in->idx[nlook++] = i;
+		b->ftab[h] = (int32_t)(i + 1);
+		b->keys[nlook] = (const char *)sl->fp.b;
+		b->klens[nlook] = sizeof sl->fp.b;
+		b->idx[nlook++] = i;
 	}
 	if (nlook) {
-		rc = bv_kv_multi_get(s->kv, BV_CF_CHUNKS, nlook, in->keys,
-				     in->klens, in->vals, 64, in->vlens,
-				     in->found);
-		if (rc) {
-			rc = bv_fail_storage(rc, "ingest: chunk index lookup");
-			goto out;
-		}
+		rc = bv_kv_multi_get(s->kv, BV_CF_CHUNKS, nlook, b->keys,
+				     b->klens, b->vals, 64, b->vlens,
+				     b->found);
+		if (rc)
+			return poison(in, bv_fail_storage(rc, "ingest: chunk "
+							  "index lookup"));
 	}
+	b->nnew = 0;
 	for (size_t j = 0; j < nlook; j++)
-		if (!in->found[j]) {
-			in->slots[in->idx[j]].is_new = 1;
-			in->idx[nnew++] = in->idx[j];
-		}
+		if (!b->found[j])
+			b->idx[b->nnew++] = b->idx[j];
 
 	/* C */
-	bv_pool_run(s->pool, work_encode, in, nnew);
+	bv_pool_run(s->pool, work_encode, in, b->nnew);
 
-	/* D */
-	pthread_mutex_lock(&s->write_lock);
-	locked = 1;
-	if (nnew) {
-		for (size_t j = 0; j < nnew; j++) {
-			struct slot *sl = &in->slots[in->idx[j]];
-			rc = bv_cset_stage(s->cset, in->ring, &sl->fp,
-					   sl->codec, sl->enc, sl->enc_len,
-					   in->rep[sl->rep].r.chunk_size,
-					   &sl->loc);
-			if (rc)
-				break;
-		}
-		if (!rc)
-			rc = bv_cset_flush(s->cset, in->ring, &tail_id,
-					   &tail_end);
-		if (rc) {
-			bv_cset_rollback(s->cset);
-			rc = bv_fail(rc, "ingest: writing chunk containers: %s",
-				     bv_strerror(rc));
-			goto out;
-		}
-		if ((rc = bv_cstat_get(s, &cst))) {
-			rc = bv_fail(rc, "ingest: chunk counters: %s",
-				     bv_strerror(rc));
-			goto out;
-		}
-		for (size_t j = 0; j < nnew; j++) {
-			struct slot *sl = &in->slots[in->idx[j]];
-			bv_chunk_loc_encode(&sl->loc, loc);
-			bv_kv_batch_put(in->batch, BV_CF_CHUNKS, sl->fp.b,
-					sizeof sl->fp.b, loc, BV_LOC_SIZE);
-			cst.chunks++;
-			cst.raw_bytes += sl->loc.raw_len;
-			cst.stored_bytes += sl->loc.stored_len;
-		}
-		bv_cstat_put(in->batch, &cst);
-		bv_le32(tail, tail_id);
-		bv_le64(tail + 4, tail_end);
-		bv_kv_batch_put(in->batch, BV_CF_META, "tail", 4, tail,
-				sizeof tail);
-	}
-	for (size_t i = 0; i < in->used; i++) {
-		struct slot *sl = &in->slots[i];
+	for (size_t i = 0; i < b->used; i++) {
+		struct slot *sl = &b->slots[i];
 		struct sess_rep *r = &in->rep[sl->rep];
-		bv_key_map(key, r->r.rid, sl->chunk, r->ver);
-		bv_kv_batch_put(in->batch, BV_CF_MAPS, key, sizeof key,
-				sl->zero ? NULL : sl->fp.b,
-				sl->zero ? 0 : sizeof sl->fp.b);
 		if (!sl->zero)
 			r->ingested += r->r.chunk_size;
 		r->entries++;
-		r->dirty = 1;
 	}
-	if ((rc = bv_kv_write(s->kv, in->batch, 0)))
-		rc = bv_fail_storage(rc, "ingest: index batch");
-out:
-	if (locked)
-		pthread_mutex_unlock(&s->write_lock);
-	bv_kv_batch_clear(in->batch);
-	memset(in->htab, 0, (in->hmask + 1) * sizeof *in->htab);
-	in->used = 0;
+
+	/* D, on the flusher, once it is done with the other batch. */
+	if ((rc = wait_flusher(in)))
+		return rc;
+	if (!in->flusher_started) {
+		int e;
+		if ((rc = bv_ring_new(64, &in->fring)))
+			return poison(in, bv_fail(rc, "ingest: io_uring: %s",
+						  strerror(-rc)));
+		if ((e = pthread_create(&in->flusher, NULL, flusher_main, in)))
+			return poison(in, bv_fail(-e, "ingest: cannot start "
+						  "the flusher thread: %s",
+						  strerror(e)));
+		in->flusher_started = 1;
+	}
+	pthread_mutex_lock(&in->lock);
+	in->handoff = b;
+	in->flusher_busy = 1;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
 	in->it_stale = 1;
-	return rc ? poison(in, rc) : 0;
+
+	in->cur = b == &in->b[0] ? &in->b[1] : &in->b[0];
+	in->cur->used = 0;
+	memset(in->cur->htab, 0, (in->hmask + 1) * sizeof *in->cur->htab);
+	return 0;
+}
+
+/* Flushes the current batch and waits until everything is in the index. */
+static int drain(bv_ingest *in)
+{
+	int rc = flush_batch(in);
+	if (rc)
+		return rc;
+	return wait_flusher(in);
 }
 
 /* Loads chunk CHUNK of session replica RI as the session sees it (its own
@@ -423,7 +551,8 @@ static int patch(bv_ingest *in, uint32_t ri, uint64_t off, const uint8_t *src,
 		struct slot *sl = find_slot(in, ri, c);
 
 		if (!sl) {
-			if (in->used == in->nslots && (rc = flush_batch(in)))
+			if (in->cur->used == in->nslots &&
+			    (rc = flush_batch(in)))
 				return rc;
 			sl = new_slot(in, ri, c);
 			if (full && !src) {
@@ -469,8 +598,8 @@ static int zero_chunks(bv_ingest *in, uint32_t ri, uint64_t c0, uint64_t c1)
 
 	if (c0 >= c1)
 		return 0;
-	for (size_t i = 0; i < in->used; i++) {
-		struct slot *sl = &in->slots[i];
+	for (size_t i = 0; i < in->cur->used; i++) {
+		struct slot *sl = &in->cur->slots[i];
 		if (sl->rep == ri && sl->chunk >= c0 && sl->chunk < c1)
 			sl->zero = 1;
 	}
@@ -498,7 +627,6 @@ static int zero_chunks(bv_ingest *in, uint32_t ri, uint64_t c0, uint64_t c1)
 			bv_kv_batch_put(in->batch, BV_CF_MAPS, key, sizeof key,
 					NULL, 0);
 			r->entries++;
-			r->dirty = 1;
 		}
 		c = kc + 1;
 	}
@@ -535,6 +663,8 @@ static int zero_range(bv_ingest *in, uint32_t ri, uint64_t off, uint64_t len)
 
 /* ---- the public session API -------------------------------------------- */
 
+static void release(bv_ingest *in, int cleanup);
+
 int bv_ingest_begin(bv_store *s, bv_ingest **out)
 {
 	bv_ingest *in = calloc(1, sizeof *in);
@@ -545,6 +675,8 @@ int bv_ingest_begin(bv_store *s, bv_ingest **out)
 	if (!in)
 		return -ENOMEM;
 	in->s = s;
+	pthread_mutex_init(&in->lock, NULL);
+	pthread_cond_init(&in->cond, NULL);
 	if ((rc = bv_ring_new(64, &in->ring))) {
 		rc = bv_fail(rc, "ingest: io_uring: %s", strerror(-rc));
 		goto fail;
@@ -554,8 +686,7 @@ int bv_ingest_begin(bv_store *s, bv_ingest **out)
 	*out = in;
 	return 0;
 fail:
-	bv_ring_free(in->ring);
-	free(in);
+	release(in, 0);
 	return rc;
 }
 
@@ -707,7 +838,7 @@ int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
 		goto out;
 	}
 	if (r->r.chunk_size > in->slot_size) {
-		if ((rc = flush_batch(in)) ||
+		if ((rc = drain(in)) ||
 		    (rc = alloc_arenas(in, r->r.chunk_size))) {
 			poison(in, rc);
 			goto out;
@@ -876,6 +1007,15 @@ out:
 
 static void release(bv_ingest *in, int cleanup)
 {
+	if (in->flusher_started) {
+		pthread_mutex_lock(&in->lock);
+		in->flusher_stop = 1;
+		pthread_cond_broadcast(&in->cond);
+		pthread_mutex_unlock(&in->lock);
+		/* The flusher finishes a batch in hand before it stops, so
+		 * cleanup below sees every entry it wrote. */
+		pthread_join(in->flusher, NULL);
+	}
 	for (size_t i = 0; i < in->nrep; i++) {
 		struct sess_rep *r = &in->rep[i];
 		if (cleanup)
@@ -886,7 +1026,10 @@ static void release(bv_ingest *in, int cleanup)
 	bv_kv_iter_free(in->it);
 	bv_kv_batch_free(in->batch);
 	bv_ring_free(in->ring);
+	bv_ring_free(in->fring);
 	free_arenas(in);
+	pthread_mutex_destroy(&in->lock);
+	pthread_cond_destroy(&in->cond);
 	free(in);
 }
 
@@ -923,7 +1066,7 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 	}
 	if (o && o->make_rp && (rc = bv_rp_label_check(o->label)))
 		goto fail;
-	if ((rc = flush_batch(in)))
+	if ((rc = drain(in)))
 		goto fail;
 	if ((rc = bv_kv_batch_new(&b)))
 		goto fail;
