@@ -1106,6 +1106,9 @@ static int cmd_ingest(int argc, char **argv)
 		rc = arg_name("--replica", replica);
 	if (!rc && format == BV_FORMAT_RBD_DIFF && !replica)
 		rc = usage_error("--format rbd-diff needs --replica NAME");
+	if (!rc && base_s && format == BV_FORMAT_BVAULT)
+		rc = usage_error("--base is for --format rbd-diff: a bvault "
+				 "stream names its own base RP");
 	if (!rc && base_s)
 		rc = arg_u64("--base", base_s, &base);
 	if (!rc && label && !want_rp)
@@ -2249,7 +2252,9 @@ static const struct command commands[] = {
 	  "atomic commit; with --rp also makes one recovery point of the\n"
 	  "group. All streams must be for replicas of one group. rbd-diff\n"
 	  "streams need --replica, and --base N when the diff has a\n"
-	  "from-snap (without --base they must be full diffs).\n" },
+	  "from-snap (without --base they must be full diffs). A bvault\n"
+	  "stream names its replica and base RP itself; --replica then only\n"
+	  "checks that it is for that replica.\n" },
 	{ "rp", "create", cmd_rp_create,
 	  "usage: bvault rp create STORE REPLICA|GROUP [--label L] "
 	  "[--consistency app|crash]\n"

@@ -30,7 +30,10 @@ u "--label without --rp" '--label needs --rp' "$BV" ingest "$S" --label x "$T/s1
 u "bad --format" "bad --format 'tar'" "$BV" ingest "$S" --format tar "$T/s1"
 u "rbd-diff without --replica" 'rbd-diff needs --replica' \
 	"$BV" ingest "$S" --format rbd-diff "$T/s1"
-u "bad --base" "bad number 'x1' for --base" "$BV" ingest "$S" --base x1 "$T/s1"
+u "bad --base" "bad number 'x1' for --base" "$BV" ingest "$S" --format rbd-diff \
+	--replica vm1 --base x1 "$T/s1"
+u "--base with a bvault stream" "--base is for --format rbd-diff" \
+	"$BV" ingest "$S" --base 1 "$T/s1"
 u "negative --base" "bad number '-1' for --base" "$BV" mkstream "$T/img" \
 	--replica vm1 --base -1 --out "$T/never"
 u "--base overflow" "bad number '99999999999999999999' for --base: number too large" \
