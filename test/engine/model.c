@@ -9,7 +9,11 @@
  * (a shrink then a grow must read back as zeros), chunk-aligned copies of
  * a few pool blocks (dedup), all-zero data. Each session is committed with
  * an RP, committed without one, or aborted (which must leave no trace);
- * some RPs are made afterwards with bv_rp_create. After every step each
+ * some RPs are made afterwards with bv_rp_create. A quarter of the
+ * sessions are written as a change stream (bv_stream_writer) and ingested
+ * with bv_ingest_stream, some resizing through the stream header alone;
+ * a third of the operations stay in the first four chunks so that a
+ * session's operations overlap each other. After every step each
  * replica's head and every RP are read through bv_reader_pread at random
  * ranges and the head and latest RP exported; every ten steps, after a
  * reopen midway, and at the end every RP of every replica is exported and
@@ -81,11 +85,36 @@ static uint64_t rand_sectors(uint64_t lo, uint64_t hi)
 	return et_range(&rng, lo / 512, hi / 512) * 512;
 }
 
-/* One random operation on session slot SLOT of replica M, applied to the
- * pending image P (with size *PSIZE) too. Returns 0, or the engine's
- * error. */
-static int one_op(bv_ingest *in, int slot, const model_rep *m, uint8_t *p,
-		  uint64_t *psize, char *what, size_t whatlen)
+/* Where a session's changes go: straight into an ingest session, or into
+ * a change stream that is ingested afterwards with bv_ingest_stream. */
+typedef struct sink {
+	bv_ingest *in;
+	int slot;
+	bv_stream_writer *w;
+} sink;
+
+static int sk_write(sink *k, uint64_t off, const void *buf, uint64_t len)
+{
+	return k->w ? bv_stream_write_data(k->w, off, buf, len)
+		    : bv_ingest_write(k->in, k->slot, off, buf, len);
+}
+
+static int sk_zero(sink *k, uint64_t off, uint64_t len)
+{
+	return k->w ? bv_stream_write_zero(k->w, off, len)
+		    : bv_ingest_zero(k->in, k->slot, off, len);
+}
+
+static int sk_resize(sink *k, uint64_t size)
+{
+	return k->w ? bv_stream_write_resize(k->w, size)
+		    : bv_ingest_resize(k->in, k->slot, size);
+}
+
+/* One random operation into sink K for replica M, applied to the pending
+ * image P (with size *PSIZE) too. Returns 0, or the engine's error. */
+static int one_op(sink *k, const model_rep *m, uint8_t *p, uint64_t *psize,
+		  char *what, size_t whatlen)
 {
 	uint64_t size = *psize, off, len, ns;
 	uint64_t c = m->chunk ? m->chunk : 64u << 10;
@@ -94,6 +123,10 @@ static int one_op(bv_ingest *in, int slot, const model_rep *m, uint8_t *p,
 
 	if (size < 512)
 		pick = 80; /* nothing to write into: resize */
+	/* A third of the time stay in the first few chunks, so that the
+	 * operations of a session overlap each other and older versions. */
+	if (pick < 70 && et_below(&rng, 3) == 0 && size > 4 * c)
+		size = 4 * c; /* offsets only: resizes below see the real size */
 	if (pick < 40) {
 		int kind = (int)et_below(&rng, 10);
 		kind = kind < 7 ? 0 : kind < 8 ? 1 : 2 + (int)et_below(&rng, POOL_BLOCKS);
@@ -104,7 +137,7 @@ static int one_op(bv_ingest *in, int slot, const model_rep *m, uint8_t *p,
 		make_content(m, off, len, kind);
 		snprintf(what, whatlen, "write %" PRIu64 "+%" PRIu64 " kind %d",
 			 off, len, kind);
-		rc = bv_ingest_write(in, slot, off, scratch_buf, len);
+		rc = sk_write(k, off, scratch_buf, len);
 		if (rc >= 0)
 			memcpy(p + off, scratch_buf, len);
 	} else if (pick < 55) {
@@ -112,7 +145,7 @@ static int one_op(bv_ingest *in, int slot, const model_rep *m, uint8_t *p,
 		 * probably seen before. */
 		int kind = 2 + (int)et_below(&rng, POOL_BLOCKS);
 		if (size < c)
-			return one_op(in, slot, m, p, psize, what, whatlen);
+			return one_op(k, m, p, psize, what, whatlen);
 		off = et_below(&rng, size / c) * c;
 		len = et_range(&rng, 1, 3) * c;
 		if (len > size - off)
@@ -120,14 +153,14 @@ static int one_op(bv_ingest *in, int slot, const model_rep *m, uint8_t *p,
 		make_content(m, off, len, kind);
 		snprintf(what, whatlen, "dedup write %" PRIu64 "+%" PRIu64
 			 " kind %d", off, len, kind);
-		rc = bv_ingest_write(in, slot, off, scratch_buf, len);
+		rc = sk_write(k, off, scratch_buf, len);
 		if (rc >= 0)
 			memcpy(p + off, scratch_buf, len);
 	} else if (pick < 70) {
 		off = rand_sectors(0, size - 512);
 		len = rand_sectors(512, size - off < 4 * c ? size - off : 4 * c);
 		snprintf(what, whatlen, "zero %" PRIu64 "+%" PRIu64, off, len);
-		rc = bv_ingest_zero(in, slot, off, len);
+		rc = sk_zero(k, off, len);
 		if (rc >= 0)
 			memset(p + off, 0, len);
 	} else if (pick < 78) {
@@ -137,7 +170,7 @@ static int one_op(bv_ingest *in, int slot, const model_rep *m, uint8_t *p,
 		make_content(m, off, len, 0);
 		snprintf(what, whatlen, "tail write %" PRIu64 "+%" PRIu64, off,
 			 len);
-		rc = bv_ingest_write(in, slot, off, scratch_buf, len);
+		rc = sk_write(k, off, scratch_buf, len);
 		if (rc >= 0)
 			memcpy(p + off, scratch_buf, len);
 	} else if (pick < 90) {
@@ -148,7 +181,7 @@ static int one_op(bv_ingest *in, int slot, const model_rep *m, uint8_t *p,
 		ns = rand_sectors(lo, hi);
 		snprintf(what, whatlen, "resize %" PRIu64 " -> %" PRIu64, size,
 			 ns);
-		rc = bv_ingest_resize(in, slot, ns);
+		rc = sk_resize(k, ns);
 		if (rc >= 0) {
 			if (ns < size)
 				memset(p + ns, 0, size - ns);
@@ -163,11 +196,11 @@ static int one_op(bv_ingest *in, int slot, const model_rep *m, uint8_t *p,
 		ns = size - cut;
 		snprintf(what, whatlen, "shrink %" PRIu64 " -> %" PRIu64
 			 " then grow back", size, ns);
-		rc = bv_ingest_resize(in, slot, ns);
+		rc = sk_resize(k, ns);
 		if (rc >= 0) {
 			memset(p + ns, 0, size - ns);
 			*psize = ns;
-			rc = bv_ingest_resize(in, slot, size);
+			rc = sk_resize(k, size);
 			if (rc >= 0)
 				*psize = size;
 		}
@@ -196,16 +229,40 @@ static void add_rp(model_rep *m, uint64_t number)
 	memcpy(r->img, m->head, m->size);
 }
 
+/* Writes the stream of a session to a scratch file and opens it for
+ * reading; the caller then ingests it. */
+static int stream_open(const char *name, uint64_t size, uint64_t base,
+		       sink *k, int *fd)
+{
+	char *path = et_path(scratch, "session.bvs");
+	bv_stream_header h = { .replica = name, .disk_size = size,
+			       .base_rp = base };
+	int rc;
+	*fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	free(path);
+	if (*fd < 0)
+		bail_out("cannot make the stream file");
+	rc = bv_stream_writer_open(*fd, &h, &k->w);
+	if (rc < 0)
+		close(*fd);
+	return rc;
+}
+
 /* One session on replica M: a few operations, then commit with an RP,
- * commit without, or abort. */
+ * commit without, or abort. A quarter of the sessions go through a
+ * change stream (bv_stream_writer, then bv_ingest_stream); some of
+ * those change the size through the stream header. */
 static void session(bv_store *s, model_rep *m, int step)
 {
 	bv_ingest *in = NULL;
 	uint8_t *p = malloc(MAX_SIZE);
 	uint64_t psize = m->size, create = 0, rp = 0;
 	unsigned outcome = (unsigned)et_below(&rng, 100);
-	int nops = (int)et_range(&rng, 1, 7), slot, rc, failed = 0;
+	int nops = (int)et_range(&rng, 1, 10), rc, failed = 0, fd = -1;
+	int via_stream = et_below(&rng, 4) == 0;
+	sink k = { 0 };
 	char what[160] = "";
+	const char *how = via_stream ? "stream" : "direct";
 
 	if (!p)
 		bail_out("out of memory");
@@ -214,28 +271,79 @@ static void session(bv_store *s, model_rep *m, int step)
 		/* Created by its first session, at the store's chunk size. */
 		create = psize = rand_sectors(256 << 10, 1 << 20);
 	}
-	ET_MUST(s, bv_ingest_begin(s, &in));
-	slot = bv_ingest_add(in, m->name, latest_rp(m), create);
-	if (slot < 0) {
-		ok(0, "step %d %s: add (base %" PRIu64 "): %d %s: %s", step,
-		   m->name, latest_rp(m), slot, bv_strerror(slot),
-		   bv_store_error(s));
-		bv_ingest_abort(in);
-		free(p);
-		return;
+	if (via_stream) {
+		uint64_t hs = psize;
+		if (m->exists && et_below(&rng, 4) == 0) {
+			/* The header alone resizes the disk. */
+			hs = rand_sectors(4096, MAX_SIZE);
+			if (hs < psize)
+				memset(p + hs, 0, psize - hs);
+			psize = hs;
+		}
+		rc = stream_open(m->name, hs, latest_rp(m), &k, &fd);
+		if (rc < 0) {
+			ok(0, "step %d %s: stream writer: %d %s", step, m->name,
+			   rc, bv_strerror(rc));
+			free(p);
+			return;
+		}
+	} else {
+		ET_MUST(s, bv_ingest_begin(s, &in));
+		k.in = in;
+		k.slot = bv_ingest_add(in, m->name, latest_rp(m), create);
+		if (k.slot < 0) {
+			ok(0, "step %d %s: add (base %" PRIu64 "): %d %s: %s",
+			   step, m->name, latest_rp(m), k.slot,
+			   bv_strerror(k.slot), bv_store_error(s));
+			bv_ingest_abort(in);
+			free(p);
+			return;
+		}
 	}
 	for (int i = 0; i < nops && !failed; i++) {
-		rc = one_op(in, slot, m, p, &psize, what, sizeof what);
+		rc = one_op(&k, m, p, &psize, what, sizeof what);
 		if (rc < 0) {
-			ok(0, "step %d %s: %s: %d %s: %s", step, m->name, what,
-			   rc, bv_strerror(rc), bv_store_error(s));
+			ok(0, "step %d %s (%s): %s: %d %s: %s", step, m->name,
+			   how, what, rc, bv_strerror(rc),
+			   k.w ? bv_stream_writer_error(k.w)
+			       : bv_store_error(s));
 			failed = 1;
 		}
 	}
-	if (failed || outcome < 20) {
+	if (via_stream) {
+		if (failed) {
+			bv_stream_writer_abort(k.w);
+			close(fd);
+			free(p);
+			return;
+		}
+		rc = bv_stream_writer_finish(k.w);
+		k.w = NULL;
+		if (rc >= 0 && lseek(fd, 0, SEEK_SET) != 0)
+			rc = -errno;
+		if (rc >= 0)
+			rc = bv_ingest_begin(s, &in);
+		if (rc >= 0) {
+			int64_t t = 0;
+			int cons = -1;
+			rc = bv_ingest_stream(in, fd, BV_FORMAT_BVAULT, NULL, 0,
+					      &cons, &t, NULL, NULL);
+			if (rc < 0)
+				bv_ingest_abort(in);
+		}
+		close(fd);
+		if (rc < 0) {
+			ok(0, "step %d %s: ingest of the session's stream: %d "
+			   "%s: %s", step, m->name, rc, bv_strerror(rc),
+			   bv_store_error(s));
+			free(p);
+			return;
+		}
+	}
+	if (outcome < 20) {
 		bv_ingest_abort(in);
-		if (!failed)
-			diag("step %d %s: %d ops aborted", step, m->name, nops);
+		diag("step %d %s: %d ops aborted (%s)", step, m->name, nops,
+		     how);
 		free(p);
 		return;
 	}
@@ -246,8 +354,8 @@ static void session(bv_store *s, model_rep *m, int step)
 		rc = bv_ingest_commit(in, &co, &rp);
 	}
 	if (rc < 0) {
-		ok(0, "step %d %s: commit: %d %s: %s", step, m->name, rc,
-		   bv_strerror(rc), bv_store_error(s));
+		ok(0, "step %d %s: commit (%s): %d %s: %s", step, m->name, how,
+		   rc, bv_strerror(rc), bv_store_error(s));
 		free(p);
 		return;
 	}
@@ -274,8 +382,8 @@ static void session(bv_store *s, model_rep *m, int step)
 		ok(0, "step %d %s: commit without make_rp returned RP %" PRIu64,
 		   step, m->name, rp);
 	}
-	diag("step %d %s: %d ops committed, size %" PRIu64 ", RP %" PRIu64,
-	     step, m->name, nops, m->size, rp);
+	diag("step %d %s: %d ops committed (%s), size %" PRIu64 ", RP %" PRIu64,
+	     step, m->name, nops, how, m->size, rp);
 	free(p);
 }
 
