@@ -277,7 +277,11 @@ typedef struct bv_stream_header {
 } bv_stream_header;
 
 /* Writes a stream to FD (not closed). Offsets and lengths are checked as
- * the reader would check them, so a writer never makes a bad stream. */
+ * the reader would check them, so a writer never makes a bad stream: a
+ * refused call (BV_EALIGN, BV_ERANGE, BV_EINVAL) writes nothing and the
+ * writer stays usable; a failed write() is sticky (-errno from then on,
+ * and no trailer, so readers see the stream as truncated). *OUT is NULL
+ * when open fails. */
 BV_API int bv_stream_writer_open(int fd, const bv_stream_header *h,
 				 bv_stream_writer **out);
 BV_API int bv_stream_write_data(bv_stream_writer *w, uint64_t off,

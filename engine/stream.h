@@ -56,14 +56,16 @@ struct bv_stream_reader;
 /* Reads and checks the header (for rbd-diff: the banner and every metadata
  * record up to the first data record). Returns 0 with *OUT set, or an
  * error with *OUT set as well (so the message can be read; close it) unless
- * the error is -ENOMEM. Errors: BV_ESTREAM (bad magic, unknown version,
- * bad header field), BV_EFORMAT (a newer stream version), BV_ETRUNCATED,
- * -errno from read(). */
+ * the error is -ENOMEM. Errors: BV_ESTREAM (bad magic, version 0, bad
+ * header field), BV_EFORMAT (a newer stream version, unknown flags, or an
+ * rbd diff v2), BV_EALIGN (disk size not a multiple of 512), BV_EINVAL
+ * (unknown FORMAT), BV_ETRUNCATED, -errno from read(). FD must be blocking
+ * and hold exactly one stream up to end of file. */
 int bv_stream_reader_open(int fd, int format, struct bv_stream_reader **out);
 const struct bv_stream_info *bv_stream_reader_info(
 	const struct bv_stream_reader *rd);
 /* Next record. Errors: BV_ESTREAM, BV_ETRUNCATED, BV_ECHECKSUM (trailer
- * checksum or counts), BV_ERANGE, BV_EALIGN, -errno. After an error the
+ * checksum or record/byte counts), BV_ERANGE, BV_EALIGN, -errno. After an error the
  * reader stays failed. */
 int bv_stream_next(struct bv_stream_reader *rd, struct bv_stream_rec *rec);
 /* Message naming what was wrong and where ("stream byte 4096: zero extent
