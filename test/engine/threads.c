@@ -62,8 +62,9 @@ static void *writer_main(void *arg)
 		else
 			bv_ingest_abort(in);
 		if (rc < 0 || rp != (uint64_t)k) {
-			printf("# writer %s version %d: %d %s, RP %" PRIu64 "\n",
-			       w->name, k, rc, bv_strerror(rc), rp);
+			printf("# writer %s version %d: %d %s, RP %" PRIu64
+			       ": %s\n", w->name, k, rc, bv_strerror(rc), rp,
+			       bv_store_error(S));
 			w->failed = 1;
 			break;
 		}
