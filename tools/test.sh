@@ -202,8 +202,10 @@ if [ -s "$ROOT/.test-failures" ] || [ ${#extra_failed_names[@]} -gt 0 ]; then
 	for n in "${extra_failed_names[@]}"; do
 		echo "  $n"
 	done
-	echo "Logs: <build>/meson-logs/testlog.txt (full output of every test)," \
-		"<build>/test.out"
+	for b in "${BUILDS[@]}"; do
+		echo "Logs: $b/meson-logs/testlog.txt (every test's output)," \
+			"$b/test.out (summary)"
+	done
 fi
 rm -f "$ROOT/.test-failures"
 if [ "$skip" -gt 0 ]; then
