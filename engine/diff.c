@@ -178,7 +178,7 @@ int bv_diff(bv_store *s, const char *replica, uint64_t rp1, uint64_t rp2,
 							  UINT64_MAX;
 		if (valid && kl != BV_MAP_KEY)
 			continue;
-		if (kc != c) {
+		if (kc != c || !valid) {
 			/* chunk C is complete */
 			if (c != UINT64_MAX && c < nchunks && !same(&e1, &e2) &&
 			    (rc = emit(&d, c, &e2)))

@@ -57,6 +57,7 @@ void bv_pool_run(struct bv_pool *p, void (*fn)(void *ctx, size_t i),
 
 struct bv_store {
 	char *path;
+	int lock_fd;         /* flock on the marker: one process at a time */
 	struct bv_kv *kv;
 	struct bv_cset *cset;
 	struct bv_pool *pool;
