@@ -21,7 +21,9 @@ if [ $# -eq 0 ]; then
 fi
 cmd="$build/bench/bvbench $*"
 echo "+ $cmd"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 out=$("$build/bench/bvbench" "$@")
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 printf '%s\n' "$out"
 
 summary=$(printf '%s\n' "$out" | sed -n 's/^SUMMARY //p')
@@ -41,6 +43,8 @@ commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "- commit: $commit"
 	echo "- machine: $(nproc) cores ($cpu), $mem RAM, /var/tmp on $fs"
+	echo "- load average (1, 5, 15 min) before: $load_before; after: $load_after"
+	echo "  (a shared machine: other work competes for the same cores)"
 	echo "- build: meson --buildtype=release"
 	echo "- command: \`$(echo "$cmd" | sed "s|$src/||")\`"
 	echo
