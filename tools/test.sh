@@ -3,16 +3,17 @@
 # on Debian 12.
 #
 #   1. installs the build dependencies that are missing (apt-get),
-#   2. builds build/ (normal) and build-asan/ (ASan + UBSan),
-#   3. runs `meson test` in each (the sanitizer build leaves out the
-#      'slow' suite), then tools/quickstart.sh on a small image as one
-#      more test,
+#   2. builds build/ (normal), build-asan/ (ASan + UBSan) and build-tsan/
+#      (ThreadSanitizer),
+#   3. runs `meson test` in each (the ASan build leaves out the 'slow'
+#      suite; the TSan build runs the tests that use threads), then
+#      tools/quickstart.sh on a small image as one more test,
 #   4. prints the failing tests with their logs, and as its last line
 #      "N passed, N failed" (", N skipped" when some were skipped).
 #
 # Every meson test of every build counts as one test; a build that fails
 # counts as one failed test. Exit status 0 only when nothing failed.
-# Options: --no-install, --no-asan (only the normal build).
+# Options: --no-install, --no-asan (only the normal build: no sanitizers).
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -112,6 +113,22 @@ if [ "$ASAN" -eq 1 ]; then
 			run_meson_tests build-asan --no-suite slow --timeout-multiplier 3
 	else
 		fail_extra "build of build-asan/ (log: build-asan/build.log)"
+	fi
+fi
+
+# TSan for the code that runs threads: the worker pool, the ingest
+# flusher, shared stores. Only the tests that exercise threads run here
+# (TSan slows everything about tenfold).
+if [ "$ASAN" -eq 1 ]; then
+	say "building build-tsan/ (ThreadSanitizer)"
+	if build build-tsan -Db_sanitize=thread -Db_lundef=false; then
+		BUILDS+=(build-tsan)
+		say "testing build-tsan/"
+		TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/test/tsan.supp" \
+			run_meson_tests build-tsan --timeout-multiplier 4 \
+			engine-threads engine-api unit-container unit-ring
+	else
+		fail_extra "build of build-tsan/ (log: build-tsan/build.log)"
 	fi
 fi
 
