@@ -268,8 +268,10 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
 			rc = bv_cset_flush(s->cset, ring, &tail_id, &tail_end);
 		if (rc) {
 			bv_cset_rollback(s->cset);
-			rc = bv_fail(rc, "ingest: writing chunk containers: %s",
-				     bv_strerror(rc));
+			rc = bv_fail(rc, "ingest of replica %s%s: writing chunk "
+				     "containers in %s: %s", in->rep[0].name,
+				     in->nrep > 1 ? " and others" : "",
+				     s->path, bv_strerror(rc));
 			goto out;
 		}
 		if ((rc = bv_cstat_get(s, &cst))) {
@@ -301,7 +303,9 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
 				sl->zero ? 0 : sizeof sl->fp.b);
 	}
 	if ((rc = bv_kv_write(s->kv, b->kvb, 0)))
-		rc = bv_fail_storage(rc, "ingest: index batch");
+		rc = bv_fail(rc, "ingest of replica %s%s: index batch: %s",
+			     in->rep[0].name, in->nrep > 1 ? " and others" : "",
+			     bv_kv_error());
 out:
 	pthread_mutex_unlock(&s->write_lock);
 	bv_kv_batch_clear(b->kvb);
@@ -803,9 +807,9 @@ int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
 		rc = bv_fail(rc, "replica %s: %s", name, bv_strerror(rc));
 		goto out;
 	}
-	pthread_mutex_unlock(&s->meta_lock);
-	locked = 0;
-	if ((rc = bv_busy_take(s, r->r.rid))) {
+	/* Still under meta_lock: ids taken from the sequences above are
+	 * written before another thread can read the sequence again. */
+	if ((rc = bv_busy_take_locked(s, r->r.rid))) {
 		rc = bv_fail(rc, "replica %s: another ingest session is "
 			     "writing it", name);
 		goto out;
@@ -837,6 +841,8 @@ int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
 		rc = bv_fail_storage(rc, name);
 		goto out;
 	}
+	pthread_mutex_unlock(&s->meta_lock);
+	locked = 0;
 	if (r->r.chunk_size > in->slot_size) {
 		if ((rc = drain(in)) ||
 		    (rc = alloc_arenas(in, r->r.chunk_size))) {
@@ -848,10 +854,10 @@ int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
 	snprintf(in->gname, sizeof in->gname, "%s", gname);
 	rc = (int)in->nrep++;
 out:
+	if (rc < 0 && busy)
+		bv_busy_drop_locked(s, r->r.rid);
 	if (locked)
 		pthread_mutex_unlock(&s->meta_lock);
-	if (rc < 0 && busy)
-		bv_busy_drop(s, r->r.rid);
 	bv_kv_batch_free(b);
 	return rc;
 }

@@ -161,8 +161,10 @@ int bv_replica_at(bv_store *s, const char *name, uint64_t rp,
  * then its inflight marker. */
 int bv_replica_cleanup(bv_store *s, uint64_t rid, uint64_t head);
 
-/* Marks a replica busy for an ingest session; BV_EBUSY if it already is. */
-int bv_busy_take(bv_store *s, uint64_t rid);
+/* Marks a replica busy for an ingest session; BV_EBUSY if it already is.
+ * The _locked forms are called with meta_lock held. */
+int bv_busy_take_locked(bv_store *s, uint64_t rid);
+void bv_busy_drop_locked(bv_store *s, uint64_t rid);
 void bv_busy_drop(bv_store *s, uint64_t rid);
 
 /* replica.c */

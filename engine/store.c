@@ -350,29 +350,30 @@ uint32_t bv_store_chunk_size(const bv_store *s)
 	return s->chunk_default;
 }
 
-int bv_busy_take(bv_store *s, uint64_t rid)
+int bv_busy_take_locked(bv_store *s, uint64_t rid)
 {
-	int rc = 0;
-	pthread_mutex_lock(&s->meta_lock);
 	for (size_t i = 0; i < s->nbusy; i++)
 		if (s->busy[i] == rid)
-			rc = BV_EBUSY;
-	if (!rc && s->nbusy == sizeof s->busy / sizeof s->busy[0])
-		rc = BV_EBUSY;
-	if (!rc)
-		s->busy[s->nbusy++] = rid;
-	pthread_mutex_unlock(&s->meta_lock);
-	return rc;
+			return BV_EBUSY;
+	if (s->nbusy == sizeof s->busy / sizeof s->busy[0])
+		return BV_EBUSY;
+	s->busy[s->nbusy++] = rid;
+	return 0;
 }
 
-void bv_busy_drop(bv_store *s, uint64_t rid)
+void bv_busy_drop_locked(bv_store *s, uint64_t rid)
 {
-	pthread_mutex_lock(&s->meta_lock);
 	for (size_t i = 0; i < s->nbusy; i++)
 		if (s->busy[i] == rid) {
 			s->busy[i] = s->busy[--s->nbusy];
 			break;
 		}
+}
+
+void bv_busy_drop(bv_store *s, uint64_t rid)
+{
+	pthread_mutex_lock(&s->meta_lock);
+	bv_busy_drop_locked(s, rid);
 	pthread_mutex_unlock(&s->meta_lock);
 }
 
