@@ -38,7 +38,10 @@
 #include "internal.h"
 #include "stream.h"
 
-#define BATCH_BYTES (16u << 20)
+#define BATCH_BYTES (8u << 20)
+/* Batches per session: one being filled, the others queued for or in the
+ * flusher, so that a slow fdatasync does not stall hashing and LZ4. */
+#define NBATCH 4
 
 struct sess_rep {
 	char name[BV_NAME_MAX + 1];
@@ -95,7 +98,8 @@ struct bv_ingest {
 	uint32_t slot_size;
 	size_t nslots;
 	size_t hmask;
-	struct batch b[2];
+	struct batch b[NBATCH];
+	unsigned next_b;               /* index of the batch to fill next */
 	struct batch *cur;             /* being filled by the caller */
 
 	/* The flusher thread runs phase D of one batch while the caller
@@ -104,8 +108,8 @@ struct bv_ingest {
 	int flusher_started;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct batch *handoff;         /* batch for the flusher, or NULL */
-	int flusher_busy;
+	struct batch *queue[NBATCH];   /* FIFO for the flusher */
+	unsigned qhead, qlen;          /* qlen counts the one in hand too */
 	int flusher_stop;
 	int flush_rc;
 	char flush_msg[512];
@@ -175,8 +179,8 @@ static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size)
 
 static void free_arenas(bv_ingest *in)
 {
-	batch_free(&in->b[0]);
-	batch_free(&in->b[1]);
+	for (int i = 0; i < NBATCH; i++)
+		batch_free(&in->b[i]);
 	free(in->scratch);
 	in->scratch = NULL;
 	in->cur = NULL;
@@ -193,10 +197,11 @@ static int alloc_arenas(bv_ingest *in, uint32_t slot_size)
 	while (h < 2 * n)
 		h <<= 1;
 	free_arenas(in);
-	if (batch_alloc(&in->b[0], n, h, slot_size) ||
-	    batch_alloc(&in->b[1], n, h, slot_size) ||
-	    posix_memalign((void **)&in->scratch, 4096,
-			   bv_rec_size(slot_size))) {
+	int bad = posix_memalign((void **)&in->scratch, 4096,
+				 bv_rec_size(slot_size));
+	for (int i = 0; i < NBATCH && !bad; i++)
+		bad = batch_alloc(&in->b[i], n, h, slot_size);
+	if (bad) {
 		free_arenas(in);
 		return bv_fail(-ENOMEM, "ingest: cannot allocate %zu MiB of "
 			       "batch buffers", (4 * n * (size_t)slot_size) >> 20);
@@ -205,6 +210,7 @@ static int alloc_arenas(bv_ingest *in, uint32_t slot_size)
 	in->nslots = n;
 	in->hmask = h - 1;
 	in->cur = &in->b[0];
+	in->next_b = 1;
 	return 0;
 }
 
@@ -317,43 +323,53 @@ static void *flusher_main(void *arg)
 	bv_ingest *in = arg;
 	pthread_mutex_lock(&in->lock);
 	for (;;) {
-		while (!in->handoff && !in->flusher_stop)
+		while (!in->qlen && !in->flusher_stop)
 			pthread_cond_wait(&in->cond, &in->lock);
-		if (!in->handoff)
+		if (!in->qlen)
 			break;
-		struct batch *b = in->handoff;
+		struct batch *b = in->queue[in->qhead];
+		int failed = in->flush_rc;
 		pthread_mutex_unlock(&in->lock);
-		int rc = write_batch(in, b, in->fring);
+		/* After a failure the batches behind it are dropped: the
+		 * session is poisoned and will only abort. */
+		int rc = failed ? 0 : write_batch(in, b, in->fring);
 		pthread_mutex_lock(&in->lock);
 		if (rc && !in->flush_rc) {
 			in->flush_rc = rc;
 			snprintf(in->flush_msg, sizeof in->flush_msg, "%s",
 				 bv_last_error());
 		}
-		in->handoff = NULL;
-		in->flusher_busy = 0;
+		in->qhead = (in->qhead + 1) % NBATCH;
+		in->qlen--;
 		pthread_cond_broadcast(&in->cond);
 	}
 	pthread_mutex_unlock(&in->lock);
 	return NULL;
 }
 
-/* Waits until no batch is in the flusher: afterwards every batch handed
- * over is in the index, and the maps iterator must be remade. */
-static int wait_flusher(bv_ingest *in)
+/* Waits until at most MAX batches are queued or in the flusher; with 0,
+ * every batch handed over is in the index (and the maps iterator must be
+ * remade). */
+static int wait_queue(bv_ingest *in, unsigned max)
 {
 	int rc;
 	if (!in->flusher_started)
 		return 0;
 	pthread_mutex_lock(&in->lock);
-	while (in->flusher_busy)
+	while (in->qlen > max)
 		pthread_cond_wait(&in->cond, &in->lock);
 	rc = in->flush_rc;
 	pthread_mutex_unlock(&in->lock);
-	in->it_stale = 1;
+	if (max == 0)
+		in->it_stale = 1;
 	if (rc)
 		return poison(in, bv_fail(rc, "%s", in->flush_msg));
 	return 0;
+}
+
+static int wait_flusher(bv_ingest *in)
+{
+	return wait_queue(in, 0);
 }
 
 static int refresh_iter(bv_ingest *in)
@@ -475,8 +491,9 @@ static int flush_batch(bv_ingest *in)
 		r->entries++;
 	}
 
-	/* D, on the flusher, once it is done with the other batch. */
-	if ((rc = wait_flusher(in)))
+	/* D, on the flusher, in order. The batch to fill next must be out
+	 * of the queue: at most NBATCH - 2 may wait besides this one. */
+	if ((rc = wait_queue(in, NBATCH - 2)))
 		return rc;
 	if (!in->flusher_started) {
 		int e;
@@ -490,13 +507,16 @@ static int flush_batch(bv_ingest *in)
 		in->flusher_started = 1;
 	}
 	pthread_mutex_lock(&in->lock);
-	in->handoff = b;
-	in->flusher_busy = 1;
+	in->queue[(in->qhead + in->qlen) % NBATCH] = b;
+	in->qlen++;
 	pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->lock);
 	in->it_stale = 1;
 
-	in->cur = b == &in->b[0] ? &in->b[1] : &in->b[0];
+	/* Batches are filled in turn, so the next one is the oldest: the
+	 * wait above took it out of the queue. */
+	in->cur = &in->b[in->next_b];
+	in->next_b = (in->next_b + 1) % NBATCH;
 	in->cur->used = 0;
 	memset(in->cur->htab, 0, (in->hmask + 1) * sizeof *in->cur->htab);
 	return 0;

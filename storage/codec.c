@@ -24,14 +24,56 @@
 _Static_assert(BV_SECRET_SIZE >= XXH3_SECRET_SIZE_MIN,
 	       "XXH3 needs a longer secret");
 
+#ifdef BV_FP_SIMD
+void bv_fp_avx2(const uint8_t *secret, size_t secret_len, const void *data,
+		size_t len, uint64_t out[2]);
+void bv_fp_avx512(const uint8_t *secret, size_t secret_len, const void *data,
+		  size_t len, uint64_t out[2]);
+
+static void fp_generic(const uint8_t *secret, size_t secret_len,
+		       const void *data, size_t len, uint64_t out[2])
+{
+	XXH128_hash_t h = XXH3_128bits_withSecret(data, len, secret,
+						  secret_len);
+	out[0] = h.low64;
+	out[1] = h.high64;
+}
+
+typedef void fp_fn(const uint8_t *, size_t, const void *, size_t,
+		   uint64_t[2]);
+
+/* Chosen once; every variant gives the same bytes (fp_simd.c). */
+static fp_fn *pick_fp(void)
+{
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f"))
+		return bv_fp_avx512;
+	if (__builtin_cpu_supports("avx2"))
+		return bv_fp_avx2;
+	return fp_generic;
+}
+#endif
+
 void bv_fp_compute(const uint8_t *secret, const void *data, size_t len,
 		   bv_fp *out)
 {
+#ifdef BV_FP_SIMD
+	static fp_fn *_Atomic fn;
+	fp_fn *f = fn;
+	uint64_t h[2];
+
+	if (!f)
+		fn = f = pick_fp();
+	f(secret, BV_SECRET_SIZE, data, len, h);
+	bv_le64(out->b, h[0]);
+	bv_le64(out->b + 8, h[1]);
+#else
 	XXH128_hash_t h = XXH3_128bits_withSecret(data, len, secret,
 						  BV_SECRET_SIZE);
 
 	bv_le64(out->b, h.low64);
 	bv_le64(out->b + 8, h.high64);
+#endif
 }
 
 int bv_fp_equal(const bv_fp *a, const bv_fp *b)

@@ -94,6 +94,7 @@ struct bv_cset {
 	uint32_t cur_id;     /* 0: no container yet */
 	uint64_t cur_end;    /* logical end, staged bytes included */
 	int wfd;             /* fd of cur_id, -1 if none */
+	int direct;          /* wfd is O_DIRECT: writes are page-aligned */
 	int cur_dirty;       /* cur_id written since the last flush */
 	int dir_dirty;       /* a container was created since the last flush */
 	int broken;          /* C5: the error that broke the set, or 0 */
@@ -481,6 +482,23 @@ out:
 
 /* Opens container TAIL_ID for appending, checks it is ours and holds at
  * least TAIL_END bytes, and cuts it back to TAIL_END. */
+/* Container writes bypass the page cache when the file system allows
+ * it (O_DIRECT; tmpfs does not): backup data is written once and read
+ * rarely, and the copy into the page cache then writeback at fdatasync
+ * was the ingest bottleneck. Only when the staging buffer has room for the
+ * largest record beside a partial page, so that write_direct() is never
+ * needed for it. */
+#define DIRECT_MIN_BUF (8u << 20)
+
+static void try_direct(struct bv_cset *cs, int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	cs->direct = 0;
+	if (cs->cap >= DIRECT_MIN_BUF && fl >= 0 && !getenv("BV_NO_DIRECT") &&
+	    fcntl(fd, F_SETFL, fl | O_DIRECT) == 0)
+		cs->direct = 1;
+}
+
 static int open_tail(struct bv_cset *cs)
 {
 	struct stat st;
@@ -509,6 +527,7 @@ static int open_tail(struct bv_cset *cs)
 		goto out;
 	}
 	cs->wfd = fd;
+	try_direct(cs, fd);
 	fd = -1;
 out:
 	if (fd >= 0)
@@ -643,18 +662,37 @@ void bv_cset_close(struct bv_cset *cs)
 
 /* ---- appending ------------------------------------------------------ */
 
-/* Writes the staging buffer to the file. Caller holds mu. */
-static int write_out(struct bv_cset *cs, struct bv_ring *ring)
+/* Writes the staging buffer to the file. With O_DIRECT every write is
+ * whole pages at a page-aligned offset (each flush period starts on a
+ * page boundary): a partial last page stays staged, unless FINAL, when it
+ * is written padded with zeros past the end (the container is closed, and
+ * a scanner skips zero padding). Caller holds mu. */
+static int write_out(struct bv_cset *cs, struct bv_ring *ring, int final)
 {
+	size_t len = cs->buf_len, keep = 0;
+	uint64_t off = cs->cur_end - cs->buf_len;
 	int ret = 0;
 
-	if (cs->buf_len == 0)
+	if (len == 0)
 		goto out;
-	ret = bv_ring_pwrite(ring, cs->wfd, cs->buf, cs->buf_len,
-			     cs->cur_end - cs->buf_len);
+	if (cs->direct && len % PAGE) {
+		if (final) {
+			size_t pad = PAGE - len % PAGE;
+			memset(cs->buf + len, 0, pad); /* cap is whole pages */
+			len += pad;
+		} else {
+			keep = len % PAGE;
+			len -= keep;
+			if (len == 0)
+				goto out;
+		}
+	}
+	ret = bv_ring_pwrite(ring, cs->wfd, cs->buf, len, off);
 	if (ret != 0)
 		goto out;
-	cs->buf_len = 0;
+	if (keep)
+		memmove(cs->buf, cs->buf + len, keep);
+	cs->buf_len = keep;
 	cs->cur_dirty = 1;
 out:
 	return ret;
@@ -673,7 +711,7 @@ static int roll_over(struct bv_cset *cs, struct bv_ring *ring)
 		ret = -EFBIG; /* 2^32 - 1 containers */
 		goto out;
 	}
-	ret = write_out(cs, ring);
+	ret = write_out(cs, ring, 1);
 	if (ret != 0)
 		goto out;
 	if (cs->wfd >= 0) {
@@ -704,6 +742,7 @@ static int roll_over(struct bv_cset *cs, struct bv_ring *ring)
 	file_hdr_build(cs, id, cs->buf);
 	cs->buf_len = BV_CONTAINER_HDR;
 	cs->wfd = fd;
+	try_direct(cs, fd);
 	cs->cur_id = id;
 	cs->cur_end = BV_CONTAINER_HDR;
 	cs->cur_dirty = 1;
@@ -764,7 +803,7 @@ int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
 			goto broken;
 	}
 	if (cs->buf_len + rec > cs->cap) {
-		ret = write_out(cs, ring);
+		ret = write_out(cs, ring, 0);
 		if (ret != 0)
 			goto broken;
 	}
@@ -811,7 +850,7 @@ int bv_cset_flush(struct bv_cset *cs, struct bv_ring *ring,
 		size_t pad = PAGE - (size_t)(cs->cur_end % PAGE);
 
 		if (cs->buf_len + pad > cs->cap) {
-			ret = write_out(cs, ring);
+			ret = write_out(cs, ring, 0);
 			if (ret != 0)
 				goto broken;
 		}
@@ -819,7 +858,7 @@ int bv_cset_flush(struct bv_cset *cs, struct bv_ring *ring,
 		cs->buf_len += pad;
 		cs->cur_end += pad;
 	}
-	ret = write_out(cs, ring);
+	ret = write_out(cs, ring, 1);
 	if (ret != 0)
 		goto broken;
 	for (size_t i = 0; i < cs->ndirty; i++) {
