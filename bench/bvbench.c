@@ -333,16 +333,27 @@ static double gen_only(void)
 }
 
 /* Single-core LZ4_compress_default over the first LIMIT bytes of the base
- * image, chunk by chunk; only the compress calls are timed. Returns
- * bytes per second. */
+ * image, chunk by chunk, as the engine meets them: from the image in
+ * memory when there is one (one timed loop), else each chunk just made
+ * by the generator (only the compress calls timed; the chunk is then hot
+ * in cache, which flatters the reference). Returns bytes per second. */
 static double lz4_rate(uint64_t limit)
 {
 	uint64_t n = limit / C.chunk;
 	int cap = LZ4_compressBound((int)C.chunk);
 	char *out = malloc((size_t)cap);
-	uint8_t *c = malloc(C.chunk);
+	const uint8_t *img = base_image(salt);
+	uint8_t *c = img ? NULL : malloc(C.chunk);
 	double t = 0;
-	for (uint64_t i = 0; i < n; i++) {
+	if (img) {
+		double t0 = now();
+		for (uint64_t i = 0; i < n; i++)
+			if (LZ4_compress_default((const char *)img + i * C.chunk,
+						 out, (int)C.chunk, cap) <= 0)
+				die("LZ4 failed");
+		t = now() - t0;
+	}
+	for (uint64_t i = 0; !img && i < n; i++) {
 		double t0;
 		gen_chunk(c, base_id(i, C.size / C.chunk), salt);
 		t0 = now();
@@ -625,7 +636,11 @@ int main(int argc, char **argv)
 	/* References first, on a quiet machine. */
 	double t_gen = gen_only();
 	uint64_t lz4_bytes = C.size < (1ull << 30) ? C.size : (1ull << 30);
-	double r_lz4 = lz4_rate(lz4_bytes);
+	/* The median of three: single-core rates swing by a third from one
+	 * second to the next on a shared machine. */
+	double r3[3] = { lz4_rate(lz4_bytes), lz4_rate(lz4_bytes),
+			 lz4_rate(lz4_bytes) };
+	double r_lz4 = median(r3, 3);
 
 	/* 1. Full ingest of new data. */
 	must(s, bv_stats_get(s, &st0), "stats");

@@ -58,8 +58,13 @@ commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
 	echo "data >= 3 GB/s; express full of 1 % changed chunks < 5 % of the"
 	echo "full ingest time; export of the latest RP >= 0.7x the first;"
 	echo "RP creation independent of replica size (ratio about 1)."
-	echo "\"warm\": the store's files were just written and are in the page"
-	echo "cache; \"cold\": their cached pages were dropped (fadvise) first."
+	echo "Containers are written with O_DIRECT, so an ingest leaves no"
+	echo "chunk data in the page cache. \"cold\": the page cache of the"
+	echo "store's files was dropped (fadvise) before each export; \"warm\":"
+	echo "what the cold pass read in is still cached. The LZ4 reference is"
+	echo "the median of three passes over the same in-memory image the"
+	echo "ingest reads. \"cores busy\": CPU seconds / wall seconds of the"
+	echo "ingest (2 cores here)."
 	echo
 	echo "## Summary (machine-readable)"
 	echo
