@@ -81,8 +81,16 @@ struct batch {
 	struct bv_kv_batch *kvb;
 };
 
+struct pending_copy {
+	uint8_t *dst;
+	const uint8_t *src;
+	size_t n, tail;
+};
+
 struct bv_ingest {
 	bv_store *s;
+	struct pending_copy *copies;   /* nslots, see run_copies() */
+	size_t ncopies;
 	struct sess_rep rep[BV_SESSION_MAX];
 	size_t nrep;
 	uint64_t gid;                  /* 0 until the first replica */
@@ -182,7 +190,10 @@ static void free_arenas(bv_ingest *in)
 	for (int i = 0; i < NBATCH; i++)
 		batch_free(&in->b[i]);
 	free(in->scratch);
+	free(in->copies);
 	in->scratch = NULL;
+	in->copies = NULL;
+	in->ncopies = 0;
 	in->cur = NULL;
 	in->nslots = 0;
 	in->slot_size = 0;
@@ -198,7 +209,8 @@ static int alloc_arenas(bv_ingest *in, uint32_t slot_size)
 		h <<= 1;
 	free_arenas(in);
 	int bad = posix_memalign((void **)&in->scratch, 4096,
-				 bv_rec_size(slot_size));
+				 bv_rec_size(slot_size)) ||
+		  !(in->copies = calloc(n, sizeof *in->copies));
 	for (int i = 0; i < NBATCH && !bad; i++)
 		bad = batch_alloc(&in->b[i], n, h, slot_size);
 	if (bad) {
@@ -557,12 +569,35 @@ static int load_chunk(bv_ingest *in, uint32_t ri, uint64_t chunk,
 
 /* Applies SRC (NULL: zeros) to [OFF, OFF + LEN) of replica RI, chunk by
  * chunk through the batch. The range is inside the disk. */
+/* Whole-chunk copies of one write call, run on the worker pool: the
+ * caller's buffer is valid only during the call, so they always run
+ * before it returns and before the batch they fill is flushed. */
+static void work_copy(void *ctx, size_t i)
+{
+	bv_ingest *in = ctx;
+	struct pending_copy *pc = &in->copies[i];
+	memcpy(pc->dst, pc->src, pc->n);
+	if (pc->tail)
+		memset(pc->dst + pc->n, 0, pc->tail);
+}
+
+static void run_copies(bv_ingest *in)
+{
+	if (in->ncopies < 4) {
+		for (size_t i = 0; i < in->ncopies; i++)
+			work_copy(in, i);
+	} else {
+		bv_pool_run(in->s->pool, work_copy, in, in->ncopies);
+	}
+	in->ncopies = 0;
+}
+
 static int patch(bv_ingest *in, uint32_t ri, uint64_t off, const uint8_t *src,
 		 uint64_t len)
 {
 	struct sess_rep *r = &in->rep[ri];
 	uint32_t cs = r->r.chunk_size;
-	int rc;
+	int rc = 0;
 
 	while (len) {
 		uint64_t c = off / cs;
@@ -575,40 +610,42 @@ static int patch(bv_ingest *in, uint32_t ri, uint64_t off, const uint8_t *src,
 		struct slot *sl = find_slot(in, ri, c);
 
 		if (!sl) {
-			if (in->cur->used == in->nslots &&
-			    (rc = flush_batch(in)))
-				return rc;
+			if (in->cur->used == in->nslots) {
+				run_copies(in);
+				if ((rc = flush_batch(in)))
+					goto out;
+			}
 			sl = new_slot(in, ri, c);
-			if (full && !src) {
-				sl->zero = 1;
-				goto next;
+			if (!full && (rc = load_chunk(in, ri, c, sl->raw))) {
+				rc = poison(in, rc); /* slot holds garbage */
+				goto out;
 			}
-			if (full) {
-				memcpy(sl->raw, src, n);
-				if (n < cs)
-					memset(sl->raw + n, 0, cs - n);
-				goto next;
-			}
-			if ((rc = load_chunk(in, ri, c, sl->raw)))
-				return poison(in, rc); /* slot holds garbage */
-		} else if (full && !src) {
-			sl->zero = 1;
-			goto next;
-		} else if (sl->zero) {
-			memset(sl->raw, 0, cs);
-			sl->zero = 0;
 		}
-		if (src)
-			memcpy(sl->raw + o, src, n);
-		else
-			memset(sl->raw + o, 0, n);
-next:
+		if (full && !src) {
+			sl->zero = 1;
+		} else if (full) {
+			/* Bytes past the disk end are kept zero. */
+			in->copies[in->ncopies++] = (struct pending_copy){
+				sl->raw, src, n, cs - n };
+			sl->zero = 0;
+		} else {
+			if (sl->zero) {
+				memset(sl->raw, 0, cs);
+				sl->zero = 0;
+			}
+			if (src)
+				memcpy(sl->raw + o, src, n);
+			else
+				memset(sl->raw + o, 0, n);
+		}
 		off += n;
 		len -= n;
 		if (src)
 			src += n;
 	}
-	return 0;
+out:
+	run_copies(in);
+	return rc;
 }
 
 /* Zeros whole chunks [C0, C1) of replica RI: pending slots become zero,
