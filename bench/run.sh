@@ -71,5 +71,11 @@ commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
 	echo '```json'
 	printf '%s\n' "$summary"
 	echo '```'
-} > "$here/RESULTS.md"
+	# Notes written by hand under "## Notes" are kept from run to run;
+	# edit them to match the new figures.
+	if [ -f "$here/RESULTS.md" ]; then
+		sed -n '/^## Notes/,$p' "$here/RESULTS.md" | sed '1s/^/\n/'
+	fi
+} > "$here/RESULTS.md.new"
+mv "$here/RESULTS.md.new" "$here/RESULTS.md"
 echo "wrote $here/RESULTS.md"
