@@ -429,6 +429,24 @@ static void rc_forget_above(struct bv_cset *cs, uint32_t id)
 
 /* ---- cutting back to the tail (C2) ---------------------------------- */
 
+/* Opens a fresh listing of the container directory: fdopendir takes over
+ * its fd, and a dup would share the read position with other listings. */
+static int open_listing(struct bv_cset *cs, DIR **out)
+{
+	int dfd = openat(cs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	*out = NULL;
+	if (dfd < 0)
+		return -errno;
+	*out = fdopendir(dfd);
+	if (*out == NULL) {
+		int e = -errno;
+		close(dfd);
+		return e;
+	}
+	return 0;
+}
+
 /* Removes every container above ID, then fsyncs the directory if one was
  * removed, so that a removed container stays removed. */
 static int remove_above(struct bv_cset *cs, uint32_t id)
@@ -436,23 +454,12 @@ static int remove_above(struct bv_cset *cs, uint32_t id)
 	DIR *d = NULL;
 	struct dirent *e;
 	int removed = 0;
-	int dfd;
 	int ret = 0;
 
 	rc_forget_above(cs, id);
-	/* fdopendir takes over its fd, and a dup would share the read
-	 * position with other listings: open the directory afresh. */
-	dfd = openat(cs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		ret = -errno;
+	ret = open_listing(cs, &d);
+	if (ret != 0)
 		goto out;
-	}
-	d = fdopendir(dfd);
-	if (d == NULL) {
-		ret = -errno;
-		close(dfd);
-		goto out;
-	}
 	for (;;) {
 		uint32_t cid;
 
@@ -1185,20 +1192,11 @@ int bv_cset_usage(struct bv_cset *cs, uint64_t *files, uint64_t *bytes)
 	DIR *d = NULL;
 	struct dirent *e;
 	uint64_t nf = 0, nb = 0;
-	int dfd;
 	int ret = 0;
 
-	dfd = openat(cs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		ret = -errno;
+	ret = open_listing(cs, &d);
+	if (ret != 0)
 		goto out;
-	}
-	d = fdopendir(dfd);
-	if (d == NULL) {
-		ret = -errno;
-		close(dfd);
-		goto out;
-	}
 	for (;;) {
 		struct stat st;
 
