@@ -62,6 +62,7 @@ struct slot {
 	uint8_t zero;      /* the chunk is all zeros */
 	uint8_t codec;
 	uint32_t enc_len;
+	uint64_t csum;     /* of the enc_len stored bytes */
 	bv_fp fp;
 	struct bv_chunk_loc loc;
 };
@@ -277,10 +278,10 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
 	if (b->nnew) {
 		for (size_t j = 0; j < b->nnew && !rc; j++) {
 			struct slot *sl = &b->slots[b->idx[j]];
-			rc = bv_cset_stage(s->cset, ring, &sl->fp, sl->codec,
-					   sl->enc, sl->enc_len,
-					   in->rep[sl->rep].r.chunk_size,
-					   &sl->loc);
+			rc = bv_cset_stage_sum(s->cset, ring, &sl->fp,
+					       sl->codec, sl->enc, sl->enc_len,
+					       in->rep[sl->rep].r.chunk_size,
+					       sl->csum, &sl->loc);
 		}
 		if (!rc)
 			rc = bv_cset_flush(s->cset, ring, &tail_id, &tail_end);
@@ -429,6 +430,7 @@ static void work_encode(void *ctx, size_t i)
 		n = cs;
 	}
 	sl->enc_len = (uint32_t)n;
+	sl->csum = bv_checksum64(sl->enc, (size_t)n);
 }
 
 static size_t hash_fp(const bv_fp *fp)

@@ -39,8 +39,17 @@ static void fp_generic(const uint8_t *secret, size_t secret_len,
 	out[1] = h.high64;
 }
 
+uint64_t bv_ck_avx2(const void *data, size_t len);
+uint64_t bv_ck_avx512(const void *data, size_t len);
+
 typedef void fp_fn(const uint8_t *, size_t, const void *, size_t,
 		   uint64_t[2]);
+typedef uint64_t ck_fn(const void *, size_t);
+
+static uint64_t ck_generic(const void *data, size_t len)
+{
+	return XXH3_64bits(data, len);
+}
 
 /* Chosen once; every variant gives the same bytes (fp_simd.c). */
 static fp_fn *pick_fp(void)
@@ -51,6 +60,16 @@ static fp_fn *pick_fp(void)
 	if (__builtin_cpu_supports("avx2"))
 		return bv_fp_avx2;
 	return fp_generic;
+}
+
+static ck_fn *pick_ck(void)
+{
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f"))
+		return bv_ck_avx512;
+	if (__builtin_cpu_supports("avx2"))
+		return bv_ck_avx2;
+	return ck_generic;
 }
 #endif
 
@@ -217,5 +236,14 @@ out:
 
 uint64_t bv_checksum64(const void *data, size_t len)
 {
+#ifdef BV_FP_SIMD
+	static ck_fn *_Atomic fn;
+	ck_fn *f = fn;
+
+	if (!f)
+		fn = f = pick_ck();
+	return f(data, len);
+#else
 	return XXH3_64bits(data, len);
+#endif
 }

@@ -785,6 +785,19 @@ int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
 		  uint8_t codec, const void *stored, uint32_t stored_len,
 		  uint32_t raw_len, struct bv_chunk_loc *loc)
 {
+	if (stored == NULL)
+		return ST_EINVAL;
+	/* Checksum outside the lock: it is the costly part. */
+	return bv_cset_stage_sum(cs, ring, fp, codec, stored, stored_len,
+				 raw_len, bv_checksum64(stored, stored_len),
+				 loc);
+}
+
+int bv_cset_stage_sum(struct bv_cset *cs, struct bv_ring *ring,
+		      const bv_fp *fp, uint8_t codec, const void *stored,
+		      uint32_t stored_len, uint32_t raw_len, uint64_t csum,
+		      struct bv_chunk_loc *loc)
+{
 	uint8_t hdr[BV_REC_HDR];
 	uint64_t rec;
 	int ret;
@@ -793,9 +806,7 @@ int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
 	    loc == NULL || !lens_valid(codec, stored_len, raw_len))
 		return ST_EINVAL;
 	rec = bv_rec_size(stored_len);
-	/* Checksum outside the lock: it is the costly part. */
-	rec_hdr_build(hdr, fp, codec, stored_len, raw_len,
-		      bv_checksum64(stored, stored_len));
+	rec_hdr_build(hdr, fp, codec, stored_len, raw_len, csum);
 
 	pthread_mutex_lock(&cs->mu);
 	ret = cs->broken;

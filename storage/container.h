@@ -84,6 +84,12 @@ void bv_cset_close(struct bv_cset *cs);
 int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
 		  uint8_t codec, const void *stored, uint32_t stored_len,
 		  uint32_t raw_len, struct bv_chunk_loc *loc);
+/* The same with CSUM, bv_checksum64(STORED, STORED_LEN), computed by the
+ * caller (off the thread that holds the set). */
+int bv_cset_stage_sum(struct bv_cset *cs, struct bv_ring *ring,
+		      const bv_fp *fp, uint8_t codec, const void *stored,
+		      uint32_t stored_len, uint32_t raw_len, uint64_t csum,
+		      struct bv_chunk_loc *loc);
 /* Writes what is staged, pads the container to a 4 KiB boundary and
  * fdatasyncs every container written since the last flush (and the
  * directory if a container was created); then reports the durable tail to
