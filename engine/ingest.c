@@ -17,13 +17,20 @@
  *     first byte of the session changes; a failure after that poisons the
  *     session, which then only aborts.
  *
- * Per batch of chunks (BATCH_BYTES of raw data):
- *   A. workers: zero test and keyed fingerprint of every pending chunk;
+ * Chunks wait in a batch of slots (BATCH_BYTES of raw data). A slot is
+ * processed once, in three phases:
+ *   A. workers: zero test and keyed fingerprint;
  *   B. caller:  dedup inside the batch, then one multi-get in the chunk
  *               index (RocksDB's bloom filters keep misses off the disk);
- *   C. workers: LZ4 of the chunks that are new;
- *   D. caller, under the store's write lock: stage records, flush
- *      (invariant 1), one unsynced RocksDB batch of chunk and map entries.
+ *   C. workers: LZ4 of the chunks that are new, and their checksums.
+ * A write call of at least DIRECT_MIN bytes processes its whole chunks
+ * before it returns, straight from the caller's buffer: no copy. Smaller
+ * calls and partly covered chunks copy into the slot's own buffer and are
+ * processed when the batch is handed over. A processed slot is never
+ * changed: a later write to its chunk hands the batch over first.
+ *   D. the flusher thread, under the store's write lock: stage records,
+ *      flush (invariant 1), one unsynced RocksDB batch of chunk and map
+ *      entries.
  * Buffers are allocated once per session: no per-chunk allocation.
  */
 #include <errno.h>
@@ -42,6 +49,9 @@
 /* Batches per session: one being filled, the others queued for or in the
  * flusher, so that a slow fdatasync does not stall hashing and LZ4. */
 #define NBATCH 4
+/* Write calls this large process their whole chunks in place; below it,
+ * the per-call phases would cost more than the copy they save. */
+#define DIRECT_MIN (1u << 20)
 
 struct sess_rep {
 	char name[BV_NAME_MAX + 1];
@@ -57,8 +67,11 @@ struct sess_rep {
 struct slot {
 	uint32_t rep;
 	uint64_t chunk;
-	uint8_t *raw;
+	uint8_t *raw;      /* the slot's own buffer */
+	const uint8_t *data; /* what phases A and C read: raw, or the
+			      * caller's buffer during its write call */
 	uint8_t *enc;
+	uint8_t done;      /* phases A to C ran; the slot is fixed */
 	uint8_t zero;      /* the chunk is all zeros */
 	uint8_t codec;
 	uint32_t enc_len;
@@ -77,21 +90,18 @@ struct batch {
 	const char **keys;
 	size_t *klens, *vlens;
 	uint8_t *vals, *found;
+	size_t *look;                  /* slot indexes asked of the index */
 	size_t *idx;                   /* new chunks: slot indexes */
 	size_t nnew;
+	size_t *todo;                  /* slots to process */
+	size_t ntodo;
 	struct bv_kv_batch *kvb;
-};
-
-struct pending_copy {
-	uint8_t *dst;
-	const uint8_t *src;
-	size_t n, tail;
 };
 
 struct bv_ingest {
 	bv_store *s;
-	struct pending_copy *copies;   /* nslots, see run_copies() */
-	size_t ncopies;
+	const size_t *plist;           /* phase A: the slots it runs on */
+	size_t enc_from;               /* phase C: first of idx it runs on */
 	struct sess_rep rep[BV_SESSION_MAX];
 	size_t nrep;
 	uint64_t gid;                  /* 0 until the first replica */
@@ -155,7 +165,9 @@ static void batch_free(struct batch *b)
 	free(b->vlens);
 	free(b->vals);
 	free(b->found);
+	free(b->look);
 	free(b->idx);
+	free(b->todo);
 	bv_kv_batch_free(b->kvb);
 	memset(b, 0, sizeof *b);
 }
@@ -174,9 +186,12 @@ static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size)
 	b->vlens = calloc(n, sizeof *b->vlens);
 	b->vals = calloc(n, 64);
 	b->found = calloc(n, 1);
+	b->look = calloc(n, sizeof *b->look);
 	b->idx = calloc(n, sizeof *b->idx);
+	b->todo = calloc(n, sizeof *b->todo);
 	if (!b->slots || !b->htab || !b->ftab || !b->keys || !b->klens ||
-	    !b->vlens || !b->vals || !b->found || !b->idx ||
+	    !b->vlens || !b->vals || !b->found || !b->look || !b->idx ||
+	    !b->todo ||
 	    bv_kv_batch_new(&b->kvb))
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
@@ -191,10 +206,7 @@ static void free_arenas(bv_ingest *in)
 	for (int i = 0; i < NBATCH; i++)
 		batch_free(&in->b[i]);
 	free(in->scratch);
-	free(in->copies);
 	in->scratch = NULL;
-	in->copies = NULL;
-	in->ncopies = 0;
 	in->cur = NULL;
 	in->nslots = 0;
 	in->slot_size = 0;
@@ -210,8 +222,7 @@ static int alloc_arenas(bv_ingest *in, uint32_t slot_size)
 		h <<= 1;
 	free_arenas(in);
 	int bad = posix_memalign((void **)&in->scratch, 4096,
-				 bv_rec_size(slot_size)) ||
-		  !(in->copies = calloc(n, sizeof *in->copies));
+				 bv_rec_size(slot_size));
 	for (int i = 0; i < NBATCH && !bad; i++)
 		bad = batch_alloc(&in->b[i], n, h, slot_size);
 	if (bad) {
@@ -257,6 +268,8 @@ static struct slot *new_slot(bv_ingest *in, uint32_t rep, uint64_t chunk)
 	b->htab[h] = (int32_t)++b->used;
 	sl->rep = rep;
 	sl->chunk = chunk;
+	sl->data = sl->raw;
+	sl->done = 0;
 	sl->zero = 0;
 	return sl;
 }
@@ -405,27 +418,27 @@ static int refresh_iter(bv_ingest *in)
 static void work_hash(void *ctx, size_t i)
 {
 	bv_ingest *in = ctx;
-	struct slot *sl = &in->cur->slots[i];
+	struct slot *sl = &in->cur->slots[in->plist[i]];
 	uint32_t cs = in->rep[sl->rep].r.chunk_size;
 	if (sl->zero)
 		return;
-	if (bv_is_zero(sl->raw, cs)) {
+	if (bv_is_zero(sl->data, cs)) {
 		sl->zero = 1;
 		return;
 	}
-	bv_fp_compute(in->s->secret, sl->raw, cs, &sl->fp);
+	bv_fp_compute(in->s->secret, sl->data, cs, &sl->fp);
 }
 
 static void work_encode(void *ctx, size_t i)
 {
 	bv_ingest *in = ctx;
-	struct slot *sl = &in->cur->slots[in->cur->idx[i]];
+	struct slot *sl = &in->cur->slots[in->cur->idx[in->enc_from + i]];
 	uint32_t cs = in->rep[sl->rep].r.chunk_size;
-	int64_t n = bv_codec_encode(sl->raw, cs, sl->enc, cs, &sl->codec);
+	int64_t n = bv_codec_encode(sl->data, cs, sl->enc, cs, &sl->codec);
 	if (n <= 0) {
 		/* Cannot happen with cap == raw length (raw fallback); keep
 		 * the raw bytes rather than fail the batch. */
-		memcpy(sl->enc, sl->raw, cs);
+		memcpy(sl->enc, sl->data, cs);
 		sl->codec = BV_CODEC_RAW;
 		n = cs;
 	}
@@ -442,28 +455,29 @@ static size_t hash_fp(const bv_fp *fp)
 
 /* ---- the batch -------------------------------------------------------- */
 
-/* Runs phases A to C on the current batch and hands it to the flusher
- * (phase D); the caller goes on with the other batch. A chunk new in this
- * batch and stored by the batch still in the flusher is stored twice
- * (dedup is exact only across non-adjacent batches); that costs space,
- * never correctness. */
-static int flush_batch(bv_ingest *in)
+/* Runs phases A to C on the slots of the current batch listed in
+ * b->todo, and empties the list. New chunks join b->idx. */
+static int process(bv_ingest *in)
 {
 	bv_store *s = in->s;
 	struct batch *b = in->cur;
-	size_t nlook = 0;
+	size_t nlook = 0, n = b->ntodo, first_new = b->nnew;
 	int rc;
 
-	if (!b || b->used == 0)
+	if (n == 0)
 		return 0;
+	b->ntodo = 0;
 
 	/* A */
-	bv_pool_run(s->pool, work_hash, in, b->used);
+	in->plist = b->todo;
+	bv_pool_run(s->pool, work_hash, in, n);
 
-	/* B: first dedup inside the batch, then ask the index. */
-	memset(b->ftab, 0, (in->hmask + 1) * sizeof *b->ftab);
-	for (size_t i = 0; i < b->used; i++) {
+	/* B: first dedup inside the batch (slots processed before count
+	 * too), then ask the index. */
+	for (size_t k = 0; k < n; k++) {
+		size_t i = b->todo[k];
 		struct slot *sl = &b->slots[i];
+		sl->done = 1;
 		if (sl->zero)
 			continue;
 		size_t h = hash_fp(&sl->fp) & in->hmask;
@@ -479,7 +493,7 @@ static int flush_batch(bv_ingest *in)
 		b->ftab[h] = (int32_t)(i + 1);
 		b->keys[nlook] = (const char *)sl->fp.b;
 		b->klens[nlook] = sizeof sl->fp.b;
-		b->idx[nlook++] = i;
+		b->look[nlook++] = i;
 	}
 	if (nlook) {
 		rc = bv_kv_multi_get(s->kv, BV_CF_CHUNKS, nlook, b->keys,
@@ -489,13 +503,34 @@ static int flush_batch(bv_ingest *in)
 			return poison(in, bv_fail_storage(rc, "ingest: chunk "
 							  "index lookup"));
 	}
-	b->nnew = 0;
 	for (size_t j = 0; j < nlook; j++)
 		if (!b->found[j])
-			b->idx[b->nnew++] = b->idx[j];
+			b->idx[b->nnew++] = b->look[j];
 
 	/* C */
-	bv_pool_run(s->pool, work_encode, in, b->nnew);
+	in->enc_from = first_new;
+	bv_pool_run(s->pool, work_encode, in, b->nnew - first_new);
+	return 0;
+}
+
+/* Processes what is left of the current batch and hands it to the
+ * flusher (phase D); the caller goes on with the next batch. A chunk new
+ * in this batch and stored by a batch still queued for the flusher is
+ * stored twice (dedup is exact only against what the index holds); that
+ * costs space, never correctness. */
+static int flush_batch(bv_ingest *in)
+{
+	struct batch *b = in->cur;
+	int rc;
+
+	if (!b || b->used == 0)
+		return 0;
+	b->ntodo = 0;
+	for (size_t i = 0; i < b->used; i++)
+		if (!b->slots[i].done)
+			b->todo[b->ntodo++] = i;
+	if ((rc = process(in)))
+		return rc;
 
 	for (size_t i = 0; i < b->used; i++) {
 		struct slot *sl = &b->slots[i];
@@ -532,7 +567,10 @@ static int flush_batch(bv_ingest *in)
 	in->cur = &in->b[in->next_b];
 	in->next_b = (in->next_b + 1) % NBATCH;
 	in->cur->used = 0;
+	in->cur->nnew = 0;
+	in->cur->ntodo = 0;
 	memset(in->cur->htab, 0, (in->hmask + 1) * sizeof *in->cur->htab);
+	memset(in->cur->ftab, 0, (in->hmask + 1) * sizeof *in->cur->ftab);
 	return 0;
 }
 
@@ -570,35 +608,15 @@ static int load_chunk(bv_ingest *in, uint32_t ri, uint64_t chunk,
 }
 
 /* Applies SRC (NULL: zeros) to [OFF, OFF + LEN) of replica RI, chunk by
- * chunk through the batch. The range is inside the disk. */
-/* Whole-chunk copies of one write call, run on the worker pool: the
- * caller's buffer is valid only during the call, so they always run
- * before it returns and before the batch they fill is flushed. */
-static void work_copy(void *ctx, size_t i)
-{
-	bv_ingest *in = ctx;
-	struct pending_copy *pc = &in->copies[i];
-	memcpy(pc->dst, pc->src, pc->n);
-	if (pc->tail)
-		memset(pc->dst + pc->n, 0, pc->tail);
-}
-
-static void run_copies(bv_ingest *in)
-{
-	if (in->ncopies < 4) {
-		for (size_t i = 0; i < in->ncopies; i++)
-			work_copy(in, i);
-	} else {
-		bv_pool_run(in->s->pool, work_copy, in, in->ncopies);
-	}
-	in->ncopies = 0;
-}
-
+ * chunk through the batch. The range is inside the disk. SRC is valid
+ * only during the call: slots that read it in place are processed before
+ * the call returns (and before the batch holding them is handed over). */
 static int patch(bv_ingest *in, uint32_t ri, uint64_t off, const uint8_t *src,
 		 uint64_t len)
 {
 	struct sess_rep *r = &in->rep[ri];
 	uint32_t cs = r->r.chunk_size;
+	int direct = src && len >= DIRECT_MIN;
 	int rc = 0;
 
 	while (len) {
@@ -611,12 +629,16 @@ static int patch(bv_ingest *in, uint32_t ri, uint64_t off, const uint8_t *src,
 		int full = o == 0 && n >= in_disk;
 		struct slot *sl = find_slot(in, ri, c);
 
+		/* A processed slot is fixed: the batch goes first. */
+		if (sl && sl->done) {
+			if ((rc = flush_batch(in)))
+				goto out;
+			sl = NULL;
+		}
 		if (!sl) {
-			if (in->cur->used == in->nslots) {
-				run_copies(in);
-				if ((rc = flush_batch(in)))
-					goto out;
-			}
+			if (in->cur->used == in->nslots &&
+			    (rc = flush_batch(in)))
+				goto out;
 			sl = new_slot(in, ri, c);
 			if (!full && (rc = load_chunk(in, ri, c, sl->raw))) {
 				rc = poison(in, rc); /* slot holds garbage */
@@ -625,10 +647,17 @@ static int patch(bv_ingest *in, uint32_t ri, uint64_t off, const uint8_t *src,
 		}
 		if (full && !src) {
 			sl->zero = 1;
+			sl->data = sl->raw;
+		} else if (full && direct && n == cs) {
+			sl->data = src;
+			sl->zero = 0;
+			in->cur->todo[in->cur->ntodo++] =
+				(size_t)(sl - in->cur->slots);
 		} else if (full) {
 			/* Bytes past the disk end are kept zero. */
-			in->copies[in->ncopies++] = (struct pending_copy){
-				sl->raw, src, n, cs - n };
+			memcpy(sl->raw, src, n);
+			memset(sl->raw + n, 0, cs - n);
+			sl->data = sl->raw;
 			sl->zero = 0;
 		} else {
 			if (sl->zero) {
@@ -645,8 +674,14 @@ static int patch(bv_ingest *in, uint32_t ri, uint64_t off, const uint8_t *src,
 		if (src)
 			src += n;
 	}
+	rc = process(in);
 out:
-	run_copies(in);
+	if (rc) {
+		/* The session is poisoned; no slot may keep SRC. */
+		in->cur->ntodo = 0;
+		for (size_t i = 0; i < in->cur->used; i++)
+			in->cur->slots[i].data = in->cur->slots[i].raw;
+	}
 	return rc;
 }
 
@@ -663,8 +698,21 @@ static int zero_chunks(bv_ingest *in, uint32_t ri, uint64_t c0, uint64_t c1)
 		return 0;
 	for (size_t i = 0; i < in->cur->used; i++) {
 		struct slot *sl = &in->cur->slots[i];
-		if (sl->rep == ri && sl->chunk >= c0 && sl->chunk < c1)
+		if (sl->rep == ri && sl->chunk >= c0 && sl->chunk < c1 &&
+		    sl->done) {
+			/* A processed slot is fixed: the batch goes first,
+			 * and the map walk below zeros what it wrote. */
+			if ((rc = flush_batch(in)))
+				return rc;
+			break;
+		}
+	}
+	for (size_t i = 0; i < in->cur->used; i++) {
+		struct slot *sl = &in->cur->slots[i];
+		if (sl->rep == ri && sl->chunk >= c0 && sl->chunk < c1) {
 			sl->zero = 1;
+			sl->data = sl->raw;
+		}
 	}
 	if ((rc = refresh_iter(in)))
 		return poison(in, rc);

@@ -134,6 +134,13 @@ static int one_op(sink *k, const model_rep *m, uint8_t *p, uint64_t *psize,
 		len = rand_sectors(512, size - off < 3 * c + c / 2
 					     ? size - off
 					     : 3 * c + c / 2);
+		/* One in six is large (1 MiB and more where the disk has
+		 * room): the engine reads the whole chunks of such a call
+		 * in place, without copying them. */
+		if (et_below(&rng, 6) == 0 && *psize > (1u << 20) + 512) {
+			off = rand_sectors(0, *psize - (1u << 20) - 512);
+			len = rand_sectors(1u << 20, *psize - off);
+		}
 		make_content(m, off, len, kind);
 		snprintf(what, whatlen, "write %" PRIu64 "+%" PRIu64 " kind %d",
 			 off, len, kind);
