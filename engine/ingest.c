@@ -3,9 +3,10 @@
  * each replica it holds; nothing is visible until bv_ingest_commit().
  *
  * How the invariants of store.c are kept here:
- *  1. flush_batch() makes the batch's new chunk records durable
- *     (bv_cset_flush: write + fdatasync through io_uring) before the chunk
- *     index and map entries naming them are written to RocksDB.
+ *  1. write_batch() (phase D) makes the batch's new chunk records durable
+ *     (bv_cset_flush: write + fdatasync through io_uring) before
+ *     index_batch() (phase E, which takes batches only from D) writes the
+ *     chunk index and map entries naming them to RocksDB.
  *  2. bv_ingest_add() writes, synced, an "inflight" marker for the replica
  *     before any map entry of the new version exists. Map entries of the
  *     new version are written unsynced per batch; they are invisible to
@@ -28,9 +29,11 @@
  * calls and partly covered chunks copy into the slot's own buffer and are
  * processed when the batch is handed over. A processed slot is never
  * changed: a later write to its chunk hands the batch over first.
- *   D. the flusher thread, under the store's write lock: stage records,
- *      flush (invariant 1), one unsynced RocksDB batch of chunk and map
- *      entries.
+ *   D. the writer thread, under the store's write lock: stage records and
+ *      flush them (invariant 1);
+ *   E. the indexer thread, under the store's index lock: one unsynced
+ *      RocksDB batch of chunk and map entries, while the writer already
+ *      writes the next batch.
  * Buffers are allocated once per session: no per-chunk allocation.
  */
 #include <errno.h>
@@ -95,6 +98,8 @@ struct batch {
 	size_t nnew;
 	size_t *todo;                  /* slots to process */
 	size_t ntodo;
+	uint32_t tail_id;              /* durable container tail after D */
+	uint64_t tail_end;
 	struct bv_kv_batch *kvb;
 };
 
@@ -121,14 +126,16 @@ struct bv_ingest {
 	unsigned next_b;               /* index of the batch to fill next */
 	struct batch *cur;             /* being filled by the caller */
 
-	/* The flusher thread runs phase D of one batch while the caller
-	 * fills and compresses the next. */
-	pthread_t flusher;
+	/* The writer thread runs phase D of one batch and the indexer
+	 * phase E of the one before, while the caller fills and compresses
+	 * the next. */
+	pthread_t flusher, indexer;
 	int flusher_started;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct batch *queue[NBATCH];   /* FIFO for the flusher */
-	unsigned qhead, qlen;          /* qlen counts the one in hand too */
+	struct batch *queue[NBATCH];   /* FIFO: handed over, not indexed */
+	unsigned qhead, qlen;          /* qlen counts the ones in hand too */
+	unsigned nwritten;             /* the first NWRITTEN are past D */
 	int flusher_stop;
 	int flush_rc;
 	char flush_msg[512];
@@ -174,9 +181,12 @@ static void batch_free(struct batch *b)
 
 static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size)
 {
+	/* Room for LZ4's worst case: see bv_codec_encode. */
+	size_t enc_size = (bv_codec_work_bound(size) + 63) & ~(size_t)63;
+
 	memset(b, 0, sizeof *b);
 	if (posix_memalign((void **)&b->raw_arena, 4096, n * size) ||
-	    posix_memalign((void **)&b->enc_arena, 4096, n * size))
+	    posix_memalign((void **)&b->enc_arena, 4096, n * enc_size))
 		return -ENOMEM;
 	b->slots = calloc(n, sizeof *b->slots);
 	b->htab = calloc(h, sizeof *b->htab);
@@ -196,7 +206,7 @@ static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		b->slots[i].raw = b->raw_arena + i * size;
-		b->slots[i].enc = b->enc_arena + i * size;
+		b->slots[i].enc = b->enc_arena + i * enc_size;
 	}
 	return 0;
 }
@@ -274,38 +284,50 @@ static struct slot *new_slot(bv_ingest *in, uint32_t rep, uint64_t chunk)
 	return sl;
 }
 
-/* ---- phase D, on the flusher thread ------------------------------------ */
+/* ---- phases D and E, on the writer and indexer threads ------------------ */
 
-/* Stages the batch's new chunks, makes them durable (invariant 1), then
- * writes chunk and map entries in one unsynced RocksDB batch. */
+/* D: stages the batch's new chunks and makes them durable (invariant 1). */
 static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
+{
+	bv_store *s = in->s;
+	int rc = 0;
+
+	if (!b->nnew)
+		return 0;
+	pthread_mutex_lock(&s->write_lock);
+	for (size_t j = 0; j < b->nnew && !rc; j++) {
+		struct slot *sl = &b->slots[b->idx[j]];
+		rc = bv_cset_stage_sum(s->cset, ring, &sl->fp, sl->codec,
+				       sl->enc, sl->enc_len,
+				       in->rep[sl->rep].r.chunk_size, sl->csum,
+				       &sl->loc);
+	}
+	if (!rc)
+		rc = bv_cset_flush(s->cset, ring, &b->tail_id, &b->tail_end);
+	if (rc) {
+		bv_cset_rollback(s->cset);
+		rc = bv_fail(rc, "ingest of replica %s%s: writing chunk "
+			     "containers in %s: %s", in->rep[0].name,
+			     in->nrep > 1 ? " and others" : "", s->path,
+			     bv_strerror(rc));
+	}
+	pthread_mutex_unlock(&s->write_lock);
+	return rc;
+}
+
+/* E: writes the batch's chunk and map entries in one unsynced RocksDB
+ * batch, with the chunk counters and the container tail. The tail never
+ * moves back: a batch of another session may have recorded a later one
+ * (every tail reported by a flush is durable). */
+static int index_batch(bv_ingest *in, struct batch *b)
 {
 	bv_store *s = in->s;
 	struct bv_cstat cst;
 	uint8_t key[BV_MAP_KEY], loc[BV_LOC_SIZE], tail[12];
-	uint32_t tail_id = 0;
-	uint64_t tail_end = 0;
 	int rc = 0;
 
-	pthread_mutex_lock(&s->write_lock);
+	pthread_mutex_lock(&s->index_lock);
 	if (b->nnew) {
-		for (size_t j = 0; j < b->nnew && !rc; j++) {
-			struct slot *sl = &b->slots[b->idx[j]];
-			rc = bv_cset_stage_sum(s->cset, ring, &sl->fp,
-					       sl->codec, sl->enc, sl->enc_len,
-					       in->rep[sl->rep].r.chunk_size,
-					       sl->csum, &sl->loc);
-		}
-		if (!rc)
-			rc = bv_cset_flush(s->cset, ring, &tail_id, &tail_end);
-		if (rc) {
-			bv_cset_rollback(s->cset);
-			rc = bv_fail(rc, "ingest of replica %s%s: writing chunk "
-				     "containers in %s: %s", in->rep[0].name,
-				     in->nrep > 1 ? " and others" : "",
-				     s->path, bv_strerror(rc));
-			goto out;
-		}
 		if ((rc = bv_cstat_get(s, &cst))) {
 			rc = bv_fail(rc, "ingest: chunk counters: %s",
 				     bv_strerror(rc));
@@ -321,10 +343,13 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
 			cst.stored_bytes += sl->loc.stored_len;
 		}
 		bv_cstat_put(b->kvb, &cst);
-		bv_le32(tail, tail_id);
-		bv_le64(tail + 4, tail_end);
-		bv_kv_batch_put(b->kvb, BV_CF_META, "tail", 4, tail,
-				sizeof tail);
+		if (b->tail_id > s->tail_id ||
+		    (b->tail_id == s->tail_id && b->tail_end > s->tail_end)) {
+			bv_le32(tail, b->tail_id);
+			bv_le64(tail + 4, b->tail_end);
+			bv_kv_batch_put(b->kvb, BV_CF_META, "tail", 4, tail,
+					sizeof tail);
+		}
 	}
 	for (size_t i = 0; i < b->used; i++) {
 		struct slot *sl = &b->slots[i];
@@ -338,35 +363,75 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
 		rc = bv_fail(rc, "ingest of replica %s%s: index batch: %s",
 			     in->rep[0].name, in->nrep > 1 ? " and others" : "",
 			     bv_kv_error());
+	else if (b->nnew && (b->tail_id > s->tail_id ||
+			     (b->tail_id == s->tail_id &&
+			      b->tail_end > s->tail_end))) {
+		s->tail_id = b->tail_id;
+		s->tail_end = b->tail_end;
+	}
 out:
-	pthread_mutex_unlock(&s->write_lock);
+	pthread_mutex_unlock(&s->index_lock);
 	bv_kv_batch_clear(b->kvb);
 	return rc;
 }
 
+static void flush_failed(bv_ingest *in, int rc)
+{
+	if (rc && !in->flush_rc) {
+		in->flush_rc = rc;
+		snprintf(in->flush_msg, sizeof in->flush_msg, "%s",
+			 bv_last_error());
+	}
+}
+
+/* The writer: phase D of each batch in turn. After a failure the
+ * batches behind it are dropped (the session is poisoned and will only
+ * abort), but still passed on, so that the queue drains. */
 static void *flusher_main(void *arg)
 {
 	bv_ingest *in = arg;
 	pthread_mutex_lock(&in->lock);
 	for (;;) {
-		while (!in->qlen && !in->flusher_stop)
+		while (in->nwritten == in->qlen && !in->flusher_stop)
 			pthread_cond_wait(&in->cond, &in->lock);
-		if (!in->qlen)
+		if (in->nwritten == in->qlen)
+			break;
+		struct batch *b = in->queue[(in->qhead + in->nwritten) %
+					    NBATCH];
+		int failed = in->flush_rc;
+		pthread_mutex_unlock(&in->lock);
+		int rc = failed ? 0 : write_batch(in, b, in->fring);
+		pthread_mutex_lock(&in->lock);
+		flush_failed(in, rc);
+		in->nwritten++;
+		pthread_cond_broadcast(&in->cond);
+	}
+	pthread_mutex_unlock(&in->lock);
+	return NULL;
+}
+
+/* The indexer: phase E of each written batch in turn; it stops when the
+ * writer has stopped and nothing is left. */
+static void *indexer_main(void *arg)
+{
+	bv_ingest *in = arg;
+	pthread_mutex_lock(&in->lock);
+	for (;;) {
+		while (!in->nwritten && !(in->flusher_stop && !in->qlen))
+			pthread_cond_wait(&in->cond, &in->lock);
+		if (!in->nwritten)
 			break;
 		struct batch *b = in->queue[in->qhead];
 		int failed = in->flush_rc;
 		pthread_mutex_unlock(&in->lock);
-		/* After a failure the batches behind it are dropped: the
-		 * session is poisoned and will only abort. */
-		int rc = failed ? 0 : write_batch(in, b, in->fring);
+		int rc = failed ? 0 : index_batch(in, b);
+		if (failed)
+			bv_kv_batch_clear(b->kvb);
 		pthread_mutex_lock(&in->lock);
-		if (rc && !in->flush_rc) {
-			in->flush_rc = rc;
-			snprintf(in->flush_msg, sizeof in->flush_msg, "%s",
-				 bv_last_error());
-		}
+		flush_failed(in, rc);
 		in->qhead = (in->qhead + 1) % NBATCH;
 		in->qlen--;
+		in->nwritten--;
 		pthread_cond_broadcast(&in->cond);
 	}
 	pthread_mutex_unlock(&in->lock);
@@ -434,7 +499,8 @@ static void work_encode(void *ctx, size_t i)
 	bv_ingest *in = ctx;
 	struct slot *sl = &in->cur->slots[in->cur->idx[in->enc_from + i]];
 	uint32_t cs = in->rep[sl->rep].r.chunk_size;
-	int64_t n = bv_codec_encode(sl->data, cs, sl->enc, cs, &sl->codec);
+	int64_t n = bv_codec_encode(sl->data, cs, sl->enc,
+				    bv_codec_work_bound(cs), &sl->codec);
 	if (n <= 0) {
 		/* Cannot happen with cap == raw length (raw fallback); keep
 		 * the raw bytes rather than fail the batch. */
@@ -551,8 +617,20 @@ static int flush_batch(bv_ingest *in)
 						  strerror(-rc)));
 		if ((e = pthread_create(&in->flusher, NULL, flusher_main, in)))
 			return poison(in, bv_fail(-e, "ingest: cannot start "
-						  "the flusher thread: %s",
+						  "the writer thread: %s",
 						  strerror(e)));
+		if ((e = pthread_create(&in->indexer, NULL, indexer_main,
+					in))) {
+			pthread_mutex_lock(&in->lock);
+			in->flusher_stop = 1;
+			pthread_cond_broadcast(&in->cond);
+			pthread_mutex_unlock(&in->lock);
+			pthread_join(in->flusher, NULL);
+			in->flusher_stop = 0;
+			return poison(in, bv_fail(-e, "ingest: cannot start "
+						  "the indexer thread: %s",
+						  strerror(e)));
+		}
 		in->flusher_started = 1;
 	}
 	pthread_mutex_lock(&in->lock);
@@ -1125,9 +1203,10 @@ static void release(bv_ingest *in, int cleanup)
 		in->flusher_stop = 1;
 		pthread_cond_broadcast(&in->cond);
 		pthread_mutex_unlock(&in->lock);
-		/* The flusher finishes a batch in hand before it stops, so
-		 * cleanup below sees every entry it wrote. */
+		/* Writer and indexer finish every batch handed over before
+		 * they stop, so cleanup below sees every entry written. */
 		pthread_join(in->flusher, NULL);
+		pthread_join(in->indexer, NULL);
 	}
 	for (size_t i = 0; i < in->nrep; i++) {
 		struct sess_rep *r = &in->rep[i];

@@ -67,9 +67,16 @@ struct bv_store {
 	/* Serializes read-modify-write of meta records (commits, RPs,
 	 * replica and group changes). */
 	pthread_mutex_t meta_lock;
-	/* Serializes container staging + flush + chunk index writes, so
-	 * that staged records never outlive one batch. */
+	/* Serializes container staging + flush, so that staged records
+	 * never outlive one batch (a rollback drops only its own). */
 	pthread_mutex_t write_lock;
+	/* Serializes chunk index writes: the chunk counters are read,
+	 * changed and written, and the durable container tail recorded in
+	 * the index only moves forward (tail_id, tail_end: the last one
+	 * written). */
+	pthread_mutex_t index_lock;
+	uint32_t tail_id;
+	uint64_t tail_end;
 	/* Replicas held by an open ingest session (in-process). */
 	uint64_t busy[BV_SESSION_MAX * 4];
 	size_t nbusy;

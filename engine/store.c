@@ -269,6 +269,7 @@ int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 	s->lock_fd = -1;
 	pthread_mutex_init(&s->meta_lock, NULL);
 	pthread_mutex_init(&s->write_lock, NULL);
+	pthread_mutex_init(&s->index_lock, NULL);
 	if (!(s->path = strdup(path)))
 		return -ENOMEM;
 	if ((rc = check_marker(path)))
@@ -312,6 +313,8 @@ int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 	snprintf(sub, sizeof sub, "%s/containers", path);
 	struct bv_cset_opts co = { .secret = s->secret,
 				   .store_id = s->store_id };
+	s->tail_id = tail_id;
+	s->tail_end = tail_end;
 	if ((rc = bv_cset_open(sub, &co, tail_id, tail_end, &s->cset)))
 		return bv_fail(rc, "store %s: containers: %s", path,
 			       bv_strerror(rc));
@@ -341,6 +344,7 @@ void bv_store_close(bv_store *s)
 		close(s->lock_fd);
 	pthread_mutex_destroy(&s->meta_lock);
 	pthread_mutex_destroy(&s->write_lock);
+	pthread_mutex_destroy(&s->index_lock);
 	free(s->path);
 	free(s);
 }

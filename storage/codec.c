@@ -167,6 +167,12 @@ size_t bv_codec_bound(size_t raw)
 	return raw;
 }
 
+size_t bv_codec_work_bound(size_t raw)
+{
+	return raw > (size_t)LZ4_MAX_INPUT_SIZE ? raw :
+	       (size_t)LZ4_compressBound((int)raw);
+}
+
 int64_t bv_codec_encode(const void *raw, size_t len, void *out, size_t cap,
 			uint8_t *codec)
 {
@@ -178,9 +184,14 @@ int64_t bv_codec_encode(const void *raw, size_t len, void *out, size_t cap,
 		ret = ST_EINVAL;
 		goto out;
 	}
-	/* Giving LZ4 one byte less than the input makes it fail (return 0)
+	/* Room for LZ4's worst case lets it skip its bound checks; else
+	 * giving it one byte less than the input makes it fail (return 0)
 	 * exactly when compression would not shrink the chunk. */
-	n = LZ4_compress_default(raw, out, (int)len, (int)(len - 1));
+	if (cap >= (size_t)LZ4_compressBound((int)len))
+		n = LZ4_compress_default(raw, out, (int)len,
+					 LZ4_compressBound((int)len));
+	else
+		n = LZ4_compress_default(raw, out, (int)len, (int)(len - 1));
 	if (n > 0 && (size_t)n < len) {
 		*codec = BV_CODEC_LZ4;
 		ret = n;

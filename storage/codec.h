@@ -29,8 +29,11 @@ int bv_is_zero(const void *data, size_t len);
 /* Worst-case stored size of a chunk of RAW bytes: never more than RAW
  * (raw storage is the fallback). */
 size_t bv_codec_bound(size_t raw);
+size_t bv_codec_work_bound(size_t raw);
 /* Encodes RAW (LEN bytes) into OUT (CAP >= bv_codec_bound(LEN)); returns
- * the stored length (> 0) and sets *CODEC; ST_EINVAL on bad arguments. */
+ * the stored length (> 0) and sets *CODEC; ST_EINVAL on bad arguments.
+ * With CAP >= bv_codec_work_bound(LEN) LZ4 runs its faster path, which
+ * never checks the space left; the result is the same. */
 int64_t bv_codec_encode(const void *raw, size_t len, void *out, size_t cap,
 			uint8_t *codec);
 /* Decodes STORED into exactly RAW_LEN bytes at OUT. ST_ECORRUPT if the

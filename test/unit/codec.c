@@ -13,7 +13,7 @@
 
 #define BIG (256u << 10)
 
-static uint8_t raw[BIG], enc[BIG], dec[BIG];
+static uint8_t raw[BIG], enc[BIG], dec[BIG], enc2[BIG + BIG / 128 + 64];
 
 /* Encodes and decodes LEN bytes of RAW; returns the stored length, or -1
  * when the round trip did not give the same bytes back. */
@@ -185,6 +185,34 @@ static void test_decode_bad(void)
 	}
 }
 
+/* With room for LZ4's worst case the encoder takes LZ4's unchecked path:
+ * the stored bytes and the codec must be what the checked path gives,
+ * including data that barely shrinks or grows. */
+static void test_work_bound(void)
+{
+	int same = 1;
+
+	ok(bv_codec_work_bound(65536) >= 65536 + 65536 / 255,
+	   "work bound leaves room for LZ4's worst case");
+	for (int i = 0; i < 300 && same; i++) {
+		size_t len = 1 + ut_rand() % 70000;
+		uint8_t c1 = 99, c2 = 98;
+		int64_t n1, n2;
+
+		ut_fill_random(raw, len);
+		/* Text over a random share of the chunk: from barely
+		 * compressible to very. */
+		ut_fill_text(raw, len * (size_t)(i % 11) / 10);
+		n1 = bv_codec_encode(raw, len, enc, len, &c1);
+		n2 = bv_codec_encode(raw, len, enc2, bv_codec_work_bound(len),
+				     &c2);
+		same = n1 > 0 && n1 == n2 && c1 == c2 &&
+		       memcmp(enc, enc2, (size_t)n1) == 0 &&
+		       (size_t)n2 <= len;
+	}
+	ok(same, "unchecked and checked LZ4 paths store the same bytes");
+}
+
 static void test_checksum(void)
 {
 	uint64_t a, b;
@@ -215,6 +243,7 @@ int main(void)
 	test_zero();
 	test_codec();
 	test_decode_bad();
+	test_work_bound();
 	test_checksum();
 	return done_testing();
 }
