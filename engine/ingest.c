@@ -19,11 +19,15 @@
  *     session, which then only aborts.
  *
  * Chunks wait in a batch of slots (BATCH_BYTES of raw data). A slot is
- * processed once, in three phases:
- *   A. workers: zero test and keyed fingerprint;
- *   B. caller:  dedup inside the batch, then one multi-get in the chunk
- *               index (RocksDB's bloom filters keep misses off the disk);
- *   C. workers: LZ4 of the chunks that are new, and their checksums.
+ * processed once:
+ *   A-C. workers, one chunk at a time while it is in the core's cache:
+ *        zero test, keyed fingerprint, lookup among the slots processed
+ *        before in this batch, then in the chunk index (RocksDB's bloom
+ *        filters keep misses off the disk), and for a new chunk LZ4 and
+ *        its checksum;
+ *   then the caller, in slot order: dedup between the chunks just
+ *        processed (a repeat of one is dropped, compressed or not) and
+ *        the list of new chunks to store.
  * A write call of at least DIRECT_MIN bytes processes its whole chunks
  * before it returns, straight from the caller's buffer: no copy. Smaller
  * calls and partly covered chunks copy into the slot's own buffer and are
@@ -76,6 +80,8 @@ struct slot {
 	uint8_t *enc;
 	uint8_t done;      /* phases A to C ran; the slot is fixed */
 	uint8_t zero;      /* the chunk is all zeros */
+	uint8_t found;     /* the chunk is stored or in the batch already */
+	int err;           /* lookup failed (phase A-C) */
 	uint8_t codec;
 	uint32_t enc_len;
 	uint64_t csum;     /* of the enc_len stored bytes */
@@ -90,10 +96,6 @@ struct batch {
 	struct slot *slots;
 	int32_t *htab;                 /* (rep, chunk) -> slot + 1 */
 	int32_t *ftab;                 /* fingerprint -> slot + 1 */
-	const char **keys;
-	size_t *klens, *vlens;
-	uint8_t *vals, *found;
-	size_t *look;                  /* slot indexes asked of the index */
 	size_t *idx;                   /* new chunks: slot indexes */
 	size_t nnew;
 	size_t *todo;                  /* slots to process */
@@ -105,8 +107,9 @@ struct batch {
 
 struct bv_ingest {
 	bv_store *s;
-	const size_t *plist;           /* phase A: the slots it runs on */
-	size_t enc_from;               /* phase C: first of idx it runs on */
+	const size_t *plist;           /* phases A-C: the slots they run on */
+	atomic_int werr_taken;         /* a worker's lookup failed: */
+	char werr_msg[256];            /* its message */
 	struct sess_rep rep[BV_SESSION_MAX];
 	size_t nrep;
 	uint64_t gid;                  /* 0 until the first replica */
@@ -167,12 +170,6 @@ static void batch_free(struct batch *b)
 	free(b->slots);
 	free(b->htab);
 	free(b->ftab);
-	free(b->keys);
-	free(b->klens);
-	free(b->vlens);
-	free(b->vals);
-	free(b->found);
-	free(b->look);
 	free(b->idx);
 	free(b->todo);
 	bv_kv_batch_free(b->kvb);
@@ -191,17 +188,9 @@ static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size)
 	b->slots = calloc(n, sizeof *b->slots);
 	b->htab = calloc(h, sizeof *b->htab);
 	b->ftab = calloc(h, sizeof *b->ftab);
-	b->keys = calloc(n, sizeof *b->keys);
-	b->klens = calloc(n, sizeof *b->klens);
-	b->vlens = calloc(n, sizeof *b->vlens);
-	b->vals = calloc(n, 64);
-	b->found = calloc(n, 1);
-	b->look = calloc(n, sizeof *b->look);
 	b->idx = calloc(n, sizeof *b->idx);
 	b->todo = calloc(n, sizeof *b->todo);
-	if (!b->slots || !b->htab || !b->ftab || !b->keys || !b->klens ||
-	    !b->vlens || !b->vals || !b->found || !b->look || !b->idx ||
-	    !b->todo ||
+	if (!b->slots || !b->htab || !b->ftab || !b->idx || !b->todo ||
 	    bv_kv_batch_new(&b->kvb))
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
@@ -478,13 +467,43 @@ static int refresh_iter(bv_ingest *in)
 	return 0;
 }
 
-/* ---- phase A and C: worker functions ---------------------------------- */
+/* ---- phases A-C: the worker function ----------------------------------- */
 
-static void work_hash(void *ctx, size_t i)
+static size_t hash_fp(const bv_fp *fp)
+{
+	uint64_t x;
+	memcpy(&x, fp->b, 8);
+	return (size_t)(x ^ (x >> 31));
+}
+
+/* The slot of the current batch holding FP, among those processed and
+ * entered in ftab; NULL if none. */
+static struct slot *ftab_find(bv_ingest *in, const bv_fp *fp, size_t *hp)
+{
+	struct batch *b = in->cur;
+	size_t h = hash_fp(fp) & in->hmask;
+	struct slot *hit = NULL;
+	for (; b->ftab[h]; h = (h + 1) & in->hmask)
+		if (bv_fp_equal(&b->slots[b->ftab[h] - 1].fp, fp)) {
+			hit = &b->slots[b->ftab[h] - 1];
+			break;
+		}
+	if (hp)
+		*hp = h;
+	return hit;
+}
+
+static void work_chunk(void *ctx, size_t i)
 {
 	bv_ingest *in = ctx;
 	struct slot *sl = &in->cur->slots[in->plist[i]];
 	uint32_t cs = in->rep[sl->rep].r.chunk_size;
+	uint8_t v[64];
+	size_t vl;
+	int rc;
+
+	sl->found = 0;
+	sl->err = 0;
 	if (sl->zero)
 		return;
 	if (bv_is_zero(sl->data, cs)) {
@@ -492,17 +511,29 @@ static void work_hash(void *ctx, size_t i)
 		return;
 	}
 	bv_fp_compute(in->s->secret, sl->data, cs, &sl->fp);
-}
-
-static void work_encode(void *ctx, size_t i)
-{
-	bv_ingest *in = ctx;
-	struct slot *sl = &in->cur->slots[in->cur->idx[in->enc_from + i]];
-	uint32_t cs = in->rep[sl->rep].r.chunk_size;
+	/* ftab is only read while the workers run. */
+	if (ftab_find(in, &sl->fp, NULL)) {
+		sl->found = 1;
+		return;
+	}
+	rc = bv_kv_get(in->s->kv, BV_CF_CHUNKS, sl->fp.b, sizeof sl->fp.b, v,
+		       sizeof v, &vl);
+	if (rc == 0) {
+		sl->found = 1;
+		return;
+	}
+	if (rc != ST_ENOTFOUND) {
+		sl->err = rc;
+		if (!atomic_exchange(&in->werr_taken, 1))
+			snprintf(in->werr_msg, sizeof in->werr_msg, "%s",
+				 rc == ST_EDB ? bv_kv_error() :
+						bv_strerror(rc));
+		return;
+	}
 	int64_t n = bv_codec_encode(sl->data, cs, sl->enc,
 				    bv_codec_work_bound(cs), &sl->codec);
 	if (n <= 0) {
-		/* Cannot happen with cap == raw length (raw fallback); keep
+		/* Cannot happen with cap >= raw length (raw fallback); keep
 		 * the raw bytes rather than fail the batch. */
 		memcpy(sl->enc, sl->data, cs);
 		sl->codec = BV_CODEC_RAW;
@@ -510,13 +541,6 @@ static void work_encode(void *ctx, size_t i)
 	}
 	sl->enc_len = (uint32_t)n;
 	sl->csum = bv_checksum64(sl->enc, (size_t)n);
-}
-
-static size_t hash_fp(const bv_fp *fp)
-{
-	uint64_t x;
-	memcpy(&x, fp->b, 8);
-	return (size_t)(x ^ (x >> 31));
 }
 
 /* ---- the batch -------------------------------------------------------- */
@@ -527,55 +551,36 @@ static int process(bv_ingest *in)
 {
 	bv_store *s = in->s;
 	struct batch *b = in->cur;
-	size_t nlook = 0, n = b->ntodo, first_new = b->nnew;
-	int rc;
+	size_t n = b->ntodo;
+	int rc = 0;
 
 	if (n == 0)
 		return 0;
 	b->ntodo = 0;
 
-	/* A */
 	in->plist = b->todo;
-	bv_pool_run(s->pool, work_hash, in, n);
+	bv_pool_run(s->pool, work_chunk, in, n);
 
-	/* B: first dedup inside the batch (slots processed before count
-	 * too), then ask the index. */
+	/* In slot order: the first of equal chunks is the one kept. */
 	for (size_t k = 0; k < n; k++) {
-		size_t i = b->todo[k];
+		size_t i = b->todo[k], h;
 		struct slot *sl = &b->slots[i];
 		sl->done = 1;
 		if (sl->zero)
 			continue;
-		size_t h = hash_fp(&sl->fp) & in->hmask;
-		int dup = 0;
-		for (; b->ftab[h]; h = (h + 1) & in->hmask)
-			if (bv_fp_equal(&b->slots[b->ftab[h] - 1].fp,
-					&sl->fp)) {
-				dup = 1;
-				break;
-			}
-		if (dup)
+		if (sl->err) {
+			rc = sl->err;
+			continue;
+		}
+		if (ftab_find(in, &sl->fp, &h))
 			continue;
 		b->ftab[h] = (int32_t)(i + 1);
-		b->keys[nlook] = (const char *)sl->fp.b;
-		b->klens[nlook] = sizeof sl->fp.b;
-		b->look[nlook++] = i;
+		if (!sl->found)
+			b->idx[b->nnew++] = i;
 	}
-	if (nlook) {
-		rc = bv_kv_multi_get(s->kv, BV_CF_CHUNKS, nlook, b->keys,
-				     b->klens, b->vals, 64, b->vlens,
-				     b->found);
-		if (rc)
-			return poison(in, bv_fail_storage(rc, "ingest: chunk "
-							  "index lookup"));
-	}
-	for (size_t j = 0; j < nlook; j++)
-		if (!b->found[j])
-			b->idx[b->nnew++] = b->look[j];
-
-	/* C */
-	in->enc_from = first_new;
-	bv_pool_run(s->pool, work_encode, in, b->nnew - first_new);
+	if (rc)
+		return poison(in, bv_fail(rc, "ingest: chunk index lookup: %s",
+					  in->werr_msg));
 	return 0;
 }
 
