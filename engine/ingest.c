@@ -77,22 +77,25 @@ struct slot {
 	uint8_t *raw;      /* the slot's own buffer */
 	const uint8_t *data; /* what phases A and C read: raw, or the
 			      * caller's buffer during its write call */
-	uint8_t *enc;
 	uint8_t done;      /* phases A to C ran; the slot is fixed */
 	uint8_t zero;      /* the chunk is all zeros */
 	uint8_t found;     /* the chunk is stored or in the batch already */
 	int err;           /* lookup failed (phase A-C) */
-	uint8_t codec;
-	uint32_t enc_len;
-	uint64_t csum;     /* of the enc_len stored bytes */
 	bv_fp fp;
-	struct bv_chunk_loc loc;
+	struct bv_chunk_loc loc; /* of a new chunk: offset in the run until
+				  * phase D places the run */
 };
 
 /* One batch of pending chunks and everything needed to process it. */
 struct batch {
 	size_t used;
-	uint8_t *raw_arena, *enc_arena;
+	uint8_t *raw_arena;
+	/* The records of the batch's new chunks, laid end to end by the
+	 * workers in the order they finish them, written as they are
+	 * (bv_cset_append): no copy between LZ4 and the disk. */
+	uint8_t *run;
+	size_t run_cap;
+	atomic_size_t run_used;
 	struct slot *slots;
 	int32_t *htab;                 /* (rep, chunk) -> slot + 1 */
 	int32_t *ftab;                 /* fingerprint -> slot + 1 */
@@ -121,6 +124,8 @@ struct bv_ingest {
 	struct bv_kv_iter *it;         /* maps; remade after each write */
 	int it_stale;
 	uint8_t *scratch;              /* one record, for patch reads */
+	uint8_t **lzbuf;               /* per pool thread, see work_chunk */
+	unsigned nlz;
 
 	uint32_t slot_size;
 	size_t nslots;
@@ -166,7 +171,7 @@ static int check_usable(bv_ingest *in)
 static void batch_free(struct batch *b)
 {
 	free(b->raw_arena);
-	free(b->enc_arena);
+	free(b->run);
 	free(b->slots);
 	free(b->htab);
 	free(b->ftab);
@@ -178,12 +183,11 @@ static void batch_free(struct batch *b)
 
 static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size)
 {
-	/* Room for LZ4's worst case: see bv_codec_encode. */
-	size_t enc_size = (bv_codec_work_bound(size) + 63) & ~(size_t)63;
-
 	memset(b, 0, sizeof *b);
+	/* One record per slot at most, and the padding to a page. */
+	b->run_cap = n * (size_t)bv_rec_size(size) + 4096;
 	if (posix_memalign((void **)&b->raw_arena, 4096, n * size) ||
-	    posix_memalign((void **)&b->enc_arena, 4096, n * enc_size))
+	    posix_memalign((void **)&b->run, 4096, b->run_cap))
 		return -ENOMEM;
 	b->slots = calloc(n, sizeof *b->slots);
 	b->htab = calloc(h, sizeof *b->htab);
@@ -193,10 +197,8 @@ static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size)
 	if (!b->slots || !b->htab || !b->ftab || !b->idx || !b->todo ||
 	    bv_kv_batch_new(&b->kvb))
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		b->slots[i].raw = b->raw_arena + i * size;
-		b->slots[i].enc = b->enc_arena + i * enc_size;
-	}
 	return 0;
 }
 
@@ -206,6 +208,11 @@ static void free_arenas(bv_ingest *in)
 		batch_free(&in->b[i]);
 	free(in->scratch);
 	in->scratch = NULL;
+	for (unsigned i = 0; i < in->nlz; i++)
+		free(in->lzbuf[i]);
+	free(in->lzbuf);
+	in->lzbuf = NULL;
+	in->nlz = 0;
 	in->cur = NULL;
 	in->nslots = 0;
 	in->slot_size = 0;
@@ -222,6 +229,17 @@ static int alloc_arenas(bv_ingest *in, uint32_t slot_size)
 	free_arenas(in);
 	int bad = posix_memalign((void **)&in->scratch, 4096,
 				 bv_rec_size(slot_size));
+	/* LZ4 output, one buffer per thread of a pool run: small enough to
+	 * stay in the core's cache until copied into the run. */
+	unsigned nt = bv_pool_size(in->s->pool) + 1;
+	if (!bad && (in->lzbuf = calloc(nt, sizeof *in->lzbuf))) {
+		in->nlz = nt;
+		for (unsigned i = 0; i < nt && !bad; i++)
+			bad = !(in->lzbuf[i] = malloc(
+					bv_codec_work_bound(slot_size)));
+	} else {
+		bad = 1;
+	}
 	for (int i = 0; i < NBATCH && !bad; i++)
 		bad = batch_alloc(&in->b[i], n, h, slot_size);
 	if (bad) {
@@ -283,16 +301,18 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
 
 	if (!b->nnew)
 		return 0;
+	uint32_t cid = 0;
+	uint64_t base = 0;
 	pthread_mutex_lock(&s->write_lock);
-	for (size_t j = 0; j < b->nnew && !rc; j++) {
-		struct slot *sl = &b->slots[b->idx[j]];
-		rc = bv_cset_stage_sum(s->cset, ring, &sl->fp, sl->codec,
-				       sl->enc, sl->enc_len,
-				       in->rep[sl->rep].r.chunk_size, sl->csum,
-				       &sl->loc);
-	}
+	rc = bv_cset_append(s->cset, ring, b->run, atomic_load(&b->run_used),
+			    b->run_cap, &cid, &base);
 	if (!rc)
 		rc = bv_cset_flush(s->cset, ring, &b->tail_id, &b->tail_end);
+	for (size_t j = 0; j < b->nnew && !rc; j++) {
+		struct slot *sl = &b->slots[b->idx[j]];
+		sl->loc.container = cid;
+		sl->loc.offset += base;
+	}
 	if (rc) {
 		bv_cset_rollback(s->cset);
 		rc = bv_fail(rc, "ingest of replica %s%s: writing chunk "
@@ -530,17 +550,27 @@ static void work_chunk(void *ctx, size_t i)
 						bv_strerror(rc));
 		return;
 	}
-	int64_t n = bv_codec_encode(sl->data, cs, sl->enc,
-				    bv_codec_work_bound(cs), &sl->codec);
+	uint8_t *lz = in->lzbuf[bv_pool_thread_index()];
+	uint8_t codec;
+	int64_t n = bv_codec_encode(sl->data, cs, lz, bv_codec_work_bound(cs),
+				    &codec);
+	const uint8_t *stored = lz;
 	if (n <= 0) {
 		/* Cannot happen with cap >= raw length (raw fallback); keep
 		 * the raw bytes rather than fail the batch. */
-		memcpy(sl->enc, sl->data, cs);
-		sl->codec = BV_CODEC_RAW;
+		stored = sl->data;
+		codec = BV_CODEC_RAW;
 		n = cs;
 	}
-	sl->enc_len = (uint32_t)n;
-	sl->csum = bv_checksum64(sl->enc, (size_t)n);
+	/* Its place in the run: at most one record per slot fits. */
+	size_t pos = atomic_fetch_add(&in->cur->run_used,
+				      (size_t)bv_rec_size((uint32_t)n));
+	bv_rec_build(in->cur->run + pos, &sl->fp, codec, stored, (uint32_t)n,
+		     cs);
+	sl->loc.codec = codec;
+	sl->loc.stored_len = (uint32_t)n;
+	sl->loc.raw_len = cs;
+	sl->loc.offset = pos;
 }
 
 /* ---- the batch -------------------------------------------------------- */
@@ -651,6 +681,7 @@ static int flush_batch(bv_ingest *in)
 	in->next_b = (in->next_b + 1) % NBATCH;
 	in->cur->used = 0;
 	in->cur->nnew = 0;
+	atomic_store(&in->cur->run_used, 0);
 	in->cur->ntodo = 0;
 	memset(in->cur->htab, 0, (in->hmask + 1) * sizeof *in->cur->htab);
 	memset(in->cur->ftab, 0, (in->hmask + 1) * sizeof *in->cur->ftab);

@@ -48,6 +48,9 @@ struct bv_pool;
 int bv_pool_new(unsigned workers, struct bv_pool **out);
 void bv_pool_free(struct bv_pool *p);
 unsigned bv_pool_size(const struct bv_pool *p);
+/* Inside a run's function: 0 on the calling thread, 1 to
+ * bv_pool_size() on the workers; a run's threads have distinct ones. */
+unsigned bv_pool_thread_index(void);
 /* Runs FN(CTX, i) for i in [0, N) on the workers and the calling thread;
  * returns when all are done. Runs of several callers take turns. */
 void bv_pool_run(struct bv_pool *p, void (*fn)(void *ctx, size_t i),

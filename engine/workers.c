@@ -9,10 +9,14 @@
 
 #include "internal.h"
 
+/* 0 on every thread but a pool worker, which has 1 + its number. */
+static _Thread_local unsigned thread_index;
+
 struct bv_pool {
 	pthread_t *threads;
 	unsigned n;
 	unsigned started;
+	atomic_uint numbered;     /* workers that took their index */
 	pthread_mutex_t lock;     /* guards the job fields and stop */
 	pthread_cond_t wake;      /* a job was posted, or stop */
 	pthread_cond_t idle;      /* a worker finished its share */
@@ -41,6 +45,8 @@ static void *worker(void *arg)
 {
 	struct bv_pool *p = arg;
 	uint64_t seen = 0;
+
+	thread_index = atomic_fetch_add(&p->numbered, 1) + 1;
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -115,6 +121,11 @@ void bv_pool_free(struct bv_pool *p)
 unsigned bv_pool_size(const struct bv_pool *p)
 {
 	return p->n;
+}
+
+unsigned bv_pool_thread_index(void)
+{
+	return thread_index;
 }
 
 void bv_pool_run(struct bv_pool *p, void (*fn)(void *ctx, size_t i),

@@ -781,22 +781,26 @@ static int write_direct(struct bv_cset *cs, struct bv_ring *ring,
 	return ret;
 }
 
+int64_t bv_rec_build(uint8_t *dst, const bv_fp *fp, uint8_t codec,
+		     const void *stored, uint32_t stored_len, uint32_t raw_len)
+{
+	uint64_t rec;
+
+	if (dst == NULL || fp == NULL || stored == NULL ||
+	    !lens_valid(codec, stored_len, raw_len))
+		return ST_EINVAL;
+	rec = bv_rec_size(stored_len);
+	rec_hdr_build(dst, fp, codec, stored_len, raw_len,
+		      bv_checksum64(stored, stored_len));
+	memcpy(dst + BV_REC_HDR, stored, stored_len);
+	memset(dst + BV_REC_HDR + stored_len, 0,
+	       (size_t)rec - BV_REC_HDR - stored_len);
+	return (int64_t)rec;
+}
+
 int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
 		  uint8_t codec, const void *stored, uint32_t stored_len,
 		  uint32_t raw_len, struct bv_chunk_loc *loc)
-{
-	if (stored == NULL)
-		return ST_EINVAL;
-	/* Checksum outside the lock: it is the costly part. */
-	return bv_cset_stage_sum(cs, ring, fp, codec, stored, stored_len,
-				 raw_len, bv_checksum64(stored, stored_len),
-				 loc);
-}
-
-int bv_cset_stage_sum(struct bv_cset *cs, struct bv_ring *ring,
-		      const bv_fp *fp, uint8_t codec, const void *stored,
-		      uint32_t stored_len, uint32_t raw_len, uint64_t csum,
-		      struct bv_chunk_loc *loc)
 {
 	uint8_t hdr[BV_REC_HDR];
 	uint64_t rec;
@@ -806,7 +810,9 @@ int bv_cset_stage_sum(struct bv_cset *cs, struct bv_ring *ring,
 	    loc == NULL || !lens_valid(codec, stored_len, raw_len))
 		return ST_EINVAL;
 	rec = bv_rec_size(stored_len);
-	rec_hdr_build(hdr, fp, codec, stored_len, raw_len, csum);
+	/* Checksum outside the lock: it is the costly part. */
+	rec_hdr_build(hdr, fp, codec, stored_len, raw_len,
+		      bv_checksum64(stored, stored_len));
 
 	pthread_mutex_lock(&cs->mu);
 	ret = cs->broken;
@@ -852,15 +858,12 @@ out:
 	return ret;
 }
 
-int bv_cset_flush(struct bv_cset *cs, struct bv_ring *ring,
-		  uint32_t *tail_id, uint64_t *tail_end)
+/* Pads the current container with zeros to a page boundary and writes
+ * out everything staged. Caller holds mu. */
+static int pad_and_write(struct bv_cset *cs, struct bv_ring *ring)
 {
 	int ret;
 
-	pthread_mutex_lock(&cs->mu);
-	ret = cs->broken;
-	if (ret != 0)
-		goto out;
 	if (cs->cur_id != 0 && cs->cur_end % PAGE != 0) {
 		/* Zero padding to a page boundary: the next flush starts
 		 * aligned, and a scanner knows a zero magic means "skip to
@@ -870,13 +873,68 @@ int bv_cset_flush(struct bv_cset *cs, struct bv_ring *ring,
 		if (cs->buf_len + pad > cs->cap) {
 			ret = write_out(cs, ring, 0);
 			if (ret != 0)
-				goto broken;
+				return ret;
 		}
 		memset(cs->buf + cs->buf_len, 0, pad);
 		cs->buf_len += pad;
 		cs->cur_end += pad;
 	}
-	ret = write_out(cs, ring, 1);
+	return write_out(cs, ring, 1);
+}
+
+int bv_cset_append(struct bv_cset *cs, struct bv_ring *ring, void *run,
+		   size_t len, size_t cap, uint32_t *container,
+		   uint64_t *offset)
+{
+	size_t plen = (len + PAGE - 1) & ~(size_t)(PAGE - 1);
+	int ret;
+
+	if (cs == NULL || ring == NULL || run == NULL || container == NULL ||
+	    offset == NULL || len == 0 || len % 16 != 0 || cap < plen ||
+	    (uintptr_t)run % PAGE != 0)
+		return ST_EINVAL;
+	pthread_mutex_lock(&cs->mu);
+	ret = cs->broken;
+	if (ret != 0)
+		goto out;
+	/* Like a record, a run larger than container_max still goes into
+	 * an empty container of its own. */
+	if (cs->cur_id == 0 || (cs->cur_end > BV_CONTAINER_HDR &&
+				cs->cur_end + plen > cs->container_max)) {
+		ret = roll_over(cs, ring);
+		if (ret != 0)
+			goto broken;
+	}
+	/* What is staged goes first, and the run starts on a page. */
+	ret = pad_and_write(cs, ring);
+	if (ret != 0)
+		goto broken;
+	memset((uint8_t *)run + len, 0, plen - len);
+	ret = bv_ring_pwrite(ring, cs->wfd, run, plen, cs->cur_end);
+	if (ret != 0)
+		goto broken;
+	*container = cs->cur_id;
+	*offset = cs->cur_end;
+	cs->cur_end += plen;
+	cs->cur_dirty = 1;
+	goto out;
+broken:
+	cs->broken = ret;
+out:
+	pthread_mutex_unlock(&cs->mu);
+	return ret;
+}
+
+int bv_cset_flush(struct bv_cset *cs, struct bv_ring *ring,
+		  uint32_t *tail_id, uint64_t *tail_end)
+{
+	int ret;
+
+	pthread_mutex_lock(&cs->mu);
+	ret = cs->broken;
+	if (ret != 0)
+		goto out;
+	ret = pad_and_write(cs, ring);
 	if (ret != 0)
 		goto broken;
 	for (size_t i = 0; i < cs->ndirty; i++) {

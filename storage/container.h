@@ -84,12 +84,20 @@ void bv_cset_close(struct bv_cset *cs);
 int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
 		  uint8_t codec, const void *stored, uint32_t stored_len,
 		  uint32_t raw_len, struct bv_chunk_loc *loc);
-/* The same with CSUM, bv_checksum64(STORED, STORED_LEN), computed by the
- * caller (off the thread that holds the set). */
-int bv_cset_stage_sum(struct bv_cset *cs, struct bv_ring *ring,
-		      const bv_fp *fp, uint8_t codec, const void *stored,
-		      uint32_t stored_len, uint32_t raw_len, uint64_t csum,
-		      struct bv_chunk_loc *loc);
+/* Builds one record (header, STORED, zero padding) at DST, which holds
+ * bv_rec_size(STORED_LEN) bytes; returns that size, or ST_EINVAL. Any
+ * thread may build records without the set. */
+int64_t bv_rec_build(uint8_t *dst, const bv_fp *fp, uint8_t codec,
+		     const void *stored, uint32_t stored_len, uint32_t raw_len);
+/* Appends RUN, LEN bytes of records made by bv_rec_build and laid end to
+ * end, to the current container (after what is staged), starting on a
+ * page boundary, written from RUN itself: RUN is page aligned and CAP
+ * bytes long, room for LEN rounded up to a page (the padding is zeroed
+ * here). Sets where the run starts; a record at run offset X is at
+ * *OFFSET + X. Durable only after bv_cset_flush(). */
+int bv_cset_append(struct bv_cset *cs, struct bv_ring *ring, void *run,
+		   size_t len, size_t cap, uint32_t *container,
+		   uint64_t *offset);
 /* Writes what is staged, pads the container to a 4 KiB boundary and
  * fdatasyncs every container written since the last flush (and the
  * directory if a container was created); then reports the durable tail to
