@@ -75,7 +75,7 @@ struct slot {
 	uint32_t rep;
 	uint64_t chunk;
 	uint8_t *raw;      /* the slot's own buffer */
-	const uint8_t *data; /* what phases A and C read: raw, or the
+	const uint8_t *data; /* what phases A-C read: raw, or the
 			      * caller's buffer during its write call */
 	uint8_t done;      /* phases A to C ran; the slot is fixed */
 	uint8_t zero;      /* the chunk is all zeros */
@@ -101,8 +101,8 @@ struct batch {
 	int32_t *ftab;                 /* fingerprint -> slot + 1 */
 	size_t *idx;                   /* new chunks: slot indexes */
 	size_t nnew;
-	size_t *todo;                  /* slots to process */
-	size_t ntodo;
+	size_t *pend;                  /* slots waiting for phases A-C */
+	size_t npend;
 	uint32_t tail_id;              /* durable container tail after D */
 	uint64_t tail_end;
 	struct bv_kv_batch *kvb;
@@ -176,7 +176,7 @@ static void batch_free(struct batch *b)
 	free(b->htab);
 	free(b->ftab);
 	free(b->idx);
-	free(b->todo);
+	free(b->pend);
 	bv_kv_batch_free(b->kvb);
 	memset(b, 0, sizeof *b);
 }
@@ -193,8 +193,8 @@ static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size)
 	b->htab = calloc(h, sizeof *b->htab);
 	b->ftab = calloc(h, sizeof *b->ftab);
 	b->idx = calloc(n, sizeof *b->idx);
-	b->todo = calloc(n, sizeof *b->todo);
-	if (!b->slots || !b->htab || !b->ftab || !b->idx || !b->todo ||
+	b->pend = calloc(n, sizeof *b->pend);
+	if (!b->slots || !b->htab || !b->ftab || !b->idx || !b->pend ||
 	    bv_kv_batch_new(&b->kvb))
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
@@ -324,6 +324,14 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
 	return rc;
 }
 
+/* The durable tail batch B flushed to is past the one the index holds.
+ * Caller holds the index lock. */
+static int tail_later(const struct batch *b, const bv_store *s)
+{
+	return b->tail_id > s->tail_id ||
+	       (b->tail_id == s->tail_id && b->tail_end > s->tail_end);
+}
+
 /* E: writes the batch's chunk and map entries in one unsynced RocksDB
  * batch, with the chunk counters and the container tail. The tail never
  * moves back: a batch of another session may have recorded a later one
@@ -352,8 +360,7 @@ static int index_batch(bv_ingest *in, struct batch *b)
 			cst.stored_bytes += sl->loc.stored_len;
 		}
 		bv_cstat_put(b->kvb, &cst);
-		if (b->tail_id > s->tail_id ||
-		    (b->tail_id == s->tail_id && b->tail_end > s->tail_end)) {
+		if (tail_later(b, s)) {
 			bv_le32(tail, b->tail_id);
 			bv_le64(tail + 4, b->tail_end);
 			bv_kv_batch_put(b->kvb, BV_CF_META, "tail", 4, tail,
@@ -372,9 +379,7 @@ static int index_batch(bv_ingest *in, struct batch *b)
 		rc = bv_fail(rc, "ingest of replica %s%s: index batch: %s",
 			     in->rep[0].name, in->nrep > 1 ? " and others" : "",
 			     bv_kv_error());
-	else if (b->nnew && (b->tail_id > s->tail_id ||
-			     (b->tail_id == s->tail_id &&
-			      b->tail_end > s->tail_end))) {
+	else if (b->nnew && tail_later(b, s)) {
 		s->tail_id = b->tail_id;
 		s->tail_end = b->tail_end;
 	}
@@ -576,24 +581,24 @@ static void work_chunk(void *ctx, size_t i)
 /* ---- the batch -------------------------------------------------------- */
 
 /* Runs phases A to C on the slots of the current batch listed in
- * b->todo, and empties the list. New chunks join b->idx. */
+ * b->pend (waiting), and empties the list. New chunks join b->idx. */
 static int process(bv_ingest *in)
 {
 	bv_store *s = in->s;
 	struct batch *b = in->cur;
-	size_t n = b->ntodo;
+	size_t n = b->npend;
 	int rc = 0;
 
 	if (n == 0)
 		return 0;
-	b->ntodo = 0;
+	b->npend = 0;
 
-	in->plist = b->todo;
+	in->plist = b->pend;
 	bv_pool_run(s->pool, work_chunk, in, n);
 
 	/* In slot order: the first of equal chunks is the one kept. */
 	for (size_t k = 0; k < n; k++) {
-		size_t i = b->todo[k], h;
+		size_t i = b->pend[k], h;
 		struct slot *sl = &b->slots[i];
 		sl->done = 1;
 		if (sl->zero)
@@ -626,10 +631,10 @@ static int flush_batch(bv_ingest *in)
 
 	if (!b || b->used == 0)
 		return 0;
-	b->ntodo = 0;
+	b->npend = 0;
 	for (size_t i = 0; i < b->used; i++)
 		if (!b->slots[i].done)
-			b->todo[b->ntodo++] = i;
+			b->pend[b->npend++] = i;
 	if ((rc = process(in)))
 		return rc;
 
@@ -682,7 +687,7 @@ static int flush_batch(bv_ingest *in)
 	in->cur->used = 0;
 	in->cur->nnew = 0;
 	atomic_store(&in->cur->run_used, 0);
-	in->cur->ntodo = 0;
+	in->cur->npend = 0;
 	memset(in->cur->htab, 0, (in->hmask + 1) * sizeof *in->cur->htab);
 	memset(in->cur->ftab, 0, (in->hmask + 1) * sizeof *in->cur->ftab);
 	return 0;
@@ -765,7 +770,7 @@ static int patch(bv_ingest *in, uint32_t ri, uint64_t off, const uint8_t *src,
 		} else if (full && direct && n == cs) {
 			sl->data = src;
 			sl->zero = 0;
-			in->cur->todo[in->cur->ntodo++] =
+			in->cur->pend[in->cur->npend++] =
 				(size_t)(sl - in->cur->slots);
 		} else if (full) {
 			/* Bytes past the disk end are kept zero. */
@@ -792,7 +797,7 @@ static int patch(bv_ingest *in, uint32_t ri, uint64_t off, const uint8_t *src,
 out:
 	if (rc) {
 		/* The session is poisoned; no slot may keep SRC. */
-		in->cur->ntodo = 0;
+		in->cur->npend = 0;
 		for (size_t i = 0; i < in->cur->used; i++)
 			in->cur->slots[i].data = in->cur->slots[i].raw;
 	}
