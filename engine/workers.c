@@ -6,6 +6,13 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
 
 #include "internal.h"
 
@@ -25,9 +32,9 @@ struct bv_pool {
 	void *ctx;
 	size_t nitems;
 	atomic_size_t next;
-	uint64_t job;       /* bumped per run */
-	unsigned busy;      /* workers inside the current run */
-	int stop;
+	atomic_uint_fast64_t job; /* bumped per run (under lock) */
+	atomic_uint busy;   /* workers inside the current run (under lock) */
+	atomic_int stop;
 };
 
 static void drain(struct bv_pool *p, void (*fn)(void *, size_t), void *ctx,
@@ -41,6 +48,51 @@ static void drain(struct bv_pool *p, void (*fn)(void *, size_t), void *ctx,
 	}
 }
 
+/* How long a thread polls before it sleeps on a condition variable.
+ * Waking a sleeping thread costs tens of microseconds on a virtual
+ * machine (an interprocessor interrupt and a reschedule), as long as a
+ * pool run of a few chunks; consecutive runs come closer together than
+ * this, so the pool stays awake through them. */
+#define SPIN_NS 100000
+
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Polls until DONE(P, ARG) holds or SPIN_NS passed; says which. */
+static int spin_until(struct bv_pool *p, int (*done)(struct bv_pool *, uint64_t),
+		      uint64_t arg)
+{
+	uint64_t end = 0;
+	for (unsigned k = 0;; k++) {
+		if (done(p, arg))
+			return 1;
+		if ((k & 63) == 0) {
+			uint64_t t = mono_ns();
+			if (!end)
+				end = t + SPIN_NS;
+			else if (t >= end)
+				return 0;
+		}
+		cpu_relax();
+	}
+}
+
+static int job_posted(struct bv_pool *p, uint64_t seen)
+{
+	return atomic_load_explicit(&p->stop, memory_order_relaxed) ||
+	       atomic_load_explicit(&p->job, memory_order_relaxed) != seen;
+}
+
+static int all_idle(struct bv_pool *p, uint64_t unused)
+{
+	(void)unused;
+	return atomic_load_explicit(&p->busy, memory_order_relaxed) == 0;
+}
+
 static void *worker(void *arg)
 {
 	struct bv_pool *p = arg;
@@ -50,6 +102,11 @@ static void *worker(void *arg)
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
+		if (!p->stop && p->job == seen) {
+			pthread_mutex_unlock(&p->lock);
+			spin_until(p, job_posted, seen);
+			pthread_mutex_lock(&p->lock);
+		}
 		while (!p->stop && p->job == seen)
 			pthread_cond_wait(&p->wake, &p->lock);
 		if (p->stop)
@@ -153,6 +210,7 @@ void bv_pool_run(struct bv_pool *p, void (*fn)(void *ctx, size_t i),
 	pthread_mutex_unlock(&p->lock);
 
 	drain(p, fn, ctx, n);
+	spin_until(p, all_idle, 0);
 
 	/* Workers that woke for this job must leave it before the next run
 	 * may reuse the counter; a worker that never woke will see the job

@@ -27,7 +27,11 @@
 #include <liburing.h>
 
 #define RING_MAX_DEPTH 4096u
-#define RING_SPLIT (1u << 20)    /* bv_ring_pwrite piece size */
+/* bv_ring_pwrite piece size. One request per write up to this size: the
+ * block layer splits it for the device anyway, and every extra request
+ * costs a kernel worker wakeup (ext4 punts O_DIRECT appends to io-wq,
+ * which runs writes to one file one after another). */
+#define RING_SPLIT (64u << 20)
 #define RING_MAX_XFER (1u << 30) /* one SQE moves at most this much */
 #define RES_PENDING INT64_MIN    /* RES while a request is in flight */
 
@@ -216,7 +220,13 @@ static int run_segment(struct bv_ring *r, struct bv_io *ios, size_t start,
 		}
 		if (inflight == 0)
 			break;
-		ret = io_uring_submit_and_wait(&r->uring, 1);
+		/* Sleep until all in flight are done when nothing waits to be
+		 * queued (a segment's writes, its fdatasync), else until half
+		 * are, so that reads keep the queue full: one wakeup per
+		 * segment, not one per request. */
+		ret = io_uring_submit_and_wait(
+			&r->uring, next < end && inflight > 1 ? inflight / 2
+							       : inflight);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN &&
 		    ret != -EBUSY)
 			goto broken;

@@ -41,7 +41,7 @@ void bv_ring_free(struct bv_ring *r);
 int bv_ring_run(struct bv_ring *r, struct bv_io *ios, size_t n);
 
 /* Convenience wrappers over bv_ring_run(). pwrite splits LEN into
- * requests of at most 1 MiB, all in flight at once. */
+ * requests of at most 64 MiB, all in flight at once. */
 int bv_ring_pwrite(struct bv_ring *r, int fd, const void *buf, size_t len,
 		   uint64_t off);
 int bv_ring_pread(struct bv_ring *r, int fd, void *buf, size_t len,

@@ -72,14 +72,14 @@ static void test_many(struct bv_ring *r)
 
 static void test_big_write(struct bv_ring *r)
 {
-	size_t len = (5u << 20) + 12345;
+	size_t len = (64u << 20) + 12345;
 	uint8_t *a = malloc(len), *b = malloc(len);
 	int fd = open_file("big");
 	struct stat st;
 
 	ut_fill_random(a, len);
 	is_int(bv_ring_pwrite(r, fd, a, len, 4096), 0,
-	       "pwrite of 5 MiB (split in 1 MiB pieces)");
+	       "pwrite of 64 MiB + 12345 (split in two requests)");
 	fstat(fd, &st);
 	is_int(st.st_size, (long long)len + 4096, "file size");
 	memset(b, 0, len);
