@@ -337,6 +337,14 @@ static int tail_later(const struct batch *b, const bv_store *s)
 	       (b->tail_id == s->tail_id && b->tail_end > s->tail_end);
 }
 
+/* Orders a batch's new chunks by fingerprint (qsort_r context: slots). */
+static int by_fp(const void *a, const void *b, void *ctx)
+{
+	const struct slot *slots = ctx;
+	return memcmp(slots[*(const size_t *)a].fp.b,
+		      slots[*(const size_t *)b].fp.b, sizeof slots->fp.b);
+}
+
 /* E: writes the batch's chunk and map entries in one unsynced RocksDB
  * batch, with the chunk counters and the container tail. The tail never
  * moves back: a batch of another session may have recorded a later one
@@ -355,6 +363,10 @@ static int index_batch(bv_ingest *in, struct batch *b)
 				     bv_strerror(rc));
 			goto out;
 		}
+		/* In key order: each insert into the memtable's skip list
+		 * then starts from where the previous one ended, instead of
+		 * searching from the top for a random key. */
+		qsort_r(b->idx, b->nnew, sizeof *b->idx, by_fp, b->slots);
 		for (size_t j = 0; j < b->nnew; j++) {
 			struct slot *sl = &b->slots[b->idx[j]];
 			bv_chunk_loc_encode(&sl->loc, loc);
