@@ -35,9 +35,12 @@
  * changed: a later write to its chunk hands the batch over first.
  *   D. the writer thread, under the store's write lock: stage records and
  *      flush them (invariant 1);
- *   E. the indexer thread, under the store's index lock: one unsynced
- *      RocksDB batch of chunk and map entries, while the writer already
- *      writes the next batch.
+ *   E. under the store's index lock: one unsynced RocksDB batch of
+ *      chunk and map entries, while the writer already writes the next
+ *      batch. No thread of its own: the oldest written batch is indexed
+ *      as one more item of the next pool run (so that it takes a share
+ *      of the cores instead of preempting the workers), or by the caller
+ *      when it must wait for the queue anyway (index_next).
  * Buffers are allocated once per session: no per-chunk allocation.
  */
 #include <errno.h>
@@ -111,6 +114,7 @@ struct batch {
 struct bv_ingest {
 	bv_store *s;
 	const size_t *plist;           /* phases A-C: the slots they run on */
+	int pindex;                    /* item 0 of the pool run is phase E */
 	atomic_int werr_taken;         /* a worker's lookup failed: */
 	char werr_msg[256];            /* its message */
 	struct sess_rep rep[BV_SESSION_MAX];
@@ -136,16 +140,17 @@ struct bv_ingest {
 	unsigned next_b;               /* index of the batch to fill next */
 	struct batch *cur;             /* being filled by the caller */
 
-	/* The writer thread runs phase D of one batch and the indexer
-	 * phase E of the one before, while the caller fills and compresses
-	 * the next. */
-	pthread_t flusher, indexer;
+	/* The writer thread runs phase D of one batch while the caller
+	 * fills and compresses the next; phase E of written batches runs
+	 * in pool runs and waits (index_next). */
+	pthread_t flusher;
 	int flusher_started;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct batch *queue[NBATCH];   /* FIFO: handed over, not indexed */
 	unsigned qhead, qlen;          /* qlen counts the ones in hand too */
 	unsigned nwritten;             /* the first NWRITTEN are past D */
+	int indexing;                  /* a thread is in index_next */
 	int flusher_stop;
 	int flush_rc;
 	char flush_msg[512];
@@ -296,7 +301,7 @@ static struct slot *new_slot(bv_ingest *in, uint32_t rep, uint64_t chunk)
 	return sl;
 }
 
-/* ---- phases D and E, on the writer and indexer threads ------------------ */
+/* ---- phase D on the writer thread, phase E in index_next ---------------- */
 
 /* D: stages the batch's new chunks and makes them durable (invariant 1). */
 static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
@@ -441,32 +446,34 @@ static void *flusher_main(void *arg)
 	return NULL;
 }
 
-/* The indexer: phase E of each written batch in turn; it stops when the
- * writer has stopped and nothing is left. */
-static void *indexer_main(void *arg)
+/* Phase E of the oldest written batch, unless none is written or another
+ * thread is indexing (batches are indexed one at a time, in order).
+ * Returns whether it indexed one. After a failure the batch is dropped
+ * (the session is poisoned and will only abort) but still taken out of
+ * the queue, so that the queue drains. */
+static int index_next(bv_ingest *in)
 {
-	bv_ingest *in = arg;
 	pthread_mutex_lock(&in->lock);
-	for (;;) {
-		while (!in->nwritten && !(in->flusher_stop && !in->qlen))
-			pthread_cond_wait(&in->cond, &in->lock);
-		if (!in->nwritten)
-			break;
-		struct batch *b = in->queue[in->qhead];
-		int failed = in->flush_rc;
+	if (!in->nwritten || in->indexing) {
 		pthread_mutex_unlock(&in->lock);
-		int rc = failed ? 0 : index_batch(in, b);
-		if (failed)
-			bv_kv_batch_clear(b->kvb);
-		pthread_mutex_lock(&in->lock);
-		flush_failed(in, rc);
-		in->qhead = (in->qhead + 1) % NBATCH;
-		in->qlen--;
-		in->nwritten--;
-		pthread_cond_broadcast(&in->cond);
+		return 0;
 	}
+	in->indexing = 1;
+	struct batch *b = in->queue[in->qhead];
+	int failed = in->flush_rc;
 	pthread_mutex_unlock(&in->lock);
-	return NULL;
+	int rc = failed ? 0 : index_batch(in, b);
+	if (failed)
+		bv_kv_batch_clear(b->kvb);
+	pthread_mutex_lock(&in->lock);
+	flush_failed(in, rc);
+	in->qhead = (in->qhead + 1) % NBATCH;
+	in->qlen--;
+	in->nwritten--;
+	in->indexing = 0;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
+	return 1;
 }
 
 /* Waits until at most MAX batches are queued or in the flusher; with 0,
@@ -478,8 +485,15 @@ static int wait_queue(bv_ingest *in, unsigned max)
 	if (!in->flusher_started)
 		return 0;
 	pthread_mutex_lock(&in->lock);
-	while (in->qlen > max)
+	while (in->qlen > max) {
+		if (in->nwritten && !in->indexing) {
+			pthread_mutex_unlock(&in->lock);
+			index_next(in);
+			pthread_mutex_lock(&in->lock);
+			continue;
+		}
 		pthread_cond_wait(&in->cond, &in->lock);
+	}
 	rc = in->flush_rc;
 	pthread_mutex_unlock(&in->lock);
 	if (max == 0)
@@ -538,6 +552,14 @@ static struct slot *ftab_find(bv_ingest *in, const bv_fp *fp, size_t *hp)
 static void work_chunk(void *ctx, size_t i)
 {
 	bv_ingest *in = ctx;
+	if (in->pindex) {
+		/* Item 0 of the run is phase E of a written batch. */
+		if (i == 0) {
+			index_next(in);
+			return;
+		}
+		i--;
+	}
 	struct slot *sl = &in->cur->slots[in->plist[i]];
 	uint32_t cs = in->rep[sl->rep].r.chunk_size;
 	unsigned t = bv_pool_thread_index();
@@ -628,7 +650,13 @@ static int process(bv_ingest *in)
 	b->npend = 0;
 
 	in->plist = b->pend;
-	bv_pool_run(s->pool, work_chunk, in, n);
+	/* A written batch waiting for phase E joins the run, first, so that
+	 * one thread indexes while the others compress. */
+	pthread_mutex_lock(&in->lock);
+	in->pindex = in->nwritten > 0 && !in->indexing;
+	pthread_mutex_unlock(&in->lock);
+	bv_pool_run(s->pool, work_chunk, in, n + (size_t)in->pindex);
+	in->pindex = 0;
 
 	/* In slot order: the first of equal chunks is the one kept. */
 	for (size_t k = 0; k < n; k++) {
@@ -693,18 +721,6 @@ static int flush_batch(bv_ingest *in)
 			return poison(in, bv_fail(-e, "ingest: cannot start "
 						  "the writer thread: %s",
 						  strerror(e)));
-		if ((e = pthread_create(&in->indexer, NULL, indexer_main,
-					in))) {
-			pthread_mutex_lock(&in->lock);
-			in->flusher_stop = 1;
-			pthread_cond_broadcast(&in->cond);
-			pthread_mutex_unlock(&in->lock);
-			pthread_join(in->flusher, NULL);
-			in->flusher_stop = 0;
-			return poison(in, bv_fail(-e, "ingest: cannot start "
-						  "the indexer thread: %s",
-						  strerror(e)));
-		}
 		in->flusher_started = 1;
 	}
 	pthread_mutex_lock(&in->lock);
@@ -1278,10 +1294,12 @@ static void release(bv_ingest *in, int cleanup)
 		in->flusher_stop = 1;
 		pthread_cond_broadcast(&in->cond);
 		pthread_mutex_unlock(&in->lock);
-		/* Writer and indexer finish every batch handed over before
-		 * they stop, so cleanup below sees every entry written. */
+		/* The writer finishes every batch handed over before it
+		 * stops; the batches it wrote are indexed here, so that
+		 * cleanup below sees every entry written. */
 		pthread_join(in->flusher, NULL);
-		pthread_join(in->indexer, NULL);
+		while (index_next(in))
+			;
 	}
 	for (size_t i = 0; i < in->nrep; i++) {
 		struct sess_rep *r = &in->rep[i];
