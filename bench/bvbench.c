@@ -277,6 +277,41 @@ static const uint8_t *base_image(uint64_t sl)
 	return image;
 }
 
+/* The machine's CPU time so far (/proc/stat, all CPUs, in ticks): idle
+ * (with iowait), stolen by the hypervisor, and in all. Zeros when
+ * unreadable. */
+struct cpu_ticks {
+	unsigned long long idle, steal, total;
+};
+
+static struct cpu_ticks cpu_ticks(void)
+{
+	struct cpu_ticks c = { 0, 0, 0 };
+	unsigned long long v[8] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+	if (!f)
+		return c;
+	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+		   &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
+		c.idle = v[3] + v[4];
+		c.steal = v[7];
+		for (int i = 0; i < 8; i++)
+			c.total += v[i];
+	}
+	fclose(f);
+	return c;
+}
+
+/* Shares of the machine's CPU time between two readings, in percent. */
+static double last_idle_pct, last_steal_pct;
+
+static void cpu_shares(struct cpu_ticks a, struct cpu_ticks b)
+{
+	double t = (double)(b.total - a.total);
+	last_idle_pct = t > 0 ? 100.0 * (double)(b.idle - a.idle) / t : 0;
+	last_steal_pct = t > 0 ? 100.0 * (double)(b.steal - a.steal) / t : 0;
+}
+
 /* Ingests the whole base image into NAME (created), one session, with
  * an RP. Returns seconds. */
 static double ingest_full(bv_store *s, const char *name, uint64_t sl)
@@ -290,6 +325,7 @@ static double ingest_full(bv_store *s, const char *name, uint64_t sl)
 	int slot;
 
 	getrusage(RUSAGE_SELF, &ru0);
+	struct cpu_ticks c0 = cpu_ticks();
 	double t0 = now();
 	must(s, bv_ingest_begin(s, &in), "begin");
 	slot = bv_ingest_add(in, name, 0, C.size);
@@ -306,6 +342,7 @@ static double ingest_full(bv_store *s, const char *name, uint64_t sl)
 	}
 	must(s, bv_ingest_commit(in, &co, &rp), "commit");
 	double t = now() - t0;
+	cpu_shares(c0, cpu_ticks());
 	getrusage(RUSAGE_SELF, &ru);
 	last_ingest_cores =
 		(ru.ru_utime.tv_sec - ru0.ru_utime.tv_sec +
@@ -706,10 +743,11 @@ int main(int argc, char **argv)
 			    tt[k];
 		printf("round %d: 1-core LZ4 %.3f GB/s before, %.3f after; "
 		       "full ingest %.3f GB/s (%.2fx), containers written at "
-		       "%.3f GB/s, cores busy %.2f; CLOCK_MONOTONIC %.6f to "
+		       "%.3f GB/s, cores busy %.2f (machine idle %.0f%%, "
+		       "stolen by the host %.0f%%); CLOCK_MONOTONIC %.6f to "
 		       "%.6f\n", C.rounds - k, l0 / 1e9, l1 / 1e9,
-		       rate[k] / 1e9, rr[k], stored[k] / 1e9, cores[k], t0,
-		       t0 + tt[k]);
+		       rate[k] / 1e9, rr[k], stored[k] / 1e9, cores[k],
+		       last_idle_pct, last_steal_pct, t0, t0 + tt[k]);
 		fflush(stdout);
 	}
 	/* The median round (by ratio) gives every full-ingest figure. */
