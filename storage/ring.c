@@ -20,6 +20,7 @@
 #include "ring.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,11 @@ static void prep(struct io_uring_sqe *sqe, struct bv_io *io, size_t idx)
 		io_uring_prep_write(sqe, io->fd, (char *)io->buf + io->done,
 				    n, io->off + io->done);
 		break;
+	case BV_IO_WRITEV:
+		/* IOV was advanced past what is done (advance_iov). */
+		io_uring_prep_writev(sqe, io->fd, io->iov, io->niov,
+				     io->off + io->done);
+		break;
 	default:
 		io_uring_prep_fsync(sqe, io->fd, IORING_FSYNC_DATASYNC);
 		break;
@@ -160,6 +166,36 @@ static struct io_uring_sqe *get_sqe(struct bv_ring *r)
 		sqe = io_uring_get_sqe(&r->uring);
 	}
 	return sqe;
+}
+
+/* A vectored request's segments add up to its length, which one SQE
+ * can move. */
+static int iov_ok(const struct bv_io *io)
+{
+	uint64_t sum = 0;
+
+	if (io->iov == NULL || io->niov == 0 || io->niov > IOV_MAX ||
+	    io->len > RING_MAX_XFER)
+		return 0;
+	for (unsigned i = 0; i < io->niov; i++)
+		sum += io->iov[i].iov_len;
+	return sum == io->len;
+}
+
+/* Moves a vectored request's segments past N more bytes written. */
+static void advance_iov(struct bv_io *io, uint64_t n)
+{
+	while (n > 0 && io->niov > 0) {
+		if (n >= io->iov->iov_len) {
+			n -= io->iov->iov_len;
+			io->iov++;
+			io->niov--;
+		} else {
+			io->iov->iov_base = (char *)io->iov->iov_base + n;
+			io->iov->iov_len -= n;
+			n = 0;
+		}
+	}
 }
 
 /* Queues the rest of IO again (short transfer or EINTR). */
@@ -191,8 +227,10 @@ static int run_segment(struct bv_ring *r, struct bv_io *ios, size_t start,
 			int err;
 
 			io->done = 0;
-			if (io->op != BV_IO_READ && io->op != BV_IO_WRITE &&
-			    io->op != BV_IO_FDATASYNC) {
+			if ((io->op != BV_IO_READ && io->op != BV_IO_WRITE &&
+			     io->op != BV_IO_FDATASYNC &&
+			     io->op != BV_IO_WRITEV) ||
+			    (io->op == BV_IO_WRITEV && !iov_ok(io))) {
 				io->res = -EINVAL;
 				next++;
 				continue;
@@ -255,6 +293,8 @@ static int run_segment(struct bv_ring *r, struct bv_io *ios, size_t start,
 				io->res = -EIO;
 			} else {
 				io->done += (uint64_t)res;
+				if (io->op == BV_IO_WRITEV)
+					advance_iov(io, (uint64_t)res);
 				if (io->done < io->len) {
 					/* Short transfer: the rest, same slot. */
 					if (resubmit(r, io, idx) == 0)

@@ -13,9 +13,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { BV_IO_READ = 0, BV_IO_WRITE = 1, BV_IO_FDATASYNC = 2 };
+#include <sys/uio.h>
 
-/* One request. RES is set by bv_ring_run(): bytes done, or -errno. */
+enum { BV_IO_READ = 0, BV_IO_WRITE = 1, BV_IO_FDATASYNC = 2,
+       BV_IO_WRITEV = 3 };
+
+/* One request. RES is set by bv_ring_run(): bytes done, or -errno.
+ * BV_IO_WRITEV writes the NIOV segments of the iovec array IOV back to
+ * back at OFF, LEN bytes in all (the sum of the segment lengths); after
+ * a short write the ring advances IOV and NIOV in place past what was
+ * written, so the caller's array must be writable and is left advanced. */
 struct bv_io {
 	int fd;
 	int op;
@@ -24,6 +31,8 @@ struct bv_io {
 	uint64_t off;
 	int64_t res;
 	uint64_t done; /* internal: bytes done so far */
+	struct iovec *iov;
+	unsigned niov;
 };
 
 struct bv_ring;

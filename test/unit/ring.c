@@ -154,6 +154,98 @@ static void test_short(struct bv_ring *r)
 	close(p[1]);
 }
 
+struct drain {
+	int fd;
+	uint8_t *back;
+	size_t len;
+};
+
+/* Reads a pipe slowly, a little at a time, until LEN bytes came. */
+static void *drain_main(void *arg)
+{
+	struct drain *d = arg;
+	size_t pos = 0;
+
+	while (pos < d->len) {
+		size_t want = d->len - pos < 4096 ? d->len - pos : 4096;
+		ssize_t n = read(d->fd, d->back + pos, want);
+		if (n <= 0)
+			break;
+		pos += (size_t)n;
+		if (pos % 65536 < 4096)
+			sleep_ms(1);
+	}
+	return NULL;
+}
+
+/* Vectored writes: to a file (read back), through a pipe that takes only
+ * part of each attempt (the ring advances the segments in place), and a
+ * request whose segments do not add up to its length (refused). */
+static void test_writev(struct bv_ring *r)
+{
+	size_t lens[3] = { 100000, 50007, 30000 };
+	size_t total = lens[0] + lens[1] + lens[2];
+	uint8_t *a = malloc(total), *b = malloc(total);
+	struct iovec iov[3];
+	struct bv_io io;
+	int fd = open_file("vec");
+
+	ut_fill_random(a, total);
+	for (int pass = 0; pass < 2; pass++) {
+		size_t pos = 0;
+		for (int i = 0; i < 3; i++) {
+			iov[i].iov_base = a + pos;
+			iov[i].iov_len = lens[i];
+			pos += lens[i];
+		}
+		if (pass == 0) {
+			io = (struct bv_io){ .fd = fd, .op = BV_IO_WRITEV,
+					     .iov = iov, .niov = 3,
+					     .len = total, .off = 8192 };
+			is_int(bv_ring_run(r, &io, 1), 0, "writev to a file");
+			is_int(io.res, (long long)total, "all bytes reported");
+			memset(b, 0, total);
+			is_int(bv_ring_pread(r, fd, b, total, 8192), 0,
+			       "read it back");
+			ok(memcmp(a, b, total) == 0, "same bytes, in order");
+			continue;
+		}
+		int p[2];
+		pthread_t t;
+		struct drain d;
+		if (pipe(p) != 0)
+			bail_out("pipe");
+		memset(b, 0, total);
+		d = (struct drain){ .fd = p[0], .back = b, .len = total };
+		pthread_create(&t, NULL, drain_main, &d);
+		io = (struct bv_io){ .fd = p[1], .op = BV_IO_WRITEV,
+				     .iov = iov, .niov = 3, .len = total };
+		is_int(bv_ring_run(r, &io, 1), 0,
+		       "writev through a pipe, in short writes");
+		is_int(io.res, (long long)total, "all bytes reported");
+		pthread_join(t, NULL);
+		ok(memcmp(a, b, total) == 0, "the reader got every byte in order");
+		close(p[0]);
+		close(p[1]);
+	}
+	iov[0] = (struct iovec){ a, 4096 };
+	iov[1] = (struct iovec){ a + 4096, 4096 };
+	io = (struct bv_io){ .fd = fd, .op = BV_IO_WRITEV, .iov = iov,
+			     .niov = 2, .len = 4096 * 3, .off = 0 };
+	is_int(bv_ring_run(r, &io, 1), -EINVAL,
+	       "segments that do not add up to the length: refused");
+	io = (struct bv_io){ .fd = fd, .op = BV_IO_WRITEV, .iov = NULL,
+			     .niov = 0, .len = 0, .off = 0 };
+	is_int(bv_ring_run(r, &io, 1), -EINVAL, "no segments: refused");
+	struct stat st;
+	fstat(fd, &st);
+	is_int(st.st_size, (long long)(8192 + total),
+	       "the refused requests wrote nothing");
+	close(fd);
+	free(a);
+	free(b);
+}
+
 struct spy {
 	int in_w;   /* write end of the pipe the first request reads */
 	int out_r;  /* read end of the pipe the last request writes */
@@ -274,6 +366,8 @@ int main(void)
 	test_big_write(small);
 	test_eof(r);
 	test_short(r);
+	test_writev(r);
+	test_writev(small);
 	test_barrier(r);
 	test_faults(r);
 	bv_ring_free(small);
