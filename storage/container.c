@@ -882,17 +882,24 @@ static int pad_and_write(struct bv_cset *cs, struct bv_ring *ring)
 	return write_out(cs, ring, 1);
 }
 
-int bv_cset_append(struct bv_cset *cs, struct bv_ring *ring, void *run,
-		   size_t len, size_t cap, uint32_t *container,
-		   uint64_t *offset)
+int bv_cset_appendv(struct bv_cset *cs, struct bv_ring *ring,
+		    struct iovec *seg, unsigned nseg, uint32_t *container,
+		    uint64_t *offset)
 {
-	size_t plen = (len + PAGE - 1) & ~(size_t)(PAGE - 1);
+	size_t total = 0;
 	int ret;
 
-	if (cs == NULL || ring == NULL || run == NULL || container == NULL ||
-	    offset == NULL || len == 0 || len % 16 != 0 || cap < plen ||
-	    (uintptr_t)run % PAGE != 0)
+	if (cs == NULL || ring == NULL || seg == NULL || container == NULL ||
+	    offset == NULL || nseg == 0 || nseg > BV_APPEND_MAX_SEG)
 		return ST_EINVAL;
+	for (unsigned i = 0; i < nseg; i++) {
+		if (seg[i].iov_base == NULL || seg[i].iov_len == 0 ||
+		    seg[i].iov_len % PAGE != 0 ||
+		    (uintptr_t)seg[i].iov_base % PAGE != 0 ||
+		    seg[i].iov_len > BV_APPEND_MAX - total)
+			return ST_EINVAL;
+		total += seg[i].iov_len;
+	}
 	pthread_mutex_lock(&cs->mu);
 	ret = cs->broken;
 	if (ret != 0)
@@ -900,7 +907,7 @@ int bv_cset_append(struct bv_cset *cs, struct bv_ring *ring, void *run,
 	/* Like a record, a run larger than container_max still goes into
 	 * an empty container of its own. */
 	if (cs->cur_id == 0 || (cs->cur_end > BV_CONTAINER_HDR &&
-				cs->cur_end + plen > cs->container_max)) {
+				cs->cur_end + total > cs->container_max)) {
 		ret = roll_over(cs, ring);
 		if (ret != 0)
 			goto broken;
@@ -909,13 +916,14 @@ int bv_cset_append(struct bv_cset *cs, struct bv_ring *ring, void *run,
 	ret = pad_and_write(cs, ring);
 	if (ret != 0)
 		goto broken;
-	memset((uint8_t *)run + len, 0, plen - len);
-	ret = bv_ring_pwrite(ring, cs->wfd, run, plen, cs->cur_end);
+	struct bv_io io = { .fd = cs->wfd, .op = BV_IO_WRITEV, .iov = seg,
+			    .niov = nseg, .len = total, .off = cs->cur_end };
+	ret = bv_ring_run(ring, &io, 1);
 	if (ret != 0)
 		goto broken;
 	*container = cs->cur_id;
 	*offset = cs->cur_end;
-	cs->cur_end += plen;
+	cs->cur_end += total;
 	cs->cur_dirty = 1;
 	goto out;
 broken:
@@ -923,6 +931,21 @@ broken:
 out:
 	pthread_mutex_unlock(&cs->mu);
 	return ret;
+}
+
+int bv_cset_append(struct bv_cset *cs, struct bv_ring *ring, void *run,
+		   size_t len, size_t cap, uint32_t *container,
+		   uint64_t *offset)
+{
+	size_t plen = (len + PAGE - 1) & ~(size_t)(PAGE - 1);
+
+	if (cs == NULL || ring == NULL || container == NULL ||
+	    offset == NULL || run == NULL || len == 0 || len % 16 != 0 ||
+	    cap < plen || (uintptr_t)run % PAGE != 0)
+		return ST_EINVAL;
+	memset((uint8_t *)run + len, 0, plen - len);
+	struct iovec seg = { run, plen };
+	return bv_cset_appendv(cs, ring, &seg, 1, container, offset);
 }
 
 int bv_cset_flush(struct bv_cset *cs, struct bv_ring *ring,

@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "codec.h"
 #include "ring.h"
@@ -98,6 +99,20 @@ int64_t bv_rec_build(uint8_t *dst, const bv_fp *fp, uint8_t codec,
 int bv_cset_append(struct bv_cset *cs, struct bv_ring *ring, void *run,
 		   size_t len, size_t cap, uint32_t *container,
 		   uint64_t *offset);
+/* Appends a run given as NSEG segments (at most BV_APPEND_MAX_SEG, at
+ * most BV_APPEND_MAX bytes in all), written back to back in one vectored
+ * write after what is staged, starting on a page boundary. Each segment
+ * starts on a page and is whole pages long: records made by
+ * bv_rec_build end to end, then zero bytes to the segment's end (a
+ * scanner skips them: FORMAT.md). Sets where the first segment starts;
+ * segment I is at *OFFSET plus the lengths of the segments before it.
+ * SEG is used by the ring and may be left advanced. Refused arguments
+ * (ST_EINVAL) change nothing. Durable only after bv_cset_flush(). */
+#define BV_APPEND_MAX_SEG 1024u
+#define BV_APPEND_MAX ((size_t)1 << 30)
+int bv_cset_appendv(struct bv_cset *cs, struct bv_ring *ring,
+		    struct iovec *seg, unsigned nseg, uint32_t *container,
+		    uint64_t *offset);
 /* Writes what is staged, pads the container to a 4 KiB boundary and
  * fdatasyncs every container written since the last flush (and the
  * directory if a container was created); then reports the durable tail to

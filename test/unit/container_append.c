@@ -4,8 +4,9 @@
  * batch. A run lands after what is staged, on a page boundary, in the
  * current container or, when it does not fit, in a new one; every record
  * reads back through its location, after a flush and after a reopen at
- * the tail, and a container scan finds them all. Bad arguments are
- * refused and change nothing. Runs with O_DIRECT where the temporary
+ * the tail, and a container scan finds them all. A run may come in
+ * page-aligned segments (bv_cset_appendv), each records then zeros. Bad
+ * arguments are refused and change nothing. Runs with O_DIRECT where the temporary
  * directory takes it (8 MiB staging buffer), buffered elsewhere.
  */
 #include <stdint.h>
@@ -179,6 +180,46 @@ int main(void)
 	   "header");
 	is_int(bv_cset_flush(cs, r, &tid, &tend), 0, "flush");
 	ok(read_all(cs, r), "every record reads back across containers");
+
+	/* A run in segments, as ingest's workers leave it: each segment
+	 * on its own page-aligned place in the buffer, records end to end
+	 * then zeros to a page. One vectored write puts them back to back. */
+	struct iovec seg[3];
+	size_t sfrom[4], slen[3], prefix = 0;
+	for (int i = 0; i < 3; i++) {
+		uint8_t *at = run + (size_t)i * (1u << 20);
+		sfrom[i] = nrecs;
+		size_t l = build_run(at, 1u << 20, 1 + (size_t)i);
+		slen[i] = (l + 4095) & ~(size_t)4095;
+		memset(at + l, 0, slen[i] - l);
+		seg[i] = (struct iovec){ at, slen[i] };
+	}
+	sfrom[3] = nrecs;
+	is_int(bv_cset_appendv(cs, r, seg, 3, &cid2, &base2), 0,
+	       "append a run of three segments");
+	is_int(base2 % 4096, 0, "it starts on a page");
+	for (int i = 0; i < 3; i++) {
+		place(sfrom[i], sfrom[i + 1], cid2, base2 + prefix);
+		prefix += slen[i];
+	}
+	is_int(bv_cset_flush(cs, r, &tid, &tend), 0, "flush");
+	ok(read_all(cs, r), "every record of the segments reads back");
+
+	/* Bad segments change nothing. */
+	seg[0] = (struct iovec){ run, 4096 };
+	seg[1] = (struct iovec){ run + 8192 + 16, 4096 };
+	is_int(bv_cset_appendv(cs, r, seg, 2, &cid, &base), ST_EINVAL,
+	       "a segment that does not start on a page is refused");
+	seg[1] = (struct iovec){ run + 8192, 4000 };
+	is_int(bv_cset_appendv(cs, r, seg, 2, &cid, &base), ST_EINVAL,
+	       "a segment that is not whole pages is refused");
+	seg[1] = (struct iovec){ run + 8192, 0 };
+	is_int(bv_cset_appendv(cs, r, seg, 2, &cid, &base), ST_EINVAL,
+	       "an empty segment is refused");
+	is_int(bv_cset_appendv(cs, r, seg, 0, &cid, &base), ST_EINVAL,
+	       "no segments is refused");
+	is_int(bv_cset_flush(cs, r, &tid2, &tend2), 0, "flush");
+	ok(tid2 == tid && tend2 == tend, "the tail did not move");
 
 	/* Bad arguments change nothing. */
 	len = build_run(run, cap, 2);
