@@ -23,8 +23,9 @@
  *   A-C. workers, one chunk at a time while it is in the core's cache:
  *        zero test, keyed fingerprint, lookup among the slots processed
  *        before in this batch, then in the chunk index (RocksDB's bloom
- *        filters keep misses off the disk), and for a new chunk LZ4 and
- *        its checksum;
+ *        filters keep misses off the disk), and for a new chunk LZ4,
+ *        written straight into the thread's region of the batch's run
+ *        buffer, and the record's checksum (work_chunk);
  *   then the caller, in slot order: dedup between the chunks just
  *        processed (a repeat of one is dropped, compressed or not) and
  *        the list of new chunks to store.
@@ -62,6 +63,8 @@
 /* Write calls this large process their whole chunks in place; below it,
  * the per-call phases would cost more than the copy they save. */
 #define DIRECT_MIN (1u << 20)
+/* Least size of a region of a batch's run buffer (see struct batch). */
+#define REGION_MIN (1u << 20)
 
 struct sess_rep {
 	char name[BV_NAME_MAX + 1];
@@ -85,20 +88,32 @@ struct slot {
 	uint8_t found;     /* the chunk is stored or in the batch already */
 	int err;           /* lookup failed (phase A-C) */
 	bv_fp fp;
-	struct bv_chunk_loc loc; /* of a new chunk: offset in the run until
-				  * phase D places the run */
+	struct bv_chunk_loc loc; /* of a new chunk: offset in the run buffer
+				  * until phase D places the run */
 };
 
 /* One batch of pending chunks and everything needed to process it. */
 struct batch {
 	size_t used;
 	uint8_t *raw_arena;
-	/* The records of the batch's new chunks, laid end to end by the
-	 * workers in the order they finish them, written as they are
-	 * (bv_cset_append): no copy between LZ4 and the disk. */
+	/* The records of the batch's new chunks. Each pool thread takes a
+	 * region of the run buffer at a time and LZ4 writes each record's
+	 * payload in place there, so nothing is copied between LZ4 and the
+	 * disk; a region is closed when the next record might not fit. The
+	 * regions' used parts, each padded with zeros to a page, are written
+	 * back to back as the segments of one run (bv_cset_appendv). */
 	uint8_t *run;
 	size_t run_cap;
-	atomic_size_t run_used;
+	size_t region;                 /* bytes per region */
+	atomic_size_t run_used;        /* bytes of regions handed out */
+	size_t *reg_used;              /* per region: record bytes, once
+					* closed */
+	size_t *reg_pos, *reg_end;     /* per pool thread: its open region's
+					* free part (both 0: none) */
+	size_t *seg_at;                /* per region: where it starts in the
+					* run as written */
+	struct iovec *seg;             /* the segments of the run */
+	unsigned nseg;
 	struct slot *slots;
 	int32_t *htab;                 /* (rep, chunk) -> slot + 1 */
 	int32_t *ftab;                 /* fingerprint -> slot + 1 */
@@ -128,10 +143,9 @@ struct bv_ingest {
 	struct bv_kv_iter *it;         /* maps; remade after each write */
 	int it_stale;
 	uint8_t *scratch;              /* one record, for patch reads */
-	uint8_t **lzbuf;               /* per pool thread, see work_chunk */
 	uint8_t *lastnew;              /* per pool thread: its last chunk
 					* was new (work_chunk's order) */
-	unsigned nlz;
+	unsigned nthreads;             /* pool threads, the caller's too */
 
 	uint32_t slot_size;
 	size_t nslots;
@@ -179,6 +193,11 @@ static void batch_free(struct batch *b)
 {
 	free(b->raw_arena);
 	free(b->run);
+	free(b->reg_used);
+	free(b->reg_pos);
+	free(b->reg_end);
+	free(b->seg_at);
+	free(b->seg);
 	free(b->slots);
 	free(b->htab);
 	free(b->ftab);
@@ -188,13 +207,31 @@ static void batch_free(struct batch *b)
 	memset(b, 0, sizeof *b);
 }
 
-static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size)
+static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size,
+		       unsigned nthreads)
 {
 	memset(b, 0, sizeof *b);
-	/* One record per slot at most, and the padding to a page. */
-	b->run_cap = n * (size_t)bv_rec_size(size) + 4096;
+	/* A region holds PER records of the largest size LZ4 may write. A
+	 * thread closes a region only when less than that is left, so a
+	 * closed region holds at least PER records; with one record per
+	 * slot at most, N / PER closed regions and one open region per
+	 * thread are all a batch can take. */
+	size_t worst = bv_rec_size((uint32_t)bv_codec_work_bound(size));
+	b->region = (worst + 4095) & ~(size_t)4095;
+	if (b->region < REGION_MIN)
+		b->region = REGION_MIN;
+	size_t nreg = n / (b->region / worst) + nthreads + 1;
+	b->run_cap = nreg * b->region;
 	if (posix_memalign((void **)&b->raw_arena, 4096, n * size) ||
 	    posix_memalign((void **)&b->run, 4096, b->run_cap))
+		return -ENOMEM;
+	b->reg_used = calloc(nreg, sizeof *b->reg_used);
+	b->seg_at = calloc(nreg, sizeof *b->seg_at);
+	b->seg = calloc(nreg, sizeof *b->seg);
+	b->reg_pos = calloc(nthreads, sizeof *b->reg_pos);
+	b->reg_end = calloc(nthreads, sizeof *b->reg_end);
+	if (!b->reg_used || !b->seg_at || !b->seg || !b->reg_pos ||
+	    !b->reg_end)
 		return -ENOMEM;
 	b->slots = calloc(n, sizeof *b->slots);
 	b->htab = calloc(h, sizeof *b->htab);
@@ -215,13 +252,9 @@ static void free_arenas(bv_ingest *in)
 		batch_free(&in->b[i]);
 	free(in->scratch);
 	in->scratch = NULL;
-	for (unsigned i = 0; i < in->nlz; i++)
-		free(in->lzbuf[i]);
-	free(in->lzbuf);
-	in->lzbuf = NULL;
 	free(in->lastnew);
 	in->lastnew = NULL;
-	in->nlz = 0;
+	in->nthreads = 0;
 	in->cur = NULL;
 	in->nslots = 0;
 	in->slot_size = 0;
@@ -238,20 +271,14 @@ static int alloc_arenas(bv_ingest *in, uint32_t slot_size)
 	free_arenas(in);
 	int bad = posix_memalign((void **)&in->scratch, 4096,
 				 bv_rec_size(slot_size));
-	/* LZ4 output, one buffer per thread of a pool run: small enough to
-	 * stay in the core's cache until copied into the run. */
+	/* Per thread of a pool run: which order work_chunk takes. */
 	unsigned nt = bv_pool_size(in->s->pool) + 1;
-	if (!bad && (in->lzbuf = calloc(nt, sizeof *in->lzbuf)) &&
-	    (in->lastnew = calloc(nt, 1))) {
-		in->nlz = nt;
-		for (unsigned i = 0; i < nt && !bad; i++)
-			bad = !(in->lzbuf[i] = malloc(
-					bv_codec_work_bound(slot_size)));
-	} else {
+	if (!bad && (in->lastnew = calloc(nt, 1)))
+		in->nthreads = nt;
+	else
 		bad = 1;
-	}
 	for (int i = 0; i < NBATCH && !bad; i++)
-		bad = batch_alloc(&in->b[i], n, h, slot_size);
+		bad = batch_alloc(&in->b[i], n, h, slot_size, nt);
 	if (bad) {
 		free_arenas(in);
 		return bv_fail(-ENOMEM, "ingest: cannot allocate %zu MiB of "
@@ -314,14 +341,15 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
 	uint32_t cid = 0;
 	uint64_t base = 0;
 	pthread_mutex_lock(&s->write_lock);
-	rc = bv_cset_append(s->cset, ring, b->run, atomic_load(&b->run_used),
-			    b->run_cap, &cid, &base);
+	rc = bv_cset_appendv(s->cset, ring, b->seg, b->nseg, &cid, &base);
 	if (!rc)
 		rc = bv_cset_flush(s->cset, ring, &b->tail_id, &b->tail_end);
 	for (size_t j = 0; j < b->nnew && !rc; j++) {
 		struct slot *sl = &b->slots[b->idx[j]];
+		size_t k = (size_t)sl->loc.offset / b->region;
 		sl->loc.container = cid;
-		sl->loc.offset += base;
+		sl->loc.offset = base + b->seg_at[k] +
+				 sl->loc.offset % b->region;
 	}
 	if (rc) {
 		bv_cset_rollback(s->cset);
@@ -549,6 +577,32 @@ static struct slot *ftab_find(bv_ingest *in, const bv_fp *fp, size_t *hp)
 	return hit;
 }
 
+/* Closes thread T's open region of B, if it has one. */
+static void region_close(struct batch *b, unsigned t)
+{
+	if (b->reg_end[t] == 0)
+		return;
+	size_t start = b->reg_end[t] - b->region;
+	b->reg_used[start / b->region] = b->reg_pos[t] - start;
+	b->reg_pos[t] = b->reg_end[t] = 0;
+}
+
+/* Room for a record of up to NEED bytes in thread T's region of B (a new
+ * region when the open one is short); NULL only if the batch's bound on
+ * regions were wrong. */
+static uint8_t *region_room(struct batch *b, unsigned t, size_t need)
+{
+	if (b->reg_end[t] - b->reg_pos[t] < need) {
+		region_close(b, t);
+		size_t off = atomic_fetch_add(&b->run_used, b->region);
+		if (off + b->region > b->run_cap)
+			return NULL;
+		b->reg_pos[t] = off;
+		b->reg_end[t] = off + b->region;
+	}
+	return b->run + b->reg_pos[t];
+}
+
 static void work_chunk(void *ctx, size_t i)
 {
 	bv_ingest *in = ctx;
@@ -560,10 +614,10 @@ static void work_chunk(void *ctx, size_t i)
 		}
 		i--;
 	}
-	struct slot *sl = &in->cur->slots[in->plist[i]];
+	struct batch *b = in->cur;
+	struct slot *sl = &b->slots[in->plist[i]];
 	uint32_t cs = in->rep[sl->rep].r.chunk_size;
 	unsigned t = bv_pool_thread_index();
-	uint8_t *lz = in->lzbuf[t];
 	uint8_t codec = BV_CODEC_RAW;
 	int64_t n = 0;
 	uint8_t v[64];
@@ -578,6 +632,19 @@ static void work_chunk(void *ctx, size_t i)
 		sl->zero = 1;
 		return;
 	}
+	/* The record's place, LZ4 writing its payload there directly; it is
+	 * kept only if the chunk turns out new. */
+	size_t need = bv_rec_size((uint32_t)bv_codec_work_bound(cs));
+	uint8_t *rec = region_room(b, t, need);
+	if (rec == NULL) {
+		sl->err = -ENOMEM;
+		if (!atomic_exchange(&in->werr_taken, 1))
+			snprintf(in->werr_msg, sizeof in->werr_msg,
+				 "no room left in the batch's run buffer");
+		return;
+	}
+	uint8_t *out = rec + BV_REC_HDR;
+	size_t cap = b->reg_end[t] - b->reg_pos[t] - BV_REC_HDR;
 	/* Order by what this thread saw last. After a new chunk, LZ4 goes
 	 * first: it reads the chunk from memory at its own pace, as the
 	 * single-core reference does, and the fingerprint then reads it
@@ -587,8 +654,7 @@ static void work_chunk(void *ctx, size_t i)
 	 * chunk that turns out to be stored. */
 	int lz_first = in->lastnew[t];
 	if (lz_first)
-		n = bv_codec_encode(sl->data, cs, lz, bv_codec_work_bound(cs),
-				    &codec);
+		n = bv_codec_encode(sl->data, cs, out, cap, &codec);
 	bv_fp_compute(in->s->secret, sl->data, cs, &sl->fp);
 	/* ftab is only read while the workers run. */
 	if (ftab_find(in, &sl->fp, NULL)) {
@@ -606,16 +672,16 @@ static void work_chunk(void *ctx, size_t i)
 	if (rc != ST_ENOTFOUND) {
 		sl->err = rc;
 		if (!atomic_exchange(&in->werr_taken, 1))
-			snprintf(in->werr_msg, sizeof in->werr_msg, "%s",
+			snprintf(in->werr_msg, sizeof in->werr_msg,
+				 "chunk index lookup: %s",
 				 rc == ST_EDB ? bv_kv_error() :
 						bv_strerror(rc));
 		return;
 	}
 	in->lastnew[t] = 1;
 	if (!lz_first)
-		n = bv_codec_encode(sl->data, cs, lz, bv_codec_work_bound(cs),
-				    &codec);
-	const uint8_t *stored = lz;
+		n = bv_codec_encode(sl->data, cs, out, cap, &codec);
+	const uint8_t *stored = out;
 	if (n <= 0) {
 		/* Cannot happen with cap >= raw length (raw fallback); keep
 		 * the raw bytes rather than fail the batch. */
@@ -623,15 +689,12 @@ static void work_chunk(void *ctx, size_t i)
 		codec = BV_CODEC_RAW;
 		n = cs;
 	}
-	/* Its place in the run: at most one record per slot fits. */
-	size_t pos = atomic_fetch_add(&in->cur->run_used,
-				      (size_t)bv_rec_size((uint32_t)n));
-	bv_rec_build(in->cur->run + pos, &sl->fp, codec, stored, (uint32_t)n,
-		     cs);
+	bv_rec_build(rec, &sl->fp, codec, stored, (uint32_t)n, cs);
 	sl->loc.codec = codec;
 	sl->loc.stored_len = (uint32_t)n;
 	sl->loc.raw_len = cs;
-	sl->loc.offset = pos;
+	sl->loc.offset = b->reg_pos[t];
+	b->reg_pos[t] += (size_t)bv_rec_size((uint32_t)n);
 }
 
 /* ---- the batch -------------------------------------------------------- */
@@ -676,9 +739,32 @@ static int process(bv_ingest *in)
 			b->idx[b->nnew++] = i;
 	}
 	if (rc)
-		return poison(in, bv_fail(rc, "ingest: chunk index lookup: %s",
-					  in->werr_msg));
+		return poison(in, bv_fail(rc, "ingest: %s", in->werr_msg));
 	return 0;
+}
+
+/* Closes the open regions of B's run and lists its segments: the used
+ * part of each region, zeroed from its last record to a page (LZ4 output
+ * of chunks that turned out stored may lie there), and where each
+ * region starts in the run as written. */
+static void seal_run(bv_ingest *in, struct batch *b)
+{
+	size_t at = 0, nreg = atomic_load(&b->run_used) / b->region;
+
+	for (unsigned t = 0; t < in->nthreads; t++)
+		region_close(b, t);
+	b->nseg = 0;
+	for (size_t k = 0; k < nreg; k++) {
+		size_t used = b->reg_used[k];
+		size_t len = (used + 4095) & ~(size_t)4095;
+		uint8_t *p = b->run + k * b->region;
+		b->seg_at[k] = at;
+		if (!used)
+			continue;
+		memset(p + used, 0, len - used);
+		b->seg[b->nseg++] = (struct iovec){ p, len };
+		at += len;
+	}
 }
 
 /* Processes what is left of the current batch and hands it to the
@@ -699,6 +785,7 @@ static int flush_batch(bv_ingest *in)
 			b->pend[b->npend++] = i;
 	if ((rc = process(in)))
 		return rc;
+	seal_run(in, b);
 
 	for (size_t i = 0; i < b->used; i++) {
 		struct slot *sl = &b->slots[i];
@@ -737,6 +824,8 @@ static int flush_batch(bv_ingest *in)
 	in->cur->used = 0;
 	in->cur->nnew = 0;
 	atomic_store(&in->cur->run_used, 0);
+	for (unsigned t = 0; t < in->nthreads; t++)
+		in->cur->reg_pos[t] = in->cur->reg_end[t] = 0;
 	in->cur->npend = 0;
 	memset(in->cur->htab, 0, (in->hmask + 1) * sizeof *in->cur->htab);
 	memset(in->cur->ftab, 0, (in->hmask + 1) * sizeof *in->cur->ftab);

@@ -792,7 +792,9 @@ int64_t bv_rec_build(uint8_t *dst, const bv_fp *fp, uint8_t codec,
 	rec = bv_rec_size(stored_len);
 	rec_hdr_build(dst, fp, codec, stored_len, raw_len,
 		      bv_checksum64(stored, stored_len));
-	memcpy(dst + BV_REC_HDR, stored, stored_len);
+	/* STORED may already be in place (the encoder wrote there). */
+	if (stored != dst + BV_REC_HDR)
+		memcpy(dst + BV_REC_HDR, stored, stored_len);
 	memset(dst + BV_REC_HDR + stored_len, 0,
 	       (size_t)rec - BV_REC_HDR - stored_len);
 	return (int64_t)rec;

@@ -86,8 +86,9 @@ int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
 		  uint8_t codec, const void *stored, uint32_t stored_len,
 		  uint32_t raw_len, struct bv_chunk_loc *loc);
 /* Builds one record (header, STORED, zero padding) at DST, which holds
- * bv_rec_size(STORED_LEN) bytes; returns that size, or ST_EINVAL. Any
- * thread may build records without the set. */
+ * bv_rec_size(STORED_LEN) bytes; returns that size, or ST_EINVAL. STORED
+ * may be DST + BV_REC_HDR already (encoded in place), else it must not
+ * overlap DST. Any thread may build records without the set. */
 int64_t bv_rec_build(uint8_t *dst, const bv_fp *fp, uint8_t codec,
 		     const void *stored, uint32_t stored_len, uint32_t raw_len);
 /* Appends RUN, LEN bytes of records made by bv_rec_build and laid end to
