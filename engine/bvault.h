@@ -266,6 +266,24 @@ typedef struct bv_stats {
 
 BV_API int bv_stats_get(bv_store *s, bv_stats *out);
 
+/* What bv_store_verify() read. */
+typedef struct bv_verify_result {
+	uint64_t containers;  /* container files scanned */
+	uint64_t records;     /* intact records found in them */
+	uint64_t chunks;      /* chunk index entries read back and checked */
+	uint64_t map_entries; /* map entries checked */
+	uint64_t problems;    /* damage found (0: the store is intact) */
+} bv_verify_result;
+
+/* Reads everything the store keeps: every container record by record,
+ * every indexed chunk (decoded, its fingerprint recomputed), and every
+ * map entry against the chunk index. Changes nothing; goes on past
+ * damage. 0 when intact; BV_ECORRUPT when damage was found (OUT counts
+ * it, bv_store_error names the first); another error when it could not
+ * read on. Ingest sessions of this process wait while containers are
+ * scanned. */
+BV_API int bv_store_verify(bv_store *s, bv_verify_result *out);
+
 /* ---- change stream writer (the format is engine/STREAM.md) ----------- */
 
 typedef struct bv_stream_header {

@@ -169,7 +169,7 @@ h() {
 h "$BV" --help
 h "$BV" -h
 h "$BV" rp --help
-for c in init mkstream ingest export diff ls stats bench "replica create" \
+for c in init mkstream ingest export diff ls stats verify bench "replica create" \
 	"group create" "rp create" "rp ls"; do
 	# shellcheck disable=SC2086
 	h "$BV" $c --help

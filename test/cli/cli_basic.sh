@@ -2,7 +2,8 @@
 # cli_basic.sh: the happy path of the CLI. A full ingest and two express
 # fulls (one through stdin) make RPs 1..3; each RP exports byte for byte
 # as the image it came from; listings are valid JSON; a full diff and an
-# incremental diff rebuild the replica in other stores.
+# incremental diff rebuild the replica in other stores; verify finds the
+# stores intact, and a byte flipped in a copy.
 . "$(dirname "$0")/lib.sh"
 
 S=$T/store
@@ -111,5 +112,19 @@ run_ok "diff empty@0 empty@1" "$BV" diff "$S" empty@0 empty@1 --out "$T/dz"
 run_ok "ingest that diff elsewhere" "$BV" ingest "$S2" --rp "$T/dz"
 run_ok "export it there" "$BV" export "$S2" empty@1 "$T/ez2"
 cmp "$T/ez2" "$T/ez" >/dev/null; ok $? "the copy is all zeros, 1 MiB"
+
+# verify: intact stores, then a damaged container in a copy of one.
+run_ok "verify" "$BV" verify "$S"
+grep -q 'intact$' "$T/out"; ok $? "verify says intact"
+run_ok "verify --json" "$BV" verify "$S2" --json
+cp "$T/out" "$T/verify.json"
+json_ok "$T/verify.json"; ok $? "verify --json is valid JSON"
+grep -q '"problems": 0' "$T/verify.json"; ok $? "verify --json: no problems"
+cp -a "$S3" "$T/store4"
+flip_byte "$T/store4/containers/00000001.bvc" 4200
+run_fail "verify finds a flipped byte" 1 'container 1 is damaged' \
+	"$BV" verify "$T/store4"
+grep -q 'DAMAGED$' "$T/out"; ok $? "verify says DAMAGED"
+run_ok "the damaged copy's neighbour still verifies" "$BV" verify "$S3"
 
 done_testing
