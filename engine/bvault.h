@@ -284,6 +284,36 @@ typedef struct bv_verify_result {
  * scanned. */
 BV_API int bv_store_verify(bv_store *s, bv_verify_result *out);
 
+/* ---- agent identities (for the network server, tools/PROTOCOL.md) ---- */
+
+#define BV_AGENT_SECRET 32
+#define BV_AGENT_GROUPS_MAX 64
+
+typedef struct bv_agent_info {
+	char name[BV_NAME_MAX + 1];
+	int64_t created;    /* seconds since the epoch */
+	uint32_t ngroups;   /* groups it may read and write */
+	char groups[BV_AGENT_GROUPS_MAX][BV_NAME_MAX + 1];
+} bv_agent_info;
+
+/* Creates agent NAME with access to the N GROUPS (which need not exist
+ * yet: a new replica is in a group of its own name) and a new random
+ * secret, copied to SECRET_OUT: the only time it leaves the store.
+ * BV_EEXIST if the name is taken. */
+BV_API int bv_agent_add(bv_store *s, const char *name,
+			const char *const *groups, size_t n,
+			uint8_t secret_out[BV_AGENT_SECRET]);
+/* Fills OUT; also the secret when SECRET_OUT is not NULL. */
+BV_API int bv_agent_get(bv_store *s, const char *name, bv_agent_info *out,
+			uint8_t *secret_out);
+/* Calls CB for each agent in name order (secrets are not given out). */
+BV_API int bv_agent_list(bv_store *s,
+			 int (*cb)(void *ud, const bv_agent_info *a),
+			 void *ud);
+BV_API int bv_agent_remove(bv_store *s, const char *name);
+/* 1 if agent A may read and write GROUP. */
+BV_API int bv_agent_may(const bv_agent_info *a, const char *group);
+
 /* ---- change stream writer (the format is engine/STREAM.md) ----------- */
 
 typedef struct bv_stream_header {

@@ -623,6 +623,179 @@ out:
 	return rc == HELP_SHOWN ? 0 : rc;
 }
 
+/* ---- agent identities -------------------------------------------------- */
+
+/* Takes every "--group G" / "--group=G" out of ARGV (in place) into
+ * GROUPS (room for ARGC); returns how many, or -1 after a usage error. */
+static int take_groups(int *argc, char **argv, const char **groups)
+{
+	int n = 0, k = 0;
+
+	for (int i = 0; i < *argc; i++) {
+		if (!strcmp(argv[i], "--")) {
+			while (i < *argc)
+				argv[k++] = argv[i++];
+			break;
+		}
+		if (!strcmp(argv[i], "--group")) {
+			if (i + 1 >= *argc) {
+				usage_error("option --group needs a value");
+				return -1;
+			}
+			groups[n++] = argv[++i];
+		} else if (!strncmp(argv[i], "--group=", 8)) {
+			groups[n++] = argv[i] + 8;
+		} else {
+			argv[k++] = argv[i];
+		}
+	}
+	*argc = k;
+	return n;
+}
+
+static int cmd_agent_add(int argc, char **argv)
+{
+	static const char *const names[] = { "STORE", "NAME" };
+	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+	const char **groups = calloc((size_t)argc + 1, sizeof(*groups));
+	uint8_t secret[BV_AGENT_SECRET];
+	bv_store *s = NULL;
+	int npos, rc, ng;
+
+	if (!pos || !groups) {
+		rc = op_error("%s", strerror(ENOMEM));
+		goto out;
+	}
+	ng = take_groups(&argc, argv, groups);
+	rc = ng < 0 ? EXIT_USAGE : parse_opts(argc, argv, NULL, pos, &npos);
+	if (!rc)
+		rc = want_pos(npos, pos, 2, 2, names);
+	if (!rc)
+		rc = arg_name("agent name", pos[1]);
+	if (!rc && ng == 0)
+		rc = usage_error("agent %s: give at least one --group", pos[1]);
+	for (int i = 0; !rc && i < ng; i++)
+		rc = arg_name("group name", groups[i]);
+	if (!rc)
+		rc = open_store(pos[0], &s);
+	if (rc)
+		goto out;
+	rc = bv_agent_add(s, pos[1], groups, (size_t)ng, secret);
+	if (rc < 0) {
+		rc = store_error(s, rc);
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof secret; i++)
+		printf("%02x", secret[i]);
+	printf("\n");
+	memset(secret, 0, sizeof secret);
+	if (isatty(STDOUT_FILENO))
+		fprintf(stderr, "bvault agent add: that is agent %s's secret; "
+			"it is not shown again\n", pos[1]);
+	rc = 0;
+out:
+	bv_store_close(s);
+	free(pos);
+	free(groups);
+	return rc == HELP_SHOWN ? 0 : rc;
+}
+
+struct agent_ls {
+	int json, n;
+};
+
+static int agent_ls_one(void *ud, const bv_agent_info *a)
+{
+	struct agent_ls *l = ud;
+	char when[32];
+	time_t t = (time_t)a->created;
+	struct tm tm;
+
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S",
+		 gmtime_r(&t, &tm));
+	if (l->json) {
+		printf("%s\n  {\"name\": ", l->n ? "," : "");
+		json_str(stdout, a->name);
+		printf(", \"created\": %" PRId64 ", \"groups\": [",
+		       a->created);
+		for (uint32_t i = 0; i < a->ngroups; i++) {
+			printf("%s", i ? ", " : "");
+			json_str(stdout, a->groups[i]);
+		}
+		printf("]}");
+	} else {
+		printf("%-24s %s UTC ", a->name, when);
+		for (uint32_t i = 0; i < a->ngroups; i++)
+			printf("%s%s", i ? "," : "", a->groups[i]);
+		printf("\n");
+	}
+	l->n++;
+	return 0;
+}
+
+static int cmd_agent_ls(int argc, char **argv)
+{
+	struct agent_ls l = { 0, 0 };
+	struct optdef defs[] = {
+		{ "json", OPT_FLAG, NULL, &l.json },
+		{ NULL, 0, NULL, NULL },
+	};
+	static const char *const names[] = { "STORE" };
+	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+	bv_store *s = NULL;
+	int npos, rc;
+
+	if (!pos)
+		return op_error("%s", strerror(ENOMEM));
+	rc = parse_opts(argc, argv, defs, pos, &npos);
+	if (!rc)
+		rc = want_pos(npos, pos, 1, 1, names);
+	if (!rc)
+		rc = open_store(pos[0], &s);
+	if (rc)
+		goto out;
+	if (l.json)
+		printf("[");
+	else
+		printf("%-24s %-23s %s\n", "AGENT", "CREATED", "GROUPS");
+	rc = bv_agent_list(s, agent_ls_one, &l);
+	if (l.json)
+		printf("%s]\n", l.n ? "\n" : "");
+	if (rc < 0)
+		rc = store_error(s, rc);
+out:
+	bv_store_close(s);
+	free(pos);
+	return rc == HELP_SHOWN ? 0 : rc;
+}
+
+static int cmd_agent_rm(int argc, char **argv)
+{
+	static const char *const names[] = { "STORE", "NAME" };
+	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+	bv_store *s = NULL;
+	int npos, rc;
+
+	if (!pos)
+		return op_error("%s", strerror(ENOMEM));
+	rc = parse_opts(argc, argv, NULL, pos, &npos);
+	if (!rc)
+		rc = want_pos(npos, pos, 2, 2, names);
+	if (!rc)
+		rc = arg_name("agent name", pos[1]);
+	if (!rc)
+		rc = open_store(pos[0], &s);
+	if (rc)
+		goto out;
+	rc = bv_agent_remove(s, pos[1]);
+	if (rc < 0)
+		rc = store_error(s, rc);
+out:
+	bv_store_close(s);
+	free(pos);
+	return rc == HELP_SHOWN ? 0 : rc;
+}
+
 /* ---- mkstream ------------------------------------------------------- */
 
 struct extent {
@@ -2287,6 +2460,18 @@ static const struct command commands[] = {
 	  "Puts the replicas into group GROUP, whose recovery points hold\n"
 	  "every member. Each replica must still be alone in its own group\n"
 	  "and have no recovery point yet.\n" },
+	{ "agent", "add", cmd_agent_add,
+	  "usage: bvault agent add STORE NAME --group G [--group G...]\n"
+	  "Creates agent NAME, which may read and write the groups named\n"
+	  "(a new replica is in a group of its own name), and prints its\n"
+	  "random secret once, as hex: give it to bvault-agent\n"
+	  "(--secret-file). The secret is not shown again.\n" },
+	{ "agent", "ls", cmd_agent_ls,
+	  "usage: bvault agent ls STORE [--json]\n"
+	  "Lists agents: name, when made, the groups they may use.\n" },
+	{ "agent", "rm", cmd_agent_rm,
+	  "usage: bvault agent rm STORE NAME\n"
+	  "Removes agent NAME: bvaultd refuses it from then on.\n" },
 	{ NULL, "mkstream", cmd_mkstream,
 	  "usage: bvault mkstream IMAGE --replica NAME [--base N] "
 	  "[--extents FILE]\n"
