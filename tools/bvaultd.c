@@ -1,0 +1,950 @@
+/*
+ * bvaultd: the backup server's network front of a store. Host agents
+ * (bvault-agent) connect over TCP or a Unix socket, prove who they are and
+ * stream changed blocks into ingest sessions (tools/PROTOCOL.md).
+ *
+ * One thread runs one io_uring event loop for accept, receive and send;
+ * no socket call blocks it. Frames go to the engine as they arrive: the
+ * engine hashes and compresses on its worker pool (a worker per core) and
+ * writes through io_uring. While the engine works on a frame, the loop
+ * does not receive, so a slow disk slows every sender through TCP's
+ * window, and memory stays at one receive buffer per connection (at most
+ * one frame) plus the engine's bounded session buffers.
+ *
+ * SIGTERM or SIGINT: stop accepting, abort every open session (nothing
+ * half-committed: the engine's invariant 2), close, exit 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "bvault.h"
+#include "proto.h"
+
+#define MAX_CONN 64
+#define MAX_LISTEN 4
+#define RING_DEPTH 256
+#define RX_START (64u << 10)
+#define TX_MAX (2u << 20)
+#define RPS_MAX 65536u
+
+enum { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_SIGNAL };
+enum { CS_HELLO, CS_AUTH, CS_READY };
+
+struct conn {
+	int used;
+	int fd;
+	uint32_t gen;
+	char peer[80];
+	int state;
+	uint8_t *rx;
+	size_t rx_len, rx_cap;
+	uint8_t *tx;
+	size_t tx_len, tx_off;
+	int recv_armed, send_armed;
+	int closing;          /* close once the answer in TX is sent */
+	char name[64];
+	int known;            /* NAME is an agent of the store */
+	bv_agent_info agent;
+	uint8_t secret[BV_AGENT_SECRET];
+	uint8_t nonce[BVP_NONCE];
+	bv_ingest *in;        /* the open session, if any */
+	int nslots;
+	int failed;           /* the session hit an error: only abort */
+	uint16_t fail_code;
+	char fail_msg[512];
+	uint64_t bytes;       /* data bytes of the session */
+};
+
+static struct {
+	bv_store *s;
+	const char *store_path;
+	struct io_uring ring;
+	int lfd[MAX_LISTEN];
+	int nlisten;
+	int sfd;              /* signalfd */
+	struct signalfd_siginfo sig;
+	struct conn conns[MAX_CONN];
+	uint32_t next_gen;
+	int stopping;
+} D;
+
+/* ---- logging ------------------------------------------------------------ */
+
+__attribute__((format(printf, 1, 2)))
+static void logmsg(const char *fmt, ...)
+{
+	char when[32];
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S",
+		 gmtime_r(&ts.tv_sec, &tm));
+	fprintf(stderr, "%s bvaultd: ", when);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* ---- ring plumbing -------------------------------------------------------- */
+
+static uint64_t udata(int op, int idx, uint32_t gen)
+{
+	return (uint64_t)op << 56 | (uint64_t)(uint16_t)idx << 32 | gen;
+}
+
+static struct io_uring_sqe *sqe_get(void)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&D.ring);
+	if (!sqe) {
+		io_uring_submit(&D.ring);
+		sqe = io_uring_get_sqe(&D.ring);
+	}
+	if (!sqe) {
+		logmsg("io_uring submission queue full");
+		exit(1);
+	}
+	return sqe;
+}
+
+static void arm_accept(int li)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+	io_uring_prep_accept(sqe, D.lfd[li], NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, udata(OP_ACCEPT, li, 0));
+}
+
+static void arm_signal(void)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+	io_uring_prep_read(sqe, D.sfd, &D.sig, sizeof D.sig, 0);
+	io_uring_sqe_set_data64(sqe, udata(OP_SIGNAL, 0, 0));
+}
+
+static int conn_index(const struct conn *c)
+{
+	return (int)(c - D.conns);
+}
+
+/* Receives into the free part of RX (grown to hold the frame at its
+ * front, up to the largest frame). */
+static void arm_recv(struct conn *c)
+{
+	if (c->recv_armed || c->send_armed || c->closing || !c->used)
+		return;
+	size_t want = RX_START;
+	if (c->rx_len >= BVP_HDR) {
+		uint32_t len = bvp_get32(c->rx);
+		if (len <= BVP_PAYLOAD_MAX)
+			want = BVP_HDR + (size_t)len;
+	}
+	if (want < c->rx_len + 1)
+		want = c->rx_len + 1;
+	if (want > c->rx_cap) {
+		uint8_t *n = realloc(c->rx, want);
+		if (!n) {
+			logmsg("agent %s (%s): out of memory", c->name,
+			       c->peer);
+			c->closing = 1;
+			return;
+		}
+		c->rx = n;
+		c->rx_cap = want;
+	}
+	struct io_uring_sqe *sqe = sqe_get();
+	io_uring_prep_recv(sqe, c->fd, c->rx + c->rx_len,
+			   c->rx_cap - c->rx_len, 0);
+	io_uring_sqe_set_data64(sqe, udata(OP_RECV, conn_index(c), c->gen));
+	c->recv_armed = 1;
+}
+
+static void arm_send(struct conn *c)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+	io_uring_prep_send(sqe, c->fd, c->tx + c->tx_off,
+			   c->tx_len - c->tx_off, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, udata(OP_SEND, conn_index(c), c->gen));
+	c->send_armed = 1;
+}
+
+/* ---- answers ---------------------------------------------------------------- */
+
+/* Queues one answer frame; it is sent before anything else is read. */
+static void answer(struct conn *c, uint8_t type, const void *p, size_t len)
+{
+	if (len > TX_MAX - BVP_HDR)
+		len = TX_MAX - BVP_HDR;
+	bvp_header(c->tx, type, (uint32_t)len);
+	if (len)
+		memcpy(c->tx + BVP_HDR, p, len);
+	c->tx_len = BVP_HDR + len;
+	c->tx_off = 0;
+	arm_send(c);
+}
+
+__attribute__((format(printf, 3, 4)))
+static void answer_error(struct conn *c, uint16_t code, const char *fmt, ...)
+{
+	uint8_t p[4 + 1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf((char *)p + 4, 1024, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if (n > 1023)
+		n = 1023;
+	bvp_put16(p, code);
+	bvp_put16(p + 2, (uint16_t)n);
+	answer(c, BVP_ERROR, p, 4 + (size_t)n);
+}
+
+/* A protocol error: answered, then the connection closes. */
+static void proto_error(struct conn *c, const char *what)
+{
+	logmsg("agent %s (%s): protocol error: %s; closing", c->name[0] ?
+	       c->name : "?", c->peer, what);
+	answer_error(c, BVP_E_PROTO, "protocol error: %s", what);
+	c->closing = 1;
+}
+
+/* The protocol's code for an engine error. */
+static uint16_t code_of(int rc)
+{
+	switch (rc) {
+	case BV_EBASE:
+		return BVP_E_BASE;
+	case BV_ENOTFOUND:
+		return BVP_E_NOTFOUND;
+	case BV_EBUSY:
+		return BVP_E_BUSY;
+	case BV_EINVAL:
+	case BV_EALIGN:
+	case BV_ERANGE:
+	case BV_EGROUP:
+	case BV_EEXIST:
+		return BVP_E_INVALID;
+	default:
+		return BVP_E_STORAGE;
+	}
+}
+
+/* ---- connections ------------------------------------------------------------- */
+
+static void session_drop(struct conn *c, const char *why)
+{
+	if (!c->in)
+		return;
+	bv_ingest_abort(c->in);
+	c->in = NULL;
+	logmsg("agent %s (%s): session aborted (%s); nothing committed",
+	       c->name, c->peer, why);
+}
+
+static void conn_close(struct conn *c, const char *why)
+{
+	if (!c->used)
+		return;
+	session_drop(c, why);
+	if (c->state == CS_READY || why[0])
+		logmsg("agent %s (%s): disconnected (%s)", c->name[0] ?
+		       c->name : "?", c->peer, why);
+	close(c->fd);
+	free(c->rx);
+	free(c->tx);
+	OPENSSL_cleanse(c->secret, sizeof c->secret);
+	memset(c, 0, sizeof *c);
+}
+
+static void conn_open(int fd)
+{
+	struct conn *c = NULL;
+	for (int i = 0; i < MAX_CONN && !c; i++)
+		if (!D.conns[i].used)
+			c = &D.conns[i];
+	if (!c) {
+		logmsg("refusing a connection: %d connections already",
+		       MAX_CONN);
+		close(fd);
+		return;
+	}
+	memset(c, 0, sizeof *c);
+	c->used = 1;
+	c->fd = fd;
+	c->gen = ++D.next_gen;
+	c->state = CS_HELLO;
+	c->tx = malloc(TX_MAX);
+	if (!c->tx) {
+		close(fd);
+		memset(c, 0, sizeof *c);
+		return;
+	}
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	snprintf(c->peer, sizeof c->peer, "local");
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)) {
+		char host[64], port[16];
+		if (!getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host,
+				 port, sizeof port,
+				 NI_NUMERICHOST | NI_NUMERICSERV))
+			snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	}
+	arm_recv(c);
+}
+
+/* ---- the messages ------------------------------------------------------------ */
+
+static void on_hello(struct conn *c, struct bvp_rd *r)
+{
+	const uint8_t *magic = bvp_take(r, 8);
+	uint16_t ver = bvp_u16(r);
+	bvp_name(r, c->name);
+	if (r->bad || r->left || memcmp(magic, BVP_MAGIC, 8))
+		return proto_error(c, "a malformed HELLO");
+	if (ver != BVP_VERSION) {
+		logmsg("agent %s (%s): protocol version %u refused", c->name,
+		       c->peer, ver);
+		answer_error(c, BVP_E_PROTO, "protocol version %u is not "
+			     "supported (this server speaks %u)", ver,
+			     BVP_VERSION);
+		c->closing = 1;
+		return;
+	}
+	/* An unknown name gets a challenge too: the answer to AUTH is the
+	 * same whichever part was wrong. */
+	c->known = bv_agent_get(D.s, c->name, &c->agent, c->secret) == 0;
+	if (getrandom(c->nonce, sizeof c->nonce, 0) != sizeof c->nonce) {
+		logmsg("no random bytes for a challenge: %s", strerror(errno));
+		c->closing = 1;
+		return;
+	}
+	c->state = CS_AUTH;
+	answer(c, BVP_CHALLENGE, c->nonce, sizeof c->nonce);
+}
+
+static void on_auth(struct conn *c, struct bvp_rd *r)
+{
+	const uint8_t *proof = bvp_take(r, BVP_MAC);
+	uint8_t msg[sizeof BVP_AUTH_LABEL - 1 + BVP_NONCE + 64];
+	uint8_t mac[EVP_MAX_MD_SIZE];
+	unsigned maclen = 0;
+	size_t ml = 0, nl = strlen(c->name);
+
+	if (r->bad || r->left)
+		return proto_error(c, "a malformed AUTH");
+	memcpy(msg, BVP_AUTH_LABEL, sizeof BVP_AUTH_LABEL - 1);
+	ml += sizeof BVP_AUTH_LABEL - 1;
+	memcpy(msg + ml, c->nonce, BVP_NONCE);
+	ml += BVP_NONCE;
+	memcpy(msg + ml, c->name, nl);
+	ml += nl;
+	/* Same work for an unknown name (its key is all zeros). */
+	if (!HMAC(EVP_sha256(), c->secret, BV_AGENT_SECRET, msg, ml, mac,
+		  &maclen) || maclen != BVP_MAC ||
+	    CRYPTO_memcmp(mac, proof, BVP_MAC) != 0 || !c->known) {
+		logmsg("authentication failed: agent name '%s' from %s",
+		       c->name, c->peer);
+		answer_error(c, BVP_E_AUTH, "authentication failed");
+		c->closing = 1;
+		return;
+	}
+	c->state = CS_READY;
+	logmsg("agent %s (%s): authenticated", c->name, c->peer);
+	answer(c, BVP_OK, NULL, 0);
+}
+
+static void on_begin(struct conn *c, struct bvp_rd *r)
+{
+	if (r->left)
+		return proto_error(c, "a malformed BEGIN");
+	if (c->in) {
+		answer_error(c, BVP_E_INVALID, "a session is open already on "
+			     "this connection");
+		return;
+	}
+	if (D.stopping) {
+		answer_error(c, BVP_E_BUSY, "the server is shutting down");
+		return;
+	}
+	int rc = bv_ingest_begin(D.s, &c->in);
+	if (rc < 0) {
+		c->in = NULL;
+		answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
+		return;
+	}
+	c->nslots = 0;
+	c->failed = 0;
+	c->bytes = 0;
+	answer(c, BVP_OK, NULL, 0);
+}
+
+/* The group the agent needs for replica NAME (an existing replica's, or
+ * for one to be created, the group of its own name). */
+static int group_of(const char *name, char group[64])
+{
+	bv_replica_info ri;
+	int rc = bv_replica_info_get(D.s, name, &ri);
+	if (rc == 0)
+		snprintf(group, 64, "%s", ri.group);
+	else
+		snprintf(group, 64, "%s", name);
+	return rc;
+}
+
+static void on_add(struct conn *c, struct bvp_rd *r)
+{
+	uint64_t base = bvp_u64(r), size = bvp_u64(r);
+	char name[64], group[64];
+	uint8_t out[4];
+
+	bvp_name(r, name);
+	if (r->bad || r->left)
+		return proto_error(c, "a malformed ADD");
+	if (!c->in) {
+		answer_error(c, BVP_E_INVALID, "ADD outside a session");
+		return;
+	}
+	int rc = group_of(name, group);
+	if (rc && rc != BV_ENOTFOUND) {
+		answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
+		return;
+	}
+	if (!bv_agent_may(&c->agent, group)) {
+		logmsg("agent %s (%s): denied: replica %s (group %s)", c->name,
+		       c->peer, name, group);
+		answer_error(c, BVP_E_DENIED, "agent %s may not write group %s "
+			     "(replica %s)", c->name, group, name);
+		return;
+	}
+	int slot = bv_ingest_add(c->in, name, base, size);
+	if (slot < 0) {
+		answer_error(c, code_of(slot), "%s", bv_store_error(D.s));
+		return;
+	}
+	c->nslots = slot + 1 > c->nslots ? slot + 1 : c->nslots;
+	bvp_put32(out, (uint32_t)slot);
+	answer(c, BVP_OK, out, sizeof out);
+}
+
+/* A change record failed: the session keeps only the error, which the
+ * answer to COMMIT carries. */
+static void change_failed(struct conn *c, int rc)
+{
+	if (c->failed)
+		return;
+	c->failed = 1;
+	c->fail_code = code_of(rc);
+	snprintf(c->fail_msg, sizeof c->fail_msg, "%s", bv_store_error(D.s));
+	logmsg("agent %s (%s): %s", c->name, c->peer, c->fail_msg);
+}
+
+static void on_change(struct conn *c, uint8_t type, struct bvp_rd *r)
+{
+	uint32_t slot = bvp_u32(r);
+	uint64_t off = bvp_u64(r), arg = 0;
+	int rc = 0;
+
+	if (type == BVP_ZERO)
+		arg = bvp_u64(r);
+	if (r->bad || (type != BVP_DATA && r->left) ||
+	    (type == BVP_DATA && (r->left == 0 || r->left > BVP_DATA_MAX)))
+		return proto_error(c, "a malformed change record");
+	if (!c->in)
+		return proto_error(c, "a change record outside a session");
+	if (slot >= (uint32_t)c->nslots)
+		return proto_error(c, "a change record for a slot never added");
+	if (c->failed)
+		return;
+	if (type == BVP_DATA) {
+		rc = bv_ingest_write(c->in, (int)slot, off, r->p, r->left);
+		c->bytes += r->left;
+	} else if (type == BVP_ZERO) {
+		rc = bv_ingest_zero(c->in, (int)slot, off, arg);
+	} else {
+		rc = bv_ingest_resize(c->in, (int)slot, off);
+	}
+	if (rc < 0)
+		change_failed(c, rc);
+}
+
+static void on_commit(struct conn *c, struct bvp_rd *r)
+{
+	bv_commit_opts o = { 0 };
+	char label[BV_LABEL_MAX + 1];
+	uint8_t out[8];
+	uint64_t rp = 0;
+
+	o.make_rp = bvp_u8(r);
+	o.consistency = bvp_u8(r);
+	o.time = (int64_t)bvp_u64(r);
+	uint8_t ll = bvp_u8(r);
+	const uint8_t *lp = ll ? bvp_take(r, ll) : NULL;
+	if (r->bad || r->left || o.make_rp > 1 || o.consistency > 1 ||
+	    ll > BV_LABEL_MAX)
+		return proto_error(c, "a malformed COMMIT");
+	if (!c->in) {
+		answer_error(c, BVP_E_INVALID, "COMMIT outside a session");
+		return;
+	}
+	if (lp)
+		memcpy(label, lp, ll);
+	label[ll] = 0;
+	o.label = ll ? label : NULL;
+	if (c->failed) {
+		session_drop(c, "a change record failed");
+		answer_error(c, c->fail_code, "%s", c->fail_msg);
+		return;
+	}
+	bv_ingest *in = c->in;
+	c->in = NULL;
+	int rc = bv_ingest_commit(in, &o, &rp);
+	if (rc < 0) {
+		logmsg("agent %s (%s): commit failed: %s", c->name, c->peer,
+		       bv_store_error(D.s));
+		answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
+		return;
+	}
+	logmsg("agent %s (%s): committed %d replica%s, %" PRIu64 " data "
+	       "bytes, RP %" PRIu64, c->name, c->peer, c->nslots,
+	       c->nslots == 1 ? "" : "s", c->bytes, rp);
+	bvp_put64(out, rp);
+	answer(c, BVP_OK, out, sizeof out);
+}
+
+static void on_abort(struct conn *c, struct bvp_rd *r)
+{
+	if (r->left)
+		return proto_error(c, "a malformed ABORT");
+	session_drop(c, "the agent aborted it");
+	answer(c, BVP_OK, NULL, 0);
+}
+
+struct rps_walk {
+	uint8_t *p;
+	size_t n, cap;
+	uint64_t latest;
+};
+
+static int rps_one(void *ud, const bv_rp_info *rp)
+{
+	struct rps_walk *w = ud;
+	if (w->n < w->cap) {
+		uint8_t *q = w->p + 8 + 8 + 4 + w->n * 17;
+		bvp_put64(q, rp->number);
+		bvp_put64(q + 8, (uint64_t)rp->time);
+		q[16] = (uint8_t)rp->consistency;
+		w->n++;
+	}
+	if (rp->number > w->latest)
+		w->latest = rp->number;
+	return 0;
+}
+
+static void on_rps(struct conn *c, struct bvp_rd *r)
+{
+	char name[64], group[64];
+	bv_replica_info ri;
+
+	bvp_name(r, name);
+	if (r->bad || r->left)
+		return proto_error(c, "a malformed RPS");
+	int rc = bv_replica_info_get(D.s, name, &ri);
+	int is_rep = rc == 0;
+	if (rc && rc != BV_ENOTFOUND) {
+		answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
+		return;
+	}
+	snprintf(group, sizeof group, "%s", is_rep ? ri.group : name);
+	if (!bv_agent_may(&c->agent, group)) {
+		logmsg("agent %s (%s): denied: RPs of %s (group %s)", c->name,
+		       c->peer, name, group);
+		answer_error(c, BVP_E_DENIED, "agent %s may not read group %s",
+			     c->name, group);
+		return;
+	}
+	/* The answer is built in the send buffer's payload area. */
+	static uint8_t buf[TX_MAX];
+	struct rps_walk w = { buf, 0, (TX_MAX - 64) / 17, 0 };
+	if (w.cap > RPS_MAX)
+		w.cap = RPS_MAX;
+	rc = bv_rp_list(D.s, name, rps_one, &w);
+	if (rc < 0) {
+		if (rc == BV_ENOTFOUND)
+			answer_error(c, BVP_E_NOTFOUND, "no replica or group "
+				     "named %s", name);
+		else
+			answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
+		return;
+	}
+	bvp_put64(buf, w.latest);
+	bvp_put64(buf + 8, is_rep ? ri.size : 0);
+	bvp_put32(buf + 16, (uint32_t)w.n);
+	answer(c, BVP_OK, buf, 20 + w.n * 17);
+}
+
+/* Handles one frame. */
+static void on_frame(struct conn *c, uint8_t type, const uint8_t *p,
+		     size_t len)
+{
+	struct bvp_rd r = { p, len, 0 };
+
+	if (c->state == CS_HELLO) {
+		if (type != BVP_HELLO)
+			return proto_error(c, "expected HELLO");
+		return on_hello(c, &r);
+	}
+	if (c->state == CS_AUTH) {
+		if (type != BVP_AUTH)
+			return proto_error(c, "expected AUTH");
+		return on_auth(c, &r);
+	}
+	switch (type) {
+	case BVP_BEGIN:
+		return on_begin(c, &r);
+	case BVP_ADD:
+		return on_add(c, &r);
+	case BVP_DATA:
+	case BVP_ZERO:
+	case BVP_RESIZE:
+		return on_change(c, type, &r);
+	case BVP_COMMIT:
+		return on_commit(c, &r);
+	case BVP_ABORT:
+		return on_abort(c, &r);
+	case BVP_RPS:
+		return on_rps(c, &r);
+	default:
+		return proto_error(c, "an unknown message type");
+	}
+}
+
+/* Handles every whole frame in RX, until an answer waits to be sent. */
+static void drain_frames(struct conn *c)
+{
+	size_t off = 0;
+
+	while (!c->send_armed && !c->closing && c->rx_len - off >= BVP_HDR) {
+		const uint8_t *h = c->rx + off;
+		uint32_t len = bvp_get32(h);
+		if (len > BVP_PAYLOAD_MAX) {
+			proto_error(c, "a frame larger than the limit");
+			break;
+		}
+		if (h[5] || h[6] || h[7]) {
+			proto_error(c, "nonzero flags or reserved bytes");
+			break;
+		}
+		if (c->rx_len - off < BVP_HDR + (size_t)len)
+			break;
+		on_frame(c, h[4], h + BVP_HDR, len);
+		off += BVP_HDR + (size_t)len;
+	}
+	if (off) {
+		memmove(c->rx, c->rx + off, c->rx_len - off);
+		c->rx_len -= off;
+	}
+}
+
+/* ---- the loop --------------------------------------------------------------- */
+
+static void on_cqe(struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	int op = (int)(ud >> 56), idx = (int)(ud >> 32 & 0xffff);
+	uint32_t gen = (uint32_t)ud;
+	int res = cqe->res;
+
+	if (op == OP_SIGNAL) {
+		if (res == (int)sizeof D.sig) {
+			logmsg("signal %u: stopping", D.sig.ssi_signo);
+			D.stopping = 1;
+		} else {
+			arm_signal();
+		}
+		return;
+	}
+	if (op == OP_ACCEPT) {
+		if (res >= 0)
+			conn_open(res);
+		else if (res != -EINTR && res != -ECANCELED)
+			logmsg("accept: %s", strerror(-res));
+		if (!D.stopping)
+			arm_accept(idx);
+		return;
+	}
+	if (idx < 0 || idx >= MAX_CONN)
+		return;
+	struct conn *c = &D.conns[idx];
+	if (!c->used || c->gen != gen)
+		return; /* a completion for a connection closed since */
+	if (op == OP_RECV) {
+		c->recv_armed = 0;
+		if (res <= 0) {
+			conn_close(c, res == 0 ? "closed by the agent" :
+				   strerror(-res));
+			return;
+		}
+		c->rx_len += (size_t)res;
+		drain_frames(c);
+	} else if (op == OP_SEND) {
+		c->send_armed = 0;
+		if (res < 0) {
+			conn_close(c, strerror(-res));
+			return;
+		}
+		c->tx_off += (size_t)res;
+		if (c->tx_off < c->tx_len) {
+			arm_send(c);
+			return;
+		}
+		c->tx_len = c->tx_off = 0;
+		if (c->closing) {
+			conn_close(c, "");
+			return;
+		}
+		drain_frames(c);
+	}
+	if (c->closing && !c->send_armed && !c->recv_armed) {
+		conn_close(c, "");
+		return;
+	}
+	arm_recv(c);
+}
+
+/* ---- start-up ----------------------------------------------------------------- */
+
+static int listen_tcp(const char *spec)
+{
+	char host[256];
+	const char *colon = strrchr(spec, ':');
+	const char *port = colon ? colon + 1 : BVP_DEFAULT_PORT;
+	size_t hl = colon ? (size_t)(colon - spec) : strlen(spec);
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE }, *ai = NULL;
+
+	if (hl >= sizeof host) {
+		fprintf(stderr, "bvaultd: --listen %s: host too long\n", spec);
+		return -1;
+	}
+	memcpy(host, spec, hl);
+	host[hl] = 0;
+	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+		memmove(host, host + 1, hl - 2);
+		host[hl - 2] = 0;
+	}
+	int e = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+	if (e) {
+		fprintf(stderr, "bvaultd: --listen %s: %s\n", spec,
+			gai_strerror(e));
+		return -1;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 128)) {
+		fprintf(stderr, "bvaultd: --listen %s: %s\n", spec,
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return -1;
+	}
+	freeaddrinfo(ai);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	char h[64] = "?", p[16] = "?";
+	if (!getsockname(fd, (struct sockaddr *)&ss, &sl))
+		getnameinfo((struct sockaddr *)&ss, sl, h, sizeof h, p,
+			    sizeof p, NI_NUMERICHOST | NI_NUMERICSERV);
+	logmsg("listening on %s port %s", h, p);
+	return fd;
+}
+
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+
+	if (strlen(path) >= sizeof sa.sun_path) {
+		fprintf(stderr, "bvaultd: --unix %s: path too long\n", path);
+		return -1;
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			fprintf(stderr, "bvaultd: --unix %s: exists and is not "
+				"a socket\n", path);
+			return -1;
+		}
+		unlink(path); /* a socket left by an earlier run */
+	}
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) ||
+	    listen(fd, 128)) {
+		fprintf(stderr, "bvaultd: --unix %s: %s\n", path,
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	logmsg("listening on %s", path);
+	return fd;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: bvaultd STORE [--listen HOST:PORT] [--unix PATH] "
+		   "[--workers N]\n"
+		   "Serves the store to bvault-agent (tools/PROTOCOL.md). "
+		   "Without --listen or\n--unix it listens on 127.0.0.1:%s. "
+		   "Foreground; logs to stderr; SIGTERM or\nSIGINT aborts "
+		   "open sessions and exits.\n", BVP_DEFAULT_PORT);
+}
+
+int main(int argc, char **argv)
+{
+	const char *store = NULL, *listen_spec[MAX_LISTEN], *unix_path = NULL;
+	int nl = 0;
+	unsigned workers = 0;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			return 0;
+		}
+		if ((!strcmp(a, "--listen") || !strcmp(a, "--unix") ||
+		     !strcmp(a, "--workers")) && i + 1 >= argc) {
+			fprintf(stderr, "bvaultd: %s needs a value\n", a);
+			return 2;
+		}
+		if (!strcmp(a, "--listen")) {
+			if (nl == MAX_LISTEN - 1) {
+				fprintf(stderr, "bvaultd: too many --listen\n");
+				return 2;
+			}
+			listen_spec[nl++] = argv[++i];
+		} else if (!strcmp(a, "--unix")) {
+			unix_path = argv[++i];
+		} else if (!strcmp(a, "--workers")) {
+			char *end;
+			unsigned long w = strtoul(argv[++i], &end, 10);
+			if (*end || w == 0 || w > 64) {
+				fprintf(stderr, "bvaultd: --workers %s: not a "
+					"number from 1 to 64\n", argv[i]);
+				return 2;
+			}
+			workers = (unsigned)w;
+		} else if (a[0] == '-') {
+			fprintf(stderr, "bvaultd: unknown option '%s'\n", a);
+			usage(stderr);
+			return 2;
+		} else if (!store) {
+			store = a;
+		} else {
+			fprintf(stderr, "bvaultd: one STORE only ('%s')\n", a);
+			return 2;
+		}
+	}
+	if (!store) {
+		usage(stderr);
+		return 2;
+	}
+	if (!nl && !unix_path)
+		listen_spec[nl++] = "127.0.0.1:" BVP_DEFAULT_PORT;
+
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	D.sfd = signalfd(-1, &ss, SFD_CLOEXEC);
+
+	bv_open_opts oo = { .workers = workers };
+	int rc = bv_store_open(store, &oo, &D.s);
+	if (rc < 0) {
+		fprintf(stderr, "bvaultd: %s\n", D.s ? bv_store_error(D.s) :
+			bv_strerror(rc));
+		bv_store_close(D.s);
+		return 1;
+	}
+	D.store_path = store;
+	for (int i = 0; i < nl; i++)
+		if ((D.lfd[D.nlisten++] = listen_tcp(listen_spec[i])) < 0)
+			goto fail;
+	if (unix_path && (D.lfd[D.nlisten++] = listen_unix(unix_path)) < 0)
+		goto fail;
+	if ((rc = io_uring_queue_init(RING_DEPTH, &D.ring, 0)) < 0) {
+		fprintf(stderr, "bvaultd: io_uring: %s\n", strerror(-rc));
+		goto fail;
+	}
+	for (int i = 0; i < D.nlisten; i++)
+		arm_accept(i);
+	arm_signal();
+	logmsg("serving store %s", store);
+
+	while (!D.stopping) {
+		struct io_uring_cqe *cqe;
+		rc = io_uring_submit_and_wait(&D.ring, 1);
+		if (rc < 0 && rc != -EINTR) {
+			logmsg("io_uring: %s", strerror(-rc));
+			break;
+		}
+		unsigned head, n = 0;
+		io_uring_for_each_cqe(&D.ring, head, cqe) {
+			on_cqe(cqe);
+			n++;
+		}
+		io_uring_cq_advance(&D.ring, n);
+	}
+
+	int open_sessions = 0;
+	for (int i = 0; i < MAX_CONN; i++) {
+		open_sessions += D.conns[i].in != NULL;
+		conn_close(&D.conns[i], "the server stopped");
+	}
+	logmsg("stopped (%d open session%s aborted)", open_sessions,
+	       open_sessions == 1 ? "" : "s");
+	io_uring_queue_exit(&D.ring);
+	for (int i = 0; i < D.nlisten; i++)
+		close(D.lfd[i]);
+	if (unix_path)
+		unlink(unix_path);
+	bv_store_close(D.s);
+	return 0;
+fail:
+	for (int i = 0; i < D.nlisten; i++)
+		if (D.lfd[i] >= 0)
+			close(D.lfd[i]);
+	bv_store_close(D.s);
+	return 1;
+}
