@@ -1,0 +1,695 @@
+/*
+ * bvault-agent: runs on a protected host and sends the changes of one or
+ * more disks to bvaultd (tools/PROTOCOL.md), as one atomic recovery point
+ * of their group.
+ *
+ * Change sources (one per run):
+ *   --full          everything that may hold data (holes skipped; the
+ *                   replica's holes are zeroed when it exists already);
+ *   --bitmap NAME   the ranges a QEMU dirty bitmap marks, read from the
+ *                   NBD export's qemu:dirty-bitmap:NAME context;
+ *   --extents FILE  "OFFSET LENGTH" lines from any change tracker.
+ * Reads go through the source module (tools/source.h) with many requests
+ * in flight; whole 64 KiB blocks of zeros go as ZERO records, not bytes.
+ * Any failure aborts the session: nothing of this run is committed.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "proto.h"
+#include "source.h"
+
+#define MAX_DISKS 64
+#define PIECE (4u << 20)         /* one DATA frame at most */
+#define READ_BATCH 8             /* pieces read at once */
+#define ZBLOCK 65536u            /* zero test unit */
+
+enum { MODE_NONE, MODE_FULL, MODE_BITMAP, MODE_EXTENTS };
+
+struct disk {
+	char name[64];
+	const char *spec;
+	struct bv_source *src;
+	uint32_t slot;
+	uint64_t size;            /* the source's size */
+	uint64_t rep_size;        /* the replica's at its head (0: new) */
+	int exists;
+};
+
+static struct {
+	int fd;
+	const char *server, *unix_path, *name, *secret_file;
+	const char *bitmap, *extents_file, *label, *base_arg;
+	int mode, consistency, no_rp, verbose;
+	uint64_t bandwidth;       /* bytes per second, 0: no limit */
+	struct disk disks[MAX_DISKS];
+	int ndisks;
+	uint8_t *frame;           /* header + payload of the frame to send */
+	uint8_t *rbuf;            /* READ_BATCH pieces */
+	uint64_t sent_data, sent_zero;
+	double t_start, sent_until; /* bandwidth pacing */
+} A;
+
+__attribute__((format(printf, 1, 2), noreturn))
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "bvault-agent: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- the connection ---------------------------------------------------------- */
+
+static void send_all(const void *p, size_t n)
+{
+	const uint8_t *q = p;
+	while (n) {
+		ssize_t k = send(A.fd, q, n, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			die("sending to the server: %s", k < 0 ?
+			    strerror(errno) : "connection closed");
+		q += k;
+		n -= (size_t)k;
+	}
+}
+
+static void recv_all(void *p, size_t n)
+{
+	uint8_t *q = p;
+	while (n) {
+		ssize_t k = recv(A.fd, q, n, 0);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			die("the server closed the connection%s%s",
+			    k < 0 ? ": " : "", k < 0 ? strerror(errno) : "");
+		q += k;
+		n -= (size_t)k;
+	}
+}
+
+/* Sends a frame of TYPE whose payload is at A.frame + BVP_HDR, pacing
+ * it to --bandwidth. */
+static void send_frame(uint8_t type, size_t len)
+{
+	bvp_header(A.frame, type, (uint32_t)len);
+	if (A.bandwidth) {
+		double t = now();
+		if (A.sent_until < t)
+			A.sent_until = t;
+		A.sent_until += (double)(BVP_HDR + len) / (double)A.bandwidth;
+		double wait = A.sent_until - t;
+		if (wait > 0) {
+			struct timespec ts = { (time_t)wait,
+					       (long)((wait - (double)(time_t)wait) *
+						      1e9) };
+			nanosleep(&ts, NULL);
+		}
+	}
+	send_all(A.frame, BVP_HDR + len);
+}
+
+/* Waits for the answer to a request: OK's payload into OUT (up to CAP
+ * bytes; its length returned), or ERROR: CODE and MSG set, -1 returned. */
+static long get_answer(uint8_t *out, size_t cap, uint16_t *code, char *msg,
+		       size_t msgcap)
+{
+	uint8_t h[BVP_HDR];
+	recv_all(h, sizeof h);
+	uint32_t len = bvp_get32(h);
+	if (len > BVP_PAYLOAD_MAX)
+		die("the server sent a frame of %u bytes", len);
+	uint8_t *p = malloc(len ? len : 1);
+	if (!p)
+		die("out of memory");
+	recv_all(p, len);
+	long rc;
+	if (h[4] == BVP_ERROR) {
+		struct bvp_rd r = { p, len, 0 };
+		*code = bvp_u16(&r);
+		uint16_t ml = bvp_u16(&r);
+		const uint8_t *m = bvp_take(&r, ml);
+		snprintf(msg, msgcap, "%.*s", m ? (int)ml : 0,
+			 m ? (const char *)m : "");
+		rc = -1;
+	} else if (h[4] == BVP_OK || h[4] == BVP_CHALLENGE) {
+		if (len > cap)
+			die("the server's answer is %u bytes, expected at most "
+			    "%zu", len, cap);
+		memcpy(out, p, len);
+		rc = (long)len;
+	} else {
+		die("the server sent message type 0x%02x", h[4]);
+	}
+	free(p);
+	return rc;
+}
+
+/* A request that must succeed; its answer's payload into OUT. */
+static long must_answer(uint8_t *out, size_t cap, const char *what)
+{
+	uint16_t code = 0;
+	char msg[1100];
+	long n = get_answer(out, cap, &code, msg, sizeof msg);
+	if (n >= 0)
+		return n;
+	if (code == BVP_E_BASE)
+		die("%s: %s\nThe replica has moved on from the base this run "
+		    "starts from: a consistency check is needed (run "
+		    "bvault-agent --compare, or --full).", what, msg);
+	die("%s: %s", what, msg);
+}
+
+static void connect_server(void)
+{
+	if (A.unix_path) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		if (strlen(A.unix_path) >= sizeof sa.sun_path)
+			die("--unix %s: path too long", A.unix_path);
+		strcpy(sa.sun_path, A.unix_path);
+		A.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (A.fd < 0 || connect(A.fd, (struct sockaddr *)&sa, sizeof sa))
+			die("cannot connect to %s: %s", A.unix_path,
+			    strerror(errno));
+		return;
+	}
+	char host[256];
+	const char *colon = strrchr(A.server, ':');
+	const char *port = colon ? colon + 1 : BVP_DEFAULT_PORT;
+	size_t hl = colon ? (size_t)(colon - A.server) : strlen(A.server);
+	if (hl >= sizeof host)
+		die("--server %s: host too long", A.server);
+	memcpy(host, A.server, hl);
+	host[hl] = 0;
+	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+		memmove(host, host + 1, hl - 2);
+		host[hl - 2] = 0;
+	}
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai, *p;
+	int e = getaddrinfo(host, port, &hints, &ai);
+	if (e)
+		die("--server %s: %s", A.server, gai_strerror(e));
+	A.fd = -1;
+	for (p = ai; p && A.fd < 0; p = p->ai_next) {
+		A.fd = socket(p->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (A.fd >= 0 && connect(A.fd, p->ai_addr, p->ai_addrlen)) {
+			close(A.fd);
+			A.fd = -1;
+		}
+	}
+	freeaddrinfo(ai);
+	if (A.fd < 0)
+		die("cannot connect to %s: %s", A.server, strerror(errno));
+	int one = 1;
+	setsockopt(A.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void read_secret(uint8_t key[32])
+{
+	FILE *f = fopen(A.secret_file, "r");
+	char hex[128] = "";
+	if (!f)
+		die("--secret-file %s: %s", A.secret_file, strerror(errno));
+	if (!fgets(hex, sizeof hex, f))
+		hex[0] = 0;
+	fclose(f);
+	size_t n = strcspn(hex, "\r\n");
+	hex[n] = 0;
+	if (n != 64)
+		die("--secret-file %s: not a secret (64 hex digits, as "
+		    "'bvault agent add' prints it)", A.secret_file);
+	for (int i = 0; i < 32; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			die("--secret-file %s: not hex", A.secret_file);
+		key[i] = (uint8_t)v;
+	}
+}
+
+static void authenticate(void)
+{
+	uint8_t key[32], nonce[BVP_NONCE], msg[256], mac[EVP_MAX_MD_SIZE];
+	uint8_t *p = A.frame + BVP_HDR;
+	size_t nl = strlen(A.name), ml = 0;
+	unsigned maclen = 0;
+
+	read_secret(key);
+	memcpy(p, BVP_MAGIC, 8);
+	bvp_put16(p + 8, BVP_VERSION);
+	p[10] = (uint8_t)nl;
+	memcpy(p + 11, A.name, nl);
+	send_frame(BVP_HELLO, 11 + nl);
+	if (must_answer(nonce, sizeof nonce, "hello") != BVP_NONCE)
+		die("the server's challenge is not %d bytes", BVP_NONCE);
+	memcpy(msg, BVP_AUTH_LABEL, sizeof BVP_AUTH_LABEL - 1);
+	ml = sizeof BVP_AUTH_LABEL - 1;
+	memcpy(msg + ml, nonce, BVP_NONCE);
+	ml += BVP_NONCE;
+	memcpy(msg + ml, A.name, nl);
+	ml += nl;
+	if (!HMAC(EVP_sha256(), key, sizeof key, msg, ml, mac, &maclen) ||
+	    maclen != BVP_MAC)
+		die("HMAC-SHA256 failed");
+	memset(key, 0, sizeof key);
+	memcpy(A.frame + BVP_HDR, mac, BVP_MAC);
+	send_frame(BVP_AUTH, BVP_MAC);
+	must_answer(NULL, 0, "authentication");
+}
+
+/* ---- sending changes ------------------------------------------------------------ */
+
+static void send_zero(struct disk *d, uint64_t off, uint64_t len)
+{
+	uint8_t *p = A.frame + BVP_HDR;
+	bvp_put32(p, d->slot);
+	bvp_put64(p + 4, off);
+	bvp_put64(p + 12, len);
+	send_frame(BVP_ZERO, 20);
+	A.sent_zero += len;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+	static const uint8_t z[ZBLOCK];
+	while (n) {
+		size_t k = n < ZBLOCK ? n : ZBLOCK;
+		if (memcmp(p, z, k))
+			return 0;
+		p += k;
+		n -= k;
+	}
+	return 1;
+}
+
+/* Sends BUF (LEN bytes of disk D at OFF): runs of whole zero blocks as
+ * ZERO records, the rest as DATA frames. */
+static void send_piece(struct disk *d, const uint8_t *buf, uint64_t off,
+		       size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		size_t j = i;
+		int zero = all_zero(buf + i, len - i < ZBLOCK ? len - i :
+					     ZBLOCK);
+		while (j < len) {
+			size_t k = len - j < ZBLOCK ? len - j : ZBLOCK;
+			if (all_zero(buf + j, k) != zero)
+				break;
+			j += k;
+		}
+		if (zero) {
+			send_zero(d, off + i, j - i);
+		} else {
+			uint8_t *p = A.frame + BVP_HDR;
+			bvp_put32(p, d->slot);
+			bvp_put64(p + 4, off + i);
+			memcpy(p + 12, buf + i, j - i);
+			send_frame(BVP_DATA, 12 + (j - i));
+			A.sent_data += j - i;
+		}
+		i = j;
+	}
+}
+
+/* Pieces of extents waiting to be read, in order. */
+struct pending {
+	struct disk *d;
+	struct bv_source_read r[READ_BATCH];
+	int n;
+};
+
+static void flush_reads(struct pending *pq)
+{
+	if (!pq->n)
+		return;
+	if (bv_source_read_many(pq->d->src, pq->r, (size_t)pq->n))
+		die("reading %s: %s", pq->d->spec,
+		    bv_source_error(pq->d->src));
+	for (int i = 0; i < pq->n; i++)
+		send_piece(pq->d, pq->r[i].buf, pq->r[i].off, pq->r[i].len);
+	pq->n = 0;
+}
+
+struct walk {
+	struct disk *d;
+	struct pending pq;
+	uint64_t pos;            /* --full: end of what was handled */
+};
+
+/* Reads and sends [OFF, OFF+LEN) of the walk's disk in pieces. */
+static int send_range(void *ud, uint64_t off, uint64_t len)
+{
+	struct walk *w = ud;
+	/* Whole 512-byte sectors: bitmaps and file systems give more. */
+	uint64_t end = (off + len + 511) & ~(uint64_t)511;
+	off &= ~(uint64_t)511;
+	if (end > w->d->size)
+		end = w->d->size;
+	if (w->d->exists && A.mode == MODE_FULL && off > w->pos)
+		send_zero(w->d, w->pos, off - w->pos);
+	for (uint64_t o = off; o < end;) {
+		size_t n = end - o < PIECE ? (size_t)(end - o) : PIECE;
+		if (w->pq.n == READ_BATCH)
+			flush_reads(&w->pq);
+		struct bv_source_read *r = &w->pq.r[w->pq.n];
+		r->buf = A.rbuf + (size_t)w->pq.n * PIECE;
+		r->len = n;
+		r->off = o;
+		r->res = 0;
+		w->pq.n++;
+		o += n;
+	}
+	if (end > w->pos)
+		w->pos = end;
+	return 0;
+}
+
+static void send_extents_file(struct walk *w)
+{
+	FILE *f = fopen(A.extents_file, "r");
+	char line[256];
+	unsigned ln = 0;
+	if (!f)
+		die("--extents %s: %s", A.extents_file, strerror(errno));
+	while (fgets(line, sizeof line, f)) {
+		uint64_t off, len;
+		char extra;
+		ln++;
+		char *p = line + strspn(line, " \t");
+		if (*p == '#' || *p == '\n' || *p == 0)
+			continue;
+		if (sscanf(p, "%" SCNu64 " %" SCNu64 " %c", &off, &len,
+			   &extra) != 2)
+			die("--extents %s line %u: not \"OFFSET LENGTH\"",
+			    A.extents_file, ln);
+		if (off > w->d->size || len > w->d->size - off)
+			die("--extents %s line %u: %" PRIu64 "+%" PRIu64
+			    " runs past the end of %s (%" PRIu64 " bytes)",
+			    A.extents_file, ln, off, len, w->d->spec,
+			    w->d->size);
+		if (len)
+			send_range(w, off, len);
+	}
+	fclose(f);
+}
+
+static void send_disk(struct disk *d)
+{
+	struct walk w = { .d = d };
+	int rc = 0;
+
+	w.pq.d = d;
+	if (d->exists && d->rep_size != d->size) {
+		uint8_t *p = A.frame + BVP_HDR;
+		bvp_put32(p, d->slot);
+		bvp_put64(p + 4, d->size);
+		send_frame(BVP_RESIZE, 12);
+	}
+	if (A.mode == MODE_FULL)
+		rc = bv_source_data_extents(d->src, 0, d->size, send_range, &w);
+	else if (A.mode == MODE_BITMAP)
+		rc = bv_source_dirty_extents(d->src, 0, d->size, send_range,
+					     &w);
+	else
+		send_extents_file(&w);
+	if (rc)
+		die("%s: %s", d->spec, bv_source_error(d->src));
+	flush_reads(&w.pq);
+	if (A.mode == MODE_FULL && d->exists && w.pos < d->size)
+		send_zero(d, w.pos, d->size - w.pos);
+}
+
+/* ---- main ---------------------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: bvault-agent (--server HOST:PORT | --unix PATH) --name AGENT\n"
+"                    --secret-file FILE --disk NAME=SOURCE [--disk ...]\n"
+"                    (--full | --bitmap NAME | --extents FILE)\n"
+"                    [--base N|latest] [--label L] [--consistency app|crash]\n"
+"                    [--no-rp] [--bandwidth RATE] [-v]\n"
+"Sends the changes of each disk (replica NAME, read from SOURCE: a file, a\n"
+"block device or an NBD URI) to bvaultd in one session: one atomic RP of\n"
+"their group, or nothing if anything fails.\n"
+"  --full          everything that may hold data (holes skipped)\n"
+"  --bitmap NAME   the ranges QEMU's dirty bitmap NAME marks (NBD sources)\n"
+"  --extents FILE  \"OFFSET LENGTH\" lines (bytes) from a change tracker\n"
+"  --base N        the RP these changes start from (the server refuses the\n"
+"                  run if the replica has moved on); --full defaults to\n"
+"                  'latest', the others need it\n"
+"  --bandwidth R   at most R bytes per second (K, M, G suffixes)\n");
+}
+
+static uint64_t parse_rate(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+	uint64_t m = 1;
+	if (*end == 'K' || *end == 'k')
+		m = 1u << 10;
+	else if (*end == 'M' || *end == 'm')
+		m = 1u << 20;
+	else if (*end == 'G' || *end == 'g')
+		m = 1u << 30;
+	else if (*end)
+		die("--bandwidth %s: not a rate", s);
+	if (*end && end[1])
+		die("--bandwidth %s: not a rate", s);
+	if (!(v > 0))
+		die("--bandwidth %s: must be more than 0", s);
+	return (uint64_t)(v * (double)m);
+}
+
+static uint64_t query_latest(struct disk *d)
+{
+	uint8_t *p = A.frame + BVP_HDR, ans[64];
+	size_t nl = strlen(d->name);
+	uint16_t code = 0;
+	char msg[1100];
+
+	p[0] = (uint8_t)nl;
+	memcpy(p + 1, d->name, nl);
+	send_frame(BVP_RPS, 1 + nl);
+	/* Only the head of the answer is wanted: latest, size, count. */
+	uint8_t h[BVP_HDR];
+	recv_all(h, sizeof h);
+	uint32_t len = bvp_get32(h);
+	if (len > BVP_PAYLOAD_MAX)
+		die("the server sent a frame of %u bytes", len);
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf)
+		die("out of memory");
+	recv_all(buf, len);
+	if (h[4] == BVP_ERROR) {
+		struct bvp_rd r = { buf, len, 0 };
+		code = bvp_u16(&r);
+		uint16_t ml = bvp_u16(&r);
+		const uint8_t *m = bvp_take(&r, ml);
+		snprintf(msg, sizeof msg, "%.*s", m ? (int)ml : 0,
+			 m ? (const char *)m : "");
+		free(buf);
+		if (code == BVP_E_NOTFOUND) {
+			d->exists = 0;
+			return 0;
+		}
+		die("replica %s: %s", d->name, msg);
+	}
+	if (h[4] != BVP_OK || len < 20)
+		die("replica %s: a malformed answer to RPS", d->name);
+	memcpy(ans, buf, 20);
+	free(buf);
+	d->exists = 1;
+	d->rep_size = bvp_get64(ans + 8);
+	return bvp_get64(ans);
+}
+
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define VAL() (v ? (i++, v) : (die("%s needs a value", a), v))
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			return 0;
+		} else if (!strcmp(a, "-v")) {
+			A.verbose = 1;
+		} else if (!strcmp(a, "--server")) {
+			A.server = VAL();
+		} else if (!strcmp(a, "--unix")) {
+			A.unix_path = VAL();
+		} else if (!strcmp(a, "--name")) {
+			A.name = VAL();
+		} else if (!strcmp(a, "--secret-file")) {
+			A.secret_file = VAL();
+		} else if (!strcmp(a, "--disk")) {
+			const char *d = VAL(), *eq = strchr(d, '=');
+			if (!eq || eq == d || (size_t)(eq - d) > 63 || !eq[1])
+				die("--disk %s: not NAME=SOURCE", d);
+			if (A.ndisks == MAX_DISKS)
+				die("at most %d disks", MAX_DISKS);
+			struct disk *k = &A.disks[A.ndisks++];
+			memcpy(k->name, d, (size_t)(eq - d));
+			k->spec = eq + 1;
+		} else if (!strcmp(a, "--full")) {
+			A.mode = A.mode ? -1 : MODE_FULL;
+		} else if (!strcmp(a, "--bitmap")) {
+			A.bitmap = VAL();
+			A.mode = A.mode ? -1 : MODE_BITMAP;
+		} else if (!strcmp(a, "--extents")) {
+			A.extents_file = VAL();
+			A.mode = A.mode ? -1 : MODE_EXTENTS;
+		} else if (!strcmp(a, "--base")) {
+			A.base_arg = VAL();
+		} else if (!strcmp(a, "--label")) {
+			A.label = VAL();
+		} else if (!strcmp(a, "--consistency")) {
+			const char *c = VAL();
+			if (!strcmp(c, "app"))
+				A.consistency = 1;
+			else if (strcmp(c, "crash"))
+				die("--consistency %s: app or crash", c);
+		} else if (!strcmp(a, "--no-rp")) {
+			A.no_rp = 1;
+		} else if (!strcmp(a, "--bandwidth")) {
+			A.bandwidth = parse_rate(VAL());
+		} else {
+			fprintf(stderr, "bvault-agent: unknown argument '%s'\n",
+				a);
+			usage(stderr);
+			return 2;
+		}
+#undef VAL
+	}
+	if (A.mode == -1)
+		die("give one of --full, --bitmap and --extents");
+	if (!A.mode || !A.ndisks || !A.name || !A.secret_file ||
+	    (!A.server && !A.unix_path)) {
+		usage(stderr);
+		return 2;
+	}
+	if (A.server && A.unix_path)
+		die("give --server or --unix, not both");
+	if (A.label && strlen(A.label) > 127)
+		die("--label: at most 127 bytes");
+	if (strlen(A.name) > 63)
+		die("--name %s: at most 63 bytes", A.name);
+	if (A.mode != MODE_FULL && !A.base_arg)
+		die("--bitmap and --extents need --base N: the RP the "
+		    "changes start from");
+
+	A.frame = malloc(BVP_HDR + BVP_PAYLOAD_MAX);
+	A.rbuf = malloc((size_t)READ_BATCH * PIECE);
+	if (!A.frame || !A.rbuf)
+		die("out of memory");
+	for (int i = 0; i < A.ndisks; i++) {
+		char err[1024];
+		struct disk *d = &A.disks[i];
+		if (bv_source_open(d->spec, A.mode == MODE_BITMAP ? A.bitmap :
+				   NULL, &d->src, err, sizeof err))
+			die("disk %s: %s", d->name, err);
+		d->size = bv_source_size(d->src);
+		if (d->size == 0 || d->size % 512)
+			die("disk %s: %s is %" PRIu64 " bytes, not a whole "
+			    "number of 512-byte sectors", d->name, d->spec,
+			    d->size);
+	}
+
+	A.t_start = now();
+	connect_server();
+	authenticate();
+
+	uint64_t bases[MAX_DISKS];
+	for (int i = 0; i < A.ndisks; i++) {
+		struct disk *d = &A.disks[i];
+		uint64_t latest = query_latest(d);
+		if (!A.base_arg || !strcmp(A.base_arg, "latest")) {
+			bases[i] = latest;
+		} else {
+			char *end;
+			bases[i] = strtoull(A.base_arg, &end, 10);
+			if (*end)
+				die("--base %s: a number or 'latest'",
+				    A.base_arg);
+		}
+		if (!d->exists && A.mode != MODE_FULL)
+			die("replica %s does not exist on the server: start "
+			    "with --full", d->name);
+	}
+
+	send_frame(BVP_BEGIN, 0);
+	must_answer(NULL, 0, "begin");
+	for (int i = 0; i < A.ndisks; i++) {
+		struct disk *d = &A.disks[i];
+		uint8_t *p = A.frame + BVP_HDR, ans[4];
+		size_t nl = strlen(d->name);
+		char what[128];
+		bvp_put64(p, bases[i]);
+		bvp_put64(p + 8, d->exists ? 0 : d->size);
+		p[16] = (uint8_t)nl;
+		memcpy(p + 17, d->name, nl);
+		send_frame(BVP_ADD, 17 + nl);
+		snprintf(what, sizeof what, "replica %s", d->name);
+		if (must_answer(ans, sizeof ans, what) != 4)
+			die("%s: a malformed answer to ADD", what);
+		d->slot = bvp_get32(ans);
+	}
+	for (int i = 0; i < A.ndisks; i++)
+		send_disk(&A.disks[i]);
+
+	uint8_t *p = A.frame + BVP_HDR, ans[8];
+	size_t ll = A.label ? strlen(A.label) : 0;
+	p[0] = A.no_rp ? 0 : 1;
+	p[1] = (uint8_t)A.consistency;
+	bvp_put64(p + 2, 0);
+	p[10] = (uint8_t)ll;
+	memcpy(p + 11, A.label ? A.label : "", ll);
+	send_frame(BVP_COMMIT, 11 + ll);
+	if (must_answer(ans, sizeof ans, "commit") != 8)
+		die("a malformed answer to COMMIT");
+	uint64_t rp = bvp_get64(ans);
+	double t = now() - A.t_start;
+	if (rp)
+		printf("committed %d disk%s as RP %" PRIu64 ": %" PRIu64
+		       " bytes of data, %" PRIu64 " zeroed, %.1f s\n",
+		       A.ndisks, A.ndisks == 1 ? "" : "s", rp, A.sent_data,
+		       A.sent_zero, t);
+	else
+		printf("committed %d disk%s (no RP): %" PRIu64 " bytes of "
+		       "data, %" PRIu64 " zeroed, %.1f s\n", A.ndisks,
+		       A.ndisks == 1 ? "" : "s", A.sent_data, A.sent_zero, t);
+	close(A.fd);
+	for (int i = 0; i < A.ndisks; i++)
+		bv_source_close(A.disks[i].src);
+	free(A.frame);
+	free(A.rbuf);
+	return 0;
+}
