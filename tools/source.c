@@ -328,8 +328,13 @@ static int check_range(struct bv_source *s, uint64_t off, uint64_t len,
 	return 0;
 }
 
+/* An NBD connection that died (the server went away mid-command) stays
+ * dead: say so plainly instead of libnbd's "invalid state" -EINVAL. */
 static int check_usable(struct bv_source *s)
 {
+	if (s->kind == SRC_NBD && !s->broken &&
+	    (nbd_aio_is_dead(s->nbd) == 1 || nbd_aio_is_closed(s->nbd) == 1))
+		s->broken = 1;
 	if (s->broken)
 		return src_fail(s, -ENOTCONN, "the NBD connection failed "
 				"earlier; close and open the source again");
@@ -469,9 +474,6 @@ static int nbd_extents(struct bv_source *s, const char *ctx, int dirty,
 					     .user_data = &sc },
 				     0) < 0) {
 			ret = nbd_err();
-			if (nbd_aio_is_dead(s->nbd) == 1 ||
-			    nbd_aio_is_closed(s->nbd) == 1)
-				s->broken = 1;
 			return src_fail(s, ret, "block status (%s) of %llu "
 					"bytes at %llu: %s", ctx,
 					(unsigned long long)ask,
