@@ -74,7 +74,7 @@ struct bv_source {
 	int broken;     /* the connection failed: refuse further work */
 	size_t piece;   /* largest read command */
 	struct src_slot slots[SRC_DEPTH];
-	unsigned free[SRC_DEPTH]; /* stack of free slot indexes */
+	unsigned free_slots[SRC_DEPTH]; /* a stack of slot indexes */
 	unsigned nfree;
 	struct src_extent ext[SRC_EXTENTS];
 
@@ -136,7 +136,7 @@ static int uri_kind(const char *spec)
 static int open_path(struct bv_source *s)
 {
 	struct stat st;
-	int flags;
+	int flags, ret;
 
 	/* O_NONBLOCK so that a FIFO cannot hang the open; it is cleared
 	 * below once we know we hold a file or a device. */
@@ -171,13 +171,10 @@ static int open_path(struct bv_source *s)
 	s->ios = calloc(SRC_BATCH, sizeof(*s->ios));
 	if (s->ios == NULL)
 		return src_fail(s, -ENOMEM, "out of memory");
-	{
-		int ret = bv_ring_new(SRC_DEPTH, &s->ring);
-
-		if (ret < 0)
-			return src_fail(s, ret, "cannot make an io_uring: %s",
-					strerror(-ret));
-	}
+	ret = bv_ring_new(SRC_DEPTH, &s->ring);
+	if (ret < 0)
+		return src_fail(s, ret, "cannot make an io_uring: %s",
+				strerror(-ret));
 	return 0;
 }
 
@@ -232,7 +229,7 @@ static int open_nbd(struct bv_source *s, const char *bitmap)
 							     : SRC_NBD_PIECE;
 	for (unsigned i = 0; i < SRC_DEPTH; i++) {
 		s->slots[i].src = s;
-		s->free[i] = SRC_DEPTH - 1 - i;
+		s->free_slots[i] = SRC_DEPTH - 1 - i;
 	}
 	s->nfree = SRC_DEPTH;
 	return 0;
@@ -615,7 +612,7 @@ static void on_read_free(void *ud)
 	struct bv_source *s = slot->src;
 
 	slot->busy = 0;
-	s->free[s->nfree++] = (unsigned)(slot - s->slots);
+	s->free_slots[s->nfree++] = (unsigned)(slot - s->slots);
 }
 
 static void nbd_read_many(struct bv_source *s, struct bv_source_read *reqs,
@@ -638,7 +635,7 @@ static void nbd_read_many(struct bv_source *s, struct bv_source_read *reqs,
 			}
 			piece = r->len - pos < s->piece ? r->len - pos
 							: s->piece;
-			slot = &s->slots[s->free[--s->nfree]];
+			slot = &s->slots[s->free_slots[--s->nfree]];
 			slot->req = r;
 			slot->busy = 1;
 			if (nbd_aio_pread(s->nbd, (char *)r->buf + pos, piece,
