@@ -599,7 +599,8 @@ static int on_read_done(void *ud, int *error)
 {
 	struct src_slot *slot = ud;
 
-	if (*error != 0 && slot->req->res == 0)
+	/* REQ is NULL once the call that issued the command gave up on it. */
+	if (*error != 0 && slot->req != NULL && slot->req->res == 0)
 		slot->req->res = -*error;
 	return 1; /* retire the command: nobody waits on its cookie */
 }
@@ -657,12 +658,17 @@ static void nbd_read_many(struct bv_source *s, struct bv_source_read *reqs,
 			int e = nbd_err();
 
 			/* The connection is gone; what is in flight will not
-			 * complete, and what is not sent never will be. */
+			 * complete, and what is not sent never will be. The
+			 * commands still held by libnbd are let go of: the
+			 * caller may free REQS before nbd_close() ends them. */
 			s->broken = 1;
-			for (unsigned k = 0; k < SRC_DEPTH; k++)
-				if (s->slots[k].busy &&
-				    s->slots[k].req->res == 0)
-					s->slots[k].req->res = e;
+			for (unsigned k = 0; k < SRC_DEPTH; k++) {
+				struct src_slot *slot = &s->slots[k];
+
+				if (slot->busy && slot->req->res == 0)
+					slot->req->res = e;
+				slot->req = NULL;
+			}
 			for (; i < n; i++)
 				if (reqs[i].res == 0)
 					reqs[i].res = e;
