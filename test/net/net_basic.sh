@@ -22,6 +22,7 @@ SOCK=$T/sock
 LOG=$T/bvaultd.log
 
 start_server() {
+	rm -f "$SOCK" # a server killed with -9 leaves its socket behind
 	"$BVD" "$S" --unix "$SOCK" "$@" 2>>"$LOG" &
 	SRV=$!
 	for _ in $(seq 1 100); do
@@ -111,7 +112,7 @@ agent_fail "an unknown agent gets the same answer" 'authentication failed' \
 	--name nobody --secret-file "$T/host1.key" --disk vm1="$T/img" --full
 grep -q "authentication failed: agent name 'nobody'" "$LOG"
 ok $? "the server logs the failed attempt"
-agent_fail "a group not granted is refused" 'may not write group vm9' \
+agent_fail "a group not granted is refused" 'may not (read|write) group vm9' \
 	"${ID[@]}" --disk vm9="$T/img" --full
 agent_fail "a base the replica moved on from: consistency check" \
 	'consistency check is needed' \
@@ -120,7 +121,7 @@ agent_fail "--bitmap on a file source is refused" 'bitmap' \
 	"${ID[@]}" --disk vm1="$T/img" --bitmap b0 --base 3
 
 if command -v python3 >/dev/null 2>&1; then
-	python3 - "$SOCK" >"$T/py" 2>&1 <<'EOF'
+	python3 - "$SOCK" "$T/host1.key" >"$T/py" 2>&1 <<'EOF'
 import socket, struct, sys
 def talk(payload):
     s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
@@ -132,23 +133,51 @@ def talk(payload):
             if not d: break
             data += d
     except socket.timeout:
-        return 'timeout'
+        return b'timeout' * 4
     return data
 big = struct.pack('<IBBH', 64 << 20, 1, 0, 0)
-print('big', talk(big)[8:].decode(errors='replace'))
+print('big', talk(big)[12:].decode(errors='replace'))
 flags = struct.pack('<IBBH', 0, 1, 7, 0)
-print('flags', talk(flags)[8:].decode(errors='replace'))
+print('flags', talk(flags)[12:].decode(errors='replace'))
 early = struct.pack('<IBBH', 0, 3, 0, 0)
-print('early', talk(early)[8:].decode(errors='replace'))
+print('early', talk(early)[12:].decode(errors='replace'))
 short = struct.pack('<IBBH', 3, 1, 0, 0) + b'BVA'
-print('short', talk(short)[8:].decode(errors='replace'))
+print('short', talk(short)[12:].decode(errors='replace'))
+# Authenticated as host1: ADD of a group it was not granted, then a
+# change record for a slot never added.
+import hmac, hashlib
+key = bytes.fromhex(open(sys.argv[2]).read().strip())
+def frame(t, p=b''):
+    return struct.pack('<IBBH', len(p), t, 0, 0) + p
+def answer(s):
+    h = b''
+    while len(h) < 8: h += s.recv(8 - len(h))
+    n, t = struct.unpack('<IB', h[:5])
+    p = b''
+    while len(p) < n: p += s.recv(n - len(p))
+    return t, p
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
+s.sendall(frame(1, b'BVAULTP1' + struct.pack('<H', 1) + bytes([5]) + b'host1'))
+t, nonce = answer(s)
+mac = hmac.new(key, b'bvault-agent-auth-v1' + nonce + b'host1', hashlib.sha256).digest()
+s.sendall(frame(2, mac)); print('auth', answer(s)[0] == 0x80)
+s.sendall(frame(3)); answer(s)
+s.sendall(frame(4, struct.pack('<QQ', 0, 1 << 20) + bytes([3]) + b'vm9'))
+t, p = answer(s); print('add', t == 0x8f, p[4:].decode())
+s.sendall(frame(5, struct.pack('<IQ', 7, 0) + b'x' * 512))
+t, p = answer(s); print('slot', t == 0x8f, p[4:].decode())
 EOF
-	grep -q 'big.*larger than the limit' "$T/py"; ok $? "an oversized frame is refused"
+	grep -q "big.*larger than the limit" "$T/py"; ok $? "an oversized frame is refused"
 	grep -q 'flags.*nonzero flags' "$T/py"; ok $? "nonzero flags are refused"
 	grep -q 'early.*expected HELLO' "$T/py"; ok $? "a request before HELLO is refused"
 	grep -q 'short.*malformed HELLO' "$T/py"; ok $? "a malformed HELLO is refused"
+	grep -q '^auth True' "$T/py"; ok $? "a hand-made client authenticates"
+	grep -q '^add True agent host1 may not write group vm9' "$T/py"
+	ok $? "ADD of a replica in a group not granted is refused"
+	grep -q '^slot True protocol error: a change record for a slot never added' "$T/py"
+	ok $? "a change record for a slot never added is refused"
 else
-	skip "no python3 to craft bad frames" 4
+	for _ in 1 2 3 4 5 6 7; do skip "bad frames" "no python3"; done
 fi
 stop_server
 same_snapshot "$S" before "refused runs changed nothing"
@@ -196,7 +225,10 @@ wait "$SRV"
 ok $? "bvaultd exits 0 on SIGTERM"
 wait $AG 2>/dev/null
 grep -q 'stopped (1 open session aborted)' "$LOG"
-ok $? "it aborted the open session"
+r=$?
+ok $r "it aborted the open session"
+[ $r -eq 0 ] || tail -n 6 "$LOG" | sed 's/^/# /'
+
 same_snapshot "$S" mid "after SIGTERM"
 
 # TCP loopback, 16 agents at once.
