@@ -2,7 +2,9 @@
  * source.c: reading the protected disk (source.h).
  *
  * Three kinds of source share one handle. Files and block devices are read
- * through the project's io_uring wrapper (storage/ring.h); NBD exports
+ * through an io_uring of the source's own (the agent is a tool: it sees
+ * only bvault.h of the engine, so it does not borrow the storage layer's
+ * ring); NBD exports
  * through libnbd, with reads issued as asynchronous commands and driven by
  * nbd_poll().
  *
@@ -33,7 +35,7 @@
 
 #include <libnbd.h>
 
-#include "ring.h"
+#include <liburing.h>
 
 enum { SRC_FILE, SRC_BDEV, SRC_NBD };
 
@@ -65,8 +67,9 @@ struct bv_source {
 
 	/* files and block devices */
 	int fd;
-	struct bv_ring *ring;
-	struct bv_io *ios; /* SRC_BATCH */
+	struct io_uring ring;
+	int ring_ok;
+	uint64_t *done;    /* SRC_BATCH: bytes read so far per request */
 
 	/* NBD */
 	struct nbd_handle *nbd;
@@ -168,13 +171,14 @@ static int open_path(struct bv_source *s)
 	flags = fcntl(s->fd, F_GETFL);
 	if (flags < 0 || fcntl(s->fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
 		return src_fail(s, -errno, "fcntl: %s", strerror(errno));
-	s->ios = calloc(SRC_BATCH, sizeof(*s->ios));
-	if (s->ios == NULL)
+	s->done = calloc(SRC_BATCH, sizeof(*s->done));
+	if (s->done == NULL)
 		return src_fail(s, -ENOMEM, "out of memory");
-	ret = bv_ring_new(SRC_DEPTH, &s->ring);
+	ret = io_uring_queue_init(SRC_DEPTH, &s->ring, 0);
 	if (ret < 0)
 		return src_fail(s, ret, "cannot make an io_uring: %s",
 				strerror(-ret));
+	s->ring_ok = 1;
 	return 0;
 }
 
@@ -303,10 +307,11 @@ void bv_source_close(struct bv_source *s)
 			(void)nbd_shutdown(s->nbd, 0);
 		nbd_close(s->nbd);
 	}
-	bv_ring_free(s->ring);
+	if (s->ring_ok)
+		io_uring_queue_exit(&s->ring);
 	if (s->fd >= 0)
 		close(s->fd);
-	free(s->ios);
+	free(s->done);
 	free(s->ctx);
 	free(s->spec);
 	free(s);
@@ -571,28 +576,88 @@ static int check_reads(struct bv_source *s, struct bv_source_read *reqs,
 	return check_range(s, reqs[bad].off, reqs[bad].len, "read");
 }
 
+/* Queues the rest of request I of REQS (its DONE bytes are read). */
+static int file_queue(struct bv_source *s, struct bv_source_read *r,
+		      size_t i)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+	if (sqe == NULL) {
+		io_uring_submit(&s->ring);
+		sqe = io_uring_get_sqe(&s->ring);
+	}
+	if (sqe == NULL)
+		return -EBUSY;
+	io_uring_prep_read(sqe, s->fd, (char *)r->buf + s->done[i],
+			   (unsigned)(r->len - s->done[i]), r->off + s->done[i]);
+	io_uring_sqe_set_data64(sqe, i);
+	return 0;
+}
+
+/* Reads REQS (at most SRC_BATCH) with up to SRC_DEPTH in flight; a short
+ * read is queued again for the rest, end of file is -EIO. Every RES is
+ * set. */
+static void file_read_batch(struct bv_source *s, struct bv_source_read *reqs,
+			    size_t n)
+{
+	size_t next = 0, inflight = 0;
+
+	while (next < n || inflight > 0) {
+		while (next < n && inflight < SRC_DEPTH) {
+			s->done[next] = 0;
+			reqs[next].res = 0;
+			if (reqs[next].len == 0) {
+				next++;
+				continue;
+			}
+			if (file_queue(s, &reqs[next], next)) {
+				reqs[next].res = -EBUSY;
+				next++;
+				continue;
+			}
+			inflight++;
+			next++;
+		}
+		if (inflight == 0)
+			break;
+		int rc = io_uring_submit_and_wait(&s->ring, 1);
+		if (rc < 0 && rc != -EINTR) {
+			/* The ring is unusable: what is in flight cannot be
+			 * told apart; fail every request not finished. */
+			for (size_t i = 0; i < n; i++)
+				if (reqs[i].res == 0 && s->done[i] < reqs[i].len)
+					reqs[i].res = rc;
+			return;
+		}
+		struct io_uring_cqe *cqe;
+		while (io_uring_peek_cqe(&s->ring, &cqe) == 0) {
+			size_t i = (size_t)io_uring_cqe_get_data64(cqe);
+			int res = cqe->res;
+			io_uring_cqe_seen(&s->ring, cqe);
+			if (i >= n)
+				continue;
+			struct bv_source_read *r = &reqs[i];
+			if (res == -EINTR || res == -EAGAIN ||
+			    (res > 0 && (s->done[i] += (uint64_t)res) <
+					       r->len)) {
+				if (file_queue(s, r, i) == 0)
+					continue;
+				res = -EBUSY;
+			}
+			if (res < 0)
+				r->res = res;
+			else if (res == 0)
+				r->res = -EIO; /* the file ends early */
+			inflight--;
+		}
+	}
+}
+
 static void file_read_many(struct bv_source *s, struct bv_source_read *reqs,
 			   size_t n)
 {
-	for (size_t first = 0; first < n; first += SRC_BATCH) {
-		size_t k = n - first < SRC_BATCH ? n - first : SRC_BATCH;
-
-		for (size_t j = 0; j < k; j++) {
-			struct bv_source_read *r = &reqs[first + j];
-
-			s->ios[j] = (struct bv_io){ .fd = s->fd,
-						    .op = BV_IO_READ,
-						    .buf = r->buf,
-						    .len = r->len,
-						    .off = r->off };
-		}
-		/* Every RES is set whatever the return. A read the file ends
-		 * in (it shrank since open) gets -EIO from the ring. */
-		(void)bv_ring_run(s->ring, s->ios, k);
-		for (size_t j = 0; j < k; j++)
-			reqs[first + j].res =
-				s->ios[j].res < 0 ? (int)s->ios[j].res : 0;
-	}
+	for (size_t first = 0; first < n; first += SRC_BATCH)
+		file_read_batch(s, reqs + first, n - first < SRC_BATCH ?
+						 n - first : SRC_BATCH);
 }
 
 static int on_read_done(void *ud, int *error)
