@@ -180,11 +180,12 @@ static long must_answer(uint8_t *out, size_t cap, const char *what)
 	long n = get_answer(out, cap, &code, msg, sizeof msg);
 	if (n >= 0)
 		return n;
+	/* The server's message names the object already. */
 	if (code == BVP_E_BASE)
-		die("%s: %s\nThe replica has moved on from the base this run "
+		die("%s\nThe replica has moved on from the base this run "
 		    "starts from: a consistency check is needed (run "
-		    "bvault-agent --compare, or --full).", what, msg);
-	die("%s: %s", what, msg);
+		    "bvault-agent --compare, or --full).", msg);
+	die("%s (%s)", msg, what);
 }
 
 static void connect_server(void)
