@@ -600,6 +600,27 @@ static void rp_create_times(bv_store *s, const char *small,
 	free(tl);
 }
 
+/* Writes the base image of the current salt to PATH. */
+static int write_base_image(const char *path)
+{
+	uint64_t n = C.size / C.chunk, per = 64;
+	uint8_t *buf = malloc(per * C.chunk);
+	FILE *f = fopen(path, "w");
+	if (!buf || !f)
+		die("%s: %s", path, strerror(errno));
+	for (uint64_t i = 0; i < n; i += per) {
+		uint64_t k = n - i < per ? n - i : per;
+		for (uint64_t j = 0; j < k; j++)
+			gen_chunk(buf + j * C.chunk, base_id(i + j, n), salt);
+		if (fwrite(buf, C.chunk, k, f) != k)
+			die("%s: %s", path, strerror(errno));
+	}
+	if (fclose(f))
+		die("%s: %s", path, strerror(errno));
+	free(buf);
+	return 0;
+}
+
 /* ---- main ------------------------------------------------------------ */
 
 static void usage(void)
@@ -611,6 +632,10 @@ static void usage(void)
 	       " [--keep]\n"
 	       "               [--rounds N] [--full-only]   (the first "
 	       "figure alone, for profiling)\n"
+	       "       bvbench --write-image FILE [--size SIZE] [--salt N] "
+	       "[--dedup R] [--compress R]\n"
+	       "               (the workload's base image as a file, new "
+	       "content per salt)\n"
 	       "defaults: --size 4G --dedup 1 --compress 2 --change 1 "
 	       "--versions 30 --chunk-size 64K --batch 4M;\n"
 	       "DIR defaults to a new directory under /var/tmp, removed at "
@@ -643,9 +668,13 @@ int main(int argc, char **argv)
 		{ "keep", no_argument, 0, 'K' },
 		{ "full-only", no_argument, 0, 'F' },
 		{ "rounds", required_argument, 0, 'r' },
+		{ "write-image", required_argument, 0, 'W' },
+		{ "salt", required_argument, 0, 'A' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
+	const char *write_image = NULL;
+	uint64_t salt_arg = 0;
 	char tmpl[] = "/var/tmp/bvbench-XXXXXX";
 	char *store, *img1, *imgn, *strm, h1[32], h2[32];
 	bv_store *s = NULL;
@@ -670,6 +699,8 @@ int main(int argc, char **argv)
 		case 'K': C.keep = 1; break;
 		case 'F': C.full_only = 1; break;
 		case 'r': C.rounds = atoi(optarg); break;
+		case 'W': write_image = optarg; break;
+		case 'A': salt_arg = strtoull(optarg, NULL, 0); break;
 		case 'h': usage(); return 0;
 		default: usage(); return 2;
 		}
@@ -687,6 +718,13 @@ int main(int argc, char **argv)
 	C.batch -= C.batch % C.chunk;
 	if (C.batch < C.chunk)
 		C.batch = C.chunk;
+	if (write_image) {
+		/* The workload's base image as a file, for benchmarks of
+		 * whole programs (bench/net.sh); SALT picks new content. */
+		salt = salt_arg ? mix64(salt_arg) : 1;
+		make_pool();
+		return write_base_image(write_image);
+	}
 	if (!C.dir) {
 		if (!mkdtemp(tmpl))
 			die("mkdtemp %s: %s", tmpl, strerror(errno));

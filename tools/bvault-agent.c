@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,7 +36,7 @@
 
 #define MAX_DISKS 64
 #define PIECE (4u << 20)         /* one DATA frame at most */
-#define READ_BATCH 8             /* pieces read at once */
+#define READ_BATCH 2             /* pieces read at once */
 #define ZBLOCK 65536u            /* zero test unit */
 
 enum { MODE_NONE, MODE_FULL, MODE_BITMAP, MODE_EXTENTS };
@@ -115,16 +116,40 @@ static void recv_all(void *p, size_t n)
 	}
 }
 
-/* Sends a frame of TYPE whose payload is at A.frame + BVP_HDR, pacing
- * it to --bandwidth. */
-static void send_frame(uint8_t type, size_t len)
+/* Sends header, fields and DATA (may be NULL) with one sendmsg() at a
+ * time, without copying DATA into a frame buffer. */
+static void send_parts(const uint8_t *head, size_t hl, const uint8_t *data,
+		       size_t dl)
 {
-	bvp_header(A.frame, type, (uint32_t)len);
+	struct iovec iov[2] = { { (void *)head, hl }, { (void *)data, dl } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = dl ? 2 : 1 };
+	while (mh.msg_iovlen) {
+		ssize_t k = sendmsg(A.fd, &mh, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			die("sending to the server: %s", k < 0 ?
+			    strerror(errno) : "connection closed");
+		while (mh.msg_iovlen && (size_t)k >= mh.msg_iov[0].iov_len) {
+			k -= (ssize_t)mh.msg_iov[0].iov_len;
+			mh.msg_iov++;
+			mh.msg_iovlen--;
+		}
+		if (mh.msg_iovlen) {
+			mh.msg_iov[0].iov_base = (char *)mh.msg_iov[0].iov_base + k;
+			mh.msg_iov[0].iov_len -= (size_t)k;
+		}
+	}
+}
+
+/* Waits as long as --bandwidth asks before LEN more bytes go out. */
+static void pace(size_t len)
+{
 	if (A.bandwidth) {
 		double t = now();
 		if (A.sent_until < t)
 			A.sent_until = t;
-		A.sent_until += (double)(BVP_HDR + len) / (double)A.bandwidth;
+		A.sent_until += (double)len / (double)A.bandwidth;
 		double wait = A.sent_until - t;
 		if (wait > 0) {
 			struct timespec ts = { (time_t)wait,
@@ -133,6 +158,13 @@ static void send_frame(uint8_t type, size_t len)
 			nanosleep(&ts, NULL);
 		}
 	}
+}
+
+/* Sends a frame of TYPE whose payload is at A.frame + BVP_HDR. */
+static void send_frame(uint8_t type, size_t len)
+{
+	bvp_header(A.frame, type, (uint32_t)len);
+	pace(BVP_HDR + len);
 	send_all(A.frame, BVP_HDR + len);
 }
 
@@ -328,11 +360,12 @@ static void send_piece(struct disk *d, const uint8_t *buf, uint64_t off,
 		if (zero) {
 			send_zero(d, off + i, j - i);
 		} else {
-			uint8_t *p = A.frame + BVP_HDR;
-			bvp_put32(p, d->slot);
-			bvp_put64(p + 4, off + i);
-			memcpy(p + 12, buf + i, j - i);
-			send_frame(BVP_DATA, 12 + (j - i));
+			uint8_t head[BVP_HDR + 12];
+			bvp_header(head, BVP_DATA, (uint32_t)(12 + (j - i)));
+			bvp_put32(head + BVP_HDR, d->slot);
+			bvp_put64(head + BVP_HDR + 4, off + i);
+			pace(sizeof head + (j - i));
+			send_parts(head, sizeof head, buf + i, j - i);
 			A.sent_data += j - i;
 		}
 		i = j;

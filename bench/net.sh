@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# net.sh [SIZE]: network ingest through bvaultd on TCP loopback, with 1 and
+# with 8 agents, each as a ratio of local `bvault ingest` of the same data
+# (stream files made by `bvault mkstream` from the same images) measured in
+# the same run. New, 2:1 compressible content from bvbench's generator;
+# every image has content of its own, and each side ingests into a store
+# of its own, so nothing deduplicates against the other side.
+# Prints result lines; run.sh copies them into RESULTS.md.
+# BUILD=dir picks the build (default build-release, made with
+# --buildtype=release); DIR=dir the scratch directory (default /var/tmp).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+build=${BUILD:-$root/build-release}
+size=${1:-2G}
+[ -d "$build" ] || meson setup "$build" "$root" --buildtype=release >/dev/null
+ninja -C "$build" bench/bvbench tools/bvault tools/bvaultd tools/bvault-agent >/dev/null
+BV=$build/tools/bvault
+BVD=$build/tools/bvaultd
+BVA=$build/tools/bvault-agent
+T=$(mktemp -d "${DIR:-/var/tmp}/bvnet-XXXXXX")
+SRV=
+trap '[ -n "$SRV" ] && kill "$SRV" 2>/dev/null; rm -rf "$T"' EXIT
+
+now() { date +%s.%N; }
+bytes() { stat -c %s "$1"; }
+
+# Images: one of SIZE, and eight of SIZE/8, each of its own salt.
+"$build/bench/bvbench" --write-image "$T/one.img" --size "$size" --salt 1
+one=$(bytes "$T/one.img")
+part=$((one / 8 / 65536 * 65536))
+for i in 1 2 3 4 5 6 7 8; do
+	"$build/bench/bvbench" --write-image "$T/p$i.img" --size "$part" \
+		--salt $((10 + i))
+done
+for f in one p1 p2 p3 p4 p5 p6 p7 p8; do
+	"$BV" mkstream "$T/$f.img" --replica "$f" --out "$T/$f.bvs"
+done
+# Warm the page cache the same for both sides: they read the same files.
+cat "$T"/*.img "$T"/*.bvs >/dev/null
+
+# Local ingest: one stream, then the eight one after another.
+"$BV" init "$T/local" >/dev/null
+t0=$(now)
+"$BV" ingest "$T/local" --rp "$T/one.bvs" >/dev/null
+t1=$(now)
+for i in 1 2 3 4 5 6 7 8; do
+	"$BV" ingest "$T/local" --rp "$T/p$i.bvs" >/dev/null
+done
+t2=$(now)
+local1=$(echo "$one / ($t1 - $t0)" | bc -l)
+local8=$(echo "8 * $part / ($t2 - $t1)" | bc -l)
+
+# Through bvaultd on loopback.
+"$BV" init "$T/net" >/dev/null
+"$BV" agent add "$T/net" bench --group one --group p1 --group p2 \
+	--group p3 --group p4 --group p5 --group p6 --group p7 \
+	--group p8 >"$T/key"
+"$BVD" "$T/net" --listen 127.0.0.1:0 2>"$T/log" &
+SRV=$!
+port=
+for _ in $(seq 1 100); do
+	port=$(sed -n 's/.*listening on 127.0.0.1 port \([0-9]*\).*/\1/p' "$T/log")
+	[ -n "$port" ] && break
+	sleep 0.05
+done
+[ -n "$port" ] || { echo "net.sh: bvaultd did not start" >&2; exit 1; }
+agent() {
+	"$BVA" --server "127.0.0.1:$port" --name bench --secret-file "$T/key" \
+		"$@" >/dev/null
+}
+t0=$(now)
+agent --disk one="$T/one.img" --full
+t1=$(now)
+pids=()
+for i in 1 2 3 4 5 6 7 8; do
+	agent --disk "p$i=$T/p$i.img" --full &
+	pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+t2=$(now)
+kill -TERM "$SRV"; wait "$SRV" || true; SRV=
+net1=$(echo "$one / ($t1 - $t0)" | bc -l)
+net8=$(echo "8 * $part / ($t2 - $t1)" | bc -l)
+
+gb() { printf '%.3f GB/s' "$(echo "$1 / 1000000000" | bc -l)"; }
+printf '%-56s %12s %12s %8.2fx\n' \
+	"network ingest, 1 agent vs local bvault ingest" "$(gb "$net1")" \
+	"$(gb "$local1")" "$(echo "$net1 / $local1" | bc -l)"
+printf '%-56s %12s %12s %8.2fx\n' \
+	"network ingest, 8 agents at once vs local ingest" "$(gb "$net8")" \
+	"$(gb "$local8")" "$(echo "$net8 / $local8" | bc -l)"
+echo "net workload: one image of $one bytes; eight of $part bytes each; TCP loopback; local: bvault ingest of bvault mkstream files of the same images, page cache warm for both"
