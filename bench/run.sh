@@ -26,6 +26,14 @@ out=$("$build/bench/bvbench" "$@")
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 printf '%s\n' "$out"
 
+# Network ingest (bench/net.sh), unless NET=0.
+net=
+if [ "${NET:-1}" != 0 ]; then
+	echo "+ bench/net.sh ${NET_SIZE:-2G}"
+	net=$(BUILD=$build "$here/net.sh" "${NET_SIZE:-2G}")
+	printf '%s\n' "$net"
+fi
+
 summary=$(printf '%s\n' "$out" | sed -n 's/^SUMMARY //p')
 [ -n "$summary" ] || { echo "run.sh: no SUMMARY from bvbench" >&2; exit 1; }
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
@@ -76,6 +84,21 @@ commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
 	echo "appends, each followed by fdatasync, as ingest writes. \"cores"
 	echo "busy\": CPU seconds / wall seconds of the ingest (2 cores here)."
 	echo
+	if [ -n "$net" ]; then
+		echo "## Network ingest"
+		echo
+		echo "\`bench/net.sh ${NET_SIZE:-2G}\` (run by run.sh after bvbench):"
+		echo
+		echo '```'
+		echo "figure                                                   measured    reference     ratio"
+		printf '%s\n' "$net"
+		echo '```'
+		echo
+		echo "Targets: network ingest >= 0.8x local \`bvault ingest\` of the"
+		echo "same data, with 1 and with 8 agents. Agents and server share"
+		echo "this machine's 2 cores; the data crosses TCP loopback."
+		echo
+	fi
 	echo "## Summary (machine-readable)"
 	echo
 	echo '```json'
