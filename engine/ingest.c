@@ -88,6 +88,8 @@ struct slot {
 	uint8_t found;     /* the chunk is stored or in the batch already */
 	int err;           /* lookup failed (phase A-C) */
 	bv_fp fp;
+	uint8_t digest[16];  /* of a new chunk: plain digest (consistency
+			      * checks: bv_reader_digests) */
 	struct bv_chunk_loc loc; /* of a new chunk: offset in the run buffer
 				  * until phase D places the run */
 };
@@ -386,7 +388,7 @@ static int index_batch(bv_ingest *in, struct batch *b)
 {
 	bv_store *s = in->s;
 	struct bv_cstat cst;
-	uint8_t key[BV_MAP_KEY], loc[BV_LOC_SIZE], tail[12];
+	uint8_t key[BV_MAP_KEY], loc[BV_LOC_DIGEST_SIZE], tail[12];
 	int rc = 0;
 
 	pthread_mutex_lock(&s->index_lock);
@@ -403,8 +405,10 @@ static int index_batch(bv_ingest *in, struct batch *b)
 		for (size_t j = 0; j < b->nnew; j++) {
 			struct slot *sl = &b->slots[b->idx[j]];
 			bv_chunk_loc_encode(&sl->loc, loc);
+			memcpy(loc + BV_LOC_SIZE, sl->digest, 16);
 			bv_kv_batch_put(b->kvb, BV_CF_CHUNKS, sl->fp.b,
-					sizeof sl->fp.b, loc, BV_LOC_SIZE);
+					sizeof sl->fp.b, loc,
+					BV_LOC_DIGEST_SIZE);
 			cst.chunks++;
 			cst.raw_bytes += sl->loc.raw_len;
 			cst.stored_bytes += sl->loc.stored_len;
@@ -679,6 +683,8 @@ static void work_chunk(void *ctx, size_t i)
 		return;
 	}
 	in->lastnew[t] = 1;
+	/* While the chunk is in cache (fingerprint or LZ4 just read it). */
+	bv_digest_compute(sl->data, cs, sl->digest);
 	if (!lz_first)
 		n = bv_codec_encode(sl->data, cs, out, cap, &codec);
 	const uint8_t *stored = out;

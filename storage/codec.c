@@ -41,6 +41,26 @@ static void fp_generic(const uint8_t *secret, size_t secret_len,
 
 uint64_t bv_ck_avx2(const void *data, size_t len);
 uint64_t bv_ck_avx512(const void *data, size_t len);
+void bv_pd_avx2(const void *data, size_t len, uint64_t out[2]);
+void bv_pd_avx512(const void *data, size_t len, uint64_t out[2]);
+typedef void pd_fn(const void *, size_t, uint64_t[2]);
+
+static void pd_generic(const void *data, size_t len, uint64_t out[2])
+{
+	XXH128_hash_t h = XXH3_128bits(data, len);
+	out[0] = h.low64;
+	out[1] = h.high64;
+}
+
+static pd_fn *pick_pd(void)
+{
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f"))
+		return bv_pd_avx512;
+	if (__builtin_cpu_supports("avx2"))
+		return bv_pd_avx2;
+	return pd_generic;
+}
 
 typedef void fp_fn(const uint8_t *, size_t, const void *, size_t,
 		   uint64_t[2]);
@@ -256,5 +276,25 @@ uint64_t bv_checksum64(const void *data, size_t len)
 	return f(data, len);
 #else
 	return XXH3_64bits(data, len);
+#endif
+}
+
+void bv_digest_compute(const void *data, size_t len, uint8_t out[16])
+{
+#ifdef BV_FP_SIMD
+	static pd_fn *_Atomic fn;
+	pd_fn *f = fn;
+	uint64_t h[2];
+
+	if (!f)
+		fn = f = pick_pd();
+	f(data, len, h);
+	bv_le64(out, h[0]);
+	bv_le64(out + 8, h[1]);
+#else
+	XXH128_hash_t h = XXH3_128bits(data, len);
+
+	bv_le64(out, h.low64);
+	bv_le64(out + 8, h.high64);
 #endif
 }

@@ -44,5 +44,9 @@ int bv_codec_decode(uint8_t codec, const void *stored, size_t stored_len,
 
 /* XXH3-64 checksum of stored bytes, as kept in container records. */
 uint64_t bv_checksum64(const void *data, size_t len);
+/* The plain (unkeyed) digest of a chunk, for consistency checks with
+ * agents, which do not know the store's secret: XXH3-128 with seed 0,
+ * low 64 bits then high 64 bits, little-endian. */
+void bv_digest_compute(const void *data, size_t len, uint8_t out[16]);
 
 #endif

@@ -153,14 +153,22 @@ void bv_chunk_loc_encode(const struct bv_chunk_loc *l,
 	bv_le32(out + 20, l->raw_len);
 }
 
+int bv_chunk_entry_digest(const void *in, size_t len, uint8_t out[16])
+{
+	if (in == NULL || len != BV_LOC_DIGEST_SIZE)
+		return 0;
+	memcpy(out, (const uint8_t *)in + BV_LOC_SIZE, 16);
+	return 1;
+}
+
 int bv_chunk_loc_decode(const void *in, size_t len, struct bv_chunk_loc *l)
 {
 	const uint8_t *p = in;
 	struct bv_chunk_loc t;
 	int ret = ST_ECORRUPT;
 
-	if (p == NULL || len != BV_LOC_SIZE || p[0] != LOC_VERSION ||
-	    p[2] != 0 || p[3] != 0)
+	if (p == NULL || (len != BV_LOC_SIZE && len != BV_LOC_DIGEST_SIZE) ||
+	    p[0] != LOC_VERSION || p[2] != 0 || p[3] != 0)
 		goto out;
 	t.codec = p[1];
 	t.container = bv_get_le32(p + 4);

@@ -46,8 +46,15 @@ struct bv_chunk_loc {
 /* Writes L into OUT (BV_LOC_SIZE bytes, little-endian fields). */
 void bv_chunk_loc_encode(const struct bv_chunk_loc *l,
 			 uint8_t out[BV_LOC_SIZE]);
+/* A chunk index entry: the location, then (since bvault 0.3) the chunk's
+ * plain digest (bv_digest_compute), for consistency checks. */
+#define BV_LOC_DIGEST_SIZE (BV_LOC_SIZE + 16u)
+/* Copies the digest of entry IN (LEN bytes) to OUT; 0 when the entry has
+ * none (written before digests were kept). */
+int bv_chunk_entry_digest(const void *in, size_t len, uint8_t out[16]);
 /* Parses IN (LEN bytes, from the index: untrusted) into L. ST_ECORRUPT if
- * LEN is not BV_LOC_SIZE or a field is impossible (unknown codec or
+ * LEN is not BV_LOC_SIZE or BV_LOC_DIGEST_SIZE (the location comes first)
+ * or a field is impossible (unknown codec or
  * version, container 0, offset inside the file header or not 16-aligned,
  * zero lengths, stored longer than raw, or an LZ4 record not smaller). */
 int bv_chunk_loc_decode(const void *in, size_t len, struct bv_chunk_loc *l);

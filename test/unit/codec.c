@@ -234,6 +234,22 @@ static void test_checksum(void)
 		same &= bv_checksum64(raw + (i & 3), lens[i]) ==
 			XXH3_64bits(raw + (i & 3), lens[i]);
 	ok(same, "checksum equals libxxhash's XXH3_64bits at every length");
+
+	/* The plain digest is what an agent computes with any XXH3-128:
+	 * seed 0, low half first, little-endian. */
+	same = 1;
+	for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+		uint8_t d[16], want[16];
+		XXH128_hash_t h = XXH3_128bits(raw + (i & 3), lens[i]);
+		for (int k = 0; k < 8; k++) {
+			want[k] = (uint8_t)(h.low64 >> (8 * k));
+			want[8 + k] = (uint8_t)(h.high64 >> (8 * k));
+		}
+		bv_digest_compute(raw + (i & 3), lens[i], d);
+		same &= memcmp(d, want, 16) == 0;
+	}
+	ok(same, "plain digest equals libxxhash's XXH3_128bits at every "
+	   "length");
 }
 
 int main(void)
