@@ -236,6 +236,17 @@ BV_API int bv_reader_pread(bv_reader *r, void *buf, size_t len, uint64_t off);
 BV_API int bv_reader_extent(bv_reader *r, uint64_t off, uint64_t *len);
 BV_API void bv_reader_close(bv_reader *r);
 
+/* Digests of chunks FIRST .. FIRST+N-1 of the reader's version, from the
+ * index alone (no chunk is read or decompressed), for an agent's
+ * consistency check: KINDS[i] is BV_DIGEST_ZERO (the chunk reads as
+ * zeros), BV_DIGEST_KNOWN (DIGESTS[i] is XXH3-128, seed 0, of the whole
+ * chunk, zero-padded past the disk end; low 64 bits then high, each
+ * little-endian) or BV_DIGEST_UNKNOWN (stored before digests were kept).
+ * BV_ERANGE past the last chunk. */
+enum { BV_DIGEST_ZERO = 0, BV_DIGEST_KNOWN = 1, BV_DIGEST_UNKNOWN = 2 };
+BV_API int bv_reader_digests(bv_reader *r, uint64_t first, size_t n,
+			     uint8_t *kinds, uint8_t (*digests)[16]);
+
 /* Writes REPLICA@RP to PATH: a regular file (created or truncated, zeros
  * left as holes) or a block device (zeros written). */
 BV_API int bv_export(bv_store *s, const char *replica, uint64_t rp,

@@ -307,3 +307,68 @@ int bv_reader_extent(bv_reader *r, uint64_t off, uint64_t *len)
 	*len = run;
 	return kind < 0 ? 0 : kind;
 }
+
+/* Up to LOOKUP_MAX chunks: their digests from the chunk index. */
+static int digest_batch(bv_reader *r, const bv_fp *fps, const size_t *at,
+			size_t m, uint8_t *kinds, uint8_t (*digests)[16])
+{
+	const char *keys[LOOKUP_MAX] = { 0 };
+	size_t klens[LOOKUP_MAX] = { 0 }, vlens[LOOKUP_MAX];
+	uint8_t vals[LOOKUP_MAX * 64], found[LOOKUP_MAX];
+	int rc;
+
+	for (size_t i = 0; i < m; i++) {
+		keys[i] = (const char *)fps[i].b;
+		klens[i] = sizeof fps[i].b;
+	}
+	if ((rc = bv_kv_multi_get(r->s->kv, BV_CF_CHUNKS, m, keys, klens,
+				  vals, 64, vlens, found)))
+		return bv_fail_storage(rc, r->name);
+	for (size_t i = 0; i < m; i++) {
+		struct bv_chunk_loc loc;
+		if (!found[i])
+			return bv_fail(BV_ECORRUPT, "replica %s: a chunk its "
+				       "map names is missing from the chunk "
+				       "index", r->name);
+		if (bv_chunk_loc_decode(vals + 64 * i, vlens[i], &loc))
+			return bv_fail(BV_ECORRUPT, "replica %s: chunk index "
+				       "entry is damaged", r->name);
+		kinds[at[i]] = bv_chunk_entry_digest(vals + 64 * i, vlens[i],
+						     digests[at[i]]) ?
+				       BV_DIGEST_KNOWN : BV_DIGEST_UNKNOWN;
+	}
+	return 0;
+}
+
+int bv_reader_digests(bv_reader *r, uint64_t first, size_t n,
+		      uint8_t *kinds, uint8_t (*digests)[16])
+{
+	uint64_t nchunks = (r->size + r->cs - 1) / r->cs;
+	bv_fp fps[LOOKUP_MAX];
+	size_t at[LOOKUP_MAX], m = 0;
+	int rc;
+
+	bv_fail(0, "%s", "");
+	if (first > nchunks || n > nchunks - first)
+		return bv_fail(BV_ERANGE, "replica %s: digests of chunks "
+			       "%llu+%zu: the disk has %llu chunks", r->name,
+			       (unsigned long long)first, n,
+			       (unsigned long long)nchunks);
+	for (size_t i = 0; i < n; i++) {
+		rc = bv_map_lookup(r->it, r->rid, first + i, r->version,
+				   &fps[m]);
+		if (rc < 0)
+			return bv_fail_storage(rc, r->name);
+		if (rc == 0) {
+			kinds[i] = BV_DIGEST_ZERO;
+			continue;
+		}
+		at[m++] = i;
+		if (m == LOOKUP_MAX) {
+			if ((rc = digest_batch(r, fps, at, m, kinds, digests)))
+				return rc;
+			m = 0;
+		}
+	}
+	return m ? digest_batch(r, fps, at, m, kinds, digests) : 0;
+}

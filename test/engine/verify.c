@@ -5,8 +5,12 @@
  * file by hand: a flipped payload byte, a flipped header byte, and a
  * nonzero byte in the zero padding between records. Each time it names
  * the container and changes nothing (a second verify finds the same).
+ * Also bv_reader_digests: from the index alone, every chunk of an RP as
+ * zero or as the XXH3-128 an agent computes of the exported bytes.
  */
 #include <dirent.h>
+
+#include <xxhash.h>
 
 #include "etest.h"
 
@@ -144,6 +148,49 @@ static void expect_damage(bv_store *s, const char *what)
 	       "%s: the same count", what);
 }
 
+/* bv_reader_digests of every chunk of disk@RP against its export. */
+static void check_digests(bv_store *s, uint64_t rp)
+{
+	bv_reader *r;
+	ET_MUST(s, bv_reader_open(s, "disk", rp, &r));
+	uint64_t n = (bv_reader_size(r) + CHUNK - 1) / CHUNK;
+	uint8_t *kinds = malloc(n), (*d)[16] = malloc(n * 16);
+	uint8_t *buf = malloc(CHUNK);
+	int same = 1, zeros = 0, known = 0;
+	ET_MUST(s, bv_reader_digests(r, 0, n, kinds, d));
+	for (uint64_t i = 0; i < n; i++) {
+		memset(buf, 0, CHUNK);
+		uint64_t len = bv_reader_size(r) - i * CHUNK;
+		ET_MUST(s, bv_reader_pread(r, buf, len < CHUNK ? len : CHUNK,
+					   i * CHUNK));
+		int allz = 1;
+		for (uint32_t k = 0; k < CHUNK && allz; k++)
+			allz = buf[k] == 0;
+		if (kinds[i] == BV_DIGEST_ZERO) {
+			zeros++;
+			same &= allz;
+			continue;
+		}
+		known += kinds[i] == BV_DIGEST_KNOWN;
+		XXH128_hash_t h = XXH3_128bits(buf, CHUNK);
+		uint8_t want[16];
+		for (int k = 0; k < 8; k++) {
+			want[k] = (uint8_t)(h.low64 >> (8 * k));
+			want[8 + k] = (uint8_t)(h.high64 >> (8 * k));
+		}
+		same &= kinds[i] == BV_DIGEST_KNOWN && !memcmp(want, d[i], 16);
+	}
+	ok(same && zeros > 0 && known > 0, "RP %llu: %d zero and %d data "
+	   "chunks, each digest equals XXH3-128 of the exported chunk",
+	   (unsigned long long)rp, zeros, known);
+	is_int(bv_reader_digests(r, n, 1, kinds, d), BV_ERANGE,
+	       "digests past the last chunk are refused");
+	bv_reader_close(r);
+	free(kinds);
+	free(d);
+	free(buf);
+}
+
 int main(void)
 {
 	char *dir = et_tmpdir("verify");
@@ -167,6 +214,8 @@ int main(void)
 	   (unsigned long long)r.records, (unsigned long long)r.chunks,
 	   (unsigned long long)r.map_entries);
 	is_int((long long)r.problems, 0, "no problems");
+	check_digests(s, 1);
+	check_digests(s, 3);
 	bv_store_close(s);
 
 	char *c = biggest_container(store);
