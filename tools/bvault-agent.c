@@ -31,6 +31,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <xxhash.h>
+
 #include "proto.h"
 #include "source.h"
 
@@ -39,7 +41,8 @@
 #define READ_BATCH 2             /* pieces read at once */
 #define ZBLOCK 65536u            /* zero test unit */
 
-enum { MODE_NONE, MODE_FULL, MODE_BITMAP, MODE_EXTENTS };
+enum { MODE_NONE, MODE_FULL, MODE_BITMAP, MODE_EXTENTS, MODE_COMPARE };
+#define CMP_BLOCK 4096u          /* chunks per DIGESTS query */
 
 struct disk {
 	char name[64];
@@ -48,6 +51,7 @@ struct disk {
 	uint32_t slot;
 	uint64_t size;            /* the source's size */
 	uint64_t rep_size;        /* the replica's at its head (0: new) */
+	uint64_t base;            /* the RP this run starts from */
 	int exists;
 };
 
@@ -62,6 +66,7 @@ static struct {
 	uint8_t *frame;           /* header + payload of the frame to send */
 	uint8_t *rbuf;            /* READ_BATCH pieces */
 	uint64_t sent_data, sent_zero;
+	uint64_t cmp_chunks, cmp_differ;  /* --compare */
 	double t_start, sent_until; /* bandwidth pacing */
 } A;
 
@@ -454,6 +459,128 @@ static void send_extents_file(struct walk *w)
 	fclose(f);
 }
 
+/* The server's digests of chunks FIRST.. (at most N) of D at RP; sets
+ * *CS and *RSIZE (chunk size, replica size); returns how many came. */
+static uint32_t query_digests(struct disk *d, uint64_t rp, uint64_t first,
+			      uint32_t n, uint8_t *ans, size_t cap,
+			      uint32_t *cs, uint64_t *rsize)
+{
+	uint8_t *p = A.frame + BVP_HDR;
+	size_t nl = strlen(d->name);
+	char what[128];
+	bvp_put64(p, rp);
+	bvp_put64(p + 8, first);
+	bvp_put32(p + 16, n);
+	p[20] = (uint8_t)nl;
+	memcpy(p + 21, d->name, nl);
+	send_frame(BVP_DIGESTS, 21 + nl);
+	snprintf(what, sizeof what, "digests of replica %s", d->name);
+	long len = must_answer(ans, cap, what);
+	if (len < 16)
+		die("%s: a malformed answer", what);
+	*cs = bvp_get32(ans);
+	*rsize = bvp_get64(ans + 4);
+	uint32_t got = bvp_get32(ans + 12);
+	if (got > n || (size_t)len != 16 + (size_t)got * 17 || *cs == 0 ||
+	    (*cs & (*cs - 1)) || *cs > PIECE)
+		die("%s: a malformed answer", what);
+	return got;
+}
+
+/* Whether chunk bytes BUF (LEN, padded with zeros to CS) match what the
+ * server said of that chunk (ANS: kind then digest). */
+static int chunk_same(const uint8_t *buf, size_t len, uint32_t cs,
+		      const uint8_t *ans, uint8_t *pad)
+{
+	if (ans[0] == 0)
+		return all_zero(buf, len);
+	if (ans[0] != 1)
+		return 0; /* digest unknown: send it */
+	const uint8_t *src = buf;
+	if (len < cs) {
+		memcpy(pad, buf, len);
+		memset(pad + len, 0, cs - len);
+		src = pad;
+	}
+	XXH128_hash_t h = XXH3_128bits(src, cs);
+	uint8_t d[16];
+	bvp_put64(d, h.low64);
+	bvp_put64(d + 8, h.high64);
+	return memcmp(d, ans + 1, 16) == 0;
+}
+
+/* --compare: reads the whole source, and sends only the chunks whose
+ * digest differs from the replica's at RP (the server answers from its
+ * index, without reading the replica). */
+static void compare_disk(struct disk *d, uint64_t rp)
+{
+	static uint8_t ans[16 + CMP_BLOCK * 17];
+	uint32_t cs = 0;
+	uint64_t rsize = 0;
+	uint8_t *pad = malloc(PIECE);
+	if (!pad)
+		die("out of memory");
+	query_digests(d, rp, 0, 1, ans, sizeof ans, &cs, &rsize);
+	uint64_t schunks = (d->size + cs - 1) / cs;
+	uint64_t rchunks = (rsize + cs - 1) / cs;
+	uint32_t per = PIECE / cs;
+
+	for (uint64_t b = 0; b < schunks; b += CMP_BLOCK) {
+		uint32_t nb = schunks - b < CMP_BLOCK ? (uint32_t)(schunks - b) :
+							CMP_BLOCK;
+		uint32_t known = 0;
+		if (b < rchunks)
+			known = query_digests(d, rp, b, nb, ans, sizeof ans,
+					      &cs, &rsize);
+		for (uint32_t k = 0; k < nb; k += per * READ_BATCH) {
+			struct bv_source_read r[READ_BATCH];
+			int nr = 0;
+			for (uint32_t j = k; j < nb && nr < READ_BATCH;
+			     j += per) {
+				uint64_t off = (b + j) * cs;
+				uint64_t len = (uint64_t)per * cs;
+				if (len > d->size - off)
+					len = d->size - off;
+				r[nr] = (struct bv_source_read){
+					.buf = A.rbuf + (size_t)nr * PIECE,
+					.len = (size_t)len, .off = off };
+				nr++;
+			}
+			if (bv_source_read_many(d->src, r, (size_t)nr))
+				die("reading %s: %s", d->spec,
+				    bv_source_error(d->src));
+			for (int q = 0; q < nr; q++) {
+				const uint8_t *buf = r[q].buf;
+				size_t len = r[q].len, run = 0, start = 0;
+				for (size_t o = 0; o < len; o += cs) {
+					size_t cl = len - o < cs ? len - o : cs;
+					uint64_t ci = (r[q].off + o) / cs - b;
+					int same = ci < known &&
+						   chunk_same(buf + o, cl, cs,
+							      ans + 16 + ci * 17,
+							      pad);
+					A.cmp_chunks++;
+					if (!same) {
+						A.cmp_differ++;
+						if (!run)
+							start = o;
+						run += cl;
+						continue;
+					}
+					if (run)
+						send_piece(d, buf + start,
+							   r[q].off + start, run);
+					run = 0;
+				}
+				if (run)
+					send_piece(d, buf + start,
+						   r[q].off + start, run);
+			}
+		}
+	}
+	free(pad);
+}
+
 static void send_disk(struct disk *d)
 {
 	struct walk w = { .d = d };
@@ -465,6 +592,10 @@ static void send_disk(struct disk *d)
 		bvp_put32(p, d->slot);
 		bvp_put64(p + 4, d->size);
 		send_frame(BVP_RESIZE, 12);
+	}
+	if (A.mode == MODE_COMPARE) {
+		compare_disk(d, d->base);
+		return;
 	}
 	if (A.mode == MODE_FULL)
 		rc = bv_source_data_extents(d->src, 0, d->size, send_range, &w);
@@ -487,7 +618,7 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: bvault-agent (--server HOST:PORT | --unix PATH) --name AGENT\n"
 "                    --secret-file FILE --disk NAME=SOURCE [--disk ...]\n"
-"                    (--full | --bitmap NAME | --extents FILE)\n"
+"                    (--full | --bitmap NAME | --extents FILE | --compare)\n"
 "                    [--base N|latest] [--label L] [--consistency app|crash]\n"
 "                    [--no-rp] [--bandwidth RATE] [-v]\n"
 "Sends the changes of each disk (replica NAME, read from SOURCE: a file, a\n"
@@ -496,9 +627,12 @@ static void usage(FILE *f)
 "  --full          everything that may hold data (holes skipped)\n"
 "  --bitmap NAME   the ranges QEMU's dirty bitmap NAME marks (NBD sources)\n"
 "  --extents FILE  \"OFFSET LENGTH\" lines (bytes) from a change tracker\n"
+"  --compare       the consistency check: reads the whole source and sends\n"
+"                  only the chunks whose digest differs from the replica's\n"
+"                  at the base (after a lost bitmap, a crash, a migration)\n"
 "  --base N        the RP these changes start from (the server refuses the\n"
-"                  run if the replica has moved on); --full defaults to\n"
-"                  'latest', the others need it\n"
+"                  run if the replica has moved on); --full and --compare\n"
+"                  default to 'latest', the others need it\n"
 "  --bandwidth R   at most R bytes per second (K, M, G suffixes)\n");
 }
 
@@ -598,6 +732,8 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--bitmap")) {
 			A.bitmap = VAL();
 			A.mode = A.mode ? -1 : MODE_BITMAP;
+		} else if (!strcmp(a, "--compare")) {
+			A.mode = A.mode ? -1 : MODE_COMPARE;
 		} else if (!strcmp(a, "--extents")) {
 			A.extents_file = VAL();
 			A.mode = A.mode ? -1 : MODE_EXTENTS;
@@ -624,7 +760,7 @@ int main(int argc, char **argv)
 #undef VAL
 	}
 	if (A.mode == -1)
-		die("give one of --full, --bitmap and --extents");
+		die("give one of --full, --bitmap, --extents and --compare");
 	if (!A.mode || !A.ndisks || !A.name || !A.secret_file ||
 	    (!A.server && !A.unix_path)) {
 		usage(stderr);
@@ -636,7 +772,7 @@ int main(int argc, char **argv)
 		die("--label: at most 127 bytes");
 	if (strlen(A.name) > 63)
 		die("--name %s: at most 63 bytes", A.name);
-	if (A.mode != MODE_FULL && !A.base_arg)
+	if ((A.mode == MODE_BITMAP || A.mode == MODE_EXTENTS) && !A.base_arg)
 		die("--bitmap and --extents need --base N: the RP the "
 		    "changes start from");
 
@@ -677,6 +813,10 @@ int main(int argc, char **argv)
 		if (!d->exists && A.mode != MODE_FULL)
 			die("replica %s does not exist on the server: start "
 			    "with --full", d->name);
+		if (A.mode == MODE_COMPARE && !latest)
+			die("replica %s has no recovery point to compare "
+			    "with: start with --full", d->name);
+		d->base = bases[i];
 	}
 
 	send_frame(BVP_BEGIN, 0);
@@ -711,6 +851,9 @@ int main(int argc, char **argv)
 		die("a malformed answer to COMMIT");
 	uint64_t rp = bvp_get64(ans);
 	double t = now() - A.t_start;
+	if (A.mode == MODE_COMPARE)
+		printf("compared %" PRIu64 " chunks, %" PRIu64 " differed\n",
+		       A.cmp_chunks, A.cmp_differ);
 	if (rp)
 		printf("committed %d disk%s as RP %" PRIu64 ": %" PRIu64
 		       " bytes of data, %" PRIu64 " zeroed, %.1f s\n",

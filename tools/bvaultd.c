@@ -609,6 +609,60 @@ static void on_rps(struct conn *c, struct bvp_rd *r)
 	answer(c, BVP_OK, buf, 20 + w.n * 17);
 }
 
+static void on_digests(struct conn *c, struct bvp_rd *r)
+{
+	char name[64], group[64];
+	uint64_t rp = bvp_u64(r), first = bvp_u64(r);
+	uint32_t n = bvp_u32(r);
+	static uint8_t buf[TX_MAX];
+	static uint8_t kinds[BVP_DIGESTS_MAX], digs[BVP_DIGESTS_MAX][16];
+	bv_reader *rd = NULL;
+
+	bvp_name(r, name);
+	if (r->bad || r->left || n == 0 || n > BVP_DIGESTS_MAX)
+		return proto_error(c, "a malformed DIGESTS");
+	int rc = group_of(name, group);
+	if (rc && rc != BV_ENOTFOUND) {
+		answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
+		return;
+	}
+	if (!bv_agent_may(&c->agent, group)) {
+		answer_error(c, BVP_E_DENIED, "agent %s may not read group %s",
+			     c->name, group);
+		return;
+	}
+	rc = bv_reader_open(D.s, name, rp ? rp : BV_RP_LATEST, &rd);
+	if (rc < 0) {
+		answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
+		return;
+	}
+	uint64_t size = bv_reader_size(rd);
+	uint32_t cs = bv_reader_chunk_size(rd);
+	uint64_t nchunks = (size + cs - 1) / cs;
+	if (first >= nchunks)
+		n = 0;
+	else if (n > nchunks - first)
+		n = (uint32_t)(nchunks - first);
+	rc = n ? bv_reader_digests(rd, first, n, kinds, digs) : 0;
+	bv_reader_close(rd);
+	if (rc < 0) {
+		answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
+		return;
+	}
+	bvp_put32(buf, cs);
+	bvp_put64(buf + 4, size);
+	bvp_put32(buf + 12, n);
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *q = buf + 16 + (size_t)i * 17;
+		q[0] = kinds[i];
+		if (kinds[i] == BV_DIGEST_KNOWN)
+			memcpy(q + 1, digs[i], 16);
+		else
+			memset(q + 1, 0, 16);
+	}
+	answer(c, BVP_OK, buf, 16 + (size_t)n * 17);
+}
+
 /* Handles one frame. */
 static void on_frame(struct conn *c, uint8_t type, const uint8_t *p,
 		     size_t len)
@@ -640,6 +694,8 @@ static void on_frame(struct conn *c, uint8_t type, const uint8_t *p,
 		return on_abort(c, &r);
 	case BVP_RPS:
 		return on_rps(c, &r);
+	case BVP_DIGESTS:
+		return on_digests(c, &r);
 	default:
 		return proto_error(c, "an unknown message type");
 	}

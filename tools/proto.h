@@ -18,6 +18,7 @@
 #define BVP_MAC 32
 #define BVP_AUTH_LABEL "bvault-agent-auth-v1"
 #define BVP_DEFAULT_PORT "7468"
+#define BVP_DIGESTS_MAX 65536u           /* chunks per DIGESTS */
 
 enum {
 	BVP_HELLO = 0x01,
@@ -30,6 +31,7 @@ enum {
 	BVP_COMMIT = 0x08,
 	BVP_ABORT = 0x09,
 	BVP_RPS = 0x0a,
+	BVP_DIGESTS = 0x0b,
 	BVP_OK = 0x80,
 	BVP_CHALLENGE = 0x81,
 	BVP_ERROR = 0x8f,

@@ -6,7 +6,9 @@
 #  - a persistent dirty bitmap added and enabled, changes written with
 #    qemu-io (data and write-zeroes), the bitmap frozen (a new one takes
 #    over recording), an incremental with --bitmap that sends only the
-#    dirty granules, exported and compared again: identical.
+#    dirty granules, exported and compared again: identical;
+#  - the bitmaps dropped, more changes, a consistency check (--compare)
+#    that sends only the chunks that differ: identical again.
 # Usage: net_qemu.sh BVAULT BVAULTD BVAULT_AGENT
 . "$(dirname "$0")/../cli/lib.sh"
 
@@ -127,6 +129,26 @@ compare_rp 2 "RP 2 and the changed qcow2 image are identical"
 ok $? "RP 1 still reads as before"
 qemu-img bitmap --remove -f qcow2 "$IMG" b0
 ok $? "b0 removed after the server acknowledged RP 2"
+
+# The bitmap is lost; more changes; the consistency check finds them.
+qemu-img bitmap --remove -f qcow2 "$IMG" b1 &&
+	qemu-io -f qcow2 -c 'write -P 0x42 5M 128k' -c 'write -z 8M 64k' \
+		-c 'write -P 0x43 31M 1M' "$IMG" >/dev/null
+ok $? "bitmaps dropped, more changes written"
+start_server || done_testing
+start_nbd || { ok 1 "qemu-nbd starts"; done_testing; }
+agent --compare --label check
+ok $? "a consistency check (--compare)"
+grep -q 'as RP 3:' "$T/out"; ok $? "RP 3"
+differ=$(sed -n 's/^compared [0-9]* chunks, \([0-9]*\) differed$/\1/p' "$T/out")
+[ -n "$differ" ] && [ "$differ" -ge 3 ] && [ "$differ" -le 24 ]
+ok $? "only the changed chunks differed ($differ of 512)"
+agent --compare
+differ=$(sed -n 's/^compared [0-9]* chunks, \([0-9]*\) differed$/\1/p' "$T/out")
+[ "$differ" = 0 ]; ok $? "a second check finds nothing to send ($differ)"
+stop_nbd
+stop_server
+compare_rp 3 "RP 3 and the qcow2 image are identical"
 run_ok "the store verifies" "$BV" verify "$S"
 
 done_testing
