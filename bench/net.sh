@@ -79,10 +79,20 @@ for i in 1 2 3 4 5 6 7 8; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 t2=$(now)
+# The consistency check of the unchanged replica "one", against reading
+# the source once (dd, 4 MiB reads, page cache as warm as the agent's).
+dd if="$T/one.img" of=/dev/null bs=4M 2>/dev/null
+t3=$(now)
+dd if="$T/one.img" of=/dev/null bs=4M 2>/dev/null
+t4=$(now)
+agent --disk one="$T/one.img" --compare --no-rp
+t5=$(now)
 kill -TERM "$SRV"; wait "$SRV" || true; SRV=
 net1=$(echo "$one / ($t1 - $t0)" | bc -l)
 net8=$(echo "8 * $part / ($t2 - $t1)" | bc -l)
 
+readt=$(echo "$t4 - $t3" | bc -l)
+cmpt=$(echo "$t5 - $t4" | bc -l)
 gb() { printf '%.3f GB/s' "$(echo "$1 / 1000000000" | bc -l)"; }
 printf '%-56s %12s %12s %8.2fx\n' \
 	"network ingest, 1 agent vs local bvault ingest" "$(gb "$net1")" \
@@ -90,4 +100,7 @@ printf '%-56s %12s %12s %8.2fx\n' \
 printf '%-56s %12s %12s %8.2fx\n' \
 	"network ingest, 8 agents at once vs local ingest" "$(gb "$net8")" \
 	"$(gb "$local8")" "$(echo "$net8 / $local8" | bc -l)"
+printf '%-56s %10.3f s %10.3f s %8.2fx\n' \
+	"consistency check of an unchanged replica vs dd of it" "$cmpt" \
+	"$readt" "$(echo "$cmpt / $readt" | bc -l)"
 echo "net workload: one image of $one bytes; eight of $part bytes each; TCP loopback; local: bvault ingest of bvault mkstream files of the same images, page cache warm for both"
