@@ -173,8 +173,9 @@ static void send_frame(uint8_t type, size_t len)
 	send_all(A.frame, BVP_HDR + len);
 }
 
-/* Waits for the answer to a request: OK's payload into OUT (up to CAP
- * bytes; its length returned), or ERROR: CODE and MSG set, -1 returned. */
+/* Waits for the answer to a request: OK's payload into OUT (its first
+ * CAP bytes; its whole length returned), or ERROR: CODE and MSG set, -1
+ * returned. */
 static long get_answer(uint8_t *out, size_t cap, uint16_t *code, char *msg,
 		       size_t msgcap)
 {
@@ -197,10 +198,8 @@ static long get_answer(uint8_t *out, size_t cap, uint16_t *code, char *msg,
 			 m ? (const char *)m : "");
 		rc = -1;
 	} else if (h[4] == BVP_OK || h[4] == BVP_CHALLENGE) {
-		if (len > cap)
-			die("the server's answer is %u bytes, expected at most "
-			    "%zu", len, cap);
-		memcpy(out, p, len);
+		if (out && cap && len)
+			memcpy(out, p, len < cap ? len : cap);
 		rc = (long)len;
 	} else {
 		die("the server sent message type 0x%02x", h[4]);
@@ -667,33 +666,16 @@ static uint64_t query_latest(struct disk *d)
 	memcpy(p + 1, d->name, nl);
 	send_frame(BVP_RPS, 1 + nl);
 	/* Only the head of the answer is wanted: latest, size, count. */
-	uint8_t h[BVP_HDR];
-	recv_all(h, sizeof h);
-	uint32_t len = bvp_get32(h);
-	if (len > BVP_PAYLOAD_MAX)
-		die("the server sent a frame of %u bytes", len);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (!buf)
-		die("out of memory");
-	recv_all(buf, len);
-	if (h[4] == BVP_ERROR) {
-		struct bvp_rd r = { buf, len, 0 };
-		code = bvp_u16(&r);
-		uint16_t ml = bvp_u16(&r);
-		const uint8_t *m = bvp_take(&r, ml);
-		snprintf(msg, sizeof msg, "%.*s", m ? (int)ml : 0,
-			 m ? (const char *)m : "");
-		free(buf);
+	long len = get_answer(ans, 20, &code, msg, sizeof msg);
+	if (len < 0) {
 		if (code == BVP_E_NOTFOUND) {
 			d->exists = 0;
 			return 0;
 		}
-		die("replica %s: %s", d->name, msg);
+		die("%s", msg);
 	}
-	if (h[4] != BVP_OK || len < 20)
+	if (len < 20)
 		die("replica %s: a malformed answer to RPS", d->name);
-	memcpy(ans, buf, 20);
-	free(buf);
 	d->exists = 1;
 	d->rep_size = bvp_get64(ans + 8);
 	return bvp_get64(ans);
