@@ -458,21 +458,28 @@ static void send_extents_file(struct walk *w)
 	fclose(f);
 }
 
-/* The server's digests of chunks FIRST.. (at most N) of D at RP; sets
- * *CS and *RSIZE (chunk size, replica size); returns how many came. */
-static uint32_t query_digests(struct disk *d, uint64_t rp, uint64_t first,
-			      uint32_t n, uint8_t *ans, size_t cap,
-			      uint32_t *cs, uint64_t *rsize)
+/* Asks for the server's digests of chunks FIRST.. (at most N) of D at
+ * RP; the answer is read by digests_answer(). */
+static void digests_ask(struct disk *d, uint64_t rp, uint64_t first,
+			uint32_t n)
 {
 	uint8_t *p = A.frame + BVP_HDR;
 	size_t nl = strlen(d->name);
-	char what[128];
 	bvp_put64(p, rp);
 	bvp_put64(p + 8, first);
 	bvp_put32(p + 16, n);
 	p[20] = (uint8_t)nl;
 	memcpy(p + 21, d->name, nl);
 	send_frame(BVP_DIGESTS, 21 + nl);
+}
+
+/* Reads the answer to the oldest digests_ask() of at most N chunks into
+ * ANS; sets *CS and *RSIZE (chunk size, replica size); returns how many
+ * chunks it covers. */
+static uint32_t digests_answer(struct disk *d, uint32_t n, uint8_t *ans,
+			       size_t cap, uint32_t *cs, uint64_t *rsize)
+{
+	char what[128];
 	snprintf(what, sizeof what, "digests of replica %s", d->name);
 	long len = must_answer(ans, cap, what);
 	if (len < 16)
@@ -513,24 +520,39 @@ static int chunk_same(const uint8_t *buf, size_t len, uint32_t cs,
  * index, without reading the replica). */
 static void compare_disk(struct disk *d, uint64_t rp)
 {
-	static uint8_t ans[16 + CMP_BLOCK * 17];
+	static uint8_t answers[2][16 + CMP_BLOCK * 17];
 	uint32_t cs = 0;
 	uint64_t rsize = 0;
 	uint8_t *pad = malloc(PIECE);
 	if (!pad)
 		die("out of memory");
-	query_digests(d, rp, 0, 1, ans, sizeof ans, &cs, &rsize);
+	digests_ask(d, rp, 0, 1);
+	digests_answer(d, 1, answers[0], sizeof answers[0], &cs, &rsize);
 	uint64_t schunks = (d->size + cs - 1) / cs;
 	uint64_t rchunks = (rsize + cs - 1) / cs;
 	uint32_t per = PIECE / cs;
 
+	/* The next block's digests are asked for before this block is read
+	 * and hashed, so the server looks them up meanwhile (it takes the
+	 * change records sent in between without waiting for us to read
+	 * its answer). */
+	if (rchunks)
+		digests_ask(d, rp, 0, CMP_BLOCK);
 	for (uint64_t b = 0; b < schunks; b += CMP_BLOCK) {
 		uint32_t nb = schunks - b < CMP_BLOCK ? (uint32_t)(schunks - b) :
 							CMP_BLOCK;
-		uint32_t known = 0;
-		if (b < rchunks)
-			known = query_digests(d, rp, b, nb, ans, sizeof ans,
-					      &cs, &rsize);
+		uint8_t *ans = answers[(b / CMP_BLOCK) & 1];
+		uint32_t known = 0, c2 = 0;
+		uint64_t r2 = 0;
+		if (b < rchunks) {
+			known = digests_answer(d, CMP_BLOCK, ans,
+					       sizeof answers[0], &c2, &r2);
+			if (c2 != cs || r2 != rsize)
+				die("replica %s changed during the check",
+				    d->name);
+		}
+		if (b + CMP_BLOCK < rchunks)
+			digests_ask(d, rp, b + CMP_BLOCK, CMP_BLOCK);
 		for (uint32_t k = 0; k < nb; k += per * READ_BATCH) {
 			struct bv_source_read r[READ_BATCH];
 			int nr = 0;

@@ -154,7 +154,12 @@ static int conn_index(const struct conn *c)
  * front, up to the largest frame). */
 static void arm_recv(struct conn *c)
 {
-	if (c->recv_armed || c->send_armed || c->closing || !c->used)
+	if (c->recv_armed || c->closing || !c->used)
+		return;
+	/* A whole frame left in RX waits for the answer being sent: take
+	 * nothing more until then (RX stays one frame). */
+	if (c->send_armed && c->rx_len >= BVP_HDR &&
+	    c->rx_len >= BVP_HDR + (size_t)bvp_get32(c->rx))
 		return;
 	size_t want = RX_START;
 	if (c->rx_len >= BVP_HDR) {
@@ -196,6 +201,12 @@ static void arm_send(struct conn *c)
 /* Queues one answer frame; it is sent before anything else is read. */
 static void answer(struct conn *c, uint8_t type, const void *p, size_t len)
 {
+	/* Only a change record can fail while an answer is on its way (a
+	 * protocol error): no second answer then, the connection closes. */
+	if (c->send_armed) {
+		c->closing = 1;
+		return;
+	}
 	if (len > TX_MAX - BVP_HDR)
 		len = TX_MAX - BVP_HDR;
 	bvp_header(c->tx, type, (uint32_t)len);
@@ -701,14 +712,21 @@ static void on_frame(struct conn *c, uint8_t type, const uint8_t *p,
 	}
 }
 
-/* Handles every whole frame in RX, until an answer waits to be sent. */
+/* Handles every whole frame in RX, until one that needs an answer while
+ * the last answer is still being sent. */
 static void drain_frames(struct conn *c)
 {
 	size_t off = 0;
 
-	while (!c->send_armed && !c->closing && c->rx_len - off >= BVP_HDR) {
+	while (!c->closing && c->rx_len - off >= BVP_HDR) {
 		const uint8_t *h = c->rx + off;
 		uint32_t len = bvp_get32(h);
+		/* While an answer is on its way, change records (which get
+		 * none) still flow: an agent that sends data before it reads
+		 * the answer to its last query never waits on us. */
+		if (c->send_armed && h[4] != BVP_DATA && h[4] != BVP_ZERO &&
+		    h[4] != BVP_RESIZE)
+			break;
 		if (len > BVP_PAYLOAD_MAX) {
 			proto_error(c, "a frame larger than the limit");
 			break;
