@@ -244,6 +244,11 @@ BV_API void bv_reader_close(bv_reader *r);
  * little-endian) or BV_DIGEST_UNKNOWN (stored before digests were kept).
  * BV_ERANGE past the last chunk. */
 enum { BV_DIGEST_ZERO = 0, BV_DIGEST_KNOWN = 1, BV_DIGEST_UNKNOWN = 2 };
+/* The digest bv_reader_digests gives, of LEN bytes at DATA (a whole
+ * chunk, zero-padded past a disk's end), computed the way the store does
+ * (XXH3-128, seed 0, with AVX2 or AVX-512 where the CPU has them): for an
+ * agent comparing its disk with a replica. */
+BV_API void bv_chunk_digest(const void *data, size_t len, uint8_t out[16]);
 BV_API int bv_reader_digests(bv_reader *r, uint64_t first, size_t n,
 			     uint8_t *kinds, uint8_t (*digests)[16]);
 

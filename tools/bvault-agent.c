@@ -31,8 +31,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include <xxhash.h>
-
+#include "bvault.h"
 #include "proto.h"
 #include "source.h"
 
@@ -508,10 +507,8 @@ static int chunk_same(const uint8_t *buf, size_t len, uint32_t cs,
 		memset(pad + len, 0, cs - len);
 		src = pad;
 	}
-	XXH128_hash_t h = XXH3_128bits(src, cs);
 	uint8_t d[16];
-	bvp_put64(d, h.low64);
-	bvp_put64(d + 8, h.high64);
+	bv_chunk_digest(src, cs, d);
 	return memcmp(d, ans + 1, 16) == 0;
 }
 
