@@ -354,7 +354,8 @@ static void send_piece(struct disk *d, const uint8_t *buf, uint64_t off,
 		size_t j = i;
 		int zero = all_zero(buf + i, len - i < ZBLOCK ? len - i :
 					     ZBLOCK);
-		while (j < len) {
+		/* One DATA frame at most per step. */
+		while (j < len && j - i < PIECE) {
 			size_t k = len - j < ZBLOCK ? len - j : ZBLOCK;
 			if (all_zero(buf + j, k) != zero)
 				break;
