@@ -236,16 +236,14 @@ static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size,
 	b->seg = calloc(nreg, sizeof *b->seg);
 	b->reg_pos = calloc(nthreads, sizeof *b->reg_pos);
 	b->reg_end = calloc(nthreads, sizeof *b->reg_end);
-	if (!b->reg_used || !b->seg_at || !b->seg || !b->reg_pos ||
-	    !b->reg_end)
-		return -ENOMEM;
 	b->slots = calloc(n, sizeof *b->slots);
 	b->htab = calloc(h, sizeof *b->htab);
 	b->ftab = calloc(h, sizeof *b->ftab);
 	b->idx = calloc(n, sizeof *b->idx);
 	b->pend = calloc(n, sizeof *b->pend);
-	if (!b->slots || !b->htab || !b->ftab || !b->idx || !b->pend ||
-	    bv_kv_batch_new(&b->kvb))
+	if (!b->reg_used || !b->seg_at || !b->seg || !b->reg_pos ||
+	    !b->reg_end || !b->slots || !b->htab || !b->ftab || !b->idx ||
+	    !b->pend || bv_kv_batch_new(&b->kvb))
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		b->slots[i].raw = b->raw_arena + i * size;

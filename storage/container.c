@@ -808,6 +808,16 @@ int64_t bv_rec_build(uint8_t *dst, const bv_fp *fp, uint8_t codec,
 	return (int64_t)rec;
 }
 
+/* Whether BYTES more (a record or a run) must start a new container: none
+ * is open, or they would end past container_max. Something larger than
+ * container_max still goes into an empty container of its own. Caller
+ * holds cs->mu. */
+static int needs_new_container(const struct bv_cset *cs, uint64_t bytes)
+{
+	return cs->cur_id == 0 || (cs->cur_end > BV_CONTAINER_HDR &&
+				   cs->cur_end + bytes > cs->container_max);
+}
+
 int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
 		  uint8_t codec, const void *stored, uint32_t stored_len,
 		  uint32_t raw_len, struct bv_chunk_loc *loc)
@@ -828,10 +838,7 @@ int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
 	ret = cs->broken;
 	if (ret != 0)
 		goto out;
-	/* A record larger than container_max still goes into an empty
-	 * container of its own. */
-	if (cs->cur_id == 0 || (cs->cur_end > BV_CONTAINER_HDR &&
-				cs->cur_end + rec > cs->container_max)) {
+	if (needs_new_container(cs, rec)) {
 		ret = roll_over(cs, ring);
 		if (ret != 0)
 			goto broken;
@@ -914,10 +921,7 @@ int bv_cset_appendv(struct bv_cset *cs, struct bv_ring *ring,
 	ret = cs->broken;
 	if (ret != 0)
 		goto out;
-	/* Like a record, a run larger than container_max still goes into
-	 * an empty container of its own. */
-	if (cs->cur_id == 0 || (cs->cur_end > BV_CONTAINER_HDR &&
-				cs->cur_end + total > cs->container_max)) {
+	if (needs_new_container(cs, total)) {
 		ret = roll_over(cs, ring);
 		if (ret != 0)
 			goto broken;

@@ -210,7 +210,8 @@ static void answer(struct conn *c, uint8_t type, const void *p, size_t len)
 	if (len > TX_MAX - BVP_HDR)
 		len = TX_MAX - BVP_HDR;
 	bvp_header(c->tx, type, (uint32_t)len);
-	if (len)
+	/* Large answers (RPS, DIGESTS) are built in place. */
+	if (len && p != c->tx + BVP_HDR)
 		memcpy(c->tx + BVP_HDR, p, len);
 	c->tx_len = BVP_HDR + len;
 	c->tx_off = 0;
@@ -600,8 +601,8 @@ static void on_rps(struct conn *c, struct bvp_rd *r)
 			     c->name, group);
 		return;
 	}
-	/* The answer is built in the send buffer's payload area. */
-	static uint8_t buf[TX_MAX];
+	/* The answer is built in place, in the (idle) send buffer. */
+	uint8_t *buf = c->tx + BVP_HDR;
 	struct rps_walk w = { buf, 0, (TX_MAX - 64) / 17, 0 };
 	if (w.cap > RPS_MAX)
 		w.cap = RPS_MAX;
@@ -625,7 +626,7 @@ static void on_digests(struct conn *c, struct bvp_rd *r)
 	char name[64], group[64];
 	uint64_t rp = bvp_u64(r), first = bvp_u64(r);
 	uint32_t n = bvp_u32(r);
-	static uint8_t buf[TX_MAX];
+	uint8_t *buf = c->tx + BVP_HDR; /* the answer, built in place */
 	static uint8_t kinds[BVP_DIGESTS_MAX], digs[BVP_DIGESTS_MAX][16];
 	bv_reader *rd = NULL;
 

@@ -13,30 +13,7 @@
 #    before, the store verifies, the server keeps serving;
 #  - 16 agents at once, each RP checked bit for bit.
 # Usage: net_basic.sh BVAULT BVAULTD BVAULT_AGENT
-. "$(dirname "$0")/../cli/lib.sh"
-
-BVD=${2:?bvaultd}
-BVA=${3:?bvault-agent}
-S=$T/store
-SOCK=$T/sock
-LOG=$T/bvaultd.log
-
-start_server() {
-	rm -f "$SOCK" # a server killed with -9 leaves its socket behind
-	"$BVD" "$S" --unix "$SOCK" "$@" 2>>"$LOG" &
-	SRV=$!
-	for _ in $(seq 1 100); do
-		[ -S "$SOCK" ] && return 0
-		sleep 0.05
-	done
-	diag "bvaultd did not start"; cat "$LOG" | sed 's/^/# /'
-	return 1
-}
-
-stop_server() {
-	kill -TERM "$SRV" 2>/dev/null
-	wait "$SRV"
-}
+. "$(dirname "$0")/lib.sh"
 
 agent() {
 	"$BVA" --unix "$SOCK" "$@" >"$T/out" 2>"$T/err" </dev/null

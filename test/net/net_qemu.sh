@@ -10,14 +10,9 @@
 #  - the bitmaps dropped, more changes, a consistency check (--compare)
 #    that sends only the chunks that differ: identical again.
 # Usage: net_qemu.sh BVAULT BVAULTD BVAULT_AGENT
-. "$(dirname "$0")/../cli/lib.sh"
+. "$(dirname "$0")/lib.sh"
 
-BVD=${2:?bvaultd}
-BVA=${3:?bvault-agent}
-S=$T/store
-SOCK=$T/sock
 QS=$T/q.sock
-LOG=$T/bvaultd.log
 IMG=$T/disk.qcow2
 
 for t in qemu-img qemu-io qemu-nbd; do
@@ -26,22 +21,6 @@ for t in qemu-img qemu-io qemu-nbd; do
 		exit 0
 	fi
 done
-
-start_server() {
-	rm -f "$SOCK"
-	"$BVD" "$S" --unix "$SOCK" 2>>"$LOG" &
-	SRV=$!
-	for _ in $(seq 1 100); do
-		[ -S "$SOCK" ] && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
-stop_server() {
-	kill -TERM "$SRV" 2>/dev/null
-	wait "$SRV"
-}
 
 # Serves the image read-only on $QS (with bitmap $1 when given).
 start_nbd() {
