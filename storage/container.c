@@ -808,14 +808,17 @@ int64_t bv_rec_build(uint8_t *dst, const bv_fp *fp, uint8_t codec,
 	return (int64_t)rec;
 }
 
-/* Whether BYTES more (a record or a run) must start a new container: none
- * is open, or they would end past container_max. Something larger than
- * container_max still goes into an empty container of its own. Caller
- * holds cs->mu. */
-static int needs_new_container(const struct bv_cset *cs, uint64_t bytes)
+/* Starts a new container when BYTES more (a record or a run) cannot go
+ * into the current one: none is open, or they would end past
+ * container_max. Something larger than container_max still goes into an
+ * empty container of its own. Caller holds cs->mu. */
+static int make_room(struct bv_cset *cs, struct bv_ring *ring,
+		     uint64_t bytes)
 {
-	return cs->cur_id == 0 || (cs->cur_end > BV_CONTAINER_HDR &&
-				   cs->cur_end + bytes > cs->container_max);
+	if (cs->cur_id == 0 || (cs->cur_end > BV_CONTAINER_HDR &&
+				cs->cur_end + bytes > cs->container_max))
+		return roll_over(cs, ring);
+	return 0;
 }
 
 int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
@@ -838,11 +841,9 @@ int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
 	ret = cs->broken;
 	if (ret != 0)
 		goto out;
-	if (needs_new_container(cs, rec)) {
-		ret = roll_over(cs, ring);
-		if (ret != 0)
-			goto broken;
-	}
+	ret = make_room(cs, ring, rec);
+	if (ret != 0)
+		goto broken;
 	if (cs->buf_len + rec > cs->cap) {
 		ret = write_out(cs, ring, 0);
 		if (ret != 0)
@@ -921,11 +922,9 @@ int bv_cset_appendv(struct bv_cset *cs, struct bv_ring *ring,
 	ret = cs->broken;
 	if (ret != 0)
 		goto out;
-	if (needs_new_container(cs, total)) {
-		ret = roll_over(cs, ring);
-		if (ret != 0)
-			goto broken;
-	}
+	ret = make_room(cs, ring, total);
+	if (ret != 0)
+		goto broken;
 	/* What is staged goes first, and the run starts on a page. */
 	ret = pad_and_write(cs, ring);
 	if (ret != 0)
