@@ -52,6 +52,7 @@ struct disk {
 	uint64_t rep_size;        /* the replica's at its head (0: new) */
 	uint64_t base;            /* the RP this run starts from */
 	int exists;
+	int in_place;             /* read with bv_source_view (files, devices) */
 };
 
 static struct {
@@ -383,15 +384,40 @@ struct pending {
 	int n;
 };
 
+/* Reads the N requests R of disk D (their buffers from A.rbuf) at once. */
+static void read_pieces(struct disk *d, struct bv_source_read *r, int n)
+{
+	for (int i = 0; i < n; i++)
+		r[i].buf = A.rbuf + (size_t)i * PIECE;
+	if (bv_source_read_many(d->src, r, (size_t)n))
+		die("reading %s: %s", d->spec, bv_source_error(d->src));
+}
+
+/* The bytes of request R of disk D, in place (valid until the next view
+ * of D): no copy out of the page cache. */
+static const uint8_t *view_piece(struct disk *d, const struct bv_source_read *r)
+{
+	const uint8_t *p;
+	if (bv_source_view(d->src, r->off, r->len, &p))
+		die("reading %s: %s", d->spec, bv_source_error(d->src));
+	return p;
+}
+
 static void flush_reads(struct pending *pq)
 {
+	struct disk *d = pq->d;
 	if (!pq->n)
 		return;
-	if (bv_source_read_many(pq->d->src, pq->r, (size_t)pq->n))
-		die("reading %s: %s", pq->d->spec,
-		    bv_source_error(pq->d->src));
-	for (int i = 0; i < pq->n; i++)
-		send_piece(pq->d, pq->r[i].buf, pq->r[i].off, pq->r[i].len);
+	if (d->in_place) {
+		for (int i = 0; i < pq->n; i++)
+			send_piece(d, view_piece(d, &pq->r[i]), pq->r[i].off,
+				   pq->r[i].len);
+	} else {
+		read_pieces(d, pq->r, pq->n);
+		for (int i = 0; i < pq->n; i++)
+			send_piece(d, pq->r[i].buf, pq->r[i].off,
+				   pq->r[i].len);
+	}
 	pq->n = 0;
 }
 
@@ -417,7 +443,6 @@ static int send_range(void *ud, uint64_t off, uint64_t len)
 		if (w->pq.n == READ_BATCH)
 			flush_reads(&w->pq);
 		struct bv_source_read *r = &w->pq.r[w->pq.n];
-		r->buf = A.rbuf + (size_t)w->pq.n * PIECE;
 		r->len = n;
 		r->off = o;
 		r->res = 0;
@@ -551,23 +576,25 @@ static void compare_disk(struct disk *d, uint64_t rp)
 		}
 		if (b + CMP_BLOCK < rchunks)
 			digests_ask(d, rp, b + CMP_BLOCK, CMP_BLOCK);
-		for (uint32_t k = 0; k < nb; k += per * READ_BATCH) {
+		/* Files and devices in place, one piece at a time; NBD
+		 * READ_BATCH pieces at a time, read at once. */
+		int batch = d->in_place ? 1 : READ_BATCH;
+		for (uint32_t k = 0; k < nb; k += per * (uint32_t)batch) {
 			struct bv_source_read r[READ_BATCH];
 			int nr = 0;
-			for (uint32_t j = k; j < nb && nr < READ_BATCH;
-			     j += per) {
+			for (uint32_t j = k; j < nb && nr < batch; j += per) {
 				uint64_t off = (b + j) * cs;
 				uint64_t len = (uint64_t)per * cs;
 				if (len > d->size - off)
 					len = d->size - off;
 				r[nr] = (struct bv_source_read){
-					.buf = A.rbuf + (size_t)nr * PIECE,
 					.len = (size_t)len, .off = off };
 				nr++;
 			}
-			if (bv_source_read_many(d->src, r, (size_t)nr))
-				die("reading %s: %s", d->spec,
-				    bv_source_error(d->src));
+			if (d->in_place)
+				r[0].buf = (void *)view_piece(d, &r[0]);
+			else
+				read_pieces(d, r, nr);
 			for (int q = 0; q < nr; q++) {
 				const uint8_t *buf = r[q].buf;
 				size_t len = r[q].len, run = 0, start = 0;
@@ -789,6 +816,7 @@ int main(int argc, char **argv)
 				   NULL, &d->src, err, sizeof err))
 			die("disk %s: %s", d->name, err);
 		d->size = bv_source_size(d->src);
+		d->in_place = bv_source_can_view(d->src);
 		if (d->size == 0 || d->size % 512)
 			die("disk %s: %s is %" PRIu64 " bytes, not a whole "
 			    "number of 512-byte sectors", d->name, d->spec,

@@ -27,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +49,8 @@ enum { SRC_FILE, SRC_BDEV, SRC_NBD };
 #define SRC_BITMAP_MAX 1023u    /* QEMU's limit on bitmap names */
 #define QEMU_DIRTY_PREFIX "qemu:dirty-bitmap:"
 #define QEMU_STATE_DIRTY 1u     /* qemu docs/interop/nbd.txt: bit 0 */
+#define SRC_WINDOW (64u << 20)  /* mapped, and read ahead, past a view */
+#define SRC_WIN_ALIGN (1u << 20)
 
 struct src_extent {
 	uint64_t off, len;
@@ -70,6 +74,10 @@ struct bv_source {
 	struct io_uring ring;
 	int ring_ok;
 	uint64_t *done;    /* SRC_BATCH: bytes read so far per request */
+	uint8_t *map;      /* bv_source_view's window, or NULL */
+	uint64_t map_off;  /* disk offset of map[0] */
+	size_t map_len;
+	uint64_t ahead;    /* read ahead asked up to here */
 
 	/* NBD */
 	struct nbd_handle *nbd;
@@ -295,6 +303,8 @@ const char *bv_source_error(const struct bv_source *s)
 	return s->err;
 }
 
+static void unmap_window(struct bv_source *s);
+
 void bv_source_close(struct bv_source *s)
 {
 	if (s == NULL)
@@ -307,6 +317,8 @@ void bv_source_close(struct bv_source *s)
 			(void)nbd_shutdown(s->nbd, 0);
 		nbd_close(s->nbd);
 	}
+	if (s->map != NULL)
+		unmap_window(s);
 	if (s->ring_ok)
 		io_uring_queue_exit(&s->ring);
 	if (s->fd >= 0)
@@ -768,6 +780,166 @@ int bv_source_read_many(struct bv_source *s, struct bv_source_read *reqs,
 					"%s", r->len,
 					(unsigned long long)r->off,
 					strerror(-r->res));
+	}
+	return 0;
+}
+
+/* ---- reading in place ----------------------------------------------------- */
+
+/* What the SIGBUS handler needs to name the failed read: the window
+ * mapped last (views of one source at a time are what the agent does). */
+static struct {
+	const char *volatile spec;
+	volatile uintptr_t base;
+	volatile size_t len;
+	volatile uint64_t off;
+} fault_at;
+
+static void put_str(char *buf, size_t *n, size_t cap, const char *s)
+{
+	while (*s != '\0' && *n < cap)
+		buf[(*n)++] = *s++;
+}
+
+/* Async-signal-safe: formats by hand, then write() and _exit(). */
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+	char msg[1024], num[24];
+	size_t n = 0, k = 0;
+	uint64_t off;
+
+	(void)uc;
+	if (fault_at.spec == NULL || a < fault_at.base ||
+	    a - fault_at.base >= fault_at.len) {
+		/* Not ours: die of it as if no handler were there. */
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	off = fault_at.off + (a - fault_at.base);
+	do {
+		num[k++] = (char)('0' + off % 10);
+		off /= 10;
+	} while (off != 0);
+	put_str(msg, &n, sizeof(msg), fault_at.spec);
+	put_str(msg, &n, sizeof(msg), ": cannot read the disk near byte ");
+	while (k > 0 && n < sizeof(msg))
+		msg[n++] = num[--k];
+	put_str(msg, &n, sizeof(msg), " (an I/O error, or the source shrank "
+		"while it was read)\n");
+	(void)!write(2, msg, n);
+	_exit(1);
+}
+
+static void unmap_window(struct bv_source *s)
+{
+	if ((uintptr_t)s->map == fault_at.base)
+		fault_at.len = 0;
+	munmap(s->map, s->map_len);
+	s->map = NULL;
+	s->map_len = 0;
+}
+
+/* Maps the window that starts at or below OFF and holds [OFF, OFF+LEN)
+ * and SRC_WINDOW more (up to the end of the disk). */
+static int map_window(struct bv_source *s, uint64_t off, size_t len)
+{
+	static int handler_set;
+	uint64_t start = off & ~(uint64_t)(SRC_WIN_ALIGN - 1);
+	uint64_t end = off + len + SRC_WINDOW;
+	void *p;
+
+	if (end > s->size)
+		end = s->size;
+	if (s->map != NULL)
+		unmap_window(s);
+	p = mmap(NULL, (size_t)(end - start), PROT_READ, MAP_SHARED, s->fd,
+		 (off_t)start);
+	if (p == MAP_FAILED)
+		return src_fail(s, -errno, "cannot map bytes %llu to %llu: %s",
+				(unsigned long long)start,
+				(unsigned long long)end, strerror(errno));
+	s->map = p;
+	s->map_off = start;
+	s->map_len = (size_t)(end - start);
+	(void)madvise(p, s->map_len, MADV_SEQUENTIAL);
+	if (!handler_set) {
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = on_sigbus;
+		sa.sa_flags = SA_SIGINFO;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGBUS, &sa, NULL) < 0)
+			return src_fail(s, -errno, "sigaction: %s",
+					strerror(errno));
+		handler_set = 1;
+	}
+	fault_at.len = 0;
+	fault_at.spec = s->spec;
+	fault_at.base = (uintptr_t)p;
+	fault_at.off = start;
+	fault_at.len = s->map_len;
+	return 0;
+}
+
+int bv_source_can_view(const struct bv_source *s)
+{
+	return s->kind != SRC_NBD;
+}
+
+int bv_source_view(struct bv_source *s, uint64_t off, size_t len,
+		   const uint8_t **p)
+{
+	int ret;
+
+	*p = NULL;
+	if (s->kind == SRC_NBD)
+		return src_fail(s, -ENOTSUP, "an NBD export cannot be read "
+				"in place");
+	if ((ret = check_range(s, off, len, "a view")))
+		return ret;
+	if (len == 0 || len > BV_SOURCE_VIEW_MAX)
+		return src_fail(s, -EINVAL, "a view of %zu bytes: 1 to %u "
+				"bytes", len, BV_SOURCE_VIEW_MAX);
+	if (s->map == NULL || off < s->map_off ||
+	    off + len > s->map_off + s->map_len) {
+		if ((ret = map_window(s, off, len)))
+			return ret;
+	}
+	/* Ask for the rest of this window and the next one now, so the
+	 * disk works while the caller does. */
+	if (s->ahead < s->map_off + s->map_len) {
+		uint64_t from = s->ahead > off ? s->ahead : off;
+		uint64_t to = s->map_off + s->map_len + SRC_WINDOW;
+
+		if (to > s->size)
+			to = s->size;
+		(void)posix_fadvise(s->fd, (off_t)from, (off_t)(to - from),
+				    POSIX_FADV_WILLNEED);
+		s->ahead = to;
+	}
+	*p = s->map + (off - s->map_off);
+	/* Fill the page tables in one call rather than fault by fault; an
+	 * unreadable page fails here, plainly, rather than as SIGBUS. */
+	{
+		uintptr_t a = (uintptr_t)*p & ~(uintptr_t)4095;
+		size_t l = (size_t)((uintptr_t)*p + len - a);
+
+		int e = madvise((void *)a, l, MADV_POPULATE_READ) < 0 ? errno
+								     : 0;
+
+		/* EINVAL, ENOSYS: a kernel before 5.14; faults do it. */
+		if (e == EFAULT || e == EIO || e == EHWPOISON)
+			return src_fail(s, -EIO, "cannot read %zu bytes at "
+					"%llu: an I/O error, or the source "
+					"shrank while it was read", len,
+					(unsigned long long)off);
+		if (e != 0 && e != EINVAL && e != ENOSYS && e != EINTR)
+			return src_fail(s, -e, "cannot read %zu bytes at %llu: "
+					"%s", len, (unsigned long long)off,
+					strerror(e));
 	}
 	return 0;
 }

@@ -108,6 +108,33 @@ struct bv_source_read {
 int bv_source_read_many(struct bv_source *s, struct bv_source_read *reqs,
 			size_t n);
 
+/* The largest LEN bv_source_view() takes. */
+#define BV_SOURCE_VIEW_MAX (32u << 20)
+
+/* Reading in place, for files and block devices: makes [OFF, OFF+LEN) of
+ * the disk readable at *P without copying it (a read-only mapping of the
+ * page cache), valid until the next bv_source_view() on S or
+ * bv_source_close(). The source keeps one window of the disk mapped (at
+ * most 64 MiB more than LEN) and asks the kernel to read the next window
+ * ahead, so cold reads proceed while the caller works on this one; views
+ * in ascending order read the disk once, in large requests.
+ *
+ * -ENOTSUP for NBD sources (use bv_source_read_many), -EINVAL for a range
+ * past the end of the disk or LEN above BV_SOURCE_VIEW_MAX or 0.
+ *
+ * The bytes are read when first touched, so a read error (or a file cut
+ * short after the open) shows up then, as SIGBUS: the first view installs
+ * a handler that prints "SPEC: cannot read the disk near byte OFFSET (an
+ * I/O error, or the source shrank while it was read)" on stderr and ends
+ * the process with status 1. A tool that sends what it reads therefore
+ * never sends bytes it could not read; its server sees the connection
+ * drop and commits nothing. */
+int bv_source_view(struct bv_source *s, uint64_t off, size_t len,
+		   const uint8_t **p);
+
+/* 1 when S can be read with bv_source_view (a file or block device). */
+int bv_source_can_view(const struct bv_source *s);
+
 /* Closes S (NULL is fine). Also the NBD connection: with qemu-nbd
  * without -t/--persistent that ends the server. */
 void bv_source_close(struct bv_source *s);

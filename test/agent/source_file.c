@@ -3,7 +3,10 @@
  * file and, when we may attach one, a loop block device over it: data
  * extents find the data and skip the holes, many reads at depth return
  * the right bytes, reads past the end fail, bad specs are refused with a
- * message naming the path.
+ * message naming the path. Views (reading in place) return the right
+ * bytes across windows, refuse bad ranges, and a source that shrinks
+ * under a view is reported, as an error or, from the SIGBUS handler, as a
+ * message and exit status 1.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "source.h"
@@ -277,6 +281,166 @@ static void test_shrunk(void)
 	close(fd);
 }
 
+/* Views of S (SIZE bytes, contents MODEL): random ones, then bad ones. */
+static void test_view(struct bv_source *s, uint64_t size)
+{
+	const uint8_t *p;
+	int same = 1;
+
+	ok(bv_source_can_view(s), "a file or device can be viewed");
+	for (int i = 0; i < 200; i++) {
+		uint64_t off = ut_rand() % size;
+		size_t len = 1 + (size_t)(ut_rand() % (8u << 20));
+
+		if (len > size - off)
+			len = (size_t)(size - off);
+		if (len == 0)
+			continue;
+		if (bv_source_view(s, off, len, &p) != 0 ||
+		    memcmp(p, model + off, len) != 0) {
+			same = 0;
+			diag("view %zu at %llu: %s", len,
+			     (unsigned long long)off, bv_source_error(s));
+			break;
+		}
+	}
+	ok(same, "200 random views, forward and back, hold the disk's bytes");
+	is_int(bv_source_view(s, 0, size < BV_SOURCE_VIEW_MAX ? size :
+			      BV_SOURCE_VIEW_MAX, &p), 0,
+	       "a view of the largest size");
+	ok(memcmp(p, model, size < BV_SOURCE_VIEW_MAX ? size :
+		  BV_SOURCE_VIEW_MAX) == 0, "same bytes");
+	is_int(bv_source_view(s, size - 10, 20, &p), -EINVAL,
+	       "a view past the end: -EINVAL");
+	ok(p == NULL && strstr(bv_source_error(s), "past the end") != NULL,
+	   "no pointer; message: %s", bv_source_error(s));
+	is_int(bv_source_view(s, UINT64_MAX, 1, &p), -EINVAL,
+	       "a view at 2^64-1: -EINVAL (no overflow)");
+	is_int(bv_source_view(s, 0, 0, &p), -EINVAL, "an empty view: -EINVAL");
+	is_int(bv_source_view(s, 0, BV_SOURCE_VIEW_MAX + 1, &p), -EINVAL,
+	       "a view above BV_SOURCE_VIEW_MAX: -EINVAL");
+	ok(strstr(bv_source_error(s), "1 to") != NULL, "message: %s",
+	   bv_source_error(s));
+	is_int(bv_source_view(s, 4096, 4096, &p), 0, "views work after that");
+	ok(memcmp(p, model + 4096, 4096) == 0, "same bytes");
+}
+
+/* A sparse 300 MiB disk with an 8-byte mark every 64 KiB: sequential 4 MiB
+ * views across many windows (what the agent does), and views of the
+ * largest size that straddle windows. */
+static void test_view_windows(void)
+{
+	const uint64_t big = 300ull << 20;
+	char p[600], err[512];
+	struct bv_source *s;
+	const uint8_t *v;
+	int fd, good = 1;
+
+	snprintf(p, sizeof(p), "%s/big.raw", dir);
+	fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || ftruncate(fd, (off_t)big) < 0)
+		bail_out("cannot make big.raw");
+	for (uint64_t o = 0; o < big; o += 65536)
+		if (pwrite(fd, &o, 8, (off_t)o) != 8)
+			bail_out("cannot write big.raw");
+	close(fd);
+	if (bv_source_open(p, NULL, &s, err, sizeof(err)) != 0)
+		bail_out(err);
+	for (uint64_t o = 0; o < big && good; o += 4u << 20) {
+		if (bv_source_view(s, o, 4u << 20, &v) != 0) {
+			good = 0;
+			break;
+		}
+		for (uint64_t k = 0; k < (4u << 20); k += 65536) {
+			uint64_t m;
+
+			memcpy(&m, v + k, 8);
+			if (m != o + k || v[k + 8] != 0)
+				good = 0;
+		}
+	}
+	ok(good, "4 MiB views from start to end of 300 MiB hold the marks");
+	good = 1;
+	for (uint64_t o = (60ull << 20) + 512; o + BV_SOURCE_VIEW_MAX <= big;
+	     o += 50ull << 20) {
+		if (bv_source_view(s, o, BV_SOURCE_VIEW_MAX, &v) != 0) {
+			good = 0;
+			break;
+		}
+		for (uint64_t k = 65536 - 512; k < BV_SOURCE_VIEW_MAX;
+		     k += 65536) {
+			uint64_t m;
+
+			memcpy(&m, v + k, 8);
+			if (m != o + k)
+				good = 0;
+		}
+	}
+	ok(good, "32 MiB views at unaligned offsets across windows");
+	bv_source_close(s);
+	unlink(p);
+}
+
+/* The file shrinks under a view: the next view of the lost bytes fails
+ * with -EIO; touching them through a view taken before is SIGBUS, which
+ * the source's handler turns into a message and exit status 1. */
+static void test_view_shrunk(void)
+{
+	char p[600], err[512], out[1024] = "";
+	static uint8_t buf[16384];
+	struct bv_source *s;
+	const uint8_t *v;
+	int fd, pipefd[2], status = 0;
+	pid_t pid;
+	ssize_t n;
+
+	snprintf(p, sizeof(p), "%s/shrink-view.raw", dir);
+	memset(buf, 0x5a, sizeof(buf));
+	fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || pwrite(fd, buf, sizeof(buf), 0) != sizeof(buf))
+		bail_out("cannot make shrink-view.raw");
+	if (bv_source_open(p, NULL, &s, err, sizeof(err)) != 0)
+		bail_out(err);
+	is_int(bv_source_view(s, 0, sizeof(buf), &v), 0, "view 16 KiB");
+	ok(v != NULL && v[12000] == 0x5a, "the bytes are there");
+	if (ftruncate(fd, 4096) < 0)
+		bail_out("ftruncate");
+	is_int(bv_source_view(s, 0, sizeof(buf), &v), -EIO,
+	       "a view of bytes the file no longer holds: -EIO");
+	ok(strstr(bv_source_error(s), "shrink-view.raw") != NULL &&
+	   strstr(bv_source_error(s), "shrank") != NULL,
+	   "message: %s", bv_source_error(s));
+	bv_source_close(s);
+
+	if (ftruncate(fd, sizeof(buf)) < 0 ||
+	    pwrite(fd, buf, sizeof(buf), 0) != sizeof(buf) || pipe(pipefd) < 0)
+		bail_out("cannot remake shrink-view.raw");
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		dup2(pipefd[1], 2);
+		if (bv_source_open(p, NULL, &s, err, sizeof(err)) != 0 ||
+		    bv_source_view(s, 0, sizeof(buf), &v) != 0)
+			_exit(3);
+		if (ftruncate(fd, 4096) < 0)
+			_exit(4);
+		/* SIGBUS here: the page past the new end is gone. */
+		_exit(v[12000] == 0x5a ? 5 : 6);
+	}
+	close(pipefd[1]);
+	n = read(pipefd[0], out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	close(pipefd[0]);
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+	   "touching a lost byte of a view ends the process with status 1 "
+	   "(status %#x)", status);
+	ok(strstr(out, "shrink-view.raw: cannot read the disk near byte "
+		  "12000") != NULL, "and says where: %s", out);
+	close(fd);
+	unlink(p);
+}
+
 static void expect_refused(const char *spec, const char *bitmap, int want,
 			   const char *words, const char *what)
 {
@@ -355,6 +519,7 @@ static void test_block_device(void)
 		ok(e->n == 1 && e->off[0] == 0 && e->len[0] == size,
 		   "are the whole device");
 		test_read_many(s, size);
+		test_view(s, size);
 		bv_source_close(s);
 	}
 	snprintf(cmd, sizeof(cmd), "losetup -d '%s'", dev);
@@ -378,9 +543,12 @@ int main(void)
 	ok(strcmp(bv_source_error(s), "") == 0, "no error message yet");
 	test_data_extents(s);
 	test_read_many(s, SIZE);
+	test_view(s, SIZE);
 	bv_source_close(s);
 
 	test_shrunk();
+	test_view_windows();
+	test_view_shrunk();
 	test_bad_specs();
 	test_block_device();
 

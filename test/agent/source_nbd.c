@@ -292,6 +292,15 @@ static void test_small(void)
 		bail_out(err);
 	ok(1, "open %s with bitmap b0", uri);
 	is_int(bv_source_size(s), 1 * MiB, "size from nbd_get_size");
+	{
+		const uint8_t *v = (const uint8_t *)1;
+
+		ok(!bv_source_can_view(s), "an NBD export cannot be viewed");
+		is_int(bv_source_view(s, 0, 4096, &v), -ENOTSUP,
+		       "bv_source_view: -ENOTSUP");
+		ok(v == NULL && strstr(bv_source_error(s), "in place"),
+		   "no pointer; message: %s", bv_source_error(s));
+	}
 
 	/* nbdinfo --map=qemu:dirty-bitmap:bitmap0 in libnbd's test:
 	 * 65536+65536 dirty, 524288+65536 dirty, the rest clean. */
