@@ -4,12 +4,17 @@
  * stream changed blocks into ingest sessions (tools/PROTOCOL.md).
  *
  * One thread runs one io_uring event loop for accept, receive and send;
- * no socket call blocks it. Frames go to the engine as they arrive: the
- * engine hashes and compresses on its worker pool (a worker per core) and
- * writes through io_uring. While the engine works on a frame, the loop
- * does not receive, so a slow disk slows every sender through TCP's
- * window, and memory stays at one receive buffer per connection (at most
- * one frame) plus the engine's bounded session buffers.
+ * no socket call blocks it. Change records (DATA, ZERO, RESIZE) go to one
+ * applier thread, which hands them to the engine: the engine hashes and
+ * compresses on its worker pool (a worker per core) and writes through
+ * io_uring. While the applier works on one buffer of a connection's
+ * records, the loop receives the next into the connection's other buffer,
+ * so receiving overlaps hashing and compression. A connection has at most
+ * two buffers (each at most one frame) and one of them with the applier:
+ * when both are full, the loop stops receiving from it, so a slow disk
+ * slows every sender through TCP's window, and memory stays bounded.
+ * Every other message is handled on the loop, after the records before
+ * it were applied (messages take effect in order).
  *
  * SIGTERM or SIGINT: stop accepting, abort every open session (nothing
  * half-committed: the engine's invariant 2), close, exit 0.
@@ -23,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -49,7 +56,7 @@
 #define TX_MAX (2u << 20)
 #define RPS_MAX 65536u
 
-enum { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_SIGNAL };
+enum { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_SIGNAL, OP_WAKE };
 enum { CS_HELLO, CS_AUTH, CS_READY };
 
 struct conn {
@@ -58,8 +65,17 @@ struct conn {
 	uint32_t gen;
 	char peer[80];
 	int state;
-	uint8_t *rx;
+	uint8_t *rx;          /* the buffer the loop receives into */
 	size_t rx_len, rx_cap;
+	uint8_t *spare;       /* the other buffer, when the applier has none */
+	size_t spare_cap;
+	/* Change records handed to the applier: WORK[work_off, work_end). */
+	int busy;             /* the applier holds WORK */
+	uint8_t *work;
+	size_t work_cap, work_off, work_end;
+	struct conn *qnext;   /* in the applier's queue or its done list */
+	int close_pending;    /* close once the applier gave WORK back */
+	char close_why[96];
 	uint8_t *tx;
 	size_t tx_len, tx_off;
 	int recv_armed, send_armed;
@@ -88,7 +104,19 @@ static struct {
 	struct conn conns[MAX_CONN];
 	uint32_t next_gen;
 	int stopping;
-} D;
+
+	/* The applier: a queue of connections whose WORK is to be applied,
+	 * and a list of those done, which the loop hears of through WAKEFD. */
+	pthread_t applier;
+	int applier_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct conn *queue, *queue_tail, *done;
+	int applier_stop;
+	int wakefd;
+	uint64_t wake_buf;
+} D = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+	.wakefd = -1 };
 
 /* ---- logging ------------------------------------------------------------ */
 
@@ -103,11 +131,13 @@ static void logmsg(const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S",
 		 gmtime_r(&ts.tv_sec, &tm));
+	flockfile(stderr); /* the applier logs too: one line at a time */
 	fprintf(stderr, "%s bvaultd: ", when);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	funlockfile(stderr);
 }
 
 /* ---- ring plumbing -------------------------------------------------------- */
@@ -145,6 +175,13 @@ static void arm_signal(void)
 	io_uring_sqe_set_data64(sqe, udata(OP_SIGNAL, 0, 0));
 }
 
+static void arm_wake(void)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+	io_uring_prep_read(sqe, D.wakefd, &D.wake_buf, sizeof D.wake_buf, 0);
+	io_uring_sqe_set_data64(sqe, udata(OP_WAKE, 0, 0));
+}
+
 static int conn_index(const struct conn *c)
 {
 	return (int)(c - D.conns);
@@ -154,11 +191,12 @@ static int conn_index(const struct conn *c)
  * front, up to the largest frame). */
 static void arm_recv(struct conn *c)
 {
-	if (c->recv_armed || c->closing || !c->used)
+	if (c->recv_armed || c->closing || c->close_pending || !c->used)
 		return;
-	/* A whole frame left in RX waits for the answer being sent: take
-	 * nothing more until then (RX stays one frame). */
-	if (c->send_armed && c->rx_len >= BVP_HDR &&
+	/* A whole frame left in RX waits (for the answer being sent, or for
+	 * the applier to give back its buffer): take nothing more until
+	 * then (RX stays one frame). */
+	if (c->rx_len >= BVP_HDR &&
 	    c->rx_len >= BVP_HDR + (size_t)bvp_get32(c->rx))
 		return;
 	size_t want = RX_START;
@@ -277,19 +315,39 @@ static void session_drop(struct conn *c, const char *why)
 	       c->name, c->peer, why);
 }
 
-static void conn_close(struct conn *c, const char *why)
+/* Closes C, or starts to: while the applier holds the session or the
+ * kernel one of C's buffers (a receive or send in flight), the socket is
+ * shut down and the close finishes when they gave them back (conn_done).
+ * FORCE: the ring is gone, nothing is in flight. */
+static void conn_close_how(struct conn *c, const char *why, int force)
 {
 	if (!c->used)
 		return;
+	if (!c->close_pending) {
+		snprintf(c->close_why, sizeof c->close_why, "%s", why);
+		c->close_pending = 1;
+	}
+	if (!force && (c->busy || c->recv_armed || c->send_armed)) {
+		shutdown(c->fd, SHUT_RDWR);
+		return;
+	}
+	why = c->close_why;
 	session_drop(c, why);
 	if (c->state == CS_READY || why[0])
 		logmsg("agent %s (%s): disconnected (%s)", c->name[0] ?
 		       c->name : "?", c->peer, why);
 	close(c->fd);
 	free(c->rx);
+	free(c->spare);
+	free(c->work);
 	free(c->tx);
 	OPENSSL_cleanse(c->secret, sizeof c->secret);
 	memset(c, 0, sizeof *c);
+}
+
+static void conn_close(struct conn *c, const char *why)
+{
+	conn_close_how(c, why, 0);
 }
 
 static void conn_open(int fd)
@@ -477,26 +535,49 @@ static void change_failed(struct conn *c, int rc)
 	logmsg("agent %s (%s): %s", c->name, c->peer, c->fail_msg);
 }
 
-static void on_change(struct conn *c, uint8_t type, struct bvp_rd *r)
+static int is_change(uint8_t type)
 {
-	uint32_t slot = bvp_u32(r);
-	uint64_t off = bvp_u64(r), arg = 0;
+	return type == BVP_DATA || type == BVP_ZERO || type == BVP_RESIZE;
+}
+
+/* The loop's check of a change record (payload P, LEN bytes) before the
+ * applier gets it: NULL, or what is wrong with it. */
+static const char *change_problem(const struct conn *c, uint8_t type,
+				  const uint8_t *p, size_t len)
+{
+	struct bvp_rd r = { p, len, 0 };
+	uint32_t slot = bvp_u32(&r);
+
+	(void)bvp_u64(&r);
+	if (type == BVP_ZERO)
+		(void)bvp_u64(&r);
+	if (r.bad || (type != BVP_DATA && r.left) ||
+	    (type == BVP_DATA && (r.left == 0 || r.left > BVP_DATA_MAX)))
+		return "a malformed change record";
+	if (!c->in)
+		return "a change record outside a session";
+	if (slot >= (uint32_t)c->nslots)
+		return "a change record for a slot never added";
+	return NULL;
+}
+
+/* On the applier: applies one change record that change_problem() passed.
+ * After a failure the session keeps only the error. */
+static void apply_change(struct conn *c, uint8_t type, const uint8_t *p,
+			 size_t len)
+{
+	struct bvp_rd r = { p, len, 0 };
+	uint32_t slot = bvp_u32(&r);
+	uint64_t off = bvp_u64(&r), arg = 0;
 	int rc = 0;
 
 	if (type == BVP_ZERO)
-		arg = bvp_u64(r);
-	if (r->bad || (type != BVP_DATA && r->left) ||
-	    (type == BVP_DATA && (r->left == 0 || r->left > BVP_DATA_MAX)))
-		return proto_error(c, "a malformed change record");
-	if (!c->in)
-		return proto_error(c, "a change record outside a session");
-	if (slot >= (uint32_t)c->nslots)
-		return proto_error(c, "a change record for a slot never added");
+		arg = bvp_u64(&r);
 	if (c->failed)
 		return;
 	if (type == BVP_DATA) {
-		rc = bv_ingest_write(c->in, (int)slot, off, r->p, r->left);
-		c->bytes += r->left;
+		rc = bv_ingest_write(c->in, (int)slot, off, r.p, r.left);
+		c->bytes += r.left;
 	} else if (type == BVP_ZERO) {
 		rc = bv_ingest_zero(c->in, (int)slot, off, arg);
 	} else {
@@ -504,6 +585,82 @@ static void on_change(struct conn *c, uint8_t type, struct bvp_rd *r)
 	}
 	if (rc < 0)
 		change_failed(c, rc);
+}
+
+/* ---- the applier ---------------------------------------------------------- */
+
+static void *applier_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&D.lock);
+	for (;;) {
+		while (!D.queue && !D.applier_stop)
+			pthread_cond_wait(&D.cond, &D.lock);
+		struct conn *c = D.queue;
+		if (!c)
+			break;
+		D.queue = c->qnext;
+		if (!D.queue)
+			D.queue_tail = NULL;
+		int skip = D.applier_stop; /* shutting down: abort, not apply */
+		pthread_mutex_unlock(&D.lock);
+		for (size_t o = c->work_off; !skip && o < c->work_end;) {
+			const uint8_t *h = c->work + o;
+			uint32_t len = bvp_get32(h);
+			apply_change(c, h[4], h + BVP_HDR, len);
+			o += BVP_HDR + (size_t)len;
+		}
+		pthread_mutex_lock(&D.lock);
+		c->qnext = D.done;
+		D.done = c;
+		uint64_t one = 1;
+		if (write(D.wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
+			logmsg("waking the loop: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&D.lock);
+	return NULL;
+}
+
+/* Hands the whole change records RX[OFF, END) to the applier. RX goes
+ * with them, and the spare buffer, holding what followed them, becomes
+ * RX. */
+static int hand_over(struct conn *c, size_t off, size_t end)
+{
+	size_t tail = c->rx_len - end;
+	size_t want = tail > RX_START ? tail : RX_START;
+	uint8_t *nb = c->spare;
+	size_t ncap = c->spare_cap;
+
+	if (ncap < want) {
+		nb = realloc(nb, want);
+		if (!nb) {
+			logmsg("agent %s (%s): out of memory; closing",
+			       c->name, c->peer);
+			return -1;
+		}
+		ncap = want;
+	}
+	memcpy(nb, c->rx + end, tail);
+	c->work = c->rx;
+	c->work_cap = c->rx_cap;
+	c->work_off = off;
+	c->work_end = end;
+	c->rx = nb;
+	c->rx_cap = ncap;
+	c->rx_len = tail;
+	c->spare = NULL;
+	c->spare_cap = 0;
+	c->busy = 1;
+	pthread_mutex_lock(&D.lock);
+	c->qnext = NULL;
+	if (D.queue_tail)
+		D.queue_tail->qnext = c;
+	else
+		D.queue = c;
+	D.queue_tail = c;
+	pthread_cond_signal(&D.cond);
+	pthread_mutex_unlock(&D.lock);
+	return 0;
 }
 
 static void on_commit(struct conn *c, struct bvp_rd *r)
@@ -696,10 +853,6 @@ static void on_frame(struct conn *c, uint8_t type, const uint8_t *p,
 		return on_begin(c, &r);
 	case BVP_ADD:
 		return on_add(c, &r);
-	case BVP_DATA:
-	case BVP_ZERO:
-	case BVP_RESIZE:
-		return on_change(c, type, &r);
 	case BVP_COMMIT:
 		return on_commit(c, &r);
 	case BVP_ABORT:
@@ -713,33 +866,67 @@ static void on_frame(struct conn *c, uint8_t type, const uint8_t *p,
 	}
 }
 
-/* Handles every whole frame in RX, until one that needs an answer while
- * the last answer is still being sent. */
+/* The problem with the frame header at H, or NULL. */
+static const char *header_problem(const uint8_t *h)
+{
+	if (bvp_get32(h) > BVP_PAYLOAD_MAX)
+		return "a frame larger than the limit";
+	if (h[5] || h[6] || h[7])
+		return "nonzero flags or reserved bytes";
+	return NULL;
+}
+
+/* Handles every whole frame in RX, in order, until one that must wait:
+ * change records go to the applier (one buffer of them at a time per
+ * connection); any other message waits until the records before it were
+ * applied and the last answer was sent. */
 static void drain_frames(struct conn *c)
 {
 	size_t off = 0;
 
-	while (!c->closing && c->rx_len - off >= BVP_HDR) {
+	while (!c->closing && !c->close_pending && c->rx_len - off >= BVP_HDR) {
 		const uint8_t *h = c->rx + off;
 		uint32_t len = bvp_get32(h);
+		const char *why;
 		/* While an answer is on its way, change records (which get
 		 * none) still flow: an agent that sends data before it reads
 		 * the answer to its last query never waits on us. */
-		if (c->send_armed && h[4] != BVP_DATA && h[4] != BVP_ZERO &&
-		    h[4] != BVP_RESIZE)
+		int change = c->state == CS_READY && is_change(h[4]);
+		if (!change && (c->send_armed || c->busy))
 			break;
-		if (len > BVP_PAYLOAD_MAX) {
-			proto_error(c, "a frame larger than the limit");
-			break;
-		}
-		if (h[5] || h[6] || h[7]) {
-			proto_error(c, "nonzero flags or reserved bytes");
+		if ((why = header_problem(h))) {
+			proto_error(c, why);
 			break;
 		}
 		if (c->rx_len - off < BVP_HDR + (size_t)len)
 			break;
-		on_frame(c, h[4], h + BVP_HDR, len);
-		off += BVP_HDR + (size_t)len;
+		if (!change) {
+			on_frame(c, h[4], h + BVP_HDR, len);
+			off += BVP_HDR + (size_t)len;
+			continue;
+		}
+		if ((why = change_problem(c, h[4], h + BVP_HDR, len))) {
+			proto_error(c, why);
+			break;
+		}
+		if (c->busy)
+			break;
+		/* Every whole, sound change record from here goes at once. */
+		size_t end = off + BVP_HDR + (size_t)len;
+		while (c->rx_len - end >= BVP_HDR) {
+			const uint8_t *h2 = c->rx + end;
+			size_t l2 = bvp_get32(h2);
+			if (!is_change(h2[4]) || header_problem(h2) ||
+			    c->rx_len - end < BVP_HDR + l2 ||
+			    change_problem(c, h2[4], h2 + BVP_HDR, l2))
+				break;
+			end += BVP_HDR + l2;
+		}
+		if (hand_over(c, off, end)) {
+			c->closing = 1;
+			return;
+		}
+		off = 0; /* RX now holds what followed the records */
 	}
 	if (off) {
 		memmove(c->rx, c->rx + off, c->rx_len - off);
@@ -748,6 +935,48 @@ static void drain_frames(struct conn *c)
 }
 
 /* ---- the loop --------------------------------------------------------------- */
+
+/* After C's frames were handled: close it when it is to close and its
+ * answer went out, else receive more. */
+static void conn_next(struct conn *c)
+{
+	if (c->closing && !c->send_armed && !c->recv_armed) {
+		conn_close(c, "");
+		return;
+	}
+	arm_recv(c);
+}
+
+/* The applier gave back buffers: those connections go on. */
+static void on_wake(int res)
+{
+	struct conn *c;
+
+	if (res < 0 && res != -EINTR && res != -ECANCELED)
+		logmsg("reading the applier's wake-ups: %s", strerror(-res));
+	pthread_mutex_lock(&D.lock);
+	c = D.done;
+	D.done = NULL;
+	pthread_mutex_unlock(&D.lock);
+	while (c) {
+		struct conn *next = c->qnext;
+		c->qnext = NULL;
+		c->busy = 0;
+		c->spare = c->work;
+		c->spare_cap = c->work_cap;
+		c->work = NULL;
+		c->work_cap = c->work_off = c->work_end = 0;
+		if (c->close_pending) {
+			conn_close(c, "");
+		} else {
+			drain_frames(c);
+			conn_next(c);
+		}
+		c = next;
+	}
+	if (!D.stopping)
+		arm_wake();
+}
 
 static void on_cqe(struct io_uring_cqe *cqe)
 {
@@ -774,13 +1003,24 @@ static void on_cqe(struct io_uring_cqe *cqe)
 			arm_accept(idx);
 		return;
 	}
+	if (op == OP_WAKE) {
+		on_wake(res);
+		return;
+	}
 	if (idx < 0 || idx >= MAX_CONN)
 		return;
 	struct conn *c = &D.conns[idx];
 	if (!c->used || c->gen != gen)
 		return; /* a completion for a connection closed since */
-	if (op == OP_RECV) {
+	if (op == OP_RECV)
 		c->recv_armed = 0;
+	else if (op == OP_SEND)
+		c->send_armed = 0;
+	if (c->close_pending) {
+		conn_close(c, "");
+		return;
+	}
+	if (op == OP_RECV) {
 		if (res <= 0) {
 			conn_close(c, res == 0 ? "closed by the agent" :
 				   strerror(-res));
@@ -789,7 +1029,6 @@ static void on_cqe(struct io_uring_cqe *cqe)
 		c->rx_len += (size_t)res;
 		drain_frames(c);
 	} else if (op == OP_SEND) {
-		c->send_armed = 0;
 		if (res < 0) {
 			conn_close(c, strerror(-res));
 			return;
@@ -806,11 +1045,7 @@ static void on_cqe(struct io_uring_cqe *cqe)
 		}
 		drain_frames(c);
 	}
-	if (c->closing && !c->send_armed && !c->recv_armed) {
-		conn_close(c, "");
-		return;
-	}
-	arm_recv(c);
+	conn_next(c);
 }
 
 /* ---- start-up ----------------------------------------------------------------- */
@@ -892,6 +1127,18 @@ static int listen_unix(const char *path)
 	}
 	logmsg("listening on %s", path);
 	return fd;
+}
+
+static void stop_applier(void)
+{
+	if (!D.applier_started)
+		return;
+	pthread_mutex_lock(&D.lock);
+	D.applier_stop = 1;
+	pthread_cond_signal(&D.cond);
+	pthread_mutex_unlock(&D.lock);
+	pthread_join(D.applier, NULL);
+	D.applier_started = 0;
 }
 
 static void usage(FILE *f)
@@ -982,9 +1229,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bvaultd: io_uring: %s\n", strerror(-rc));
 		goto fail;
 	}
+	D.wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (D.wakefd < 0 || pthread_create(&D.applier, NULL, applier_main,
+					   NULL)) {
+		fprintf(stderr, "bvaultd: cannot start the applier thread: %s\n",
+			strerror(errno));
+		goto fail;
+	}
+	D.applier_started = 1;
 	for (int i = 0; i < D.nlisten; i++)
 		arm_accept(i);
 	arm_signal();
+	arm_wake();
 	logmsg("serving store %s", store);
 
 	while (!D.stopping) {
@@ -1002,14 +1258,22 @@ int main(int argc, char **argv)
 		io_uring_cq_advance(&D.ring, n);
 	}
 
+	/* The applier stops after the buffer it works on; the rest of its
+	 * queue is dropped, since every open session is aborted. Then the
+	 * ring goes, with whatever it had in flight, and the connections
+	 * close with nothing of theirs in use. */
+	stop_applier();
+	io_uring_queue_exit(&D.ring);
 	int open_sessions = 0;
 	for (int i = 0; i < MAX_CONN; i++) {
-		open_sessions += D.conns[i].in != NULL;
-		conn_close(&D.conns[i], "the server stopped");
+		struct conn *c = &D.conns[i];
+		open_sessions += c->in != NULL;
+		c->busy = 0;
+		conn_close_how(c, "the server stopped", 1);
 	}
 	logmsg("stopped (%d open session%s aborted)", open_sessions,
 	       open_sessions == 1 ? "" : "s");
-	io_uring_queue_exit(&D.ring);
+	close(D.wakefd);
 	for (int i = 0; i < D.nlisten; i++)
 		close(D.lfd[i]);
 	if (unix_path)
@@ -1017,6 +1281,9 @@ int main(int argc, char **argv)
 	bv_store_close(D.s);
 	return 0;
 fail:
+	stop_applier();
+	if (D.wakefd >= 0)
+		close(D.wakefd);
 	for (int i = 0; i < D.nlisten; i++)
 		if (D.lfd[i] >= 0)
 			close(D.lfd[i]);

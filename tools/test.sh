@@ -118,7 +118,8 @@ if [ "$ASAN" -eq 1 ]; then
 fi
 
 # TSan for the code that runs threads: the worker pool, the ingest
-# flusher, shared stores. Only the tests that exercise threads run here
+# flusher, shared stores, bvaultd's applier thread. Only the tests that
+# exercise threads run here
 # (TSan slows everything about tenfold).
 if [ "$ASAN" -eq 1 ]; then
 	say "building build-tsan/ (ThreadSanitizer)"
@@ -127,7 +128,8 @@ if [ "$ASAN" -eq 1 ]; then
 		say "testing build-tsan/"
 		TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/test/tsan.supp" \
 			run_meson_tests build-tsan --timeout-multiplier 4 \
-			engine-threads engine-api unit-container unit-ring
+			engine-threads engine-api unit-container unit-ring \
+			net-basic net-qemu
 	else
 		fail_extra "build of build-tsan/ (log: build-tsan/build.log)"
 	fi

@@ -1,7 +1,8 @@
 # lib.sh: what the network tests share, on top of ../cli/lib.sh. Sourced
 # by test/net/net_*.sh, run as SCRIPT BVAULT BVAULTD BVAULT_AGENT.
 #   start_server [ARGS...]  bvaultd on $SOCK for store $S, log in $LOG
-#   stop_server             SIGTERM, and wait for it to exit
+#   stop_server             SIGTERM, wait for it, and check that it exited
+#                           0 and no sanitizer reported anything
 . "$(dirname "$0")/../cli/lib.sh"
 
 BVD=${2:?bvaultd}
@@ -23,6 +24,17 @@ start_server() {
 }
 
 stop_server() {
+	local r
 	kill -TERM "$SRV" 2>/dev/null
 	wait "$SRV"
+	r=$?
+	[ $r -eq 0 ] || tail -n 20 "$LOG" | sed 's/^/# /'
+	ok $r "bvaultd exits 0 on SIGTERM"
+	if grep -q 'Sanitizer' "$LOG"; then
+		grep -A 30 'Sanitizer' "$LOG" | head -n 60 | sed 's/^/# /'
+		ok 1 "no sanitizer report in the bvaultd log"
+	else
+		ok 0 "no sanitizer report in the bvaultd log"
+	fi
+	return $r
 }

@@ -230,7 +230,7 @@ done
 bad=0
 for p in "${pids[@]}"; do wait "$p" || bad=$((bad + 1)); done
 ok $bad "16 agents at once all committed ($bad failed)"
-kill -TERM "$SRV"; wait "$SRV"
+stop_server
 bad=0
 for i in $(seq 1 16); do
 	"$BV" export "$S" "m$i@1" "$T/e$i" >/dev/null 2>&1 &&
