@@ -9,8 +9,11 @@
  *   --bitmap NAME   the ranges a QEMU dirty bitmap marks, read from the
  *                   NBD export's qemu:dirty-bitmap:NAME context;
  *   --extents FILE  "OFFSET LENGTH" lines from any change tracker.
- * Reads go through the source module (tools/source.h) with many requests
- * in flight; whole 64 KiB blocks of zeros go as ZERO records, not bytes.
+ *   --compare       the consistency check against the replica's digests.
+ * Reads go through the source module (tools/source.h): files and block
+ * devices in place (a mapped window, read ahead), NBD exports with
+ * several commands in flight; whole 64 KiB blocks of zeros go as ZERO
+ * records, not bytes.
  * Any failure aborts the session: nothing of this run is committed.
  */
 #include <errno.h>
@@ -61,6 +64,7 @@ static struct {
 	const char *bitmap, *extents_file, *label, *base_arg;
 	int mode, consistency, no_rp, verbose;
 	uint64_t bandwidth;       /* bytes per second, 0: no limit */
+	unsigned nbd_timeout;     /* seconds; 0: the source's default */
 	struct disk disks[MAX_DISKS];
 	int ndisks;
 	uint8_t *frame;           /* header + payload of the frame to send */
@@ -666,7 +670,7 @@ static void usage(FILE *f)
 "                    --secret-file FILE --disk NAME=SOURCE [--disk ...]\n"
 "                    (--full | --bitmap NAME | --extents FILE | --compare)\n"
 "                    [--base N|latest] [--label L] [--consistency app|crash]\n"
-"                    [--no-rp] [--bandwidth RATE] [-v]\n"
+"                    [--no-rp] [--bandwidth RATE] [--nbd-timeout S] [-v]\n"
 "Sends the changes of each disk (replica NAME, read from SOURCE: a file, a\n"
 "block device or an NBD URI) to bvaultd in one session: one atomic RP of\n"
 "their group, or nothing if anything fails.\n"
@@ -679,7 +683,8 @@ static void usage(FILE *f)
 "  --base N        the RP these changes start from (the server refuses the\n"
 "                  run if the replica has moved on); --full and --compare\n"
 "                  default to 'latest', the others need it\n"
-"  --bandwidth R   at most R bytes per second (K, M, G suffixes)\n");
+"  --bandwidth R   at most R bytes per second (K, M, G suffixes)\n"
+"  --nbd-timeout S give up on an NBD server silent for S seconds (60)\n");
 }
 
 static uint64_t parse_rate(const char *s)
@@ -780,6 +785,14 @@ int main(int argc, char **argv)
 			A.no_rp = 1;
 		} else if (!strcmp(a, "--bandwidth")) {
 			A.bandwidth = parse_rate(VAL());
+		} else if (!strcmp(a, "--nbd-timeout")) {
+			const char *tv = VAL();
+			char *end;
+			unsigned long t = strtoul(tv, &end, 10);
+			if (*end || end == tv || t == 0 || t > 86400)
+				die("--nbd-timeout %s: seconds, from 1 to 86400",
+				    tv);
+			A.nbd_timeout = (unsigned)t;
 		} else {
 			fprintf(stderr, "bvault-agent: unknown argument '%s'\n",
 				a);
@@ -812,8 +825,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < A.ndisks; i++) {
 		char err[1024];
 		struct disk *d = &A.disks[i];
-		if (bv_source_open(d->spec, A.mode == MODE_BITMAP ? A.bitmap :
-				   NULL, &d->src, err, sizeof err))
+		if (bv_source_open_timeout(d->spec, A.mode == MODE_BITMAP ?
+					   A.bitmap : NULL, A.nbd_timeout,
+					   &d->src, err, sizeof err))
 			die("disk %s: %s", d->name, err);
 		d->size = bv_source_size(d->src);
 		d->in_place = bv_source_can_view(d->src);

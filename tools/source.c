@@ -49,6 +49,7 @@ enum { SRC_FILE, SRC_BDEV, SRC_NBD };
 #define SRC_BITMAP_MAX 1023u    /* QEMU's limit on bitmap names */
 #define QEMU_DIRTY_PREFIX "qemu:dirty-bitmap:"
 #define QEMU_STATE_DIRTY 1u     /* qemu docs/interop/nbd.txt: bit 0 */
+#define SRC_TIMEOUT_DEFAULT 60u /* seconds an NBD server may stay silent */
 #define SRC_WINDOW (64u << 20)  /* mapped, and read ahead, past a view */
 #define SRC_WIN_ALIGN (1u << 20)
 
@@ -61,6 +62,23 @@ struct src_slot {
 	struct bv_source *src;
 	struct bv_source_read *req;
 	int busy;
+};
+
+/* One block status query's answer, as far as kept. It lives in the
+ * source, not on a stack: libnbd may still call back into it when the
+ * connection is closed after a timeout. */
+struct scan {
+	struct bv_source *s;
+	const char *ctx;
+	int dirty;      /* want dirty ranges (else data ranges) */
+	uint64_t start; /* the queried offset */
+	uint64_t end;   /* the walk's end: answers are clipped to it */
+	uint64_t next;  /* where this answer, as far as taken, ends */
+	unsigned n;     /* extents kept in s->ext */
+	int seen;       /* our context answered */
+	int bad_off;    /* ... but not at the offset asked */
+	int done;       /* the command completed */
+	int err;        /* its errno (0: success) */
 };
 
 struct bv_source {
@@ -81,6 +99,7 @@ struct bv_source {
 
 	/* NBD */
 	struct nbd_handle *nbd;
+	unsigned timeout;  /* seconds without an answer before giving up */
 	int has_alloc;  /* the server gave us base:allocation */
 	int broken;     /* the connection failed: refuse further work */
 	size_t piece;   /* largest read command */
@@ -88,6 +107,7 @@ struct bv_source {
 	unsigned free_slots[SRC_DEPTH]; /* a stack of slot indexes */
 	unsigned nfree;
 	struct src_extent ext[SRC_EXTENTS];
+	struct scan scan;  /* the block status query in flight */
 
 	char err[512];
 };
@@ -190,9 +210,43 @@ static int open_path(struct bv_source *s)
 	return 0;
 }
 
+/* Drives S's NBD connection until DONE(UD) holds. Returns 0; -ETIMEDOUT
+ * (the connection is then given up) when the server sent nothing for the
+ * source's timeout; libnbd's errno when the connection failed. WHAT names
+ * what we wait for in the message. */
+static int nbd_wait(struct bv_source *s, int (*done)(struct bv_source *,
+						     void *),
+		    void *ud, const char *what)
+{
+	while (!done(s, ud)) {
+		int r = nbd_poll(s->nbd, (int)s->timeout * 1000);
+
+		if (r == 0) {
+			s->broken = 1;
+			return src_fail(s, -ETIMEDOUT, "the NBD server did not "
+					"answer %s within %u s", what,
+					s->timeout);
+		}
+		if (r < 0) {
+			int e = nbd_err();
+
+			s->broken = 1;
+			return src_fail(s, e, "%s: %s", what, nbd_get_error());
+		}
+	}
+	return 0;
+}
+
+static int connect_done(struct bv_source *s, void *ud)
+{
+	(void)ud;
+	return nbd_aio_is_connecting(s->nbd) != 1;
+}
+
 static int open_nbd(struct bv_source *s, const char *bitmap)
 {
 	int64_t size, max;
+	int ret;
 
 	s->kind = SRC_NBD;
 	if (bitmap != NULL) {
@@ -220,7 +274,15 @@ static int open_nbd(struct bv_source *s, const char *bitmap)
 	if (nbd_add_meta_context(s->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
 	    (s->ctx != NULL && nbd_add_meta_context(s->nbd, s->ctx) < 0))
 		return src_fail(s, nbd_err(), "%s", nbd_get_error());
-	if (nbd_connect_uri(s->nbd, s->spec) < 0)
+	/* Asynchronously, so that a server that accepts and then says
+	 * nothing cannot hang us. */
+	if (nbd_aio_connect_uri(s->nbd, s->spec) < 0)
+		return src_fail(s, nbd_err(), "cannot connect: %s",
+				nbd_get_error());
+	if ((ret = nbd_wait(s, connect_done, NULL, "the handshake")) < 0)
+		return ret == -ETIMEDOUT ? ret : src_fail(s, ret,
+			"cannot connect: %s", nbd_get_error());
+	if (nbd_aio_is_ready(s->nbd) != 1)
 		return src_fail(s, nbd_err(), "cannot connect: %s",
 				nbd_get_error());
 	size = nbd_get_size(s->nbd);
@@ -233,7 +295,10 @@ static int open_nbd(struct bv_source *s, const char *bitmap)
 	if (s->ctx != NULL && nbd_can_meta_context(s->nbd, s->ctx) != 1)
 		return src_fail(s, -ENOENT, "dirty bitmap %s is not exported "
 				"by the server (it does not offer the %s "
-				"context; qemu-nbd exports it with -B %s)",
+				"context; qemu-nbd exports it with -B %s, and "
+				"refuses a bitmap QEMU marked inconsistent "
+				"after a crash: then only a consistency check, "
+				"--compare, finds the changes)",
 				bitmap, s->ctx, bitmap);
 	/* A server may cap commands below NBD's default maximum. */
 	max = nbd_get_block_size(s->nbd, LIBNBD_SIZE_MAXIMUM);
@@ -249,6 +314,13 @@ static int open_nbd(struct bv_source *s, const char *bitmap)
 
 int bv_source_open(const char *spec, const char *bitmap,
 		   struct bv_source **out, char *err, size_t errlen)
+{
+	return bv_source_open_timeout(spec, bitmap, 0, out, err, errlen);
+}
+
+int bv_source_open_timeout(const char *spec, const char *bitmap,
+			   unsigned timeout, struct bv_source **out, char *err,
+			   size_t errlen)
 {
 	struct bv_source *s = NULL;
 	int kind;
@@ -271,6 +343,7 @@ int bv_source_open(const char *spec, const char *bitmap,
 		return -ENOMEM;
 	}
 	s->fd = -1;
+	s->timeout = timeout ? timeout : SRC_TIMEOUT_DEFAULT;
 	kind = uri_kind(spec);
 	if (kind < 0) {
 		ret = src_fail(s, -EINVAL, "not a path or an NBD URI (an NBD "
@@ -403,17 +476,6 @@ static int file_data_extents(struct bv_source *s, uint64_t off,
 }
 
 /* One block status query of an NBD walk. */
-struct scan {
-	struct bv_source *s;
-	const char *ctx;
-	int dirty;      /* want dirty ranges (else data ranges) */
-	uint64_t start; /* the queried offset */
-	uint64_t end;   /* the walk's end: answers are clipped to it */
-	uint64_t next;  /* where this answer, as far as taken, ends */
-	unsigned n;     /* extents kept in s->ext */
-	int seen;       /* our context answered */
-	int bad_off;    /* ... but not at the offset asked */
-};
 
 /* libnbd's extent callback: runs inside libnbd, so it only keeps the
  * wanted extents of our context; no nbd_* calls, no caller callbacks. */
@@ -465,6 +527,21 @@ static int on_extents(void *ud, const char *meta, uint64_t off,
 	return 0;
 }
 
+static int on_status_done(void *ud, int *error)
+{
+	struct scan *sc = ud;
+
+	sc->done = 1;
+	sc->err = *error;
+	return 1; /* retire the command */
+}
+
+static int status_done(struct bv_source *s, void *ud)
+{
+	(void)s;
+	return ((struct scan *)ud)->done;
+}
+
 /* Walks [OFF, OFF+LEN) of context CTX with block status queries of at
  * most SRC_STATUS_MAX bytes, calling CB with the wanted ranges, merged
  * across answers. */
@@ -479,30 +556,40 @@ static int nbd_extents(struct bv_source *s, const char *ctx, int dirty,
 	while (pos < end) {
 		uint64_t ask = end - pos < SRC_STATUS_MAX ? end - pos
 							  : SRC_STATUS_MAX;
-		struct scan sc = { .s = s, .ctx = ctx, .dirty = dirty,
-				   .start = pos, .end = end, .next = pos };
+		struct scan *sc = &s->scan;
+		char what[128];
 
-		if (nbd_block_status(s->nbd, ask, pos,
-				     (nbd_extent_callback){
-					     .callback = on_extents,
-					     .user_data = &sc },
-				     0) < 0) {
+		*sc = (struct scan){ .s = s, .ctx = ctx, .dirty = dirty,
+				     .start = pos, .end = end, .next = pos };
+		snprintf(what, sizeof(what), "block status (%s) of %llu bytes "
+			 "at %llu", ctx, (unsigned long long)ask,
+			 (unsigned long long)pos);
+		if (nbd_aio_block_status(s->nbd, ask, pos,
+					 (nbd_extent_callback){
+						 .callback = on_extents,
+						 .user_data = sc },
+					 (nbd_completion_callback){
+						 .callback = on_status_done,
+						 .user_data = sc },
+					 0) < 0) {
 			ret = nbd_err();
-			return src_fail(s, ret, "block status (%s) of %llu "
-					"bytes at %llu: %s", ctx,
-					(unsigned long long)ask,
-					(unsigned long long)pos,
+			return src_fail(s, ret, "%s: %s", what,
 					nbd_get_error());
 		}
+		if ((ret = nbd_wait(s, status_done, sc, what)) < 0)
+			return ret;
+		if (sc->err != 0)
+			return src_fail(s, -sc->err, "%s: %s", what,
+					strerror(sc->err));
 		/* Without progress the walk would never end. */
-		if (!sc.seen || sc.bad_off || sc.next <= pos)
+		if (!sc->seen || sc->bad_off || sc->next <= pos)
 			return src_fail(s, -EPROTO, "block status (%s) at "
 					"%llu: the server's answer %s", ctx,
 					(unsigned long long)pos,
-					!sc.seen ? "lacks this context"
-					: sc.bad_off ? "starts at another offset"
+					!sc->seen ? "lacks this context"
+					: sc->bad_off ? "starts at another offset"
 						     : "covers nothing");
-		for (unsigned i = 0; i < sc.n; i++) {
+		for (unsigned i = 0; i < sc->n; i++) {
 			if (pend.len > 0 && pend.off + pend.len == s->ext[i].off) {
 				pend.len += s->ext[i].len;
 				continue;
@@ -514,7 +601,7 @@ static int nbd_extents(struct bv_source *s, const char *ctx, int dirty,
 			}
 			pend = s->ext[i];
 		}
-		pos = sc.next;
+		pos = sc->next;
 	}
 	if (pend.len > 0)
 		ret = cb(ud, pend.off, pend.len);
@@ -731,8 +818,9 @@ static void nbd_read_many(struct bv_source *s, struct bv_source_read *reqs,
 		}
 		if (s->nfree == SRC_DEPTH)
 			break;
-		if (nbd_poll(s->nbd, -1) < 0) {
-			int e = nbd_err();
+		int pr = nbd_poll(s->nbd, (int)s->timeout * 1000);
+		if (pr <= 0) {
+			int e = pr == 0 ? -ETIMEDOUT : nbd_err();
 
 			/* The connection is gone; what is in flight will not
 			 * complete, and what is not sent never will be. The
@@ -775,6 +863,11 @@ int bv_source_read_many(struct bv_source *s, struct bv_source_read *reqs,
 	for (size_t i = 0; i < n; i++) {
 		struct bv_source_read *r = &reqs[i];
 
+		if (r->res == -ETIMEDOUT && s->kind == SRC_NBD)
+			return src_fail(s, r->res, "read of %zu bytes at %llu: "
+					"the NBD server did not answer within "
+					"%u s", r->len,
+					(unsigned long long)r->off, s->timeout);
 		if (r->res < 0)
 			return src_fail(s, r->res, "read of %zu bytes at %llu: "
 					"%s", r->len,

@@ -25,9 +25,10 @@
  *    the disk size or the number of extents; reads allocate nothing.
  *
  * Caveats:
- *  - An NBD read or block status blocks until the server answers; there
- *    is no timeout. After the NBD connection failed (the server went
- *    away), every later call fails; close the source and open it again.
+ *  - An NBD call waits for the server's answer up to the source's timeout
+ *    (bv_source_open_timeout). After the NBD connection failed (the server
+ *    went away or timed out), every later call fails; close the source
+ *    and open it again.
  *  - The disk is read as it is at the time of the read: the agent must
  *    freeze what it reads (a disabled bitmap, a snapshot) for a
  *    consistent backup.
@@ -56,6 +57,15 @@ struct bv_source;
  * NULL) holds a message naming SPEC and what is wrong. */
 int bv_source_open(const char *spec, const char *bitmap,
 		   struct bv_source **out, char *err, size_t errlen);
+
+/* bv_source_open with a TIMEOUT in seconds (0: the default, 60): an NBD
+ * server that sends nothing for that long, during the handshake, a read
+ * or a block status query, fails the call with -ETIMEDOUT and a message
+ * saying so, and the connection is given up (every later call fails).
+ * Files and block devices have no timeout. */
+int bv_source_open_timeout(const char *spec, const char *bitmap,
+			   unsigned timeout, struct bv_source **out, char *err,
+			   size_t errlen);
 
 /* The disk size in bytes, as found at open. */
 uint64_t bv_source_size(const struct bv_source *s);

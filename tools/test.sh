@@ -22,7 +22,7 @@ INSTALL=1
 ASAN=1
 PKGS=(build-essential meson ninja-build pkg-config liburing-dev
 	libxxhash-dev liblz4-dev librocksdb-dev libssl-dev libnbd-dev
-	libnbd-bin qemu-utils)
+	libnbd-bin qemu-utils nbdkit)
 JOBS=2
 
 while [ $# -gt 0 ]; do

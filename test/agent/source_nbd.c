@@ -12,6 +12,8 @@
  *     dirty runs across the 1 GiB block status pieces: the walks must
  *     resume, merge and clip; reads at depth and reads larger than NBD's
  *     32 MiB payload.
+ *  3. With nbdkit's delay filter, a server that answers late: the
+ *     handshake, a read and a block status query each time out.
  *
  * Skips when qemu-img, qemu-io or qemu-nbd is missing.
  */
@@ -100,6 +102,8 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+static void wait_listen(pid_t pid, const char *sock, const char *what);
+
 /* qemu-nbd, read-only and persistent (we connect more than once),
  * exporting IMAGE on the unix socket SOCK, with bitmap BITMAP if not
  * NULL. Returns once the socket accepts connections. */
@@ -125,24 +129,34 @@ static pid_t start_nbd(const char *image, const char *sock,
 	argv[i] = NULL;
 	unlink(sock);
 	pid = spawn(argv);
+	wait_listen(pid, sock, "qemu-nbd");
+	return pid;
+}
+
+/* Returns once SOCK accepts connections (server PID, named WHAT). */
+static void wait_listen(pid_t pid, const char *sock, const char *what)
+{
 	for (int tries = 0; tries < 1000; tries++) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 		int fd, st;
 
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			bail_out("qemu-nbd exited at start");
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			diag("%s exited at start", what);
+			bail_out("a server exited at start");
+		}
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd >= 0 &&
 		    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
 			close(fd);
-			return pid;
+			return;
 		}
 		if (fd >= 0)
 			close(fd);
 		sleep_ms(10);
 	}
-	bail_out("qemu-nbd did not listen within 10 s");
+	diag("%s did not listen within 10 s", what);
+	bail_out("a server did not start");
 }
 
 static void stop_nbd(pid_t pid)
@@ -620,6 +634,98 @@ static void test_big(void)
 	free(buf);
 }
 
+/* ---- timeouts ------------------------------------------------------ */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* nbdkit's memory plugin behind its delay filter (DELAY: "delay-read=3"
+ * and the like), on SOCK. */
+static pid_t start_slow(const char *sock, const char *delay)
+{
+	char *argv[] = { "nbdkit", "-f", "--exit-with-parent", "-U",
+			 (char *)sock, "--filter=delay", "memory", "1M",
+			 (char *)delay, NULL };
+	pid_t pid;
+
+	unlink(sock);
+	pid = spawn(argv);
+	wait_listen(pid, sock, "nbdkit");
+	return pid;
+}
+
+/* A server that answers 3 s late, against a timeout of 1 s: the
+ * handshake, a read and a block status query each give up after about a
+ * second, say why, and the source refuses what follows. */
+static void test_timeouts(void)
+{
+	char sock[512], uri[600], err[1024];
+	struct bv_source *s;
+	struct bv_source_read r;
+	static uint8_t buf[4096];
+	static struct extents got;
+	double t0, dt;
+	pid_t pid;
+	int ret;
+
+	if (!have_tool("nbdkit")) {
+		ok(1, "# SKIP timeouts: needs nbdkit");
+		return;
+	}
+	snprintf(sock, sizeof(sock), "%s/slow.sock", dir);
+	snprintf(uri, sizeof(uri), "nbd+unix:///?socket=%s", sock);
+
+	pid = start_slow(sock, "delay-read=3");
+	if (bv_source_open_timeout(uri, NULL, 1, &s, err, sizeof(err)) != 0)
+		bail_out(err);
+	r = (struct bv_source_read){ .buf = buf, .len = sizeof(buf) };
+	t0 = now_s();
+	ret = bv_source_read_many(s, &r, 1);
+	dt = now_s() - t0;
+	is_int(ret, -ETIMEDOUT, "a read the server answers late: -ETIMEDOUT");
+	ok(dt > 0.8, "after the timeout (%.2f s)", dt);
+	ok(strstr(bv_source_error(s), "did not answer within 1 s") != NULL &&
+	   strstr(bv_source_error(s), sock) != NULL,
+	   "message: %s", bv_source_error(s));
+	is_int(bv_source_read_many(s, &r, 1), -ENOTCONN,
+	       "the source refuses reads after that");
+	bv_source_close(s);
+	stop_nbd(pid);
+
+	pid = start_slow(sock, "delay-extents=3");
+	if (bv_source_open_timeout(uri, NULL, 1, &s, err, sizeof(err)) != 0)
+		bail_out(err);
+	memset(&got, 0, sizeof(got));
+	t0 = now_s();
+	ret = bv_source_data_extents(s, 0, MiB, collect, &got);
+	dt = now_s() - t0;
+	is_int(ret, -ETIMEDOUT, "block status answered late: -ETIMEDOUT");
+	ok(dt > 0.8 && got.n == 0,
+	   "after the timeout (%.2f s), no extents", dt);
+	ok(strstr(bv_source_error(s), "block status") != NULL &&
+	   strstr(bv_source_error(s), "did not answer") != NULL,
+	   "message: %s", bv_source_error(s));
+	bv_source_close(s);
+	stop_nbd(pid);
+
+	pid = start_slow(sock, "delay-open=3");
+	s = (struct bv_source *)1;
+	t0 = now_s();
+	ret = bv_source_open_timeout(uri, NULL, 1, &s, err, sizeof(err));
+	dt = now_s() - t0;
+	is_int(ret, -ETIMEDOUT, "a handshake answered late: -ETIMEDOUT");
+	ok(s == NULL && dt > 0.8,
+	   "no handle, after the timeout (%.2f s)", dt);
+	ok(strstr(err, "handshake") != NULL && strstr(err, sock) != NULL,
+	   "message: %s", err);
+	stop_nbd(pid);
+}
+
 int main(void)
 {
 	if (!have_tool("qemu-img") || !have_tool("qemu-io") ||
@@ -630,6 +736,7 @@ int main(void)
 	ut_tmpdir(dir, sizeof(dir), "agent-source-nbd");
 	test_small();
 	test_big();
+	test_timeouts();
 	ut_rmtree(dir);
 	return done_testing();
 }

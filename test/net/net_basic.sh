@@ -96,6 +96,8 @@ agent_fail "a base the replica moved on from: consistency check" \
 	"${ID[@]}" --disk vm1="$T/img" --extents "$T/ext" --base 1
 agent_fail "--bitmap on a file source is refused" 'bitmap' \
 	"${ID[@]}" --disk vm1="$T/img" --bitmap b0 --base 3
+agent_fail "--nbd-timeout 0 is refused" 'nbd-timeout 0: seconds' \
+	"${ID[@]}" --disk vm1="$T/img" --full --nbd-timeout 0
 
 if command -v python3 >/dev/null 2>&1; then
 	python3 - "$SOCK" "$T/host1.key" >"$T/py" 2>&1 <<'EOF'
