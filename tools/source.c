@@ -44,7 +44,9 @@ enum { SRC_FILE, SRC_BDEV, SRC_NBD };
 #define SRC_DEPTH 64u           /* reads in flight */
 #define SRC_BATCH 256u          /* ring requests per bv_ring_run() */
 #define SRC_STATUS_MAX (1ull << 30) /* length asked per block status */
-#define SRC_NBD_PIECE (32u << 20)   /* NBD's default maximum payload */
+#define SRC_NBD_PIECE (1u << 20)    /* read command size: several in flight
+				     * per request; below NBD's default
+				     * maximum payload, 32 MiB */
 #define SRC_EXTENTS 512u        /* extents kept from one answer */
 #define SRC_BITMAP_MAX 1023u    /* QEMU's limit on bitmap names */
 #define QEMU_DIRTY_PREFIX "qemu:dirty-bitmap:"
@@ -300,7 +302,7 @@ static int open_nbd(struct bv_source *s, const char *bitmap)
 				"after a crash: then only a consistency check, "
 				"--compare, finds the changes)",
 				bitmap, s->ctx, bitmap);
-	/* A server may cap commands below NBD's default maximum. */
+	/* A server may cap commands below our size. */
 	max = nbd_get_block_size(s->nbd, LIBNBD_SIZE_MAXIMUM);
 	s->piece = max > 0 && (uint64_t)max < SRC_NBD_PIECE ? (size_t)max
 							     : SRC_NBD_PIECE;
