@@ -145,6 +145,23 @@ s.sendall(frame(4, struct.pack('<QQ', 0, 1 << 20) + bytes([3]) + b'vm9'))
 t, p = answer(s); print('add', t == 0x8f, p[4:].decode())
 s.sendall(frame(5, struct.pack('<IQ', 7, 0) + b'x' * 512))
 t, p = answer(s); print('slot', t == 0x8f, p[4:].decode())
+# A bad change record right behind 4 MiB of DATA, then COMMIT, in one
+# write: the bad one is refused while the applier still works on the
+# DATA, the connection closes once it is done, nothing is committed.
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(20)
+s.sendall(frame(1, b'BVAULTP1' + struct.pack('<H', 1) + bytes([5]) + b'host1'))
+t, nonce = answer(s)
+mac = hmac.new(key, b'bvault-agent-auth-v1' + nonce + b'host1', hashlib.sha256).digest()
+s.sendall(frame(2, mac)); answer(s)
+s.sendall(frame(3)); answer(s)
+s.sendall(frame(4, struct.pack('<QQ', 3, 8 << 20) + bytes([3]) + b'vm1'))
+t, p = answer(s); print('add3', t == 0x80)
+slot = struct.unpack('<I', p[:4])[0] if t == 0x80 else 0
+s.sendall(frame(5, struct.pack('<IQ', slot, 0) + b'\xee' * (4 << 20)) +
+          frame(5, struct.pack('<IQ', slot + 5, 0) + b'x' * 512) +
+          frame(8, bytes([1, 0]) + struct.pack('<Q', 0) + bytes([0])))
+t, p = answer(s); print('behind', t == 0x8f, p[4:].decode())
+print('closed', s.recv(1) == b'')
 EOF
 	grep -q "big.*larger than the limit" "$T/py"; ok $? "an oversized frame is refused"
 	grep -q 'flags.*nonzero flags' "$T/py"; ok $? "nonzero flags are refused"
@@ -155,8 +172,12 @@ EOF
 	ok $? "ADD of a replica in a group not granted is refused"
 	grep -q '^slot True protocol error: a change record for a slot never added' "$T/py"
 	ok $? "a change record for a slot never added is refused"
+	grep -q '^add3 True' "$T/py" &&
+		grep -q '^behind True protocol error: a change record for a slot never added' "$T/py" &&
+		grep -q '^closed True' "$T/py"
+	ok $? "a bad record behind 4 MiB of DATA and a COMMIT: refused, closed"
 else
-	for _ in 1 2 3 4 5 6 7; do skip "bad frames" "no python3"; done
+	for _ in 1 2 3 4 5 6 7 8; do skip "bad frames" "no python3"; done
 fi
 stop_server
 same_snapshot "$S" before "refused runs changed nothing"
