@@ -19,6 +19,11 @@
  * from the store's latest RP, so the store must stay usable after every
  * crash. A last child runs without being killed.
  *
+ * Kills are timed from events, not from the clock alone, so that a slow,
+ * loaded machine still sees kills mid-work: most cycles wait until the
+ * child has the store open and has committed 0, 1 or 2 versions (it says
+ * so through a pipe), then sleep a random delay.
+ *
  * BV_SEED replays a run; BV_KILLS sets the number of kills (default 24).
  */
 #include <poll.h>
@@ -116,7 +121,6 @@ static void child(uint32_t attempt, int maxrun, int ready_fd)
 		 * not eat every delay. */
 		if (write(ready_fd, "r", 1) != 1)
 			_exit(4);
-		close(ready_fd);
 	}
 	for (int i = 0; maxrun == 0 || i < maxrun; i++) {
 		uint64_t k = latest + 1, rp = 0;
@@ -145,6 +149,10 @@ static void child(uint32_t attempt, int maxrun, int ready_fd)
 		r.type = REC_DONE;
 		log_append(fd, &r);
 		latest = k;
+		/* And tells the parent, which may wait for a few commits
+		 * before it starts the kill's delay. */
+		if (ready_fd >= 0 && write(ready_fd, "c", 1) != 1)
+			_exit(4);
 	}
 	bv_store_close(s);
 	_exit(0);
@@ -297,7 +305,7 @@ int main(void)
 	int kills = e && *e ? atoi(e) : 24;
 	et_rng rng;
 	char *dir;
-	uint64_t M = 0;
+	uint64_t M = 0, waited = 0;
 	int landed_inflight = 0, exited_early = 0;
 
 	seed = et_seed(4242);
@@ -311,6 +319,7 @@ int main(void)
 
 	for (int cycle = 1; cycle <= kills; cycle++) {
 		uint64_t delay = et_range(&rng, 5, 200), before = M;
+		uint64_t want = (uint64_t)cycle % 3, got = 0;
 		/* One cycle in four times the kill from the fork, so that
 		 * some land while the store is being opened (recovering). */
 		int from_fork = cycle % 4 == 0;
@@ -338,11 +347,18 @@ int main(void)
 			if (poll(&pf, 1, 30000) <= 0 || read(pfd[0], &c, 1) != 1)
 				diag("cycle %d: the child did not report an "
 				     "open store", cycle);
+			while (got < want && poll(&pf, 1, 30000) > 0 &&
+			       read(pfd[0], &c, 1) == 1)
+				got++;
+			if (got < want)
+				diag("cycle %d: the child reported %" PRIu64
+				     " commits of %" PRIu64, cycle, got, want);
+			waited += got;
 		}
-		close(pfd[0]);
 		sleep_ms(delay);
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
+		close(pfd[0]); /* after the kill: the child never sees EPIPE */
 		if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) {
 			exited_early++;
 			ok(0, "cycle %d: the child ended by itself (status "
@@ -384,8 +400,11 @@ int main(void)
 	}
 	diag("%" PRIu64 " RPs in all; %d in-flight commits landed; seed %" PRIu64,
 	     M, landed_inflight, seed);
-	ok(M >= 10, "the children got some work done between kills (%" PRIu64
-	   " RPs)", M);
+	ok(M >= waited + 5, "every commit a child reported survived its kill "
+	   "(%" PRIu64 " RPs, %" PRIu64 " reported before the kills, 5 by "
+	   "the last child)", M, waited);
+	ok(waited >= (uint64_t)kills / 3, "the kills fell amid work: %" PRIu64
+	   " commits before them", waited);
 	(void)exited_early;
 	free(wbuf);
 	free(store_dir);
