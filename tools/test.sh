@@ -228,6 +228,46 @@ if [ -s "$ROOT/.test-failures" ] || [ ${#extra_failed_names[@]} -gt 0 ]; then
 	done
 fi
 rm -f "$ROOT/.test-failures"
+# What each failed test said: its failed points with their diagnostics,
+# and the end of its stderr, so that a CI log shows why.
+if [ "$fail" -gt 0 ] && command -v python3 >/dev/null 2>&1; then
+	python3 - "${logs[@]}" <<'EOF'
+import json, sys
+for path in sys.argv[1:]:
+    build = path.split('/meson-logs/')[0]
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        try:
+            t = json.loads(line)
+        except ValueError:
+            continue
+        if t.get('result', '') in ('OK', 'EXPECTEDFAIL', 'SKIP'):
+            continue
+        print('--- %s: %s (%s)' % (build, t.get('name', '?'), t.get('result')))
+        out = (t.get('stdout') or '').splitlines()
+        shown, keep = [], False
+        for l in out:
+            if l.startswith('not ok') or l.startswith('Bail out'):
+                keep = True
+                shown.append(l)
+            elif l.startswith('#') and keep:
+                shown.append(l)
+            else:
+                keep = False
+        if not shown:
+            shown = out[-20:]
+        for l in shown[:80]:
+            print('  ' + l)
+        err = (t.get('stderr') or '').splitlines()
+        if err:
+            print('  stderr, last lines:')
+            for l in err[-20:]:
+                print('    ' + l)
+EOF
+fi
 if [ "$skip" -gt 0 ]; then
 	echo "$pass passed, $fail failed, $skip skipped"
 else
