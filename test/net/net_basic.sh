@@ -184,15 +184,20 @@ same_snapshot "$S" before "refused runs changed nothing"
 start_server || done_testing
 
 # An agent killed mid-stream: nothing committed, the server serves on.
+# Each fault below falls a second after the server logged the agent's
+# authentication: at 8 MB/s, 64 MiB take 8 s to send.
 mkimg "$T/big" 64
+na=$(log_count 'host1.*authenticated')
+nab=$(log_count 'session aborted')
 "$BVA" --unix "$SOCK" "${ID[@]}" --disk vm2="$T/big" --full \
 	--bandwidth 8M >/dev/null 2>&1 &
 AG=$!
-sleep 1.5
+wait_log 'host1.*authenticated' $((na + 1))
+sleep 1
 kill -9 $AG 2>/dev/null
 wait $AG 2>/dev/null
-sleep 0.3
-grep -q 'session aborted' "$LOG"; ok $? "the server logs the aborted session"
+wait_log 'session aborted' $((nab + 1))
+ok $? "the server logs the aborted session"
 agent "${ID[@]}" --disk vm2="$T/img" --full
 ok $? "the server still serves: vm2 full"
 grep -q 'as RP 1:' "$T/out"; ok $? "... as vm2's first RP: the killed run left none"
@@ -203,10 +208,12 @@ ok $? "vm2@1 equals its image"
 # The server killed mid-session.
 snapshot "$S" mid
 start_server || done_testing
+na=$(log_count 'host1.*authenticated')
 "$BVA" --unix "$SOCK" "${ID[@]}" --disk vm2="$T/big" --full \
 	--bandwidth 8M >/dev/null 2>&1 &
 AG=$!
-sleep 1.5
+wait_log 'host1.*authenticated' $((na + 1))
+sleep 1
 kill -9 "$SRV"
 wait "$SRV" 2>/dev/null
 wait $AG 2>/dev/null
@@ -216,10 +223,12 @@ run_ok "the store verifies" "$BV" verify "$S"
 start_server || done_testing
 
 # SIGTERM with a session open: aborted, exit 0.
+na=$(log_count 'host1.*authenticated')
 "$BVA" --unix "$SOCK" "${ID[@]}" --disk vm2="$T/big" --full \
 	--bandwidth 8M >/dev/null 2>&1 &
 AG=$!
-sleep 1.5
+wait_log 'host1.*authenticated' $((na + 1))
+sleep 1
 kill -TERM "$SRV"
 wait "$SRV"
 ok $? "bvaultd exits 0 on SIGTERM"
@@ -235,10 +244,11 @@ same_snapshot "$S" mid "after SIGTERM"
 "$BVD" "$S" --listen 127.0.0.1:0 2>>"$LOG" &
 SRV=$!
 PORT=
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do
 	PORT=$(sed -n 's/.*listening on 127.0.0.1 port \([0-9]*\).*/\1/p' "$LOG" | tail -n 1)
 	[ -n "$PORT" ] && break
-	sleep 0.05
+	kill -0 "$SRV" 2>/dev/null || break
+	sleep 0.1
 done
 [ -n "$PORT" ]; ok $? "bvaultd listens on a TCP port"
 pids=()

@@ -28,9 +28,10 @@ start_nbd() {
 	qemu-nbd -t -r -f qcow2 ${1:+-B "$1"} -k "$QS" --pid-file="$T/q.pid" \
 		"$IMG" 2>>"$T/qemu-nbd.log" &
 	NBD=$!
-	for _ in $(seq 1 100); do
+	for _ in $(seq 1 300); do
 		[ -S "$QS" ] && [ -s "$T/q.pid" ] && return 0
-		sleep 0.05
+		kill -0 "$NBD" 2>/dev/null || break
+		sleep 0.1
 	done
 	return 1
 }
