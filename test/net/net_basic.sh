@@ -261,13 +261,22 @@ for i in $(seq 1 16); do
 	pids+=($!)
 done
 bad=0
-for p in "${pids[@]}"; do wait "$p" || bad=$((bad + 1)); done
+for i in $(seq 1 16); do
+	wait "${pids[$((i - 1))]}" && continue
+	bad=$((bad + 1))
+	diag "the agent of m$i failed:"; tail -n 5 "$T/m$i.out" | sed 's/^/#   /'
+done
 ok $bad "16 agents at once all committed ($bad failed)"
 stop_server
 bad=0
 for i in $(seq 1 16); do
-	"$BV" export "$S" "m$i@1" "$T/e$i" >/dev/null 2>&1 &&
-		cmp "$T/e$i" "$T/m$i" >/dev/null || bad=$((bad + 1))
+	if ! "$BV" export "$S" "m$i@1" "$T/e$i" >/dev/null 2>"$T/err"; then
+		diag "export m$i@1 failed:"; head -n 20 "$T/err" | sed 's/^/#   /'
+		bad=$((bad + 1))
+	elif ! cmp "$T/e$i" "$T/m$i" >/dev/null; then
+		diag "m$i@1 differs from its image"
+		bad=$((bad + 1))
+	fi
 done
 ok $bad "each of the 16 RPs equals its image"
 run_ok "the store verifies at the end" "$BV" verify "$S"
