@@ -75,6 +75,8 @@ int bv_agent_add(bv_store *s, const char *name, const char *const *groups,
 	if (!s || !secret_out)
 		return bv_fail(BV_EINVAL, "agent add: no store or no secret "
 			       "buffer");
+	if ((rc = bv_store_writable(s)))
+		return rc;
 	if ((rc = bv_name_check("agent", name)))
 		return rc;
 	if (n == 0 || n > BV_AGENT_GROUPS_MAX)
@@ -195,6 +197,8 @@ int bv_agent_remove(bv_store *s, const char *name)
 	bv_fail(0, "%s", "");
 	if (!s)
 		return bv_fail(BV_EINVAL, "agent remove: no store");
+	if ((rc = bv_store_writable(s)))
+		return rc;
 	if ((rc = bv_name_check("agent", name)))
 		return rc;
 	klen = bv_key_name(key, "a/", name);

@@ -59,6 +59,7 @@ enum {
 	BV_EDB = -1013,        /* the index (RocksDB) failed */
 	BV_ENOTSTORE = -1014,  /* the directory is not a bvault store */
 	BV_EGROUP = -1015,     /* replicas of one session span groups */
+	BV_EREADONLY = -1016,  /* the store was opened read-only */
 };
 
 #define BV_NAME_MAX 63   /* replica and group names: [A-Za-z0-9._-], 1..63 */
@@ -94,6 +95,7 @@ typedef struct bv_init_opts {
 
 typedef struct bv_open_opts {
 	unsigned workers;   /* compression workers; 0: one per online core */
+	int read_only;      /* see bv_store_open */
 } bv_open_opts;
 
 /* Creates a new store in PATH (created if missing; must be empty) and
@@ -106,7 +108,14 @@ BV_API int bv_store_init(const char *path, const bv_init_opts *opts,
  * the failure is -ENOMEM), so that bv_store_error() can explain; close it
  * either way. BV_ENOTSTORE, BV_EFORMAT (a store of another format
  * version), BV_EDB. Opening recovers from a crash: versions that were not
- * committed are removed (invariant 2). */
+ * committed are removed (invariant 2).
+ * One process opens a store for writing at a time (BV_EBUSY for a second
+ * one). With OPTS->read_only, a process opens it beside that writer (a
+ * running bvaultd, say): it sees the store as it was at the open, every
+ * committed RP whole and nothing of the sessions in flight, and never
+ * catches up; it does no crash recovery (what it reads is committed
+ * anyway), and every call that would change the store fails with
+ * BV_EREADONLY, changing nothing. */
 BV_API int bv_store_open(const char *path, const bv_open_opts *opts,
 			 bv_store **out);
 /* Closes and frees S; NULL is fine. Sessions still open are aborted. */

@@ -36,6 +36,7 @@ const char *bv_strerror(int err)
 	case BV_EDB: return "index database error";
 	case BV_ENOTSTORE: return "not a bvault store";
 	case BV_EGROUP: return "replicas of one session span groups";
+	case BV_EREADONLY: return "the store is open read-only";
 	default:
 		if (err < 0 && err > -4096)
 			return strerror(-err);

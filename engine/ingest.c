@@ -1049,6 +1049,10 @@ int bv_ingest_begin(bv_store *s, bv_ingest **out)
 
 	bv_fail(0, "%s", "");
 	*out = NULL;
+	if ((rc = bv_store_writable(s))) {
+		free(in);
+		return rc;
+	}
 	if (!in)
 		return -ENOMEM;
 	in->s = s;

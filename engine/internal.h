@@ -41,6 +41,9 @@ int bv_fail(int err, const char *fmt, ...);
 const char *bv_last_error(void);
 /* A storage-layer error as a message about OBJECT. */
 int bv_fail_storage(int err, const char *object);
+/* 0, or BV_EREADONLY (with the message) when S was opened read-only: the
+ * first check of every call that changes the store. */
+int bv_store_writable(const bv_store *s);
 
 /* ---- worker pool ------------------------------------------------------- */
 
@@ -60,7 +63,8 @@ void bv_pool_run(struct bv_pool *p, void (*fn)(void *ctx, size_t i),
 
 struct bv_store {
 	char *path;
-	int lock_fd;         /* flock on the marker: one process at a time */
+	int lock_fd;         /* flock on the marker: one writer at a time */
+	int read_only;       /* bv_open_opts.read_only: no lock, no writes */
 	struct bv_kv *kv;
 	struct bv_cset *cset;
 	struct bv_pool *pool;

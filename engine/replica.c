@@ -59,6 +59,8 @@ int bv_replica_create(bv_store *s, const char *name, uint64_t size,
 	int rc;
 
 	bv_fail(0, "%s", "");
+	if ((rc = bv_store_writable(s)))
+		return rc;
 	if ((rc = bv_name_check("replica", name)))
 		return rc;
 	r.chunk_size = chunk_size ? chunk_size : s->chunk_default;
@@ -173,6 +175,8 @@ int bv_group_create(bv_store *s, const char *group,
 	int rc;
 
 	bv_fail(0, "%s", "");
+	if ((rc = bv_store_writable(s)))
+		return rc;
 	if ((rc = bv_name_check("group", group)))
 		return rc;
 	if (n == 0 || n > BV_GROUP_MAX_MEMBERS)

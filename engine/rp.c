@@ -60,6 +60,8 @@ int bv_rp_create(bv_store *s, const char *what, const char *label,
 	bv_fail(0, "%s", "");
 	if (number_out)
 		*number_out = 0;
+	if ((rc = bv_store_writable(s)))
+		return rc;
 	if (!what || (rc = bv_name_check("replica or group", what)))
 		return what ? rc : bv_fail(BV_EINVAL, "no replica or group");
 	if ((rc = bv_rp_label_check(label)))

@@ -280,12 +280,14 @@ int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 	s->lock_fd = open(sub, O_RDONLY | O_CLOEXEC);
 	if (s->lock_fd < 0)
 		return bv_fail(-errno, "store %s: %s", path, strerror(errno));
-	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0)
+	s->read_only = opts && opts->read_only;
+	if (!s->read_only && flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0)
 		return bv_fail(errno == EWOULDBLOCK ? BV_EBUSY : -errno,
-			       "store %s: open in another process (one process "
-			       "opens a store at a time)", path);
+			       "store %s: open for writing in another process "
+			       "(one writer at a time; a read-only open works "
+			       "beside it)", path);
 	snprintf(sub, sizeof sub, "%s/index", path);
-	struct bv_kv_opts ko = { .create = 0 };
+	struct bv_kv_opts ko = { .create = 0, .read_only = s->read_only };
 	if ((rc = bv_kv_open(sub, &ko, &s->kv)))
 		return bv_fail_storage(rc, path);
 	rc = bv_kv_get(s->kv, BV_CF_META, "config", 6, cfg, sizeof cfg, &len);
@@ -312,7 +314,8 @@ int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 	}
 	snprintf(sub, sizeof sub, "%s/containers", path);
 	struct bv_cset_opts co = { .secret = s->secret,
-				   .store_id = s->store_id };
+				   .store_id = s->store_id,
+				   .read_only = s->read_only };
 	s->tail_id = tail_id;
 	s->tail_end = tail_end;
 	if ((rc = bv_cset_open(sub, &co, tail_id, tail_end, &s->cset)))
@@ -328,9 +331,18 @@ int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 	if ((rc = bv_pool_new(w - 1, &s->pool)))
 		return bv_fail(rc, "store %s: worker threads: %s", path,
 			       strerror(-rc));
-	if ((rc = recover(s)))
+	if (!s->read_only && (rc = recover(s)))
 		return rc;
 	return 0;
+}
+
+int bv_store_writable(const bv_store *s)
+{
+	if (!s->read_only)
+		return 0;
+	return bv_fail(BV_EREADONLY, "store %s: opened read-only; changes "
+		       "need the store's writer (is bvaultd serving it?)",
+		       s->path);
 }
 
 void bv_store_close(bv_store *s)

@@ -638,6 +638,13 @@ int bv_cset_open(const char *dir, const struct bv_cset_opts *o,
 		ret = -errno;
 		goto fail;
 	}
+	if (o->read_only) {
+		/* Another process may be appending: leave every file as it
+		 * is, read only what the tail given covers, write nothing. */
+		cs->broken = -EROFS;
+		*out = cs;
+		return 0;
+	}
 	ret = remove_above(cs, tail_id);
 	if (ret != 0)
 		goto fail;

@@ -73,6 +73,8 @@ struct bv_cset_opts {
 	size_t write_buffer;     /* staging buffer bytes; 0: 16 MiB */
 	const uint8_t *secret;   /* fingerprint key, BV_SECRET_SIZE bytes */
 	const uint8_t *store_id; /* 16 bytes written into container headers */
+	int read_only;           /* no file is changed, cut or removed;
+				  * every write fails with -EROFS */
 };
 
 /* Opens the container directory DIR (created by bv_cset_create_dir()).
@@ -81,7 +83,9 @@ struct bv_cset_opts {
  * and containers above it are removed, so appends continue there.
  * The secret and store id are copied (store_id NULL: 16 zero bytes).
  * ST_ECORRUPT when container TAIL_ID is missing, shorter than TAIL_END or
- * not this store's; ST_EINVAL for a tail 0 with an offset. */
+ * not this store's; ST_EINVAL for a tail 0 with an offset. Read-only
+ * (O->read_only), nothing is checked, cut or removed: another process may
+ * be appending, and reads and scans stop at the tail given. */
 int bv_cset_open(const char *dir, const struct bv_cset_opts *o,
 		 uint32_t tail_id, uint64_t tail_end, struct bv_cset **out);
 int bv_cset_create_dir(const char *dir);

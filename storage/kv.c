@@ -10,6 +10,13 @@
  *
  * Errors: every RocksDB error string is copied into a per-thread buffer
  * (bv_kv_error) and freed at once; callers see ST_EDB.
+ *
+ * Read-only opens are RocksDB secondary instances: they may run while
+ * another process writes the database, and see it as it was when they
+ * opened (they never catch up). A secondary keeps every table file open
+ * (max_open_files -1), so compactions of the writer that delete files do
+ * not pull them away; its own info log goes to a directory of its own,
+ * made under $TMPDIR and removed at close.
  */
 #include "kv.h"
 
@@ -44,6 +51,7 @@ struct bv_kv {
 	rocksdb_writeoptions_t *wo;      /* unsynced */
 	rocksdb_writeoptions_t *wo_sync; /* WAL fsync before return */
 	char *path;
+	char *secondary; /* a read-only open's own directory, or NULL */
 };
 
 /* A batch is filled without knowing its database (bv_kv_batch_put takes
@@ -143,6 +151,68 @@ static rocksdb_options_t *cf_options(const struct bv_kv *kv, int bloom,
 	return o;
 }
 
+/* Removes a read-only open's directory: RocksDB leaves only its info
+ * logs there. */
+static void remove_secondary(char *dir)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (dir == NULL)
+		return;
+	d = opendir(dir);
+	if (d != NULL) {
+		int fd = dirfd(d);
+		while ((e = readdir(d)) != NULL)
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				unlinkat(fd, e->d_name, 0);
+		closedir(d);
+	}
+	rmdir(dir);
+	free(dir);
+}
+
+/* Opens KV->path as a secondary instance (see the top of the file). A
+ * writer may delete a file between the moment the secondary reads the
+ * manifest and the moment it opens the file: such a failure is tried
+ * again a few times. */
+static int open_secondary(struct bv_kv *kv)
+{
+	const char *tmp = getenv("TMPDIR");
+	char dir[4096];
+	char *err = NULL;
+
+	if (snprintf(dir, sizeof(dir), "%s/bvault-ro.XXXXXX",
+		     tmp && *tmp ? tmp : "/tmp") >= (int)sizeof(dir)) {
+		set_err("kv %s: TMPDIR too long", kv->path);
+		return ST_EINVAL;
+	}
+	if (mkdtemp(dir) == NULL) {
+		int e = errno;
+		set_err("kv %s: a directory for a read-only open (%s): %s",
+			kv->path, dir, strerror(e));
+		return -e;
+	}
+	kv->secondary = strdup(dir);
+	if (kv->secondary == NULL) {
+		rmdir(dir);
+		return -ENOMEM;
+	}
+	rocksdb_options_set_max_open_files(kv->dbopt, -1);
+	for (int attempt = 0;; attempt++) {
+		kv->db = rocksdb_open_as_secondary_column_families(
+			kv->dbopt, kv->path, kv->secondary, KV_CF_TOTAL,
+			cf_names, (const rocksdb_options_t *const *)kv->cfopt,
+			kv->cf, &err);
+		if (err == NULL || attempt == 4)
+			break;
+		rocksdb_free(err);
+		err = NULL;
+		usleep(20000);
+	}
+	return take_err(err, "kv open (read-only)");
+}
+
 int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 	       struct bv_kv **out)
 {
@@ -214,16 +284,16 @@ int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 	kv->wo_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(kv->wo_sync, 1);
 
-	if (o->read_only)
-		kv->db = rocksdb_open_for_read_only_column_families(
-			kv->dbopt, path, KV_CF_TOTAL, cf_names,
-			(const rocksdb_options_t *const *)kv->cfopt, kv->cf, 0,
-			&err);
-	else
+	if (o->read_only) {
+		ret = open_secondary(kv);
+		if (ret != 0)
+			goto fail;
+	} else {
 		kv->db = rocksdb_open_column_families(
 			kv->dbopt, path, KV_CF_TOTAL, cf_names,
 			(const rocksdb_options_t *const *)kv->cfopt, kv->cf,
 			&err);
+	}
 	ret = take_err(err, "kv open");
 	if (ret == 0 && kv->db == NULL) {
 		set_err("kv open %s: failed", path);
@@ -264,6 +334,7 @@ void bv_kv_close(struct bv_kv *kv)
 		rocksdb_options_destroy(kv->dbopt);
 	if (kv->cache != NULL)
 		rocksdb_cache_destroy(kv->cache);
+	remove_secondary(kv->secondary);
 	free(kv->path);
 	free(kv);
 }

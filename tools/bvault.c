@@ -486,6 +486,35 @@ static int open_store(const char *path, bv_store **out)
 	return 0;
 }
 
+/* For commands that only read: when another process has the store open
+ * for writing (bvaultd serving it, say), opens it read-only beside that
+ * writer and says so; the command then sees the store as it was at this
+ * moment. */
+static int open_store_reading(const char *path, bv_store **out)
+{
+	bv_open_opts o = { .workers = 0 };
+	bv_store *s = NULL;
+	int rc = bv_store_open(path, &o, &s);
+
+	if (rc == BV_EBUSY) {
+		bv_store_close(s);
+		s = NULL;
+		o.read_only = 1;
+		rc = bv_store_open(path, &o, &s);
+		if (rc == 0)
+			fprintf(stderr, "bvault %s: note: store %s is open for "
+				"writing in another process; reading it as it "
+				"is now\n", g_cmd, path);
+	}
+	if (rc < 0) {
+		op_error("%s", s ? store_msg(s, rc) : bv_strerror(rc));
+		bv_store_close(s);
+		return EXIT_OP;
+	}
+	*out = s;
+	return 0;
+}
+
 /* Opens an output for a binary stream: PATH, or stdout when NULL (never a
  * terminal). Sets *CREATED when a file was made, to unlink on failure. */
 static int open_stream_out(const char *path, int *fd, int *created)
@@ -751,7 +780,7 @@ static int cmd_agent_ls(int argc, char **argv)
 	if (!rc)
 		rc = want_pos(npos, pos, 1, 1, names);
 	if (!rc)
-		rc = open_store(pos[0], &s);
+		rc = open_store_reading(pos[0], &s);
 	if (rc)
 		goto out;
 	if (l.json)
@@ -1503,7 +1532,7 @@ static int cmd_rp_ls(int argc, char **argv)
 	if (!rc && npos == 2)
 		rc = arg_name("replica or group name", pos[1]);
 	if (!rc)
-		rc = open_store(pos[0], &s);
+		rc = open_store_reading(pos[0], &s);
 	if (rc)
 		goto out;
 	/* A replica's name is also its default group's: size and version
@@ -1548,7 +1577,7 @@ static int cmd_export(int argc, char **argv)
 	if (!rc)
 		rc = arg_replica_rp(pos[1], name, &rp);
 	if (!rc)
-		rc = open_store(pos[0], &s);
+		rc = open_store_reading(pos[0], &s);
 	if (rc)
 		goto out;
 	progress_init(&pr, "export");
@@ -1597,7 +1626,7 @@ static int cmd_diff(int argc, char **argv)
 	if (!rc && base_s)
 		rc = arg_u64("--base", base_s, &base);
 	if (!rc)
-		rc = open_store(pos[0], &s);
+		rc = open_store_reading(pos[0], &s);
 	if (rc)
 		goto out;
 	if (rp1 == BV_RP_LATEST || rp2 == BV_RP_LATEST) {
@@ -1692,7 +1721,7 @@ static int cmd_ls(int argc, char **argv)
 	if (!rc)
 		rc = want_pos(npos, pos, 1, 1, names);
 	if (!rc)
-		rc = open_store(pos[0], &s);
+		rc = open_store_reading(pos[0], &s);
 	if (rc)
 		goto out;
 	if (c.json)
@@ -1753,7 +1782,7 @@ static int cmd_verify(int argc, char **argv)
 	if (!rc)
 		rc = want_pos(npos, pos, 1, 1, names);
 	if (!rc)
-		rc = open_store(pos[0], &s);
+		rc = open_store_reading(pos[0], &s);
 	if (rc)
 		goto out;
 	int vrc = bv_store_verify(s, &r);
@@ -1800,7 +1829,7 @@ static int cmd_stats(int argc, char **argv)
 	if (!rc)
 		rc = want_pos(npos, pos, 1, 1, names);
 	if (!rc)
-		rc = open_store(pos[0], &s);
+		rc = open_store_reading(pos[0], &s);
 	if (rc)
 		goto out;
 	rc = bv_stats_get(s, &st);
