@@ -53,10 +53,27 @@ cp --sparse=always "$T/img" "$T/v1"
 agent "${ID[@]}" --disk vm1="$T/img" --full --label first
 ok $? "agent --full"
 grep -q 'as RP 1:' "$T/out"; ok $? "the agent reports RP 1"
-stop_server
-run_ok "export vm1@1" "$BV" export "$S" vm1@1 "$T/x1"
+
+# The CLI beside a running bvaultd: what only reads opens the store
+# read-only and works (with a note); what would change it is refused.
+run_ok "export vm1@1 while bvaultd serves the store" \
+	"$BV" export "$S" vm1@1 "$T/x1"
+grep -q 'note: store .* is open for writing in another process' "$T/err"
+ok $? "export notes that it reads beside a writer"
 cmp "$T/x1" "$T/v1" >/dev/null; ok $? "RP 1 equals the image"
-start_server || done_testing
+run_ok "rp ls beside bvaultd" "$BV" rp ls "$S" vm1
+grep -q 'first' "$T/out"; ok $? "rp ls shows RP 1 with its label"
+run_ok "ls beside bvaultd" "$BV" ls "$S"
+run_ok "stats beside bvaultd" "$BV" stats "$S"
+run_ok "agent ls beside bvaultd" "$BV" agent ls "$S"
+grep -q 'host1' "$T/out"; ok $? "agent ls lists host1"
+run_ok "verify beside bvaultd" "$BV" verify "$S"
+run_fail "replica create beside bvaultd: refused" 1 \
+	'open for writing in another process' \
+	"$BV" replica create "$S" other --size 1M
+run_fail "agent add beside bvaultd: refused" 1 \
+	'open for writing in another process' \
+	"$BV" agent add "$S" late --group vm1
 
 # An express full from an extents list.
 poke "$T/img" 1048576 65536
@@ -65,10 +82,8 @@ printf '%s\n' "1048576 65536" "$((5 * 1048576 + 4096)) 8192" >"$T/ext"
 cp --sparse=always "$T/img" "$T/v2"
 agent "${ID[@]}" --disk vm1="$T/img" --extents "$T/ext" --base 1
 ok $? "agent --extents --base 1"
-stop_server
-run_ok "export vm1@2" "$BV" export "$S" vm1@2 "$T/x2"
+run_ok "export vm1@2 (bvaultd still serving)" "$BV" export "$S" vm1@2 "$T/x2"
 cmp "$T/x2" "$T/v2" >/dev/null; ok $? "RP 2 equals the changed image"
-start_server || done_testing
 
 # A second full of an existing replica zeroes what became a hole.
 truncate -s 0 "$T/img2" && truncate -s 8M "$T/img2"
@@ -194,6 +209,9 @@ nab=$(log_count 'session aborted')
 AG=$!
 wait_log 'host1.*authenticated' $((na + 1))
 sleep 1
+run_ok "verify beside a session in flight" "$BV" verify "$S"
+"$BV" export "$S" vm1@2 "$T/x2b" 2>/dev/null && cmp "$T/x2b" "$T/v2" >/dev/null
+ok $? "vm1@2 exports whole beside a session in flight"
 kill -9 $AG 2>/dev/null
 wait $AG 2>/dev/null
 wait_log 'session aborted' $((nab + 1))
