@@ -38,7 +38,8 @@ static void child_fail(bv_store *s, const char *what)
 	_exit(2);
 }
 
-/* The writer. Reports on TO ('1': RP 1 committed, 's': the session holds
+/* The writer: makes the store (in the child, so that the parent has no
+ * threads when it forks, as TSan wants). Reports on TO ('1': RP 1 committed, 's': the session holds
  * image 2 uncommitted, '2': RP 2 committed) and waits for FROM ('c':
  * commit, 'q': quit). */
 static void child(int from, int to)
@@ -51,6 +52,7 @@ static void child(int from, int to)
 	char c;
 	int slot;
 
+	et_init(store_dir, CHUNK);
 	if (bv_store_open(store_dir, &o, &s) < 0)
 		child_fail(s, "open");
 	if (bv_ingest_begin(s, &in) < 0 ||
@@ -172,7 +174,6 @@ int main(void)
 	store_dir = et_path(dir, "store");
 	if (mkdir(tmp, 0755) < 0 || setenv("TMPDIR", tmp, 1) < 0)
 		bail_out("a TMPDIR of our own");
-	et_init(store_dir, CHUNK);
 	img1 = malloc(DISK);
 	img2 = malloc(DISK);
 	buf = malloc(DISK);
