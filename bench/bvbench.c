@@ -678,7 +678,7 @@ int main(int argc, char **argv)
 	char tmpl[] = "/var/tmp/bvbench-XXXXXX";
 	char *store, *img1, *imgn, *strm, h1[32], h2[32];
 	bv_store *s = NULL;
-	bv_open_opts oo;
+	bv_open_opts oo = { 0 };
 	bv_init_opts io;
 	bv_stats st0, st1, st2, st3;
 	char err[512];

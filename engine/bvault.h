@@ -89,6 +89,10 @@ BV_API const char *bv_version(void);
 
 /* ---- store ------------------------------------------------------------ */
 
+/* Option structs (bv_init_opts, bv_open_opts, bv_commit_opts) grow new
+ * fields at their end, each meaning "as before" when 0: initialize them
+ * whole ("= { 0 }" or designated initializers), never field by field. */
+
 typedef struct bv_init_opts {
 	uint32_t chunk_size; /* default chunk size of new replicas; 0: 64 KiB */
 } bv_init_opts;
