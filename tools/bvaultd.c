@@ -16,6 +16,12 @@
  * Every other message is handled on the loop, after the records before
  * it were applied (messages take effect in order).
  *
+ * An ingest session holds the engine's batch buffers (up to about 120
+ * MiB), so at most --max-sessions are open at once: a BEGIN beyond that
+ * waits, unanswered and first come first served, until a session ends.
+ * The connection reads nothing more meanwhile. Memory is thus bounded by
+ * --max-sessions sessions and MAX_CONN connections' two buffers.
+ *
  * SIGTERM or SIGINT: stop accepting, abort every open session (nothing
  * half-committed: the engine's invariant 2), close, exit 0.
  */
@@ -50,6 +56,7 @@
 #include "proto.h"
 
 #define MAX_CONN 64
+#define DEFAULT_SESSIONS 16 /* --max-sessions */
 #define MAX_LISTEN 4
 #define RING_DEPTH 256
 #define RX_START (64u << 10)
@@ -86,6 +93,8 @@ struct conn {
 	uint8_t secret[BV_AGENT_SECRET];
 	uint8_t nonce[BVP_NONCE];
 	bv_ingest *in;        /* the open session, if any */
+	int waiting;          /* its BEGIN waits for a free session */
+	struct conn *wnext;   /* next in the line of waiting BEGINs */
 	int nslots;
 	int failed;           /* the session hit an error: only abort */
 	uint16_t fail_code;
@@ -104,6 +113,8 @@ static struct {
 	struct conn conns[MAX_CONN];
 	uint32_t next_gen;
 	int stopping;
+	int max_sessions;
+	struct conn *wait_head, *wait_tail; /* BEGINs waiting, in order */
 
 	/* The applier: a queue of connections whose WORK is to be applied,
 	 * and a list of those done, which the loop hears of through WAKEFD. */
@@ -305,6 +316,8 @@ static uint16_t code_of(int rc)
 
 /* ---- connections ------------------------------------------------------------- */
 
+static void admit_waiting(void);
+
 static void session_drop(struct conn *c, const char *why)
 {
 	if (!c->in)
@@ -313,6 +326,26 @@ static void session_drop(struct conn *c, const char *why)
 	c->in = NULL;
 	logmsg("agent %s (%s): session aborted (%s); nothing committed",
 	       c->name, c->peer, why);
+	admit_waiting();
+}
+
+/* Takes C out of the line of waiting BEGINs. */
+static void wait_unlink(struct conn *c)
+{
+	struct conn **pp = &D.wait_head, *prev = NULL;
+
+	if (!c->waiting)
+		return;
+	while (*pp && *pp != c) {
+		prev = *pp;
+		pp = &(*pp)->wnext;
+	}
+	if (*pp)
+		*pp = c->wnext;
+	if (D.wait_tail == c)
+		D.wait_tail = prev;
+	c->wnext = NULL;
+	c->waiting = 0;
 }
 
 /* Closes C, or starts to: while the applier holds the session or the
@@ -332,6 +365,7 @@ static void conn_close_how(struct conn *c, const char *why, int force)
 		return;
 	}
 	why = c->close_why;
+	wait_unlink(c);
 	session_drop(c, why);
 	if (c->state == CS_READY || why[0])
 		logmsg("agent %s (%s): disconnected (%s)", c->name[0] ?
@@ -450,6 +484,16 @@ static void on_auth(struct conn *c, struct bvp_rd *r)
 	answer(c, BVP_OK, NULL, 0);
 }
 
+static int open_sessions(void)
+{
+	int n = 0;
+	for (int i = 0; i < MAX_CONN; i++)
+		n += D.conns[i].used && D.conns[i].in;
+	return n;
+}
+
+static void begin_now(struct conn *c);
+
 static void on_begin(struct conn *c, struct bvp_rd *r)
 {
 	if (r->left)
@@ -463,6 +507,26 @@ static void on_begin(struct conn *c, struct bvp_rd *r)
 		answer_error(c, BVP_E_BUSY, "the server is shutting down");
 		return;
 	}
+	int open = open_sessions();
+	if (open >= D.max_sessions || D.wait_head) {
+		logmsg("agent %s (%s): BEGIN waits: %d sessions open "
+		       "(--max-sessions %d)", c->name, c->peer, open,
+		       D.max_sessions);
+		c->waiting = 1;
+		c->wnext = NULL;
+		if (D.wait_tail)
+			D.wait_tail->wnext = c;
+		else
+			D.wait_head = c;
+		D.wait_tail = c;
+		return;
+	}
+	begin_now(c);
+}
+
+/* Opens C's session and answers its BEGIN. */
+static void begin_now(struct conn *c)
+{
 	int rc = bv_ingest_begin(D.s, &c->in);
 	if (rc < 0) {
 		c->in = NULL;
@@ -473,6 +537,20 @@ static void on_begin(struct conn *c, struct bvp_rd *r)
 	c->failed = 0;
 	c->bytes = 0;
 	answer(c, BVP_OK, NULL, 0);
+}
+
+/* A session ended: the first waiting BEGINs get theirs, as far as the
+ * limit allows. */
+static void admit_waiting(void)
+{
+	while (!D.stopping && D.wait_head &&
+	       open_sessions() < D.max_sessions) {
+		struct conn *c = D.wait_head;
+		wait_unlink(c);
+		logmsg("agent %s (%s): BEGIN admitted", c->name, c->peer);
+		begin_now(c);
+		/* Its answer is sent, then its frames flow again. */
+	}
 }
 
 /* The group the agent needs for replica NAME (an existing replica's, or
@@ -698,6 +776,7 @@ static void on_commit(struct conn *c, struct bvp_rd *r)
 		logmsg("agent %s (%s): commit failed: %s", c->name, c->peer,
 		       bv_store_error(D.s));
 		answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
+		admit_waiting();
 		return;
 	}
 	logmsg("agent %s (%s): committed %d replica%s, %" PRIu64 " data "
@@ -705,6 +784,7 @@ static void on_commit(struct conn *c, struct bvp_rd *r)
 	       c->nslots == 1 ? "" : "s", c->bytes, rp);
 	bvp_put64(out, rp);
 	answer(c, BVP_OK, out, sizeof out);
+	admit_waiting();
 }
 
 static void on_abort(struct conn *c, struct bvp_rd *r)
@@ -884,7 +964,8 @@ static void drain_frames(struct conn *c)
 {
 	size_t off = 0;
 
-	while (!c->closing && !c->close_pending && c->rx_len - off >= BVP_HDR) {
+	while (!c->closing && !c->close_pending && !c->waiting &&
+	       c->rx_len - off >= BVP_HDR) {
 		const uint8_t *h = c->rx + off;
 		uint32_t len = bvp_get32(h);
 		const char *why;
@@ -1145,10 +1226,14 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: bvaultd STORE [--listen HOST:PORT] [--unix PATH] "
 		   "[--workers N]\n"
+		   "               [--max-sessions N]\n"
 		   "Serves the store to bvault-agent (tools/PROTOCOL.md). "
 		   "Without --listen or\n--unix it listens on 127.0.0.1:%s. "
 		   "Foreground; logs to stderr; SIGTERM or\nSIGINT aborts "
-		   "open sessions and exits.\n", BVP_DEFAULT_PORT);
+		   "open sessions and exits. At most --max-sessions ingest\n"
+		   "sessions are open at once (default %d, at most %d); a "
+		   "BEGIN beyond that waits\nfor one to end.\n",
+		BVP_DEFAULT_PORT, DEFAULT_SESSIONS, MAX_CONN);
 }
 
 int main(int argc, char **argv)
@@ -1157,6 +1242,7 @@ int main(int argc, char **argv)
 	int nl = 0;
 	unsigned workers = 0;
 
+	D.max_sessions = DEFAULT_SESSIONS;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -1164,7 +1250,8 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		if ((!strcmp(a, "--listen") || !strcmp(a, "--unix") ||
-		     !strcmp(a, "--workers")) && i + 1 >= argc) {
+		     !strcmp(a, "--workers") || !strcmp(a, "--max-sessions")) &&
+		    i + 1 >= argc) {
 			fprintf(stderr, "bvaultd: %s needs a value\n", a);
 			return 2;
 		}
@@ -1185,6 +1272,16 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			workers = (unsigned)w;
+		} else if (!strcmp(a, "--max-sessions")) {
+			char *end;
+			unsigned long m = strtoul(argv[++i], &end, 10);
+			if (*end || m == 0 || m > MAX_CONN) {
+				fprintf(stderr, "bvaultd: --max-sessions %s: "
+					"not a number from 1 to %d\n", argv[i],
+					MAX_CONN);
+				return 2;
+			}
+			D.max_sessions = (int)m;
 		} else if (a[0] == '-') {
 			fprintf(stderr, "bvaultd: unknown option '%s'\n", a);
 			usage(stderr);

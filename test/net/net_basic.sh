@@ -41,6 +41,7 @@ grep -Eq '^[0-9a-f]{64}$' "$T/host1.key"; ok $? "the secret is 64 hex digits"
 groups=()
 for i in $(seq 1 16); do groups+=(--group "m$i"); done
 "$BV" agent add "$S" fleet "${groups[@]}" >"$T/fleet.key"
+"$BV" agent add "$S" queue --group q1 --group q2 --group q3 >"$T/queue.key"
 ok $? "agent add fleet, with 16 groups"
 # bvaultd holds the store while it runs: the CLI checks below stop it
 # first (stop_server) and start it again.
@@ -257,6 +258,51 @@ ok $r "it aborted the open session"
 [ $r -eq 0 ] || tail -n 6 "$LOG" | sed 's/^/# /'
 
 same_snapshot "$S" mid "after SIGTERM"
+
+# --max-sessions 2: two slow agents hold both sessions; a third BEGIN
+# waits (its agent is killed while it waits), a fourth waits and gets
+# its session when one of the first two ends; all three commit.
+qa() { # qa REPLICA IMAGE [ARGS...], run with & (exec: $! is the agent)
+	local r=$1 img=$2
+	shift 2
+	exec "$BVA" --unix "$SOCK" --name queue --secret-file "$T/queue.key" \
+		--disk "$r=$img" --full "$@" >"$T/$r.out" 2>&1
+}
+start_server --max-sessions 2 || done_testing
+mkimg "$T/q1" 8
+mkimg "$T/q2" 8
+poke "$T/q2" 4096 4096
+mkimg "$T/q3" 4
+poke "$T/q3" 8192 4096
+nw=$(log_count 'BEGIN waits')
+qa q1 "$T/q1" --bandwidth 3M &
+Q1=$!
+qa q2 "$T/q2" --bandwidth 3M &
+Q2=$!
+wait_log 'queue.*authenticated' 2
+sleep 0.5
+qa q3 "$T/q3" &
+QX=$!
+wait_log 'BEGIN waits' $((nw + 1))
+ok $? "a third BEGIN waits"
+kill -9 $QX 2>/dev/null
+wait $QX 2>/dev/null
+qa q3 "$T/q3" &
+Q3=$!
+wait_log 'BEGIN waits' $((nw + 2))
+ok $? "a fourth BEGIN waits"
+wait $Q1; r1=$?
+wait $Q2; r2=$?
+wait $Q3; r3=$?
+[ $r1 -eq 0 ] && [ $r2 -eq 0 ] && [ $r3 -eq 0 ]
+ok $? "the two slow agents and the waiting one all commit ($r1 $r2 $r3)"
+[ "$(log_count 'BEGIN admitted')" -ge 1 ]
+ok $? "the server logs the admitted BEGIN"
+stop_server
+for q in q1 q2 q3; do
+	"$BV" export "$S" "$q@1" "$T/e$q" 2>/dev/null && cmp "$T/e$q" "$T/$q" >/dev/null
+	ok $? "$q@1 equals its image"
+done
 
 # TCP loopback, 16 agents at once.
 "$BVD" "$S" --listen 127.0.0.1:0 2>>"$LOG" &
