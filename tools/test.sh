@@ -155,7 +155,30 @@ fi
 count_logs() {
 	if command -v python3 >/dev/null 2>&1; then
 		python3 - "$@" <<'EOF'
-import json, sys
+import json, os, sys
+
+# What a failed test said: its failed points with their diagnostics, and
+# the end of its stderr, so that a CI log shows why.
+def what_it_said(build, t):
+    lines = ['--- %s: %s (%s)' % (build, t.get('name', '?'), t.get('result'))]
+    out = (t.get('stdout') or '').splitlines()
+    shown, keep = [], False
+    for l in out:
+        if l.startswith('not ok') or l.startswith('Bail out'):
+            keep = True
+            shown.append(l)
+        elif l.startswith('#') and keep:
+            shown.append(l)
+        else:
+            keep = False
+    lines += ['  ' + l for l in (shown or out[-20:])[:80]]
+    err = (t.get('stderr') or '').splitlines()
+    if err:
+        lines.append('  stderr, last lines:')
+        lines += ['    ' + l for l in err[-20:]]
+    return '\n'.join(lines) + '\n'
+
+details = []
 p = f = s = 0
 for path in sys.argv[1:]:
     build = path.split('/meson-logs/')[0]
@@ -180,6 +203,9 @@ for path in sys.argv[1:]:
             f += 1
             print('FAILED %s: %s (%s)' % (build, t.get('name', '?'), r),
                   file=sys.stderr)
+            details.append(what_it_said(build, t))
+with open(os.environ['DETAILS'], 'w') as out:
+    out.write(''.join(details))
 print(p, f, s)
 EOF
 	else
@@ -210,7 +236,8 @@ for b in "${BUILDS[@]}"; do
 		fail_extra "meson test in $b/ (no testlog.json; see $b/test.out)"
 	fi
 done
-read -r pass fail skip < <(count_logs "${logs[@]}" 2>"$ROOT/.test-failures") ||
+read -r pass fail skip < <(DETAILS=$ROOT/.test-details count_logs "${logs[@]}" \
+	2>"$ROOT/.test-failures") ||
 	{ pass=0 fail=0 skip=0; }
 pass=$((pass + extra_pass))
 fail=$((fail + extra_fail))
@@ -228,46 +255,9 @@ if [ -s "$ROOT/.test-failures" ] || [ ${#extra_failed_names[@]} -gt 0 ]; then
 	done
 fi
 rm -f "$ROOT/.test-failures"
-# What each failed test said: its failed points with their diagnostics,
-# and the end of its stderr, so that a CI log shows why.
-if [ "$fail" -gt 0 ] && command -v python3 >/dev/null 2>&1; then
-	python3 - "${logs[@]}" <<'EOF'
-import json, sys
-for path in sys.argv[1:]:
-    build = path.split('/meson-logs/')[0]
-    try:
-        lines = open(path).read().splitlines()
-    except OSError:
-        continue
-    for line in lines:
-        try:
-            t = json.loads(line)
-        except ValueError:
-            continue
-        if t.get('result', '') in ('OK', 'EXPECTEDFAIL', 'SKIP'):
-            continue
-        print('--- %s: %s (%s)' % (build, t.get('name', '?'), t.get('result')))
-        out = (t.get('stdout') or '').splitlines()
-        shown, keep = [], False
-        for l in out:
-            if l.startswith('not ok') or l.startswith('Bail out'):
-                keep = True
-                shown.append(l)
-            elif l.startswith('#') and keep:
-                shown.append(l)
-            else:
-                keep = False
-        if not shown:
-            shown = out[-20:]
-        for l in shown[:80]:
-            print('  ' + l)
-        err = (t.get('stderr') or '').splitlines()
-        if err:
-            print('  stderr, last lines:')
-            for l in err[-20:]:
-                print('    ' + l)
-EOF
-fi
+# What each failed test said (count_logs wrote it, with python3).
+[ -s "$ROOT/.test-details" ] && cat "$ROOT/.test-details"
+rm -f "$ROOT/.test-details"
 if [ "$skip" -gt 0 ]; then
 	echo "$pass passed, $fail failed, $skip skipped"
 else
