@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -542,6 +543,129 @@ static int chunk_same(const uint8_t *buf, size_t len, uint32_t cs,
 	return memcmp(d, ans + 1, 16) == 0;
 }
 
+/* --compare on a file or block device: the chunks of one block are
+ * hashed by CMP_THREADS threads, each over its own share, copying
+ * CMP_PIECE bytes at a time into a buffer of its own that stays in the
+ * CPU's cache (bv_source_pread). Each marks SAME[i] for chunk i of the
+ * block; the caller then sends the chunks that differ. */
+#define CMP_THREADS 4
+#define CMP_PIECE (256u << 10)
+
+struct cmp_share {
+	struct disk *d;
+	uint64_t b;           /* the block's first chunk */
+	uint32_t from, to;    /* chunks of the block, [from, to) */
+	uint32_t known, cs;   /* chunks the server knows; chunk size */
+	const uint8_t *ans;   /* its answer: kind and digest per chunk */
+	uint8_t *same;
+	uint8_t *buf, *pad;   /* max(CMP_PIECE, cs) bytes each */
+	int err;              /* -errno of a failed read */
+	uint64_t err_off;
+};
+
+static void *cmp_share_run(void *arg)
+{
+	struct cmp_share *w = arg;
+	uint32_t cs = w->cs;
+	uint32_t per = CMP_PIECE > cs ? CMP_PIECE / cs : 1;
+
+	for (uint32_t i = w->from; i < w->to; i += per) {
+		uint32_t n = w->to - i < per ? w->to - i : per;
+		uint64_t off = (w->b + i) * cs;
+		uint64_t len = (uint64_t)n * cs;
+		if (len > w->d->size - off)
+			len = w->d->size - off;
+		int rc = bv_source_pread(w->d->src, w->buf, (size_t)len, off);
+		if (rc) {
+			w->err = rc;
+			w->err_off = off;
+			return NULL;
+		}
+		for (uint32_t k = 0; k < n; k++) {
+			uint64_t o = (uint64_t)k * cs;
+			size_t cl = len - o < cs ? (size_t)(len - o) : cs;
+			uint32_t ci = i + k;
+			w->same[ci] = ci < w->known &&
+				      chunk_same(w->buf + o, cl, cs,
+						 w->ans + 16 + (size_t)ci * 17,
+						 w->pad);
+		}
+	}
+	return NULL;
+}
+
+/* Hashes the NB chunks of the block at chunk B of D in place (see
+ * struct cmp_share) and sends those that differ. */
+static void compare_block_in_place(struct disk *d, uint64_t b, uint32_t nb,
+				   uint32_t known, uint32_t cs,
+				   const uint8_t *ans)
+{
+	static struct cmp_share w[CMP_THREADS];
+	static uint8_t same[CMP_BLOCK];
+	static int nw;
+	pthread_t th[CMP_THREADS];
+	size_t bufsz = CMP_PIECE > cs ? CMP_PIECE : cs;
+
+	if (!nw) {
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		nw = cores < 1 ? 1 : cores > CMP_THREADS ? CMP_THREADS :
+		     (int)cores;
+		for (int t = 0; t < nw; t++) {
+			w[t].buf = aligned_alloc(4096, bufsz);
+			w[t].pad = malloc(bufsz);
+			if (!w[t].buf || !w[t].pad)
+				die("out of memory");
+		}
+	}
+	/* The next block is read ahead meanwhile (cold caches). */
+	bv_source_advise(d->src, (b + CMP_BLOCK) * cs, (uint64_t)CMP_BLOCK * cs);
+	for (int t = 0; t < nw; t++) {
+		w[t].d = d;
+		w[t].b = b;
+		w[t].from = (uint32_t)((uint64_t)nb * t / nw);
+		w[t].to = (uint32_t)((uint64_t)nb * (t + 1) / nw);
+		w[t].known = known;
+		w[t].cs = cs;
+		w[t].ans = ans;
+		w[t].same = same;
+		w[t].err = 0;
+		if (t && pthread_create(&th[t], NULL, cmp_share_run, &w[t]))
+			die("cannot start a thread to hash with");
+	}
+	cmp_share_run(&w[0]);
+	for (int t = 1; t < nw; t++)
+		pthread_join(th[t], NULL);
+	for (int t = 0; t < nw; t++)
+		if (w[t].err)
+			die("reading %s at byte %" PRIu64 ": %s", d->spec,
+			    w[t].err_off, w[t].err == -EIO ? "an I/O error, "
+			    "or the source shrank while it was read" :
+			    strerror(-w[t].err));
+	/* Runs of differing chunks go from a view of the page cache: they
+	 * are the few. */
+	for (uint32_t i = 0; i < nb;) {
+		A.cmp_chunks++;
+		if (same[i]) {
+			i++;
+			continue;
+		}
+		uint32_t j = i + 1;
+		while (j < nb && !same[j] &&
+		       (uint64_t)(j + 1 - i) * cs <= PIECE) {
+			A.cmp_chunks++;
+			j++;
+		}
+		A.cmp_differ += j - i;
+		uint64_t off = (b + i) * cs;
+		uint64_t len = (uint64_t)(j - i) * cs;
+		if (len > d->size - off)
+			len = d->size - off;
+		struct bv_source_read r = { .off = off, .len = (size_t)len };
+		send_piece(d, view_piece(d, &r), off, (size_t)len);
+		i = j;
+	}
+}
+
 /* --compare: reads the whole source, and sends only the chunks whose
  * digest differs from the replica's at RP (the server answers from its
  * index, without reading the replica). */
@@ -580,6 +704,10 @@ static void compare_disk(struct disk *d, uint64_t rp)
 		}
 		if (b + CMP_BLOCK < rchunks)
 			digests_ask(d, rp, b + CMP_BLOCK, CMP_BLOCK);
+		if (d->in_place) {
+			compare_block_in_place(d, b, nb, known, cs, ans);
+			continue;
+		}
 		/* Files and devices in place, one piece at a time; NBD
 		 * READ_BATCH pieces at a time, read at once. */
 		int batch = d->in_place ? 1 : READ_BATCH;

@@ -984,6 +984,39 @@ int bv_source_can_view(const struct bv_source *s)
 	return s->kind != SRC_NBD;
 }
 
+int bv_source_pread(struct bv_source *s, void *buf, size_t len,
+		    uint64_t off)
+{
+	size_t done = 0;
+
+	if (s->kind == SRC_NBD)
+		return -ENOTSUP;
+	if (off > s->size || len > s->size - off)
+		return -EINVAL;
+	while (done < len) {
+		ssize_t n = pread(s->fd, (uint8_t *)buf + done, len - done,
+				  (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO; /* the source shrank since the open */
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+void bv_source_advise(struct bv_source *s, uint64_t off, uint64_t len)
+{
+	if (s->kind == SRC_NBD || off >= s->size)
+		return;
+	if (len > s->size - off)
+		len = s->size - off;
+	(void)posix_fadvise(s->fd, (off_t)off, (off_t)len,
+			    POSIX_FADV_WILLNEED);
+}
+
 int bv_source_view(struct bv_source *s, uint64_t off, size_t len,
 		   const uint8_t **p)
 {

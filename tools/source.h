@@ -145,6 +145,19 @@ int bv_source_view(struct bv_source *s, uint64_t off, size_t len,
 /* 1 when S can be read with bv_source_view (a file or block device). */
 int bv_source_can_view(const struct bv_source *s);
 
+/* For files and block devices only (bv_source_can_view): LEN bytes at OFF
+ * copied into BUF with pread(). Safe to call from several threads at
+ * once, so it sets no message: returns 0, -errno, or -EIO for a disk
+ * that ends early. Copying small pieces into a buffer that stays in the
+ * CPU's cache and hashing them there beats hashing the mapped page cache
+ * on some machines (the kernel's copy streams from memory faster than
+ * the hash's loads do). */
+int bv_source_pread(struct bv_source *s, void *buf, size_t len,
+		    uint64_t off);
+/* Asks the kernel to read [OFF, OFF+LEN) of a file or block device ahead
+ * (posix_fadvise WILLNEED); a hint, nothing for NBD. */
+void bv_source_advise(struct bv_source *s, uint64_t off, uint64_t len);
+
 /* Closes S (NULL is fine). Also the NBD connection: with qemu-nbd
  * without -t/--persistent that ends the server. */
 void bv_source_close(struct bv_source *s);
