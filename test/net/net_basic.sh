@@ -41,7 +41,8 @@ grep -Eq '^[0-9a-f]{64}$' "$T/host1.key"; ok $? "the secret is 64 hex digits"
 groups=()
 for i in $(seq 1 16); do groups+=(--group "m$i"); done
 "$BV" agent add "$S" fleet "${groups[@]}" >"$T/fleet.key"
-"$BV" agent add "$S" queue --group q1 --group q2 --group q3 >"$T/queue.key"
+"$BV" agent add "$S" queue --group q1 --group q2 --group q3 --group q4 \
+	>"$T/queue.key"
 ok $? "agent add fleet, with 16 groups"
 # bvaultd holds the store while it runs: the CLI checks below stop it
 # first (stop_server) and start it again.
@@ -94,6 +95,26 @@ ok $? "a full over an existing replica"
 stop_server
 "$BV" export "$S" vm1@3 "$T/x3" && cmp "$T/x3" "$T/img2" >/dev/null
 ok $? "RP 3 equals the new image: old data where it has holes is gone"
+
+# The consistency check of a file: hashed on several threads, each over
+# its share of the chunks; only the chunks that differ are sent.
+QID=(--name queue --secret-file "$T/queue.key")
+start_server || done_testing
+mkimg "$T/c1" 8
+agent "${QID[@]}" --disk q4="$T/c1" --full
+ok $? "q4: a full"
+poke "$T/c1" 65536 4096
+poke "$T/c1" $((7 * 1048576 + 512)) 512
+agent "${QID[@]}" --disk q4="$T/c1" --compare
+ok $? "q4: --compare after two changes"
+grep -q 'compared 128 chunks, 2 differed' "$T/out"
+ok $? "it finds the two chunks that differ"
+agent "${QID[@]}" --disk q4="$T/c1" --compare
+grep -q 'compared 128 chunks, 0 differed' "$T/out"
+ok $? "a second check finds none"
+stop_server
+"$BV" export "$S" q4@2 "$T/xc" 2>/dev/null && cmp "$T/xc" "$T/c1" >/dev/null
+ok $? "q4@2 equals the changed file"
 
 # Refusals.
 snapshot "$S" before
