@@ -546,19 +546,23 @@ static int chunk_same(const uint8_t *buf, size_t len, uint32_t cs,
 /* --compare on a file or block device: the chunks of one block are
  * hashed by CMP_THREADS threads, each over its own share, copying
  * CMP_PIECE bytes at a time into a buffer of its own that stays in the
- * CPU's cache (bv_source_pread). Each marks SAME[i] for chunk i of the
- * block; the caller then sends the chunks that differ. */
+ * CPU's cache (bv_source_pread). Hashing needs nothing from the server,
+ * so it runs while the server looks up the same block's digests; then
+ * the chunks whose digest differs are sent. */
 #define CMP_THREADS 4
 #define CMP_PIECE (256u << 10)
+
+static struct {
+	uint8_t zero[CMP_BLOCK];      /* the chunk reads as zeros */
+	uint8_t dig[CMP_BLOCK][16];   /* else its digest */
+} H;
 
 struct cmp_share {
 	struct disk *d;
 	uint64_t b;           /* the block's first chunk */
 	uint32_t from, to;    /* chunks of the block, [from, to) */
-	uint32_t known, cs;   /* chunks the server knows; chunk size */
-	const uint8_t *ans;   /* its answer: kind and digest per chunk */
-	uint8_t *same;
-	uint8_t *buf, *pad;   /* max(CMP_PIECE, cs) bytes each */
+	uint32_t cs;          /* chunk size */
+	uint8_t *buf;         /* max(CMP_PIECE, cs) bytes */
 	int err;              /* -errno of a failed read */
 	uint64_t err_off;
 };
@@ -581,41 +585,34 @@ static void *cmp_share_run(void *arg)
 			w->err_off = off;
 			return NULL;
 		}
+		/* A short last chunk counts as padded with zeros. */
+		if (len < (uint64_t)n * cs)
+			memset(w->buf + len, 0, (size_t)((uint64_t)n * cs - len));
 		for (uint32_t k = 0; k < n; k++) {
-			uint64_t o = (uint64_t)k * cs;
-			size_t cl = len - o < cs ? (size_t)(len - o) : cs;
-			uint32_t ci = i + k;
-			w->same[ci] = ci < w->known &&
-				      chunk_same(w->buf + o, cl, cs,
-						 w->ans + 16 + (size_t)ci * 17,
-						 w->pad);
+			const uint8_t *c = w->buf + (size_t)k * cs;
+			H.zero[i + k] = (uint8_t)all_zero(c, cs);
+			if (!H.zero[i + k])
+				bv_chunk_digest(c, cs, H.dig[i + k]);
 		}
 	}
 	return NULL;
 }
 
-/* Hashes the NB chunks of the block at chunk B of D in place (see
- * struct cmp_share) and sends those that differ. */
-static void compare_block_in_place(struct disk *d, uint64_t b, uint32_t nb,
-				   uint32_t known, uint32_t cs,
-				   const uint8_t *ans)
+/* Hashes the NB chunks of the block at chunk B of D into H. */
+static void hash_block(struct disk *d, uint64_t b, uint32_t nb, uint32_t cs)
 {
 	static struct cmp_share w[CMP_THREADS];
-	static uint8_t same[CMP_BLOCK];
 	static int nw;
 	pthread_t th[CMP_THREADS];
-	size_t bufsz = CMP_PIECE > cs ? CMP_PIECE : cs;
 
 	if (!nw) {
 		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		size_t bufsz = CMP_PIECE > cs ? CMP_PIECE : cs;
 		nw = cores < 1 ? 1 : cores > CMP_THREADS ? CMP_THREADS :
 		     (int)cores;
-		for (int t = 0; t < nw; t++) {
-			w[t].buf = aligned_alloc(4096, bufsz);
-			w[t].pad = malloc(bufsz);
-			if (!w[t].buf || !w[t].pad)
+		for (int t = 0; t < nw; t++)
+			if (!(w[t].buf = aligned_alloc(4096, bufsz)))
 				die("out of memory");
-		}
 	}
 	/* The next block is read ahead meanwhile (cold caches). */
 	bv_source_advise(d->src, (b + CMP_BLOCK) * cs, (uint64_t)CMP_BLOCK * cs);
@@ -624,10 +621,7 @@ static void compare_block_in_place(struct disk *d, uint64_t b, uint32_t nb,
 		w[t].b = b;
 		w[t].from = (uint32_t)((uint64_t)nb * t / nw);
 		w[t].to = (uint32_t)((uint64_t)nb * (t + 1) / nw);
-		w[t].known = known;
 		w[t].cs = cs;
-		w[t].ans = ans;
-		w[t].same = same;
 		w[t].err = 0;
 		if (t && pthread_create(&th[t], NULL, cmp_share_run, &w[t]))
 			die("cannot start a thread to hash with");
@@ -641,17 +635,47 @@ static void compare_block_in_place(struct disk *d, uint64_t b, uint32_t nb,
 			    w[t].err_off, w[t].err == -EIO ? "an I/O error, "
 			    "or the source shrank while it was read" :
 			    strerror(-w[t].err));
+}
+
+/* Whether chunk I of the block hashed into H matches the server's word
+ * on it (ANS: kind then digest); ZDIG: the digest of a chunk of zeros. */
+static int hashed_same(uint32_t i, const uint8_t *ans, const uint8_t *zdig)
+{
+	if (ans[0] == 0)
+		return H.zero[i];
+	if (ans[0] != 1)
+		return 0; /* digest unknown: send it */
+	return memcmp(H.zero[i] ? zdig : H.dig[i], ans + 1, 16) == 0;
+}
+
+/* Sends the chunks of the block hashed into H (chunk B of D, NB chunks)
+ * that differ from what the server said of the first KNOWN (ANS). */
+static void send_differing(struct disk *d, uint64_t b, uint32_t nb,
+			   uint32_t known, uint32_t cs, const uint8_t *ans)
+{
+	static uint8_t zdig[16];
+	static uint32_t zcs;
+
+	if (zcs != cs) {
+		uint8_t *z = calloc(1, cs);
+		if (!z)
+			die("out of memory");
+		bv_chunk_digest(z, cs, zdig);
+		free(z);
+		zcs = cs;
+	}
 	/* Runs of differing chunks go from a view of the page cache: they
 	 * are the few. */
 	for (uint32_t i = 0; i < nb;) {
 		A.cmp_chunks++;
-		if (same[i]) {
+		if (i < known && hashed_same(i, ans + 16 + (size_t)i * 17, zdig)) {
 			i++;
 			continue;
 		}
 		uint32_t j = i + 1;
-		while (j < nb && !same[j] &&
-		       (uint64_t)(j + 1 - i) * cs <= PIECE) {
+		while (j < nb && (uint64_t)(j + 1 - i) * cs <= PIECE &&
+		       !(j < known &&
+			 hashed_same(j, ans + 16 + (size_t)j * 17, zdig))) {
 			A.cmp_chunks++;
 			j++;
 		}
@@ -695,6 +719,8 @@ static void compare_disk(struct disk *d, uint64_t rp)
 		uint8_t *ans = answers[(b / CMP_BLOCK) & 1];
 		uint32_t known = 0, c2 = 0;
 		uint64_t r2 = 0;
+		if (d->in_place)
+			hash_block(d, b, nb, cs); /* while the server looks up */
 		if (b < rchunks) {
 			known = digests_answer(d, CMP_BLOCK, ans,
 					       sizeof answers[0], &c2, &r2);
@@ -705,7 +731,7 @@ static void compare_disk(struct disk *d, uint64_t rp)
 		if (b + CMP_BLOCK < rchunks)
 			digests_ask(d, rp, b + CMP_BLOCK, CMP_BLOCK);
 		if (d->in_place) {
-			compare_block_in_place(d, b, nb, known, cs, ans);
+			send_differing(d, b, nb, known, cs, ans);
 			continue;
 		}
 		/* Files and devices in place, one piece at a time; NBD
