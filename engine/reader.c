@@ -404,7 +404,3 @@ int bv_reader_digests(bv_reader *r, uint64_t first, size_t n,
 	return m ? digest_batch(r, fps, at, m, kinds, digests) : 0;
 }
 
-void bv_chunk_digest(const void *data, size_t len, uint8_t out[16])
-{
-	bv_digest_compute(data, len, out);
-}
