@@ -119,7 +119,9 @@ BV_API int bv_store_init(const char *path, const bv_init_opts *opts,
  * committed RP whole and nothing of the sessions in flight, and never
  * catches up; it does no crash recovery (what it reads is committed
  * anyway), and every call that would change the store fails with
- * BV_EREADONLY, changing nothing. */
+ * BV_EREADONLY, changing nothing. A read-only open keeps every index file
+ * open, and raises the process's soft limit of open files to its hard
+ * limit for that. */
 BV_API int bv_store_open(const char *path, const bv_open_opts *opts,
 			 bv_store **out);
 /* Closes and frees S; NULL is fine. Sessions still open are aborted. */

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -199,6 +200,16 @@ static int open_secondary(struct bv_kv *kv)
 		return -ENOMEM;
 	}
 	rocksdb_options_set_max_open_files(kv->dbopt, -1);
+	/* Every table file stays open: a large index needs more descriptors
+	 * than the usual soft limit of 1024; take what the hard one allows. */
+	{
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+		    rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			(void)setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	for (int attempt = 0;; attempt++) {
 		kv->db = rocksdb_open_as_secondary_column_families(
 			kv->dbopt, kv->path, kv->secondary, KV_CF_TOTAL,
