@@ -603,16 +603,22 @@ static void hash_block(struct disk *d, uint64_t b, uint32_t nb, uint32_t cs)
 {
 	static struct cmp_share w[CMP_THREADS];
 	static int nw;
+	static size_t have; /* bytes of each w[].buf */
+	size_t bufsz = CMP_PIECE > cs ? CMP_PIECE : cs;
 	pthread_t th[CMP_THREADS];
 
 	if (!nw) {
 		long cores = sysconf(_SC_NPROCESSORS_ONLN);
-		size_t bufsz = CMP_PIECE > cs ? CMP_PIECE : cs;
 		nw = cores < 1 ? 1 : cores > CMP_THREADS ? CMP_THREADS :
 		     (int)cores;
-		for (int t = 0; t < nw; t++)
+	}
+	if (have < bufsz) { /* disks of one run may differ in chunk size */
+		for (int t = 0; t < nw; t++) {
+			free(w[t].buf);
 			if (!(w[t].buf = aligned_alloc(4096, bufsz)))
 				die("out of memory");
+		}
+		have = bufsz;
 	}
 	/* The next block is read ahead meanwhile (cold caches). */
 	bv_source_advise(d->src, (b + CMP_BLOCK) * cs, (uint64_t)CMP_BLOCK * cs);

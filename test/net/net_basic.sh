@@ -42,7 +42,7 @@ groups=()
 for i in $(seq 1 16); do groups+=(--group "m$i"); done
 "$BV" agent add "$S" fleet "${groups[@]}" >"$T/fleet.key"
 "$BV" agent add "$S" queue --group q1 --group q2 --group q3 --group q4 \
-	>"$T/queue.key"
+	--group cg >"$T/queue.key"
 ok $? "agent add fleet, with 16 groups"
 # bvaultd holds the store while it runs: the CLI checks below stop it
 # first (stop_server) and start it again.
@@ -99,6 +99,11 @@ ok $? "RP 3 equals the new image: old data where it has holes is gone"
 # The consistency check of a file: hashed on several threads, each over
 # its share of the chunks; only the chunks that differ are sent.
 QID=(--name queue --secret-file "$T/queue.key")
+# Two disks of one group whose chunks differ in size (64 KiB, 1 MiB).
+"$BV" replica create "$S" ca --size 8M >/dev/null &&
+	"$BV" replica create "$S" cb --size 8M --chunk-size 1M >/dev/null &&
+	"$BV" group create "$S" cg ca cb >/dev/null
+ok $? "replicas ca (64 KiB chunks) and cb (1 MiB chunks) in group cg"
 start_server || done_testing
 mkimg "$T/c1" 8
 agent "${QID[@]}" --disk q4="$T/c1" --full
@@ -112,7 +117,19 @@ ok $? "it finds the two chunks that differ"
 agent "${QID[@]}" --disk q4="$T/c1" --compare
 grep -q 'compared 128 chunks, 0 differed' "$T/out"
 ok $? "a second check finds none"
+mkimg "$T/ca" 8
+mkimg "$T/cb" 8
+agent "${QID[@]}" --disk ca="$T/ca" --disk cb="$T/cb" --full
+ok $? "ca and cb: a full"
+poke "$T/ca" 5000192 512
+poke "$T/cb" 3000064 512
+agent "${QID[@]}" --disk ca="$T/ca" --disk cb="$T/cb" --compare
+grep -q 'compared 136 chunks, 2 differed' "$T/out"
+ok $? "--compare of both: 128 + 8 chunks, one of each differs"
 stop_server
+"$BV" export "$S" ca@2 "$T/xa" 2>/dev/null && cmp "$T/xa" "$T/ca" >/dev/null &&
+	"$BV" export "$S" cb@2 "$T/xb" 2>/dev/null && cmp "$T/xb" "$T/cb" >/dev/null
+ok $? "ca@2 and cb@2 equal their files"
 "$BV" export "$S" q4@2 "$T/xc" 2>/dev/null && cmp "$T/xc" "$T/c1" >/dev/null
 ok $? "q4@2 equals the changed file"
 
