@@ -44,6 +44,13 @@ for i in $(seq 1 16); do groups+=(--group "m$i"); done
 "$BV" agent add "$S" queue --group q1 --group q2 --group q3 --group q4 \
 	--group cg >"$T/queue.key"
 ok $? "agent add fleet, with 16 groups"
+# Bad options of bvaultd: exit 2, a message naming the option.
+for v in 0 65 x; do
+	"$BVD" "$S" --unix "$SOCK" --max-sessions "$v" >/dev/null 2>"$T/err"
+	r=$?
+	[ $r -eq 2 ] && grep -q "max-sessions $v: not a number from 1 to 64" "$T/err"
+	ok $? "bvaultd --max-sessions $v is refused (exit $r)"
+done
 # bvaultd holds the store while it runs: the CLI checks below stop it
 # first (stop_server) and start it again.
 start_server || done_testing
