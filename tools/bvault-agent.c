@@ -740,13 +740,12 @@ static void compare_disk(struct disk *d, uint64_t rp)
 			send_differing(d, b, nb, known, cs, ans);
 			continue;
 		}
-		/* Files and devices in place, one piece at a time; NBD
-		 * READ_BATCH pieces at a time, read at once. */
-		int batch = d->in_place ? 1 : READ_BATCH;
-		for (uint32_t k = 0; k < nb; k += per * (uint32_t)batch) {
+		/* NBD: READ_BATCH pieces at a time, read at once. */
+		for (uint32_t k = 0; k < nb; k += per * READ_BATCH) {
 			struct bv_source_read r[READ_BATCH];
 			int nr = 0;
-			for (uint32_t j = k; j < nb && nr < batch; j += per) {
+			for (uint32_t j = k; j < nb && nr < READ_BATCH;
+			     j += per) {
 				uint64_t off = (b + j) * cs;
 				uint64_t len = (uint64_t)per * cs;
 				if (len > d->size - off)
@@ -755,10 +754,7 @@ static void compare_disk(struct disk *d, uint64_t rp)
 					.len = (size_t)len, .off = off };
 				nr++;
 			}
-			if (d->in_place)
-				r[0].buf = (void *)view_piece(d, &r[0]);
-			else
-				read_pieces(d, r, nr);
+			read_pieces(d, r, nr);
 			for (int q = 0; q < nr; q++) {
 				const uint8_t *buf = r[q].buf;
 				size_t len = r[q].len, run = 0, start = 0;

@@ -471,32 +471,17 @@ static void progress_end(struct progress *p)
 
 /* ---- store helpers ---------------------------------------------------- */
 
-static int open_store(const char *path, bv_store **out)
+/* Opens the store for a command. READING: a command that only reads;
+ * when another process has the store open for writing (bvaultd serving
+ * it, say), it opens the store read-only beside that writer and says so,
+ * and the command sees the store as it was at this moment. */
+static int open_store_how(const char *path, int reading, bv_store **out)
 {
 	bv_open_opts o = { .workers = 0 };
 	bv_store *s = NULL;
 	int rc = bv_store_open(path, &o, &s);
 
-	if (rc < 0) {
-		op_error("%s", s ? store_msg(s, rc) : bv_strerror(rc));
-		bv_store_close(s);
-		return EXIT_OP;
-	}
-	*out = s;
-	return 0;
-}
-
-/* For commands that only read: when another process has the store open
- * for writing (bvaultd serving it, say), opens it read-only beside that
- * writer and says so; the command then sees the store as it was at this
- * moment. */
-static int open_store_reading(const char *path, bv_store **out)
-{
-	bv_open_opts o = { .workers = 0 };
-	bv_store *s = NULL;
-	int rc = bv_store_open(path, &o, &s);
-
-	if (rc == BV_EBUSY) {
+	if (rc == BV_EBUSY && reading) {
 		bv_store_close(s);
 		s = NULL;
 		o.read_only = 1;
@@ -513,6 +498,16 @@ static int open_store_reading(const char *path, bv_store **out)
 	}
 	*out = s;
 	return 0;
+}
+
+static int open_store(const char *path, bv_store **out)
+{
+	return open_store_how(path, 0, out);
+}
+
+static int open_store_reading(const char *path, bv_store **out)
+{
+	return open_store_how(path, 1, out);
 }
 
 /* Opens an output for a binary stream: PATH, or stdout when NULL (never a

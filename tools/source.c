@@ -1044,8 +1044,7 @@ int bv_source_view(struct bv_source *s, uint64_t off, size_t len,
 
 		if (to > s->size)
 			to = s->size;
-		(void)posix_fadvise(s->fd, (off_t)from, (off_t)(to - from),
-				    POSIX_FADV_WILLNEED);
+		bv_source_advise(s, from, to - from);
 		s->ahead = to;
 	}
 	*p = s->map + (off - s->map_off);
