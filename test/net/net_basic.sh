@@ -102,6 +102,9 @@ ok $? "a full over an existing replica"
 stop_server
 "$BV" export "$S" vm1@3 "$T/x3" && cmp "$T/x3" "$T/img2" >/dev/null
 ok $? "RP 3 equals the new image: old data where it has holes is gone"
+"$BV" ls "$S" >"$T/ls" 2>&1 && ! grep -qw other "$T/ls" &&
+	"$BV" agent ls "$S" >"$T/als" 2>&1 && ! grep -qw late "$T/als"
+ok $? "the refused replica create and agent add left nothing behind"
 
 # The consistency check of a file: hashed on several threads, each over
 # its share of the chunks; only the chunks that differ are sent.
