@@ -195,7 +195,7 @@ int bv_diff(bv_store *s, const char *replica, uint64_t rp1, uint64_t rp2,
 		uint64_t ver = ~bv_get_be64(k + 16);
 		const uint8_t *v = bv_kv_iter_value(it, &vl);
 		struct entry e = { vl ? 1 : 0 };
-		if (vl && vl != sizeof e.fp.b) {
+		if (vl && vl != sizeof e.fp.b && vl != sizeof e.fp.b + 16) {
 			rc = bv_fail(BV_ECORRUPT, "replica %s: map entry of "
 				     "chunk %llu is damaged", replica,
 				     (unsigned long long)c);

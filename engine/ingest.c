@@ -90,10 +90,12 @@ struct slot {
 	uint8_t done;      /* phases A to C ran; the slot is fixed */
 	uint8_t zero;      /* the chunk is all zeros */
 	uint8_t found;     /* the chunk is stored or in the batch already */
+	uint8_t has_digest; /* digest holds the chunk's plain digest */
 	int err;           /* lookup failed (phase A-C) */
 	bv_fp fp;
-	uint8_t digest[16];  /* of a new chunk: plain digest (consistency
-			      * checks: bv_reader_digests) */
+	uint8_t digest[16];  /* plain digest (consistency checks:
+			      * bv_reader_digests): computed for a new chunk,
+			      * taken from the index for a stored one */
 	struct bv_chunk_loc loc; /* of a new chunk: offset in the run buffer
 				  * until phase D places the run */
 };
@@ -390,7 +392,7 @@ static int index_batch(bv_ingest *in, struct batch *b)
 {
 	bv_store *s = in->s;
 	struct bv_cstat cst;
-	uint8_t key[BV_MAP_KEY], loc[BV_LOC_DIGEST_SIZE], tail[12];
+	uint8_t key[BV_MAP_KEY], loc[BV_LOC_DIGEST_SIZE], tail[12], mval[32];
 	int rc = 0;
 
 	pthread_mutex_lock(&s->index_lock);
@@ -426,10 +428,19 @@ static int index_batch(bv_ingest *in, struct batch *b)
 	for (size_t i = 0; i < b->used; i++) {
 		struct slot *sl = &b->slots[i];
 		struct sess_rep *r = &in->rep[sl->rep];
+		size_t vl = 0;
 		bv_key_map(key, r->r.rid, sl->chunk, r->ver);
+		if (!sl->zero) {
+			/* Format 2: the digest too, so that a consistency
+			 * check reads the map alone. */
+			memcpy(mval, sl->fp.b, sizeof sl->fp.b);
+			memcpy(mval + sizeof sl->fp.b, sl->digest, 16);
+			vl = sizeof sl->fp.b;
+			if (sl->has_digest && s->format >= 2)
+				vl += 16;
+		}
 		bv_kv_batch_put(b->kvb, BV_CF_MAPS, key, sizeof key,
-				sl->zero ? NULL : sl->fp.b,
-				sl->zero ? 0 : sizeof sl->fp.b);
+				vl ? mval : NULL, vl);
 	}
 	if ((rc = bv_kv_write(s->kv, b->kvb, 0)))
 		rc = bv_fail(rc, "ingest of replica %s%s: index batch: %s",
@@ -631,6 +642,7 @@ static void work_chunk(void *ctx, size_t i)
 	int rc;
 
 	sl->found = 0;
+	sl->has_digest = 0;
 	sl->err = 0;
 	if (sl->zero)
 		return;
@@ -662,9 +674,13 @@ static void work_chunk(void *ctx, size_t i)
 	if (lz_first)
 		n = bv_codec_encode(sl->data, cs, out, cap, &codec);
 	bv_fp_compute(in->s->secret, sl->data, cs, &sl->fp);
-	/* ftab is only read while the workers run. */
-	if (ftab_find(in, &sl->fp, NULL)) {
+	/* ftab is only read while the workers run, and its slots are
+	 * fixed. */
+	const struct slot *same = ftab_find(in, &sl->fp, NULL);
+	if (same) {
 		sl->found = 1;
+		sl->has_digest = same->has_digest;
+		memcpy(sl->digest, same->digest, 16);
 		in->lastnew[t] = 0;
 		return;
 	}
@@ -672,6 +688,8 @@ static void work_chunk(void *ctx, size_t i)
 		       sizeof v, &vl);
 	if (rc == 0) {
 		sl->found = 1;
+		sl->has_digest =
+			(uint8_t)bv_chunk_entry_digest(v, vl, sl->digest);
 		in->lastnew[t] = 0;
 		return;
 	}
@@ -687,6 +705,7 @@ static void work_chunk(void *ctx, size_t i)
 	in->lastnew[t] = 1;
 	/* While the chunk is in cache (fingerprint or LZ4 just read it). */
 	bv_digest_compute(sl->data, cs, sl->digest);
+	sl->has_digest = 1;
 	if (!lz_first)
 		n = bv_codec_encode(sl->data, cs, out, cap, &codec);
 	const uint8_t *stored = out;
@@ -862,7 +881,7 @@ static int load_chunk(bv_ingest *in, uint32_t ri, uint64_t chunk,
 
 	if ((rc = refresh_iter(in)))
 		return rc;
-	rc = bv_map_lookup(in->it, r->r.rid, chunk, r->ver, &fp);
+	rc = bv_map_lookup(in->it, r->r.rid, chunk, r->ver, &fp, NULL);
 	if (rc < 0)
 		return bv_fail_storage(rc, r->name);
 	if (rc == 0) {

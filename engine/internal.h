@@ -26,7 +26,10 @@
 #include "kv.h"
 #include "ring.h"
 
-#define BV_STORE_FORMAT 1
+/* Format 2 map entries may carry the chunk's plain digest (FORMAT.md);
+ * format 1 stores are read, and written as format 1. */
+#define BV_STORE_FORMAT 2
+#define BV_STORE_FORMAT_MIN 1
 #define BV_MARKER "bvault.store"
 #define BV_GROUP_MAX_MEMBERS 256
 #define BV_SESSION_MAX 64      /* replicas in one ingest session */
@@ -71,6 +74,7 @@ struct bv_store {
 	uint8_t secret[BV_SECRET_SIZE];
 	uint8_t store_id[16];
 	uint32_t chunk_default;
+	uint32_t format;     /* BV_STORE_FORMAT_MIN..BV_STORE_FORMAT */
 	/* Serializes read-modify-write of meta records (commits, RPs,
 	 * replica and group changes). */
 	pthread_mutex_t meta_lock;
@@ -195,10 +199,12 @@ int bv_rp_label_check(const char *label);
 
 /* ---- chunk map lookups (reader.c) -------------------------------------- */
 
-/* What chunk CHUNK of replica RID is at VERSION: 1 and *FP for data, 0 for
- * zero (or never written). IT is an iterator over the maps CF. */
+/* What chunk CHUNK of replica RID is at VERSION: 0 for zero (or never
+ * written); else *FP, and 2 with the chunk's plain digest in DIGEST (when
+ * not NULL) if the entry holds it, 1 if not. IT is an iterator over the
+ * maps CF. */
 int bv_map_lookup(struct bv_kv_iter *it, uint64_t rid, uint64_t chunk,
-		  uint64_t version, bv_fp *fp);
+		  uint64_t version, bv_fp *fp, uint8_t *digest);
 int bv_map_iter(bv_store *s, uint64_t rid, struct bv_kv_iter **out);
 
 /* Reads chunks: for each i, FPS[i] into OUTS[i] (RAW_LEN bytes each, the

@@ -77,7 +77,7 @@ static int step_to(struct bv_kv_iter *it, const uint8_t *key)
 }
 
 int bv_map_lookup(struct bv_kv_iter *it, uint64_t rid, uint64_t chunk,
-		  uint64_t version, bv_fp *fp)
+		  uint64_t version, bv_fp *fp, uint8_t *digest)
 {
 	uint8_t key[BV_MAP_KEY];
 	size_t kl, vl;
@@ -96,10 +96,14 @@ int bv_map_lookup(struct bv_kv_iter *it, uint64_t rid, uint64_t chunk,
 	v = bv_kv_iter_value(it, &vl);
 	if (vl == 0)
 		return 0;
-	if (vl != sizeof fp->b)
+	if (vl != sizeof fp->b && vl != sizeof fp->b + 16)
 		return BV_ECORRUPT;
 	memcpy(fp->b, v, sizeof fp->b);
-	return 1;
+	if (vl == sizeof fp->b)
+		return 1;
+	if (digest)
+		memcpy(digest, v + sizeof fp->b, 16);
+	return 2;
 }
 
 int bv_chunks_read(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
@@ -257,7 +261,8 @@ int bv_reader_fill(bv_reader *r, void *buf, size_t len, uint64_t off,
 			uint32_t o = (uint32_t)(off % r->cs);
 			size_t n = r->cs - o < len ? r->cs - o : len;
 			bv_fp fp;
-			rc = bv_map_lookup(r->it, r->rid, c, r->version, &fp);
+			rc = bv_map_lookup(r->it, r->rid, c, r->version, &fp,
+					   NULL);
 			if (rc < 0)
 				return rc == BV_ECORRUPT ?
 				       bv_fail(rc, "replica %s: map entry of "
@@ -326,9 +331,10 @@ int bv_reader_extent(bv_reader *r, uint64_t off, uint64_t *len)
 		bv_fp fp;
 		if (n > want - run)
 			n = want - run;
-		rc = bv_map_lookup(r->it, r->rid, c, r->version, &fp);
+		rc = bv_map_lookup(r->it, r->rid, c, r->version, &fp, NULL);
 		if (rc < 0)
 			return bv_fail_storage(rc, r->name);
+		rc = rc > 0; /* data, with or without its digest */
 		if (kind == -1)
 			kind = rc;
 		else if (kind != rc)
@@ -339,7 +345,8 @@ int bv_reader_extent(bv_reader *r, uint64_t off, uint64_t *len)
 	return kind < 0 ? 0 : kind;
 }
 
-/* Up to LOOKUP_MAX chunks: their digests from the chunk index. */
+/* Up to LOOKUP_MAX chunks whose map entries do not hold their digests:
+ * the digests from the chunk index. */
 static int digest_batch(bv_reader *r, const bv_fp *fps, const size_t *at,
 			size_t m, uint8_t *kinds, uint8_t (*digests)[16])
 {
@@ -387,11 +394,19 @@ int bv_reader_digests(bv_reader *r, uint64_t first, size_t n,
 			       (unsigned long long)nchunks);
 	for (size_t i = 0; i < n; i++) {
 		rc = bv_map_lookup(r->it, r->rid, first + i, r->version,
-				   &fps[m]);
+				   &fps[m], digests[i]);
 		if (rc < 0)
-			return bv_fail_storage(rc, r->name);
+			return rc == BV_ECORRUPT ?
+			       bv_fail(rc, "replica %s: map entry of chunk "
+				       "%llu is damaged", r->name,
+				       (unsigned long long)(first + i)) :
+			       bv_fail_storage(rc, r->name);
 		if (rc == 0) {
 			kinds[i] = BV_DIGEST_ZERO;
+			continue;
+		}
+		if (rc == 2) { /* the map entry holds it: no index lookup */
+			kinds[i] = BV_DIGEST_KNOWN;
 			continue;
 		}
 		at[m++] = i;

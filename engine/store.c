@@ -199,10 +199,10 @@ static int check_marker(const char *path)
 	if (n <= 0 || sscanf(buf, "bvault-store %d\n", &fmt) != 1)
 		return bv_fail(BV_ENOTSTORE, "store %s: " BV_MARKER " is not "
 			       "a bvault marker", path);
-	if (fmt != BV_STORE_FORMAT)
+	if (fmt < BV_STORE_FORMAT_MIN || fmt > BV_STORE_FORMAT)
 		return bv_fail(BV_EFORMAT, "store %s: format %d, but this "
-			       "bvault reads format %d only", path, fmt,
-			       BV_STORE_FORMAT);
+			       "bvault reads formats %d to %d", path, fmt,
+			       BV_STORE_FORMAT_MIN, BV_STORE_FORMAT);
 	return 0;
 }
 
@@ -294,10 +294,12 @@ int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 	if (rc || len != CONFIG_LEN)
 		return bv_fail(BV_ECORRUPT, "store %s: config record %s", path,
 			       rc ? bv_strerror(rc) : "has the wrong size");
-	if (bv_get_le32(cfg) != BV_STORE_FORMAT)
+	s->format = bv_get_le32(cfg);
+	if (s->format < BV_STORE_FORMAT_MIN || s->format > BV_STORE_FORMAT)
 		return bv_fail(BV_EFORMAT, "store %s: index format %u, but "
-			       "this bvault reads format %d only", path,
-			       bv_get_le32(cfg), BV_STORE_FORMAT);
+			       "this bvault reads formats %d to %d", path,
+			       s->format, BV_STORE_FORMAT_MIN,
+			       BV_STORE_FORMAT);
 	s->chunk_default = bv_get_le32(cfg + 4);
 	memcpy(s->store_id, cfg + 8, 16);
 	memcpy(s->secret, cfg + 24, BV_SECRET_SIZE);

@@ -7,9 +7,10 @@
  *  2. every chunk index entry: its record is read, its payload checksum
  *     checked, the payload decoded and the fingerprint of the decoded
  *     bytes compared with the entry's key (bv_cset_read, invariant 4),
- *     with a batch of reads in flight at a time;
+ *     with a batch of reads in flight at a time; the plain digest the
+ *     entry keeps is compared with the decoded bytes' too;
  *  3. every map entry (every version of every replica) names either zero
- *     or a chunk the index holds.
+ *     or a chunk the index holds, and a digest it keeps is the index's.
  * It only reads, and it goes on past a problem: problems are counted, and
  * the first one is the store's error message. Memory is bounded by the
  * batch buffers (VERIFY_BYTES each), whatever the store holds.
@@ -83,26 +84,34 @@ static int scan_containers(struct vstate *v, uint32_t tail_id)
 	return 0;
 }
 
-/* Reads and checks the N records listed in READS. */
+/* Reads and checks the N records listed in READS; DIG[i]: 1 and the
+ * plain digest the index keeps for chunk i, or 0. */
 static void check_batch(struct vstate *v, struct bv_ring *ring,
-			struct bv_chunk_read *reads, size_t n)
+			struct bv_chunk_read *reads, const uint8_t (*dig)[17],
+			size_t n)
 {
 	char hex[33];
 
 	if (n == 0)
 		return;
-	if (bv_cset_read(v->s->cset, ring, reads, n) == 0) {
-		v->res->chunks += n;
-		return;
-	}
+	(void)bv_cset_read(v->s->cset, ring, reads, n);
 	for (size_t i = 0; i < n; i++) {
+		struct bv_chunk_read *r = &reads[i];
+		uint8_t d[16];
 		v->res->chunks++;
-		if (!reads[i].res)
+		fp_hex(&r->fp, hex);
+		if (r->res) {
+			problem(v, "chunk %s (container %u, offset %" PRIu64
+				"): %s", hex, r->loc.container, r->loc.offset,
+				bv_strerror(r->res));
 			continue;
-		fp_hex(&reads[i].fp, hex);
-		problem(v, "chunk %s (container %u, offset %" PRIu64
-			"): %s", hex, reads[i].loc.container,
-			reads[i].loc.offset, bv_strerror(reads[i].res));
+		}
+		if (!dig[i][0])
+			continue;
+		bv_digest_compute(r->out, r->loc.raw_len, d);
+		if (memcmp(d, dig[i] + 1, 16))
+			problem(v, "chunk %s: the plain digest its index entry "
+				"keeps is not its bytes'", hex);
 	}
 }
 
@@ -110,6 +119,7 @@ static void check_batch(struct vstate *v, struct bv_ring *ring,
 static int check_chunks(struct vstate *v, struct bv_ring *ring)
 {
 	struct bv_chunk_read *reads = calloc(VERIFY_MAX, sizeof *reads);
+	uint8_t (*dig)[17] = calloc(VERIFY_MAX, sizeof *dig);
 	uint8_t *out = malloc(VERIFY_BYTES);
 	uint8_t *scratch = malloc(VERIFY_BYTES + 4096);
 	struct bv_kv_iter *it = NULL;
@@ -117,7 +127,7 @@ static int check_chunks(struct vstate *v, struct bv_ring *ring)
 	char hex[33];
 	int rc;
 
-	if (!reads || !out || !scratch) {
+	if (!reads || !dig || !out || !scratch) {
 		rc = bv_fail(-ENOMEM, "verify: cannot allocate read buffers");
 		goto done;
 	}
@@ -149,9 +159,10 @@ static int check_chunks(struct vstate *v, struct bv_ring *ring)
 		uint64_t rec = bv_rec_size(loc.stored_len);
 		if (n == VERIFY_MAX || out_used + loc.raw_len > VERIFY_BYTES ||
 		    scr_used + rec > VERIFY_BYTES + 4096) {
-			check_batch(v, ring, reads, n);
+			check_batch(v, ring, reads, dig, n);
 			n = out_used = scr_used = 0;
 		}
+		dig[n][0] = (uint8_t)bv_chunk_entry_digest(val, vl, dig[n] + 1);
 		/* A chunk is at most BV_CHUNK_MAX: always fits a batch. */
 		reads[n] = (struct bv_chunk_read){
 			.loc = loc, .fp = fp, .out = out + out_used,
@@ -161,18 +172,20 @@ static int check_chunks(struct vstate *v, struct bv_ring *ring)
 		scr_used += rec;
 		n++;
 	}
-	check_batch(v, ring, reads, n);
+	check_batch(v, ring, reads, dig, n);
 	if ((rc = bv_kv_iter_status(it)))
 		rc = bv_fail_storage(rc, "verify: chunk index");
 done:
 	bv_kv_iter_free(it);
 	free(reads);
+	free(dig);
 	free(out);
 	free(scratch);
 	return rc;
 }
 
-/* 3: every map entry names zero or an indexed chunk. */
+/* 3: every map entry names zero or an indexed chunk, and the digest it
+ * keeps (format 2) is the one the index keeps. */
 static int check_maps(struct vstate *v)
 {
 	struct bv_kv_iter *it = NULL;
@@ -186,24 +199,30 @@ static int check_maps(struct vstate *v)
 	     bv_kv_iter_next(it)) {
 		size_t kl, vl, got;
 		(void)bv_kv_iter_key(it, &kl);
-		const void *fp = bv_kv_iter_value(it, &vl);
+		const uint8_t *fp = bv_kv_iter_value(it, &vl);
+		uint8_t d[16];
+		bv_fp f;
 
 		v->res->map_entries++;
 		if (vl == 0)
 			continue;
-		if (vl != sizeof(bv_fp)) {
+		if (vl != sizeof f.b && vl != sizeof f.b + 16) {
 			problem(v, "a map entry of %zu bytes (not a "
-				"fingerprint)", vl);
+				"fingerprint, with or without a digest)", vl);
 			continue;
 		}
-		rc = bv_kv_get(v->s->kv, BV_CF_CHUNKS, fp, vl, val, sizeof val,
-			       &got);
+		memcpy(f.b, fp, sizeof f.b);
+		fp_hex(&f, hex);
+		rc = bv_kv_get(v->s->kv, BV_CF_CHUNKS, fp, sizeof f.b, val,
+			       sizeof val, &got);
 		if (rc == ST_ENOTFOUND) {
-			bv_fp f;
-			memcpy(f.b, fp, sizeof f.b);
-			fp_hex(&f, hex);
 			problem(v, "a map entry names chunk %s, which the "
 				"chunk index does not hold", hex);
+		} else if (rc == 0 && vl > sizeof f.b &&
+			   (!bv_chunk_entry_digest(val, got, d) ||
+			    memcmp(d, fp + sizeof f.b, 16))) {
+			problem(v, "a map entry of chunk %s keeps a digest "
+				"that is not the chunk's", hex);
 		} else if (rc) {
 			bv_kv_iter_free(it);
 			return bv_fail_storage(rc, "verify: chunk index");

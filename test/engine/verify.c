@@ -6,10 +6,16 @@
  * nonzero byte in the zero padding between records. Each time it names
  * the container and changes nothing (a second verify finds the same).
  * Also bv_reader_digests: from the index alone, every chunk of an RP as
- * zero or as the XXH3-128 an agent computes of the exported bytes.
+ * zero or as the XXH3-128 an agent computes of the exported bytes. Map
+ * entries of a format 2 store keep the digest, and verify finds a wrong
+ * one there or in the chunk index (put into the index with RocksDB by
+ * hand); a format 1 store is read and written as format 1 (its map
+ * entries keep no digest, and the digests come from the chunk index); a
+ * format 3 store is refused.
  */
 #include <dirent.h>
 
+#include <rocksdb/c.h>
 #include <xxhash.h>
 
 #include "etest.h"
@@ -191,6 +197,216 @@ static void check_digests(bv_store *s, uint64_t rp)
 	free(buf);
 }
 
+/* The store's RocksDB index, opened by hand: CF handles in the order
+ * of the store's column families (storage/kv.c). */
+enum { CF_META = 1, CF_CHUNKS = 2, CF_MAPS = 3, CF_N = 4 };
+struct raw {
+	rocksdb_t *db;
+	rocksdb_options_t *o;
+	rocksdb_column_family_handle_t *cf[CF_N];
+};
+
+static void raw_open(struct raw *k, const char *store)
+{
+	const char *names[CF_N] = { "default", "meta", "chunks", "maps" };
+	const rocksdb_options_t *opts[CF_N];
+	char *path = et_path(store, "index"), *err = NULL;
+	k->o = rocksdb_options_create();
+	for (int i = 0; i < CF_N; i++)
+		opts[i] = k->o;
+	k->db = rocksdb_open_column_families(k->o, path, CF_N, names, opts,
+					     k->cf, &err);
+	if (err) {
+		diag("rocksdb open %s: %s", path, err);
+		bail_out("cannot open the index by hand");
+	}
+	free(path);
+}
+
+static void raw_close(struct raw *k)
+{
+	for (int i = 0; i < CF_N; i++)
+		rocksdb_column_family_handle_destroy(k->cf[i]);
+	rocksdb_close(k->db);
+	rocksdb_options_destroy(k->o);
+}
+
+static void raw_put(struct raw *k, int cf, const void *key, size_t kl,
+		    const void *val, size_t vl)
+{
+	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+	char *err = NULL;
+	rocksdb_put_cf(k->db, wo, k->cf[cf], key, kl, val, vl, &err);
+	rocksdb_writeoptions_destroy(wo);
+	if (err) {
+		diag("rocksdb put: %s", err);
+		bail_out("cannot write the index by hand");
+	}
+}
+
+/* Counts the values of CF by length (lens[l] for l < 64), and copies the
+ * first entry whose value is WANT bytes into KEY/VAL. */
+static void raw_scan(struct raw *k, int cf, uint64_t lens[64], size_t want,
+		     uint8_t key[64], size_t *kl, uint8_t val[64])
+{
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(k->db, ro,
+							    k->cf[cf]);
+	int got = 0;
+	memset(lens, 0, 64 * sizeof *lens);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t l, vl;
+		const char *kp = rocksdb_iter_key(it, &l);
+		const char *vp = rocksdb_iter_value(it, &vl);
+		lens[vl < 64 ? vl : 63]++;
+		if (!got && vl == want && l <= 64) {
+			memcpy(key, kp, l);
+			memcpy(val, vp, vl);
+			*kl = l;
+			got = 1;
+		}
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	if (!got) {
+		diag("no value of %zu bytes in column family %d", want, cf);
+		bail_out("nothing to change");
+	}
+}
+
+/* Flips byte AT of the first value of WANT bytes in CF (again: back). */
+static void raw_flip(const char *store, int cf, size_t want, size_t at)
+{
+	struct raw k;
+	uint64_t lens[64];
+	uint8_t key[64], val[64];
+	size_t kl;
+	raw_open(&k, store);
+	raw_scan(&k, cf, lens, want, key, &kl, val);
+	val[at] ^= 0x10;
+	raw_put(&k, cf, key, kl, val, want);
+	raw_close(&k);
+}
+
+static void expect_message(const char *store, const char *what,
+			   const char *says)
+{
+	bv_store *s = et_open(store);
+	bv_verify_result r;
+	is_int(bv_store_verify(s, &r), BV_ECORRUPT, "%s: verify reports "
+	       "damage", what);
+	ok(strstr(bv_store_error(s), says) != NULL, "%s: %s",
+	   what, bv_store_error(s));
+	bv_store_close(s);
+	s = et_open(store);
+	is_int(bv_store_verify(s, &r), BV_ECORRUPT, "%s: and changed "
+	       "nothing", what);
+	bv_store_close(s);
+}
+
+/* The store format in STORE's marker file and config record. */
+static void set_format(const char *store, int marker, uint32_t config)
+{
+	char *m = et_path(store, "bvault.store"), line[32];
+	snprintf(line, sizeof line, "bvault-store %d\n", marker);
+	et_write_file(m, line, strlen(line));
+	free(m);
+
+	struct raw k;
+	char *err = NULL;
+	size_t vl;
+	raw_open(&k, store);
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	char *v = rocksdb_get_cf(k.db, ro, k.cf[CF_META], "config", 6, &vl,
+				 &err);
+	rocksdb_readoptions_destroy(ro);
+	if (err || !v || vl < 4)
+		bail_out("no config record");
+	for (int i = 0; i < 4; i++)
+		v[i] = (char)(config >> (8 * i));
+	raw_put(&k, CF_META, "config", 6, v, vl);
+	rocksdb_free(v);
+	raw_close(&k);
+}
+
+/* Map entries of a format 2 store keep digests; verify catches a wrong
+ * one, in a map entry and in the chunk index. */
+static void digests_kept(const char *store)
+{
+	struct raw k;
+	uint64_t lens[64];
+	uint8_t key[64], val[64];
+	size_t kl;
+
+	raw_open(&k, store);
+	raw_scan(&k, CF_MAPS, lens, 32, key, &kl, val);
+	raw_close(&k);
+	ok(lens[32] > 0 && lens[16] == 0 && lens[0] > 0, "format 2: each "
+	   "map entry of data keeps its digest (%llu of 32 bytes, %llu of "
+	   "16, %llu zero)", (unsigned long long)lens[32],
+	   (unsigned long long)lens[16], (unsigned long long)lens[0]);
+
+	raw_flip(store, CF_MAPS, 32, 20);
+	expect_message(store, "a wrong digest in a map entry",
+		       "keeps a digest that is not the chunk's");
+	raw_flip(store, CF_MAPS, 32, 20);
+	raw_flip(store, CF_CHUNKS, 40, 30);
+	expect_message(store, "a wrong digest in the chunk index",
+		       "plain digest its index entry keeps is not its bytes'");
+	raw_flip(store, CF_CHUNKS, 40, 30);
+	bv_store *s = et_open(store);
+	bv_verify_result r;
+	is_int(bv_store_verify(s, &r), 0, "both put back: intact");
+	bv_store_close(s);
+}
+
+/* A format 1 store: read, and written as format 1. */
+static void format1(const char *dir)
+{
+	char *store = et_path(dir, "f1");
+	struct raw k;
+	uint64_t lens[64];
+	uint8_t key[64], val[64];
+	size_t kl;
+	bv_verify_result r;
+
+	et_init(store, CHUNK);
+	set_format(store, 1, 1);
+	bv_store *s = et_open(store);
+	ingest(s, 0, 1);
+	ingest(s, 1, 0);
+	is_int(bv_store_verify(s, &r), 0, "format 1: ingests, and verifies "
+	       "(%s)", bv_store_error(s));
+	check_digests(s, 2);
+	bv_store_close(s);
+	raw_open(&k, store);
+	raw_scan(&k, CF_MAPS, lens, 16, key, &kl, val);
+	raw_close(&k);
+	ok(lens[16] > 0 && lens[32] == 0, "format 1: map entries keep no "
+	   "digest (%llu of 16 bytes, %llu of 32)",
+	   (unsigned long long)lens[16], (unsigned long long)lens[32]);
+
+	static const struct { int marker; uint32_t config; const char *says;
+	} bad[] = { { 3, 1, "format 3" }, { 2, 3, "index format 3" } };
+	for (int i = 0; i < 2; i++) {
+		set_format(store, bad[i].marker, bad[i].config);
+		s = NULL;
+		is_int(bv_store_open(store, NULL, &s), BV_EFORMAT, "marker "
+		       "format %d, index format %u: refused", bad[i].marker,
+		       bad[i].config);
+		ok(s && strstr(bv_store_error(s), bad[i].says), "the message "
+		   "says so: %s", s ? bv_store_error(s) : "(no handle)");
+		bv_store_close(s);
+	}
+	set_format(store, 1, 1);
+	s = et_open(store);
+	is_int(bv_store_verify(s, &r), 0, "format 1 again: the refused opens "
+	       "changed nothing");
+	bv_store_close(s);
+	free(store);
+}
+
 int main(void)
 {
 	char *dir = et_tmpdir("verify");
@@ -241,6 +457,8 @@ int main(void)
 
 	bv_store_close(s);
 	free(c);
+	digests_kept(store);
+	format1(dir);
 	free(store);
 	et_tmpdir_done(dir);
 	return done_testing();
