@@ -32,8 +32,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <sodium.h>
 
 #include "bvault.h"
 #include "proto.h"
@@ -297,10 +296,10 @@ static void read_secret(uint8_t key[32])
 
 static void authenticate(void)
 {
-	uint8_t key[32], nonce[BVP_NONCE], msg[256], mac[EVP_MAX_MD_SIZE];
+	uint8_t key[32], nonce[BVP_NONCE], msg[256],
+		mac[crypto_auth_hmacsha256_BYTES];
 	uint8_t *p = A.frame + BVP_HDR;
 	size_t nl = strlen(A.name), ml = 0;
-	unsigned maclen = 0;
 
 	read_secret(key);
 	memcpy(p, BVP_MAGIC, 8);
@@ -316,10 +315,10 @@ static void authenticate(void)
 	ml += BVP_NONCE;
 	memcpy(msg + ml, A.name, nl);
 	ml += nl;
-	if (!HMAC(EVP_sha256(), key, sizeof key, msg, ml, mac, &maclen) ||
-	    maclen != BVP_MAC)
-		die("HMAC-SHA256 failed");
-	memset(key, 0, sizeof key);
+	_Static_assert(sizeof key == crypto_auth_hmacsha256_KEYBYTES &&
+		       sizeof mac == BVP_MAC, "HMAC-SHA256 sizes");
+	crypto_auth_hmacsha256(mac, msg, ml, key);
+	sodium_memzero(key, sizeof key);
 	memcpy(A.frame + BVP_HDR, mac, BVP_MAC);
 	send_frame(BVP_AUTH, BVP_MAC);
 	must_answer(NULL, 0, "authentication");
@@ -891,6 +890,8 @@ static uint64_t query_latest(struct disk *d)
 
 int main(int argc, char **argv)
 {
+	if (sodium_init() < 0)
+		die("libsodium cannot start");
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;

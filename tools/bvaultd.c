@@ -48,9 +48,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <sodium.h>
 
 #include "bvault.h"
 #include "proto.h"
@@ -375,7 +373,7 @@ static void conn_close_how(struct conn *c, const char *why, int force)
 	free(c->spare);
 	free(c->work);
 	free(c->tx);
-	OPENSSL_cleanse(c->secret, sizeof c->secret);
+	sodium_memzero(c->secret, sizeof c->secret);
 	memset(c, 0, sizeof *c);
 }
 
@@ -457,8 +455,7 @@ static void on_auth(struct conn *c, struct bvp_rd *r)
 {
 	const uint8_t *proof = bvp_take(r, BVP_MAC);
 	uint8_t msg[sizeof BVP_AUTH_LABEL - 1 + BVP_NONCE + 64];
-	uint8_t mac[EVP_MAX_MD_SIZE];
-	unsigned maclen = 0;
+	uint8_t mac[crypto_auth_hmacsha256_BYTES];
 	size_t ml = 0, nl = strlen(c->name);
 
 	if (r->bad || r->left)
@@ -470,9 +467,10 @@ static void on_auth(struct conn *c, struct bvp_rd *r)
 	memcpy(msg + ml, c->name, nl);
 	ml += nl;
 	/* Same work for an unknown name (its key is all zeros). */
-	if (!HMAC(EVP_sha256(), c->secret, BV_AGENT_SECRET, msg, ml, mac,
-		  &maclen) || maclen != BVP_MAC ||
-	    CRYPTO_memcmp(mac, proof, BVP_MAC) != 0 || !c->known) {
+	_Static_assert(BV_AGENT_SECRET == crypto_auth_hmacsha256_KEYBYTES &&
+		       sizeof mac == BVP_MAC, "HMAC-SHA256 sizes");
+	crypto_auth_hmacsha256(mac, msg, ml, c->secret);
+	if (sodium_memcmp(mac, proof, BVP_MAC) != 0 || !c->known) {
 		logmsg("authentication failed: agent name '%s' from %s",
 		       c->name, c->peer);
 		answer_error(c, BVP_E_AUTH, "authentication failed");
@@ -1242,6 +1240,10 @@ int main(int argc, char **argv)
 	int nl = 0;
 	unsigned workers = 0;
 
+	if (sodium_init() < 0) {
+		fprintf(stderr, "bvaultd: libsodium cannot start\n");
+		return 1;
+	}
 	D.max_sessions = DEFAULT_SESSIONS;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];

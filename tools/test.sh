@@ -21,7 +21,7 @@ ROOT=$PWD
 INSTALL=1
 ASAN=1
 PKGS=(build-essential meson ninja-build pkg-config liburing-dev
-	libxxhash-dev liblz4-dev librocksdb-dev libssl-dev libnbd-dev
+	libxxhash-dev liblz4-dev librocksdb-dev libsodium-dev libnbd-dev
 	libnbd-bin qemu-utils nbdkit)
 JOBS=2
 
