@@ -542,120 +542,196 @@ static int chunk_same(const uint8_t *buf, size_t len, uint32_t cs,
 	return memcmp(d, ans + 1, 16) == 0;
 }
 
-/* --compare on a file or block device: the chunks of one block are
- * hashed by CMP_THREADS threads, each over its own share, copying
- * CMP_PIECE bytes at a time into a buffer of its own that stays in the
- * CPU's cache (bv_source_pread). Hashing needs nothing from the server,
- * so it runs while the server looks up the same block's digests; then
- * the chunks whose digest differs are sent. */
+/* --compare on a file or block device: a pool of hashing threads (one
+ * per core, up to CMP_THREADS) runs through the source from the start,
+ * CMP_PIECE bytes at a time, each copied into a buffer of the thread's
+ * own that stays in the CPU's cache (bv_source_pread), and fills the
+ * digests of up to CMP_RING blocks ahead of the main thread. The main
+ * thread meanwhile talks with the server: it takes a block's digests
+ * from it, waits until the pool has hashed that block, sends what
+ * differs, and gives the block's slot back. Hashing needs nothing from
+ * the server, so the pool never waits for it. */
 #define CMP_THREADS 4
 #define CMP_PIECE (256u << 10)
+#define CMP_RING 2
 
 static struct {
-	uint8_t zero[CMP_BLOCK];      /* the chunk reads as zeros */
-	uint8_t dig[CMP_BLOCK][16];   /* else its digest */
+	uint8_t zero[CMP_RING][CMP_BLOCK];    /* the chunk reads as zeros */
+	uint8_t dig[CMP_RING][CMP_BLOCK][16]; /* else its digest */
 } H;
 
-struct cmp_share {
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t more;       /* to the threads: next moved, or stop */
+	pthread_cond_t hashed;     /* to the main thread: a block is done */
+	pthread_t th[CMP_THREADS];
+	int nth;
 	struct disk *d;
-	uint64_t b;           /* the block's first chunk */
-	uint32_t from, to;    /* chunks of the block, [from, to) */
-	uint32_t cs;          /* chunk size */
-	uint8_t *buf;         /* max(CMP_PIECE, cs) bytes */
-	int err;              /* -errno of a failed read */
+	uint32_t cs;
+	uint64_t chunks;           /* of the source */
+	uint64_t next;             /* the next chunk to hash */
+	uint64_t limit;            /* chunks below it may be hashed */
+	uint32_t done[CMP_RING];   /* chunks hashed of each slot's block */
+	int err;                   /* -errno of a failed read */
 	uint64_t err_off;
-};
+	int stop;
+} P = { .lock = PTHREAD_MUTEX_INITIALIZER,
+	.more = PTHREAD_COND_INITIALIZER,
+	.hashed = PTHREAD_COND_INITIALIZER };
 
-static void *cmp_share_run(void *arg)
+static void *cmp_thread(void *arg)
 {
-	struct cmp_share *w = arg;
-	uint32_t cs = w->cs;
+	size_t bufsz = P.cs > CMP_PIECE ? P.cs : CMP_PIECE;
+	uint8_t *buf = aligned_alloc(4096, bufsz);
+	uint32_t cs = P.cs;
 	uint32_t per = CMP_PIECE > cs ? CMP_PIECE / cs : 1;
 
-	for (uint32_t i = w->from; i < w->to; i += per) {
-		uint32_t n = w->to - i < per ? w->to - i : per;
-		uint64_t off = (w->b + i) * cs;
-		uint64_t len = (uint64_t)n * cs;
-		if (len > w->d->size - off)
-			len = w->d->size - off;
-		int rc = bv_source_pread(w->d->src, w->buf, (size_t)len, off);
-		if (rc) {
-			w->err = rc;
-			w->err_off = off;
-			return NULL;
-		}
-		/* A short last chunk counts as padded with zeros. */
-		if (len < (uint64_t)n * cs)
-			memset(w->buf + len, 0, (size_t)((uint64_t)n * cs - len));
-		for (uint32_t k = 0; k < n; k++) {
-			const uint8_t *c = w->buf + (size_t)k * cs;
-			H.zero[i + k] = (uint8_t)all_zero(c, cs);
-			if (!H.zero[i + k])
-				bv_chunk_digest(c, cs, H.dig[i + k]);
-		}
+	(void)arg;
+	pthread_mutex_lock(&P.lock);
+	if (!buf && !P.err) {
+		P.err = -ENOMEM;
+		pthread_cond_broadcast(&P.hashed);
 	}
+	while (buf) {
+		while (!P.stop && !P.err && P.next >= P.limit)
+			pthread_cond_wait(&P.more, &P.lock);
+		if (P.stop || P.err)
+			break;
+		/* A piece never spans two blocks: each block's count of
+		 * hashed chunks is then exact. */
+		uint64_t c = P.next, bend = (c / CMP_BLOCK + 1) * CMP_BLOCK;
+		uint32_t n = per;
+		if (n > bend - c)
+			n = (uint32_t)(bend - c);
+		if (n > P.limit - c)
+			n = (uint32_t)(P.limit - c);
+		P.next = c + n;
+		pthread_mutex_unlock(&P.lock);
+
+		int slot = (int)(c / CMP_BLOCK % CMP_RING);
+		uint32_t i = (uint32_t)(c % CMP_BLOCK);
+		uint64_t off = c * cs, len = (uint64_t)n * cs;
+		if (i == 0) /* the block after this one, read ahead (cold
+			     * caches) */
+			bv_source_advise(P.d->src, off + (uint64_t)CMP_BLOCK * cs,
+					 (uint64_t)CMP_BLOCK * cs);
+		if (len > P.d->size - off)
+			len = P.d->size - off;
+		int rc = bv_source_pread(P.d->src, buf, (size_t)len, off);
+		if (!rc) {
+			/* A short last chunk counts as padded with zeros. */
+			if (len < (uint64_t)n * cs)
+				memset(buf + len, 0,
+				       (size_t)((uint64_t)n * cs - len));
+			for (uint32_t k = 0; k < n; k++) {
+				const uint8_t *p = buf + (size_t)k * cs;
+				H.zero[slot][i + k] = (uint8_t)all_zero(p, cs);
+				if (!H.zero[slot][i + k])
+					bv_chunk_digest(p, cs,
+							H.dig[slot][i + k]);
+			}
+		}
+		pthread_mutex_lock(&P.lock);
+		if (rc && !P.err) {
+			P.err = rc;
+			P.err_off = off;
+		}
+		P.done[slot] += n;
+		/* The main thread waits for whole blocks (or an error):
+		 * waking it for each piece would cost more than the
+		 * hashing. */
+		uint64_t b0 = c - i;
+		uint64_t nb = P.chunks - b0 < CMP_BLOCK ? P.chunks - b0 :
+							  CMP_BLOCK;
+		if (P.err || P.done[slot] == nb)
+			pthread_cond_signal(&P.hashed);
+	}
+	pthread_mutex_unlock(&P.lock);
+	free(buf);
 	return NULL;
 }
 
-/* Hashes the NB chunks of the block at chunk B of D into H. */
-static void hash_block(struct disk *d, uint64_t b, uint32_t nb, uint32_t cs)
+/* Starts the pool on D, of chunk size CS. */
+static void pool_start(struct disk *d, uint32_t cs)
 {
-	static struct cmp_share w[CMP_THREADS];
-	static int nw;
-	static size_t have; /* bytes of each w[].buf */
-	size_t bufsz = CMP_PIECE > cs ? CMP_PIECE : cs;
-	pthread_t th[CMP_THREADS];
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 
-	if (!nw) {
-		long cores = sysconf(_SC_NPROCESSORS_ONLN);
-		nw = cores < 1 ? 1 : cores > CMP_THREADS ? CMP_THREADS :
-		     (int)cores;
-	}
-	if (have < bufsz) { /* disks of one run may differ in chunk size */
-		for (int t = 0; t < nw; t++) {
-			free(w[t].buf);
-			if (!(w[t].buf = aligned_alloc(4096, bufsz)))
-				die("out of memory");
-		}
-		have = bufsz;
-	}
-	/* The next block is read ahead meanwhile (cold caches). */
-	bv_source_advise(d->src, (b + CMP_BLOCK) * cs, (uint64_t)CMP_BLOCK * cs);
-	for (int t = 0; t < nw; t++) {
-		w[t].d = d;
-		w[t].b = b;
-		w[t].from = (uint32_t)((uint64_t)nb * t / nw);
-		w[t].to = (uint32_t)((uint64_t)nb * (t + 1) / nw);
-		w[t].cs = cs;
-		w[t].err = 0;
-		if (t && pthread_create(&th[t], NULL, cmp_share_run, &w[t]))
+	P.nth = cores < 1 ? 1 : cores > CMP_THREADS ? CMP_THREADS : (int)cores;
+	P.d = d;
+	P.cs = cs;
+	P.chunks = (d->size + cs - 1) / cs;
+	P.next = 0;
+	P.limit = P.chunks < (uint64_t)CMP_RING * CMP_BLOCK ?
+			  P.chunks : (uint64_t)CMP_RING * CMP_BLOCK;
+	memset(P.done, 0, sizeof P.done);
+	P.err = 0;
+	P.stop = 0;
+	for (int t = 0; t < P.nth; t++)
+		if (pthread_create(&P.th[t], NULL, cmp_thread, NULL))
 			die("cannot start a thread to hash with");
-	}
-	cmp_share_run(&w[0]);
-	for (int t = 1; t < nw; t++)
-		pthread_join(th[t], NULL);
-	for (int t = 0; t < nw; t++)
-		if (w[t].err)
-			die("reading %s at byte %" PRIu64 ": %s", d->spec,
-			    w[t].err_off, w[t].err == -EIO ? "an I/O error, "
-			    "or the source shrank while it was read" :
-			    strerror(-w[t].err));
 }
 
-/* Whether chunk I of the block hashed into H matches the server's word
- * on it (ANS: kind then digest); ZDIG: the digest of a chunk of zeros. */
-static int hashed_same(uint32_t i, const uint8_t *ans, const uint8_t *zdig)
+static void pool_stop(void)
+{
+	pthread_mutex_lock(&P.lock);
+	P.stop = 1;
+	pthread_cond_broadcast(&P.more);
+	pthread_mutex_unlock(&P.lock);
+	for (int t = 0; t < P.nth; t++)
+		pthread_join(P.th[t], NULL);
+	P.nth = 0;
+}
+
+/* Waits until the block at chunk B (NB chunks) is hashed into its slot
+ * of H, and returns the slot. */
+static int pool_wait(uint64_t b, uint32_t nb)
+{
+	int slot = (int)(b / CMP_BLOCK % CMP_RING);
+
+	pthread_mutex_lock(&P.lock);
+	while (!P.err && P.done[slot] < nb)
+		pthread_cond_wait(&P.hashed, &P.lock);
+	int err = P.err;
+	pthread_mutex_unlock(&P.lock);
+	if (err) {
+		pool_stop();
+		die("reading %s at byte %" PRIu64 ": %s", P.d->spec, P.err_off,
+		    err == -EIO ? "an I/O error, or the source shrank while "
+		    "it was read" : strerror(-err));
+	}
+	return slot;
+}
+
+/* Gives the slot of the block at chunk B back: the pool may hash the
+ * block CMP_RING blocks on into it. */
+static void pool_release(uint64_t b)
+{
+	pthread_mutex_lock(&P.lock);
+	P.done[b / CMP_BLOCK % CMP_RING] = 0;
+	P.limit = b + (uint64_t)(CMP_RING + 1) * CMP_BLOCK;
+	if (P.limit > P.chunks)
+		P.limit = P.chunks;
+	pthread_cond_broadcast(&P.more);
+	pthread_mutex_unlock(&P.lock);
+}
+
+/* Whether chunk I of the block hashed into slot S of H matches the
+ * server's word on it (ANS: kind then digest); ZDIG: the digest of a
+ * chunk of zeros. */
+static int hashed_same(int s, uint32_t i, const uint8_t *ans,
+		       const uint8_t *zdig)
 {
 	if (ans[0] == 0)
-		return H.zero[i];
+		return H.zero[s][i];
 	if (ans[0] != 1)
 		return 0; /* digest unknown: send it */
-	return memcmp(H.zero[i] ? zdig : H.dig[i], ans + 1, 16) == 0;
+	return memcmp(H.zero[s][i] ? zdig : H.dig[s][i], ans + 1, 16) == 0;
 }
 
-/* Sends the chunks of the block hashed into H (chunk B of D, NB chunks)
- * that differ from what the server said of the first KNOWN (ANS). */
-static void send_differing(struct disk *d, uint64_t b, uint32_t nb,
+/* Sends the chunks of the block hashed into slot S of H (chunk B of D,
+ * NB chunks) that differ from what the server said of the first KNOWN
+ * (ANS). */
+static void send_differing(struct disk *d, int s, uint64_t b, uint32_t nb,
 			   uint32_t known, uint32_t cs, const uint8_t *ans)
 {
 	static uint8_t zdig[16];
@@ -673,14 +749,15 @@ static void send_differing(struct disk *d, uint64_t b, uint32_t nb,
 	 * are the few. */
 	for (uint32_t i = 0; i < nb;) {
 		A.cmp_chunks++;
-		if (i < known && hashed_same(i, ans + 16 + (size_t)i * 17, zdig)) {
+		if (i < known &&
+		    hashed_same(s, i, ans + 16 + (size_t)i * 17, zdig)) {
 			i++;
 			continue;
 		}
 		uint32_t j = i + 1;
 		while (j < nb && (uint64_t)(j + 1 - i) * cs <= PIECE &&
 		       !(j < known &&
-			 hashed_same(j, ans + 16 + (size_t)j * 17, zdig))) {
+			 hashed_same(s, j, ans + 16 + (size_t)j * 17, zdig))) {
 			A.cmp_chunks++;
 			j++;
 		}
@@ -712,20 +789,20 @@ static void compare_disk(struct disk *d, uint64_t rp)
 	uint64_t rchunks = (rsize + cs - 1) / cs;
 	uint32_t per = PIECE / cs;
 
-	/* The next block's digests are asked for before this block is read
-	 * and hashed, so the server looks them up meanwhile (it takes the
+	/* The next block's digests are asked for before this block is
+	 * compared, so the server looks them up meanwhile (it takes the
 	 * change records sent in between without waiting for us to read
 	 * its answer). */
 	if (rchunks)
 		digests_ask(d, rp, 0, CMP_BLOCK);
+	if (d->in_place)
+		pool_start(d, cs);
 	for (uint64_t b = 0; b < schunks; b += CMP_BLOCK) {
 		uint32_t nb = schunks - b < CMP_BLOCK ? (uint32_t)(schunks - b) :
 							CMP_BLOCK;
 		uint8_t *ans = answers[(b / CMP_BLOCK) & 1];
 		uint32_t known = 0, c2 = 0;
 		uint64_t r2 = 0;
-		if (d->in_place)
-			hash_block(d, b, nb, cs); /* while the server looks up */
 		if (b < rchunks) {
 			known = digests_answer(d, CMP_BLOCK, ans,
 					       sizeof answers[0], &c2, &r2);
@@ -736,7 +813,9 @@ static void compare_disk(struct disk *d, uint64_t rp)
 		if (b + CMP_BLOCK < rchunks)
 			digests_ask(d, rp, b + CMP_BLOCK, CMP_BLOCK);
 		if (d->in_place) {
-			send_differing(d, b, nb, known, cs, ans);
+			int slot = pool_wait(b, nb);
+			send_differing(d, slot, b, nb, known, cs, ans);
+			pool_release(b);
 			continue;
 		}
 		/* NBD: READ_BATCH pieces at a time, read at once. */
@@ -783,6 +862,8 @@ static void compare_disk(struct disk *d, uint64_t rp)
 			}
 		}
 	}
+	if (d->in_place)
+		pool_stop();
 	free(pad);
 }
 

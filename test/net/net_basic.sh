@@ -110,6 +110,13 @@ ok $? "the refused replica create and agent add left nothing behind"
 # its share of the chunks; only the chunks that differ are sent.
 QID=(--name queue --secret-file "$T/queue.key")
 # Two disks of one group whose chunks differ in size (64 KiB, 1 MiB).
+# And one of 4 KiB chunks, over three blocks of digests (4096 chunks
+# each; the agent hashes two blocks ahead of the one it compares), the
+# last block short and its last chunk too.
+"$BV" replica create "$S" c4k --size $((40 * 1048576 + 10240)) \
+	--chunk-size 4K >/dev/null &&
+	"$BV" agent add "$S" small --group c4k >"$T/small.key"
+ok $? "replica c4k (4 KiB chunks) and agent small for it"
 "$BV" replica create "$S" ca --size 8M >/dev/null &&
 	"$BV" replica create "$S" cb --size 8M --chunk-size 1M >/dev/null &&
 	"$BV" group create "$S" cg ca cb >/dev/null
@@ -142,6 +149,29 @@ stop_server
 ok $? "ca@2 and cb@2 equal their files"
 "$BV" export "$S" q4@2 "$T/xc" 2>/dev/null && cmp "$T/xc" "$T/c1" >/dev/null
 ok $? "q4@2 equals the changed file"
+
+# c4k: 10243 chunks in three blocks of digests. Changes in the first
+# chunk of each block, the last of the second, and the short last chunk.
+start_server || done_testing
+SID=(--name small --secret-file "$T/small.key")
+mkimg "$T/c4" 40
+head -c 10240 /dev/urandom >>"$T/c4"
+agent "${SID[@]}" --disk c4k="$T/c4" --full
+ok $? "c4k: a full"
+for at in 0 $((4096 * 4096 + 100)) $((8191 * 4096 + 4000)) \
+	$((8192 * 4096)) $((10242 * 4096 + 1000)); do
+	poke "$T/c4" "$at" 16
+done
+agent "${SID[@]}" --disk c4k="$T/c4" --compare
+grep -q 'compared 10243 chunks, 5 differed' "$T/out"
+ok $? "c4k: --compare over three blocks finds the 5 chunks changed: $(
+	head -1 "$T/out")"
+agent "${SID[@]}" --disk c4k="$T/c4" --compare
+grep -q 'compared 10243 chunks, 0 differed' "$T/out"
+ok $? "c4k: a second check finds none"
+stop_server
+"$BV" export "$S" c4k@2 "$T/x4" 2>/dev/null && cmp "$T/x4" "$T/c4" >/dev/null
+ok $? "c4k@2 equals the changed file"
 
 # Refusals.
 snapshot "$S" before
