@@ -90,13 +90,17 @@ commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
 		echo "\`bench/net.sh ${NET_SIZE:-2G}\` (run by run.sh after bvbench):"
 		echo
 		echo '```'
-		echo "figure                                                   measured    reference     ratio"
+		echo "figure                                                   measured    reference     ratio   (ratio of each round)"
 		printf '%s\n' "$net"
 		echo '```'
 		echo
 		echo "Targets: network ingest >= 0.8x local \`bvault ingest\` of the"
-		echo "same data, with 1 and with 8 agents. Agents and server share"
-		echo "this machine's 2 cores; the data crosses TCP loopback."
+		echo "same data, with 1 and with 8 agents; the consistency check of"
+		echo "an unchanged replica <= 1.2x reading its source once. Agents"
+		echo "and server share this machine's 2 cores; the data crosses TCP"
+		echo "loopback. Each figure is the round (of ROUNDS, default 3) with"
+		echo "the median ratio; each round runs local and network one after"
+		echo "the other, into new stores."
 		echo
 	fi
 	echo "## Summary (machine-readable)"
