@@ -24,8 +24,11 @@ SIZE_MIB=256
 BUILD=build
 INSTALL=1
 KEEP=0
+# What the build needs (meson.build); libnbd-bin and qemu-utils as the
+# README lists, for bvault-agent's NBD sources.
 PKGS=(build-essential meson ninja-build pkg-config liburing-dev
-	libxxhash-dev liblz4-dev librocksdb-dev)
+	libxxhash-dev liblz4-dev librocksdb-dev libsodium-dev libnbd-dev
+	libnbd-bin qemu-utils)
 
 die() {
 	echo "quickstart: $*" >&2
