@@ -99,8 +99,8 @@ static void check_batch(struct vstate *v, struct bv_ring *ring,
 		struct bv_chunk_read *r = &reads[i];
 		uint8_t d[16];
 		v->res->chunks++;
-		fp_hex(&r->fp, hex);
 		if (r->res) {
+			fp_hex(&r->fp, hex);
 			problem(v, "chunk %s (container %u, offset %" PRIu64
 				"): %s", hex, r->loc.container, r->loc.offset,
 				bv_strerror(r->res));
@@ -109,9 +109,11 @@ static void check_batch(struct vstate *v, struct bv_ring *ring,
 		if (!dig[i][0])
 			continue;
 		bv_digest_compute(r->out, r->loc.raw_len, d);
-		if (memcmp(d, dig[i] + 1, 16))
+		if (memcmp(d, dig[i] + 1, 16)) {
+			fp_hex(&r->fp, hex);
 			problem(v, "chunk %s: the plain digest its index entry "
 				"keeps is not its bytes'", hex);
+		}
 	}
 }
 
@@ -212,15 +214,16 @@ static int check_maps(struct vstate *v)
 			continue;
 		}
 		memcpy(f.b, fp, sizeof f.b);
-		fp_hex(&f, hex);
 		rc = bv_kv_get(v->s->kv, BV_CF_CHUNKS, fp, sizeof f.b, val,
 			       sizeof val, &got);
 		if (rc == ST_ENOTFOUND) {
+			fp_hex(&f, hex);
 			problem(v, "a map entry names chunk %s, which the "
 				"chunk index does not hold", hex);
 		} else if (rc == 0 && vl > sizeof f.b &&
 			   (!bv_chunk_entry_digest(val, got, d) ||
 			    memcmp(d, fp + sizeof f.b, 16))) {
+			fp_hex(&f, hex);
 			problem(v, "a map entry of chunk %s keeps a digest "
 				"that is not the chunk's", hex);
 		} else if (rc) {

@@ -58,8 +58,8 @@ struct disk {
 	int exists;
 	int in_place;             /* a file or device: bv_source_pread, and
 				   * bv_source_view for a few chunks */
-	uint64_t ahead_from, ahead; /* send_file_range: read ahead of
-				     * [ahead_from, ahead) asked for */
+	uint64_t ahead;           /* send_file_range: where the read-ahead
+				   * it asked for ends */
 };
 
 static struct {
@@ -411,6 +411,14 @@ static const uint8_t *view_piece(struct disk *d, const struct bv_source_read *r)
 	return p;
 }
 
+/* Dies of ERR (-errno of bv_source_pread) reading D at byte OFF. */
+static void die_reading(const struct disk *d, uint64_t off, int err)
+{
+	die("reading %s at byte %" PRIu64 ": %s", d->spec, off,
+	    err == -EIO ? "an I/O error, or the source shrank while it was "
+	    "read" : strerror(-err));
+}
+
 /* Sends [OFF, OFF + LEN) of file or device D, copied a PIECE at a time
  * into a buffer of our own (A.rbuf) and sent from there. That costs less
  * than sending from a view of the page cache, whose every page costs a
@@ -425,19 +433,18 @@ static void send_file_range(struct disk *d, uint64_t off, uint64_t len)
 
 	while (len) {
 		size_t n = len < PIECE ? (size_t)len : PIECE;
-		if (off < d->ahead_from || off + FILE_AHEAD / 2 > d->ahead) {
-			d->ahead_from = off;
-			if (d->ahead < off)
-				d->ahead = off;
-			bv_source_advise(d->src, d->ahead,
-					 off + FILE_AHEAD - d->ahead);
+		/* Half the read-ahead used up: ask for more. Before where it
+		 * was last asked (extents out of order) or past its end: ask
+		 * anew from here. */
+		int back = off + FILE_AHEAD < d->ahead;
+		if (back || off + FILE_AHEAD / 2 > d->ahead) {
+			uint64_t from = back || d->ahead < off ? off : d->ahead;
+			bv_source_advise(d->src, from, off + FILE_AHEAD - from);
 			d->ahead = off + FILE_AHEAD;
 		}
 		int rc = bv_source_pread(d->src, buf, n, off);
 		if (rc)
-			die("reading %s at byte %" PRIu64 ": %s", d->spec, off,
-			    rc == -EIO ? "an I/O error, or the source shrank "
-			    "while it was read" : strerror(-rc));
+			die_reading(d, off, rc);
 		send_piece(d, buf, off, n);
 		off += n;
 		len -= n;
@@ -731,9 +738,7 @@ static int pool_wait(uint64_t b, uint32_t nb)
 	pthread_mutex_unlock(&P.lock);
 	if (err) {
 		pool_stop();
-		die("reading %s at byte %" PRIu64 ": %s", P.d->spec, P.err_off,
-		    err == -EIO ? "an I/O error, or the source shrank while "
-		    "it was read" : strerror(-err));
+		die_reading(P.d, P.err_off, err);
 	}
 	return slot;
 }
