@@ -60,6 +60,7 @@ enum {
 	BV_ENOTSTORE = -1014,  /* the directory is not a bvault store */
 	BV_EGROUP = -1015,     /* replicas of one session span groups */
 	BV_EREADONLY = -1016,  /* the store was opened read-only */
+	BV_ELOST = -1017,      /* the index lost writes it had committed */
 };
 
 #define BV_NAME_MAX 63   /* replica and group names: [A-Za-z0-9._-], 1..63 */
@@ -100,6 +101,7 @@ typedef struct bv_init_opts {
 typedef struct bv_open_opts {
 	unsigned workers;   /* compression workers; 0: one per online core */
 	int read_only;      /* see bv_store_open */
+	int accept_index_loss; /* see bv_store_open (BV_ELOST) */
 } bv_open_opts;
 
 /* Creates a new store in PATH (created if missing; must be empty) and

@@ -14,6 +14,7 @@ _Static_assert(ST_EFORMAT == BV_EFORMAT, "error codes drifted");
 _Static_assert(ST_ENOTFOUND == BV_ENOTFOUND, "error codes drifted");
 _Static_assert(ST_EINVAL == BV_EINVAL, "error codes drifted");
 _Static_assert(ST_EDB == BV_EDB, "error codes drifted");
+_Static_assert(ST_ELOST == BV_ELOST, "error codes drifted");
 
 static _Thread_local char msg[1024];
 
@@ -37,6 +38,7 @@ const char *bv_strerror(int err)
 	case BV_ENOTSTORE: return "not a bvault store";
 	case BV_EGROUP: return "replicas of one session span groups";
 	case BV_EREADONLY: return "the store is open read-only";
+	case BV_ELOST: return "the index lost committed writes";
 	default:
 		if (err < 0 && err > -4096)
 			return strerror(-err);

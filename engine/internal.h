@@ -10,6 +10,7 @@
  *          "g/" name -> group record       "gi/" gid(be64) -> name
  *          "p/" gid(be64) rp(be64) -> RP record
  *          "inflight/" rid(be64) -> version being written
+ *          "u/" container(be32) from(be64) -> to(le64): bytes no commit names
  */
 #ifndef BV_ENGINE_INTERNAL_H
 #define BV_ENGINE_INTERNAL_H
@@ -69,6 +70,7 @@ struct bv_store {
 	int lock_fd;         /* flock on the marker: one writer at a time */
 	int read_only;       /* bv_open_opts.read_only: no lock, no writes */
 	struct bv_kv *kv;
+	int index_lost;          /* the seal says the index lost commits */
 	struct bv_cset *cset;
 	struct bv_pool *pool;
 	uint8_t secret[BV_SECRET_SIZE];

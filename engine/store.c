@@ -252,6 +252,35 @@ static int recover(bv_store *s)
 	return 0;
 }
 
+/* Records, synced, the container bytes that no commit names (found by
+ * the container set's open: a crash between a flush and its commit, or
+ * an index older than the containers) as meta "u/" records, before any
+ * append can move the tail past them: kept and reported (stats, verify),
+ * never cut on the index's word (container.c C2). */
+static int note_unknown(bv_store *s)
+{
+	const struct bv_cset_unknown *u;
+	size_t n = bv_cset_unknown_list(s->cset, &u);
+	struct bv_kv_batch *b = NULL;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	if ((rc = bv_kv_batch_new(&b)))
+		return bv_fail(rc, "store %s: %s", s->path, bv_strerror(rc));
+	for (size_t i = 0; i < n; i++) {
+		uint8_t key[2 + 4 + 8], val[8];
+		memcpy(key, "u/", 2);
+		bv_be32(key + 2, u[i].id);
+		bv_be64(key + 6, u[i].from);
+		bv_le64(val, u[i].to);
+		bv_kv_batch_put(b, BV_CF_META, key, sizeof key, val, sizeof val);
+	}
+	rc = bv_kv_write(s->kv, b, 1);
+	bv_kv_batch_free(b);
+	return rc ? bv_fail_storage(rc, s->path) : 0;
+}
+
 int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 {
 	bv_store *s = calloc(1, sizeof *s);
@@ -287,9 +316,18 @@ int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 			       "(one writer at a time; a read-only open works "
 			       "beside it)", path);
 	snprintf(sub, sizeof sub, "%s/index", path);
-	struct bv_kv_opts ko = { .create = 0, .read_only = s->read_only };
-	if ((rc = bv_kv_open(sub, &ko, &s->kv)))
+	struct bv_kv_opts ko = { .create = 0, .read_only = s->read_only,
+				 .accept_loss = opts && opts->accept_index_loss };
+	if ((rc = bv_kv_open(sub, &ko, &s->kv)) == ST_ELOST)
+		return bv_fail(BV_ELOST, "store %s: %s. Nothing was changed. "
+			       "Read-only commands (ls, rp ls, export, verify) "
+			       "still open it; restore index/ from a copy at "
+			       "least as new, or go on without the lost "
+			       "commits: bvault recover %s --accept-index-loss",
+			       path, bv_kv_error(), path);
+	if (rc)
 		return bv_fail_storage(rc, path);
+	s->index_lost = bv_kv_lost(s->kv, NULL, NULL);
 	rc = bv_kv_get(s->kv, BV_CF_META, "config", 6, cfg, sizeof cfg, &len);
 	if (rc || len != CONFIG_LEN)
 		return bv_fail(BV_ECORRUPT, "store %s: config record %s", path,
@@ -321,8 +359,12 @@ int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 	s->tail_id = tail_id;
 	s->tail_end = tail_end;
 	if ((rc = bv_cset_open(sub, &co, tail_id, tail_end, &s->cset)))
-		return bv_fail(rc, "store %s: containers: %s", path,
-			       bv_strerror(rc));
+		return bv_fail(rc, "store %s: %s%s", path, bv_cset_error(),
+			       rc == BV_ECORRUPT ? "; nothing was changed, and "
+			       "read-only commands (bvault verify STORE) still "
+			       "open the store to show what it affects" : "");
+	if (!s->read_only && (rc = note_unknown(s)))
+		return rc;
 	unsigned w = opts && opts->workers ? opts->workers :
 		     (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	if (w < 1)
@@ -335,6 +377,13 @@ int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 			       strerror(-rc));
 	if (!s->read_only && (rc = recover(s)))
 		return rc;
+	if (s->index_lost && !s->read_only) {
+		/* Accepted (accept_index_loss): from here on the index as it
+		 * is counts as committed. */
+		if ((rc = bv_kv_reseal(s->kv)))
+			return bv_fail_storage(rc, path);
+		s->index_lost = 0;
+	}
 	return 0;
 }
 

@@ -10,9 +10,13 @@
  *     directory is fsync'ed when a container file was created since then.
  *     The tail it reports covers only such bytes. Ordering the index commit
  *     after the flush is the engine's part.
- *  C2 Bytes past the committed tail never come back: bv_cset_open() and
- *     bv_cset_rollback() cut container TAIL_ID back to TAIL_END and remove
- *     every container above it before anything is appended.
+ *  C2 Open never cuts or removes a byte: the tail the index names may be
+ *     stale (a damaged or restored index), so bytes past it are kept and
+ *     listed (bv_cset_unknown_list) for the engine to report, and appends
+ *     then go to a new container above every existing one. Only bytes
+ *     this process appended itself and never made durable are cut, by
+ *     bv_cset_rollback(): past the last flushed tail, in containers it
+ *     created or in the tail container it was appending to.
  *  C3 Appends never touch bytes below the tail: records go at the current
  *     end only, and new container files are created with O_EXCL.
  *  C4 (DESIGN invariant 4) bv_cset_read() hands out bytes only after the
@@ -40,6 +44,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +69,23 @@ _Static_assert(BV_CONTAINER_HDR % PAGE == 0, "header is whole pages");
 _Static_assert(BV_REC_HDR == 48, "record header layout in FORMAT.md");
 
 static const uint8_t zero_page[PAGE];
+
+static _Thread_local char cs_err[512];
+
+const char *bv_cset_error(void)
+{
+	return cs_err;
+}
+
+__attribute__((format(printf, 1, 2)))
+static void set_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cs_err, sizeof(cs_err), fmt, ap);
+	va_end(ap);
+}
 
 struct dirty_fd {
 	uint32_t id;
@@ -100,6 +122,15 @@ struct bv_cset {
 	int broken;          /* C5: the error that broke the set, or 0 */
 	uint32_t tail_id;    /* last flushed (durable) tail */
 	uint64_t tail_end;
+	/* C2: the first container id this process may create: above every
+	 * container found at open. Containers from it on, and container
+	 * TAIL_ID when APPENDABLE, hold only this process's appends, so a
+	 * rollback may cut them; nothing else is ever cut or removed. */
+	uint32_t own_first;
+	int appendable;      /* container TAIL_ID is appended to (it ended
+			      * exactly at the tail at open, or is ours) */
+	struct bv_cset_unknown *unknown; /* found at open (C2) */
+	size_t nunknown;
 	struct dirty_fd *dirty; /* closed containers awaiting fdatasync */
 	size_t ndirty, dirty_cap;
 
@@ -311,7 +342,7 @@ static int open_container(const struct bv_cset *cs, uint32_t id, int flags,
 
 	if (ret != 0)
 		goto out;
-	*fd = openat(cs->dirfd, name, flags | O_CLOEXEC, 0644);
+	*fd = openat(cs->dirfd, name, flags | O_CLOEXEC, 0600);
 	if (*fd < 0)
 		ret = -errno;
 out:
@@ -455,15 +486,19 @@ static int open_listing(struct bv_cset *cs, DIR **out)
 	return 0;
 }
 
-/* Removes every container above ID, then fsyncs the directory if one was
- * removed, so that a removed container stays removed. */
-static int remove_above(struct bv_cset *cs, uint32_t id)
+/* Removes the containers this process created past the durable tail
+ * (ids above TAIL_ID, from OWN_FIRST on: C2), then fsyncs the directory
+ * if one was removed, so that a removed container stays removed. */
+static int remove_own_above(struct bv_cset *cs)
 {
+	uint32_t id = cs->tail_id;
 	DIR *d = NULL;
 	struct dirent *e;
 	int removed = 0;
 	int ret = 0;
 
+	if (id < cs->own_first - 1)
+		id = cs->own_first - 1;
 	rc_forget_above(cs, id);
 	ret = open_listing(cs, &d);
 	if (ret != 0)
@@ -495,8 +530,6 @@ out:
 	return ret;
 }
 
-/* Opens container TAIL_ID for appending, checks it is ours and holds at
- * least TAIL_END bytes, and cuts it back to TAIL_END. */
 /* Container writes bypass the page cache when the file system allows
  * it (O_DIRECT; tmpfs does not): backup data is written once and read
  * rarely, and the copy into the page cache then writeback at fdatasync
@@ -514,30 +547,73 @@ static void try_direct(struct bv_cset *cs, int fd)
 		cs->direct = 1;
 }
 
-static int open_tail(struct bv_cset *cs)
+/* Opens container TAIL_ID, checks that it is ours and holds at least
+ * TAIL_END bytes, and tells its size. The error names the file and the
+ * offset (bv_cset_error). */
+static int check_tail(struct bv_cset *cs, int *fd_out, uint64_t *size)
 {
+	char path[4096];
 	struct stat st;
 	int fd = -1;
 	int ret;
 
+	*fd_out = -1;
+	(void)bv_cset_path(cs, cs->tail_id, path, sizeof(path));
 	ret = open_container(cs, cs->tail_id, O_RDWR, &fd);
-	if (ret == -ENOENT)
-		ret = ST_ECORRUPT; /* the index names a container we lost */
-	if (ret != 0)
+	if (ret == -ENOENT) {
+		set_err("container %s is missing, but the index records "
+			"committed data in it up to offset %llu", path,
+			(unsigned long long)cs->tail_end);
+		ret = ST_ECORRUPT;
 		goto out;
+	}
+	if (ret != 0) {
+		set_err("container %s: %s", path, strerror(-ret));
+		goto out;
+	}
 	ret = file_hdr_check(cs, cs->tail_id, fd);
-	if (ret != 0)
+	if (ret != 0) {
+		set_err("container %s: the file header at offset 0 is %s",
+			path, ret == ST_EFORMAT ? "of a format this build does "
+			"not know" : ret == ST_ECORRUPT ? "damaged or not "
+			"this store's" : strerror(-ret));
 		goto out;
+	}
 	if (fstat(fd, &st) != 0) {
 		ret = -errno;
+		set_err("container %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if ((uint64_t)st.st_size < cs->tail_end) {
+		set_err("container %s ends at offset %llu, but the index "
+			"records committed data in it up to offset %llu",
+			path, (unsigned long long)st.st_size,
+			(unsigned long long)cs->tail_end);
 		ret = ST_ECORRUPT; /* committed bytes are missing */
 		goto out;
 	}
-	if ((uint64_t)st.st_size > cs->tail_end &&
-	    ftruncate(fd, (off_t)cs->tail_end) != 0) {
+	*size = (uint64_t)st.st_size;
+	*fd_out = fd;
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+/* Makes container TAIL_ID, which ends exactly at TAIL_END or holds only
+ * this process's uncommitted appends past it (rollback), the one to
+ * append to: cut back to TAIL_END (C2). */
+static int open_tail(struct bv_cset *cs)
+{
+	uint64_t size = 0;
+	int fd = -1;
+	int ret;
+
+	ret = check_tail(cs, &fd, &size);
+	if (ret != 0)
+		goto out;
+	if (size > cs->tail_end && ftruncate(fd, (off_t)cs->tail_end) != 0) {
 		ret = -errno;
 		goto out;
 	}
@@ -548,6 +624,103 @@ out:
 	if (fd >= 0)
 		close(fd);
 	return ret;
+}
+
+/* Remembers bytes no commit names, found at open (C2). */
+static int note_unknown(struct bv_cset *cs, uint32_t id, uint64_t from,
+			uint64_t to)
+{
+	struct bv_cset_unknown *n;
+
+	n = realloc(cs->unknown, (cs->nunknown + 1) * sizeof(*n));
+	if (n == NULL)
+		return -ENOMEM;
+	cs->unknown = n;
+	n[cs->nunknown++] = (struct bv_cset_unknown){ id, from, to };
+	return 0;
+}
+
+/* C2 at open: every container above the tail, and bytes of the tail
+ * container past TAIL_END, are kept and listed; appends then go to a
+ * new container above them all. Only a tail container that ends exactly
+ * at the tail is appended to. */
+static int find_unknown(struct bv_cset *cs)
+{
+	DIR *d = NULL;
+	struct dirent *e;
+	uint32_t max_id = cs->tail_id;
+	uint64_t size = 0;
+	int fd = -1;
+	int ret;
+
+	if (cs->tail_id != 0) {
+		ret = check_tail(cs, &fd, &size);
+		if (ret != 0)
+			goto out;
+		if (size > cs->tail_end) {
+			ret = note_unknown(cs, cs->tail_id, cs->tail_end, size);
+			if (ret != 0)
+				goto out;
+		}
+	}
+	ret = open_listing(cs, &d);
+	if (ret != 0)
+		goto out;
+	for (;;) {
+		struct stat st;
+		uint32_t cid;
+
+		errno = 0;
+		e = readdir(d);
+		if (e == NULL) {
+			if (errno != 0)
+				ret = -errno;
+			break;
+		}
+		cid = id_of(e->d_name);
+		if (cid == 0 || cid <= cs->tail_id)
+			continue;
+		if (fstatat(cs->dirfd, e->d_name, &st, 0) != 0) {
+			ret = -errno;
+			break;
+		}
+		ret = note_unknown(cs, cid, 0, (uint64_t)st.st_size);
+		if (ret != 0)
+			break;
+		if (cid > max_id)
+			max_id = cid;
+	}
+	if (ret != 0)
+		goto out;
+	if (max_id == UINT32_MAX) {
+		ret = -EFBIG;
+		goto out;
+	}
+	cs->own_first = max_id + 1;
+	if (cs->tail_id != 0 && cs->nunknown == 0) {
+		/* The usual case: the tail container ends at the tail. */
+		cs->wfd = fd;
+		try_direct(cs, fd);
+		fd = -1;
+		cs->appendable = 1;
+	} else {
+		/* Appends start a container of their own (make_room). */
+		cs->cur_id = max_id;
+		cs->cur_end = 0;
+	}
+out:
+	if (d != NULL)
+		closedir(d);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+size_t bv_cset_unknown_list(const struct bv_cset *cs,
+			    const struct bv_cset_unknown **out)
+{
+	*out = cs->unknown;
+	return cs->nunknown;
 }
 
 static void close_dirty(struct bv_cset *cs)
@@ -564,7 +737,7 @@ int bv_cset_create_dir(const char *dir)
 	struct stat st;
 	int ret = 0;
 
-	if (mkdir(dir, 0755) != 0) {
+	if (mkdir(dir, 0700) != 0) {
 		ret = -errno;
 		if (ret == -EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
 			ret = 0;
@@ -645,14 +818,9 @@ int bv_cset_open(const char *dir, const struct bv_cset_opts *o,
 		*out = cs;
 		return 0;
 	}
-	ret = remove_above(cs, tail_id);
+	ret = find_unknown(cs);
 	if (ret != 0)
 		goto fail;
-	if (tail_id != 0) {
-		ret = open_tail(cs);
-		if (ret != 0)
-			goto fail;
-	}
 	*out = cs;
 	return 0;
 fail:
@@ -678,6 +846,7 @@ void bv_cset_close(struct bv_cset *cs)
 	if (cs->mu_init)
 		pthread_mutex_destroy(&cs->mu);
 	free(cs->buf);
+	free(cs->unknown);
 	free(cs->dir);
 	free(cs);
 }
@@ -822,7 +991,7 @@ int64_t bv_rec_build(uint8_t *dst, const bv_fp *fp, uint8_t codec,
 static int make_room(struct bv_cset *cs, struct bv_ring *ring,
 		     uint64_t bytes)
 {
-	if (cs->cur_id == 0 || (cs->cur_end > BV_CONTAINER_HDR &&
+	if (cs->wfd < 0 || (cs->cur_end > BV_CONTAINER_HDR &&
 				cs->cur_end + bytes > cs->container_max))
 		return roll_over(cs, ring);
 	return 0;
@@ -998,8 +1167,11 @@ int bv_cset_flush(struct bv_cset *cs, struct bv_ring *ring,
 	close_dirty(cs);
 	cs->cur_dirty = 0;
 	cs->dir_dirty = 0;
-	cs->tail_id = cs->cur_id;
-	cs->tail_end = cs->cur_end;
+	if (cs->wfd >= 0) {
+		cs->tail_id = cs->cur_id;
+		cs->tail_end = cs->cur_end;
+		cs->appendable = 1;
+	}
 	goto out;
 broken:
 	cs->broken = ret;
@@ -1025,13 +1197,20 @@ int bv_cset_rollback(struct bv_cset *cs)
 		close(cs->wfd);
 		cs->wfd = -1;
 	}
-	cs->cur_id = cs->tail_id;
-	cs->cur_end = cs->tail_end;
 	cs->cur_dirty = 0;
 	cs->dir_dirty = 0;
-	ret = remove_above(cs, cs->tail_id);
-	if (ret == 0 && cs->tail_id != 0)
-		ret = open_tail(cs);
+	ret = remove_own_above(cs);
+	if (cs->appendable) {
+		cs->cur_id = cs->tail_id;
+		cs->cur_end = cs->tail_end;
+		if (ret == 0)
+			ret = open_tail(cs);
+	} else {
+		/* Nothing of ours is durable yet: the next append starts a
+		 * container of its own again. */
+		cs->cur_id = cs->own_first - 1;
+		cs->cur_end = 0;
+	}
 	/* Still broken if the cut failed: appending now could land after
 	 * bytes that are not committed. */
 	cs->broken = ret;
@@ -1208,7 +1387,8 @@ int bv_cset_scan(struct bv_cset *cs, uint32_t id,
 	/* The container being appended: only what is written out counts,
 	 * the staged bytes are not in the file yet. */
 	pthread_mutex_lock(&cs->mu);
-	if (id == cs->cur_id && limit > cs->cur_end - cs->buf_len)
+	if (id == cs->cur_id && cs->wfd >= 0 &&
+	    limit > cs->cur_end - cs->buf_len)
 		limit = cs->cur_end - cs->buf_len;
 	pthread_mutex_unlock(&cs->mu);
 

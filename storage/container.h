@@ -8,9 +8,9 @@
  * Durability (see invariant 1 in engine/store.c): a record staged with
  * bv_cset_stage() is durable only after bv_cset_flush() returned 0. The
  * caller records the tail that flush reports in its index, in the same
- * commit as the index entries naming the records; bv_cset_open() cuts each
- * container back to that tail, so bytes written after the last commit
- * disappear after a crash.
+ * commit as the index entries naming the records. bv_cset_open() never
+ * cuts or removes anything (C2 in container.c): bytes past the tail it is
+ * given are kept and listed, and appends go to a new container.
  *
  * Threads: staging and flushing are serialized by a mutex inside the set;
  * bv_cset_read() may run from any number of threads at once, each with its
@@ -79,15 +79,31 @@ struct bv_cset_opts {
 
 /* Opens the container directory DIR (created by bv_cset_create_dir()).
  * TAIL_ID/TAIL_END are the durable tail the index last committed
- * (0/0 when nothing ever was): container TAIL_ID is cut back to TAIL_END
- * and containers above it are removed, so appends continue there.
- * The secret and store id are copied (store_id NULL: 16 zero bytes).
- * ST_ECORRUPT when container TAIL_ID is missing, shorter than TAIL_END or
- * not this store's; ST_EINVAL for a tail 0 with an offset. Read-only
- * (O->read_only), nothing is checked, cut or removed: another process may
- * be appending, and reads and scans stop at the tail given. */
+ * (0/0 when nothing ever was). When container TAIL_ID ends exactly there
+ * and nothing lies above it, appends continue in it; otherwise the bytes
+ * past the tail are kept and listed (bv_cset_unknown_list) and appends go
+ * to a new container above every existing one. Nothing is cut or
+ * removed. The secret and store id are copied (store_id NULL: 16 zero
+ * bytes). ST_ECORRUPT when container TAIL_ID is missing, shorter than
+ * TAIL_END or not this store's, with bv_cset_error() naming the file and
+ * the offset; ST_EINVAL for a tail 0 with an offset. Read-only
+ * (O->read_only), nothing is checked or listed: another process may be
+ * appending. */
 int bv_cset_open(const char *dir, const struct bv_cset_opts *o,
 		 uint32_t tail_id, uint64_t tail_end, struct bv_cset **out);
+/* The message of the last failure of bv_cset_open() in this thread. */
+const char *bv_cset_error(void);
+
+/* Bytes that no commit names, found by a writable open: [FROM, TO) of
+ * container ID (a crash between a flush and the commit that would have
+ * named them, or an index older than the containers). */
+struct bv_cset_unknown {
+	uint32_t id;
+	uint64_t from, to;
+};
+/* The list found at open; valid until close. */
+size_t bv_cset_unknown_list(const struct bv_cset *cs,
+			    const struct bv_cset_unknown **out);
 int bv_cset_create_dir(const char *dir);
 void bv_cset_close(struct bv_cset *cs);
 
@@ -134,8 +150,9 @@ int bv_cset_appendv(struct bv_cset *cs, struct bv_ring *ring,
  * that error from stage and flush until bv_cset_rollback(). */
 int bv_cset_flush(struct bv_cset *cs, struct bv_ring *ring,
 		  uint32_t *tail_id, uint64_t *tail_end);
-/* Drops what is staged but not written (an aborted session), and cuts the
- * files back to the last flushed tail. */
+/* Drops what is staged but not written (an aborted session), and cuts
+ * back to the last flushed tail what this set appended past it (never
+ * bytes it found at open). */
 int bv_cset_rollback(struct bv_cset *cs);
 
 /* One chunk read: fill LOC, FP (expected fingerprint), OUT (RAW_LEN bytes)

@@ -12,5 +12,6 @@
 #define ST_ENOTFOUND (-1005) /* key not present */
 #define ST_EINVAL (-1007)    /* bad argument */
 #define ST_EDB (-1013)       /* RocksDB reported an error */
+#define ST_ELOST (-1017)     /* the index lost writes it had committed */
 
 #endif

@@ -17,6 +17,30 @@
  * (max_open_files -1), so compactions of the writer that delete files do
  * not pull them away; its own info log goes to a directory of its own,
  * made under $TMPDIR and removed at close.
+ *
+ * The seal (PATH.seal, beside the database, never inside it): RocksDB
+ * recovers its write-ahead log in kPointInTimeRecovery mode, which keeps
+ * a torn last record from blocking the open after a power loss, but
+ * which also silently drops every record after a damaged one, synced
+ * or not; and a database directory restored from an older copy opens as
+ * if nothing were missing. Neither is acceptable for writes that were
+ * acknowledged as committed. So every synced write is followed by a
+ * record of its sequence number in the seal (fdatasync'ed), and an open
+ * compares the sequence number RocksDB recovered with the sealed one:
+ * fewer means the database lost a committed write, and the open fails
+ * (ST_ELOST) before RocksDB writes anything (the check opens the
+ * database read-only first). Unsynced writes after the last synced one
+ * may be lost (they were never acknowledged), which is why the seal and
+ * not kAbsoluteConsistency: that mode would refuse the store after any
+ * power loss during an ingest.
+ *
+ * The seal file has two slots of SEAL_SLOT bytes, written in turn (a torn
+ * write spoils only the slot being written; the other still holds an
+ * older, lower number, which errs on the side of opening):
+ *   0  8  magic "BVSEAL01"
+ *   8  8  u64 write count (the slot is count % 2)
+ *  16  8  u64 sequence number of the last synced write
+ *  24  8  XXH3-64 of bytes 0..23
  */
 #include "kv.h"
 
@@ -28,10 +52,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <rocksdb/c.h>
+#include <xxhash.h>
+
+#include "endian.h"
 
 #include "errcodes.h"
 
@@ -53,7 +81,21 @@ struct bv_kv {
 	rocksdb_writeoptions_t *wo_sync; /* WAL fsync before return */
 	char *path;
 	char *secondary; /* a read-only open's own directory, or NULL */
+
+	/* The seal (see the top of the file). wmu orders every write, so
+	 * that the sequence number read after a synced write is that
+	 * write's, not a later unsynced one's. */
+	pthread_mutex_t wmu;
+	int wmu_init;
+	int seal_fd;            /* -1: read-only, or no seal */
+	uint64_t seal_count;    /* writes of the seal so far */
+	uint64_t sealed;        /* sequence number in the seal */
+	uint64_t recovered;     /* sequence number RocksDB opened at */
 };
+
+#define SEAL_SLOT 4096u
+#define SEAL_USED 32u
+static const char seal_magic[8] = { 'B', 'V', 'S', 'E', 'A', 'L', '0', '1' };
 
 /* A batch is filled without knowing its database (bv_kv_batch_put takes
  * no kv), while RocksDB's write batches need the database's column family
@@ -173,6 +215,153 @@ static void remove_secondary(char *dir)
 	free(dir);
 }
 
+/* ---- the seal ------------------------------------------------------ */
+
+/* Reads the seal of KV (its highest intact slot) into kv->sealed and
+ * kv->seal_count: 0/0 when there is no seal yet (a store made before
+ * seals were kept, or a new one). FD is the seal's, open for reading. */
+static int seal_read(struct bv_kv *kv, int fd)
+{
+	uint8_t b[SEAL_USED];
+
+	kv->sealed = 0;
+	kv->seal_count = 0;
+	for (unsigned i = 0; i < 2; i++) {
+		ssize_t n = pread(fd, b, sizeof(b), (off_t)i * SEAL_SLOT);
+		uint64_t count;
+
+		if (n < 0) {
+			int e = errno;
+			set_err("kv %s.seal: %s", kv->path, strerror(e));
+			return -e;
+		}
+		if (n != (ssize_t)sizeof(b) || memcmp(b, seal_magic, 8) != 0 ||
+		    bv_get_le64(b + 24) != XXH3_64bits(b, 24))
+			continue; /* never written, or torn */
+		count = bv_get_le64(b + 8);
+		if (count % 2 != i || count < kv->seal_count)
+			continue;
+		kv->seal_count = count;
+		kv->sealed = bv_get_le64(b + 16);
+	}
+	return 0;
+}
+
+/* Opens (CREATE: makes) the seal beside the database and reads it. Read
+ * only, a missing seal is no seal (fd -1, nothing is created). */
+static int seal_open(struct bv_kv *kv, int create, int *fd_out)
+{
+	char p[4096];
+	int fd, ret;
+
+	*fd_out = -1;
+	if (snprintf(p, sizeof(p), "%s.seal", kv->path) >= (int)sizeof(p)) {
+		set_err("kv %s: path too long", kv->path);
+		return ST_EINVAL;
+	}
+	fd = open(p, create ? O_RDWR | O_CREAT | O_CLOEXEC : O_RDONLY | O_CLOEXEC,
+		  0600);
+	if (fd < 0) {
+		int e = errno;
+		if (!create && e == ENOENT)
+			return 0;
+		set_err("kv %s: %s", p, strerror(e));
+		return -e;
+	}
+	ret = seal_read(kv, fd);
+	if (ret != 0) {
+		close(fd);
+		return ret;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+/* Records SEQ, the sequence number of a synced write, in the seal, and
+ * makes it durable. Seals arrive in any order from several threads; the
+ * number never goes down. Caller holds wmu. */
+static int seal_write(struct bv_kv *kv, uint64_t seq)
+{
+	uint8_t b[SEAL_USED];
+	uint64_t count = kv->seal_count + 1;
+
+	if (kv->seal_fd < 0 || seq <= kv->sealed)
+		return 0;
+	memcpy(b, seal_magic, 8);
+	bv_le64(b + 8, count);
+	bv_le64(b + 16, seq);
+	bv_le64(b + 24, XXH3_64bits(b, 24));
+	if (pwrite(kv->seal_fd, b, sizeof(b), (off_t)(count % 2) * SEAL_SLOT) !=
+		    (ssize_t)sizeof(b) ||
+	    fdatasync(kv->seal_fd) != 0) {
+		int e = errno ? errno : EIO;
+		set_err("kv %s.seal: cannot record a commit: %s", kv->path,
+			strerror(e));
+		return -e;
+	}
+	kv->seal_count = count;
+	kv->sealed = seq;
+	return 0;
+}
+
+/* The writer's check before RocksDB may write anything: a read-only open
+ * replays the write-ahead log in memory (in the same recovery mode) and
+ * tells what sequence number the database would open at. */
+static int seal_check(struct bv_kv *kv)
+{
+	rocksdb_column_family_handle_t *cf[KV_CF_TOTAL] = { 0 };
+	char *err = NULL;
+	rocksdb_t *db;
+	int ret;
+
+	db = rocksdb_open_for_read_only_column_families(
+		kv->dbopt, kv->path, KV_CF_TOTAL, cf_names,
+		(const rocksdb_options_t *const *)kv->cfopt, cf, 0, &err);
+	ret = take_err(err, "kv open (recovery check)");
+	if (ret != 0)
+		return ret;
+	kv->recovered = rocksdb_get_latest_sequence_number(db);
+	for (int i = 0; i < KV_CF_TOTAL; i++)
+		if (cf[i] != NULL)
+			rocksdb_column_family_handle_destroy(cf[i]);
+	rocksdb_close(db);
+	if (kv->recovered < kv->sealed) {
+		set_err("index %s holds writes up to number %llu, but %s.seal "
+			"records that writes up to number %llu were committed: "
+			"the index lost committed writes (a damaged "
+			"write-ahead log, or a directory restored from an "
+			"older copy)", kv->path,
+			(unsigned long long)kv->recovered, kv->path,
+			(unsigned long long)kv->sealed);
+		return ST_ELOST;
+	}
+	return 0;
+}
+
+int bv_kv_lost(const struct bv_kv *kv, uint64_t *recovered, uint64_t *sealed)
+{
+	if (recovered != NULL)
+		*recovered = kv->recovered;
+	if (sealed != NULL)
+		*sealed = kv->sealed;
+	return kv->recovered < kv->sealed;
+}
+
+int bv_kv_reseal(struct bv_kv *kv)
+{
+	int ret;
+
+	if (kv->seal_fd < 0) {
+		set_err("kv %s: opened read-only", kv->path);
+		return ST_EINVAL;
+	}
+	pthread_mutex_lock(&kv->wmu);
+	kv->sealed = 0; /* seal_write never lowers it */
+	ret = seal_write(kv, rocksdb_get_latest_sequence_number(kv->db));
+	pthread_mutex_unlock(&kv->wmu);
+	return ret;
+}
+
 /* Opens KV->path as a secondary instance (see the top of the file). A
  * writer may delete a file between the moment the secondary reads the
  * manifest and the moment it opens the file: such a failure is tried
@@ -264,6 +453,7 @@ int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 		ret = -ENOMEM;
 		goto fail;
 	}
+	kv->seal_fd = -1;
 	kv->path = strdup(path);
 	if (kv->path == NULL) {
 		ret = -ENOMEM;
@@ -295,11 +485,35 @@ int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 	kv->wo_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(kv->wo_sync, 1);
 
+	/* Point-in-time recovery, checked against the seal (top of file). */
+	rocksdb_options_set_wal_recovery_mode(kv->dbopt, 2);
+	ret = pthread_mutex_init(&kv->wmu, NULL);
+	if (ret != 0) {
+		ret = -ret;
+		goto fail;
+	}
+	kv->wmu_init = 1;
+	/* The seal is read before the database: a commit between the two
+	 * then only makes the database newer than the seal, never older. */
+	ret = seal_open(kv, !o->read_only, &kv->seal_fd);
+	if (ret != 0)
+		goto fail;
 	if (o->read_only) {
+		if (kv->seal_fd >= 0) {
+			close(kv->seal_fd);
+			kv->seal_fd = -1;
+		}
 		ret = open_secondary(kv);
 		if (ret != 0)
 			goto fail;
 	} else {
+		if (!o->create || kv->sealed != 0) {
+			ret = seal_check(kv);
+			if (ret == ST_ELOST && o->accept_loss)
+				ret = 0;
+			if (ret != 0)
+				goto fail;
+		}
 		kv->db = rocksdb_open_column_families(
 			kv->dbopt, path, KV_CF_TOTAL, cf_names,
 			(const rocksdb_options_t *const *)kv->cfopt, kv->cf,
@@ -316,6 +530,8 @@ int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 			kv->cf[i] = NULL;
 		goto fail;
 	}
+	if (o->read_only)
+		kv->recovered = rocksdb_get_latest_sequence_number(kv->db);
 	*out = kv;
 	return 0;
 fail:
@@ -346,6 +562,10 @@ void bv_kv_close(struct bv_kv *kv)
 	if (kv->cache != NULL)
 		rocksdb_cache_destroy(kv->cache);
 	remove_secondary(kv->secondary);
+	if (kv->seal_fd >= 0)
+		close(kv->seal_fd);
+	if (kv->wmu_init)
+		pthread_mutex_destroy(&kv->wmu);
 	free(kv->path);
 	free(kv);
 }
@@ -561,8 +781,12 @@ int bv_kv_write(struct bv_kv *kv, struct bv_kv_batch *b, int sync)
 						     klen);
 		pos += ENTRY_HDR + (size_t)klen + vlen;
 	}
+	pthread_mutex_lock(&kv->wmu);
 	rocksdb_write(kv->db, sync ? kv->wo_sync : kv->wo, b->wb, &err);
 	ret = take_err(err, "kv write");
+	if (ret == 0 && sync)
+		ret = seal_write(kv, rocksdb_get_latest_sequence_number(kv->db));
+	pthread_mutex_unlock(&kv->wmu);
 	rocksdb_writebatch_clear(b->wb);
 out:
 	return ret;
@@ -578,9 +802,13 @@ int bv_kv_put(struct bv_kv *kv, enum bv_cf cf, const void *key, size_t klen,
 		ret = ST_EINVAL;
 		goto out;
 	}
+	pthread_mutex_lock(&kv->wmu);
 	rocksdb_put_cf(kv->db, sync ? kv->wo_sync : kv->wo, cfh(kv, cf), key,
 		       klen, val, vlen, &err);
 	ret = take_err(err, "kv put");
+	if (ret == 0 && sync)
+		ret = seal_write(kv, rocksdb_get_latest_sequence_number(kv->db));
+	pthread_mutex_unlock(&kv->wmu);
 out:
 	return ret;
 }

@@ -28,8 +28,13 @@ struct bv_kv_opts {
 	int create;      /* make the database if missing */
 	int read_only;
 	size_t cache_mb; /* block cache; 0: 64 */
+	int accept_loss; /* open for writing even when the seal says that
+			  * committed writes were lost (then bv_kv_reseal) */
 };
 
+/* Opens the database in PATH. A writable open first checks the seal:
+ * ST_ELOST (nothing written) when the database lost committed writes,
+ * unless O->accept_loss. */
 int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 	       struct bv_kv **out);
 void bv_kv_close(struct bv_kv *kv);
@@ -73,6 +78,13 @@ const void *bv_kv_iter_key(struct bv_kv_iter *it, size_t *klen);
 const void *bv_kv_iter_value(struct bv_kv_iter *it, size_t *vlen);
 /* ST_EDB if the iteration stopped on an error rather than at the end. */
 int bv_kv_iter_status(struct bv_kv_iter *it);
+
+/* 1 when the database holds fewer writes than its seal (PATH.seal, see
+ * kv.c) records as committed: for a read-only open, which opens anyway,
+ * or a writable one with accept_loss. Sets the two sequence numbers. */
+int bv_kv_lost(const struct bv_kv *kv, uint64_t *recovered, uint64_t *sealed);
+/* Seals the database as it is now (after accepting a loss). */
+int bv_kv_reseal(struct bv_kv *kv);
 
 /* Bytes the database takes on disk (SST files and logs). */
 int bv_kv_disk_bytes(struct bv_kv *kv, uint64_t *bytes);

@@ -414,7 +414,8 @@ int main(void)
 		free(tmp.raw);
 	}
 
-	/* Reopen at an older tail: later bytes and containers disappear. */
+	/* Reopen at an older tail (a stale index): later bytes and
+	 * containers are kept and listed, appends go above them (C2). */
 	{
 		size_t keep = nrecs;
 
@@ -433,20 +434,45 @@ int main(void)
 		cs = NULL;
 		is_int(bv_cset_open(dir, &o, tid2, tend2, &cs), 0,
 		       "reopen at the older tail");
-		is_int(file_size(cs, tid2), (long long)tend2, "tail file cut");
-		ok(file_size(cs, tid2 + 1) < 0, "later containers removed");
-		nrecs = keep;
+		ok(file_size(cs, tid2) > (long long)tend2, "tail file not cut");
+		ok(file_size(cs, tid) > 0, "later containers kept");
+		{
+			const struct bv_cset_unknown *u;
+			size_t nu = bv_cset_unknown_list(cs, &u);
+			is_int(nu, 1 + (tid - tid2), "every range past the "
+			       "tail listed");
+			ok(nu > 0 && u[0].id == tid2 && u[0].from == tend2 &&
+			   u[0].to == (uint64_t)file_size(cs, tid2),
+			   "the tail container from the tail to its end");
+		}
 		ok(read_back(cs, r, 0, nrecs - 1, &err) && err == 0,
-		   "committed records read after reopen");
-		is_int(bv_cset_flush(cs, r, &tid, &tend), 0, "flush");
-		ok(tid == tid2 && tend == tend2, "tail unchanged");
+		   "every record reads after reopen, committed or not");
+		nrecs = keep;
+		is_int(bv_cset_flush(cs, r, &tid2, &tend2), 0, "flush");
+		is_int(stage_one(cs, r, &recs[nrecs], 4096), 0, "stage one");
+		ok(recs[nrecs].loc.container == tid + 1 &&
+		   recs[nrecs].loc.offset == BV_CONTAINER_HDR,
+		   "appends start a container above every other");
+		is_int(bv_cset_rollback(cs), 0, "rollback");
+		ok(file_size(cs, tid + 1) < 0 && file_size(cs, tid) > 0 &&
+		   file_size(cs, tid2) > (long long)tend2,
+		   "a rollback removes only what this set appended");
 		bv_cset_close(cs);
 		cs = NULL;
 	}
 
 	/* Bad tails. */
-	is_int(bv_cset_open(dir, &o, tid2, tend2 + 4096, &cs), ST_ECORRUPT,
-	       "tail past the end of the file");
+	{
+		struct bv_cset *c2 = NULL;
+		is_int(bv_cset_open(dir, &o, tid2, tend2, &c2), 0, "reopen");
+		long long end = file_size(c2, tid2);
+		bv_cset_close(c2);
+		is_int(bv_cset_open(dir, &o, tid2, (uint64_t)end + 4096, &cs),
+		       ST_ECORRUPT, "tail past the end of the file");
+		ok(strstr(bv_cset_error(), ".bvc ends at offset") != NULL,
+		   "the error names the file and the offset: %s",
+		   bv_cset_error());
+	}
 	is_int(bv_cset_open(dir, &o, tid2 + 5, 8192, &cs), ST_ECORRUPT,
 	       "tail in a missing container");
 	is_int(bv_cset_open(dir, &o, 0, 4096, &cs), ST_EINVAL,
@@ -485,10 +511,17 @@ int main(void)
 	bv_cset_close(cs);
 	cs = NULL;
 
-	/* Tail 0/0 on a directory with containers: all removed. */
+	/* Tail 0/0 on a directory with containers (an index that knows
+	 * none of them): all kept and listed. */
 	is_int(bv_cset_open(dir, &o, 0, 0, &cs), 0, "open at 0/0");
 	is_int(bv_cset_usage(cs, &files, &bytes), 0, "usage");
-	is_int(files, 0, "every container removed");
+	ok(files > 0, "no container removed (%llu)",
+	   (unsigned long long)files);
+	{
+		const struct bv_cset_unknown *u;
+		is_int(bv_cset_unknown_list(cs, &u), files,
+		       "each listed as unknown");
+	}
 	bv_cset_close(cs);
 
 	for (size_t i = 0; i < NREC * 2; i++)

@@ -152,7 +152,17 @@ int main(void)
 	       "every flushed record reads back after the reopen");
 	uint64_t files = 0, bytes = 0;
 	bv_cset_usage(cs, &files, &bytes);
-	is_int(files, tail_id, "containers past the tail were removed");
+	{
+		const struct bv_cset_unknown *u;
+		size_t nu = bv_cset_unknown_list(cs, &u);
+		uint64_t past = 0;
+		for (size_t i = 0; i < nu; i++)
+			past += u[i].to - u[i].from;
+		ok(files >= tail_id, "nothing removed: %llu containers, tail "
+		   "%u (container.c C2)", (unsigned long long)files, tail_id);
+		ok(nu > 0 && past > 0, "the bytes past the tail are listed "
+		   "(%zu ranges, %llu bytes)", nu, (unsigned long long)past);
+	}
 	scanned = 0;
 	int scan_ok = 1;
 	for (uint32_t id = 1; id <= tail_id; id++) {
@@ -164,7 +174,8 @@ int main(void)
 		}
 	}
 	ok(scan_ok, "every container scans clean (roll-over padding included)");
-	is_int(scanned, committed, "the scans find every flushed record");
+	ok(scanned >= committed, "the scans find every flushed record (%zu "
+	   "of %zu, and what was written past the tail)", scanned, committed);
 
 	/* Appending continues at the tail, page-aligned. */
 	size_t before = nrecs = committed;
