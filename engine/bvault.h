@@ -295,6 +295,15 @@ typedef struct bv_stats {
 	uint64_t container_bytes; /* container files on disk */
 	uint64_t index_bytes;     /* the index on disk */
 	uint64_t map_entries;     /* versioned map entries written */
+	/* Container bytes that no commit names, found by writable opens
+	 * and kept (never cut on the index's word): left by a crash between
+	 * a flush and its commit, or by an index older than the containers.
+	 * A later reclaim (GC) may give them back. */
+	uint64_t unknown_bytes;
+	uint64_t unknown_ranges;
+	/* 1: the index lost commits its seal records (a read-only open of
+	 * such a store; a writable one is refused with BV_ELOST). */
+	int index_lost;
 } bv_stats;
 
 BV_API int bv_stats_get(bv_store *s, bv_stats *out);

@@ -602,6 +602,25 @@ int bv_stats_get(bv_store *s, bv_stats *out)
 	bv_kv_iter_free(it);
 	if (rc)
 		return bv_fail_storage(rc, s->path);
+	if ((rc = bv_kv_iter_new(s->kv, BV_CF_META, "u/", 2, "u0", 2, &it)))
+		return bv_fail_storage(rc, s->path);
+	for (bv_kv_iter_seek(it, "u/", 2); bv_kv_iter_valid(it);
+	     bv_kv_iter_next(it)) {
+		size_t kl, vl;
+		const uint8_t *k = bv_kv_iter_key(it, &kl);
+		const uint8_t *v = bv_kv_iter_value(it, &vl);
+		uint64_t from = kl == 14 ? bv_get_be64(k + 6) : 0;
+		uint64_t to = vl == 8 ? bv_get_le64(v) : 0;
+		if (to > from) {
+			out->unknown_ranges++;
+			out->unknown_bytes += to - from;
+		}
+	}
+	rc = bv_kv_iter_status(it);
+	bv_kv_iter_free(it);
+	if (rc)
+		return bv_fail_storage(rc, s->path);
+	out->index_lost = s->index_lost;
 	if ((rc = bv_cset_usage(s->cset, &out->containers,
 				&out->container_bytes)))
 		return bv_fail(rc, "store %s: containers: %s", s->path,

@@ -406,6 +406,23 @@ static int open_secondary(struct bv_kv *kv)
 			kv->cf, &err);
 		if (err == NULL || attempt == 4)
 			break;
+		if (strstr(err, "Corruption") != NULL) {
+			/* A damaged write-ahead log: a secondary refuses it
+			 * whole, while a read-only open recovers to the last
+			 * intact record (point in time), so that a damaged
+			 * store can still be examined. Its info log goes to
+			 * our own directory: nothing in the store is
+			 * written. */
+			rocksdb_free(err);
+			err = NULL;
+			rocksdb_options_set_db_log_dir(kv->dbopt,
+						       kv->secondary);
+			kv->db = rocksdb_open_for_read_only_column_families(
+				kv->dbopt, kv->path, KV_CF_TOTAL, cf_names,
+				(const rocksdb_options_t *const *)kv->cfopt,
+				kv->cf, 0, &err);
+			break;
+		}
 		rocksdb_free(err);
 		err = NULL;
 		usleep(20000);
