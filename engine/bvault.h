@@ -315,7 +315,35 @@ typedef struct bv_verify_result {
 	uint64_t chunks;      /* chunk index entries read back and checked */
 	uint64_t map_entries; /* map entries checked */
 	uint64_t problems;    /* damage found (0: the store is intact) */
+	uint64_t damaged_bytes;  /* container bytes found damaged */
+	uint64_t needed_ranges;  /* REPLICA@RP ranges that read damage */
+	uint64_t unknown_bytes;  /* container bytes no commit names */
 } bv_verify_result;
+
+/* One finding of bv_store_verify_report(). */
+enum {
+	BV_VERIFY_DAMAGED = 1, /* damaged bytes of a container, or a chunk
+				* that cannot be read back */
+	BV_VERIFY_NEEDED = 2,  /* a byte range of REPLICA@RP reads damaged
+				* or missing data */
+	BV_VERIFY_UNKNOWN = 3, /* container bytes no commit names (kept;
+				* not damage) */
+	BV_VERIFY_INDEX = 4,   /* the index itself: damaged entries, or
+				* commits it lost */
+};
+typedef struct bv_verify_report {
+	int kind;
+	const char *message;     /* names the object and what is wrong */
+	uint32_t container;      /* DAMAGED, UNKNOWN: container id, or 0 */
+	uint64_t offset, length; /* DAMAGED, UNKNOWN: its bytes concerned */
+	const char *replica;     /* NEEDED: the replica */
+	uint64_t rp;             /* NEEDED: the RP; 0: the committed head,
+				  * newer than every RP */
+	uint64_t off, len;       /* NEEDED: the range of REPLICA@RP */
+} bv_verify_report;
+/* Called for each finding, in the order found; the pointers are valid
+ * during the call only. It must not call into the store. */
+typedef void (*bv_verify_fn)(void *ud, const bv_verify_report *r);
 
 /* Reads everything the store keeps: every container record by record,
  * every indexed chunk (decoded, its fingerprint recomputed), and every
@@ -325,6 +353,15 @@ typedef struct bv_verify_result {
  * read on. Ingest sessions of this process wait while containers are
  * scanned. */
 BV_API int bv_store_verify(bv_store *s, bv_verify_result *out);
+/* bv_store_verify, telling FN (may be NULL) of every finding: each
+ * damaged run of container bytes and each chunk that does not read back
+ * (the scan goes on past damage to the next intact record), then, for
+ * each damaged or missing chunk, every REPLICA@RP byte range that reads
+ * it (adjacent chunks merged), and the container bytes no commit names.
+ * Memory stays bounded: up to 2^20 damaged chunks are traced to the RPs
+ * that need them (more are counted, and said so). */
+BV_API int bv_store_verify_report(bv_store *s, bv_verify_fn fn, void *ud,
+				  bv_verify_result *out);
 
 /* ---- agent identities (for the network server, tools/PROTOCOL.md) ---- */
 

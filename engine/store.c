@@ -356,6 +356,10 @@ int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 	struct bv_cset_opts co = { .secret = s->secret,
 				   .store_id = s->store_id,
 				   .read_only = s->read_only };
+	/* For tests and benchmarks that need many containers. */
+	const char *cmax = getenv("BV_CONTAINER_MAX");
+	if (cmax && *cmax)
+		co.container_max = strtoull(cmax, NULL, 0);
 	s->tail_id = tail_id;
 	s->tail_end = tail_end;
 	if ((rc = bv_cset_open(sub, &co, tail_id, tail_end, &s->cset)))

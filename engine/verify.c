@@ -11,9 +11,17 @@
  *     entry keeps is compared with the decoded bytes' too;
  *  3. every map entry (every version of every replica) names either zero
  *     or a chunk the index holds, and a digest it keeps is the index's.
- * It only reads, and it goes on past a problem: problems are counted, and
- * the first one is the store's error message. Memory is bounded by the
- * batch buffers (VERIFY_BYTES each), whatever the store holds.
+ *  4. for each chunk found damaged or missing in 2 and 3, every
+ *     REPLICA@RP byte range that reads it: a map entry of version v is
+ *     read by the versions from v up to (not including) the version of
+ *     the next newer entry of the same chunk, so the map walk, which
+ *     meets a chunk's entries newest first, knows each entry's span.
+ * It only reads, and it goes on past a problem (a damaged run of
+ * container bytes is skipped to the next intact record): problems are
+ * counted and reported one by one (bv_store_verify_report), and the
+ * first one is the store's error message. Memory is bounded by the
+ * batch buffers (VERIFY_BYTES each) and the damaged set (DAMAGED_MAX
+ * fingerprints), whatever the store holds.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,25 +34,96 @@
 
 #define VERIFY_BYTES (16u << 20) /* raw bytes read per batch */
 #define VERIFY_MAX 256u          /* reads per batch */
+#define DAMAGED_MAX (1u << 20)   /* damaged chunks traced to their RPs */
+
+/* An RP of the replica being walked, with the range of it that reads
+ * damage and is not reported yet (merged while chunks are adjacent). */
+struct vrp {
+	uint64_t number, version, size;
+	uint64_t from, to; /* to == from: none open */
+};
 
 struct vstate {
 	bv_store *s;
 	bv_verify_result *res;
-	char first[512];
+	bv_verify_fn fn;
+	void *ud;
+	char first[1024];
+	bv_fp *damaged;       /* sorted once the chunk pass is done */
+	size_t ndamaged, damaged_cap;
+	uint64_t untraced;    /* damaged chunks past DAMAGED_MAX */
+	/* The replica of the map walk (4). */
+	uint64_t rid;
+	char name[BV_NAME_MAX + 1];
+	uint32_t chunk_size;
+	uint64_t head, head_size;
+	struct vrp *rps;      /* its RPs, and rps[nrps]: the head */
+	size_t nrps, rps_cap;
 };
+
+static void report(struct vstate *v, const bv_verify_report *r)
+{
+	if (v->fn)
+		v->fn(v->ud, r);
+}
 
 static void problem(struct vstate *v, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-static void problem(struct vstate *v, const char *fmt, ...)
+/* Counts a problem, keeps the first as the message, and reports it as
+ * KIND about container bytes [OFF, OFF+LEN) of CONTAINER (0: none). */
+static void problem_at(struct vstate *v, int kind, uint32_t container,
+		       uint64_t off, uint64_t len, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+static void problem_at(struct vstate *v, int kind, uint32_t container,
+		       uint64_t off, uint64_t len, const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
 
-	if (v->res->problems++ == 0) {
-		va_start(ap, fmt);
-		vsnprintf(v->first, sizeof v->first, fmt, ap);
-		va_end(ap);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (v->res->problems++ == 0)
+		snprintf(v->first, sizeof v->first, "%s", msg);
+	bv_verify_report r = { .kind = kind, .message = msg,
+			       .container = container, .offset = off,
+			       .length = len };
+	report(v, &r);
+}
+
+static void problem(struct vstate *v, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	problem_at(v, BV_VERIFY_INDEX, 0, 0, 0, "%s", msg);
+}
+
+/* Remembers FP as damaged or missing, for the trace to RPs (4). */
+static void note_damaged(struct vstate *v, const bv_fp *fp)
+{
+	if (v->ndamaged == v->damaged_cap) {
+		size_t nc = v->damaged_cap ? v->damaged_cap * 2 : 256;
+		bv_fp *nd;
+		if (nc > DAMAGED_MAX ||
+		    !(nd = realloc(v->damaged, nc * sizeof *nd))) {
+			v->untraced++;
+			return;
+		}
+		v->damaged = nd;
+		v->damaged_cap = nc;
 	}
+	v->damaged[v->ndamaged++] = *fp;
+}
+
+static int fp_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(bv_fp));
 }
 
 static void fp_hex(const bv_fp *fp, char out[33])
@@ -62,26 +141,95 @@ static int count_record(void *ud, const struct bv_chunk_loc *loc,
 	return 0;
 }
 
-/* 1: every container up to the durable tail. The write lock keeps
- * appends out while the last one is read. */
+static int count_damage(void *ud, uint32_t id, uint64_t off, uint64_t len)
+{
+	struct vstate *v = ud;
+	char path[4096];
+
+	(void)bv_cset_path(v->s->cset, id, path, sizeof path);
+	v->res->damaged_bytes += len;
+	if (off == 0)
+		problem_at(v, BV_VERIFY_DAMAGED, id, off, len, "container %s: "
+			   "its file header (offset 0, %" PRIu64 " bytes) is "
+			   "damaged or not this store's", path, len);
+	else
+		problem_at(v, BV_VERIFY_DAMAGED, id, off, len, "container %s: "
+			   "%" PRIu64 " damaged bytes at offset %" PRIu64
+			   " (up to the next intact record)", path, len, off);
+	return 0;
+}
+
+/* 1: every container, each scanned past its damage. A read-only open
+ * scans up to the durable tail only (beyond it, a writer may be
+ * appending). The write lock keeps appends out while the last one is
+ * read. */
 static int scan_containers(struct vstate *v, uint32_t tail_id)
 {
 	bv_store *s = v->s;
+	uint32_t *ids = NULL;
+	size_t n = 0;
+	int rc;
 
 	pthread_mutex_lock(&s->write_lock);
-	for (uint32_t id = 1; id <= tail_id; id++) {
+	if ((rc = bv_cset_list(s->cset, &ids, &n))) {
+		pthread_mutex_unlock(&s->write_lock);
+		return bv_fail(rc, "verify: listing the containers of %s: %s",
+			       s->path, bv_strerror(rc));
+	}
+	for (size_t i = 0; i < n; i++) {
+		char path[4096];
 		uint64_t bad = 0;
-		int rc = bv_cset_scan(s->cset, id, count_record, v, &bad);
+		if (s->read_only && ids[i] > tail_id)
+			break;
+		rc = bv_cset_scan_all(s->cset, ids[i], count_record,
+				      count_damage, v, &bad);
 		v->res->containers++;
-		if (rc == ST_ECORRUPT)
-			problem(v, "container %u is damaged at offset %" PRIu64,
-				id, bad);
-		else if (rc)
-			problem(v, "container %u cannot be read: %s", id,
-				bv_strerror(rc));
+		if (rc) {
+			(void)bv_cset_path(s->cset, ids[i], path, sizeof path);
+			problem_at(v, BV_VERIFY_DAMAGED, ids[i], 0, 0,
+				   "container %s cannot be read: %s", path,
+				   bv_strerror(rc));
+		}
 	}
 	pthread_mutex_unlock(&s->write_lock);
+	free(ids);
 	return 0;
+}
+
+/* The meta "u/" records: container bytes no commit names (store.c). */
+static int unknown_ranges(struct vstate *v)
+{
+	struct bv_kv_iter *it = NULL;
+	char path[4096], msg[4608];
+	int rc;
+
+	if ((rc = bv_kv_iter_new(v->s->kv, BV_CF_META, "u/", 2, "u0", 2, &it)))
+		return bv_fail_storage(rc, "verify: meta");
+	for (bv_kv_iter_seek(it, "u/", 2); bv_kv_iter_valid(it);
+	     bv_kv_iter_next(it)) {
+		size_t kl, vl;
+		const uint8_t *k = bv_kv_iter_key(it, &kl);
+		const uint8_t *val = bv_kv_iter_value(it, &vl);
+		if (kl != 14 || vl != 8)
+			continue;
+		uint32_t id = bv_get_be32(k + 2);
+		uint64_t from = bv_get_be64(k + 6), to = bv_get_le64(val);
+		if (to <= from)
+			continue;
+		(void)bv_cset_path(v->s->cset, id, path, sizeof path);
+		snprintf(msg, sizeof msg, "container %s: %" PRIu64 " bytes at "
+			 "offset %" PRIu64 " that no commit names (kept: a "
+			 "crash before a commit, or an index older than the "
+			 "containers)", path, to - from, from);
+		v->res->unknown_bytes += to - from;
+		bv_verify_report r = { .kind = BV_VERIFY_UNKNOWN,
+				       .message = msg, .container = id,
+				       .offset = from, .length = to - from };
+		report(v, &r);
+	}
+	rc = bv_kv_iter_status(it);
+	bv_kv_iter_free(it);
+	return rc ? bv_fail_storage(rc, "verify: meta") : 0;
 }
 
 /* Reads and checks the N records listed in READS; DIG[i]: 1 and the
@@ -100,10 +248,16 @@ static void check_batch(struct vstate *v, struct bv_ring *ring,
 		uint8_t d[16];
 		v->res->chunks++;
 		if (r->res) {
+			char path[4096];
 			fp_hex(&r->fp, hex);
-			problem(v, "chunk %s (container %u, offset %" PRIu64
-				"): %s", hex, r->loc.container, r->loc.offset,
-				bv_strerror(r->res));
+			(void)bv_cset_path(v->s->cset, r->loc.container, path,
+					   sizeof path);
+			note_damaged(v, &r->fp);
+			problem_at(v, BV_VERIFY_DAMAGED, r->loc.container,
+				   r->loc.offset, bv_rec_size(r->loc.stored_len),
+				   "chunk %s (container %s, offset %" PRIu64
+				   "): %s", hex, path, r->loc.offset,
+				   bv_strerror(r->res));
 			continue;
 		}
 		if (!dig[i][0])
@@ -155,6 +309,7 @@ static int check_chunks(struct vstate *v, struct bv_ring *ring)
 		if (bv_chunk_loc_decode(val, vl, &loc)) {
 			fp_hex(&fp, hex);
 			v->res->chunks++;
+			note_damaged(v, &fp);
 			problem(v, "chunk %s: its index entry is damaged", hex);
 			continue;
 		}
@@ -186,26 +341,159 @@ done:
 	return rc;
 }
 
+/* ---- 4: which REPLICA@RP ranges read damage ------------------------- */
+
+static int add_rp(void *ud, const bv_rp_info *rp)
+{
+	struct vstate *v = ud;
+	if (v->nrps + 1 >= v->rps_cap) {
+		size_t nc = v->rps_cap ? v->rps_cap * 2 : 64;
+		struct vrp *n = realloc(v->rps, nc * sizeof *n);
+		if (!n)
+			return -ENOMEM;
+		v->rps = n;
+		v->rps_cap = nc;
+	}
+	v->rps[v->nrps++] = (struct vrp){ rp->number, rp->version, rp->size,
+					  0, 0 };
+	return 0;
+}
+
+/* Reports the open range of RP I (the head when I == nrps). */
+static void emit_range(struct vstate *v, size_t i)
+{
+	struct vrp *p = &v->rps[i];
+	char msg[512];
+
+	if (p->to == p->from)
+		return;
+	if (p->number)
+		snprintf(msg, sizeof msg, "%s@%" PRIu64 " needs damaged or "
+			 "missing data: bytes %" PRIu64 " to %" PRIu64,
+			 v->name, p->number, p->from, p->to);
+	else
+		snprintf(msg, sizeof msg, "%s (its head, newer than every RP) "
+			 "needs damaged or missing data: bytes %" PRIu64
+			 " to %" PRIu64, v->name, p->from, p->to);
+	v->res->needed_ranges++;
+	bv_verify_report r = { .kind = BV_VERIFY_NEEDED, .message = msg,
+			       .replica = v->name, .rp = p->number,
+			       .off = p->from, .len = p->to - p->from };
+	report(v, &r);
+	p->from = p->to = 0;
+}
+
+static void emit_all(struct vstate *v)
+{
+	if (v->rid == 0)
+		return;
+	for (size_t i = 0; i <= v->nrps; i++)
+		emit_range(v, i);
+}
+
+/* Loads replica RID and its RPs for the trace. */
+static int trace_replica(struct vstate *v, uint64_t rid)
+{
+	struct bv_rrec r;
+	int rc;
+
+	emit_all(v);
+	v->rid = rid;
+	v->nrps = 0;
+	if ((rc = bv_id_name(v->s, "ri/", rid, v->name)) ||
+	    (rc = bv_rrec_get(v->s, v->name, &r))) {
+		snprintf(v->name, sizeof v->name, "#%llu",
+			 (unsigned long long)rid);
+		v->chunk_size = 0; /* an entry of no replica: not traced */
+		return 0;
+	}
+	v->chunk_size = r.chunk_size;
+	v->head = r.head;
+	v->head_size = r.size;
+	if ((rc = bv_rp_list(v->s, v->name, add_rp, v)))
+		return rc;
+	if (add_rp(v, &(bv_rp_info){ 0 }))
+		return -ENOMEM;
+	v->nrps--; /* rps[nrps] is the head, filled here */
+	v->rps[v->nrps] = (struct vrp){ 0, r.head, r.size, 0, 0 };
+	return 0;
+}
+
+/* Chunk CHUNK of the walked replica, in an entry of version VER that
+ * versions below NEWER read, is damaged: extend or report the range of
+ * every RP (and the head, unless an RP is the head) that reads it. */
+static void trace(struct vstate *v, uint64_t chunk, uint64_t ver,
+		  uint64_t newer)
+{
+	int head_is_rp = 0;
+
+	if (v->chunk_size == 0 || ver > v->head)
+		return; /* not committed: nothing reads it */
+	for (size_t i = 0; i <= v->nrps; i++) {
+		struct vrp *p = &v->rps[i];
+		if (i == v->nrps && head_is_rp)
+			break;
+		if (i < v->nrps && p->version == v->head)
+			head_is_rp = 1;
+		if (p->version < ver || p->version >= newer)
+			continue;
+		uint64_t from = chunk * v->chunk_size;
+		if (from >= p->size)
+			continue;
+		uint64_t to = from + v->chunk_size > p->size ? p->size :
+			      from + v->chunk_size;
+		if (p->to != from || p->to == p->from) {
+			emit_range(v, i);
+			p->from = from;
+		}
+		p->to = to;
+	}
+}
+
+static int is_damaged(const struct vstate *v, const uint8_t *fp)
+{
+	return v->ndamaged &&
+	       bsearch(fp, v->damaged, v->ndamaged, sizeof *v->damaged,
+		       fp_cmp) != NULL;
+}
+
 /* 3: every map entry names zero or an indexed chunk, and the digest it
- * keeps (format 2) is the one the index keeps. */
+ * keeps (format 2) is the one the index keeps; 4 along the way. */
 static int check_maps(struct vstate *v)
 {
 	struct bv_kv_iter *it = NULL;
 	uint8_t val[64];
 	char hex[33];
+	uint64_t prid = 0, pchunk = 0, pver = 0;
 	int rc;
 
+	if (v->ndamaged)
+		qsort(v->damaged, v->ndamaged, sizeof *v->damaged, fp_cmp);
 	if ((rc = bv_map_iter(v->s, 0, &it)))
 		return bv_fail_storage(rc, "verify: maps");
 	for (bv_kv_iter_seek(it, "", 0); bv_kv_iter_valid(it);
 	     bv_kv_iter_next(it)) {
 		size_t kl, vl, got;
-		(void)bv_kv_iter_key(it, &kl);
+		const uint8_t *k = bv_kv_iter_key(it, &kl);
 		const uint8_t *fp = bv_kv_iter_value(it, &vl);
+		uint64_t rid, chunk, ver, newer = UINT64_MAX;
+		int missing = 0;
 		uint8_t d[16];
 		bv_fp f;
 
 		v->res->map_entries++;
+		if (kl != BV_MAP_KEY) {
+			problem(v, "a map key of %zu bytes", kl);
+			continue;
+		}
+		rid = bv_get_be64(k);
+		chunk = bv_get_be64(k + 8);
+		ver = ~bv_get_be64(k + 16);
+		if (rid == prid && chunk == pchunk)
+			newer = pver;
+		prid = rid;
+		pchunk = chunk;
+		pver = ver;
 		if (vl == 0)
 			continue;
 		if (vl != sizeof f.b && vl != sizeof f.b + 16) {
@@ -218,6 +506,7 @@ static int check_maps(struct vstate *v)
 			       sizeof val, &got);
 		if (rc == ST_ENOTFOUND) {
 			fp_hex(&f, hex);
+			missing = 1;
 			problem(v, "a map entry names chunk %s, which the "
 				"chunk index does not hold", hex);
 		} else if (rc == 0 && vl > sizeof f.b &&
@@ -230,15 +519,26 @@ static int check_maps(struct vstate *v)
 			bv_kv_iter_free(it);
 			return bv_fail_storage(rc, "verify: chunk index");
 		}
+		if (missing || is_damaged(v, fp)) {
+			if (rid != v->rid && (rc = trace_replica(v, rid))) {
+				bv_kv_iter_free(it);
+				return bv_fail(rc, "verify: replica id %llu: %s",
+					       (unsigned long long)rid,
+					       bv_strerror(rc));
+			}
+			trace(v, chunk, ver, newer);
+		}
 	}
+	emit_all(v);
 	rc = bv_kv_iter_status(it);
 	bv_kv_iter_free(it);
 	return rc ? bv_fail_storage(rc, "verify: maps") : 0;
 }
 
-int bv_store_verify(bv_store *s, bv_verify_result *out)
+int bv_store_verify_report(bv_store *s, bv_verify_fn fn, void *ud,
+			   bv_verify_result *out)
 {
-	struct vstate v = { .s = s, .res = out };
+	struct vstate v = { .s = s, .res = out, .fn = fn, .ud = ud };
 	struct bv_ring *ring = NULL;
 	uint32_t tail_id;
 	int rc;
@@ -250,6 +550,11 @@ int bv_store_verify(bv_store *s, bv_verify_result *out)
 	pthread_mutex_lock(&s->index_lock);
 	tail_id = s->tail_id;
 	pthread_mutex_unlock(&s->index_lock);
+	if (s->index_lost)
+		problem(&v, "index %s/index: it lost commits that %s/index.seal "
+			"records (a damaged write-ahead log, or a directory "
+			"restored from an older copy); what it still holds is "
+			"checked below", s->path, s->path);
 	if ((rc = bv_ring_new(64, &ring)))
 		return bv_fail(rc, "verify: io_uring: %s", strerror(-rc));
 	rc = scan_containers(&v, tail_id);
@@ -257,12 +562,24 @@ int bv_store_verify(bv_store *s, bv_verify_result *out)
 		rc = check_chunks(&v, ring);
 	if (!rc)
 		rc = check_maps(&v);
+	if (!rc)
+		rc = unknown_ranges(&v);
 	bv_ring_free(ring);
+	free(v.damaged);
+	free(v.rps);
 	if (rc)
 		return rc;
+	if (v.untraced)
+		problem(&v, "%" PRIu64 " more damaged chunks than verify "
+			"traces to the RPs that need them", v.untraced);
 	if (out->problems)
 		return bv_fail(BV_ECORRUPT, "store %s: %" PRIu64 " problem%s "
 			       "found; the first: %s", s->path, out->problems,
 			       out->problems == 1 ? "" : "s", v.first);
 	return 0;
+}
+
+int bv_store_verify(bv_store *s, bv_verify_result *out)
+{
+	return bv_store_verify_report(s, NULL, NULL, out);
 }

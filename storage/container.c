@@ -1356,126 +1356,271 @@ static int grow(uint8_t **buf, size_t *cap, size_t n)
 	return 0;
 }
 
+/* What one scan reads with: the file, how far, and growing buffers. */
+struct scanner {
+	struct bv_cset *cs;
+	int fd;
+	uint64_t limit;
+	uint8_t *pbuf, *dbuf, *win;
+	size_t pcap, dcap;
+};
+
+/* Reads what is at OFF: 0 for an intact record (LOC, FP, *NEXT after
+ * it), 1 for flush padding (*NEXT: the next page), ST_ECORRUPT for
+ * damage, or -errno. */
+static int scan_at(struct scanner *sc, uint32_t id, uint64_t off,
+		   struct bv_chunk_loc *loc, bv_fp *fp, uint64_t *next)
+{
+	uint64_t limit = sc->limit;
+	uint8_t h[BV_REC_HDR];
+	struct rec_hdr rh;
+	uint64_t rec;
+	size_t body;
+	bv_fp got;
+	int ret;
+
+	if (limit - off >= 4) {
+		ret = pread_full(sc->fd, h, 4, off);
+		if (ret != 0)
+			return ret;
+	}
+	if (limit - off < 4 || bv_get_le32(h) == 0) {
+		/* Flush padding: zeros up to the next page (or the end).
+		 * Never at a page start: a flush pads only a partial page. */
+		uint64_t nx = (off + PAGE - 1) / PAGE * PAGE;
+		size_t len;
+
+		if (off % PAGE == 0)
+			return ST_ECORRUPT;
+		if (nx > limit)
+			nx = limit;
+		len = (size_t)(nx - off);
+		ret = grow(&sc->pbuf, &sc->pcap, len);
+		if (ret == 0)
+			ret = pread_full(sc->fd, sc->pbuf, len, off);
+		if (ret != 0)
+			return ret;
+		if (!bv_is_zero(sc->pbuf, len))
+			return ST_ECORRUPT;
+		*next = nx;
+		return 1;
+	}
+	if (limit - off < BV_REC_HDR)
+		return ST_ECORRUPT;
+	ret = pread_full(sc->fd, h, BV_REC_HDR, off);
+	if (ret != 0)
+		return ret;
+	if (rec_hdr_parse(h, &rh) != 0)
+		return ST_ECORRUPT;
+	rec = bv_rec_size(rh.stored_len);
+	if (rec > limit - off)
+		return ST_ECORRUPT;
+	body = (size_t)(rec - BV_REC_HDR);
+	ret = grow(&sc->pbuf, &sc->pcap, body);
+	if (ret == 0)
+		ret = grow(&sc->dbuf, &sc->dcap, rh.raw_len);
+	if (ret == 0)
+		ret = pread_full(sc->fd, sc->pbuf, body, off + BV_REC_HDR);
+	if (ret != 0)
+		return ret;
+	if (bv_checksum64(sc->pbuf, rh.stored_len) != rh.csum ||
+	    !bv_is_zero(sc->pbuf + rh.stored_len, body - rh.stored_len) ||
+	    bv_codec_decode(rh.codec, sc->pbuf, rh.stored_len, sc->dbuf,
+			    rh.raw_len) != 0)
+		return ST_ECORRUPT;
+	bv_fp_compute(sc->cs->secret, sc->dbuf, rh.raw_len, &got);
+	if (!bv_fp_equal(&got, &rh.fp))
+		return ST_ECORRUPT;
+	loc->container = id;
+	loc->offset = off;
+	loc->stored_len = rh.stored_len;
+	loc->raw_len = rh.raw_len;
+	loc->codec = rh.codec;
+	*fp = rh.fp;
+	*next = off + rec;
+	return 0;
+}
+
+#define RESYNC_WINDOW (1u << 20)
+
+/* After damage at OFF: the first 16-aligned offset past it where an
+ * intact record starts, or the limit. Record magics are looked for in
+ * windows read at once, so that a long damaged run costs reads of a
+ * MiB, not one read per 16 bytes. */
+static int resync(struct scanner *sc, uint32_t id, uint64_t off,
+		  uint64_t *good)
+{
+	uint64_t at = off + 16;
+	int ret;
+
+	if (sc->win == NULL) {
+		sc->win = malloc(RESYNC_WINDOW);
+		if (sc->win == NULL)
+			return -ENOMEM;
+	}
+	while (at + 4 <= sc->limit) {
+		size_t len = sc->limit - at < RESYNC_WINDOW ?
+			     (size_t)(sc->limit - at) : RESYNC_WINDOW;
+
+		ret = pread_full(sc->fd, sc->win, len, at);
+		if (ret != 0)
+			return ret;
+		for (size_t i = 0; i + 4 <= len; i += 16) {
+			struct bv_chunk_loc loc;
+			uint64_t next;
+			bv_fp fp;
+
+			if (bv_get_le32(sc->win + i) != REC_MAGIC)
+				continue;
+			ret = scan_at(sc, id, at + i, &loc, &fp, &next);
+			if (ret == 0) {
+				*good = at + i;
+				return 0;
+			}
+			if (ret != ST_ECORRUPT && ret != 1)
+				return ret;
+		}
+		at += len;
+	}
+	*good = sc->limit;
+	return 0;
+}
+
+int bv_cset_scan_all(struct bv_cset *cs, uint32_t id,
+		     int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+			       const bv_fp *fp),
+		     int (*damage)(void *ud, uint32_t id, uint64_t off,
+				   uint64_t len),
+		     void *ud, uint64_t *bad_off)
+{
+	struct scanner sc = { .cs = cs, .fd = -1 };
+	uint64_t off = BV_CONTAINER_HDR;
+	struct stat st;
+	int ret;
+
+	if (bad_off != NULL)
+		*bad_off = 0;
+	ret = open_container(cs, id, O_RDONLY, &sc.fd);
+	if (ret != 0)
+		goto out;
+	if (fstat(sc.fd, &st) != 0) {
+		ret = -errno;
+		goto out;
+	}
+	sc.limit = (uint64_t)st.st_size;
+	/* The container being appended: only what is written out counts,
+	 * the staged bytes are not in the file yet. */
+	pthread_mutex_lock(&cs->mu);
+	if (id == cs->cur_id && cs->wfd >= 0 &&
+	    sc.limit > cs->cur_end - cs->buf_len)
+		sc.limit = cs->cur_end - cs->buf_len;
+	pthread_mutex_unlock(&cs->mu);
+	ret = file_hdr_check(cs, id, sc.fd);
+	if (ret == ST_ECORRUPT || ret == ST_EFORMAT) {
+		/* bad_off 0: the file header. The records after it are
+		 * self-describing: with DAMAGE, they are read anyway. */
+		off = 0;
+		if (damage == NULL)
+			goto out;
+		ret = damage(ud, id, 0, sc.limit < BV_CONTAINER_HDR ?
+			     sc.limit : BV_CONTAINER_HDR);
+		off = BV_CONTAINER_HDR;
+	}
+	if (ret != 0)
+		goto out;
+	while (off < sc.limit) {
+		struct bv_chunk_loc loc;
+		uint64_t next = 0;
+		bv_fp fp;
+
+		ret = scan_at(&sc, id, off, &loc, &fp, &next);
+		if (ret == 0)
+			ret = cb(ud, &loc, &fp);
+		else if (ret == 1)
+			ret = 0;
+		else if (ret == ST_ECORRUPT && damage != NULL) {
+			ret = resync(&sc, id, off, &next);
+			if (ret == 0)
+				ret = damage(ud, id, off, next - off);
+		}
+		if (ret != 0)
+			goto out;
+		off = next;
+	}
+	ret = 0;
+out:
+	if (ret == ST_ECORRUPT && bad_off != NULL)
+		*bad_off = off;
+	if (sc.fd >= 0)
+		close(sc.fd);
+	free(sc.pbuf);
+	free(sc.dbuf);
+	free(sc.win);
+	return ret;
+}
+
 int bv_cset_scan(struct bv_cset *cs, uint32_t id,
 		 int (*cb)(void *ud, const struct bv_chunk_loc *loc,
 			   const bv_fp *fp),
 		 void *ud, uint64_t *bad_off)
 {
-	uint8_t *pbuf = NULL, *dbuf = NULL;
-	size_t pcap = 0, dcap = 0;
-	uint64_t off = BV_CONTAINER_HDR;
-	uint64_t limit;
-	struct stat st;
-	int fd = -1;
+	return bv_cset_scan_all(cs, id, cb, NULL, ud, bad_off);
+}
+
+int bv_cset_list(struct bv_cset *cs, uint32_t **ids, size_t *n)
+{
+	DIR *d = NULL;
+	struct dirent *e;
+	uint32_t *v = NULL;
+	size_t cnt = 0, cap = 0;
 	int ret;
 
-	if (bad_off != NULL)
-		*bad_off = 0;
-	ret = open_container(cs, id, O_RDONLY, &fd);
+	*ids = NULL;
+	*n = 0;
+	ret = open_listing(cs, &d);
 	if (ret != 0)
 		goto out;
-	ret = file_hdr_check(cs, id, fd);
-	if (ret == ST_ECORRUPT)
-		off = 0; /* bad_off 0: the file header */
-	if (ret != 0)
-		goto out;
-	if (fstat(fd, &st) != 0) {
-		ret = -errno;
-		goto out;
-	}
-	limit = (uint64_t)st.st_size;
-	/* The container being appended: only what is written out counts,
-	 * the staged bytes are not in the file yet. */
-	pthread_mutex_lock(&cs->mu);
-	if (id == cs->cur_id && cs->wfd >= 0 &&
-	    limit > cs->cur_end - cs->buf_len)
-		limit = cs->cur_end - cs->buf_len;
-	pthread_mutex_unlock(&cs->mu);
+	for (;;) {
+		uint32_t cid;
 
-	while (off < limit) {
-		uint8_t h[BV_REC_HDR];
-		struct rec_hdr rh;
-		struct bv_chunk_loc loc;
-		uint64_t rec;
-		size_t body;
-		bv_fp got;
-
-		if (limit - off >= 4) {
-			ret = pread_full(fd, h, 4, off);
-			if (ret != 0)
-				goto out;
+		errno = 0;
+		e = readdir(d);
+		if (e == NULL) {
+			if (errno != 0)
+				ret = -errno;
+			break;
 		}
-		if (limit - off < 4 || bv_get_le32(h) == 0) {
-			/* Flush padding: zeros up to the next page (or the
-			 * end). Never at a page start: a flush pads only a
-			 * partial page. */
-			uint64_t next = (off + PAGE - 1) / PAGE * PAGE;
-			size_t len;
-
-			if (off % PAGE == 0)
-				goto bad;
-			if (next > limit)
-				next = limit;
-			len = (size_t)(next - off);
-			ret = grow(&pbuf, &pcap, len);
-			if (ret != 0)
-				goto out;
-			ret = pread_full(fd, pbuf, len, off);
-			if (ret != 0)
-				goto out;
-			if (!bv_is_zero(pbuf, len))
-				goto bad;
-			off = next;
+		cid = id_of(e->d_name);
+		if (cid == 0)
 			continue;
+		if (cnt == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			uint32_t *nv = realloc(v, nc * sizeof(*nv));
+			if (nv == NULL) {
+				ret = -ENOMEM;
+				break;
+			}
+			v = nv;
+			cap = nc;
 		}
-		if (limit - off < BV_REC_HDR)
-			goto bad;
-		ret = pread_full(fd, h, BV_REC_HDR, off);
-		if (ret != 0)
-			goto out;
-		if (rec_hdr_parse(h, &rh) != 0)
-			goto bad;
-		rec = bv_rec_size(rh.stored_len);
-		if (rec > limit - off)
-			goto bad;
-		body = (size_t)(rec - BV_REC_HDR);
-		ret = grow(&pbuf, &pcap, body);
-		if (ret == 0)
-			ret = grow(&dbuf, &dcap, rh.raw_len);
-		if (ret != 0)
-			goto out;
-		ret = pread_full(fd, pbuf, body, off + BV_REC_HDR);
-		if (ret != 0)
-			goto out;
-		if (bv_checksum64(pbuf, rh.stored_len) != rh.csum ||
-		    !bv_is_zero(pbuf + rh.stored_len, body - rh.stored_len) ||
-		    bv_codec_decode(rh.codec, pbuf, rh.stored_len, dbuf,
-				    rh.raw_len) != 0)
-			goto bad;
-		bv_fp_compute(cs->secret, dbuf, rh.raw_len, &got);
-		if (!bv_fp_equal(&got, &rh.fp))
-			goto bad;
-		loc.container = id;
-		loc.offset = off;
-		loc.stored_len = rh.stored_len;
-		loc.raw_len = rh.raw_len;
-		loc.codec = rh.codec;
-		ret = cb(ud, &loc, &rh.fp);
-		if (ret != 0)
-			goto out;
-		off += rec;
+		v[cnt++] = cid;
 	}
-	ret = 0;
-	goto out;
-bad:
-	ret = ST_ECORRUPT;
+	if (ret != 0)
+		goto out;
+	for (size_t i = 1; i < cnt; i++) { /* insertion sort: ids */
+		uint32_t x = v[i];
+		size_t j = i;
+		for (; j > 0 && v[j - 1] > x; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
+	*ids = v;
+	*n = cnt;
+	v = NULL;
 out:
-	if (ret == ST_ECORRUPT && bad_off != NULL)
-		*bad_off = off;
-	if (fd >= 0)
-		close(fd);
-	free(pbuf);
-	free(dbuf);
+	free(v);
+	if (d != NULL)
+		closedir(d);
 	return ret;
 }
 

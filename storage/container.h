@@ -186,6 +186,21 @@ int bv_cset_scan(struct bv_cset *cs, uint32_t id,
 			   const bv_fp *fp),
 		 void *ud, uint64_t *bad_off);
 
+/* Scans like bv_cset_scan, but goes on past damage: DAMAGE is called
+ * for each damaged run of bytes [OFF, OFF+LEN) (a damaged file header is
+ * [0, 4096)), and the scan resumes at the next intact record. A non-zero
+ * return of either callback stops the scan and is returned. */
+int bv_cset_scan_all(struct bv_cset *cs, uint32_t id,
+		     int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+			       const bv_fp *fp),
+		     int (*damage)(void *ud, uint32_t id, uint64_t off,
+				   uint64_t len),
+		     void *ud, uint64_t *bad_off);
+
+/* The ids of every container file, ascending, in *IDS (malloc'ed; the
+ * caller frees it). */
+int bv_cset_list(struct bv_cset *cs, uint32_t **ids, size_t *n);
+
 /* Number of container files and their total bytes. */
 int bv_cset_usage(struct bv_cset *cs, uint64_t *files, uint64_t *bytes);
 
