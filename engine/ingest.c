@@ -4,7 +4,7 @@
  *
  * How the invariants of store.c are kept here:
  *  1. write_batch() (phase D) makes the batch's new chunk records durable
- *     (bv_cset_flush: write + fdatasync through io_uring) before
+ *     (the container interface's flush: write + fdatasync) before
  *     index_batch() (phase E, which takes batches only from D) writes the
  *     chunk index and map entries naming them to RocksDB.
  *  2. bv_ingest_add() writes, synced, an "inflight" marker for the replica
@@ -129,8 +129,7 @@ struct batch {
 	size_t nnew;
 	size_t *pend;                  /* slots waiting for phases A-C */
 	size_t npend;
-	uint32_t tail_id;              /* durable container tail after D */
-	uint64_t tail_end;
+	struct bv_ctail tail;          /* durable container tail after D */
 	struct bv_kv_batch *kvb;
 };
 
@@ -347,9 +346,9 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
 	uint32_t cid = 0;
 	uint64_t base = 0;
 	pthread_mutex_lock(&s->write_lock);
-	rc = bv_cset_appendv(s->cset, ring, b->seg, b->nseg, &cid, &base);
+	rc = s->cs->ops->appendv(s->cs, ring, b->seg, b->nseg, &cid, &base);
 	if (!rc)
-		rc = bv_cset_flush(s->cset, ring, &b->tail_id, &b->tail_end);
+		rc = s->cs->ops->flush(s->cs, ring, &b->tail);
 	for (size_t j = 0; j < b->nnew && !rc; j++) {
 		struct slot *sl = &b->slots[b->idx[j]];
 		size_t k = (size_t)sl->loc.offset / b->region;
@@ -358,7 +357,7 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
 				 sl->loc.offset % b->region;
 	}
 	if (rc) {
-		bv_cset_rollback(s->cset);
+		s->cs->ops->rollback(s->cs);
 		rc = bv_fail(rc, "ingest of replica %s%s: writing chunk "
 			     "containers in %s: %s", in->rep[0].name,
 			     in->nrep > 1 ? " and others" : "", s->path,
@@ -372,8 +371,7 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
  * Caller holds the index lock. */
 static int tail_later(const struct batch *b, const bv_store *s)
 {
-	return b->tail_id > s->tail_id ||
-	       (b->tail_id == s->tail_id && b->tail_end > s->tail_end);
+	return s->cs->ops->tail_cmp(&b->tail, &s->tail) > 0;
 }
 
 /* Orders a batch's new chunks by fingerprint (qsort_r context: slots). */
@@ -392,7 +390,7 @@ static int index_batch(bv_ingest *in, struct batch *b)
 {
 	bv_store *s = in->s;
 	struct bv_cstat cst;
-	uint8_t key[BV_MAP_KEY], loc[BV_LOC_DIGEST_SIZE], tail[12], mval[32];
+	uint8_t key[BV_MAP_KEY], loc[BV_LOC_DIGEST_SIZE], mval[32];
 	int rc = 0;
 
 	pthread_mutex_lock(&s->index_lock);
@@ -419,10 +417,8 @@ static int index_batch(bv_ingest *in, struct batch *b)
 		}
 		bv_cstat_put(b->kvb, &cst);
 		if (tail_later(b, s)) {
-			bv_le32(tail, b->tail_id);
-			bv_le64(tail + 4, b->tail_end);
-			bv_kv_batch_put(b->kvb, BV_CF_META, "tail", 4, tail,
-					sizeof tail);
+			bv_kv_batch_put(b->kvb, BV_CF_META, "tail", 4,
+					b->tail.b, b->tail.len);
 		}
 	}
 	for (size_t i = 0; i < b->used; i++) {
@@ -447,8 +443,7 @@ static int index_batch(bv_ingest *in, struct batch *b)
 			     in->rep[0].name, in->nrep > 1 ? " and others" : "",
 			     bv_kv_error());
 	else if (b->nnew && tail_later(b, s)) {
-		s->tail_id = b->tail_id;
-		s->tail_end = b->tail_end;
+		s->tail = b->tail;
 	}
 out:
 	pthread_mutex_unlock(&s->index_lock);

@@ -22,6 +22,7 @@
 #include "bvault.h"
 #include "codec.h"
 #include "container.h"
+#include "cstore.h"
 #include "endian.h"
 #include "errcodes.h"
 #include "kv.h"
@@ -48,6 +49,12 @@ int bv_fail_storage(int err, const char *object);
 /* 0, or BV_EREADONLY (with the message) when S was opened read-only: the
  * first check of every call that changes the store. */
 int bv_store_writable(const bv_store *s);
+/* bv_store_open, with the containers seen through WRAP (for the fault
+ * tests: cstore.h's fault-injecting wrapper). */
+int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
+			  int (*wrap)(void *ud, struct bv_cstore *inner,
+				      struct bv_cstore **out),
+			  void *wrap_ud, bv_store **out);
 
 /* ---- worker pool ------------------------------------------------------- */
 
@@ -71,7 +78,7 @@ struct bv_store {
 	int read_only;       /* bv_open_opts.read_only: no lock, no writes */
 	struct bv_kv *kv;
 	int index_lost;          /* the seal says the index lost commits */
-	struct bv_cset *cset;
+	struct bv_cstore *cs;     /* the containers (cstore.h) */
 	struct bv_pool *pool;
 	uint8_t secret[BV_SECRET_SIZE];
 	uint8_t store_id[16];
@@ -88,8 +95,7 @@ struct bv_store {
 	 * the index only moves forward (tail_id, tail_end: the last one
 	 * written). */
 	pthread_mutex_t index_lock;
-	uint32_t tail_id;
-	uint64_t tail_end;
+	struct bv_ctail tail;
 	/* Replicas held by an open ingest session (in-process). */
 	uint64_t busy[BV_SESSION_MAX * 4];
 	size_t nbusy;

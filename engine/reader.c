@@ -146,7 +146,7 @@ int bv_chunks_read(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
 		}
 		done += m;
 	}
-	rc = bv_cset_read(s->cset, ring, reads, n);
+	rc = s->cs->ops->read(s->cs, ring, reads, n);
 	if (rc) {
 		for (size_t i = 0; i < n; i++)
 			if (reads[i].res)

@@ -260,7 +260,7 @@ static int recover(bv_store *s)
 static int note_unknown(bv_store *s)
 {
 	const struct bv_cset_unknown *u;
-	size_t n = bv_cset_unknown_list(s->cset, &u);
+	size_t n = s->cs->ops->unknown(s->cs, &u);
 	struct bv_kv_batch *b = NULL;
 	int rc;
 
@@ -283,12 +283,18 @@ static int note_unknown(bv_store *s)
 
 int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 {
+	return bv_store_open_wrapped(path, opts, NULL, NULL, out);
+}
+
+int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
+			  int (*wrap)(void *ud, struct bv_cstore *inner,
+				      struct bv_cstore **out),
+			  void *wrap_ud, bv_store **out)
+{
 	bv_store *s = calloc(1, sizeof *s);
 	char sub[4096];
-	uint8_t cfg[CONFIG_LEN], tail[12];
+	uint8_t cfg[CONFIG_LEN];
 	size_t len;
-	uint32_t tail_id = 0;
-	uint64_t tail_end = 0;
 	int rc;
 
 	*out = s;
@@ -344,10 +350,10 @@ int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 	if (chunk_size_check(s->chunk_default))
 		return bv_fail(BV_ECORRUPT, "store %s: config names chunk "
 			       "size %u", path, s->chunk_default);
-	rc = bv_kv_get(s->kv, BV_CF_META, "tail", 4, tail, sizeof tail, &len);
-	if (rc == 0 && len == sizeof tail) {
-		tail_id = bv_get_le32(tail);
-		tail_end = bv_get_le64(tail + 4);
+	rc = bv_kv_get(s->kv, BV_CF_META, "tail", 4, s->tail.b,
+		       sizeof s->tail.b, &len);
+	if (rc == 0 && len > 0 && len <= BV_TAIL_MAX) {
+		s->tail.len = (uint32_t)len;
 	} else if (rc != ST_ENOTFOUND) {
 		return bv_fail(BV_ECORRUPT, "store %s: container tail record "
 			       "is damaged", path);
@@ -360,13 +366,21 @@ int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 	const char *cmax = getenv("BV_CONTAINER_MAX");
 	if (cmax && *cmax)
 		co.container_max = strtoull(cmax, NULL, 0);
-	s->tail_id = tail_id;
-	s->tail_end = tail_end;
-	if ((rc = bv_cset_open(sub, &co, tail_id, tail_end, &s->cset)))
+	if ((rc = bv_cstore_file_open(sub, &co, &s->tail, &s->cs)))
 		return bv_fail(rc, "store %s: %s%s", path, bv_cset_error(),
 			       rc == BV_ECORRUPT ? "; nothing was changed, and "
 			       "read-only commands (bvault verify STORE) still "
 			       "open the store to show what it affects" : "");
+	if (wrap) {
+		struct bv_cstore *w = NULL;
+		if ((rc = wrap(wrap_ud, s->cs, &w))) {
+			s->cs->ops->close(s->cs);
+			s->cs = NULL;
+			return bv_fail(rc, "store %s: container wrapper: %s",
+				       path, bv_strerror(rc));
+		}
+		s->cs = w;
+	}
 	if (!s->read_only && (rc = note_unknown(s)))
 		return rc;
 	unsigned w = opts && opts->workers ? opts->workers :
@@ -405,7 +419,8 @@ void bv_store_close(bv_store *s)
 	if (!s)
 		return;
 	bv_pool_free(s->pool);
-	bv_cset_close(s->cset);
+	if (s->cs)
+		s->cs->ops->close(s->cs);
 	bv_kv_close(s->kv);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
@@ -625,7 +640,7 @@ int bv_stats_get(bv_store *s, bv_stats *out)
 	if (rc)
 		return bv_fail_storage(rc, s->path);
 	out->index_lost = s->index_lost;
-	if ((rc = bv_cset_usage(s->cset, &out->containers,
+	if ((rc = s->cs->ops->usage(s->cs, &out->containers,
 				&out->container_bytes)))
 		return bv_fail(rc, "store %s: containers: %s", s->path,
 			       bv_strerror(rc));

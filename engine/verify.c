@@ -146,7 +146,7 @@ static int count_damage(void *ud, uint32_t id, uint64_t off, uint64_t len)
 	struct vstate *v = ud;
 	char path[4096];
 
-	(void)bv_cset_path(v->s->cset, id, path, sizeof path);
+	(void)v->s->cs->ops->where(v->s->cs, id, path, sizeof path);
 	v->res->damaged_bytes += len;
 	if (off == 0)
 		problem_at(v, BV_VERIFY_DAMAGED, id, off, len, "container %s: "
@@ -163,7 +163,7 @@ static int count_damage(void *ud, uint32_t id, uint64_t off, uint64_t len)
  * scans up to the durable tail only (beyond it, a writer may be
  * appending). The write lock keeps appends out while the last one is
  * read. */
-static int scan_containers(struct vstate *v, uint32_t tail_id)
+static int scan_containers(struct vstate *v)
 {
 	bv_store *s = v->s;
 	uint32_t *ids = NULL;
@@ -171,21 +171,18 @@ static int scan_containers(struct vstate *v, uint32_t tail_id)
 	int rc;
 
 	pthread_mutex_lock(&s->write_lock);
-	if ((rc = bv_cset_list(s->cset, &ids, &n))) {
+	if ((rc = s->cs->ops->list(s->cs, &ids, &n))) {
 		pthread_mutex_unlock(&s->write_lock);
 		return bv_fail(rc, "verify: listing the containers of %s: %s",
 			       s->path, bv_strerror(rc));
 	}
 	for (size_t i = 0; i < n; i++) {
 		char path[4096];
-		uint64_t bad = 0;
-		if (s->read_only && ids[i] > tail_id)
-			break;
-		rc = bv_cset_scan_all(s->cset, ids[i], count_record,
-				      count_damage, v, &bad);
+		rc = s->cs->ops->scan(s->cs, ids[i], count_record,
+				      count_damage, v);
 		v->res->containers++;
 		if (rc) {
-			(void)bv_cset_path(s->cset, ids[i], path, sizeof path);
+			(void)s->cs->ops->where(s->cs, ids[i], path, sizeof path);
 			problem_at(v, BV_VERIFY_DAMAGED, ids[i], 0, 0,
 				   "container %s cannot be read: %s", path,
 				   bv_strerror(rc));
@@ -216,7 +213,7 @@ static int unknown_ranges(struct vstate *v)
 		uint64_t from = bv_get_be64(k + 6), to = bv_get_le64(val);
 		if (to <= from)
 			continue;
-		(void)bv_cset_path(v->s->cset, id, path, sizeof path);
+		(void)v->s->cs->ops->where(v->s->cs, id, path, sizeof path);
 		snprintf(msg, sizeof msg, "container %s: %" PRIu64 " bytes at "
 			 "offset %" PRIu64 " that no commit names (kept: a "
 			 "crash before a commit, or an index older than the "
@@ -242,7 +239,7 @@ static void check_batch(struct vstate *v, struct bv_ring *ring,
 
 	if (n == 0)
 		return;
-	(void)bv_cset_read(v->s->cset, ring, reads, n);
+	(void)v->s->cs->ops->read(v->s->cs, ring, reads, n);
 	for (size_t i = 0; i < n; i++) {
 		struct bv_chunk_read *r = &reads[i];
 		uint8_t d[16];
@@ -250,7 +247,7 @@ static void check_batch(struct vstate *v, struct bv_ring *ring,
 		if (r->res) {
 			char path[4096];
 			fp_hex(&r->fp, hex);
-			(void)bv_cset_path(v->s->cset, r->loc.container, path,
+			(void)v->s->cs->ops->where(v->s->cs, r->loc.container, path,
 					   sizeof path);
 			note_damaged(v, &r->fp);
 			problem_at(v, BV_VERIFY_DAMAGED, r->loc.container,
@@ -540,16 +537,12 @@ int bv_store_verify_report(bv_store *s, bv_verify_fn fn, void *ud,
 {
 	struct vstate v = { .s = s, .res = out, .fn = fn, .ud = ud };
 	struct bv_ring *ring = NULL;
-	uint32_t tail_id;
 	int rc;
 
 	if (!s || !out)
 		return bv_fail(BV_EINVAL, "verify: no store or no result");
 	memset(out, 0, sizeof *out);
 	bv_fail(0, "%s", "");
-	pthread_mutex_lock(&s->index_lock);
-	tail_id = s->tail_id;
-	pthread_mutex_unlock(&s->index_lock);
 	if (s->index_lost)
 		problem(&v, "index %s/index: it lost commits that %s/index.seal "
 			"records (a damaged write-ahead log, or a directory "
@@ -557,7 +550,7 @@ int bv_store_verify_report(bv_store *s, bv_verify_fn fn, void *ud,
 			"checked below", s->path, s->path);
 	if ((rc = bv_ring_new(64, &ring)))
 		return bv_fail(rc, "verify: io_uring: %s", strerror(-rc));
-	rc = scan_containers(&v, tail_id);
+	rc = scan_containers(&v);
 	if (!rc)
 		rc = check_chunks(&v, ring);
 	if (!rc)

@@ -38,6 +38,7 @@
  * container CUR_ID; everything before that is written to the file.
  */
 #include "container.h"
+#include "cstore.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -101,6 +102,8 @@ struct rc_slot {
 };
 
 struct bv_cset {
+	struct bv_cstore base; /* the container interface (cstore.h) */
+	int read_only;
 	char *dir;
 	int dirfd;
 	uint64_t container_max;
@@ -811,6 +814,7 @@ int bv_cset_open(const char *dir, const struct bv_cset_opts *o,
 		ret = -errno;
 		goto fail;
 	}
+	cs->read_only = o->read_only;
 	if (o->read_only) {
 		/* Another process may be appending: leave every file as it
 		 * is, read only what the tail given covers, write nothing. */
@@ -1663,4 +1667,190 @@ out:
 	if (d != NULL)
 		closedir(d);
 	return ret;
+}
+
+/* ---- the file backend behind the container interface (cstore.h) ---- */
+
+void bv_ctail_file(struct bv_ctail *t, uint32_t id, uint64_t end)
+{
+	memset(t, 0, sizeof(*t));
+	if (id == 0)
+		return;
+	t->len = 12;
+	bv_le32(t->b, id);
+	bv_le64(t->b + 4, end);
+}
+
+int bv_ctail_file_parse(const struct bv_ctail *t, uint32_t *id,
+			uint64_t *end)
+{
+	*id = 0;
+	*end = 0;
+	if (t == NULL || t->len == 0)
+		return 0;
+	if (t->len != 12)
+		return ST_ECORRUPT;
+	*id = bv_get_le32(t->b);
+	*end = bv_get_le64(t->b + 4);
+	return 0;
+}
+
+static struct bv_cset *file_of(struct bv_cstore *c)
+{
+	return (struct bv_cset *)c;
+}
+
+static int file_appendv(struct bv_cstore *c, struct bv_ring *ring,
+			struct iovec *seg, unsigned nseg, uint32_t *container,
+			uint64_t *offset)
+{
+	return bv_cset_appendv(file_of(c), ring, seg, nseg, container, offset);
+}
+
+static int file_flush(struct bv_cstore *c, struct bv_ring *ring,
+		      struct bv_ctail *tail)
+{
+	uint32_t id = 0;
+	uint64_t end = 0;
+	int ret = bv_cset_flush(file_of(c), ring, &id, &end);
+
+	if (ret == 0)
+		bv_ctail_file(tail, id, end);
+	return ret;
+}
+
+static int file_rollback(struct bv_cstore *c)
+{
+	return bv_cset_rollback(file_of(c));
+}
+
+static int file_read(struct bv_cstore *c, struct bv_ring *ring,
+		     struct bv_chunk_read *reads, size_t n)
+{
+	return bv_cset_read(file_of(c), ring, reads, n);
+}
+
+static int file_scan(struct bv_cstore *c, uint32_t id,
+		     int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+			       const bv_fp *fp),
+		     int (*damage)(void *ud, uint32_t id, uint64_t off,
+				   uint64_t len),
+		     void *ud)
+{
+	uint64_t bad = 0;
+
+	return bv_cset_scan_all(file_of(c), id, cb, damage, ud, &bad);
+}
+
+/* Removes container ID and makes that durable. Never the one being
+ * appended to. */
+static int file_remove(struct bv_cstore *c, uint32_t id)
+{
+	struct bv_cset *cs = file_of(c);
+	char name[32];
+	int ret;
+
+	if (cs->read_only)
+		return -EROFS;
+	ret = name_of(id, name, sizeof(name));
+	if (ret != 0)
+		return ret;
+	pthread_mutex_lock(&cs->mu);
+	if (id == cs->cur_id && cs->wfd >= 0) {
+		ret = ST_EINVAL;
+	} else {
+		rc_forget_above(cs, id - 1);
+		if (unlinkat(cs->dirfd, name, 0) != 0)
+			ret = -errno;
+		else if (fsync(cs->dirfd) != 0)
+			ret = -errno;
+	}
+	pthread_mutex_unlock(&cs->mu);
+	return ret;
+}
+
+static int file_list(struct bv_cstore *c, uint32_t **ids, size_t *n)
+{
+	struct bv_cset *cs = file_of(c);
+	int ret = bv_cset_list(cs, ids, n);
+
+	/* A read-only open reads up to the tail it was given: above it, a
+	 * writer may be appending. */
+	if (ret == 0 && cs->read_only)
+		while (*n > 0 && (*ids)[*n - 1] > cs->tail_id)
+			(*n)--;
+	return ret;
+}
+
+static int file_usage(struct bv_cstore *c, uint64_t *count, uint64_t *bytes)
+{
+	return bv_cset_usage(file_of(c), count, bytes);
+}
+
+static int file_name(const struct bv_cstore *c, uint32_t id, char *buf,
+		     size_t n)
+{
+	return bv_cset_path((const struct bv_cset *)c, id, buf, n);
+}
+
+static size_t file_unknown(const struct bv_cstore *c,
+			   const struct bv_cset_unknown **out)
+{
+	return bv_cset_unknown_list((const struct bv_cset *)c, out);
+}
+
+static int file_tail_cmp(const struct bv_ctail *a, const struct bv_ctail *b)
+{
+	uint32_t ia, ib;
+	uint64_t ea, eb;
+
+	(void)bv_ctail_file_parse(a, &ia, &ea);
+	(void)bv_ctail_file_parse(b, &ib, &eb);
+	if (ia != ib)
+		return ia < ib ? -1 : 1;
+	return ea < eb ? -1 : ea > eb;
+}
+
+static void file_close(struct bv_cstore *c)
+{
+	bv_cset_close(file_of(c));
+}
+
+static const struct bv_cstore_ops file_ops = {
+	.name = "file",
+	.appendv = file_appendv,
+	.flush = file_flush,
+	.rollback = file_rollback,
+	.read = file_read,
+	.scan = file_scan,
+	.remove = file_remove,
+	.list = file_list,
+	.usage = file_usage,
+	.where = file_name,
+	.unknown = file_unknown,
+	.tail_cmp = file_tail_cmp,
+	.close = file_close,
+};
+
+int bv_cstore_file_open(const char *dir, const struct bv_cset_opts *o,
+			const struct bv_ctail *tail, struct bv_cstore **out)
+{
+	struct bv_cset *cs = NULL;
+	uint32_t id;
+	uint64_t end;
+	int ret;
+
+	*out = NULL;
+	ret = bv_ctail_file_parse(tail, &id, &end);
+	if (ret != 0) {
+		set_err("containers %s: the recorded tail has %u bytes, not 12",
+			dir, tail->len);
+		return ret;
+	}
+	ret = bv_cset_open(dir, o, id, end, &cs);
+	if (ret != 0)
+		return ret;
+	cs->base.ops = &file_ops;
+	*out = &cs->base;
+	return 0;
 }
