@@ -371,7 +371,7 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
  * Caller holds the index lock. */
 static int tail_later(const struct batch *b, const bv_store *s)
 {
-	return s->cs->ops->tail_cmp(&b->tail, &s->tail) > 0;
+	return s->cs->ops->tail_cmp(s->cs, &b->tail, &s->tail) > 0;
 }
 
 /* Orders a batch's new chunks by fingerprint (qsort_r context: slots). */

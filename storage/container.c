@@ -1799,11 +1799,13 @@ static size_t file_unknown(const struct bv_cstore *c,
 	return bv_cset_unknown_list((const struct bv_cset *)c, out);
 }
 
-static int file_tail_cmp(const struct bv_ctail *a, const struct bv_ctail *b)
+static int file_tail_cmp(const struct bv_cstore *c, const struct bv_ctail *a,
+			 const struct bv_ctail *b)
 {
 	uint32_t ia, ib;
 	uint64_t ea, eb;
 
+	(void)c;
 	(void)bv_ctail_file_parse(a, &ia, &ea);
 	(void)bv_ctail_file_parse(b, &ib, &eb);
 	if (ia != ib)

@@ -74,7 +74,8 @@ struct bv_cstore_ops {
 	size_t (*unknown)(const struct bv_cstore *c,
 			  const struct bv_cset_unknown **out);
 	/* <0, 0, >0 as A is before, at, after B. */
-	int (*tail_cmp)(const struct bv_ctail *a, const struct bv_ctail *b);
+	int (*tail_cmp)(const struct bv_cstore *c, const struct bv_ctail *a,
+			const struct bv_ctail *b);
 	void (*close)(struct bv_cstore *c);
 };
 

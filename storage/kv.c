@@ -91,6 +91,10 @@ struct bv_kv {
 	uint64_t seal_count;    /* writes of the seal so far */
 	uint64_t sealed;        /* sequence number in the seal */
 	uint64_t recovered;     /* sequence number RocksDB opened at */
+
+	/* Tests: called before every write (bv_kv_set_hook). */
+	int (*hook)(void *ud, const struct bv_kv_batch *b, int sync);
+	void *hook_ud;
 };
 
 #define SEAL_SLOT 4096u
@@ -781,6 +785,13 @@ int bv_kv_write(struct bv_kv *kv, struct bv_kv_batch *b, int sync)
 		ret = b->oom;
 		goto out;
 	}
+	pthread_mutex_lock(&kv->wmu);
+	if (kv->hook != NULL && (ret = kv->hook(kv->hook_ud, b, sync)) != 0) {
+		pthread_mutex_unlock(&kv->wmu);
+		set_err("kv write: failed by a test hook (%d)", ret);
+		goto out;
+	}
+	pthread_mutex_unlock(&kv->wmu);
 	rocksdb_writebatch_clear(b->wb);
 	while (pos < b->len) {
 		const uint8_t *p = b->log + pos;
@@ -812,21 +823,21 @@ out:
 int bv_kv_put(struct bv_kv *kv, enum bv_cf cf, const void *key, size_t klen,
 	      const void *val, size_t vlen, int sync)
 {
-	char *err = NULL;
+	struct bv_kv_batch *b = NULL;
 	int ret;
 
+	/* A batch of one: one write path (the seal, the test hook). */
 	if (!cf_ok(cf)) {
 		ret = ST_EINVAL;
 		goto out;
 	}
-	pthread_mutex_lock(&kv->wmu);
-	rocksdb_put_cf(kv->db, sync ? kv->wo_sync : kv->wo, cfh(kv, cf), key,
-		       klen, val, vlen, &err);
-	ret = take_err(err, "kv put");
-	if (ret == 0 && sync)
-		ret = seal_write(kv, rocksdb_get_latest_sequence_number(kv->db));
-	pthread_mutex_unlock(&kv->wmu);
+	ret = bv_kv_batch_new(&b);
+	if (ret != 0)
+		goto out;
+	bv_kv_batch_put(b, cf, key, klen, val, vlen);
+	ret = bv_kv_write(kv, b, sync);
 out:
+	bv_kv_batch_free(b);
 	return ret;
 }
 
@@ -977,5 +988,38 @@ int bv_kv_flush(struct bv_kv *kv)
 		ret = take_err(err, "kv flush");
 	}
 	rocksdb_flushoptions_destroy(fo);
+	return ret;
+}
+
+void bv_kv_set_hook(struct bv_kv *kv,
+		    int (*hook)(void *ud, const struct bv_kv_batch *b,
+				int sync),
+		    void *ud)
+{
+	pthread_mutex_lock(&kv->wmu);
+	kv->hook = hook;
+	kv->hook_ud = ud;
+	pthread_mutex_unlock(&kv->wmu);
+}
+
+int bv_kv_batch_each(const struct bv_kv_batch *b,
+		     int (*cb)(void *ud, int put, enum bv_cf cf,
+			       const void *key, size_t klen, const void *val,
+			       size_t vlen),
+		     void *ud)
+{
+	size_t pos = 0;
+	int ret = 0;
+
+	while (pos < b->len && ret == 0) {
+		const uint8_t *p = b->log + pos;
+		uint32_t klen, vlen;
+
+		memcpy(&klen, p + 2, 4);
+		memcpy(&vlen, p + 6, 4);
+		ret = cb(ud, p[0] == OP_PUT, (enum bv_cf)p[1], p + ENTRY_HDR,
+			 klen, p + ENTRY_HDR + klen, vlen);
+		pos += ENTRY_HDR + (size_t)klen + vlen;
+	}
 	return ret;
 }

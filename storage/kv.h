@@ -86,6 +86,21 @@ int bv_kv_lost(const struct bv_kv *kv, uint64_t *recovered, uint64_t *sealed);
 /* Seals the database as it is now (after accepting a loss). */
 int bv_kv_reseal(struct bv_kv *kv);
 
+/* Tests (the fault and ordering checks): HOOK runs before every write
+ * of KV with the batch (bv_kv_put included, as a batch of one) and
+ * whether it is synced; a non-zero return fails the write with that
+ * code, writing nothing. NULL removes it. */
+void bv_kv_set_hook(struct bv_kv *kv,
+		    int (*hook)(void *ud, const struct bv_kv_batch *b,
+				int sync),
+		    void *ud);
+/* Calls CB for each entry of B in order (PUT 0: a delete, VAL NULL). */
+int bv_kv_batch_each(const struct bv_kv_batch *b,
+		     int (*cb)(void *ud, int put, enum bv_cf cf,
+			       const void *key, size_t klen, const void *val,
+			       size_t vlen),
+		     void *ud);
+
 /* Bytes the database takes on disk (SST files and logs). */
 int bv_kv_disk_bytes(struct bv_kv *kv, uint64_t *bytes);
 /* Flushes memtables to SST files (for stats and tests). */
