@@ -2,10 +2,10 @@
  * container.c: append-only container files of chunk records.
  *
  * Durability invariants kept here (numbers are local to this file; the
- * store-wide invariants are in ../shared/DESIGN.md and engine/store.c):
+ * store-wide invariants are in INVARIANTS.md, which lists these too):
  *
  *  C1 (the storage half of DESIGN invariant 1) bv_cset_flush() returns 0
- *     only after every record staged before it is written and fdatasync'ed
+ *     only after every run appended before it is written and fdatasync'ed
  *     in every container touched since the previous flush, and the
  *     directory is fsync'ed when a container file was created since then.
  *     The tail it reports covers only such bytes. Ordering the index commit
@@ -23,13 +23,13 @@
  *     record header checksum, the header-versus-location match, the stored
  *     bytes' checksum, a safe decode to exactly raw_len bytes, and the keyed
  *     fingerprint of the decoded bytes all check.
- *  C5 After a failed write or fdatasync the set refuses to stage or flush
+ *  C5 After a failed write or fdatasync the set refuses to append or flush
  *     until bv_cset_rollback(): a failed fdatasync may have dropped dirty
  *     pages, so a retry could report bytes durable that are not.
  *
  * States of the write side (all transitions under cs->mu):
  *
- *   CLEAN  --bv_cset_stage-->  DIRTY   (staged or written, not synced)
+ *   CLEAN  --bv_cset_appendv-->  DIRTY (written, not synced)
  *   DIRTY  --bv_cset_flush-->  CLEAN   (tail := end)
  *   DIRTY  --write/sync error--> BROKEN
  *   any    --bv_cset_rollback--> CLEAN (end := tail)
@@ -63,13 +63,13 @@
 #define PAGE 4096u
 #define RC_SLOTS 256                /* cached read fds */
 #define READ_BATCH 256              /* records per bv_ring_run in reads */
-#define BUF_MIN (64u << 10)
-#define BUF_DEFAULT (16u << 20)
+/* The staging buffer holds a new container's file header until the first
+ * run is written after it, and flush padding: two pages. */
+#define BUF_BYTES (2u * PAGE)
 
 _Static_assert(BV_CONTAINER_HDR % PAGE == 0, "header is whole pages");
 _Static_assert(BV_REC_HDR == 48, "record header layout in FORMAT.md");
 
-static const uint8_t zero_page[PAGE];
 
 static _Thread_local char cs_err[512];
 
@@ -536,16 +536,14 @@ out:
 /* Container writes bypass the page cache when the file system allows
  * it (O_DIRECT; tmpfs does not): backup data is written once and read
  * rarely, and the copy into the page cache then writeback at fdatasync
- * was the ingest bottleneck. Only when the staging buffer has room for the
- * largest record beside a partial page, so that write_direct() is never
- * needed for it. */
-#define DIRECT_MIN_BUF (8u << 20)
+ * was the ingest bottleneck. Every write is whole pages at a page offset
+ * (runs are whole pages, and so is the header). */
 
 static void try_direct(struct bv_cset *cs, int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
 	cs->direct = 0;
-	if (cs->cap >= DIRECT_MIN_BUF && fl >= 0 && !getenv("BV_NO_DIRECT") &&
+	if (fl >= 0 && !getenv("BV_NO_DIRECT") &&
 	    fcntl(fd, F_SETFL, fl | O_DIRECT) == 0)
 		cs->direct = 1;
 }
@@ -752,15 +750,13 @@ int bv_cset_open(const char *dir, const struct bv_cset_opts *o,
 		 uint32_t tail_id, uint64_t tail_end, struct bv_cset **out)
 {
 	struct bv_cset *cs = NULL;
-	size_t cap;
 	int ret;
 
 	*out = NULL;
 	if (dir == NULL || o == NULL || o->secret == NULL ||
 	    (tail_id == 0 && tail_end != 0) ||
 	    (tail_id != 0 && tail_end < BV_CONTAINER_HDR) ||
-	    (o->container_max != 0 && o->container_max <= BV_CONTAINER_HDR) ||
-	    o->write_buffer > ((size_t)1 << 30)) {
+	    (o->container_max != 0 && o->container_max <= BV_CONTAINER_HDR)) {
 		ret = ST_EINVAL;
 		goto fail;
 	}
@@ -775,9 +771,7 @@ int bv_cset_open(const char *dir, const struct bv_cset_opts *o,
 		cs->rc[i].fd = -1;
 	cs->container_max = o->container_max ? o->container_max
 					     : BV_CONTAINER_MAX;
-	cap = o->write_buffer ? o->write_buffer : BUF_DEFAULT;
-	cap = (cap + PAGE - 1) / PAGE * PAGE;
-	cs->cap = cap < BUF_MIN ? BUF_MIN : cap;
+	cs->cap = BUF_BYTES;
 	memcpy(cs->secret, o->secret, BV_SECRET_SIZE);
 	if (o->store_id != NULL)
 		memcpy(cs->store_id, o->store_id, 16);
@@ -946,29 +940,6 @@ out:
 	return ret;
 }
 
-/* A record too large for the staging buffer goes straight to the file,
- * from the caller's buffer. Caller holds mu; the buffer is empty. */
-static int write_direct(struct bv_cset *cs, struct bv_ring *ring,
-			const uint8_t hdr[BV_REC_HDR], const void *stored,
-			uint32_t stored_len)
-{
-	uint64_t off = cs->cur_end;
-	uint64_t pad = bv_rec_size(stored_len) - BV_REC_HDR - stored_len;
-	struct bv_io ios[3] = {
-		{ .fd = cs->wfd, .op = BV_IO_WRITE, .buf = (void *)hdr,
-		  .len = BV_REC_HDR, .off = off },
-		{ .fd = cs->wfd, .op = BV_IO_WRITE, .buf = (void *)stored,
-		  .len = stored_len, .off = off + BV_REC_HDR },
-		{ .fd = cs->wfd, .op = BV_IO_WRITE, .buf = (void *)zero_page,
-		  .len = pad, .off = off + BV_REC_HDR + stored_len },
-	};
-	int ret = bv_ring_run(ring, ios, pad ? 3 : 2);
-
-	if (ret == 0)
-		cs->cur_dirty = 1;
-	return ret;
-}
-
 int64_t bv_rec_build(uint8_t *dst, const bv_fp *fp, uint8_t codec,
 		     const void *stored, uint32_t stored_len, uint32_t raw_len)
 {
@@ -999,61 +970,6 @@ static int make_room(struct bv_cset *cs, struct bv_ring *ring,
 				cs->cur_end + bytes > cs->container_max))
 		return roll_over(cs, ring);
 	return 0;
-}
-
-int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
-		  uint8_t codec, const void *stored, uint32_t stored_len,
-		  uint32_t raw_len, struct bv_chunk_loc *loc)
-{
-	uint8_t hdr[BV_REC_HDR];
-	uint64_t rec;
-	int ret;
-
-	if (cs == NULL || ring == NULL || fp == NULL || stored == NULL ||
-	    loc == NULL || !lens_valid(codec, stored_len, raw_len))
-		return ST_EINVAL;
-	rec = bv_rec_size(stored_len);
-	/* Checksum outside the lock: it is the costly part. */
-	rec_hdr_build(hdr, fp, codec, stored_len, raw_len,
-		      bv_checksum64(stored, stored_len));
-
-	pthread_mutex_lock(&cs->mu);
-	ret = cs->broken;
-	if (ret != 0)
-		goto out;
-	ret = make_room(cs, ring, rec);
-	if (ret != 0)
-		goto broken;
-	if (cs->buf_len + rec > cs->cap) {
-		ret = write_out(cs, ring, 0);
-		if (ret != 0)
-			goto broken;
-	}
-	if (rec > cs->cap) {
-		ret = write_direct(cs, ring, hdr, stored, stored_len);
-		if (ret != 0)
-			goto broken;
-	} else {
-		uint8_t *p = cs->buf + cs->buf_len;
-		size_t pad = (size_t)rec - BV_REC_HDR - stored_len;
-
-		memcpy(p, hdr, BV_REC_HDR);
-		memcpy(p + BV_REC_HDR, stored, stored_len);
-		memset(p + BV_REC_HDR + stored_len, 0, pad);
-		cs->buf_len += (size_t)rec;
-	}
-	loc->container = cs->cur_id;
-	loc->offset = cs->cur_end;
-	loc->stored_len = stored_len;
-	loc->raw_len = raw_len;
-	loc->codec = codec;
-	cs->cur_end += rec;
-	goto out;
-broken:
-	cs->broken = ret;
-out:
-	pthread_mutex_unlock(&cs->mu);
-	return ret;
 }
 
 /* Pads the current container with zeros to a page boundary and writes
@@ -1124,21 +1040,6 @@ broken:
 out:
 	pthread_mutex_unlock(&cs->mu);
 	return ret;
-}
-
-int bv_cset_append(struct bv_cset *cs, struct bv_ring *ring, void *run,
-		   size_t len, size_t cap, uint32_t *container,
-		   uint64_t *offset)
-{
-	size_t plen = (len + PAGE - 1) & ~(size_t)(PAGE - 1);
-
-	if (cs == NULL || ring == NULL || container == NULL ||
-	    offset == NULL || run == NULL || len == 0 || len % 16 != 0 ||
-	    cap < plen || (uintptr_t)run % PAGE != 0)
-		return ST_EINVAL;
-	memset((uint8_t *)run + len, 0, plen - len);
-	struct iovec seg = { run, plen };
-	return bv_cset_appendv(cs, ring, &seg, 1, container, offset);
 }
 
 int bv_cset_flush(struct bv_cset *cs, struct bv_ring *ring,

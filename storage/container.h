@@ -5,8 +5,8 @@
  * behind this small interface so that containers may later live in an
  * object store.
  *
- * Durability (see invariant 1 in engine/store.c): a record staged with
- * bv_cset_stage() is durable only after bv_cset_flush() returned 0. The
+ * Durability (INVARIANTS.md I1, C1): a record appended with
+ * bv_cset_appendv() is durable only after bv_cset_flush() returned 0. The
  * caller records the tail that flush reports in its index, in the same
  * commit as the index entries naming the records. bv_cset_open() never
  * cuts or removes anything (C2 in container.c): bytes past the tail it is
@@ -70,7 +70,6 @@ struct bv_cset;
 
 struct bv_cset_opts {
 	uint64_t container_max;  /* 0: BV_CONTAINER_MAX */
-	size_t write_buffer;     /* staging buffer bytes; 0: 16 MiB */
 	const uint8_t *secret;   /* fingerprint key, BV_SECRET_SIZE bytes */
 	const uint8_t *store_id; /* 16 bytes written into container headers */
 	int read_only;           /* no file is changed, cut or removed;
@@ -107,26 +106,12 @@ size_t bv_cset_unknown_list(const struct bv_cset *cs,
 int bv_cset_create_dir(const char *dir);
 void bv_cset_close(struct bv_cset *cs);
 
-/* Copies one record (header made here, then STORED) into the staging
- * buffer, writing the buffer out through RING when full. Sets *LOC. */
-int bv_cset_stage(struct bv_cset *cs, struct bv_ring *ring, const bv_fp *fp,
-		  uint8_t codec, const void *stored, uint32_t stored_len,
-		  uint32_t raw_len, struct bv_chunk_loc *loc);
 /* Builds one record (header, STORED, zero padding) at DST, which holds
  * bv_rec_size(STORED_LEN) bytes; returns that size, or ST_EINVAL. STORED
  * may be DST + BV_REC_HDR already (encoded in place), else it must not
  * overlap DST. Any thread may build records without the set. */
 int64_t bv_rec_build(uint8_t *dst, const bv_fp *fp, uint8_t codec,
 		     const void *stored, uint32_t stored_len, uint32_t raw_len);
-/* Appends RUN, LEN bytes of records made by bv_rec_build and laid end to
- * end, to the current container (after what is staged), starting on a
- * page boundary, written from RUN itself: RUN is page aligned and CAP
- * bytes long, room for LEN rounded up to a page (the padding is zeroed
- * here). Sets where the run starts; a record at run offset X is at
- * *OFFSET + X. Durable only after bv_cset_flush(). */
-int bv_cset_append(struct bv_cset *cs, struct bv_ring *ring, void *run,
-		   size_t len, size_t cap, uint32_t *container,
-		   uint64_t *offset);
 /* Appends a run given as NSEG segments (at most BV_APPEND_MAX_SEG, at
  * most BV_APPEND_MAX bytes in all), written back to back in one vectored
  * write after what is staged, starting on a page boundary. Each segment

@@ -38,7 +38,6 @@ static struct bv_cset_opts opts(void)
 {
 	return (struct bv_cset_opts){
 		.container_max = 256u << 10,
-		.write_buffer = 64u << 10,
 		.secret = secret,
 		.store_id = store_id,
 	};
@@ -61,7 +60,7 @@ static int stage_one(struct bv_cset *cs, struct bv_ring *r, struct rec *x,
 	n = bv_codec_encode(x->raw, len, encbuf, sizeof(encbuf), &codec);
 	if (n <= 0)
 		return (int)n;
-	return bv_cset_stage(cs, r, &x->fp, codec, encbuf, (uint32_t)n, len,
+	return ut_append_one(cs, r, &x->fp, codec, encbuf, (uint32_t)n, len,
 			     &x->loc);
 }
 
@@ -354,7 +353,7 @@ int main(void)
 		bv_fp_compute(secret, x->raw, 8192, &x->fp);
 		x->raw[0] ^= 1;
 		/* Restage the same bytes under the other fingerprint. */
-		err |= bv_cset_stage(cs, r, &x->fp, BV_CODEC_RAW, x->raw, 8192,
+		err |= ut_append_one(cs, r, &x->fp, BV_CODEC_RAW, x->raw, 8192,
 				     8192, &x->loc);
 		err |= bv_cset_flush(cs, r, &tid, &tend);
 		is_int(err, 0, "staged a record under a wrong fingerprint");

@@ -41,7 +41,6 @@ static struct bv_cset_opts opts(void)
 {
 	return (struct bv_cset_opts){
 		.container_max = 3u << 20,
-		.write_buffer = 8u << 20,
 		.secret = secret,
 		.store_id = store_id,
 	};
@@ -63,7 +62,7 @@ static int stage_one(struct bv_cset *cs, struct bv_ring *r, struct rec *x)
 	n = bv_codec_encode(x->raw, len, encbuf, 4u << 20, &codec);
 	if (n <= 0)
 		return (int)n;
-	return bv_cset_stage(cs, r, &x->fp, codec, encbuf, (uint32_t)n, len,
+	return ut_append_one(cs, r, &x->fp, codec, encbuf, (uint32_t)n, len,
 			     &x->loc);
 }
 

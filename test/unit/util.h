@@ -96,4 +96,39 @@ static void ut_fill_text(void *buf, size_t n)
 	}
 }
 
+#ifdef BV_STORAGE_CONTAINER_H
+/* Appends one record (FP, CODEC, STORED) to CS as a run of its own, padded
+ * to whole pages, and sets *LOC: the one write path there is
+ * (bv_cset_appendv), one record at a time. */
+__attribute__((unused))
+static int ut_append_one(struct bv_cset *cs, struct bv_ring *r,
+			 const bv_fp *fp, uint8_t codec, const void *stored,
+			 uint32_t stored_len, uint32_t raw_len,
+			 struct bv_chunk_loc *loc)
+{
+	size_t len = (size_t)(bv_rec_size(stored_len) + 4095) & ~(size_t)4095;
+	uint8_t *buf = NULL;
+	uint32_t cid = 0;
+	uint64_t off = 0;
+	int64_t n;
+	int ret;
+
+	if (posix_memalign((void **)&buf, 4096, len) != 0)
+		return -12; /* -ENOMEM */
+	memset(buf, 0, len);
+	n = bv_rec_build(buf, fp, codec, stored, stored_len, raw_len);
+	if (n < 0) {
+		free(buf);
+		return (int)n;
+	}
+	struct iovec seg = { buf, len };
+	ret = bv_cset_appendv(cs, r, &seg, 1, &cid, &off);
+	free(buf);
+	if (ret == 0)
+		*loc = (struct bv_chunk_loc){ cid, off, stored_len, raw_len,
+					      codec };
+	return ret;
+}
+#endif
+
 #endif
