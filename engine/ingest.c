@@ -26,8 +26,11 @@
  *        filters keep misses off the disk), and for a new chunk LZ4,
  *        written straight into the thread's region of the batch's run
  *        buffer, and the record's checksum (work_chunk);
+ *        A chunk new in a batch of the session still being written
+ *        counts as stored (pending_find);
  *   then the caller, in slot order: dedup between the chunks just
- *        processed (a repeat of one is dropped, compressed or not) and
+ *        processed (a repeat of one is dropped, compressed or not, and
+ *        its record taken out of the run before it is written) and
  *        the list of new chunks to store.
  * A write call of at least DIRECT_MIN bytes processes its whole chunks
  * before it returns, straight from the caller's buffer: no copy. Smaller
@@ -91,6 +94,8 @@ struct slot {
 	uint8_t zero;      /* the chunk is all zeros */
 	uint8_t found;     /* the chunk is stored or in the batch already */
 	uint8_t has_digest; /* digest holds the chunk's plain digest */
+	uint8_t dead;      /* built a record, then found to repeat an
+			    * earlier slot: the record is dropped (seal_run) */
 	int err;           /* lookup failed (phase A-C) */
 	bv_fp fp;
 	uint8_t digest[16];  /* plain digest (consistency checks:
@@ -129,6 +134,8 @@ struct batch {
 	size_t nnew;
 	size_t *pend;                  /* slots waiting for phases A-C */
 	size_t npend;
+	size_t ndead;                  /* slots with dead records */
+	size_t *recs;                  /* seal_run: slots with records */
 	struct bv_ctail tail;          /* durable container tail after D */
 	struct bv_kv_batch *kvb;
 };
@@ -210,6 +217,7 @@ static void batch_free(struct batch *b)
 	free(b->ftab);
 	free(b->idx);
 	free(b->pend);
+	free(b->recs);
 	bv_kv_batch_free(b->kvb);
 	memset(b, 0, sizeof *b);
 }
@@ -242,9 +250,10 @@ static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size,
 	b->ftab = calloc(h, sizeof *b->ftab);
 	b->idx = calloc(n, sizeof *b->idx);
 	b->pend = calloc(n, sizeof *b->pend);
+	b->recs = calloc(n, sizeof *b->recs);
 	if (!b->reg_used || !b->seg_at || !b->seg || !b->reg_pos ||
 	    !b->reg_end || !b->slots || !b->htab || !b->ftab || !b->idx ||
-	    !b->pend || bv_kv_batch_new(&b->kvb))
+	    !b->pend || !b->recs || bv_kv_batch_new(&b->kvb))
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		b->slots[i].raw = b->raw_arena + i * size;
@@ -572,11 +581,11 @@ static size_t hash_fp(const bv_fp *fp)
 	return (size_t)(x ^ (x >> 31));
 }
 
-/* The slot of the current batch holding FP, among those processed and
- * entered in ftab; NULL if none. */
-static struct slot *ftab_find(bv_ingest *in, const bv_fp *fp, size_t *hp)
+/* The slot of batch B holding FP, among those processed and entered in
+ * ftab; NULL if none. */
+static struct slot *ftab_in(bv_ingest *in, struct batch *b, const bv_fp *fp,
+			    size_t *hp)
 {
-	struct batch *b = in->cur;
 	size_t h = hash_fp(fp) & in->hmask;
 	struct slot *hit = NULL;
 	for (; b->ftab[h]; h = (h + 1) & in->hmask)
@@ -587,6 +596,32 @@ static struct slot *ftab_find(bv_ingest *in, const bv_fp *fp, size_t *hp)
 	if (hp)
 		*hp = h;
 	return hit;
+}
+
+static struct slot *ftab_find(bv_ingest *in, const bv_fp *fp, size_t *hp)
+{
+	return ftab_in(in, in->cur, fp, hp);
+}
+
+/* A slot of another batch of the session where FP is new: that batch is
+ * being written or indexed (or is done, and the index has it), so this
+ * chunk needs no record of its own. Batches are indexed in order, so its
+ * chunk entry is in the index before any map entry of this batch. The
+ * other batches' ftab and their slots' fingerprints and digests do not
+ * change while the workers run: a batch is emptied only by the caller,
+ * between pool runs. */
+static const struct slot *pending_find(bv_ingest *in, const bv_fp *fp)
+{
+	for (int j = 0; j < NBATCH; j++) {
+		struct batch *b = &in->b[j];
+		const struct slot *hit;
+		if (b == in->cur || b->used == 0)
+			continue;
+		hit = ftab_in(in, b, fp, NULL);
+		if (hit && !hit->found)
+			return hit;
+	}
+	return NULL;
 }
 
 /* Closes thread T's open region of B, if it has one. */
@@ -638,6 +673,7 @@ static void work_chunk(void *ctx, size_t i)
 
 	sl->found = 0;
 	sl->has_digest = 0;
+	sl->dead = 0;
 	sl->err = 0;
 	if (sl->zero)
 		return;
@@ -672,6 +708,8 @@ static void work_chunk(void *ctx, size_t i)
 	/* ftab is only read while the workers run, and its slots are
 	 * fixed. */
 	const struct slot *same = ftab_find(in, &sl->fp, NULL);
+	if (!same)
+		same = pending_find(in, &sl->fp);
 	if (same) {
 		sl->found = 1;
 		sl->has_digest = same->has_digest;
@@ -754,8 +792,15 @@ static int process(bv_ingest *in)
 			rc = sl->err;
 			continue;
 		}
-		if (ftab_find(in, &sl->fp, &h))
+		if (ftab_find(in, &sl->fp, &h)) {
+			/* A repeat of an earlier slot that the workers took at
+			 * the same time: its record is not written. */
+			if (!sl->found) {
+				sl->dead = 1;
+				b->ndead++;
+			}
 			continue;
+		}
 		b->ftab[h] = (int32_t)(i + 1);
 		if (!sl->found)
 			b->idx[b->nnew++] = i;
@@ -769,12 +814,56 @@ static int process(bv_ingest *in)
  * part of each region, zeroed from its last record to a page (LZ4 output
  * of chunks that turned out stored may lie there), and where each
  * region starts in the run as written. */
+static int by_offset(const void *a, const void *b, void *ctx)
+{
+	const struct slot *slots = ctx;
+	uint64_t x = slots[*(const size_t *)a].loc.offset;
+	uint64_t y = slots[*(const size_t *)b].loc.offset;
+	return x < y ? -1 : x > y;
+}
+
+/* Drops the records of dead slots from their regions: the live records
+ * after one move down over it (their run offsets change with them), so
+ * that a chunk repeated within the batch is written once. */
+static void drop_dead(struct batch *b)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < b->used; i++) {
+		const struct slot *sl = &b->slots[i];
+		if (sl->done && !sl->zero && !sl->found && !sl->err)
+			b->recs[n++] = i;
+	}
+	qsort_r(b->recs, n, sizeof *b->recs, by_offset, b->slots);
+	for (size_t j = 0; j < n;) {
+		size_t k = (size_t)b->slots[b->recs[j]].loc.offset / b->region;
+		size_t start = k * b->region, pos = start;
+		for (; j < n; j++) {
+			struct slot *sl = &b->slots[b->recs[j]];
+			size_t off = (size_t)sl->loc.offset;
+			size_t len = (size_t)bv_rec_size(sl->loc.stored_len);
+			if (off / b->region != k)
+				break;
+			if (sl->dead)
+				continue;
+			if (off != pos)
+				memmove(b->run + pos, b->run + off, len);
+			sl->loc.offset = pos;
+			pos += len;
+		}
+		b->reg_used[k] = pos - start;
+	}
+	b->ndead = 0;
+}
+
 static void seal_run(bv_ingest *in, struct batch *b)
 {
 	size_t at = 0, nreg = atomic_load(&b->run_used) / b->region;
 
 	for (unsigned t = 0; t < in->nthreads; t++)
 		region_close(b, t);
+	if (b->ndead)
+		drop_dead(b);
 	b->nseg = 0;
 	for (size_t k = 0; k < nreg; k++) {
 		size_t used = b->reg_used[k];
@@ -791,9 +880,8 @@ static void seal_run(bv_ingest *in, struct batch *b)
 
 /* Processes what is left of the current batch and hands it to the
  * flusher (phase D); the caller goes on with the next batch. A chunk new
- * in this batch and stored by a batch still queued for the flusher is
- * stored twice (dedup is exact only against what the index holds); that
- * costs space, never correctness. */
+ * in a batch still queued is not stored again (pending_find), and one
+ * repeated within the batch once (drop_dead). */
 static int flush_batch(bv_ingest *in)
 {
 	struct batch *b = in->cur;
@@ -845,6 +933,7 @@ static int flush_batch(bv_ingest *in)
 	in->next_b = (in->next_b + 1) % NBATCH;
 	in->cur->used = 0;
 	in->cur->nnew = 0;
+	in->cur->ndead = 0;
 	atomic_store(&in->cur->run_used, 0);
 	for (unsigned t = 0; t < in->nthreads; t++)
 		in->cur->reg_pos[t] = in->cur->reg_end[t] = 0;
