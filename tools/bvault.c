@@ -471,26 +471,18 @@ static void progress_end(struct progress *p)
 
 /* ---- store helpers ---------------------------------------------------- */
 
-/* Opens the store for a command. READING: a command that only reads;
- * when another process has the store open for writing (bvaultd serving
- * it, say), it opens the store read-only beside that writer and says so,
- * and the command sees the store as it was at this moment. */
+/* Opens the store for a command. READING: a command that only reads
+ * opens it read-only, whether or not another process writes it: it takes
+ * no lock (so it never keeps bvaultd or an ingest from opening the store
+ * for writing, however long it runs), creates and changes nothing in the
+ * store (so it works on a read-only mount and for a user who may only
+ * read the store), and sees the store as it was at this moment. */
 static int open_store_how(const char *path, int reading, bv_store **out)
 {
-	bv_open_opts o = { .workers = 0 };
+	bv_open_opts o = { .workers = 0, .read_only = reading };
 	bv_store *s = NULL;
 	int rc = bv_store_open(path, &o, &s);
 
-	if (rc == BV_EBUSY && reading) {
-		bv_store_close(s);
-		s = NULL;
-		o.read_only = 1;
-		rc = bv_store_open(path, &o, &s);
-		if (rc == 0)
-			fprintf(stderr, "bvault %s: note: store %s is open for "
-				"writing in another process; reading it as it "
-				"is now\n", g_cmd, path);
-	}
 	if (rc < 0) {
 		op_error("%s", s ? store_msg(s, rc) : bv_strerror(rc));
 		bv_store_close(s);
