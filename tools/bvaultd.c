@@ -1240,6 +1240,10 @@ int main(int argc, char **argv)
 	int nl = 0;
 	unsigned workers = 0;
 
+	/* The store is private to its owner (storage/FORMAT.md, "File
+	 * modes"): RocksDB makes its files 0644 less the umask and cannot be
+	 * told otherwise, so the umask makes them 0600. */
+	umask(077);
 	if (sodium_init() < 0) {
 		fprintf(stderr, "bvaultd: libsodium cannot start\n");
 		return 1;
