@@ -38,8 +38,10 @@ extern "C" {
 #define BV_API
 #endif
 
-#define BVAULT_VERSION_MAJOR 0
-#define BVAULT_VERSION_MINOR 1
+/* BVAULT_VERSION ("MAJOR.MINOR.PATCH"), BVAULT_VERSION_MAJOR, _MINOR and
+ * _PATCH, made by the build from project(version:) in meson.build;
+ * bv_version() is the library's at run time. */
+#include "bvault_version.h"
 
 /* Engine error codes: a range of their own, below every -errno. Pinned:
  * these values never change meaning. */

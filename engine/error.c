@@ -46,7 +46,7 @@ const char *bv_strerror(int err)
 
 const char *bv_version(void)
 {
-	return "0.1.0";
+	return BVAULT_VERSION;
 }
 
 int bv_fail(int err, const char *fmt, ...)

@@ -2640,6 +2640,7 @@ static void top_usage(FILE *f)
 		   "for details)\n\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		print_synopsis(f, commands[i].usage);
+	fprintf(f, "  bvault --version\n");
 	fprintf(f, "\nSizes take K, M, G, T suffixes (binary). Exit status: 0 "
 		   "ok, 1 error, 2 usage error.\n");
 }
