@@ -6,28 +6,12 @@
  *   STORE/index/         RocksDB: meta, chunks, maps (kv.h)
  *   STORE/containers/    chunk containers (container.h)
  *
- * The invariants of ../shared/DESIGN.md, and where each is kept:
- *
- *  1. Chunk bytes are durable before any index entry that refers to them
- *     is written: ingest.c flush_batch() calls bv_cset_flush() (write +
- *     fdatasync through io_uring) before the chunk and map entries of the
- *     batch go to RocksDB.
- *  2. A version becomes visible only through one synced RocksDB write of
- *     the replica head (and of the RP naming every member): ingest.c
- *     bv_ingest_commit(). Map entries are keyed by version; readers look
- *     up at most their version, so entries above a committed head are
- *     invisible. A session writes an "inflight" marker (synced) before any
- *     map entry; open (recover() below) and abort remove the entries above
- *     the head of every marked replica.
- *  3. An RP is immutable: its record names a version per member and is
- *     never rewritten; map entries of a committed version are never
- *     changed (a later version writes new keys).
- *  4. Every read checks the record checksum and the fingerprint of the
- *     decoded bytes: container.c bv_cset_read().
- *  5. (Garbage collection does not exist yet: nothing is ever removed
- *     from containers or the chunk index, so it holds trivially.)
- *  6. Bad input gets a clear error and changes nothing: every check runs
- *     before the first write it guards, and the ingest path relies on 2.
+ * The store-wide invariants are numbered in INVARIANTS.md (at the top of
+ * the repository), each with where it is kept and the tests that check
+ * it; comments here cite them by number. This file keeps 2 at open
+ * (recover(): a writable open removes what an unfinished session left),
+ * 7 (a read-only open takes no lock and writes nothing) and 8
+ * (store_make_private()).
  */
 #include <dirent.h>
 #include <errno.h>
