@@ -6,6 +6,7 @@
  *   maps   rid(be64) chunk(be64) ~version(be64) -> fingerprint(16)
  *          [digest(16), format 2] | "" (zero)
  *   chunks fingerprint(16) -> chunk location (bv_chunk_loc_encode)
+ *          [digest(16)]
  *   meta   "config" "tail" "seq" "stat/c" "stat/m"
  *          "r/" name -> replica record     "ri/" rid(be64) -> name
  *          "g/" name -> group record       "gi/" gid(be64) -> name
