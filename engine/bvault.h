@@ -3,24 +3,70 @@
  * deduplicating replica storage engine.
  *
  * Contract, for every function below unless it says otherwise:
- *   - Returns 0 (or a non-negative count) on success and a negative error
- *     code on failure: -errno for OS and io_uring failures, passed up
- *     unchanged, or one of the BV_E* codes below. bv_strerror() names it.
- *   - On failure the store handle keeps a message naming the object and
+ *   - Returns 0 (or a non-negative count or slot) on success and a negative
+ *     error code on failure: -errno for OS and io_uring failures, passed up
+ *     unchanged, or one of the BV_E* codes below. bv_strerror() names it,
+ *     bv_errno() maps it to the nearest errno. Each function lists the
+ *     BV_E* codes it returns; besides those, any function that touches the
+ *     store may return BV_EDB (the index failed), BV_ECORRUPT (a damaged
+ *     record) and -errno (-ENOMEM, -EIO, -ENOSPC, -EACCES, ...).
+ *   - On failure the calling thread keeps a message naming the object and
  *     what was wrong ("replica vm7: stream base is RP 12 but latest is RP
- *     14"); bv_store_error() returns it. The message is valid until the next
- *     call on the same store handle from the same thread.
- *   - A failed call changes nothing in the store.
- *   - Strings passed in are copied; the caller keeps ownership.
+ *     14"); bv_store_error() returns it. The message is per thread, not
+ *     per handle: it stays valid until the next libbvault call of the same
+ *     thread (on any handle), which may replace it. bv_stream_writer_error()
+ *     is the one exception: a stream writer keeps its own.
+ *   - A failed call changes nothing in the store (INVARIANTS.md 2 and 6).
+ *     In an ingest session a refused argument changes nothing either; a
+ *     failure while data is being applied leaves the session good only
+ *     for bv_ingest_abort() (the store itself still unchanged).
+ *   - Strings and buffers passed in are copied or used only during the
+ *     call; the caller keeps ownership. Structs filled for the caller are
+ *     the caller's.
  *
- * Threads: a bv_store may be shared by threads; calls on it are serialized
- * internally where they must be. Each bv_ingest, bv_reader and
- * bv_stream_writer belongs to one thread at a time. Any number of readers
- * may be open beside one ingest session per replica.
+ * Threads:
+ *   - bv_strerror, bv_errno, bv_version and bv_chunk_digest may be called
+ *     from any thread at any time.
+ *   - A bv_store may be shared by threads: every call that takes a
+ *     bv_store may run on several threads at once (calls that change the
+ *     store are serialized inside), except bv_store_close(), which must
+ *     be the last call on it, with nothing else running on it.
+ *   - Each bv_ingest, bv_reader and bv_stream_writer belongs to one
+ *     thread at a time (hand it over with your own synchronization).
+ *   - Any number of readers may be open beside the ingest sessions; a
+ *     replica is in at most one open session of a process at a time
+ *     (BV_EBUSY).
+ *
+ * Callbacks (the list walks, bv_progress_fn) run on the calling thread,
+ * and no lock of the store is held while they run. They may call any
+ * function of this header, including ones that change the store, except
+ * bv_store_close() on that store and, from a progress callback of
+ * bv_ingest_stream(), calls on that session. The entries a list walk
+ * visits are fixed when it begins (a replica created by the callback is
+ * not visited); a change the callback makes may or may not show in the
+ * entries still to come. A non-zero return of a list callback stops the
+ * walk and is returned (with whatever message the callback left). Structs
+ * passed to a callback are valid only during that call: copy what you
+ * keep.
+ *
+ * Processes: one process opens a store for writing at a time (BV_EBUSY
+ * for a second one); any number of processes open it read-only beside
+ * that writer (bv_open_opts.read_only), each seeing the store as it was
+ * at its open. Changes in a process that has it open read-only are
+ * refused (BV_EREADONLY): they must go through the writer (bvaultd).
  *
  * Caveats:
- *   - One process opens a store at a time (the index holds a lock).
- *   - Sizes and offsets in change streams are multiples of 512 bytes.
+ *   - Sizes and offsets of disks, extents and streams are multiples of
+ *     512 bytes.
+ *   - Nothing tracks the sessions and readers of a store: close every
+ *     bv_ingest and bv_reader before bv_store_close().
+ *   - A reader, and a read-only bv_store, hold a snapshot of the index:
+ *     files that the writer's compactions replace stay on disk until they
+ *     are closed. Close them when done.
+ *   - The store is private to its owner (0700 directories, 0600 files;
+ *     storage/FORMAT.md, "File modes"), but index files RocksDB makes get
+ *     0644 less the process's umask: set umask(077) in a program that
+ *     embeds libbvault, as the bvault tools do.
  */
 #ifndef BVAULT_H
 #define BVAULT_H
@@ -38,8 +84,10 @@ extern "C" {
 #define BV_API
 #endif
 
-#define BVAULT_VERSION_MAJOR 0
-#define BVAULT_VERSION_MINOR 1
+/* BVAULT_VERSION ("MAJOR.MINOR.PATCH"), BVAULT_VERSION_MAJOR, _MINOR and
+ * _PATCH, made by the build from project(version:) in meson.build;
+ * bv_version() is the library's at run time. */
+#include "bvault_version.h"
 
 /* Engine error codes: a range of their own, below every -errno. Pinned:
  * these values never change meaning. */
@@ -85,7 +133,17 @@ typedef struct bv_stream_writer bv_stream_writer;
 /* Called with bytes done and bytes in all; may be NULL. */
 typedef void (*bv_progress_fn)(void *ud, uint64_t done, uint64_t total);
 
+/* A static string naming ERR (a BV_E* code or -errno); never NULL. */
 BV_API const char *bv_strerror(int err);
+/* The errno nearest to ERR, for a plugin or server that must answer with
+ * one: -errno (above -1000) gives errno; BV_ENOTFOUND and BV_ENOTSTORE ENOENT,
+ * BV_EEXIST EEXIST, BV_EINVAL, BV_EALIGN, BV_ERANGE and BV_EGROUP EINVAL,
+ * BV_EREADONLY EROFS, BV_EBUSY EBUSY, BV_ECORRUPT, BV_ECHECKSUM and
+ * BV_EDB EIO, BV_ESTREAM and BV_ETRUNCATED EBADMSG, BV_EFORMAT ENOTSUP,
+ * BV_EBASE ESTALE, any other negative value EIO; 0 for ERR >= 0. */
+BV_API int bv_errno(int err);
+/* The library's version, "MAJOR.MINOR.PATCH" (BVAULT_VERSION of the
+ * header it was built with); static. */
 BV_API const char *bv_version(void);
 
 /* ---- store ------------------------------------------------------------ */
@@ -105,30 +163,57 @@ typedef struct bv_open_opts {
 } bv_open_opts;
 
 /* Creates a new store in PATH (created if missing; must be empty) and
- * leaves it closed. BV_EEXIST if PATH already holds anything. Errors
- * are reported through ERRBUF (may be NULL). */
+ * leaves it closed, private to its owner (PATH becomes 0700). BV_EEXIST
+ * if PATH already holds anything, BV_EINVAL for a bad chunk size, BV_EDB.
+ * The message is also copied to ERRBUF (may be NULL). */
 BV_API int bv_store_init(const char *path, const bv_init_opts *opts,
 			 char *errbuf, size_t errlen);
 
 /* Opens the store in PATH. *OUT is set on success and on failure (unless
  * the failure is -ENOMEM), so that bv_store_error() can explain; close it
- * either way. BV_ENOTSTORE, BV_EFORMAT (a store of another format
- * version), BV_EDB. Opening recovers from a crash: versions that were not
- * committed are removed (invariant 2).
- * One process opens a store for writing at a time (BV_EBUSY for a second
- * one). With OPTS->read_only, a process opens it beside that writer (a
- * running bvaultd, say): it sees the store as it was at the open, every
- * committed RP whole and nothing of the sessions in flight, and never
- * catches up; it does no crash recovery (what it reads is committed
- * anyway), and every call that would change the store fails with
- * BV_EREADONLY, changing nothing. A read-only open keeps every index file
- * open, and raises the process's soft limit of open files to its hard
- * limit for that. */
+ * either way. BV_ENOTSTORE (no store there), BV_EFORMAT (a store of
+ * another format version), BV_EBUSY (another process has it open for
+ * writing), BV_ECORRUPT (its config is damaged; for a writable open also
+ * a container that is missing, shorter than the index says, or has a
+ * damaged header: the message names the file and the offset), BV_ELOST
+ * (a writable open: the index lost commits its seal records, a damaged
+ * write-ahead log or an index/ restored from an older copy; nothing is
+ * changed; OPTS->accept_index_loss opens anyway, from what the index
+ * holds, and reseals it), BV_EDB, -errno (-EACCES, -EROFS: a writable
+ * open needs to write).
+ * A writable open never cuts or removes container bytes (INVARIANTS.md,
+ * C2): bytes no commit names are kept, recorded and reported
+ * (bv_stats.unknown_bytes, bv_store_verify_report).
+ * A writable open takes the store's lock, makes the store private to its
+ * owner (upgrading stores of older code, storage/FORMAT.md "File modes")
+ * and recovers from a crash: versions that were not committed are
+ * removed (INVARIANTS.md 2).
+ * With OPTS->read_only, it opens the store beside a writer (a running
+ * bvaultd, say) or alone, and never writes a byte of it (INVARIANTS.md
+ * 7): no lock, so it never keeps a writer out; no recovery (what it reads
+ * is committed anyway); works on a read-only mount and for a user who
+ * may only read the store, and on a damaged store (a damaged index log
+ * is read up to its last intact record; bv_stats.index_lost says when
+ * commits were lost), so that bv_store_verify_report can show what the
+ * damage affects. It needs a writable $TMPDIR (else /tmp) for
+ * the index's log, removed at close. It sees the store as it was at the
+ * open, every committed RP whole and nothing of the sessions in flight,
+ * and never catches up; every call that would change the store fails
+ * with BV_EREADONLY, changing nothing. It keeps every index file open,
+ * and raises the process's soft limit of open files to its hard limit
+ * for that. */
 BV_API int bv_store_open(const char *path, const bv_open_opts *opts,
 			 bv_store **out);
-/* Closes and frees S; NULL is fine. Sessions still open are aborted. */
+/* Closes and frees S; NULL is fine. Every bv_ingest and bv_reader of S
+ * must be closed (committed, aborted) before: nothing tracks them, and one
+ * left open then uses freed memory. No other call on S may be running.
+ * An uncommitted session's data is removed at the next writable open. */
 BV_API void bv_store_close(bv_store *s);
+/* The calling thread's message about its last failure ("no error" when
+ * there is none), whatever S is (S may be NULL): see the contract at the
+ * top. Valid until that thread's next libbvault call. */
 BV_API const char *bv_store_error(const bv_store *s);
+/* The store's default chunk size for new replicas. */
 BV_API uint32_t bv_store_chunk_size(const bv_store *s);
 
 /* ---- replicas and groups -------------------------------------------- */
@@ -144,20 +229,26 @@ typedef struct bv_replica_info {
 
 /* Creates an empty replica (all zeros) of SIZE bytes (a multiple of 512),
  * in a group of its own with the same name. CHUNK_SIZE 0 takes the
- * store's default. */
+ * store's default. BV_EINVAL (a bad name, size or chunk size), BV_EEXIST
+ * (a replica or group of that name exists), BV_EREADONLY. */
 BV_API int bv_replica_create(bv_store *s, const char *name, uint64_t size,
 			     uint32_t chunk_size);
+/* Fills OUT with replica NAME as committed. BV_EINVAL (a bad name),
+ * BV_ENOTFOUND. */
 BV_API int bv_replica_info_get(bv_store *s, const char *name,
 			       bv_replica_info *out);
-/* Calls CB for each replica in name order; a non-zero return from CB stops
- * the walk and is returned. */
+/* Calls CB for each replica in name order (see "Callbacks" at the top).
+ * Returns 0, CB's non-zero return, or BV_ECORRUPT, BV_EDB. */
 BV_API int bv_replica_list(bv_store *s,
 			   int (*cb)(void *ud, const bv_replica_info *r),
 			   void *ud);
 
 /* Makes group GROUP of the N named replicas. Each must exist, must still
  * be alone in its own default group, and must have no RP yet (RPs are
- * numbered per group, so a replica cannot take its history along). */
+ * numbered per group, so a replica cannot take its history along).
+ * BV_EINVAL (a bad name, N 0 or too many, a replica named twice, one
+ * with an RP), BV_ENOTFOUND (no such replica), BV_EEXIST (the group name
+ * is taken, or a replica is in another group already), BV_EREADONLY. */
 BV_API int bv_group_create(bv_store *s, const char *group,
 			   const char *const *replicas, size_t n);
 
@@ -176,10 +267,14 @@ typedef struct bv_rp_info {
 } bv_rp_info;
 
 /* Makes an RP of the group of WHAT (a replica or a group name) from the
- * members' committed heads. O(members), whatever their size. */
+ * members' committed heads, numbered the group's latest + 1 (into
+ * *NUMBER_OUT). O(members), whatever their size. BV_EINVAL (a bad name,
+ * label or consistency), BV_ENOTFOUND, BV_EREADONLY. */
 BV_API int bv_rp_create(bv_store *s, const char *what, const char *label,
 			int consistency, uint64_t *number_out);
-/* Lists RPs in number order of WHAT (replica or group; NULL: every group). */
+/* Calls CB for each RP of WHAT (a replica or group; NULL: every group),
+ * in group then number order (see "Callbacks" at the top). Returns 0,
+ * CB's non-zero return, or BV_EINVAL, BV_ENOTFOUND, BV_ECORRUPT, BV_EDB. */
 BV_API int bv_rp_list(bv_store *s, const char *what,
 		      int (*cb)(void *ud, const bv_rp_info *rp), void *ud);
 
@@ -194,7 +289,7 @@ typedef struct bv_commit_opts {
 
 /* Starts an empty ingest session. Nothing is visible to readers until
  * bv_ingest_commit(); abort, failure, or a crash leave every replica and
- * RP as before (invariant 2). */
+ * RP as before (INVARIANTS.md 2). BV_EREADONLY, -ENOMEM. */
 BV_API int bv_ingest_begin(bv_store *s, bv_ingest **out);
 
 /* Adds replica NAME to the session and returns its slot (>= 0) for the
@@ -202,16 +297,22 @@ BV_API int bv_ingest_begin(bv_store *s, bv_ingest **out);
  * be the replica's latest RP (0 for a replica with none), else BV_EBASE.
  * When the replica does not exist and CREATE_SIZE is not 0, it is created
  * at commit with that size; otherwise BV_ENOTFOUND. All replicas of one
- * session must be in one group (BV_EGROUP). */
+ * session must be in one group (BV_EGROUP). BV_EINVAL (a bad name, the
+ * replica added twice, too many replicas, a bad CREATE_SIZE), BV_EBUSY
+ * (another session of this process holds the replica). */
 BV_API int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
 			 uint64_t create_size);
-/* Data extent: OFF and LEN multiples of 512, inside the disk. */
+/* Data extent: LEN bytes of BUF (copied or consumed before the call
+ * returns) at OFF; OFF and LEN multiples of 512 (BV_EALIGN), inside the
+ * disk (BV_ERANGE), SLOT one of this session (BV_EINVAL). These three
+ * refusals leave the session usable. */
 BV_API int bv_ingest_write(bv_ingest *in, int slot, uint64_t off,
 			   const void *buf, size_t len);
-/* Zero extent: reads as zeros afterwards. */
+/* Zero extent: reads as zeros afterwards. Errors as bv_ingest_write. */
 BV_API int bv_ingest_zero(bv_ingest *in, int slot, uint64_t off,
 			  uint64_t len);
-/* Size change; shrinking drops the data past the new end. */
+/* Size change; shrinking drops the data past the new end. BV_EALIGN,
+ * BV_EINVAL. */
 BV_API int bv_ingest_resize(bv_ingest *in, int slot, uint64_t new_size);
 
 /* Reads a whole change stream from FD into the session (adding its
@@ -222,7 +323,11 @@ BV_API int bv_ingest_resize(bv_ingest *in, int slot, uint64_t new_size);
  * stream's name is taken) or must match. The stream's trailer checksum is
  * checked before the session can commit; any fault makes the session
  * unusable except for abort. Fills *CONSISTENCY and *TIME from the stream
- * when not NULL. */
+ * when not NULL. BV_ESTREAM (malformed), BV_ETRUNCATED, BV_ECHECKSUM (the
+ * trailer's), BV_EFORMAT (a newer stream version), BV_EALIGN, BV_ERANGE,
+ * BV_EINVAL (a bad FORMAT, or NAME does not match), and bv_ingest_add's
+ * errors for the replica it names. PROGRESS (may be NULL) gets bytes read
+ * and the stream's size when FD has one (else 0). */
 BV_API int bv_ingest_stream(bv_ingest *in, int fd, int format,
 			    const char *name, uint64_t base_rp,
 			    int *consistency, int64_t *time,
@@ -230,7 +335,10 @@ BV_API int bv_ingest_stream(bv_ingest *in, int fd, int format,
 
 /* Commits every replica of the session atomically as one new version each
  * and, with opts->make_rp, one RP of the group, whose number is stored in
- * *RP_OUT (0 when no RP was made). Frees IN, whatever the result. */
+ * *RP_OUT (0 when no RP was made). Frees IN, whatever the result: on
+ * failure nothing of the session is committed. BV_EBASE (another writer
+ * made an RP of the group since bv_ingest_add), BV_EINVAL (no replica in
+ * the session, a bad label), the session's earlier failure if it had one. */
 BV_API int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *opts,
 			    uint64_t *rp_out);
 /* Drops everything the session did; frees IN. NULL is fine. */
@@ -240,16 +348,22 @@ BV_API void bv_ingest_abort(bv_ingest *in);
 
 /* Opens REPLICA at RP (a number, or BV_RP_LATEST for the latest RP; 0 for
  * the committed head, which may be newer than every RP). The reader sees
- * that version only, whatever is committed later (invariant 3). */
+ * that version only, for as long as it is open, whatever is committed
+ * later (INVARIANTS.md 3): nothing removes what a version names (there is
+ * no garbage collection yet; when there is, it will keep what open
+ * readers name). It must be closed before its store. BV_EINVAL (a bad
+ * name), BV_ENOTFOUND (no such replica or RP). */
 BV_API int bv_reader_open(bv_store *s, const char *replica, uint64_t rp,
 			  bv_reader **out);
 BV_API uint64_t bv_reader_size(const bv_reader *r);
 BV_API uint32_t bv_reader_chunk_size(const bv_reader *r);
-/* Reads LEN bytes at OFF (OFF+LEN within the size). Every chunk read is
- * verified (invariant 4): BV_ECHECKSUM rather than wrong bytes. */
+/* Reads LEN bytes at OFF (OFF+LEN within the size, else BV_ERANGE). Every
+ * chunk read is verified (INVARIANTS.md 4): BV_ECHECKSUM or BV_ECORRUPT
+ * rather than wrong bytes. */
 BV_API int bv_reader_pread(bv_reader *r, void *buf, size_t len, uint64_t off);
 /* Tells whether [OFF, OFF+*LEN) starts with data or zeros: returns 1 for
- * data, 0 for zeros, and shortens *LEN to the run of the same kind. */
+ * data, 0 for zeros, and shortens *LEN to the run of the same kind.
+ * BV_ERANGE past the size. */
 BV_API int bv_reader_extent(bv_reader *r, uint64_t off, uint64_t *len);
 BV_API void bv_reader_close(bv_reader *r);
 
@@ -269,15 +383,23 @@ BV_API void bv_chunk_digest(const void *data, size_t len, uint8_t out[16]);
 BV_API int bv_reader_digests(bv_reader *r, uint64_t first, size_t n,
 			     uint8_t *kinds, uint8_t (*digests)[16]);
 
-/* Writes REPLICA@RP to PATH: a regular file (created or truncated, zeros
- * left as holes) or a block device (zeros written). */
+/* Writes REPLICA@RP (RP as in bv_reader_open) to PATH: a regular file
+ * (created 0600 or truncated, zeros left as holes; a file it created is
+ * removed on failure) or a block device (zeros written), then fdatasyncs
+ * it. PROGRESS (may be NULL) gets bytes written and the size.
+ * BV_ENOTFOUND, BV_EINVAL, BV_ERANGE (the device is too small), the
+ * reader's errors, -errno of PATH. */
 BV_API int bv_export(bv_store *s, const char *replica, uint64_t rp,
 		     const char *path, bv_progress_fn progress, void *ud);
 
-/* Writes to FD the bvault change stream that turns REPLICA@RP1 into
- * REPLICA@RP2 (RP1 0: from nothing, a full stream). Only chunks that differ
- * are sent. The stream's base is RP1 unless BASE_OVERRIDE is not
- * BV_RP_LATEST. */
+/* Writes to FD (not closed) the bvault change stream that turns
+ * REPLICA@RP1 into REPLICA@RP2 (RP1 0: from nothing, a full stream; RP2 a
+ * recovery point or BV_RP_LATEST, not 0). Only chunks that differ are
+ * sent. The stream's base is RP1 unless BASE_OVERRIDE is not
+ * BV_RP_LATEST. PROGRESS (may be NULL) gets bytes of the disk done and
+ * its size. BV_EINVAL, BV_ENOTFOUND, the reader's errors, -errno of FD (a
+ * failed write leaves a stream without its trailer, which readers
+ * refuse). */
 BV_API int bv_diff(bv_store *s, const char *replica, uint64_t rp1,
 		   uint64_t rp2, uint64_t base_override, int fd,
 		   bv_progress_fn progress, void *ud);
@@ -306,6 +428,7 @@ typedef struct bv_stats {
 	int index_lost;
 } bv_stats;
 
+/* Fills OUT from the index's counters and the files on disk. */
 BV_API int bv_stats_get(bv_store *s, bv_stats *out);
 
 /* What bv_store_verify() read. */
@@ -351,7 +474,8 @@ typedef void (*bv_verify_fn)(void *ud, const bv_verify_report *r);
  * damage. 0 when intact; BV_ECORRUPT when damage was found (OUT counts
  * it, bv_store_error names the first); another error when it could not
  * read on. Ingest sessions of this process wait while containers are
- * scanned. */
+ * scanned. On a read-only store it checks what the store held at the
+ * open. */
 BV_API int bv_store_verify(bv_store *s, bv_verify_result *out);
 /* bv_store_verify, telling FN (may be NULL) of every finding: each
  * damaged run of container bytes and each chunk that does not read back
@@ -378,19 +502,24 @@ typedef struct bv_agent_info {
 /* Creates agent NAME with access to the N GROUPS (which need not exist
  * yet: a new replica is in a group of its own name) and a new random
  * secret, copied to SECRET_OUT: the only time it leaves the store.
- * BV_EEXIST if the name is taken. */
+ * BV_EEXIST if the name is taken, BV_EINVAL (a bad name, N 0 or above
+ * BV_AGENT_GROUPS_MAX), BV_EREADONLY. */
 BV_API int bv_agent_add(bv_store *s, const char *name,
 			const char *const *groups, size_t n,
 			uint8_t secret_out[BV_AGENT_SECRET]);
-/* Fills OUT; also the secret when SECRET_OUT is not NULL. */
+/* Fills OUT; also the secret when SECRET_OUT is not NULL. BV_EINVAL,
+ * BV_ENOTFOUND. */
 BV_API int bv_agent_get(bv_store *s, const char *name, bv_agent_info *out,
 			uint8_t *secret_out);
-/* Calls CB for each agent in name order (secrets are not given out). */
+/* Calls CB for each agent in name order (secrets are not given out; see
+ * "Callbacks" at the top). Returns 0, CB's non-zero return, or
+ * BV_ECORRUPT, BV_EDB. */
 BV_API int bv_agent_list(bv_store *s,
 			 int (*cb)(void *ud, const bv_agent_info *a),
 			 void *ud);
+/* BV_EINVAL, BV_ENOTFOUND, BV_EREADONLY. */
 BV_API int bv_agent_remove(bv_store *s, const char *name);
-/* 1 if agent A may read and write GROUP. */
+/* 1 if agent A may read and write GROUP, else 0. Touches no store. */
 BV_API int bv_agent_may(const bv_agent_info *a, const char *group);
 
 /* ---- change stream writer (the format is engine/STREAM.md) ----------- */
@@ -408,7 +537,10 @@ typedef struct bv_stream_header {
  * refused call (BV_EALIGN, BV_ERANGE, BV_EINVAL) writes nothing and the
  * writer stays usable; a failed write() is sticky (-errno from then on,
  * and no trailer, so readers see the stream as truncated). *OUT is NULL
- * when open fails. */
+ * when open fails: BV_EINVAL (no header, a bad replica name or
+ * consistency, a bad FD), BV_EALIGN (the disk size), -ENOMEM; open
+ * leaves no message. The writer's own failures
+ * keep their message in the writer (bv_stream_writer_error). */
 BV_API int bv_stream_writer_open(int fd, const bv_stream_header *h,
 				 bv_stream_writer **out);
 BV_API int bv_stream_write_data(bv_stream_writer *w, uint64_t off,

@@ -1,5 +1,6 @@
 /*
- * error.c: error names and the per-thread message behind bv_store_error().
+ * error.c: error names, their nearest errno (bv_errno), and the
+ * per-thread message behind bv_store_error().
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -46,9 +47,48 @@ const char *bv_strerror(int err)
 	}
 }
 
+int bv_errno(int err)
+{
+	switch (err) {
+	case BV_ECORRUPT:
+	case BV_ECHECKSUM:
+	case BV_EDB:
+		return EIO;
+	case BV_EFORMAT:
+		return ENOTSUP;
+	case BV_EBASE:
+		return ESTALE;
+	case BV_ENOTFOUND:
+	case BV_ENOTSTORE:
+		return ENOENT;
+	case BV_EEXIST:
+		return EEXIST;
+	case BV_EINVAL:
+	case BV_ERANGE:
+	case BV_EALIGN:
+	case BV_EGROUP:
+		return EINVAL;
+	case BV_ESTREAM:
+	case BV_ETRUNCATED:
+		return EBADMSG;
+	case BV_EBUSY:
+		return EBUSY;
+	case BV_EREADONLY:
+		return EROFS;
+	case BV_ELOST:
+		return EIO;
+	default:
+		if (err >= 0)
+			return 0;
+		if (err > -1000) /* -errno: engine codes lie below */
+			return -err;
+		return EIO;
+	}
+}
+
 const char *bv_version(void)
 {
-	return "0.1.0";
+	return BVAULT_VERSION;
 }
 
 int bv_fail(int err, const char *fmt, ...)

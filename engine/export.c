@@ -59,7 +59,7 @@ int bv_export(bv_store *s, const char *replica, uint64_t rp, const char *path,
 			goto out;
 		}
 	} else {
-		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (fd < 0) {
 			rc = bv_fail(-errno, "export %s: %s", path,
 				     strerror(errno));

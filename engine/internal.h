@@ -3,12 +3,15 @@
  * sees it (they get engine/public/, which holds bvault.h alone).
  *
  * Index layout (the byte-exact version is in storage/FORMAT.md):
- *   maps   rid(be64) chunk(be64) ~version(be64) -> fingerprint(16) | "" (zero)
+ *   maps   rid(be64) chunk(be64) ~version(be64) -> fingerprint(16)
+ *          [digest(16), format 2] | "" (zero)
  *   chunks fingerprint(16) -> chunk location (bv_chunk_loc_encode)
+ *          [digest(16)]
  *   meta   "config" "tail" "seq" "stat/c" "stat/m"
  *          "r/" name -> replica record     "ri/" rid(be64) -> name
  *          "g/" name -> group record       "gi/" gid(be64) -> name
  *          "p/" gid(be64) rp(be64) -> RP record
+ *          "a/" name -> agent record
  *          "inflight/" rid(be64) -> version being written
  *          "u/" container(be32) from(be64) -> to(le64): bytes no commit names
  */
@@ -35,7 +38,6 @@
 #define BV_MARKER "bvault.store"
 #define BV_GROUP_MAX_MEMBERS 256
 #define BV_SESSION_MAX 64      /* replicas in one ingest session */
-#define BV_BATCH_BYTES (32u << 20)
 #define BV_MAP_KEY 24
 
 /* ---- errors ------------------------------------------------------------ */

@@ -6,28 +6,12 @@
  *   STORE/index/         RocksDB: meta, chunks, maps (kv.h)
  *   STORE/containers/    chunk containers (container.h)
  *
- * The invariants of ../shared/DESIGN.md, and where each is kept:
- *
- *  1. Chunk bytes are durable before any index entry that refers to them
- *     is written: ingest.c flush_batch() calls bv_cset_flush() (write +
- *     fdatasync through io_uring) before the chunk and map entries of the
- *     batch go to RocksDB.
- *  2. A version becomes visible only through one synced RocksDB write of
- *     the replica head (and of the RP naming every member): ingest.c
- *     bv_ingest_commit(). Map entries are keyed by version; readers look
- *     up at most their version, so entries above a committed head are
- *     invisible. A session writes an "inflight" marker (synced) before any
- *     map entry; open (recover() below) and abort remove the entries above
- *     the head of every marked replica.
- *  3. An RP is immutable: its record names a version per member and is
- *     never rewritten; map entries of a committed version are never
- *     changed (a later version writes new keys).
- *  4. Every read checks the record checksum and the fingerprint of the
- *     decoded bytes: container.c bv_cset_read().
- *  5. (Garbage collection does not exist yet: nothing is ever removed
- *     from containers or the chunk index, so it holds trivially.)
- *  6. Bad input gets a clear error and changes nothing: every check runs
- *     before the first write it guards, and the ingest path relies on 2.
+ * The store-wide invariants are numbered in INVARIANTS.md (at the top of
+ * the repository), each with where it is kept and the tests that check
+ * it; comments here cite them by number. This file keeps 2 at open
+ * (recover(): a writable open removes what an unfinished session left),
+ * 7 (a read-only open takes no lock and writes nothing) and 8
+ * (store_make_private()).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -67,7 +51,7 @@ int bv_name_check(const char *what, const char *name)
 
 static int write_file(const char *path, const char *text)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	int rc = 0;
 	size_t len = strlen(text);
 	if (fd < 0)
@@ -97,6 +81,84 @@ static int dir_has_entries(const char *path)
 	return found;
 }
 
+/* Takes group and other access away from NAME in directory DFD: a
+ * directory becomes 0700, a regular file loses every bit but the
+ * owner's. Symbolic links and other types are left alone. ENOENT (gone
+ * meanwhile) and EPERM (not the owner, and not root: the store is
+ * shared on purpose) are no failure. */
+static int make_private_at(int dfd, const char *name)
+{
+	struct stat st;
+	mode_t want;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (S_ISDIR(st.st_mode))
+		want = 0700;
+	else if (S_ISREG(st.st_mode))
+		want = st.st_mode & 0700;
+	else
+		return 0;
+	if ((st.st_mode & 07777) == want)
+		return 0;
+	if (fchmodat(dfd, name, want, 0) < 0 && errno != ENOENT &&
+	    errno != EPERM)
+		return -errno;
+	return 0;
+}
+
+/* Makes the store in PATH private to its owner (storage/FORMAT.md,
+ * "File modes"): the store directory, index/ and containers/ 0700, the
+ * marker and every file in index/ and containers/ 0600 or less. Run by
+ * init and by every writable open, so that stores made by older code
+ * (0755 directories, 0644 files) are upgraded in place. Only the writer
+ * runs it, holding the store's lock, so nothing is created meanwhile. */
+static int store_make_private(const char *path)
+{
+	static const char *const subdirs[] = { "index", "containers" };
+	int top = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (top < 0)
+		return bv_fail(-errno, "store %s: %s", path, strerror(errno));
+	if ((rc = make_private_at(top, ".")) ||
+	    (rc = make_private_at(top, BV_MARKER)))
+		goto out;
+	for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
+		DIR *d;
+		struct dirent *e;
+		int fd;
+
+		if ((rc = make_private_at(top, subdirs[i])))
+			goto out;
+		fd = openat(top, subdirs[i], O_RDONLY | O_DIRECTORY |
+			    O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				continue;
+			rc = -errno;
+			goto out;
+		}
+		if (!(d = fdopendir(fd))) {
+			rc = -errno;
+			close(fd);
+			goto out;
+		}
+		while (!rc && (e = readdir(d)) != NULL)
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				rc = make_private_at(dirfd(d), e->d_name);
+		closedir(d);
+		if (rc)
+			goto out;
+	}
+out:
+	close(top);
+	if (rc)
+		return bv_fail(rc, "store %s: cannot make it private to its "
+			       "owner: %s", path, strerror(-rc));
+	return 0;
+}
+
 static int chunk_size_check(uint32_t cs)
 {
 	if (cs < BV_CHUNK_MIN || cs > BV_CHUNK_MAX || (cs & (cs - 1)))
@@ -119,7 +181,7 @@ int bv_store_init(const char *path, const bv_init_opts *opts, char *errbuf,
 	bv_fail(0, "%s", "");
 	if ((rc = chunk_size_check(cs)))
 		goto out;
-	if (mkdir(path, 0755) < 0) {
+	if (mkdir(path, 0700) < 0) {
 		if (errno != EEXIST) {
 			rc = bv_fail(-errno, "store %s: cannot create: %s",
 				     path, strerror(errno));
@@ -144,7 +206,14 @@ int bv_store_init(const char *path, const bv_init_opts *opts, char *errbuf,
 			     path, bv_strerror(rc));
 		goto out;
 	}
+	/* RocksDB makes its files 0644 less the umask, and the C API has no
+	 * say in it: a 0700 directory keeps them from anyone else. */
 	snprintf(sub, sizeof sub, "%s/index", path);
+	if (mkdir(sub, 0700) < 0) {
+		rc = bv_fail(-errno, "store %s: cannot create index: %s",
+			     path, strerror(errno));
+		goto out;
+	}
 	struct bv_kv_opts ko = { .create = 1 };
 	if ((rc = bv_kv_open(sub, &ko, &kv))) {
 		rc = bv_fail_storage(rc, path);
@@ -166,9 +235,12 @@ int bv_store_init(const char *path, const bv_init_opts *opts, char *errbuf,
 	char marker[64];
 	snprintf(marker, sizeof marker, "bvault-store %d\n", BV_STORE_FORMAT);
 	snprintf(sub, sizeof sub, "%s/" BV_MARKER, path);
-	if ((rc = write_file(sub, marker)))
+	if ((rc = write_file(sub, marker))) {
 		rc = bv_fail(rc, "store %s: cannot write marker: %s", path,
 			     strerror(-rc));
+		goto out;
+	}
+	rc = store_make_private(path);
 out:
 	bv_kv_batch_free(b);
 	bv_kv_close(kv);
@@ -321,6 +393,8 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 			       "store %s: open for writing in another process "
 			       "(one writer at a time; a read-only open works "
 			       "beside it)", path);
+	if (!s->read_only && (rc = store_make_private(path)))
+		return rc;
 	snprintf(sub, sizeof sub, "%s/index", path);
 	struct bv_kv_opts ko = { .create = 0, .read_only = s->read_only,
 				 .accept_loss = opts && opts->accept_index_loss };

@@ -948,6 +948,7 @@ static void usage(FILE *f)
 "                    (--full | --bitmap NAME | --extents FILE | --compare)\n"
 "                    [--base N|latest] [--label L] [--consistency app|crash]\n"
 "                    [--no-rp] [--bandwidth RATE] [--nbd-timeout S] [-v]\n"
+"       bvault-agent --version\n"
 "Sends the changes of each disk (replica NAME, read from SOURCE: a file, a\n"
 "block device or an NBD URI) to bvaultd in one session: one atomic RP of\n"
 "their group, or nothing if anything fails.\n"
@@ -1020,6 +1021,9 @@ int main(int argc, char **argv)
 #define VAL() (v ? (i++, v) : (die("%s needs a value", a), v))
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
+			return 0;
+		} else if (!strcmp(a, "--version")) {
+			printf("bvault-agent %s\n", bv_version());
 			return 0;
 		} else if (!strcmp(a, "-v")) {
 			A.verbose = 1;

@@ -471,26 +471,18 @@ static void progress_end(struct progress *p)
 
 /* ---- store helpers ---------------------------------------------------- */
 
-/* Opens the store for a command. READING: a command that only reads;
- * when another process has the store open for writing (bvaultd serving
- * it, say), it opens the store read-only beside that writer and says so,
- * and the command sees the store as it was at this moment. */
+/* Opens the store for a command. READING: a command that only reads
+ * opens it read-only, whether or not another process writes it: it takes
+ * no lock (so it never keeps bvaultd or an ingest from opening the store
+ * for writing, however long it runs), creates and changes nothing in the
+ * store (so it works on a read-only mount and for a user who may only
+ * read the store), and sees the store as it was at this moment. */
 static int open_store_how(const char *path, int reading, bv_store **out)
 {
-	bv_open_opts o = { .workers = 0 };
+	bv_open_opts o = { .workers = 0, .read_only = reading };
 	bv_store *s = NULL;
 	int rc = bv_store_open(path, &o, &s);
 
-	if (rc == BV_EBUSY && reading) {
-		bv_store_close(s);
-		s = NULL;
-		o.read_only = 1;
-		rc = bv_store_open(path, &o, &s);
-		if (rc == 0)
-			fprintf(stderr, "bvault %s: note: store %s is open for "
-				"writing in another process; reading it as it "
-				"is now\n", g_cmd, path);
-	}
 	if (rc < 0) {
 		op_error("%s", s ? store_msg(s, rc) : bv_strerror(rc));
 		bv_store_close(s);
@@ -523,7 +515,7 @@ static int open_stream_out(const char *path, int *fd, int *created)
 		*fd = STDOUT_FILENO;
 		return 0;
 	}
-	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (*fd < 0)
 		return op_error("%s: %s", path, strerror(errno));
 	*created = 1;
@@ -677,31 +669,73 @@ static int take_groups(int *argc, char **argv, const char **groups)
 	return n;
 }
 
+/* Creates FILE for an agent's secret: a new file (O_EXCL, never one that
+ * exists, nor through a symbolic link), 0600. */
+static int secret_file_create(const char *file, int *fd)
+{
+	*fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		   0600);
+	if (*fd >= 0)
+		return 0;
+	if (errno == EEXIST)
+		return op_error("--secret-file %s: exists; refusing to "
+				"overwrite it (remove it, or name a new file)",
+				file);
+	return op_error("--secret-file %s: %s", file, strerror(errno));
+}
+
+/* Writes the secret as bvault-agent's --secret-file reads it: 64 hex
+ * digits and a newline, synced. */
+static int secret_file_write(const char *file, int fd, const char *line)
+{
+	size_t len = strlen(line);
+	int rc = 0;
+
+	if (write(fd, line, len) != (ssize_t)len || fsync(fd) < 0)
+		rc = op_error("--secret-file %s: %s", file,
+			      strerror(errno ? errno : EIO));
+	if (close(fd) < 0 && !rc)
+		rc = op_error("--secret-file %s: %s", file, strerror(errno));
+	return rc;
+}
+
 static int cmd_agent_add(int argc, char **argv)
 {
+	const char *file = NULL;
+	struct optdef defs[] = {
+		{ "secret-file", OPT_VALUE, &file, NULL },
+		{ NULL, 0, NULL, NULL },
+	};
 	static const char *const names[] = { "STORE", "NAME" };
 	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
 	const char **groups = calloc((size_t)argc + 1, sizeof(*groups));
 	uint8_t secret[BV_AGENT_SECRET];
+	char line[2 * BV_AGENT_SECRET + 2];
 	bv_store *s = NULL;
-	int npos, rc, ng;
+	int npos, rc, ng, fd = -1, made = 0, added = 0;
 
 	if (!pos || !groups) {
 		rc = op_error("%s", strerror(ENOMEM));
 		goto out;
 	}
 	ng = take_groups(&argc, argv, groups);
-	rc = ng < 0 ? EXIT_USAGE : parse_opts(argc, argv, NULL, pos, &npos);
+	rc = ng < 0 ? EXIT_USAGE : parse_opts(argc, argv, defs, pos, &npos);
 	if (!rc)
 		rc = want_pos(npos, pos, 2, 2, names);
 	if (!rc)
 		rc = arg_name("agent name", pos[1]);
 	if (!rc && ng == 0)
 		rc = usage_error("agent %s: give at least one --group", pos[1]);
+	if (!rc && file && !*file)
+		rc = usage_error("--secret-file: empty file name");
 	for (int i = 0; !rc && i < ng; i++)
 		rc = arg_name("group name", groups[i]);
 	if (!rc)
 		rc = open_store(pos[0], &s);
+	/* The file first: a file that cannot be made leaves the store as
+	 * it was. */
+	if (!rc && file && !(rc = secret_file_create(file, &fd)))
+		made = 1;
 	if (rc)
 		goto out;
 	rc = bv_agent_add(s, pos[1], groups, (size_t)ng, secret);
@@ -709,15 +743,35 @@ static int cmd_agent_add(int argc, char **argv)
 		rc = store_error(s, rc);
 		goto out;
 	}
+	added = 1;
 	for (size_t i = 0; i < sizeof secret; i++)
-		printf("%02x", secret[i]);
-	printf("\n");
-	memset(secret, 0, sizeof secret);
+		snprintf(line + 2 * i, 3, "%02x", secret[i]);
+	strcpy(line + 2 * BV_AGENT_SECRET, "\n");
+	if (file) {
+		rc = secret_file_write(file, fd, line);
+		fd = -1;
+		if (!rc)
+			printf("agent %s: secret written to %s\n", pos[1],
+			       file);
+		goto out;
+	}
+	fputs(line, stdout);
 	if (isatty(STDOUT_FILENO))
 		fprintf(stderr, "bvault agent add: that is agent %s's secret; "
 			"it is not shown again\n", pos[1]);
 	rc = 0;
 out:
+	if (fd >= 0)
+		close(fd);
+	/* A secret that did not reach its file is of no use: the agent
+	 * goes again, and so does the file (only one made here). */
+	if (rc && made) {
+		if (added)
+			bv_agent_remove(s, pos[1]);
+		unlink(file);
+	}
+	memset(secret, 0, sizeof secret);
+	memset(line, 0, sizeof line);
 	bv_store_close(s);
 	free(pos);
 	free(groups);
@@ -2486,10 +2540,13 @@ static const struct command commands[] = {
 	  "and have no recovery point yet.\n" },
 	{ "agent", "add", cmd_agent_add,
 	  "usage: bvault agent add STORE NAME --group G [--group G...]\n"
+	  "                        [--secret-file FILE]\n"
 	  "Creates agent NAME, which may read and write the groups named\n"
 	  "(a new replica is in a group of its own name), and prints its\n"
 	  "random secret once, as hex: give it to bvault-agent\n"
-	  "(--secret-file). The secret is not shown again.\n" },
+	  "(--secret-file). With --secret-file it writes the secret to FILE\n"
+	  "instead, a new file (never one that exists) of mode 0600. The\n"
+	  "secret is not shown again.\n" },
 	{ "agent", "ls", cmd_agent_ls,
 	  "usage: bvault agent ls STORE [--json]\n"
 	  "Lists agents: name, when made, the groups they may use.\n" },
@@ -2583,6 +2640,7 @@ static void top_usage(FILE *f)
 		   "for details)\n\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		print_synopsis(f, commands[i].usage);
+	fprintf(f, "  bvault --version\n");
 	fprintf(f, "\nSizes take K, M, G, T suffixes (binary). Exit status: 0 "
 		   "ok, 1 error, 2 usage error.\n");
 }
@@ -2601,6 +2659,11 @@ int main(int argc, char **argv)
 	const char *word;
 	int group_seen = 0;
 
+	/* The store is private to its owner (storage/FORMAT.md, "File
+	 * modes"): RocksDB makes its files 0644 less the umask and cannot be
+	 * told otherwise, so the umask makes them 0600, as it does streams
+	 * and exports. */
+	umask(077);
 	if (argc < 2) {
 		fprintf(stderr, "bvault: missing command\n");
 		top_usage(stderr);

@@ -1225,6 +1225,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: bvaultd STORE [--listen HOST:PORT] [--unix PATH] "
 		   "[--workers N]\n"
 		   "               [--max-sessions N]\n"
+		   "       bvaultd --version\n"
 		   "Serves the store to bvault-agent (tools/PROTOCOL.md). "
 		   "Without --listen or\n--unix it listens on 127.0.0.1:%s. "
 		   "Foreground; logs to stderr; SIGTERM or\nSIGINT aborts "
@@ -1240,6 +1241,10 @@ int main(int argc, char **argv)
 	int nl = 0;
 	unsigned workers = 0;
 
+	/* The store is private to its owner (storage/FORMAT.md, "File
+	 * modes"): RocksDB makes its files 0644 less the umask and cannot be
+	 * told otherwise, so the umask makes them 0600. */
+	umask(077);
 	if (sodium_init() < 0) {
 		fprintf(stderr, "bvaultd: libsodium cannot start\n");
 		return 1;
@@ -1249,6 +1254,10 @@ int main(int argc, char **argv)
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
+			return 0;
+		}
+		if (!strcmp(a, "--version")) {
+			printf("bvaultd %s\n", bv_version());
 			return 0;
 		}
 		if ((!strcmp(a, "--listen") || !strcmp(a, "--unix") ||

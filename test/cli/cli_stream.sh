@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cli_stream.sh: bad change streams are refused with a message naming the
-# fault, and leave the store exactly as it was (DESIGN.md invariants 2
+# fault, and leave the store exactly as it was (INVARIANTS.md 2
 # and 6): truncated, wrong magic, newer version, checksum mismatch, bytes
 # after the trailer, base RP not the latest, extents past the disk size,
 # unaligned extents, unknown record types, wrong replica.

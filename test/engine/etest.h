@@ -1,6 +1,6 @@
 /*
  * etest.h: helpers shared by the engine tests. They reach the engine
- * through bvault.h only (STYLE.md habit 8); everything here is about
+ * through bvault.h only; everything here is about
  * scratch directories, a seeded generator, and comparing what the engine
  * returns with a model of the disk kept by the test.
  *
