@@ -1812,6 +1812,41 @@ static void stat_line(const char *key, uint64_t v, int bytes)
 	}
 }
 
+/* verify's findings, as they come: a line each on stdout, or (JSON) an
+ * element each of a "findings" array. */
+struct vprint {
+	int json;
+	uint64_t n;
+};
+
+static void print_finding(void *ud, const bv_verify_report *r)
+{
+	static const char *const kind[] = { "", "damaged", "needed", "unknown",
+					    "index" };
+	struct vprint *p = ud;
+	const char *k = r->kind >= 1 && r->kind <= 4 ? kind[r->kind] : "?";
+
+	if (!p->json) {
+		printf("%-8s %s\n", k, r->message);
+		p->n++;
+		return;
+	}
+	printf("%s\n    { \"kind\": \"%s\", \"message\": ", p->n ? "," : "", k);
+	json_str(stdout, r->message);
+	if (r->kind == BV_VERIFY_NEEDED) {
+		printf(", \"replica\": ");
+		json_str(stdout, r->replica);
+		printf(", \"rp\": %" PRIu64 ", \"offset\": %" PRIu64
+		       ", \"length\": %" PRIu64, r->rp, r->off, r->len);
+	} else if (r->container) {
+		printf(", \"container\": %u, \"offset\": %" PRIu64
+		       ", \"length\": %" PRIu64, r->container, r->offset,
+		       r->length);
+	}
+	printf(" }");
+	p->n++;
+}
+
 static int cmd_verify(int argc, char **argv)
 {
 	int json = 0;
@@ -1834,18 +1869,27 @@ static int cmd_verify(int argc, char **argv)
 		rc = open_store_reading(pos[0], &s);
 	if (rc)
 		goto out;
-	int vrc = bv_store_verify(s, &r);
+	struct vprint vp = { .json = json };
+	if (json)
+		printf("{\n  \"findings\": [");
+	int vrc = bv_store_verify_report(s, print_finding, &vp, &r);
 	if (vrc < 0 && vrc != BV_ECORRUPT) {
+		if (json)
+			printf("\n  ]\n}\n");
 		rc = store_error(s, vrc);
 		goto out;
 	}
 	if (json)
-		printf("{\n  \"containers\": %" PRIu64 ",\n  \"records\": %"
+		printf("%s],\n  \"containers\": %" PRIu64 ",\n  \"records\": %"
 		       PRIu64 ",\n  \"chunks\": %" PRIu64
 		       ",\n  \"map_entries\": %" PRIu64
-		       ",\n  \"problems\": %" PRIu64 "\n}\n",
-		       r.containers, r.records, r.chunks, r.map_entries,
-		       r.problems);
+		       ",\n  \"problems\": %" PRIu64
+		       ",\n  \"damaged_bytes\": %" PRIu64
+		       ",\n  \"needed_ranges\": %" PRIu64
+		       ",\n  \"unknown_bytes\": %" PRIu64 "\n}\n",
+		       vp.n ? "\n  " : "", r.containers, r.records, r.chunks,
+		       r.map_entries, r.problems, r.damaged_bytes,
+		       r.needed_ranges, r.unknown_bytes);
 	else
 		printf("%" PRIu64 " containers (%" PRIu64 " records), %" PRIu64
 		       " chunks read back, %" PRIu64 " map entries: %s\n",
@@ -1895,11 +1939,15 @@ static int cmd_stats(int argc, char **argv)
 		       ",\n  \"containers\": %" PRIu64
 		       ",\n  \"container_bytes\": %" PRIu64
 		       ",\n  \"index_bytes\": %" PRIu64
-		       ",\n  \"map_entries\": %" PRIu64,
+		       ",\n  \"map_entries\": %" PRIu64
+		       ",\n  \"unknown_bytes\": %" PRIu64
+		       ",\n  \"unknown_ranges\": %" PRIu64
+		       ",\n  \"index_lost\": %s",
 		       st.replicas, st.groups, st.rps, st.logical_bytes,
 		       st.ingested_bytes, st.chunks, st.raw_bytes,
 		       st.stored_bytes, st.containers, st.container_bytes,
-		       st.index_bytes, st.map_entries);
+		       st.index_bytes, st.map_entries, st.unknown_bytes,
+		       st.unknown_ranges, st.index_lost ? "true" : "false");
 		ratio_json("dedup_ratio", st.ingested_bytes, st.raw_bytes);
 		ratio_json("compression_ratio", st.raw_bytes, st.stored_bytes);
 		printf("\n}\n");
@@ -1928,7 +1976,51 @@ static int cmd_stats(int argc, char **argv)
 		stat_line("container files", st.container_bytes, 1);
 		stat_line("index", st.index_bytes, 1);
 		stat_line("map entries", st.map_entries, 0);
+		stat_line("unknown", st.unknown_bytes, 1);
+		if (st.index_lost)
+			printf("%-18s %12s  (the index lost commits its seal "
+			       "records: bvault verify STORE)\n", "index", "LOST");
 	}
+	rc = 0;
+out:
+	bv_store_close(s);
+	free(pos);
+	return rc == HELP_SHOWN ? 0 : rc;
+}
+
+static int cmd_recover(int argc, char **argv)
+{
+	int accept = 0;
+	struct optdef defs[] = {
+		{ "accept-index-loss", OPT_FLAG, NULL, &accept },
+		{ NULL, 0, NULL, NULL },
+	};
+	static const char *const names[] = { "STORE" };
+	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+	bv_open_opts o = { .accept_index_loss = 1 };
+	bv_store *s = NULL;
+	bv_stats st;
+	int npos, rc;
+
+	if (!pos)
+		return op_error("%s", strerror(ENOMEM));
+	rc = parse_opts(argc, argv, defs, pos, &npos);
+	if (!rc)
+		rc = want_pos(npos, pos, 1, 1, names);
+	if (!rc && !accept)
+		rc = usage_error("recover: say --accept-index-loss: the commits "
+				 "the index lost are then given up");
+	if (rc)
+		goto out;
+	rc = bv_store_open(pos[0], &o, &s);
+	if (rc < 0) {
+		rc = store_error(s, rc);
+		goto out;
+	}
+	if (bv_stats_get(s, &st) == 0)
+		printf("store %s opens from what its index holds: %" PRIu64
+		       " recovery points; %" PRIu64 " container bytes no commit "
+		       "names are kept\n", pos[0], st.rps, st.unknown_bytes);
 	rc = 0;
 out:
 	bv_store_close(s);
@@ -2607,8 +2699,22 @@ static const struct command commands[] = {
 	  "usage: bvault verify STORE [--json]\n"
 	  "Reads everything the store keeps: every container record by\n"
 	  "record, every indexed chunk (decoded, its fingerprint checked)\n"
-	  "and every map entry. Exit 0 when intact, 1 with the first damage\n"
-	  "named when not. Changes nothing.\n" },
+	  "and every map entry, going on past damage. Prints a line for\n"
+	  "each finding: 'damaged' (container bytes or a chunk, with the file\n"
+	  "and offset), 'needed' (a REPLICA@RP byte range that reads damaged\n"
+	  "or missing data), 'unknown' (container bytes no commit names,\n"
+	  "kept), 'index' (damaged index entries, or commits the index\n"
+	  "lost). Exit 0 when intact, 1 when not. Opens read-only: works\n"
+	  "on a damaged store, and changes nothing.\n" },
+	{ NULL, "recover", cmd_recover,
+	  "usage: bvault recover STORE --accept-index-loss\n"
+	  "Opens a store whose index lost commits it had made (a damaged\n"
+	  "write-ahead log, or index/ restored from an older copy), which\n"
+	  "every writing command refuses: from now on the index counts as it\n"
+	  "is. The RPs it lost are gone from the index; their container\n"
+	  "bytes are kept (bvault stats: unknown). Restoring index/ from a\n"
+	  "copy at least as new loses nothing, and is the better way when\n"
+	  "there is one.\n" },
 	{ NULL, "bench", cmd_bench,
 	  "usage: bvault bench [--dir DIR] [--size SIZE]\n"
 	  "Measures hashing, compression, the engine's container write and\n"
