@@ -528,7 +528,9 @@ int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 		if (ret != 0)
 			goto fail;
 	} else {
-		if (!o->create || kv->sealed != 0) {
+		if (kv->sealed != 0) {
+			/* (No seal yet: a new store, or one made before seals
+			 * were kept; its first synced write makes one.) */
 			ret = seal_check(kv);
 			if (ret == ST_ELOST && o->accept_loss)
 				ret = 0;
