@@ -69,6 +69,13 @@ enum {
 #define BV_CHUNK_MAX (4u << 20)
 #define BV_CHUNK_DEFAULT (64u << 10)
 #define BV_SECTOR 512u
+/* Version identities: every version committed by this build has one, 128
+ * random bits, kept in the index; a bv_diff stream carries the identity of
+ * its base version and of the version it makes, so that a history goes on
+ * unchanged in another store (engine/STREAM.md). All zero: none (a stream
+ * that names no identity) or unknown (a version committed before stores
+ * kept identities). */
+#define BV_ID_SIZE 16
 
 /* Consistency kind an RP was declared with by its sender. */
 enum { BV_CRASH_CONSISTENT = 0, BV_APP_CONSISTENT = 1 };
@@ -353,6 +360,11 @@ typedef struct bv_stream_header {
 	uint64_t base_rp;
 	int consistency;
 	int64_t time;
+	/* Identity of the base version and of the version the stream makes
+	 * (all zero: none). With both none the writer writes a version 1
+	 * stream, which older readers read too; else version 2. */
+	uint8_t base_id[BV_ID_SIZE];
+	uint8_t result_id[BV_ID_SIZE];
 } bv_stream_header;
 
 /* Writes a stream to FD (not closed). Offsets and lengths are checked as
