@@ -47,7 +47,8 @@ enum {
 	BV_ECORRUPT = -1001,   /* a stored record or index entry is damaged */
 	BV_ECHECKSUM = -1002,  /* checksum or fingerprint mismatch on read */
 	BV_EFORMAT = -1003,    /* store or stream format version not understood */
-	BV_EBASE = -1004,      /* stream base RP is not the replica's latest */
+	BV_EBASE = -1004,      /* stream base (RP or version identity) is not
+				* the replica's latest */
 	BV_ENOTFOUND = -1005,  /* no such replica, group, RP or store */
 	BV_EEXIST = -1006,     /* the name is taken */
 	BV_EINVAL = -1007,     /* a bad argument */
@@ -145,6 +146,8 @@ typedef struct bv_replica_info {
 	uint32_t chunk_size;
 	uint64_t head;       /* committed version; 0: nothing yet */
 	uint64_t latest_rp;  /* latest RP of its group; 0: none */
+	uint8_t head_id[BV_ID_SIZE]; /* identity of the head version; all
+				      * zero: unknown, or no version yet */
 } bv_replica_info;
 
 /* Creates an empty replica (all zeros) of SIZE bytes (a multiple of 512),
@@ -178,6 +181,8 @@ typedef struct bv_rp_info {
 	/* Filled only when the list was asked for one replica: */
 	uint64_t size;       /* that replica's size at this RP */
 	uint64_t version;    /* that replica's version at this RP */
+	uint8_t id[BV_ID_SIZE]; /* that version's identity; all zero: unknown
+				 * (committed before identities were kept) */
 } bv_rp_info;
 
 /* Makes an RP of the group of WHAT (a replica or a group name) from the
@@ -205,6 +210,7 @@ BV_API int bv_ingest_begin(bv_store *s, bv_ingest **out);
 /* Adds replica NAME to the session and returns its slot (>= 0) for the
  * calls below. BASE_RP is the RP the sender's changes start from: it must
  * be the replica's latest RP (0 for a replica with none), else BV_EBASE.
+ * The new version gets a fresh random identity at commit.
  * When the replica does not exist and CREATE_SIZE is not 0, it is created
  * at commit with that size; otherwise BV_ENOTFOUND. All replicas of one
  * session must be in one group (BV_EGROUP). */
@@ -221,13 +227,23 @@ BV_API int bv_ingest_resize(bv_ingest *in, int slot, uint64_t new_size);
 
 /* Reads a whole change stream from FD into the session (adding its
  * replica) and returns the slot. FORMAT is BV_FORMAT_BVAULT or
- * BV_FORMAT_RBD_DIFF; for rbd-diff, which names no replica, NAME and
- * BASE_RP say which (BASE_RP BV_RP_LATEST: the stream must be a full diff,
- * and base 0 is claimed). For a bvault stream NAME may be NULL (the
- * stream's name is taken) or must match. The stream's trailer checksum is
- * checked before the session can commit; any fault makes the session
- * unusable except for abort. Fills *CONSISTENCY and *TIME from the stream
- * when not NULL. */
+ * BV_FORMAT_RBD_DIFF. For a bvault stream NAME may be NULL (the stream's
+ * name is taken) or must match, and BASE_RP is ignored (the stream names
+ * its base). The base is checked as engine/STREAM.md says: when the
+ * stream names a base identity and the replica's head version has one,
+ * they must be equal (the RP numbers then do not matter); a stream that
+ * names a base identity is refused by a replica that has no version yet;
+ * otherwise the stream's base RP must be the replica's latest RP. Each is
+ * BV_EBASE, with a message naming both sides. The version committed takes
+ * the stream's result identity when it names one (BV_EEXIST at commit if
+ * that identity names another, older version of the replica), else a
+ * fresh one.
+ * For rbd-diff, which names no replica, NAME and BASE_RP say which
+ * (BASE_RP BV_RP_LATEST: the stream must be a full diff, and base 0 is
+ * claimed).
+ * The stream's trailer checksum is checked before the session can commit;
+ * any fault makes the session unusable except for abort. Fills
+ * *CONSISTENCY and *TIME from the stream when not NULL. */
 BV_API int bv_ingest_stream(bv_ingest *in, int fd, int format,
 			    const char *name, uint64_t base_rp,
 			    int *consistency, int64_t *time,
@@ -281,8 +297,14 @@ BV_API int bv_export(bv_store *s, const char *replica, uint64_t rp,
 
 /* Writes to FD the bvault change stream that turns REPLICA@RP1 into
  * REPLICA@RP2 (RP1 0: from nothing, a full stream). Only chunks that differ
- * are sent. The stream's base is RP1 unless BASE_OVERRIDE is not
- * BV_RP_LATEST. */
+ * are sent. The stream's base RP is RP1 unless BASE_OVERRIDE is not
+ * BV_RP_LATEST. It names as base identity that of the version at RP1
+ * (none for RP1 0), whatever BASE_OVERRIDE says: the override renumbers,
+ * it never lets the stream apply to another history. It names as result
+ * identity that of the version at RP2, unless that version is older than
+ * RP1's (a diff backwards makes a new state in the receiver: it gets a
+ * fresh identity there). Identities unknown here (versions committed
+ * before identities were kept) are named as none. */
 BV_API int bv_diff(bv_store *s, const char *replica, uint64_t rp1,
 		   uint64_t rp2, uint64_t base_override, int fd,
 		   bv_progress_fn progress, void *ud);

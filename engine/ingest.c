@@ -74,6 +74,8 @@ struct sess_rep {
 	char name[BV_NAME_MAX + 1];
 	struct bv_rrec r;   /* as committed when added (head = base) */
 	uint64_t base_rp;   /* the RP the sender claimed */
+	int base_by_id;     /* the base was checked by identity, not by RP */
+	uint8_t result_id[BV_ID_SIZE]; /* the stream's, or none: fresh */
 	uint64_t ver;       /* version being written */
 	uint64_t size;      /* disk size as the session has it now */
 	int created;        /* replica is made at commit */
@@ -1112,8 +1114,56 @@ static int check_extent(bv_ingest *in, int slot, uint64_t off, uint64_t len)
 	return 0;
 }
 
-int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
-		  uint64_t create_size)
+/* Whether replica R (committed, as read under meta_lock) takes changes
+ * based on BASE_RP / BASE_ID (bvault.h bv_ingest_stream): by identity
+ * when the stream names one and the head version has one, else by RP
+ * number as streams without identities always are. */
+static int check_base(bv_store *s, struct sess_rep *r, uint64_t base_rp,
+		      const uint8_t *base_id, uint64_t latest_rp)
+{
+	uint8_t head_id[BV_ID_SIZE];
+	char want[2 * BV_ID_SIZE + 1], have[2 * BV_ID_SIZE + 1];
+	int rc;
+
+	if (base_id && !bv_ident_none(base_id)) {
+		if (r->r.head == 0)
+			return bv_fail(BV_EBASE, "replica %s: stream base is "
+				       "version %s, but the replica has no "
+				       "version yet", r->name,
+				       bv_ident_hex(base_id, want));
+		if ((rc = bv_ident_get(s, r->r.rid, r->r.head, head_id)))
+			return bv_fail(rc, "replica %s: identity of version "
+				       "%llu: %s", r->name,
+				       (unsigned long long)r->r.head,
+				       bv_strerror(rc));
+		if (!bv_ident_none(head_id)) {
+			if (memcmp(head_id, base_id, BV_ID_SIZE))
+				return bv_fail(BV_EBASE, "replica %s: stream "
+					       "base is version %s but the "
+					       "latest version is %s (version "
+					       "%llu, latest RP %llu): the "
+					       "stream was made from another "
+					       "history", r->name,
+					       bv_ident_hex(base_id, want),
+					       bv_ident_hex(head_id, have),
+					       (unsigned long long)r->r.head,
+					       (unsigned long long)latest_rp);
+			r->base_by_id = 1;
+			return 0;
+		}
+		/* The head was committed before identities were kept. */
+	}
+	if (base_rp != latest_rp)
+		return bv_fail(BV_EBASE, "replica %s: stream base is RP %llu "
+			       "but latest is RP %llu", r->name,
+			       (unsigned long long)base_rp,
+			       (unsigned long long)latest_rp);
+	return 0;
+}
+
+/* bv_ingest_add, with the base identity a stream names (NULL: none). */
+static int add_replica(bv_ingest *in, const char *name, uint64_t base_rp,
+		       const uint8_t *base_id, uint64_t create_size)
 {
 	bv_store *s = in->s;
 	static _Thread_local struct bv_grec g;
@@ -1152,18 +1202,21 @@ int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
 				     in->gname);
 			goto out;
 		}
-		if (base_rp != g.latest_rp) {
-			rc = bv_fail(BV_EBASE, "replica %s: stream base is RP "
-				     "%llu but latest is RP %llu", name,
-				     (unsigned long long)base_rp,
-				     (unsigned long long)g.latest_rp);
+		if ((rc = check_base(s, r, base_rp, base_id, g.latest_rp)))
 			goto out;
-		}
 		r->size = r->r.size;
 	} else if (rc == ST_ENOTFOUND) {
 		if (!create_size) {
 			rc = bv_fail(BV_ENOTFOUND, "replica %s: no such replica",
 				     name);
+			goto out;
+		}
+		if (base_id && !bv_ident_none(base_id)) {
+			char hex[2 * BV_ID_SIZE + 1];
+			rc = bv_fail(BV_EBASE, "replica %s: stream base is "
+				     "version %s, but the replica does not exist "
+				     "yet (a first stream must be a full one)",
+				     name, bv_ident_hex(base_id, hex));
 			goto out;
 		}
 		if (base_rp != 0) {
@@ -1258,6 +1311,48 @@ out:
 	return rc;
 }
 
+int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
+		  uint64_t create_size)
+{
+	return add_replica(in, name, base_rp, NULL, create_size);
+}
+
+/* Takes the result identity RID a stream names for slot SLOT's version,
+ * unless it already names a version of the replica other than its head
+ * (the head itself: a stream that changed nothing carries its base's
+ * identity on). An identity names one state of one history. */
+static int take_result_id(bv_ingest *in, int slot, const uint8_t *id)
+{
+	struct sess_rep *r = &in->rep[slot];
+	char hex[2 * BV_ID_SIZE + 1];
+	uint64_t ver = 0;
+	int rc = 0;
+
+	if (bv_ident_none(id))
+		goto out;
+	if (!r->created) {
+		rc = bv_ident_find(in->s, r->r.rid, id, &ver);
+		if (rc == ST_ENOTFOUND) {
+			rc = 0;
+		} else if (rc) {
+			rc = bv_fail(rc, "replica %s: identity %s: %s", r->name,
+				     bv_ident_hex(id, hex), bv_strerror(rc));
+			goto out;
+		} else if (ver != r->r.head) {
+			rc = bv_fail(BV_EEXIST, "replica %s: the stream makes "
+				     "version %s, but version %llu has that "
+				     "identity already (a stream applied "
+				     "twice, or one going back in history)",
+				     r->name, bv_ident_hex(id, hex),
+				     (unsigned long long)ver);
+			goto out;
+		}
+	}
+	memcpy(r->result_id, id, BV_ID_SIZE);
+out:
+	return rc;
+}
+
 int bv_ingest_write(bv_ingest *in, int slot, uint64_t off, const void *buf,
 		    size_t len)
 {
@@ -1310,10 +1405,11 @@ int bv_ingest_stream(bv_ingest *in, int fd, int format, const char *name,
 		     uint64_t base_rp, int *consistency, int64_t *tm,
 		     bv_progress_fn progress, void *ud)
 {
+	const uint8_t *base_id = NULL;
 	struct bv_stream_reader *rd = NULL;
 	const struct bv_stream_info *info;
 	struct bv_stream_rec rec;
-	uint64_t total = 0, base, last = 0;
+	uint64_t total = 0, base = 0, last = 0;
 	const char *rname;
 	struct stat st;
 	int rc, slot = -1;
@@ -1340,6 +1436,7 @@ int bv_ingest_stream(bv_ingest *in, int fd, int format, const char *name,
 		}
 		rname = info->replica;
 		base = info->base_rp;
+		base_id = info->base_id;
 	} else {
 		if (!name) {
 			rc = bv_fail(BV_EINVAL, "an rbd diff names no replica: "
@@ -1359,9 +1456,12 @@ int bv_ingest_stream(bv_ingest *in, int fd, int format, const char *name,
 			base = base_rp;
 		}
 	}
-	if ((rc = bv_ingest_add(in, rname, base, info->disk_size)) < 0)
+	if ((rc = add_replica(in, rname, base, base_id, info->disk_size)) < 0)
 		goto out;
 	slot = rc;
+	if (format == BV_FORMAT_BVAULT &&
+	    (rc = take_result_id(in, slot, info->result_id)))
+		goto poisoned;
 	if (in->rep[slot].size != info->disk_size &&
 	    (rc = bv_ingest_resize(in, slot, info->disk_size)))
 		goto poisoned;
@@ -1456,7 +1556,7 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 	struct bv_rp_member over[BV_SESSION_MAX];
 	struct bv_kv_batch *b = NULL;
 	struct bv_mstat ms;
-	uint8_t key[32];
+	uint8_t key[32], id[BV_ID_SIZE];
 	int rc, locked = 0;
 
 	bv_fail(0, "%s", "");
@@ -1492,8 +1592,11 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 	}
 	for (size_t i = 0; i < in->nrep; i++) {
 		struct sess_rep *r = &in->rep[i];
-		if (!r->created && r->base_rp != g.latest_rp) {
-			/* An RP was made while the session ran. */
+		if (!r->created && !r->base_by_id &&
+		    r->base_rp != g.latest_rp) {
+			/* An RP was made while the session ran. (A base
+			 * checked by identity is the head, which no one else
+			 * changes while the session holds the replica.) */
 			rc = bv_fail(BV_EBASE, "replica %s: stream base is RP "
 				     "%llu but latest is RP %llu", r->name,
 				     (unsigned long long)r->base_rp,
@@ -1511,6 +1614,14 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 			bv_rrec_put(b, r->name, &nr);
 		bv_kv_batch_delete(b, BV_CF_META, key,
 				   bv_key_id(key, "inflight/", r->r.rid));
+		if (!bv_ident_none(r->result_id)) {
+			memcpy(id, r->result_id, BV_ID_SIZE);
+		} else if ((rc = bv_ident_new(id))) {
+			rc = bv_fail(rc, "replica %s: cannot make a version "
+				     "identity: %s", r->name, strerror(-rc));
+			goto fail;
+		}
+		bv_ident_put(b, r->r.rid, r->ver, id);
 		over[i].rid = r->r.rid;
 		over[i].version = r->ver;
 		over[i].size = r->size;

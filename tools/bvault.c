@@ -1465,6 +1465,23 @@ static void fmt_time(char *buf, size_t len, int64_t t)
 		snprintf(buf, len, "%" PRId64, t);
 }
 
+/* A version identity in JSON: 32 hex digits, or null when unknown. */
+static void json_id(FILE *f, const uint8_t id[BV_ID_SIZE])
+{
+	int known = 0;
+
+	for (int i = 0; i < BV_ID_SIZE; i++)
+		known |= id[i];
+	if (!known) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	for (int i = 0; i < BV_ID_SIZE; i++)
+		fprintf(f, "%02x", id[i]);
+	fputc('"', f);
+}
+
 static int rp_ls_cb(void *ud, const bv_rp_info *rp)
 {
 	struct rp_ls_ctx *c = ud;
@@ -1481,9 +1498,11 @@ static int rp_ls_cb(void *ud, const bv_rp_info *rp)
 		       "\"members\": %" PRIu32 ", \"label\": ", rp->number,
 		       rp->time, tb, kind, rp->members);
 		json_str(stdout, rp->label);
-		if (c->per_replica)
-			printf(", \"size\": %" PRIu64 ", \"version\": %" PRIu64,
-			       rp->size, rp->version);
+		if (c->per_replica) {
+			printf(", \"size\": %" PRIu64 ", \"version\": %" PRIu64
+			       ", \"identity\": ", rp->size, rp->version);
+			json_id(stdout, rp->id);
+		}
 		printf("}");
 	} else {
 		if (c->n == 0) {
@@ -1681,8 +1700,11 @@ static int ls_cb(void *ud, const bv_replica_info *r)
 		printf(", \"group\": ");
 		json_str(stdout, r->group);
 		printf(", \"size\": %" PRIu64 ", \"chunk_size\": %" PRIu32
-		       ", \"head\": %" PRIu64 ", \"latest_rp\": %" PRIu64 "}",
-		       r->size, r->chunk_size, r->head, r->latest_rp);
+		       ", \"head\": %" PRIu64 ", \"latest_rp\": %" PRIu64
+		       ", \"head_identity\": ", r->size, r->chunk_size, r->head,
+		       r->latest_rp);
+		json_id(stdout, r->head_id);
+		printf("}");
 	} else {
 		char h[32];
 
@@ -2516,8 +2538,9 @@ static const struct command commands[] = {
 	  "group. All streams must be for replicas of one group. rbd-diff\n"
 	  "streams need --replica, and --base N when the diff has a\n"
 	  "from-snap (without --base they must be full diffs). A bvault\n"
-	  "stream names its replica and base RP itself; --replica then only\n"
-	  "checks that it is for that replica.\n" },
+	  "stream names its replica and base itself (a diff: the identity of\n"
+	  "its base version, which must be the replica's latest); --replica\n"
+	  "then only checks that it is for that replica.\n" },
 	{ "rp", "create", cmd_rp_create,
 	  "usage: bvault rp create STORE REPLICA|GROUP [--label L] "
 	  "[--consistency app|crash]\n"
@@ -2536,8 +2559,10 @@ static const struct command commands[] = {
 	  "usage: bvault diff STORE REPLICA@RP1 REPLICA@RP2 [--out FILE] "
 	  "[--base N]\n"
 	  "Writes the change stream that turns RP1 into RP2 (RP1 0: a full\n"
-	  "stream) to --out or stdout (never a terminal). The stream's base\n"
-	  "is RP1 unless --base says otherwise.\n" },
+	  "stream) to --out or stdout (never a terminal). The stream names\n"
+	  "the identities of both versions, so it applies only where RP1's\n"
+	  "version is the latest. --base N renumbers its base RP (not its\n"
+	  "base identity).\n" },
 	{ NULL, "ls", cmd_ls,
 	  "usage: bvault ls STORE [--json]\n"
 	  "Lists replicas: group, size, chunk size, head version, latest RP.\n" },
