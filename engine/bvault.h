@@ -238,9 +238,13 @@ BV_API int bv_ingest_resize(bv_ingest *in, int slot, uint64_t new_size);
  * the stream's result identity when it names one (BV_EEXIST at commit if
  * that identity names another, older version of the replica), else a
  * fresh one.
- * For rbd-diff, which names no replica, NAME and BASE_RP say which
- * (BASE_RP BV_RP_LATEST: the stream must be a full diff, and base 0 is
- * claimed).
+ * For rbd-diff, which names no replica, NAME says which; BASE_RP is the
+ * base RP, or BV_RP_LATEST to find it: a full diff (no from-snapshot) has
+ * base 0, and a diff from snapshot F is based on the replica's one RP
+ * labelled F (BV_EBASE naming both when no RP or several carry that
+ * label). An RP made by bv_ingest_commit() without a label takes the
+ * to-snapshot name of the session's first rbd diff that has one
+ * (BV_EINVAL at commit if it is longer than BV_LABEL_MAX).
  * The stream's trailer checksum is checked before the session can commit;
  * any fault makes the session unusable except for abort. Fills
  * *CONSISTENCY and *TIME from the stream when not NULL. */

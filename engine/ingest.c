@@ -147,6 +147,9 @@ struct bv_ingest {
 	uint64_t gid;                  /* 0 until the first replica */
 	char gname[BV_NAME_MAX + 1];
 	int failed;                    /* poisoned: only abort remains */
+	char rbd_label[256];           /* to-snapshot of the first rbd diff
+					* that named one: the RP's label
+					* when the commit gives none */
 	char failmsg[512];
 	struct bv_ring *ring;          /* the caller's thread */
 	struct bv_kv_batch *batch;     /* zero entries from the caller */
@@ -1401,6 +1404,50 @@ int bv_ingest_resize(bv_ingest *in, int slot, uint64_t new_size)
 	return 0;
 }
 
+struct label_find {
+	const char *label;
+	uint64_t matches, number;
+};
+
+static int label_match(void *ud, const bv_rp_info *rp)
+{
+	struct label_find *f = ud;
+
+	if (!strcmp(rp->label, f->label)) {
+		f->matches++;
+		f->number = rp->number;
+	}
+	return 0;
+}
+
+/* The base RP of an rbd diff from snapshot SNAP into replica NAME: its one
+ * RP labelled SNAP. */
+static int rbd_base(bv_ingest *in, const char *name, const char *snap,
+		    uint64_t *base)
+{
+	struct label_find f = { snap, 0, 0 };
+	int rc = bv_rp_list(in->s, name, label_match, &f);
+
+	if (rc == BV_ENOTFOUND)
+		return bv_fail(BV_EBASE, "rbd diff from snapshot '%s': replica "
+			       "%s does not exist, so no RP of it is labelled "
+			       "so (a first diff must be a full one)", snap,
+			       name);
+	if (rc)
+		return rc;
+	if (f.matches == 0)
+		return bv_fail(BV_EBASE, "rbd diff from snapshot '%s': no RP of "
+			       "replica %s is labelled '%s' (say which RP it is "
+			       "based on: --base N)", snap, name, snap);
+	if (f.matches > 1)
+		return bv_fail(BV_EBASE, "rbd diff from snapshot '%s': %llu RPs "
+			       "of replica %s are labelled '%s' (say which RP "
+			       "it is based on: --base N)", snap,
+			       (unsigned long long)f.matches, name, snap);
+	*base = f.number;
+	return 0;
+}
+
 int bv_ingest_stream(bv_ingest *in, int fd, int format, const char *name,
 		     uint64_t base_rp, int *consistency, int64_t *tm,
 		     bv_progress_fn progress, void *ud)
@@ -1444,17 +1491,15 @@ int bv_ingest_stream(bv_ingest *in, int fd, int format, const char *name,
 			goto out;
 		}
 		rname = name;
-		if (base_rp == BV_RP_LATEST) {
-			if (info->has_from_snap) {
-				rc = bv_fail(BV_EBASE, "rbd diff from snapshot "
-					     "'%s': say which RP it is based "
-					     "on (--base N)", info->from_snap);
-				goto out;
-			}
-			base = 0;
-		} else {
+		if (base_rp != BV_RP_LATEST)
 			base = base_rp;
-		}
+		else if (!info->has_from_snap)
+			base = 0;
+		else if ((rc = rbd_base(in, name, info->from_snap, &base)))
+			goto out;
+		if (!in->rbd_label[0])
+			snprintf(in->rbd_label, sizeof in->rbd_label, "%s",
+				 info->to_snap);
 	}
 	if ((rc = add_replica(in, rname, base, base_id, info->disk_size)) < 0)
 		goto out;
@@ -1556,6 +1601,7 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 	struct bv_rp_member over[BV_SESSION_MAX];
 	struct bv_kv_batch *b = NULL;
 	struct bv_mstat ms;
+	const char *label = NULL;
 	uint8_t key[32], id[BV_ID_SIZE];
 	int rc, locked = 0;
 
@@ -1569,7 +1615,18 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 			     "in the session)");
 		goto fail;
 	}
-	if (o && o->make_rp && (rc = bv_rp_label_check(o->label)))
+	if (o && o->label)
+		label = o->label;
+	else if (in->rbd_label[0])
+		label = in->rbd_label;
+	if (o && o->make_rp && label == in->rbd_label &&
+	    strlen(label) > BV_LABEL_MAX) {
+		rc = bv_fail(BV_EINVAL, "rbd diff to-snapshot '%.40s...' is "
+			     "longer than an RP label (%d bytes): give the RP "
+			     "a label", label, BV_LABEL_MAX);
+		goto fail;
+	}
+	if (o && o->make_rp && (rc = bv_rp_label_check(label)))
 		goto fail;
 	if ((rc = drain(in)))
 		goto fail;
@@ -1633,8 +1690,10 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 		memset(&p, 0, sizeof p);
 		p.time = o->time ? o->time : (int64_t)time(NULL);
 		p.consistency = o->consistency == BV_APP_CONSISTENT;
-		snprintf(p.label, sizeof p.label, "%s",
-			 o->label ? o->label : "");
+		/* The label's length was checked above. */
+		size_t ll = label ? strlen(label) : 0;
+		memcpy(p.label, label ? label : "", ll);
+		p.label[ll] = 0;
 		if ((rc = bv_rp_build(s, in->gname, &g, over, in->nrep, &p)))
 			goto fail;
 		g.latest_rp++;

@@ -2536,8 +2536,9 @@ static const struct command commands[] = {
 	  "Applies change streams (files, or stdin with '-' or none) in one\n"
 	  "atomic commit; with --rp also makes one recovery point of the\n"
 	  "group. All streams must be for replicas of one group. rbd-diff\n"
-	  "streams need --replica, and --base N when the diff has a\n"
-	  "from-snap (without --base they must be full diffs). A bvault\n"
+	  "streams need --replica; the RP takes the diff's to-snapshot name\n"
+	  "as label (unless --label), and a diff from snapshot F is based on\n"
+	  "the replica's RP labelled F, or on RP N with --base N. A bvault\n"
 	  "stream names its replica and base itself (a diff: the identity of\n"
 	  "its base version, which must be the replica's latest); --replica\n"
 	  "then only checks that it is for that replica.\n" },
