@@ -11,12 +11,14 @@
  *     before any map entry of the new version exists. Map entries of the
  *     new version are written unsynced per batch; they are invisible to
  *     every reader (readers look up at most a committed version). Commit
- *     is one synced RocksDB batch: replica heads, the RP record, counters,
- *     marker removal. Abort, and open after a crash, delete the entries
- *     above the head (bv_replica_cleanup).
- *  6. Argument checks (alignment, range, base RP, group) run before the
- *     first byte of the session changes; a failure after that poisons the
- *     session, which then only aborts.
+ *     is one synced RocksDB batch: replica heads, the new versions'
+ *     identities, the RP record, counters, marker removal. Abort, and
+ *     open after a crash, delete the entries above the head
+ *     (bv_replica_cleanup).
+ *  6. Argument checks (alignment, range, base RP or base identity, a
+ *     result identity already taken, group) run before the first byte of
+ *     the session changes; a failure after that poisons the session,
+ *     which then only aborts.
  *
  * Chunks wait in a batch of slots (BATCH_BYTES of raw data). A slot is
  * processed once:
@@ -1320,7 +1322,7 @@ int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
 	return add_replica(in, name, base_rp, NULL, create_size);
 }
 
-/* Takes the result identity RID a stream names for slot SLOT's version,
+/* Takes the result identity ID a stream names for slot SLOT's version,
  * unless it already names a version of the replica other than its head
  * (the head itself: a stream that changed nothing carries its base's
  * identity on). An identity names one state of one history. */
