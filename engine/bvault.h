@@ -255,7 +255,10 @@ BV_API int bv_ingest_stream(bv_ingest *in, int fd, int format,
 
 /* Commits every replica of the session atomically as one new version each
  * and, with opts->make_rp, one RP of the group, whose number is stored in
- * *RP_OUT (0 when no RP was made). Frees IN, whatever the result. */
+ * *RP_OUT (0 when no RP was made). Each new version gets its identity in
+ * the same write: the result identity of its stream, else a fresh random
+ * one (-errno if the system's random source fails). Frees IN, whatever
+ * the result. */
 BV_API int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *opts,
 			    uint64_t *rp_out);
 /* Drops everything the session did; frees IN. NULL is fine. */
