@@ -235,9 +235,9 @@ BV_API int bv_ingest_resize(bv_ingest *in, int slot, uint64_t new_size);
  * names a base identity is refused by a replica that has no version yet;
  * otherwise the stream's base RP must be the replica's latest RP. Each is
  * BV_EBASE, with a message naming both sides. The version committed takes
- * the stream's result identity when it names one (BV_EEXIST at commit if
- * that identity names another, older version of the replica), else a
- * fresh one.
+ * the stream's result identity when it names one (BV_EEXIST, before any
+ * record is applied, if that identity names an older version of the
+ * replica than its head), else a fresh one.
  * For rbd-diff, which names no replica, NAME says which; BASE_RP is the
  * base RP, or BV_RP_LATEST to find it: a full diff (no from-snapshot) has
  * base 0, and a diff from snapshot F is based on the replica's one RP
