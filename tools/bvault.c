@@ -2550,7 +2550,8 @@ static const struct command commands[] = {
 	{ "rp", "ls", cmd_rp_ls,
 	  "usage: bvault rp ls STORE [REPLICA|GROUP] [--json]\n"
 	  "Lists recovery points, of every group or of one; for a replica,\n"
-	  "also its size and version at each.\n" },
+	  "also its size and version at each (with --json, also the\n"
+	  "version's identity: 32 hex digits, null if unknown).\n" },
 	{ NULL, "export", cmd_export,
 	  "usage: bvault export STORE REPLICA@RP OUT\n"
 	  "Writes the replica at recovery point RP (a number, 'latest', or 0\n"
@@ -2566,7 +2567,8 @@ static const struct command commands[] = {
 	  "base identity).\n" },
 	{ NULL, "ls", cmd_ls,
 	  "usage: bvault ls STORE [--json]\n"
-	  "Lists replicas: group, size, chunk size, head version, latest RP.\n" },
+	  "Lists replicas: group, size, chunk size, head version, latest RP\n"
+	  "(with --json, also the head version's identity).\n" },
 	{ NULL, "stats", cmd_stats,
 	  "usage: bvault stats STORE [--json]\n"
 	  "Shows logical, ingested, unique and stored bytes, the dedup ratio\n"
