@@ -133,4 +133,22 @@ dd if="$T/d3" of="$T/v3" bs=1K seek=256 conv=notrunc status=none
 run_ok "export r1@4" "$BV" export "$S" r1@4 "$T/e4"
 cmp "$T/e4" "$T/v3" >/dev/null; ok $? "r1@4 equals the image at snap3"
 
+# A to-snapshot name longer than an RP label (127 bytes) cannot label the
+# RP: refused, unless --label names it.
+LONG=$(printf 's%.0s' $(seq 1 200))
+{
+	printf 'rbd diff v1\n'
+	rec_name t "$LONG"
+	printf s; le64 1048576
+	rec_w 0 "$T/d1"
+	printf e
+} >"$T/long.rbd"
+snapshot "$S" before4
+run_fail "a to-snapshot name longer than a label: refused" 1 \
+	'to-snapshot .*longer than an RP label' \
+	"$BV" ingest "$S" --rp --format rbd-diff --replica r2 "$T/long.rbd"
+same_snapshot "$S" before4 "store unchanged"
+run_ok "with --label it ingests" "$BV" ingest "$S" --rp --format rbd-diff \
+	--replica r2 --label short "$T/long.rbd"
+
 done_testing
