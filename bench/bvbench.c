@@ -767,13 +767,13 @@ int main(int argc, char **argv)
 		char name[16];
 		uint64_t sl = k ? salt ^ mix64((uint64_t)k) : salt;
 		snprintf(name, sizeof name, k ? "big%d" : "big", k);
-		must(s, bv_stats_get(s, &st0), "stats");
+		must(s, bv_stats_counters(s, &st0), "stats");
 		double l0 = lz4_rate(lz4_bytes, sl);
 		double t0 = now();
 		tt[k] = ingest_full(s, name, sl);
 		cores[k] = last_ingest_cores;
 		double l1 = lz4_rate(lz4_bytes, sl);
-		must(s, bv_stats_get(s, &st1), "stats");
+		must(s, bv_stats_counters(s, &st1), "stats");
 		rate[k] = (double)C.size / tt[k];
 		lzr[k] = (l0 + l1) / 2;
 		rr[k] = rate[k] / lzr[k];
@@ -818,7 +818,7 @@ int main(int argc, char **argv)
 	/* 2. The same content again, as a twin replica. */
 	double t_dup = ingest_full(s, "twin", salt);
 	double cores_dup = last_ingest_cores;
-	must(s, bv_stats_get(s, &st2), "stats");
+	must(s, bv_stats_counters(s, &st2), "stats");
 	double r_dup = (double)C.size / t_dup;
 
 	/* 3. Express fulls of CHANGE % of the chunks. */
@@ -831,7 +831,7 @@ int main(int argc, char **argv)
 		tx[v - 1] = express(s, "big", (uint64_t)v, v, changed);
 		t_x_sum += tx[v - 1];
 	}
-	must(s, bv_stats_get(s, &st3), "stats");
+	must(s, bv_stats_counters(s, &st3), "stats");
 	double t_x = median(tx, C.versions);
 	uint64_t latest = (uint64_t)C.versions + 1;
 	double idx_per = (double)((int64_t)st3.index_bytes -

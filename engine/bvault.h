@@ -463,10 +463,31 @@ typedef struct bv_stats {
 	/* 1: the index lost commits its seal records (a read-only open of
 	 * such a store; a writable one is refused with BV_ELOST). */
 	int index_lost;
+	/* From the walk of bv_stats_get (0 from bv_stats_counters): */
+	int scanned;                  /* 1: the fields below are filled */
+	uint64_t protected_bytes;     /* what the RPs protect: the non-zero
+				       * chunk bytes of every RP of every
+				       * replica (a chunk that ten RPs read
+				       * counts ten times) */
+	uint64_t live_chunks;         /* chunks a committed version names */
+	uint64_t live_raw_bytes;      /* their raw size */
+	uint64_t live_bytes;          /* their records' bytes in containers */
+	uint64_t unreferenced_chunks; /* chunks the index holds that no
+				       * committed version names (left by
+				       * aborted or crashed sessions) */
+	uint64_t unreferenced_bytes;  /* their records' bytes */
 } bv_stats;
 
-/* Fills OUT from the index's counters and the files on disk. */
+/* Fills OUT: the index's counters and the files on disk
+ * (bv_stats_counters), then walks the map and the chunk index for what
+ * the RPs protect and which chunks are live (engine/stats.c): time in
+ * proportion to the index, memory bounded (a Bloom filter of up to 768
+ * MiB; past 2^28 chunks the unreferenced figure is a lower bound). The
+ * walk sees the index as it is while it runs. BV_EDB, -ENOMEM. */
 BV_API int bv_stats_get(bv_store *s, bv_stats *out);
+/* The counters alone, at once, whatever the store's size (OUT->scanned
+ * is 0 and the walk's fields are 0). BV_EDB. */
+BV_API int bv_stats_counters(bv_store *s, bv_stats *out);
 
 /* What bv_store_verify() read. */
 typedef struct bv_verify_result {

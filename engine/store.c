@@ -655,7 +655,7 @@ int bv_replica_at(bv_store *s, const char *name, uint64_t rp,
 		       gname);
 }
 
-int bv_stats_get(bv_store *s, bv_stats *out)
+int bv_stats_counters(bv_store *s, bv_stats *out)
 {
 	struct bv_kv_iter *it = NULL;
 	struct bv_cstat c;
