@@ -148,15 +148,24 @@ int bv_chunks_read(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
 	}
 	rc = s->cs->ops->read(s->cs, ring, reads, n);
 	if (rc) {
-		for (size_t i = 0; i < n; i++)
-			if (reads[i].res)
-				return bv_fail(reads[i].res, "replica %s: chunk "
-					       "in container %u at offset %llu: "
-					       "%s", replica,
-					       reads[i].loc.container,
-					       (unsigned long long)
-						       reads[i].loc.offset,
-					       bv_strerror(reads[i].res));
+		for (size_t i = 0; i < n; i++) {
+			char where[4096];
+			if (!reads[i].res)
+				continue;
+			if (s->cs->ops->where(s->cs, reads[i].loc.container,
+					      where, sizeof where))
+				snprintf(where, sizeof where, "container %u",
+					 reads[i].loc.container);
+			return bv_fail(reads[i].res, "replica %s: the chunk "
+				       "at offset %llu of %s: %s%s", replica,
+				       (unsigned long long)reads[i].loc.offset,
+				       where, bv_strerror(reads[i].res),
+				       reads[i].res == -EIO ||
+				       reads[i].res == -ENOENT ?
+				       " (the container is shorter or "
+				       "missing: bvault verify lists what "
+				       "this affects)" : "");
+		}
 		return bv_fail(rc, "replica %s: reading chunks: %s", replica,
 			       bv_strerror(rc));
 	}
