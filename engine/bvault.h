@@ -38,9 +38,10 @@
  *     (BV_EBUSY).
  *
  * Callbacks (the list walks, bv_progress_fn) run on the calling thread,
- * and no lock of the store is held while they run. They may call any
- * function of this header, including ones that change the store, except
- * bv_store_close() on that store and, from a progress callback of
+ * and no lock of the store is held while they run (bv_verify_fn may run
+ * while verify holds one, and has a stricter rule: see there). They may
+ * call any function of this header, including ones that change the store,
+ * except bv_store_close() on that store and, from a progress callback of
  * bv_ingest_stream(), calls on that session. The entries a list walk
  * visits are fixed when it begins (a replica created by the callback is
  * not visited); a change the callback makes may or may not show in the
