@@ -96,7 +96,8 @@ enum {
 	BV_ECORRUPT = -1001,   /* a stored record or index entry is damaged */
 	BV_ECHECKSUM = -1002,  /* checksum or fingerprint mismatch on read */
 	BV_EFORMAT = -1003,    /* store or stream format version not understood */
-	BV_EBASE = -1004,      /* stream base RP is not the replica's latest */
+	BV_EBASE = -1004,      /* stream base (RP or version identity) is not
+				* the replica's latest */
 	BV_ENOTFOUND = -1005,  /* no such replica, group, RP or store */
 	BV_EEXIST = -1006,     /* the name is taken */
 	BV_EINVAL = -1007,     /* a bad argument */
@@ -119,6 +120,13 @@ enum {
 #define BV_CHUNK_MAX (4u << 20)
 #define BV_CHUNK_DEFAULT (64u << 10)
 #define BV_SECTOR 512u
+/* Version identities: every version committed by this build has one, 128
+ * random bits, kept in the index; a bv_diff stream carries the identity of
+ * its base version and of the version it makes, so that a history goes on
+ * unchanged in another store (engine/STREAM.md). All zero: none (a stream
+ * that names no identity) or unknown (a version committed before stores
+ * kept identities). */
+#define BV_ID_SIZE 16
 
 /* Consistency kind an RP was declared with by its sender. */
 enum { BV_CRASH_CONSISTENT = 0, BV_APP_CONSISTENT = 1 };
@@ -227,6 +235,8 @@ typedef struct bv_replica_info {
 	uint32_t chunk_size;
 	uint64_t head;       /* committed version; 0: nothing yet */
 	uint64_t latest_rp;  /* latest RP of its group; 0: none */
+	uint8_t head_id[BV_ID_SIZE]; /* identity of the head version; all
+				      * zero: unknown, or no version yet */
 } bv_replica_info;
 
 /* Creates an empty replica (all zeros) of SIZE bytes (a multiple of 512),
@@ -266,6 +276,8 @@ typedef struct bv_rp_info {
 	/* Filled only when the list was asked for one replica: */
 	uint64_t size;       /* that replica's size at this RP */
 	uint64_t version;    /* that replica's version at this RP */
+	uint8_t id[BV_ID_SIZE]; /* that version's identity; all zero: unknown
+				 * (committed before identities were kept) */
 } bv_rp_info;
 
 /* Makes an RP of the group of WHAT (a replica or a group name) from the
@@ -297,6 +309,7 @@ BV_API int bv_ingest_begin(bv_store *s, bv_ingest **out);
 /* Adds replica NAME to the session and returns its slot (>= 0) for the
  * calls below. BASE_RP is the RP the sender's changes start from: it must
  * be the replica's latest RP (0 for a replica with none), else BV_EBASE.
+ * The new version gets a fresh random identity at commit.
  * When the replica does not exist and CREATE_SIZE is not 0, it is created
  * at commit with that size; otherwise BV_ENOTFOUND. All replicas of one
  * session must be in one group (BV_EGROUP). BV_EINVAL (a bad name, the
@@ -319,17 +332,32 @@ BV_API int bv_ingest_resize(bv_ingest *in, int slot, uint64_t new_size);
 
 /* Reads a whole change stream from FD into the session (adding its
  * replica) and returns the slot. FORMAT is BV_FORMAT_BVAULT or
- * BV_FORMAT_RBD_DIFF; for rbd-diff, which names no replica, NAME and
- * BASE_RP say which (BASE_RP BV_RP_LATEST: the stream must be a full diff,
- * and base 0 is claimed). For a bvault stream NAME may be NULL (the
- * stream's name is taken) or must match. The stream's trailer checksum is
- * checked before the session can commit; any fault makes the session
- * unusable except for abort. Fills *CONSISTENCY and *TIME from the stream
- * when not NULL. BV_ESTREAM (malformed), BV_ETRUNCATED, BV_ECHECKSUM (the
- * trailer's), BV_EFORMAT (a newer stream version), BV_EALIGN, BV_ERANGE,
- * BV_EINVAL (a bad FORMAT, or NAME does not match), and bv_ingest_add's
- * errors for the replica it names. PROGRESS (may be NULL) gets bytes read
- * and the stream's size when FD has one (else 0). */
+ * BV_FORMAT_RBD_DIFF. For a bvault stream NAME may be NULL (the stream's
+ * name is taken) or must match, and BASE_RP is ignored (the stream names
+ * its base). The base is checked as engine/STREAM.md says: when the
+ * stream names a base identity and the replica's head version has one,
+ * they must be equal (the RP numbers then do not matter); a stream that
+ * names a base identity is refused by a replica that has no version yet;
+ * otherwise the stream's base RP must be the replica's latest RP. Each is
+ * BV_EBASE, with a message naming both sides. The version committed takes
+ * the stream's result identity when it names one (BV_EEXIST, before any
+ * record is applied, if that identity names an older version of the
+ * replica than its head), else a fresh one.
+ * For rbd-diff, which names no replica, NAME says which; BASE_RP is the
+ * base RP, or BV_RP_LATEST to find it: a full diff (no from-snapshot) has
+ * base 0, and a diff from snapshot F is based on the replica's one RP
+ * labelled F (BV_EBASE naming both when no RP or several carry that
+ * label). An RP made by bv_ingest_commit() without a label takes the
+ * to-snapshot name of the session's first rbd diff that has one
+ * (BV_EINVAL at commit if it is longer than BV_LABEL_MAX).
+ * The stream's trailer checksum is checked before the session can commit;
+ * any fault makes the session unusable except for abort. Fills
+ * *CONSISTENCY and *TIME from the stream when not NULL. BV_ESTREAM
+ * (malformed), BV_ETRUNCATED, BV_ECHECKSUM (the trailer's), BV_EFORMAT (a
+ * newer stream version), BV_EALIGN, BV_ERANGE, BV_EINVAL (a bad FORMAT,
+ * or NAME does not match), BV_EBASE and BV_EEXIST as above, and
+ * bv_ingest_add's errors for the replica it names. PROGRESS (may be
+ * NULL) gets bytes read and the stream's size when FD has one (else 0). */
 BV_API int bv_ingest_stream(bv_ingest *in, int fd, int format,
 			    const char *name, uint64_t base_rp,
 			    int *consistency, int64_t *time,
@@ -337,10 +365,13 @@ BV_API int bv_ingest_stream(bv_ingest *in, int fd, int format,
 
 /* Commits every replica of the session atomically as one new version each
  * and, with opts->make_rp, one RP of the group, whose number is stored in
- * *RP_OUT (0 when no RP was made). Frees IN, whatever the result: on
- * failure nothing of the session is committed. BV_EBASE (another writer
- * made an RP of the group since bv_ingest_add), BV_EINVAL (no replica in
- * the session, a bad label), the session's earlier failure if it had one. */
+ * *RP_OUT (0 when no RP was made). Each new version gets its identity in
+ * the same write: the result identity of its stream, else a fresh random
+ * one (-errno if the system's random source fails). Frees IN, whatever
+ * the result: on failure nothing of the session is committed. BV_EBASE
+ * (another writer made an RP of the group since bv_ingest_add),
+ * BV_EINVAL (no replica in the session, a bad label), the session's
+ * earlier failure if it had one. */
 BV_API int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *opts,
 			    uint64_t *rp_out);
 /* Drops everything the session did; frees IN. NULL is fine. */
@@ -397,11 +428,17 @@ BV_API int bv_export(bv_store *s, const char *replica, uint64_t rp,
 /* Writes to FD (not closed) the bvault change stream that turns
  * REPLICA@RP1 into REPLICA@RP2 (RP1 0: from nothing, a full stream; RP2 a
  * recovery point or BV_RP_LATEST, not 0). Only chunks that differ are
- * sent. The stream's base is RP1 unless BASE_OVERRIDE is not
- * BV_RP_LATEST. PROGRESS (may be NULL) gets bytes of the disk done and
- * its size. BV_EINVAL, BV_ENOTFOUND, the reader's errors, -errno of FD (a
- * failed write leaves a stream without its trailer, which readers
- * refuse). */
+ * sent. The stream's base RP is RP1 unless BASE_OVERRIDE is not
+ * BV_RP_LATEST. It names as base identity that of the version at RP1
+ * (none for RP1 0), whatever BASE_OVERRIDE says: the override renumbers,
+ * it never lets the stream apply to another history. It names as result
+ * identity that of the version at RP2, unless that version is older than
+ * RP1's (a diff backwards makes a new state in the receiver: it gets a
+ * fresh identity there). Identities unknown here (versions committed
+ * before identities were kept) are named as none. PROGRESS (may be NULL)
+ * gets bytes of the disk done and its size. BV_EINVAL, BV_ENOTFOUND, the
+ * reader's errors, -errno of FD (a failed write leaves a stream without
+ * its trailer, which readers refuse). */
 BV_API int bv_diff(bv_store *s, const char *replica, uint64_t rp1,
 		   uint64_t rp2, uint64_t base_override, int fd,
 		   bv_progress_fn progress, void *ud);
@@ -532,6 +569,11 @@ typedef struct bv_stream_header {
 	uint64_t base_rp;
 	int consistency;
 	int64_t time;
+	/* Identity of the base version and of the version the stream makes
+	 * (all zero: none). With both none the writer writes a version 1
+	 * stream, which older readers read too; else version 2. */
+	uint8_t base_id[BV_ID_SIZE];
+	uint8_t result_id[BV_ID_SIZE];
 } bv_stream_header;
 
 /* Writes a stream to FD (not closed). Offsets and lengths are checked as

@@ -128,6 +128,15 @@ int bv_diff(bv_store *s, const char *replica, uint64_t rp1, uint64_t rp2,
 				&rp_real2)))
 		return rc;
 	(void)size1;
+	/* Identities: the base is RP1's version whatever number the header
+	 * claims; a diff backwards names no result (bvault.h bv_diff). */
+	uint8_t base_id[BV_ID_SIZE], result_id[BV_ID_SIZE];
+	if ((rc = bv_ident_get(s, rr.rid, v1, base_id)) ||
+	    (rc = bv_ident_get(s, rr.rid, v2, result_id)))
+		return bv_fail(rc, "replica %s: version identity: %s", replica,
+			       bv_strerror(rc));
+	if (v2 < v1)
+		memset(result_id, 0, sizeof result_id);
 	if ((rc = bv_resolve_group(s, replica, gname, &g)) ||
 	    (rc = bv_rprec_get(s, g.gid, rp_real2, &p)))
 		return rc < -1000 && rc != ST_ENOTFOUND ? rc :
@@ -145,6 +154,8 @@ int bv_diff(bv_store *s, const char *replica, uint64_t rp1, uint64_t rp2,
 		.consistency = p.consistency,
 		.time = p.time,
 	};
+	memcpy(h.base_id, base_id, BV_ID_SIZE);
+	memcpy(h.result_id, result_id, BV_ID_SIZE);
 	rc = -ENOMEM;
 	if (posix_memalign((void **)&d.data, 4096, (size_t)DIFF_BATCH * d.cs) ||
 	    posix_memalign((void **)&d.scratch, 4096,

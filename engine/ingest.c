@@ -11,12 +11,14 @@
  *     before any map entry of the new version exists. Map entries of the
  *     new version are written unsynced per batch; they are invisible to
  *     every reader (readers look up at most a committed version). Commit
- *     is one synced RocksDB batch: replica heads, the RP record, counters,
- *     marker removal. Abort, and open after a crash, delete the entries
- *     above the head (bv_replica_cleanup).
- *  6. Argument checks (alignment, range, base RP, group) run before the
- *     first byte of the session changes; a failure after that poisons the
- *     session, which then only aborts.
+ *     is one synced RocksDB batch: replica heads, the new versions'
+ *     identities, the RP record, counters, marker removal. Abort, and
+ *     open after a crash, delete the entries above the head
+ *     (bv_replica_cleanup).
+ *  6. Argument checks (alignment, range, base RP or base identity, a
+ *     result identity already taken, group) run before the first byte of
+ *     the session changes; a failure after that poisons the session,
+ *     which then only aborts.
  *
  * Chunks wait in a batch of slots (BATCH_BYTES of raw data). A slot is
  * processed once:
@@ -77,6 +79,8 @@ struct sess_rep {
 	char name[BV_NAME_MAX + 1];
 	struct bv_rrec r;   /* as committed when added (head = base) */
 	uint64_t base_rp;   /* the RP the sender claimed */
+	int base_by_id;     /* the base was checked by identity, not by RP */
+	uint8_t result_id[BV_ID_SIZE]; /* the stream's, or none: fresh */
 	uint64_t ver;       /* version being written */
 	uint64_t size;      /* disk size as the session has it now */
 	int created;        /* replica is made at commit */
@@ -151,6 +155,9 @@ struct bv_ingest {
 	uint64_t gid;                  /* 0 until the first replica */
 	char gname[BV_NAME_MAX + 1];
 	int failed;                    /* poisoned: only abort remains */
+	char rbd_label[256];           /* to-snapshot of the first rbd diff
+					* that named one: the RP's label
+					* when the commit gives none */
 	char failmsg[512];
 	struct bv_ring *ring;          /* the caller's thread */
 	struct bv_kv_batch *batch;     /* zero entries from the caller */
@@ -1196,8 +1203,56 @@ static int check_extent(bv_ingest *in, int slot, uint64_t off, uint64_t len)
 	return 0;
 }
 
-int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
-		  uint64_t create_size)
+/* Whether replica R (committed, as read under meta_lock) takes changes
+ * based on BASE_RP / BASE_ID (bvault.h bv_ingest_stream): by identity
+ * when the stream names one and the head version has one, else by RP
+ * number as streams without identities always are. */
+static int check_base(bv_store *s, struct sess_rep *r, uint64_t base_rp,
+		      const uint8_t *base_id, uint64_t latest_rp)
+{
+	uint8_t head_id[BV_ID_SIZE];
+	char want[2 * BV_ID_SIZE + 1], have[2 * BV_ID_SIZE + 1];
+	int rc;
+
+	if (base_id && !bv_ident_none(base_id)) {
+		if (r->r.head == 0)
+			return bv_fail(BV_EBASE, "replica %s: stream base is "
+				       "version %s, but the replica has no "
+				       "version yet", r->name,
+				       bv_ident_hex(base_id, want));
+		if ((rc = bv_ident_get(s, r->r.rid, r->r.head, head_id)))
+			return bv_fail(rc, "replica %s: identity of version "
+				       "%llu: %s", r->name,
+				       (unsigned long long)r->r.head,
+				       bv_strerror(rc));
+		if (!bv_ident_none(head_id)) {
+			if (memcmp(head_id, base_id, BV_ID_SIZE))
+				return bv_fail(BV_EBASE, "replica %s: stream "
+					       "base is version %s but the "
+					       "latest version is %s (version "
+					       "%llu, latest RP %llu): the "
+					       "stream was made from another "
+					       "history", r->name,
+					       bv_ident_hex(base_id, want),
+					       bv_ident_hex(head_id, have),
+					       (unsigned long long)r->r.head,
+					       (unsigned long long)latest_rp);
+			r->base_by_id = 1;
+			return 0;
+		}
+		/* The head was committed before identities were kept. */
+	}
+	if (base_rp != latest_rp)
+		return bv_fail(BV_EBASE, "replica %s: stream base is RP %llu "
+			       "but latest is RP %llu", r->name,
+			       (unsigned long long)base_rp,
+			       (unsigned long long)latest_rp);
+	return 0;
+}
+
+/* bv_ingest_add, with the base identity a stream names (NULL: none). */
+static int add_replica(bv_ingest *in, const char *name, uint64_t base_rp,
+		       const uint8_t *base_id, uint64_t create_size)
 {
 	bv_store *s = in->s;
 	static _Thread_local struct bv_grec g;
@@ -1236,18 +1291,21 @@ int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
 				     in->gname);
 			goto out;
 		}
-		if (base_rp != g.latest_rp) {
-			rc = bv_fail(BV_EBASE, "replica %s: stream base is RP "
-				     "%llu but latest is RP %llu", name,
-				     (unsigned long long)base_rp,
-				     (unsigned long long)g.latest_rp);
+		if ((rc = check_base(s, r, base_rp, base_id, g.latest_rp)))
 			goto out;
-		}
 		r->size = r->r.size;
 	} else if (rc == ST_ENOTFOUND) {
 		if (!create_size) {
 			rc = bv_fail(BV_ENOTFOUND, "replica %s: no such replica",
 				     name);
+			goto out;
+		}
+		if (base_id && !bv_ident_none(base_id)) {
+			char hex[2 * BV_ID_SIZE + 1];
+			rc = bv_fail(BV_EBASE, "replica %s: stream base is "
+				     "version %s, but the replica does not exist "
+				     "yet (a first stream must be a full one)",
+				     name, bv_ident_hex(base_id, hex));
 			goto out;
 		}
 		if (base_rp != 0) {
@@ -1342,6 +1400,48 @@ out:
 	return rc;
 }
 
+int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
+		  uint64_t create_size)
+{
+	return add_replica(in, name, base_rp, NULL, create_size);
+}
+
+/* Takes the result identity ID a stream names for slot SLOT's version,
+ * unless it already names a version of the replica other than its head
+ * (the head itself: a stream that changed nothing carries its base's
+ * identity on). An identity names one state of one history. */
+static int take_result_id(bv_ingest *in, int slot, const uint8_t *id)
+{
+	struct sess_rep *r = &in->rep[slot];
+	char hex[2 * BV_ID_SIZE + 1];
+	uint64_t ver = 0;
+	int rc = 0;
+
+	if (bv_ident_none(id))
+		goto out;
+	if (!r->created) {
+		rc = bv_ident_find(in->s, r->r.rid, id, &ver);
+		if (rc == ST_ENOTFOUND) {
+			rc = 0;
+		} else if (rc) {
+			rc = bv_fail(rc, "replica %s: identity %s: %s", r->name,
+				     bv_ident_hex(id, hex), bv_strerror(rc));
+			goto out;
+		} else if (ver != r->r.head) {
+			rc = bv_fail(BV_EEXIST, "replica %s: the stream makes "
+				     "version %s, but version %llu has that "
+				     "identity already (a stream applied "
+				     "twice, or one going back in history)",
+				     r->name, bv_ident_hex(id, hex),
+				     (unsigned long long)ver);
+			goto out;
+		}
+	}
+	memcpy(r->result_id, id, BV_ID_SIZE);
+out:
+	return rc;
+}
+
 int bv_ingest_write(bv_ingest *in, int slot, uint64_t off, const void *buf,
 		    size_t len)
 {
@@ -1390,14 +1490,59 @@ int bv_ingest_resize(bv_ingest *in, int slot, uint64_t new_size)
 	return 0;
 }
 
+struct label_find {
+	const char *label;
+	uint64_t matches, number;
+};
+
+static int label_match(void *ud, const bv_rp_info *rp)
+{
+	struct label_find *f = ud;
+
+	if (!strcmp(rp->label, f->label)) {
+		f->matches++;
+		f->number = rp->number;
+	}
+	return 0;
+}
+
+/* The base RP of an rbd diff from snapshot SNAP into replica NAME: its one
+ * RP labelled SNAP. */
+static int rbd_base(bv_ingest *in, const char *name, const char *snap,
+		    uint64_t *base)
+{
+	struct label_find f = { snap, 0, 0 };
+	int rc = bv_rp_list(in->s, name, label_match, &f);
+
+	if (rc == BV_ENOTFOUND)
+		return bv_fail(BV_EBASE, "rbd diff from snapshot '%s': replica "
+			       "%s does not exist, so no RP of it is labelled "
+			       "so (a first diff must be a full one)", snap,
+			       name);
+	if (rc)
+		return rc;
+	if (f.matches == 0)
+		return bv_fail(BV_EBASE, "rbd diff from snapshot '%s': no RP of "
+			       "replica %s is labelled '%s' (say which RP it is "
+			       "based on: --base N)", snap, name, snap);
+	if (f.matches > 1)
+		return bv_fail(BV_EBASE, "rbd diff from snapshot '%s': %llu RPs "
+			       "of replica %s are labelled '%s' (say which RP "
+			       "it is based on: --base N)", snap,
+			       (unsigned long long)f.matches, name, snap);
+	*base = f.number;
+	return 0;
+}
+
 int bv_ingest_stream(bv_ingest *in, int fd, int format, const char *name,
 		     uint64_t base_rp, int *consistency, int64_t *tm,
 		     bv_progress_fn progress, void *ud)
 {
+	const uint8_t *base_id = NULL;
 	struct bv_stream_reader *rd = NULL;
 	const struct bv_stream_info *info;
 	struct bv_stream_rec rec;
-	uint64_t total = 0, base, last = 0;
+	uint64_t total = 0, base = 0, last = 0;
 	const char *rname;
 	struct stat st;
 	int rc, slot = -1;
@@ -1424,6 +1569,7 @@ int bv_ingest_stream(bv_ingest *in, int fd, int format, const char *name,
 		}
 		rname = info->replica;
 		base = info->base_rp;
+		base_id = info->base_id;
 	} else {
 		if (!name) {
 			rc = bv_fail(BV_EINVAL, "an rbd diff names no replica: "
@@ -1431,21 +1577,22 @@ int bv_ingest_stream(bv_ingest *in, int fd, int format, const char *name,
 			goto out;
 		}
 		rname = name;
-		if (base_rp == BV_RP_LATEST) {
-			if (info->has_from_snap) {
-				rc = bv_fail(BV_EBASE, "rbd diff from snapshot "
-					     "'%s': say which RP it is based "
-					     "on (--base N)", info->from_snap);
-				goto out;
-			}
-			base = 0;
-		} else {
+		if (base_rp != BV_RP_LATEST)
 			base = base_rp;
-		}
+		else if (!info->has_from_snap)
+			base = 0;
+		else if ((rc = rbd_base(in, name, info->from_snap, &base)))
+			goto out;
+		if (!in->rbd_label[0])
+			snprintf(in->rbd_label, sizeof in->rbd_label, "%s",
+				 info->to_snap);
 	}
-	if ((rc = bv_ingest_add(in, rname, base, info->disk_size)) < 0)
+	if ((rc = add_replica(in, rname, base, base_id, info->disk_size)) < 0)
 		goto out;
 	slot = rc;
+	if (format == BV_FORMAT_BVAULT &&
+	    (rc = take_result_id(in, slot, info->result_id)))
+		goto poisoned;
 	if (in->rep[slot].size != info->disk_size &&
 	    (rc = bv_ingest_resize(in, slot, info->disk_size)))
 		goto poisoned;
@@ -1540,7 +1687,8 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 	struct bv_rp_member over[BV_SESSION_MAX];
 	struct bv_kv_batch *b = NULL;
 	struct bv_mstat ms;
-	uint8_t key[32];
+	const char *label = NULL;
+	uint8_t key[32], id[BV_ID_SIZE];
 	int rc, locked = 0;
 
 	bv_fail(0, "%s", "");
@@ -1553,7 +1701,18 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 			     "in the session)");
 		goto fail;
 	}
-	if (o && o->make_rp && (rc = bv_rp_label_check(o->label)))
+	if (o && o->label)
+		label = o->label;
+	else if (in->rbd_label[0])
+		label = in->rbd_label;
+	if (o && o->make_rp && label == in->rbd_label &&
+	    strlen(label) > BV_LABEL_MAX) {
+		rc = bv_fail(BV_EINVAL, "rbd diff to-snapshot '%.40s...' is "
+			     "longer than an RP label (%d bytes): give the RP "
+			     "a label", label, BV_LABEL_MAX);
+		goto fail;
+	}
+	if (o && o->make_rp && (rc = bv_rp_label_check(label)))
 		goto fail;
 	if ((rc = drain(in)))
 		goto fail;
@@ -1576,8 +1735,11 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 	}
 	for (size_t i = 0; i < in->nrep; i++) {
 		struct sess_rep *r = &in->rep[i];
-		if (!r->created && r->base_rp != g.latest_rp) {
-			/* An RP was made while the session ran. */
+		if (!r->created && !r->base_by_id &&
+		    r->base_rp != g.latest_rp) {
+			/* An RP was made while the session ran. (A base
+			 * checked by identity is the head, which no one else
+			 * changes while the session holds the replica.) */
 			rc = bv_fail(BV_EBASE, "replica %s: stream base is RP "
 				     "%llu but latest is RP %llu", r->name,
 				     (unsigned long long)r->base_rp,
@@ -1595,6 +1757,14 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 			bv_rrec_put(b, r->name, &nr);
 		bv_kv_batch_delete(b, BV_CF_META, key,
 				   bv_key_id(key, "inflight/", r->r.rid));
+		if (!bv_ident_none(r->result_id)) {
+			memcpy(id, r->result_id, BV_ID_SIZE);
+		} else if ((rc = bv_ident_new(id))) {
+			rc = bv_fail(rc, "replica %s: cannot make a version "
+				     "identity: %s", r->name, strerror(-rc));
+			goto fail;
+		}
+		bv_ident_put(b, r->r.rid, r->ver, id);
 		over[i].rid = r->r.rid;
 		over[i].version = r->ver;
 		over[i].size = r->size;
@@ -1606,8 +1776,10 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 		memset(&p, 0, sizeof p);
 		p.time = o->time ? o->time : (int64_t)time(NULL);
 		p.consistency = o->consistency == BV_APP_CONSISTENT;
-		snprintf(p.label, sizeof p.label, "%s",
-			 o->label ? o->label : "");
+		/* The label's length was checked above. */
+		size_t ll = label ? strlen(label) : 0;
+		memcpy(p.label, label ? label : "", ll);
+		p.label[ll] = 0;
 		if ((rc = bv_rp_build(s, in->gname, &g, over, in->nrep, &p)))
 			goto fail;
 		g.latest_rp++;

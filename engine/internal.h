@@ -12,6 +12,8 @@
  *          "g/" name -> group record       "gi/" gid(be64) -> name
  *          "p/" gid(be64) rp(be64) -> RP record
  *          "a/" name -> agent record
+ *          "v/" rid(be64) version(be64) -> version identity
+ *          "vi/" rid(be64) identity(16) -> newest version with it
  *          "inflight/" rid(be64) -> version being written
  *          "u/" container(be32) from(be64) -> to(le64): bytes no commit names
  */
@@ -165,6 +167,25 @@ int bv_rprec_get(bv_store *s, uint64_t gid, uint64_t rp,
 void bv_rprec_put(struct bv_kv_batch *b, uint64_t gid, uint64_t rp,
 		  const struct bv_rprec *p);
 int bv_rprec_decode(const void *v, size_t len, struct bv_rprec *p);
+/* Version identities (FORMAT.md, meta "v/" and "vi/"). bv_ident_get
+ * fills ID with the identity of version VERSION of replica RID, all zero
+ * when it has none (version 0, or committed before identities were kept);
+ * BV_ECORRUPT for a damaged record. bv_ident_find sets *VERSION to the
+ * newest version of RID with identity ID, or returns ST_ENOTFOUND.
+ * bv_ident_put puts both records of (RID, VERSION, ID) into B. */
+int bv_ident_get(bv_store *s, uint64_t rid, uint64_t version,
+		 uint8_t id[BV_ID_SIZE]);
+int bv_ident_find(bv_store *s, uint64_t rid, const uint8_t id[BV_ID_SIZE],
+		  uint64_t *version);
+void bv_ident_put(struct bv_kv_batch *b, uint64_t rid, uint64_t version,
+		  const uint8_t id[BV_ID_SIZE]);
+/* A fresh random identity (never all zero). -errno. */
+int bv_ident_new(uint8_t id[BV_ID_SIZE]);
+/* 1 when ID is all zero: no identity. */
+int bv_ident_none(const uint8_t id[BV_ID_SIZE]);
+/* ID as 32 hex digits into BUF, or "none" when all zero; returns BUF. */
+char *bv_ident_hex(const uint8_t id[BV_ID_SIZE], char buf[2 * BV_ID_SIZE + 1]);
+
 /* Name of replica RID / group GID into BUF (BV_NAME_MAX + 1). */
 int bv_id_name(bv_store *s, const char *prefix, uint64_t id, char *buf);
 int bv_cstat_get(bv_store *s, struct bv_cstat *c);

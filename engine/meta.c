@@ -4,6 +4,7 @@
  * later format can tell its own records from ours. Every decoder checks
  * lengths before it reads: the index is disk input too (STYLE habit 5).
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -182,6 +183,110 @@ void bv_rprec_put(struct bv_kv_batch *b, uint64_t gid, uint64_t rp,
 		bv_le64(v + pos + 16, p->m[i].size);
 	}
 	bv_kv_batch_put(b, BV_CF_META, key, bv_key_rp(key, gid, rp), v, pos);
+}
+
+static size_t key_ident(uint8_t *key, uint64_t rid, uint64_t version)
+{
+	memcpy(key, "v/", 2);
+	bv_be64(key + 2, rid);
+	bv_be64(key + 10, version);
+	return 18;
+}
+
+static size_t key_ident_rev(uint8_t *key, uint64_t rid,
+			    const uint8_t id[BV_ID_SIZE])
+{
+	memcpy(key, "vi/", 3);
+	bv_be64(key + 3, rid);
+	memcpy(key + 11, id, BV_ID_SIZE);
+	return 11 + BV_ID_SIZE;
+}
+
+int bv_ident_none(const uint8_t id[BV_ID_SIZE])
+{
+	for (size_t i = 0; i < BV_ID_SIZE; i++)
+		if (id[i])
+			return 0;
+	return 1;
+}
+
+char *bv_ident_hex(const uint8_t id[BV_ID_SIZE], char buf[2 * BV_ID_SIZE + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (bv_ident_none(id)) {
+		snprintf(buf, 2 * BV_ID_SIZE + 1, "none");
+		return buf;
+	}
+	for (size_t i = 0; i < BV_ID_SIZE; i++) {
+		buf[2 * i] = hex[id[i] >> 4];
+		buf[2 * i + 1] = hex[id[i] & 15];
+	}
+	buf[2 * BV_ID_SIZE] = 0;
+	return buf;
+}
+
+int bv_ident_new(uint8_t id[BV_ID_SIZE])
+{
+	int rc;
+
+	do {
+		if ((rc = bv_random_fill(id, BV_ID_SIZE)))
+			break;
+	} while (bv_ident_none(id));
+	return rc;
+}
+
+int bv_ident_get(bv_store *s, uint64_t rid, uint64_t version,
+		 uint8_t id[BV_ID_SIZE])
+{
+	uint8_t key[32], v[1 + BV_ID_SIZE + 1];
+	size_t len;
+	int rc;
+
+	memset(id, 0, BV_ID_SIZE);
+	if (version == 0)
+		return 0;
+	rc = get_meta(s, key, key_ident(key, rid, version), v, sizeof v, &len);
+	if (rc == ST_ENOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	if (len != 1 + BV_ID_SIZE || v[0] != REC_V1 ||
+	    bv_ident_none(v + 1))
+		return BV_ECORRUPT;
+	memcpy(id, v + 1, BV_ID_SIZE);
+	return 0;
+}
+
+int bv_ident_find(bv_store *s, uint64_t rid, const uint8_t id[BV_ID_SIZE],
+		  uint64_t *version)
+{
+	uint8_t key[32], v[16];
+	size_t len;
+	int rc;
+
+	rc = get_meta(s, key, key_ident_rev(key, rid, id), v, sizeof v, &len);
+	if (rc)
+		return rc;
+	if (len != 9 || v[0] != REC_V1 || bv_get_le64(v + 1) == 0)
+		return BV_ECORRUPT;
+	*version = bv_get_le64(v + 1);
+	return 0;
+}
+
+void bv_ident_put(struct bv_kv_batch *b, uint64_t rid, uint64_t version,
+		  const uint8_t id[BV_ID_SIZE])
+{
+	uint8_t key[32], v[1 + BV_ID_SIZE];
+
+	v[0] = REC_V1;
+	memcpy(v + 1, id, BV_ID_SIZE);
+	bv_kv_batch_put(b, BV_CF_META, key, key_ident(key, rid, version), v,
+			sizeof v);
+	v[0] = REC_V1;
+	bv_le64(v + 1, version);
+	bv_kv_batch_put(b, BV_CF_META, key, key_ident_rev(key, rid, id), v, 9);
 }
 
 int bv_id_name(bv_store *s, const char *prefix, uint64_t id, char *buf)

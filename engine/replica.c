@@ -109,6 +109,10 @@ static int fill_info(bv_store *s, const char *name, const struct bv_rrec *r,
 		return bv_fail(BV_ECORRUPT, "replica %s: its group record is "
 			       "missing or damaged", name);
 	out->latest_rp = g.latest_rp;
+	if ((rc = bv_ident_get(s, r->rid, r->head, out->head_id)))
+		return bv_fail(rc, "replica %s: identity of version %llu: %s",
+			       name, (unsigned long long)r->head,
+			       bv_strerror(rc));
 	return 0;
 }
 

@@ -153,7 +153,17 @@ int bv_rp_list(bv_store *s, const char *what,
 				if (p.m[i].rid == r.rid) {
 					info.size = p.m[i].size;
 					info.version = p.m[i].version;
+					rc = bv_ident_get(s, r.rid,
+							  info.version,
+							  info.id);
 				}
+		if (rc) {
+			rc = bv_fail(rc, "replica %s: identity of version "
+				     "%llu: %s", what,
+				     (unsigned long long)info.version,
+				     bv_strerror(rc));
+			break;
+		}
 		if ((rc = cb(ud, &info)))
 			break;
 	}

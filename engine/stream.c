@@ -32,9 +32,10 @@
 #ifndef BV_STREAM_RECORD_MAX
 #define BV_STREAM_RECORD_MAX (UINT64_C(1) << 30)
 #endif
-#define BV_STREAM_VERSION 1
+#define BV_STREAM_VERSION 2
 #define BV_STREAM_HDR_FIXED 13  /* magic, version, flags, name length */
 #define BV_STREAM_HDR_TAIL 25   /* disk size, base RP, consistency, time */
+#define BV_STREAM_HDR_IDS 32    /* v2: base identity, result identity */
 #define BV_STREAM_EXTENT_LEN 17 /* type, off, len */
 #define BV_STREAM_RESIZE_LEN 9  /* type, size */
 #define BV_STREAM_TRAILER_LEN 25 /* type, records, data bytes, checksum */
@@ -264,6 +265,7 @@ static int open_bvault(struct bv_stream_reader *rd)
 	struct bv_stream_info *info = &rd->info;
 	const uint8_t *p;
 	unsigned version, flags, n, cons;
+	size_t len;
 	uint64_t disk;
 	int ret;
 
@@ -303,8 +305,10 @@ static int open_bvault(struct bv_stream_reader *rd)
 			   "know", flags);
 		goto out;
 	}
-	ret = need(rd, BV_STREAM_HDR_FIXED + n + BV_STREAM_HDR_TAIL,
-		   "the header");
+	len = BV_STREAM_HDR_FIXED + n + BV_STREAM_HDR_TAIL;
+	if (version >= 2)
+		len += BV_STREAM_HDR_IDS;
+	ret = need(rd, len, "the header");
 	if (ret)
 		goto out;
 	p = peek(rd);
@@ -335,8 +339,14 @@ static int open_bvault(struct bv_stream_reader *rd)
 	info->base_rp = bv_get_le64(p + 8);
 	info->consistency = (int)cons;
 	info->time = (int64_t)bv_get_le64(p + 17);
+	info->version = version;
+	if (version >= 2) {
+		memcpy(info->base_id, p + BV_STREAM_HDR_TAIL, BV_ID_SIZE);
+		memcpy(info->result_id, p + BV_STREAM_HDR_TAIL + BV_ID_SIZE,
+		       BV_ID_SIZE);
+	}
 	rd->disk_size = disk;
-	consume(rd, BV_STREAM_HDR_FIXED + n + BV_STREAM_HDR_TAIL);
+	consume(rd, len);
 out:
 	return ret;
 }

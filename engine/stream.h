@@ -44,6 +44,9 @@ struct bv_stream_info {
 	uint64_t disk_size;           /* at the start of the stream; rbd-diff:
 					 the 's' record (its end size) */
 	uint64_t base_rp;             /* bvault: header; rbd-diff: 0 */
+	unsigned version;             /* bvault: header version (1 or 2) */
+	uint8_t base_id[BV_ID_SIZE];  /* bvault v2: identities of the base */
+	uint8_t result_id[BV_ID_SIZE]; /* and of the result; zero: none */
 	int consistency;
 	int64_t time;                 /* rbd-diff: 0 */
 	int has_from_snap;            /* rbd-diff: an 'f' record was present */

@@ -31,7 +31,9 @@
 #ifndef BV_STREAM_RECORD_MAX
 #define BV_STREAM_RECORD_MAX (UINT64_C(1) << 30)
 #endif
-#define BV_STREAM_VERSION 1
+#define BV_STREAM_VERSION_PLAIN 1 /* a header without identities */
+#define BV_STREAM_VERSION_IDS 2   /* with base and result identities */
+#define BV_STREAM_HDR_IDS 32
 #define BV_STREAM_WBUF ((size_t)1 << 20)
 
 static const uint8_t bv_stream_magic[8] = { 'B', 'V', 'S', 'T',
@@ -121,6 +123,14 @@ out:
 	return ret;
 }
 
+static int id_none(const uint8_t *id)
+{
+	for (size_t i = 0; i < BV_ID_SIZE; i++)
+		if (id[i])
+			return 0;
+	return 1;
+}
+
 static int name_ok(const char *s)
 {
 	size_t n = strlen(s);
@@ -176,9 +186,9 @@ int bv_stream_writer_open(int fd, const bv_stream_header *h,
 			  bv_stream_writer **out)
 {
 	struct bv_stream_writer *w = NULL;
-	uint8_t hdr[13 + BV_NAME_MAX + 25], *p;
-	size_t n;
-	int ret;
+	uint8_t hdr[13 + BV_NAME_MAX + 25 + BV_STREAM_HDR_IDS], *p;
+	size_t n, len;
+	int ret, ids;
 
 	*out = NULL;
 	w = calloc(1, sizeof(*w));
@@ -205,10 +215,13 @@ int bv_stream_writer_open(int fd, const bv_stream_header *h,
 	}
 	XXH3_64bits_reset(w->xxh);
 	n = strlen(h->replica);
+	/* Version 1 when there is no identity to carry: what older readers
+	 * read, byte for byte what this writer wrote before version 2. */
+	ids = !id_none(h->base_id) || !id_none(h->result_id);
 	memcpy(hdr, bv_stream_magic, 8);
-	hdr[8] = BV_STREAM_VERSION;
+	hdr[8] = ids ? BV_STREAM_VERSION_IDS : BV_STREAM_VERSION_PLAIN;
 	hdr[9] = 0;
-	hdr[10] = hdr[11] = 0; /* flags: none in version 1 */
+	hdr[10] = hdr[11] = 0; /* flags: none in versions 1 and 2 */
 	hdr[12] = (uint8_t)n;
 	memcpy(hdr + 13, h->replica, n);
 	p = hdr + 13 + n;
@@ -216,8 +229,14 @@ int bv_stream_writer_open(int fd, const bv_stream_header *h,
 	bv_le64(p + 8, h->base_rp);
 	p[16] = (uint8_t)h->consistency;
 	bv_le64(p + 17, (uint64_t)h->time);
+	len = 13 + n + 25;
+	if (ids) {
+		memcpy(p + 25, h->base_id, BV_ID_SIZE);
+		memcpy(p + 25 + BV_ID_SIZE, h->result_id, BV_ID_SIZE);
+		len += BV_STREAM_HDR_IDS;
+	}
 	w->disk_size = h->disk_size;
-	ret = emit(w, hdr, 13 + n + 25, 1); /* fits the buffer: no I/O */
+	ret = emit(w, hdr, len, 1); /* fits the buffer: no I/O */
 	if (ret)
 		goto fail;
 	*out = w;

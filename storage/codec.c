@@ -120,13 +120,14 @@ int bv_fp_equal(const bv_fp *a, const bv_fp *b)
 	return memcmp(a->b, b->b, sizeof(a->b)) == 0;
 }
 
-int bv_secret_generate(uint8_t *secret)
+int bv_random_fill(void *out, size_t len)
 {
+	uint8_t *p = out;
 	size_t got = 0;
 	int ret = 0;
 
-	while (got < BV_SECRET_SIZE) {
-		ssize_t n = getrandom(secret + got, BV_SECRET_SIZE - got, 0);
+	while (got < len) {
+		ssize_t n = getrandom(p + got, len - got, 0);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -138,6 +139,11 @@ int bv_secret_generate(uint8_t *secret)
 	}
 out:
 	return ret;
+}
+
+int bv_secret_generate(uint8_t *secret)
+{
+	return bv_random_fill(secret, BV_SECRET_SIZE);
 }
 
 int bv_is_zero(const void *data, size_t len)

@@ -22,6 +22,8 @@ void bv_fp_compute(const uint8_t *secret, const void *data, size_t len,
 int bv_fp_equal(const bv_fp *a, const bv_fp *b);
 /* Fills SECRET with BV_SECRET_SIZE random bytes (getrandom). -errno. */
 int bv_secret_generate(uint8_t *secret);
+/* Fills the LEN bytes at OUT from the same source. -errno. */
+int bv_random_fill(void *out, size_t len);
 
 /* 1 when all LEN bytes are zero. Fast: word at a time. */
 int bv_is_zero(const void *data, size_t len);

@@ -1519,6 +1519,23 @@ static void fmt_time(char *buf, size_t len, int64_t t)
 		snprintf(buf, len, "%" PRId64, t);
 }
 
+/* A version identity in JSON: 32 hex digits, or null when unknown. */
+static void json_id(FILE *f, const uint8_t id[BV_ID_SIZE])
+{
+	int known = 0;
+
+	for (int i = 0; i < BV_ID_SIZE; i++)
+		known |= id[i];
+	if (!known) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	for (int i = 0; i < BV_ID_SIZE; i++)
+		fprintf(f, "%02x", id[i]);
+	fputc('"', f);
+}
+
 static int rp_ls_cb(void *ud, const bv_rp_info *rp)
 {
 	struct rp_ls_ctx *c = ud;
@@ -1535,9 +1552,11 @@ static int rp_ls_cb(void *ud, const bv_rp_info *rp)
 		       "\"members\": %" PRIu32 ", \"label\": ", rp->number,
 		       rp->time, tb, kind, rp->members);
 		json_str(stdout, rp->label);
-		if (c->per_replica)
-			printf(", \"size\": %" PRIu64 ", \"version\": %" PRIu64,
-			       rp->size, rp->version);
+		if (c->per_replica) {
+			printf(", \"size\": %" PRIu64 ", \"version\": %" PRIu64
+			       ", \"identity\": ", rp->size, rp->version);
+			json_id(stdout, rp->id);
+		}
 		printf("}");
 	} else {
 		if (c->n == 0) {
@@ -1735,8 +1754,11 @@ static int ls_cb(void *ud, const bv_replica_info *r)
 		printf(", \"group\": ");
 		json_str(stdout, r->group);
 		printf(", \"size\": %" PRIu64 ", \"chunk_size\": %" PRIu32
-		       ", \"head\": %" PRIu64 ", \"latest_rp\": %" PRIu64 "}",
-		       r->size, r->chunk_size, r->head, r->latest_rp);
+		       ", \"head\": %" PRIu64 ", \"latest_rp\": %" PRIu64
+		       ", \"head_identity\": ", r->size, r->chunk_size, r->head,
+		       r->latest_rp);
+		json_id(stdout, r->head_id);
+		printf("}");
 	} else {
 		char h[32];
 
@@ -2663,10 +2685,12 @@ static const struct command commands[] = {
 	  "Applies change streams (files, or stdin with '-' or none) in one\n"
 	  "atomic commit; with --rp also makes one recovery point of the\n"
 	  "group. All streams must be for replicas of one group. rbd-diff\n"
-	  "streams need --replica, and --base N when the diff has a\n"
-	  "from-snap (without --base they must be full diffs). A bvault\n"
-	  "stream names its replica and base RP itself; --replica then only\n"
-	  "checks that it is for that replica.\n" },
+	  "streams need --replica; the RP takes the diff's to-snapshot name\n"
+	  "as label (unless --label), and a diff from snapshot F is based on\n"
+	  "the replica's RP labelled F, or on RP N with --base N. A bvault\n"
+	  "stream names its replica and base itself (a diff: the identity of\n"
+	  "its base version, which must be the replica's latest); --replica\n"
+	  "then only checks that it is for that replica.\n" },
 	{ "rp", "create", cmd_rp_create,
 	  "usage: bvault rp create STORE REPLICA|GROUP [--label L] "
 	  "[--consistency app|crash]\n"
@@ -2675,7 +2699,8 @@ static const struct command commands[] = {
 	{ "rp", "ls", cmd_rp_ls,
 	  "usage: bvault rp ls STORE [REPLICA|GROUP] [--json]\n"
 	  "Lists recovery points, of every group or of one; for a replica,\n"
-	  "also its size and version at each.\n" },
+	  "also its size and version at each (with --json, also the\n"
+	  "version's identity: 32 hex digits, null if unknown).\n" },
 	{ NULL, "export", cmd_export,
 	  "usage: bvault export STORE REPLICA@RP OUT\n"
 	  "Writes the replica at recovery point RP (a number, 'latest', or 0\n"
@@ -2685,11 +2710,14 @@ static const struct command commands[] = {
 	  "usage: bvault diff STORE REPLICA@RP1 REPLICA@RP2 [--out FILE] "
 	  "[--base N]\n"
 	  "Writes the change stream that turns RP1 into RP2 (RP1 0: a full\n"
-	  "stream) to --out or stdout (never a terminal). The stream's base\n"
-	  "is RP1 unless --base says otherwise.\n" },
+	  "stream) to --out or stdout (never a terminal). The stream names\n"
+	  "the identities of both versions, so it applies only where RP1's\n"
+	  "version is the latest. --base N renumbers its base RP (not its\n"
+	  "base identity).\n" },
 	{ NULL, "ls", cmd_ls,
 	  "usage: bvault ls STORE [--json]\n"
-	  "Lists replicas: group, size, chunk size, head version, latest RP.\n" },
+	  "Lists replicas: group, size, chunk size, head version, latest RP\n"
+	  "(with --json, also the head version's identity).\n" },
 	{ NULL, "stats", cmd_stats,
 	  "usage: bvault stats STORE [--json]\n"
 	  "Shows logical, ingested, unique and stored bytes, the dedup ratio\n"

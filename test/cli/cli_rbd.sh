@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # cli_rbd.sh: ingest of Ceph "rbd diff v1" streams (engine/STREAM.md,
 # last section), crafted byte by byte here as `rbd export-diff` writes
-# them: a full diff, then an incremental one based on RP 1; a diff with a
-# from-snapshot needs --base; a diff without its end is refused.
+# them: a full diff, then an incremental one based on RP 1. Snapshot
+# names are RP labels: the RP of a diff is labelled with its to-snapshot,
+# and a diff's from-snapshot finds its base RP by label (no --base); a
+# from-snapshot that no RP or several RPs carry is refused naming both; a
+# diff without its end is refused.
 . "$(dirname "$0")/lib.sh"
 
 S=$T/store
@@ -61,8 +64,21 @@ run_ok "export r1@1" "$BV" export "$S" r1@1 "$T/e1"
 cmp "$T/e1" "$T/v1" >/dev/null; ok $? "r1@1 equals the image at snap1"
 snapshot "$S" before
 
-run_fail "a diff from a snapshot without --base: refused" 1 'base' \
-	"$BV" ingest "$S" --rp --format rbd-diff --replica r1 "$T/incr.rbd"
+run_ok "rp ls" "$BV" rp ls "$S" r1 --json
+grep -q '"label": "snap1"' "$T/out"; ok $? "RP 1 is labelled with the to-snapshot, snap1"
+snapshot "$S" before
+
+{
+	printf 'rbd diff v1\n'
+	rec_name f nosuch
+	rec_name t snap9
+	printf s; le64 1048576
+	rec_z 0 $((64 * KIB))
+	printf e
+} >"$T/nosuch.rbd"
+run_fail "a diff from a snapshot no RP is labelled with: refused" 1 \
+	"snapshot 'nosuch'.*replica r1" \
+	"$BV" ingest "$S" --rp --format rbd-diff --replica r1 "$T/nosuch.rbd"
 same_snapshot "$S" before "store unchanged"
 head -c $(($(stat -c %s "$T/incr.rbd") - 1)) "$T/incr.rbd" >"$T/cut.rbd"
 run_fail "an rbd diff without its end: refused" 1 'truncat|ends inside|ends without|end of|ended' \
@@ -75,12 +91,64 @@ run_fail "an rbd diff read as a bvault stream: refused" 1 'magic|not a bvault' \
 	"$BV" ingest "$S" --rp "$T/incr.rbd"
 same_snapshot "$S" before "store unchanged"
 
-run_ok "ingest the incremental rbd diff with --base 1" "$BV" ingest "$S" --rp \
-	--format rbd-diff --replica r1 --base 1 "$T/incr.rbd"
-grep -q 'RP 2$' "$T/out"; ok $? "RP 2"
+run_ok_stdin "the incremental rbd diff from snap1, on stdin, without --base" \
+	"$BV" ingest "$S" --rp --format rbd-diff --replica r1 - <"$T/incr.rbd"
+grep -q 'RP 2$' "$T/out"; ok $? "RP 2: based on RP 1, labelled snap1"
 run_ok "export r1@2" "$BV" export "$S" r1@2 "$T/e2"
 cmp "$T/e2" "$T/v2" >/dev/null; ok $? "r1@2 equals the image at snap2"
 run_ok "export r1@1 again" "$BV" export "$S" r1@1 "$T/e1b"
 cmp "$T/e1b" "$T/v1" >/dev/null; ok $? "r1@1 unchanged"
+run_ok "rp ls" "$BV" rp ls "$S" r1 --json
+grep -q '"rp": 2,.*"label": "snap2"' "$T/out"; ok $? "RP 2 is labelled snap2"
+snapshot "$S" before2
+
+# The same diff again: RP 1 (snap1) is no longer the latest.
+run_fail "a diff from a snapshot whose RP is not the latest: refused" 1 \
+	'base is RP 1 but latest is RP 2' \
+	"$BV" ingest "$S" --rp --format rbd-diff --replica r1 "$T/incr.rbd"
+same_snapshot "$S" before2 "store unchanged"
+
+# Two RPs labelled snap2: a diff from snap2 cannot tell which.
+{
+	printf 'rbd diff v1\n'
+	rec_name f snap2
+	rec_name t snap3
+	printf s; le64 1048576
+	rec_w $((256 * KIB)) "$T/d3"
+	printf e
+} >"$T/incr3.rbd"
+run_ok "an RP labelled snap2 by hand" "$BV" rp create "$S" r1 --label snap2
+snapshot "$S" before3
+run_fail "a diff from a snapshot that labels two RPs: refused" 1 \
+	"snapshot 'snap2'.*2 RPs of replica r1" \
+	"$BV" ingest "$S" --rp --format rbd-diff --replica r1 "$T/incr3.rbd"
+same_snapshot "$S" before3 "store unchanged"
+run_ok "--base 3 says which" "$BV" ingest "$S" --rp --format rbd-diff \
+	--replica r1 --base 3 --label mine "$T/incr3.rbd"
+grep -q 'RP 4$' "$T/out"; ok $? "RP 4"
+run_ok "rp ls" "$BV" rp ls "$S" r1 --json
+grep -q '"rp": 4,.*"label": "mine"' "$T/out"; ok $? "--label wins over the to-snapshot"
+cp "$T/v2" "$T/v3"
+dd if="$T/d3" of="$T/v3" bs=1K seek=256 conv=notrunc status=none
+run_ok "export r1@4" "$BV" export "$S" r1@4 "$T/e4"
+cmp "$T/e4" "$T/v3" >/dev/null; ok $? "r1@4 equals the image at snap3"
+
+# A to-snapshot name longer than an RP label (127 bytes) cannot label the
+# RP: refused, unless --label names it.
+LONG=$(printf 's%.0s' $(seq 1 200))
+{
+	printf 'rbd diff v1\n'
+	rec_name t "$LONG"
+	printf s; le64 1048576
+	rec_w 0 "$T/d1"
+	printf e
+} >"$T/long.rbd"
+snapshot "$S" before4
+run_fail "a to-snapshot name longer than a label: refused" 1 \
+	'to-snapshot .*longer than an RP label' \
+	"$BV" ingest "$S" --rp --format rbd-diff --replica r2 "$T/long.rbd"
+same_snapshot "$S" before4 "store unchanged"
+run_ok "with --label it ingests" "$BV" ingest "$S" --rp --format rbd-diff \
+	--replica r2 --label short "$T/long.rbd"
 
 done_testing

@@ -29,8 +29,9 @@ static void save(const char *name, const struct bytes *b)
 	close(fd);
 }
 
-/* A stream made by the writer itself. */
-static void writer_stream(struct bytes *b)
+/* A stream made by the writer itself: version 1, or with IDS version 2
+ * (base and result identities). */
+static void writer_stream(struct bytes *b, int ids)
 {
 	static uint8_t data[3 * 4096];
 	bv_stream_header h = { "vm1.sda", 65536, 3, 1, 1700000000 };
@@ -38,6 +39,10 @@ static void writer_stream(struct bytes *b)
 	int fd = memfd_create("gen", 0);
 	ssize_t n;
 
+	for (int i = 0; ids && i < 16; i++) {
+		h.base_id[i] = (uint8_t)(0xb0 + i);
+		h.result_id[i] = (uint8_t)(0xe0 + i);
+	}
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(i % 251);
 	if (bv_stream_writer_open(fd, &h, &w) ||
@@ -86,13 +91,21 @@ int main(int argc, char **argv)
 	}
 	dir = argv[1];
 
-	writer_stream(&b);
+	writer_stream(&b, 0);
 	save("ok-bvault-writer", &b);
 	b.p[b.len - 30] ^= 4;
 	save("bad-bvault-checksum", &b);
-	writer_stream(&b);
+	writer_stream(&b, 0);
 	b.len -= 9;
 	save("bad-bvault-truncated", &b);
+	b_free(&b);
+
+	writer_stream(&b, 1);
+	save("ok-bvault-v2-writer", &b);
+	b.p[8 + 2 + 2 + 1 + 7 + 25 + 5] ^= 1; /* a bit of the base identity */
+	save("bad-bvault-v2-checksum", &b);
+	b.len = 8 + 2 + 2 + 1 + 7 + 25 + 20; /* cut inside the identities */
+	save("bad-bvault-v2-truncated", &b);
 	b_free(&b);
 
 	b_header(&b, 1, 0, "x", 0, 0, 0, 0);

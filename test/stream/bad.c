@@ -24,6 +24,22 @@ static void good_stream(struct bytes *b)
 	b_trailer(b, 4, 1536);
 }
 
+static const uint8_t ids_base[16] = { 0xb0, 1, 2, 3, 4, 5, 6, 7,
+				      8, 9, 10, 11, 12, 13, 14, 0xbf };
+static const uint8_t ids_result[16] = { 0xe0, 1, 2, 3, 4, 5, 6, 7,
+					8, 9, 10, 11, 12, 13, 14, 0xef };
+
+/* good_stream with a version 2 header: the identities after the time. */
+static void good_stream_v2(struct bytes *b)
+{
+	b_header(b, 2, 0, "vm-7.disk_0", MiB, 12, 1, 1700000000);
+	b_ids(b, ids_base, ids_result);
+	b_extent(b, 'D', 4096, 1024);
+	b_fill(b, 0xab, 1024);
+	b_extent(b, 'Z', 0, 512);
+	b_trailer(b, 2, 1024);
+}
+
 static void expect(const struct bytes *b, int format, int want,
 		   const char *what)
 {
@@ -47,13 +63,55 @@ static void test_good(void)
 	b_free(&b);
 }
 
+/* A version 2 stream reads to END with its identities; a version 1
+ * stream names none. */
+static void test_v2(void)
+{
+	struct bytes b = { 0 };
+	struct bv_stream_reader *rd = NULL;
+	const struct bv_stream_info *info;
+	struct bv_stream_rec rec;
+	int fd, ret, n = 0;
+
+	good_stream_v2(&b);
+	fd = mem_fd(b.p, b.len);
+	ret = bv_stream_reader_open(fd, BV_FORMAT_BVAULT, &rd);
+	is_int(ret, 0, "a version 2 header opens");
+	info = bv_stream_reader_info(rd);
+	ok(info->version == 2 && info->base_rp == 12 &&
+	   !memcmp(info->base_id, ids_base, 16) &&
+	   !memcmp(info->result_id, ids_result, 16) &&
+	   info->disk_size == MiB && info->consistency == 1 &&
+	   info->time == 1700000000,
+	   "version 2: base RP, both identities and the v1 fields");
+	while ((ret = bv_stream_next(rd, &rec)) == 0 && rec.type != BV_REC_END)
+		n++;
+	ok(ret == 0 && n == 2, "version 2 stream reads to END (%d: %s)", ret,
+	   bv_stream_reader_error(rd));
+	bv_stream_reader_close(rd);
+	close(fd);
+	b_free(&b);
+
+	good_stream(&b);
+	fd = mem_fd(b.p, b.len);
+	ret = bv_stream_reader_open(fd, BV_FORMAT_BVAULT, &rd);
+	info = bv_stream_reader_info(rd);
+	static const uint8_t zero[16];
+	ok(ret == 0 && info->version == 1 && !memcmp(info->base_id, zero, 16) &&
+	   !memcmp(info->result_id, zero, 16),
+	   "version 1 stream: no identities");
+	bv_stream_reader_close(rd);
+	close(fd);
+	b_free(&b);
+}
+
 /* Every proper prefix is a cut stream: BV_ETRUNCATED, never END. */
-static void test_prefixes(void)
+static void test_prefixes_of(void (*make)(struct bytes *), const char *what)
 {
 	struct bytes b = { 0 };
 	size_t bad = 0, nomsg = 0;
 
-	good_stream(&b);
+	make(&b);
 	for (size_t n = 0; n < b.len; n++) {
 		struct run_result r = run_bytes(b.p, n, BV_FORMAT_BVAULT);
 		if (r.ret != BV_ETRUNCATED) {
@@ -63,9 +121,15 @@ static void test_prefixes(void)
 		if (!strstr(r.msg, "stream byte"))
 			nomsg++;
 	}
-	is_int(bad, 0, "all %zu prefixes are BV_ETRUNCATED", b.len);
+	is_int(bad, 0, "%s: all %zu prefixes are BV_ETRUNCATED", what, b.len);
 	is_int(nomsg, 0, "and every message names the byte");
 	b_free(&b);
+}
+
+static void test_prefixes(void)
+{
+	test_prefixes_of(good_stream, "version 1");
+	test_prefixes_of(good_stream_v2, "version 2");
 }
 
 static void test_header(void)
@@ -88,9 +152,16 @@ static void test_header(void)
 	expect(&b, BV_FORMAT_BVAULT, BV_ESTREAM, "rbd stream read as bvault");
 	b_free(&b);
 
-	b_header(&b, 2, 0, "vm", MiB, 0, 0, 0);
+	b_header(&b, 3, 0, "vm", MiB, 0, 0, 0);
+	b_ids(&b, ids_base, ids_result);
 	b_trailer(&b, 0, 0);
 	expect(&b, BV_FORMAT_BVAULT, BV_EFORMAT, "newer version");
+	b_free(&b);
+
+	b_header(&b, 2, 1, "vm", MiB, 0, 0, 0);
+	b_ids(&b, ids_base, ids_result);
+	b_trailer(&b, 0, 0);
+	expect(&b, BV_FORMAT_BVAULT, BV_EFORMAT, "unknown flag in version 2");
 	b_free(&b);
 
 	b_header(&b, 0, 0, "vm", MiB, 0, 0, 0);
@@ -320,6 +391,7 @@ static void test_sticky(void)
 int main(void)
 {
 	test_good();
+	test_v2();
 	test_prefixes();
 	test_header();
 	test_records();

@@ -288,6 +288,68 @@ static void test_write_error(const uint8_t *pool)
 	}
 }
 
+/* A stream of header H and, when DATA, one 4 KiB data extent, in a
+ * memfd at offset 0, opened by the reader into *RD. */
+static int ids_stream(const bv_stream_header *h, const uint8_t *data,
+		      struct bv_stream_reader **rd)
+{
+	bv_stream_writer *w;
+	int fd = memfd_create("ids", 0);
+
+	if (fd < 0 || bv_stream_writer_open(fd, h, &w) ||
+	    (data && bv_stream_write_data(w, 0, data, 4096)) ||
+	    bv_stream_writer_finish(w))
+		bail_out("writing a stream");
+	lseek(fd, 0, SEEK_SET);
+	if (bv_stream_reader_open(fd, BV_FORMAT_BVAULT, rd))
+		bail_out("reading it back");
+	return fd;
+}
+
+/* The writer carries identities in a version 2 header and writes version
+ * 1, unchanged, when it has none. */
+static void test_ids(const uint8_t *pool)
+{
+	bv_stream_header h = { "ids", MiB, 7, BV_CRASH_CONSISTENT, 99 };
+	struct bv_stream_reader *rd = NULL;
+	const struct bv_stream_info *info;
+	uint8_t head[16];
+	int fd;
+
+	for (int i = 0; i < 16; i++) {
+		h.base_id[i] = (uint8_t)(0x10 + i);
+		h.result_id[i] = (uint8_t)(0x80 + i);
+	}
+	fd = ids_stream(&h, pool, &rd);
+	ok(pread(fd, head, 16, 0) == 16 && head[8] == 2 && head[9] == 0,
+	   "with identities the header says version 2");
+	info = bv_stream_reader_info(rd);
+	ok(info->version == 2 && info->base_rp == 7 &&
+	   !memcmp(info->base_id, h.base_id, 16) &&
+	   !memcmp(info->result_id, h.result_id, 16),
+	   "both identities and the base RP come back");
+	bv_stream_reader_close(rd);
+	close(fd);
+
+	memset(h.base_id, 0, 16);
+	fd = ids_stream(&h, NULL, &rd);
+	info = bv_stream_reader_info(rd);
+	ok(info->version == 2 && info->base_id[0] == 0 &&
+	   !memcmp(info->result_id, h.result_id, 16),
+	   "a result identity alone is version 2 too");
+	bv_stream_reader_close(rd);
+	close(fd);
+
+	memset(h.result_id, 0, 16);
+	fd = ids_stream(&h, NULL, &rd);
+	info = bv_stream_reader_info(rd);
+	ok(pread(fd, head, 16, 0) == 16 && head[8] == 1 && info->version == 1 &&
+	   lseek(fd, 0, SEEK_END) == 38 + 3 + 25,
+	   "without identities: version 1, 41 header + 25 trailer bytes");
+	bv_stream_reader_close(rd);
+	close(fd);
+}
+
 /* Each data piece is a multiple of 512, at most BV_STREAM_PIECE, and a
  * long extent comes back whole. */
 static void test_pieces(const uint8_t *pool, size_t pool_len)
@@ -315,6 +377,7 @@ int main(void)
 	test_writer_checks(pool);
 	test_write_error(pool);
 	test_pieces(pool, pool_len);
+	test_ids(pool);
 	free(pool);
 	return done_testing();
 }

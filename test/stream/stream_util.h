@@ -88,6 +88,15 @@ static void b_header(struct bytes *b, unsigned version, unsigned flags,
 	b_le(b, (uint64_t)time, 8);
 }
 
+/* The two identities a version 2 header adds after the v1 fields. */
+__attribute__((unused))
+static void b_ids(struct bytes *b, const uint8_t base[16],
+		  const uint8_t result[16])
+{
+	b_put(b, base, 16);
+	b_put(b, result, 16);
+}
+
 __attribute__((unused))
 static void b_extent(struct bytes *b, uint8_t type, uint64_t off,
 		     uint64_t len)
