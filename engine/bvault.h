@@ -38,9 +38,10 @@
  *     (BV_EBUSY).
  *
  * Callbacks (the list walks, bv_progress_fn) run on the calling thread,
- * and no lock of the store is held while they run. They may call any
- * function of this header, including ones that change the store, except
- * bv_store_close() on that store and, from a progress callback of
+ * and no lock of the store is held while they run (bv_verify_fn may run
+ * while verify holds one, and has a stricter rule: see there). They may
+ * call any function of this header, including ones that change the store,
+ * except bv_store_close() on that store and, from a progress callback of
  * bv_ingest_stream(), calls on that session. The entries a list walk
  * visits are fixed when it begins (a replica created by the callback is
  * not visited); a change the callback makes may or may not show in the
@@ -144,11 +145,12 @@ typedef void (*bv_progress_fn)(void *ud, uint64_t done, uint64_t total);
 /* A static string naming ERR (a BV_E* code or -errno); never NULL. */
 BV_API const char *bv_strerror(int err);
 /* The errno nearest to ERR, for a plugin or server that must answer with
- * one: -errno (above -1000) gives errno; BV_ENOTFOUND and BV_ENOTSTORE ENOENT,
- * BV_EEXIST EEXIST, BV_EINVAL, BV_EALIGN, BV_ERANGE and BV_EGROUP EINVAL,
- * BV_EREADONLY EROFS, BV_EBUSY EBUSY, BV_ECORRUPT, BV_ECHECKSUM and
- * BV_EDB EIO, BV_ESTREAM and BV_ETRUNCATED EBADMSG, BV_EFORMAT ENOTSUP,
- * BV_EBASE ESTALE, any other negative value EIO; 0 for ERR >= 0. */
+ * one: -errno (above -1000) gives errno; BV_ENOTFOUND and BV_ENOTSTORE
+ * ENOENT, BV_EEXIST EEXIST, BV_EINVAL, BV_EALIGN, BV_ERANGE and BV_EGROUP
+ * EINVAL, BV_EREADONLY EROFS, BV_EBUSY EBUSY, BV_ECORRUPT, BV_ECHECKSUM,
+ * BV_EDB and BV_ELOST EIO, BV_ESTREAM and BV_ETRUNCATED EBADMSG,
+ * BV_EFORMAT ENOTSUP, BV_EBASE ESTALE, any other negative value EIO; 0 for
+ * ERR >= 0. */
 BV_API int bv_errno(int err);
 /* The library's version, "MAJOR.MINOR.PATCH" (BVAULT_VERSION of the
  * header it was built with); static. */

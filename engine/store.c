@@ -107,52 +107,56 @@ static int make_private_at(int dfd, const char *name)
 	return 0;
 }
 
+/* make_private_at() for every entry of directory FD (closed here), and
+ * for the entries of its subdirectories DEPTH levels down. */
+static int make_private_dir(int fd, int depth)
+{
+	DIR *d = fdopendir(fd);
+	struct dirent *e;
+	int rc = 0;
+
+	if (!d) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while (!rc && (e = readdir(d)) != NULL) {
+		int sub;
+
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if ((rc = make_private_at(dirfd(d), e->d_name)) || depth == 0)
+			continue;
+		sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY |
+			     O_NOFOLLOW | O_CLOEXEC);
+		if (sub >= 0)
+			rc = make_private_dir(sub, depth - 1);
+		else if (errno != ENOTDIR && errno != ENOENT &&
+			 errno != ELOOP)
+			rc = -errno;
+	}
+	closedir(d);
+	return rc;
+}
+
 /* Makes the store in PATH private to its owner (storage/FORMAT.md,
- * "File modes"): the store directory, index/ and containers/ 0700, the
- * marker and every file in index/ and containers/ 0600 or less. Run by
- * init and by every writable open, so that stores made by older code
- * (0755 directories, 0644 files) are upgraded in place. Only the writer
- * runs it, holding the store's lock, so nothing is created meanwhile. */
+ * "File modes"): the store directory and every directory in it 0700,
+ * every file in it (the marker, the index seal, the files of index/ and
+ * containers/) 0600 or less. Run by init and by every writable open, so
+ * that stores made by older code (0755 directories, 0644 files) are
+ * upgraded in place. Only the writer runs it, holding the store's lock,
+ * so nothing is created meanwhile. */
 static int store_make_private(const char *path)
 {
-	static const char *const subdirs[] = { "index", "containers" };
 	int top = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
+	int rc;
 
 	if (top < 0)
 		return bv_fail(-errno, "store %s: %s", path, strerror(errno));
-	if ((rc = make_private_at(top, ".")) ||
-	    (rc = make_private_at(top, BV_MARKER)))
-		goto out;
-	for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
-		DIR *d;
-		struct dirent *e;
-		int fd;
-
-		if ((rc = make_private_at(top, subdirs[i])))
-			goto out;
-		fd = openat(top, subdirs[i], O_RDONLY | O_DIRECTORY |
-			    O_CLOEXEC);
-		if (fd < 0) {
-			if (errno == ENOENT)
-				continue;
-			rc = -errno;
-			goto out;
-		}
-		if (!(d = fdopendir(fd))) {
-			rc = -errno;
-			close(fd);
-			goto out;
-		}
-		while (!rc && (e = readdir(d)) != NULL)
-			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-				rc = make_private_at(dirfd(d), e->d_name);
-		closedir(d);
-		if (rc)
-			goto out;
-	}
-out:
-	close(top);
+	if ((rc = make_private_at(top, ".")) == 0)
+		rc = make_private_dir(top, 1);
+	else
+		close(top);
 	if (rc)
 		return bv_fail(rc, "store %s: cannot make it private to its "
 			       "owner: %s", path, strerror(-rc));

@@ -31,6 +31,7 @@ static const struct {
 	{ BV_EALIGN, EINVAL },    { BV_EBUSY, EBUSY },
 	{ BV_EDB, EIO },          { BV_ENOTSTORE, ENOENT },
 	{ BV_EGROUP, EINVAL },    { BV_EREADONLY, EROFS },
+	{ BV_ELOST, EIO },
 };
 #define NMAP (sizeof errno_map / sizeof errno_map[0])
 

@@ -40,10 +40,12 @@ grep -Eq '^[0-9a-f]{64}$' "$T/host1.key"; ok $? "the secret is 64 hex digits"
 "$BV" agent add "$S" other --group vm9 >"$T/other.key"
 groups=()
 for i in $(seq 1 16); do groups+=(--group "m$i"); done
+# The queue agent's secret goes through --secret-file: what it writes
+# is what bvault-agent's --secret-file reads.
 "$BV" agent add "$S" fleet "${groups[@]}" >"$T/fleet.key"
 "$BV" agent add "$S" queue --group q1 --group q2 --group q3 --group q4 \
-	--group cg >"$T/queue.key"
-ok $? "agent add fleet, with 16 groups"
+	--group cg --secret-file "$T/queue.key" >/dev/null
+ok $? "agent add fleet, with 16 groups, and queue with --secret-file"
 # Bad options of bvaultd: exit 2, a message naming the option.
 for v in 0 65 x; do
 	"$BVD" "$S" --unix "$SOCK" --max-sessions "$v" >/dev/null 2>"$T/err"
