@@ -1,7 +1,7 @@
 /*
  * bvbench: end-to-end figures of the engine, each measured in the same
- * run as the reference it is a ratio against (DESIGN.md, "Performance
- * model": 2 cores here, so absolute rates say little on their own).
+ * run as the reference it is a ratio against (README.md, "Performance":
+ * 2 cores here, so absolute rates say little on their own).
  *
  *   full ingest of new data      vs single-core LZ4_compress_default
  *   ingest of already-stored data (a twin replica), GB/s and vs full

@@ -46,7 +46,7 @@ commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
 	echo
 	echo "Made by \`bench/run.sh\`; every figure is a ratio against a"
 	echo "reference measured in the same run on the same machine"
-	echo "(DESIGN.md, performance model). Rerun it to update this file."
+	echo "(README.md, "Performance"). Rerun it to update this file."
 	echo
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "- commit: $commit"

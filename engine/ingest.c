@@ -2,7 +2,7 @@
  * ingest.c: ingest sessions. A session writes a new version (head + 1) of
  * each replica it holds; nothing is visible until bv_ingest_commit().
  *
- * How the invariants of store.c are kept here:
+ * How the invariants of INVARIANTS.md are kept here:
  *  1. write_batch() (phase D) makes the batch's new chunk records durable
  *     (the container interface's flush: write + fdatasync) before
  *     index_batch() (phase E, which takes batches only from D) writes the

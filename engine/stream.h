@@ -1,6 +1,6 @@
 /*
  * stream.h: change stream reader (bvault streams, engine/STREAM.md, and
- * Ceph "rbd diff v1" streams, ../shared/reference/INTEROP.md section 1).
+ * Ceph "rbd diff v1" streams, engine/STREAM.md, last section).
  * The writer is public (bv_stream_writer_* in bvault.h).
  *
  * The reader is a pull parser over a file descriptor: it never trusts the

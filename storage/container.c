@@ -4,7 +4,7 @@
  * Durability invariants kept here (numbers are local to this file; the
  * store-wide invariants are in INVARIANTS.md, which lists these too):
  *
- *  C1 (the storage half of DESIGN invariant 1) bv_cset_flush() returns 0
+ *  C1 (the storage half of INVARIANTS.md 1) bv_cset_flush() returns 0
  *     only after every run appended before it is written and fdatasync'ed
  *     in every container touched since the previous flush, and the
  *     directory is fsync'ed when a container file was created since then.
@@ -19,7 +19,7 @@
  *     created or in the tail container it was appending to.
  *  C3 Appends never touch bytes below the tail: records go at the current
  *     end only, and new container files are created with O_EXCL.
- *  C4 (DESIGN invariant 4) bv_cset_read() hands out bytes only after the
+ *  C4 (INVARIANTS.md 4) bv_cset_read() hands out bytes only after the
  *     record header checksum, the header-versus-location match, the stored
  *     bytes' checksum, a safe decode to exactly raw_len bytes, and the keyed
  *     fingerprint of the decoded bytes all check.

@@ -1,7 +1,7 @@
 /*
  * source_nbd.c: the agent's disk reader (tools/source.h) against a real
  * qemu-nbd exporting qcow2 images with a persistent dirty bitmap, made with
- * real qemu-img and qemu-io (INTEROP.md 2.2).
+ * real qemu-img and qemu-io (QEMU's docs/interop/bitmaps.rst and nbd.txt).
  *
  *  1. The scenario of libnbd's info-map-qemu-dirty-bitmap test: dirty
  *     extents are exactly the two 64 KiB granules written after the

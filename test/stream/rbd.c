@@ -1,6 +1,6 @@
 /*
  * rbd.c: Ceph rbd diff v1 streams, built from the byte layout in
- * INTEROP.md section 1.1: what the reader accepts and what it refuses
+ * Ceph's doc/dev/rbd-diff.rst: what the reader accepts and what it refuses
  * (STREAM.md, last section).
  */
 #include "tap.h"

@@ -1,6 +1,6 @@
 /*
  * stream_util.h: helpers for the stream tests: a byte builder that writes
- * streams from the documented layouts (engine/STREAM.md, INTEROP.md 1.1)
+ * streams from the documented layouts (engine/STREAM.md, and Ceph's doc/dev/rbd-diff.rst)
  * without the writer, and runners that feed bytes to the reader through a
  * memfd or a pipe.
  */
@@ -116,7 +116,7 @@ static void b_trailer(struct bytes *b, uint64_t records, uint64_t bytes)
 	b_le(b, XXH3_64bits(b->p, b->len), 8);
 }
 
-/* rbd diff v1 pieces (INTEROP.md 1.1). */
+/* rbd diff v1 pieces (Ceph's doc/dev/rbd-diff.rst). */
 __attribute__((unused))
 static void b_rbd_banner(struct bytes *b)
 {
