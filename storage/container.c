@@ -489,24 +489,20 @@ static int open_listing(struct bv_cset *cs, DIR **out)
 	return 0;
 }
 
-/* Removes the containers this process created past the durable tail
- * (ids above TAIL_ID, from OWN_FIRST on: C2), then fsyncs the directory
- * if one was removed, so that a removed container stays removed. */
-static int remove_own_above(struct bv_cset *cs)
+/* Calls FN for each container file of the directory (in directory
+ * order), with its id and name; a non-zero return stops the walk and is
+ * returned. Other files are left alone. */
+static int each_container(struct bv_cset *cs,
+			  int (*fn)(struct bv_cset *cs, uint32_t id,
+				    const char *name, void *ud),
+			  void *ud)
 {
-	uint32_t id = cs->tail_id;
 	DIR *d = NULL;
 	struct dirent *e;
-	int removed = 0;
-	int ret = 0;
+	int ret;
 
-	if (id < cs->own_first - 1)
-		id = cs->own_first - 1;
-	rc_forget_above(cs, id);
 	ret = open_listing(cs, &d);
-	if (ret != 0)
-		goto out;
-	for (;;) {
+	while (ret == 0) {
 		uint32_t cid;
 
 		errno = 0;
@@ -517,19 +513,46 @@ static int remove_own_above(struct bv_cset *cs)
 			break;
 		}
 		cid = id_of(e->d_name);
-		if (cid == 0 || cid <= id)
-			continue;
-		if (unlinkat(cs->dirfd, e->d_name, 0) != 0 && errno != ENOENT) {
-			ret = -errno;
-			goto out;
-		}
-		removed = 1;
+		if (cid != 0)
+			ret = fn(cs, cid, e->d_name, ud);
 	}
-	if (ret == 0 && removed && fsync(cs->dirfd) != 0)
-		ret = -errno;
-out:
 	if (d != NULL)
 		closedir(d);
+	return ret;
+}
+
+struct own_above {
+	uint32_t above;
+	int removed;
+};
+
+static int remove_one(struct bv_cset *cs, uint32_t id, const char *name,
+		      void *ud)
+{
+	struct own_above *o = ud;
+
+	if (id <= o->above)
+		return 0;
+	if (unlinkat(cs->dirfd, name, 0) != 0 && errno != ENOENT)
+		return -errno;
+	o->removed = 1;
+	return 0;
+}
+
+/* Removes the containers this process created past the durable tail
+ * (ids above TAIL_ID, from OWN_FIRST on: C2), then fsyncs the directory
+ * if one was removed, so that a removed container stays removed. */
+static int remove_own_above(struct bv_cset *cs)
+{
+	struct own_above o = { cs->tail_id, 0 };
+	int ret;
+
+	if (o.above < cs->own_first - 1)
+		o.above = cs->own_first - 1;
+	rc_forget_above(cs, o.above);
+	ret = each_container(cs, remove_one, &o);
+	if (ret == 0 && o.removed && fsync(cs->dirfd) != 0)
+		ret = -errno;
 	return ret;
 }
 
@@ -641,14 +664,31 @@ static int note_unknown(struct bv_cset *cs, uint32_t id, uint64_t from,
 	return 0;
 }
 
+/* Lists container ID whole when it lies above the tail (C2), and keeps
+ * the highest id in *UD. */
+static int note_above(struct bv_cset *cs, uint32_t id, const char *name,
+		      void *ud)
+{
+	uint32_t *max_id = ud;
+	struct stat st;
+	int ret;
+
+	if (id <= cs->tail_id)
+		return 0;
+	if (fstatat(cs->dirfd, name, &st, 0) != 0)
+		return -errno;
+	ret = note_unknown(cs, id, 0, (uint64_t)st.st_size);
+	if (ret == 0 && id > *max_id)
+		*max_id = id;
+	return ret;
+}
+
 /* C2 at open: every container above the tail, and bytes of the tail
  * container past TAIL_END, are kept and listed; appends then go to a
  * new container above them all. Only a tail container that ends exactly
  * at the tail is appended to. */
 static int find_unknown(struct bv_cset *cs)
 {
-	DIR *d = NULL;
-	struct dirent *e;
 	uint32_t max_id = cs->tail_id;
 	uint64_t size = 0;
 	int fd = -1;
@@ -664,33 +704,7 @@ static int find_unknown(struct bv_cset *cs)
 				goto out;
 		}
 	}
-	ret = open_listing(cs, &d);
-	if (ret != 0)
-		goto out;
-	for (;;) {
-		struct stat st;
-		uint32_t cid;
-
-		errno = 0;
-		e = readdir(d);
-		if (e == NULL) {
-			if (errno != 0)
-				ret = -errno;
-			break;
-		}
-		cid = id_of(e->d_name);
-		if (cid == 0 || cid <= cs->tail_id)
-			continue;
-		if (fstatat(cs->dirfd, e->d_name, &st, 0) != 0) {
-			ret = -errno;
-			break;
-		}
-		ret = note_unknown(cs, cid, 0, (uint64_t)st.st_size);
-		if (ret != 0)
-			break;
-		if (cid > max_id)
-			max_id = cid;
-	}
+	ret = each_container(cs, note_above, &max_id);
 	if (ret != 0)
 		goto out;
 	if (max_id == UINT32_MAX) {
@@ -710,8 +724,6 @@ static int find_unknown(struct bv_cset *cs)
 		cs->cur_end = 0;
 	}
 out:
-	if (d != NULL)
-		closedir(d);
 	if (fd >= 0)
 		close(fd);
 	return ret;
@@ -1472,101 +1484,80 @@ int bv_cset_scan(struct bv_cset *cs, uint32_t id,
 	return bv_cset_scan_all(cs, id, cb, NULL, ud, bad_off);
 }
 
+struct id_list {
+	uint32_t *v;
+	size_t n, cap;
+};
+
+static int add_id(struct bv_cset *cs, uint32_t id, const char *name, void *ud)
+{
+	struct id_list *l = ud;
+
+	(void)cs;
+	(void)name;
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 64;
+		uint32_t *nv = realloc(l->v, nc * sizeof(*nv));
+		if (nv == NULL)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = nc;
+	}
+	l->v[l->n++] = id;
+	return 0;
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 int bv_cset_list(struct bv_cset *cs, uint32_t **ids, size_t *n)
 {
-	DIR *d = NULL;
-	struct dirent *e;
-	uint32_t *v = NULL;
-	size_t cnt = 0, cap = 0;
-	int ret;
+	struct id_list l = { 0 };
+	int ret = each_container(cs, add_id, &l);
 
 	*ids = NULL;
 	*n = 0;
-	ret = open_listing(cs, &d);
-	if (ret != 0)
-		goto out;
-	for (;;) {
-		uint32_t cid;
+	if (ret != 0) {
+		free(l.v);
+		return ret;
+	}
+	qsort(l.v, l.n, sizeof(*l.v), id_cmp);
+	*ids = l.v;
+	*n = l.n;
+	return 0;
+}
 
-		errno = 0;
-		e = readdir(d);
-		if (e == NULL) {
-			if (errno != 0)
-				ret = -errno;
-			break;
-		}
-		cid = id_of(e->d_name);
-		if (cid == 0)
-			continue;
-		if (cnt == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			uint32_t *nv = realloc(v, nc * sizeof(*nv));
-			if (nv == NULL) {
-				ret = -ENOMEM;
-				break;
-			}
-			v = nv;
-			cap = nc;
-		}
-		v[cnt++] = cid;
-	}
-	if (ret != 0)
-		goto out;
-	for (size_t i = 1; i < cnt; i++) { /* insertion sort: ids */
-		uint32_t x = v[i];
-		size_t j = i;
-		for (; j > 0 && v[j - 1] > x; j--)
-			v[j] = v[j - 1];
-		v[j] = x;
-	}
-	*ids = v;
-	*n = cnt;
-	v = NULL;
-out:
-	free(v);
-	if (d != NULL)
-		closedir(d);
-	return ret;
+struct usage {
+	uint64_t files, bytes;
+};
+
+static int add_usage(struct bv_cset *cs, uint32_t id, const char *name,
+		     void *ud)
+{
+	struct usage *u = ud;
+	struct stat st;
+
+	(void)id;
+	if (fstatat(cs->dirfd, name, &st, 0) != 0)
+		return errno == ENOENT ? 0 : -errno; /* removed meanwhile */
+	u->files++;
+	u->bytes += (uint64_t)st.st_size;
+	return 0;
 }
 
 int bv_cset_usage(struct bv_cset *cs, uint64_t *files, uint64_t *bytes)
 {
-	DIR *d = NULL;
-	struct dirent *e;
-	uint64_t nf = 0, nb = 0;
-	int ret = 0;
+	struct usage u = { 0, 0 };
+	int ret = each_container(cs, add_usage, &u);
 
-	ret = open_listing(cs, &d);
-	if (ret != 0)
-		goto out;
-	for (;;) {
-		struct stat st;
-
-		errno = 0;
-		e = readdir(d);
-		if (e == NULL) {
-			if (errno != 0)
-				ret = -errno;
-			break;
-		}
-		if (id_of(e->d_name) == 0)
-			continue;
-		if (fstatat(cs->dirfd, e->d_name, &st, 0) != 0) {
-			if (errno == ENOENT)
-				continue; /* removed meanwhile */
-			ret = -errno;
-			break;
-		}
-		nf++;
-		nb += (uint64_t)st.st_size;
-	}
 	if (ret == 0) {
-		*files = nf;
-		*bytes = nb;
+		*files = u.files;
+		*bytes = u.bytes;
 	}
-out:
-	if (d != NULL)
-		closedir(d);
 	return ret;
 }
 
