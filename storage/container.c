@@ -1525,7 +1525,8 @@ int bv_cset_list(struct bv_cset *cs, uint32_t **ids, size_t *n)
 		free(l.v);
 		return ret;
 	}
-	qsort(l.v, l.n, sizeof(*l.v), id_cmp);
+	if (l.n > 1)
+		qsort(l.v, l.n, sizeof(*l.v), id_cmp);
 	*ids = l.v;
 	*n = l.n;
 	return 0;
