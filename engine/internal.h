@@ -238,6 +238,38 @@ int bv_map_lookup(struct bv_kv_iter *it, uint64_t rid, uint64_t chunk,
 		  uint64_t version, bv_fp *fp, uint8_t *digest);
 int bv_map_iter(bv_store *s, uint64_t rid, struct bv_kv_iter **out);
 
+/* Where a walk of the whole map stands: the entry's replica, chunk and
+ * version, and the version of the next newer entry of the same chunk
+ * (UINT64_MAX: none), which the walk met just before (newer versions
+ * sort first). The versions from VER up to, not including, NEWER read
+ * the entry. Start from { 0 }. */
+struct bv_map_pos {
+	uint64_t rid, chunk, ver, newer;
+};
+/* Moves P to map key K (KL bytes): 0, or ST_ECORRUPT for a key of the
+ * wrong size (P is left as it was). */
+int bv_map_pos_next(struct bv_map_pos *p, const uint8_t *k, size_t kl);
+
+/* A replica's RPs and head, for map walks that ask which of them read an
+ * entry (verify, stats): RPS in number order, so versions ascending. */
+struct bv_rp_ver {
+	uint64_t number, version, size;
+};
+struct bv_history {
+	uint64_t rid;
+	int known;               /* a replica record names RID */
+	char name[BV_NAME_MAX + 1];
+	uint32_t chunk_size;
+	uint64_t head, head_size;
+	struct bv_rp_ver *rps;
+	size_t n, cap;
+};
+/* Loads replica RID into H (its buffer is reused; free it with
+ * bv_history_free). An id no replica record names is not an error:
+ * H->known is 0 and H->name "#RID". */
+int bv_history_load(bv_store *s, uint64_t rid, struct bv_history *h);
+void bv_history_free(struct bv_history *h);
+
 /* Reads chunks: for each i, FPS[i] into OUTS[i] (RAW_LEN bytes each, the
  * replica's chunk size) through RING. SCRATCH holds n records. */
 int bv_chunks_read(bv_store *s, struct bv_ring *ring, const bv_fp *fps,

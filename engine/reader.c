@@ -48,6 +48,21 @@ int bv_map_iter(bv_store *s, uint64_t rid, struct bv_kv_iter **out)
 	return bv_kv_iter_new(s->kv, BV_CF_MAPS, lo, 8, hi, 8, out);
 }
 
+int bv_map_pos_next(struct bv_map_pos *p, const uint8_t *k, size_t kl)
+{
+	uint64_t rid, chunk;
+
+	if (kl != BV_MAP_KEY)
+		return ST_ECORRUPT;
+	rid = bv_get_be64(k);
+	chunk = bv_get_be64(k + 8);
+	p->newer = rid == p->rid && chunk == p->chunk ? p->ver : UINT64_MAX;
+	p->rid = rid;
+	p->chunk = chunk;
+	p->ver = ~bv_get_be64(k + 16);
+	return 0;
+}
+
 /* Moves IT, when it stands below KEY, forward by at most MAP_STEPS
  * steps to the first key at or above KEY: the same place a seek finds.
  * 1 when it got there, 0 when a seek is needed. */

@@ -5,7 +5,9 @@
  * never rewritten (invariant 3): map entries of those versions are never
  * changed either, so the RP reads the same forever.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -171,4 +173,47 @@ int bv_rp_list(bv_store *s, const char *what,
 		rc = bv_fail_storage(rc, s->path);
 	bv_kv_iter_free(it);
 	return rc;
+}
+
+static int history_add(void *ud, const bv_rp_info *rp)
+{
+	struct bv_history *h = ud;
+
+	if (h->n == h->cap) {
+		size_t nc = h->cap ? h->cap * 2 : 64;
+		struct bv_rp_ver *n = realloc(h->rps, nc * sizeof *n);
+		if (!n)
+			return -ENOMEM;
+		h->rps = n;
+		h->cap = nc;
+	}
+	h->rps[h->n++] = (struct bv_rp_ver){ rp->number, rp->version,
+					     rp->size };
+	return 0;
+}
+
+int bv_history_load(bv_store *s, uint64_t rid, struct bv_history *h)
+{
+	struct bv_rrec r;
+
+	h->rid = rid;
+	h->n = 0;
+	h->known = bv_id_name(s, "ri/", rid, h->name) == 0 &&
+		   bv_rrec_get(s, h->name, &r) == 0;
+	if (!h->known) {
+		snprintf(h->name, sizeof h->name, "#%llu",
+			 (unsigned long long)rid);
+		return 0;
+	}
+	h->chunk_size = r.chunk_size;
+	h->head = r.head;
+	h->head_size = r.size;
+	return bv_rp_list(s, h->name, history_add, h);
+}
+
+void bv_history_free(struct bv_history *h)
+{
+	free(h->rps);
+	h->rps = NULL;
+	h->n = h->cap = 0;
 }

@@ -82,64 +82,14 @@ static int bloom_has(const struct bloom *b, const uint8_t *fp)
 	return 1;
 }
 
-/* The replica of the walk: its head, chunk size and RPs (versions
- * ascending with the RP numbers). */
-struct walk {
-	bv_store *s;
-	uint64_t rid;
-	int known;          /* a replica record exists */
-	uint32_t chunk_size;
-	uint64_t head;
-	uint64_t *ver, *size;
-	size_t n, cap;
-};
-
-static int add_rp(void *ud, const bv_rp_info *rp)
+/* The first RP of H whose version is at least V. */
+static size_t first_at(const struct bv_history *h, uint64_t v)
 {
-	struct walk *w = ud;
-
-	if (w->n == w->cap) {
-		size_t nc = w->cap ? w->cap * 2 : 64;
-		uint64_t *nv = realloc(w->ver, nc * sizeof *nv);
-		if (!nv)
-			return -ENOMEM;
-		w->ver = nv;
-		uint64_t *ns = realloc(w->size, nc * sizeof *ns);
-		if (!ns)
-			return -ENOMEM;
-		w->size = ns;
-		w->cap = nc;
-	}
-	w->ver[w->n] = rp->version;
-	w->size[w->n] = rp->size;
-	w->n++;
-	return 0;
-}
-
-static int walk_replica(struct walk *w, uint64_t rid)
-{
-	char name[BV_NAME_MAX + 1];
-	struct bv_rrec r;
-
-	w->rid = rid;
-	w->n = 0;
-	w->known = bv_id_name(w->s, "ri/", rid, name) == 0 &&
-		   bv_rrec_get(w->s, name, &r) == 0;
-	if (!w->known)
-		return 0; /* entries of no replica: nothing reads them */
-	w->chunk_size = r.chunk_size;
-	w->head = r.head;
-	return bv_rp_list(w->s, name, add_rp, w);
-}
-
-/* The first RP index whose version is at least V. */
-static size_t first_at(const struct walk *w, uint64_t v)
-{
-	size_t lo = 0, hi = w->n;
+	size_t lo = 0, hi = h->n;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (w->ver[mid] < v)
+		if (h->rps[mid].version < v)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -149,10 +99,10 @@ static size_t first_at(const struct walk *w, uint64_t v)
 
 int bv_stats_get(bv_store *s, bv_stats *out)
 {
-	struct walk w = { .s = s };
+	struct bv_history h = { 0 };
+	struct bv_map_pos pos = { 0 };
 	struct bloom bl = { 0 };
 	struct bv_kv_iter *it = NULL;
-	uint64_t prid = 0, pchunk = 0, pver = 0;
 	int rc;
 
 	if ((rc = bv_stats_counters(s, out)))
@@ -172,36 +122,27 @@ int bv_stats_get(bv_store *s, bv_stats *out)
 		size_t kl, vl;
 		const uint8_t *k = bv_kv_iter_key(it, &kl);
 		const uint8_t *v = bv_kv_iter_value(it, &vl);
-		uint64_t rid, chunk, ver, newer = UINT64_MAX;
 
-		if (kl != BV_MAP_KEY)
+		if (bv_map_pos_next(&pos, k, kl))
 			continue;
-		rid = bv_get_be64(k);
-		chunk = bv_get_be64(k + 8);
-		ver = ~bv_get_be64(k + 16);
-		if (rid == prid && chunk == pchunk)
-			newer = pver;
-		prid = rid;
-		pchunk = chunk;
-		pver = ver;
-		if (rid != w.rid && (rc = walk_replica(&w, rid))) {
+		if (pos.rid != h.rid && (rc = bv_history_load(s, pos.rid, &h))) {
 			rc = bv_fail(rc, "store %s: stats: replica id %llu: %s",
-				     s->path, (unsigned long long)rid,
+				     s->path, (unsigned long long)pos.rid,
 				     bv_strerror(rc));
 			goto out;
 		}
-		if (!w.known || ver > w.head || vl < 16)
+		if (!h.known || pos.ver > h.head || vl < 16)
 			continue; /* not committed, or zero */
 		bloom_add(&bl, v);
-		size_t lo = first_at(&w, ver), hi = first_at(&w, newer);
+		size_t lo = first_at(&h, pos.ver), hi = first_at(&h, pos.newer);
 		for (size_t i = lo; i < hi; i++) {
 			/* Whole chunks, the last one clipped at the RP's size. */
-			uint64_t from = chunk * w.chunk_size;
-			if (from >= w.size[i])
+			uint64_t from = pos.chunk * h.chunk_size;
+			uint64_t size = h.rps[i].size;
+			if (from >= size)
 				continue;
-			uint64_t len = w.size[i] - from < w.chunk_size ?
-				       w.size[i] - from : w.chunk_size;
-			out->protected_bytes += len;
+			out->protected_bytes += size - from < h.chunk_size ?
+						size - from : h.chunk_size;
 		}
 	}
 	if ((rc = bv_kv_iter_status(it))) {
@@ -241,7 +182,6 @@ int bv_stats_get(bv_store *s, bv_stats *out)
 out:
 	bv_kv_iter_free(it);
 	free(bl.w);
-	free(w.ver);
-	free(w.size);
+	bv_history_free(&h);
 	return rc;
 }

@@ -36,11 +36,11 @@
 #define VERIFY_MAX 256u          /* reads per batch */
 #define DAMAGED_MAX (1u << 20)   /* damaged chunks traced to their RPs */
 
-/* An RP of the replica being walked, with the range of it that reads
- * damage and is not reported yet (merged while chunks are adjacent). */
-struct vrp {
-	uint64_t number, version, size;
-	uint64_t from, to; /* to == from: none open */
+/* The range of an RP (or the head) of the replica being walked that
+ * reads damage and is not reported yet (merged while chunks are
+ * adjacent); to == from: none open. */
+struct vrange {
+	uint64_t from, to;
 };
 
 struct vstate {
@@ -52,13 +52,11 @@ struct vstate {
 	bv_fp *damaged;       /* sorted once the chunk pass is done */
 	size_t ndamaged, damaged_cap;
 	uint64_t untraced;    /* damaged chunks past DAMAGED_MAX */
-	/* The replica of the map walk (4). */
-	uint64_t rid;
-	char name[BV_NAME_MAX + 1];
-	uint32_t chunk_size;
-	uint64_t head, head_size;
-	struct vrp *rps;      /* its RPs, and rps[nrps]: the head */
-	size_t nrps, rps_cap;
+	/* The replica of the map walk (4): its RPs, and a range for each
+	 * of them and, at index h.n, for the head. */
+	struct bv_history h;
+	struct vrange *open;
+	size_t open_cap;
 };
 
 static void report(struct vstate *v, const bv_verify_report *r)
@@ -340,79 +338,56 @@ done:
 
 /* ---- 4: which REPLICA@RP ranges read damage ------------------------- */
 
-static int add_rp(void *ud, const bv_rp_info *rp)
-{
-	struct vstate *v = ud;
-	if (v->nrps + 1 >= v->rps_cap) {
-		size_t nc = v->rps_cap ? v->rps_cap * 2 : 64;
-		struct vrp *n = realloc(v->rps, nc * sizeof *n);
-		if (!n)
-			return -ENOMEM;
-		v->rps = n;
-		v->rps_cap = nc;
-	}
-	v->rps[v->nrps++] = (struct vrp){ rp->number, rp->version, rp->size,
-					  0, 0 };
-	return 0;
-}
-
-/* Reports the open range of RP I (the head when I == nrps). */
+/* Reports the open range of RP I (the head when I == h.n). */
 static void emit_range(struct vstate *v, size_t i)
 {
-	struct vrp *p = &v->rps[i];
+	struct vrange *o = &v->open[i];
+	uint64_t number = i < v->h.n ? v->h.rps[i].number : 0;
 	char msg[512];
 
-	if (p->to == p->from)
+	if (o->to == o->from)
 		return;
-	if (p->number)
+	if (number)
 		snprintf(msg, sizeof msg, "%s@%" PRIu64 " needs damaged or "
 			 "missing data: bytes %" PRIu64 " to %" PRIu64,
-			 v->name, p->number, p->from, p->to);
+			 v->h.name, number, o->from, o->to);
 	else
 		snprintf(msg, sizeof msg, "%s (its head, newer than every RP) "
 			 "needs damaged or missing data: bytes %" PRIu64
-			 " to %" PRIu64, v->name, p->from, p->to);
+			 " to %" PRIu64, v->h.name, o->from, o->to);
 	v->res->needed_ranges++;
 	bv_verify_report r = { .kind = BV_VERIFY_NEEDED, .message = msg,
-			       .replica = v->name, .rp = p->number,
-			       .off = p->from, .len = p->to - p->from };
+			       .replica = v->h.name, .rp = number,
+			       .off = o->from, .len = o->to - o->from };
 	report(v, &r);
-	p->from = p->to = 0;
+	o->from = o->to = 0;
 }
 
 static void emit_all(struct vstate *v)
 {
-	if (v->rid == 0)
+	if (v->h.rid == 0 || !v->h.known)
 		return;
-	for (size_t i = 0; i <= v->nrps; i++)
+	for (size_t i = 0; i <= v->h.n; i++)
 		emit_range(v, i);
 }
 
 /* Loads replica RID and its RPs for the trace. */
 static int trace_replica(struct vstate *v, uint64_t rid)
 {
-	struct bv_rrec r;
 	int rc;
 
 	emit_all(v);
-	v->rid = rid;
-	v->nrps = 0;
-	if ((rc = bv_id_name(v->s, "ri/", rid, v->name)) ||
-	    (rc = bv_rrec_get(v->s, v->name, &r))) {
-		snprintf(v->name, sizeof v->name, "#%llu",
-			 (unsigned long long)rid);
-		v->chunk_size = 0; /* an entry of no replica: not traced */
-		return 0;
-	}
-	v->chunk_size = r.chunk_size;
-	v->head = r.head;
-	v->head_size = r.size;
-	if ((rc = bv_rp_list(v->s, v->name, add_rp, v)))
+	if ((rc = bv_history_load(v->s, rid, &v->h)))
 		return rc;
-	if (add_rp(v, &(bv_rp_info){ 0 }))
-		return -ENOMEM;
-	v->nrps--; /* rps[nrps] is the head, filled here */
-	v->rps[v->nrps] = (struct vrp){ 0, r.head, r.size, 0, 0 };
+	if (v->h.n + 1 > v->open_cap) {
+		size_t nc = v->h.n + 1 > 64 ? v->h.n + 1 : 64;
+		struct vrange *n = realloc(v->open, nc * sizeof *n);
+		if (!n)
+			return -ENOMEM;
+		v->open = n;
+		v->open_cap = nc;
+	}
+	memset(v->open, 0, (v->h.n + 1) * sizeof *v->open);
 	return 0;
 }
 
@@ -422,28 +397,31 @@ static int trace_replica(struct vstate *v, uint64_t rid)
 static void trace(struct vstate *v, uint64_t chunk, uint64_t ver,
 		  uint64_t newer)
 {
+	const struct bv_history *h = &v->h;
 	int head_is_rp = 0;
 
-	if (v->chunk_size == 0 || ver > v->head)
+	if (!h->known || ver > h->head)
 		return; /* not committed: nothing reads it */
-	for (size_t i = 0; i <= v->nrps; i++) {
-		struct vrp *p = &v->rps[i];
-		if (i == v->nrps && head_is_rp)
+	for (size_t i = 0; i <= h->n; i++) {
+		uint64_t version = i < h->n ? h->rps[i].version : h->head;
+		uint64_t size = i < h->n ? h->rps[i].size : h->head_size;
+		struct vrange *o = &v->open[i];
+		if (i == h->n && head_is_rp)
 			break;
-		if (i < v->nrps && p->version == v->head)
+		if (i < h->n && version == h->head)
 			head_is_rp = 1;
-		if (p->version < ver || p->version >= newer)
+		if (version < ver || version >= newer)
 			continue;
-		uint64_t from = chunk * v->chunk_size;
-		if (from >= p->size)
+		uint64_t from = chunk * h->chunk_size;
+		if (from >= size)
 			continue;
-		uint64_t to = from + v->chunk_size > p->size ? p->size :
-			      from + v->chunk_size;
-		if (p->to != from || p->to == p->from) {
+		uint64_t to = from + h->chunk_size > size ? size :
+			      from + h->chunk_size;
+		if (o->to != from || o->to == o->from) {
 			emit_range(v, i);
-			p->from = from;
+			o->from = from;
 		}
-		p->to = to;
+		o->to = to;
 	}
 }
 
@@ -459,9 +437,9 @@ static int is_damaged(const struct vstate *v, const uint8_t *fp)
 static int check_maps(struct vstate *v)
 {
 	struct bv_kv_iter *it = NULL;
+	struct bv_map_pos pos = { 0 };
 	uint8_t val[64];
 	char hex[33];
-	uint64_t prid = 0, pchunk = 0, pver = 0;
 	int rc;
 
 	if (v->ndamaged)
@@ -473,24 +451,15 @@ static int check_maps(struct vstate *v)
 		size_t kl, vl, got;
 		const uint8_t *k = bv_kv_iter_key(it, &kl);
 		const uint8_t *fp = bv_kv_iter_value(it, &vl);
-		uint64_t rid, chunk, ver, newer = UINT64_MAX;
 		int missing = 0;
 		uint8_t d[16];
 		bv_fp f;
 
 		v->res->map_entries++;
-		if (kl != BV_MAP_KEY) {
+		if (bv_map_pos_next(&pos, k, kl)) {
 			problem(v, "a map key of %zu bytes", kl);
 			continue;
 		}
-		rid = bv_get_be64(k);
-		chunk = bv_get_be64(k + 8);
-		ver = ~bv_get_be64(k + 16);
-		if (rid == prid && chunk == pchunk)
-			newer = pver;
-		prid = rid;
-		pchunk = chunk;
-		pver = ver;
 		if (vl == 0)
 			continue;
 		if (vl != sizeof f.b && vl != sizeof f.b + 16) {
@@ -517,13 +486,14 @@ static int check_maps(struct vstate *v)
 			return bv_fail_storage(rc, "verify: chunk index");
 		}
 		if (missing || is_damaged(v, fp)) {
-			if (rid != v->rid && (rc = trace_replica(v, rid))) {
+			if (pos.rid != v->h.rid &&
+			    (rc = trace_replica(v, pos.rid))) {
 				bv_kv_iter_free(it);
 				return bv_fail(rc, "verify: replica id %llu: %s",
-					       (unsigned long long)rid,
+					       (unsigned long long)pos.rid,
 					       bv_strerror(rc));
 			}
-			trace(v, chunk, ver, newer);
+			trace(v, pos.chunk, pos.ver, pos.newer);
 		}
 	}
 	emit_all(v);
@@ -559,7 +529,8 @@ int bv_store_verify_report(bv_store *s, bv_verify_fn fn, void *ud,
 		rc = unknown_ranges(&v);
 	bv_ring_free(ring);
 	free(v.damaged);
-	free(v.rps);
+	free(v.open);
+	bv_history_free(&v.h);
 	if (rc)
 		return rc;
 	if (v.untraced)
