@@ -443,6 +443,111 @@ BV_API int bv_diff(bv_store *s, const char *replica, uint64_t rp1,
 		   uint64_t rp2, uint64_t base_override, int fd,
 		   bv_progress_fn progress, void *ud);
 
+/* ---- views: writable copy-on-write clones of an RP -------------------- */
+
+/* A view reads as REPLICA@RP until written. Its writes go to an overlay
+ * of its own (STORE/views/NAME/: a sparse data file and a persistent map
+ * of written blocks, storage/FORMAT.md "Views"), never into the store:
+ * views are made, written and removed beside the store's writer (a
+ * running bvaultd) through a read-only bv_store, and they never change
+ * the RP they came from. A view pins its RP: prune and garbage collection
+ * keep every RP a view names (they list the views under the lock that
+ * bv_view_create and bv_view_remove take, STORE/views/lock).
+ * Zeros and trims are written into the overlay as zero blocks (never
+ * "fall through" to the RP); after a shrink the RP is read as ending at
+ * the smallest size the view ever had, so a later grow reads zeros. */
+
+typedef struct bv_view bv_view;
+
+#define BV_VIEW_BLOCK 4096u /* the overlay's block: writes smaller than it,
+			     * or not aligned to it, read the rest of the
+			     * block first */
+
+typedef struct bv_view_info {
+	char name[BV_NAME_MAX + 1];
+	char replica[BV_NAME_MAX + 1];
+	uint64_t rp;            /* the RP it was made from */
+	uint64_t version;       /* the replica's version at that RP */
+	uint8_t id[BV_ID_SIZE]; /* that version's identity (all zero:
+				 * unknown) */
+	int64_t created;        /* seconds since the epoch */
+	uint64_t size;          /* its size, as last flushed */
+	uint64_t written_bytes; /* overlay blocks as last flushed, in bytes
+				 * (written, zeroed or trimmed) */
+	int in_use;             /* 1: a process has it open now */
+} bv_view_info;
+
+/* Makes view NAME (BV_NAME_MAX, [A-Za-z0-9._-]) of REPLICA@RP (RP a
+ * number or BV_RP_LATEST; not 0: a view is of a recovery point). S may
+ * be read-only: only STORE/views/ is written, made private to its owner.
+ * BV_EINVAL (a bad name), BV_ENOTFOUND (no such replica or RP in S),
+ * BV_EEXIST (a view of that name exists), -errno. */
+BV_API int bv_view_create(bv_store *s, const char *name, const char *replica,
+			  uint64_t rp);
+/* Calls CB for each view in name order (see "Callbacks" at the top).
+ * Returns 0, CB's non-zero return, BV_ECORRUPT (a damaged view record:
+ * the message names it), -errno. */
+BV_API int bv_view_list(bv_store *s,
+			int (*cb)(void *ud, const bv_view_info *v), void *ud);
+/* Fills OUT. BV_EINVAL, BV_ENOTFOUND. */
+BV_API int bv_view_info_get(bv_store *s, const char *name, bv_view_info *out);
+/* Removes view NAME and its overlay; its RP is no longer pinned by it.
+ * BV_ENOTFOUND, BV_EBUSY (a process has it open), -errno. */
+BV_API int bv_view_remove(bv_store *s, const char *name);
+
+/* Opens view NAME for reading and writing; one process at a time (the
+ * view's own lock: BV_EBUSY for a second). S (read-only or not) must hold
+ * the view's RP (a read-only S opened before the view's RP was committed
+ * does not: BV_ENOTFOUND), and must stay open until bv_view_close.
+ * Unlike a bv_reader, a bv_view may be used by several threads at once:
+ * every call below but bv_view_close may run concurrently (writes to the
+ * same bytes at once land in an unspecified order, as on a disk).
+ * BV_EINVAL, BV_ENOTFOUND, BV_EBUSY, BV_ECORRUPT (a damaged overlay map:
+ * the message names the file), -errno. */
+BV_API int bv_view_open(bv_store *s, const char *name, bv_view **out);
+BV_API uint64_t bv_view_size(const bv_view *v);
+/* Reads LEN bytes at OFF: written blocks from the overlay, the rest from
+ * the RP. BV_ERANGE past the size; the RP reader's errors. */
+BV_API int bv_view_pread(bv_view *v, void *buf, size_t len, uint64_t off);
+/* Writes LEN bytes at OFF into the overlay (OFF and LEN multiples of 512,
+ * else BV_EALIGN; within the size, else BV_ERANGE). Durable at the next
+ * bv_view_flush; until then a crash leaves, for each block, its old or
+ * its new content. -errno (-ENOSPC) of the overlay. */
+BV_API int bv_view_pwrite(bv_view *v, const void *buf, size_t len,
+			  uint64_t off);
+/* Makes [OFF, OFF+LEN) read as zeros (as bv_view_pwrite; the overlay
+ * keeps whole zero blocks as holes of its data file). A trim is the
+ * same. */
+BV_API int bv_view_zero(bv_view *v, uint64_t off, uint64_t len);
+/* Makes every write, zero and resize done before it durable (the
+ * overlay's data, then its map). */
+BV_API int bv_view_flush(bv_view *v);
+/* Changes the size (a multiple of 512). Bytes past the smallest size the
+ * view has had read as zeros after a grow. */
+BV_API int bv_view_resize(bv_view *v, uint64_t new_size);
+/* As bv_reader_extent: 1 for data, 0 for zeros (zero blocks of the
+ * overlay, and zero chunks of the RP not written over), shortening *LEN
+ * to the run of the same kind. BV_ERANGE past the size. */
+BV_API int bv_view_extent(bv_view *v, uint64_t off, uint64_t *len);
+/* Closes V, flushing it first (its result is returned; V is freed
+ * whatever it is). NULL is fine. */
+BV_API int bv_view_close(bv_view *v);
+
+/* Makes the content of view NAME (as last flushed) a version of a
+ * replica; needs a writable S (BV_EREADONLY) and the view not open
+ * elsewhere (BV_EBUSY). AS non-NULL: a new replica AS (in a group of its
+ * own) whose first version is the view's content, sharing with the RP
+ * every chunk the view did not write (no chunk copied), followed by RP 1
+ * of it (*RP_OUT). AS NULL: the view's content becomes the next version
+ * of the replica it came from, after an RP of that replica's group is
+ * made of its head when the head is newer than the latest RP (the old
+ * head stays recoverable), and an RP is made of it (*RP_OUT). The view
+ * is kept (remove it with bv_view_remove). BV_EEXIST (AS names a replica
+ * or group), BV_EINVAL, BV_ENOTFOUND, BV_EBUSY (an ingest session holds
+ * the replica). */
+BV_API int bv_view_promote(bv_store *s, const char *name, const char *as,
+			   const char *label, uint64_t *rp_out);
+
 /* ---- statistics ------------------------------------------------------ */
 
 typedef struct bv_stats {
