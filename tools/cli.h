@@ -1,0 +1,75 @@
+/*
+ * cli.h: what the bvault commands share (tools/cli.c): messages and exit
+ * statuses, option and argument parsing, output helpers, progress bars,
+ * and opening a store. Each command file (bvault.c, cmd_*.c) is a thin
+ * layer over bvault.h and this.
+ */
+#ifndef BV_CLI_H
+#define BV_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "bvault.h"
+
+#define EXIT_OP 1
+#define EXIT_USAGE 2
+/* A parse result meaning "help was printed: exit 0". */
+#define HELP_SHOWN (-1)
+
+#define IO_BUF (4u << 20)
+
+/* Name of the running command ("rp ls") and its usage text, set by main. */
+extern const char *g_cmd;
+extern const char *g_usage;
+
+enum { OPT_FLAG, OPT_VALUE };
+struct optdef {
+	const char *name; /* long name without "--" */
+	int kind;
+	const char **value; /* OPT_VALUE: set to the argument */
+	int *flag;          /* OPT_FLAG: set to 1 */
+};
+
+struct progress {
+	const char *what;
+	int on;
+	int drawn;
+	double start, last;
+};
+
+__attribute__((format(printf, 1, 2)))
+int usage_error(const char *fmt, ...);
+__attribute__((format(printf, 1, 2)))
+int op_error(const char *fmt, ...);
+const char *store_msg(const bv_store *s, int rc);
+int store_error(const bv_store *s, int rc);
+int parse_opts(int argc, char **argv, const struct optdef *defs,
+	       char **pos, int *npos);
+const char *parse_u64(const char *s, uint64_t *out);
+const char *parse_size(const char *s, uint64_t *out);
+int arg_size(const char *opt, const char *s, uint64_t *out);
+int arg_u64(const char *opt, const char *s, uint64_t *out);
+int arg_chunk_size(const char *s, uint32_t *out);
+int arg_consistency(const char *s, int *out);
+const char *check_name(const char *s);
+int arg_name(const char *what, const char *s);
+int arg_replica_rp(const char *s, char *name, uint64_t *rp);
+int want_pos(int npos, char **pos, int min, int max,
+	     const char *const *names);
+void human(char *buf, size_t len, double v);
+double now_sec(void);
+void json_str(FILE *f, const char *s);
+void text_str(FILE *f, const char *s);
+void progress_init(struct progress *p, const char *what);
+void progress_draw(struct progress *p, uint64_t done, uint64_t total);
+void progress_cb(void *ud, uint64_t done, uint64_t total);
+void progress_end(struct progress *p);
+int open_store_how(const char *path, int reading, bv_store **out);
+int open_store(const char *path, bv_store **out);
+int open_store_reading(const char *path, bv_store **out);
+int open_stream_out(const char *path, int *fd, int *created);
+void fmt_time(char *buf, size_t len, int64_t t);
+void json_id(FILE *f, const uint8_t id[BV_ID_SIZE]);
+
+#endif
