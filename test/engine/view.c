@@ -444,6 +444,179 @@ static void test_errors(void)
 	bv_store_close(s);
 }
 
+/* ---- promote ------------------------------------------------------------ */
+
+/* Chunks with a block written by random_ops: from a copy of the bits.
+ * The test marks each chunk an op touched. */
+static uint8_t touched[DISK / CHUNK];
+
+static int random_ops_marked(bv_view *v, uint8_t *model, int nops)
+{
+	uint8_t *before = malloc(DISK);
+	uint8_t *buf = malloc(256u << 10);
+	int rc = 0;
+
+	if (!before || !buf)
+		bail_out("out of memory");
+	memcpy(before, model, DISK);
+	for (int i = 0; i < nops && !rc; i++) {
+		uint64_t off = et_below(&rng, DISK / 512) * 512;
+		uint64_t len = et_range(&rng, 1, 200) * 512;
+		if (len > DISK - off)
+			len = DISK - off;
+		et_fill(&rng, buf, len);
+		if (i % 3 == 2) {
+			rc = bv_view_zero(v, off, len);
+			memset(model + off, 0, len);
+		} else {
+			rc = bv_view_pwrite(v, buf, len, off);
+			memcpy(model + off, buf, len);
+		}
+		/* every chunk a block of the write lies in */
+		for (uint64_t c = (off / BLK * BLK) / CHUNK;
+		     c <= (off + len - 1) / CHUNK; c++)
+			touched[c] = 1;
+	}
+	free(before);
+	free(buf);
+	return rc;
+}
+
+static unsigned ntouched(void)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < sizeof touched; i++)
+		n += touched[i];
+	return n;
+}
+
+static void test_promote(void)
+{
+	bv_store *s = et_open(store_dir), *ro;
+	bv_open_opts roo = { .read_only = 1 };
+	uint8_t *model = malloc(DISK), *img3 = malloc(DISK);
+	bv_replica_info ri;
+	bv_stats a, b;
+	bv_view *v;
+	uint64_t rp = 0;
+	int rc;
+
+	if (!model || !img3)
+		bail_out("out of memory");
+	/* --as: a new replica sharing the RP's chunks */
+	ET_MUST(s, bv_view_create(s, "p1", "vm", 1));
+	ET_MUST(s, bv_view_open(s, "p1", &v));
+	memcpy(model, img1, DISK);
+	memset(touched, 0, sizeof touched);
+	ok(random_ops_marked(v, model, 12) == 0, "writes into view p1");
+	is_int(bv_view_promote(s, "p1", "vmcopy", NULL, &rp), BV_EBUSY,
+	       "promote of a view open elsewhere: busy");
+	ET_MUST(s, bv_view_close(v));
+	ET_MUST(s, bv_stats_counters(s, &a));
+	is_int(bv_view_promote(s, "p1", "vm", NULL, &rp), BV_EEXIST, "promote "
+	       "--as onto an existing replica");
+	ok(strstr(bv_store_error(s), "vm") != NULL, "names it: %s",
+	   bv_store_error(s));
+	is_int(bv_view_promote(s, "nosuch", "vmcopy", NULL, &rp), BV_ENOTFOUND,
+	       "promote of no such view");
+	is_int(bv_view_promote(s, "p1", "bad/name", NULL, &rp), BV_EINVAL,
+	       "promote as a bad name");
+	ET_MUST(s, bv_stats_counters(s, &b));
+	ok(a.chunks == b.chunks && a.rps == b.rps && a.replicas == b.replicas,
+	   "refused promotes changed nothing");
+	rc = bv_view_promote(s, "p1", "vmcopy", "from p1", &rp);
+	ok(rc == 0 && rp == 1, "promote p1 --as vmcopy: RP %llu (%s)",
+	   (unsigned long long)rp, rc ? bv_store_error(s) : "ok");
+	ok(et_export_eq(s, "vmcopy", 1, dir, model, DISK), "vmcopy@1 exports "
+	   "as the view");
+	ET_MUST(s, bv_stats_counters(s, &b));
+	ok(b.chunks - a.chunks <= ntouched(), "only chunks the view wrote "
+	   "were stored: %llu new, %u touched of %u",
+	   (unsigned long long)(b.chunks - a.chunks), ntouched(),
+	   (unsigned)(DISK / CHUNK));
+	ok(b.container_bytes - a.container_bytes <=
+	   (uint64_t)ntouched() * (CHUNK + 8192), "container bytes grew by "
+	   "%llu, not the disk's %u", (unsigned long long)(b.container_bytes -
+							   a.container_bytes),
+	   DISK);
+	ET_MUST(s, bv_replica_info_get(s, "vmcopy", &ri));
+	ok(ri.chunk_size == CHUNK && ri.size == DISK && ri.latest_rp == 1,
+	   "vmcopy: chunk size, size, RP 1");
+	{
+		/* an express full goes on from it */
+		bv_ingest *in;
+		bv_commit_opts co = { .make_rp = 1 };
+		int slot;
+		ET_MUST(s, bv_ingest_begin(s, &in));
+		ET_MUST(s, slot = bv_ingest_add(in, "vmcopy", 1, 0));
+		ET_MUST(s, bv_ingest_write(in, slot, 5 * CHUNK, img2, CHUNK));
+		ET_MUST(s, bv_ingest_commit(in, &co, &rp));
+		memcpy(model + 5 * CHUNK, img2, CHUNK);
+		ok(rp == 2 && et_export_eq(s, "vmcopy", 2, dir, model, DISK),
+		   "an express full on vmcopy (base RP 1) makes RP 2");
+	}
+	ok(et_export_eq(s, "vm", 1, dir, img1, DISK), "vm@1 unchanged");
+
+	/* read-only store: promote refused */
+	ET_MUST(NULL, bv_store_open(store_dir, &roo, &ro));
+	is_int(bv_view_promote(ro, "p1", "vmcopy2", NULL, &rp), BV_EREADONLY,
+	       "promote through a read-only store");
+	bv_store_close(ro);
+
+	/* --into: the head newer than the latest RP gets an RP first */
+	ET_MUST(s, bv_view_create(s, "p2", "vm", 1));
+	ET_MUST(s, bv_view_open(s, "p2", &v));
+	memcpy(model, img1, DISK);
+	memset(touched, 0, sizeof touched);
+	ok(random_ops_marked(v, model, 12) == 0, "writes into view p2");
+	ET_MUST(s, bv_view_resize(v, DISK - 3 * CHUNK - 1024));
+	ET_MUST(s, bv_view_resize(v, DISK));
+	memset(model + DISK - 3 * CHUNK - 1024, 0, 3 * CHUNK + 1024);
+	for (size_t c = DISK / CHUNK - 4; c < DISK / CHUNK; c++)
+		touched[c] = 1;
+	ET_MUST(s, bv_view_close(v));
+	memcpy(img3, img2, DISK);
+	et_fill(&rng, img3 + 7 * CHUNK, 3 * CHUNK);
+	{
+		bv_ingest *in;
+		bv_commit_opts co = { 0 };
+		int slot;
+		ET_MUST(s, bv_ingest_begin(s, &in));
+		ET_MUST(s, slot = bv_ingest_add(in, "vm", 2, 0));
+		ET_MUST(s, bv_ingest_write(in, slot, 7 * CHUNK,
+					   img3 + 7 * CHUNK, 3 * CHUNK));
+		ET_MUST(s, bv_ingest_commit(in, &co, NULL));
+	}
+	ET_MUST(s, bv_stats_counters(s, &a));
+	rc = bv_view_promote(s, "p2", NULL, "into", &rp);
+	ok(rc == 0 && rp == 4, "promote p2 --into vm: RP %llu (%s)",
+	   (unsigned long long)rp, rc ? bv_store_error(s) : "ok");
+	ok(et_export_eq(s, "vm", 3, dir, img3, DISK), "the old head became "
+	   "RP 3");
+	ok(et_export_eq(s, "vm", 4, dir, model, DISK), "vm@4 exports as the "
+	   "view");
+	ok(et_export_eq(s, "vm", 0, dir, model, DISK), "and is the head");
+	ok(et_export_eq(s, "vm", 1, dir, img1, DISK) &&
+	   et_export_eq(s, "vm", 2, dir, img2, DISK), "RPs 1 and 2 as they "
+	   "were");
+	ET_MUST(s, bv_stats_counters(s, &b));
+	ok(b.chunks - a.chunks <= ntouched(), "--into stored only chunks the "
+	   "view wrote: %llu new, %u touched",
+	   (unsigned long long)(b.chunks - a.chunks), ntouched());
+	/* again, with the head at the latest RP: no RP before */
+	rc = bv_view_promote(s, "p2", NULL, NULL, &rp);
+	ok(rc == 0 && rp == 5 && et_export_eq(s, "vm", 5, dir, model, DISK),
+	   "a second promote --into: RP 5, no RP of the head before");
+	ET_MUST(s, bv_stats_counters(s, &a));
+	ok(a.chunks == b.chunks, "and it stored nothing (the head had it "
+	   "all)");
+	ET_MUST(s, bv_view_remove(s, "p1"));
+	ET_MUST(s, bv_view_remove(s, "p2"));
+	bv_store_close(s);
+	free(model);
+	free(img3);
+}
+
 int main(void)
 {
 	rng.s = et_seed(77);
@@ -460,6 +633,7 @@ int main(void)
 	test_basic();
 	test_threads();
 	test_errors();
+	test_promote();
 	free(img1);
 	free(img2);
 	free(store_dir);
