@@ -488,6 +488,13 @@ int bv_view_create(bv_store *s, const char *name, const char *replica,
 			       "recovery point, not of the head", name,
 			       replica);
 	memset(&c, 0, sizeof c);
+	/* The RP is checked before views/ is made (a refused create leaves
+	 * nothing), and again under the views lock, which whatever removes
+	 * RPs holds while it reads the pins (FORMAT.md, "Views"). */
+	if ((rc = bv_replica_at(s, replica, rp, &rr, &c.version, &c.rp_size,
+				&rp_real)) ||
+	    (rc = views_lock(s, 1, 1, &lfd)))
+		goto out;
 	if ((rc = bv_replica_at(s, replica, rp, &rr, &c.version, &c.rp_size,
 				&rp_real)))
 		goto out;
@@ -502,8 +509,6 @@ int bv_view_create(bv_store *s, const char *name, const char *replica,
 	c.chunk_size = rr.chunk_size;
 	c.created = (int64_t)time(NULL);
 	memcpy(c.store_id, s->store_id, 16);
-	if ((rc = views_lock(s, 1, 1, &lfd)))
-		goto out;
 	sweep(s);
 	snprintf(leaf, sizeof leaf, ".new-%s", name);
 	if (views_path(s, name, final, sizeof final) ||
