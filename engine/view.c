@@ -67,7 +67,8 @@
 #define MAP_BITS_AT (2 * MAP_PAGE) /* slot A at 0, slot B at 4096 */
 #define BITS_PER_PAGE (MAP_PAGE * 8u)
 #define WORDS_PER_PAGE (MAP_PAGE / 8u)
-#define NSTRIPE 256u
+#define NSTRIPE 32u /* a write holds up to all of them: ThreadSanitizer
+			 * follows at most 64 locks held at once */
 #define POOL_MAX 4u
 
 struct bv_view {
