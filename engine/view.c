@@ -268,6 +268,11 @@ static int conf_load(const char *dir, const char *name,
 	snprintf(path, sizeof path, "%s/view.conf", dir);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
+		struct stat st;
+		if (errno == ENOENT && stat(dir, &st) == 0)
+			return bv_fail(BV_ECORRUPT, "view %s: %s is missing "
+				       "(bvault view rm removes the view)", name,
+				       path);
 		if (errno == ENOENT)
 			return bv_fail(BV_ENOTFOUND, "view %s: no such view",
 				       name);
@@ -695,8 +700,11 @@ int bv_view_remove(bv_store *s, const char *name)
 		rc = bv_fail(BV_ENOTFOUND, "view %s: no such view", name);
 		goto out;
 	}
-	if ((rc = view_lock(dir, name, &vfd)))
+	/* A view that lost its lock file cannot be open: it goes too. */
+	if ((rc = view_lock(dir, name, &vfd)) &&
+	    !(rc == BV_ENOTFOUND && stat(dir, &st) == 0))
 		goto out;
+	rc = 0;
 	rm_tree(gone);
 	if (rename(dir, gone) < 0) {
 		rc = bv_fail(-errno, "view %s: %s: %s", name, dir,

@@ -428,6 +428,23 @@ static void test_header(void)
 	ok(strstr(bv_store_error(s), "map") != NULL, "naming the map file: %s",
 	   bv_store_error(s));
 	ET_MUST(s, bv_view_remove(s, "vh"));
+	/* a view that lost files: listed as damaged, and removable */
+	{
+		char *f = et_path(store_dir, "views/vd/view.conf");
+		char *l = et_path(store_dir, "views/vd/lock");
+		bv_view_info info;
+		ET_MUST(s, bv_view_create(s, "vd", "vm", 1));
+		unlink(f);
+		unlink(l);
+		is_int(bv_view_info_get(s, "vd", &info), BV_ECORRUPT, "a view "
+		       "without its view.conf: damaged, not missing");
+		ok(strstr(bv_store_error(s), "view.conf") != NULL, "names the "
+		   "file: %s", bv_store_error(s));
+		is_int(bv_view_remove(s, "vd"), 0, "and it can be removed");
+		is_int(bv_view_info_get(s, "vd", &info), BV_ENOTFOUND, "gone");
+		free(f);
+		free(l);
+	}
 	free(map);
 	bv_store_close(s);
 }
@@ -989,6 +1006,50 @@ static void test_promote(void)
 	ET_MUST(s, bv_stats_counters(s, &a));
 	ok(a.chunks == b.chunks, "and it stored nothing (the head had it "
 	   "all)");
+	/* a view grown past its RP, and one shrunk below it */
+	{
+		uint64_t big = DISK + 3 * CHUNK + 512, small = DISK / 2 - 1536;
+		uint8_t *mb = calloc(1, big);
+		ET_MUST(s, bv_view_create(s, "p3", "vm", 1));
+		ET_MUST(s, bv_view_open(s, "p3", &v));
+		ET_MUST(s, bv_view_resize(v, big));
+		memcpy(mb, img1, DISK);
+		ET_MUST(s, bv_view_pwrite(v, img2, 2048, big - 2048));
+		memcpy(mb + big - 2048, img2, 2048);
+		ET_MUST(s, bv_view_close(v));
+		rc = bv_view_promote(s, "p3", "vmbig", NULL, &rp);
+		ok(rc == 0 && et_export_eq(s, "vmbig", 1, dir, mb, big),
+		   "promote --as of a view grown past its RP (%s)",
+		   rc ? bv_store_error(s) : "ok");
+		rc = bv_view_promote(s, "p3", NULL, NULL, &rp);
+		ok(rc == 0 && et_export_eq(s, "vm", rp, dir, mb, big),
+		   "promote --into of it: the replica grows (%s)",
+		   rc ? bv_store_error(s) : "ok");
+		ET_MUST(s, bv_view_create(s, "p4", "vm", 2));
+		ET_MUST(s, bv_view_open(s, "p4", &v));
+		ET_MUST(s, bv_view_resize(v, small));
+		ET_MUST(s, bv_view_close(v));
+		rc = bv_view_promote(s, "p4", "vmsmall", NULL, &rp);
+		ok(rc == 0 && et_export_eq(s, "vmsmall", 1, dir, img2, small),
+		   "promote --as of a view shrunk inside a chunk (%s)",
+		   rc ? bv_store_error(s) : "ok");
+		rc = bv_view_promote(s, "p4", NULL, NULL, &rp);
+		ok(rc == 0 && et_export_eq(s, "vm", rp, dir, img2, small),
+		   "promote --into of it: the replica shrinks (%s)",
+		   rc ? bv_store_error(s) : "ok");
+		ET_MUST(s, bv_view_open(s, "p4", &v));
+		ET_MUST(s, bv_view_resize(v, DISK));
+		ET_MUST(s, bv_view_close(v));
+		memset(mb, 0, DISK);
+		memcpy(mb, img2, small);
+		rc = bv_view_promote(s, "p4", NULL, NULL, &rp);
+		ok(rc == 0 && et_export_eq(s, "vm", rp, dir, mb, DISK),
+		   "grown again, --into: zeros past the smaller size, not the "
+		   "RP (%s)", rc ? bv_store_error(s) : "ok");
+		ET_MUST(s, bv_view_remove(s, "p3"));
+		ET_MUST(s, bv_view_remove(s, "p4"));
+		free(mb);
+	}
 	ET_MUST(s, bv_view_remove(s, "p1"));
 	ET_MUST(s, bv_view_remove(s, "p2"));
 	bv_store_close(s);
