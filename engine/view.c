@@ -290,6 +290,8 @@ static int conf_load(const char *dir, const char *name,
 	return 0;
 }
 
+static int fsync_dir(const char *path);
+
 /* ---- the views directory lock ---------------------------------------- */
 
 /* Takes STORE/views/lock (made, with views/, when CREATE), exclusive or
@@ -303,7 +305,9 @@ static int views_lock(bv_store *s, int create, int exclusive, int *fd)
 	if ((rc = views_path(s, NULL, path, sizeof path)))
 		return bv_fail(rc, "store %s: views: %s", s->path,
 			       strerror(-rc));
-	if (create && mkdir(path, 0700) < 0 && errno != EEXIST)
+	if (create && mkdir(path, 0700) == 0)
+		fsync_dir(s->path); /* views/ itself is durable (V5) */
+	else if (create && errno != EEXIST)
 		return bv_fail(-errno, "store %s: cannot make %s: %s", s->path,
 			       path, strerror(errno));
 	if (create)
