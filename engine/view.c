@@ -114,7 +114,11 @@ static int views_path(const bv_store *s, const char *leaf, char *buf,
 
 static int view_check_name(const char *name)
 {
-	return bv_name_check("view", name);
+	int rc = bv_name_check("view", name);
+	if (!rc && !strcmp(name, "lock"))
+		rc = bv_fail(BV_EINVAL, "view name 'lock': taken by "
+			     "STORE/views/lock");
+	return rc;
 }
 
 /* RC with the calling thread's message prefixed by "view NAME: " (and

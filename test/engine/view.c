@@ -496,6 +496,8 @@ static void test_errors(void)
 	       "name");
 	is_int(bv_view_create(s, ".hidden", "vm", 1), BV_EINVAL, "a name "
 	       "beginning with '.'");
+	is_int(bv_view_create(s, "lock", "vm", 1), BV_EINVAL, "the name "
+	       "'lock' (views/lock)");
 	is_int(bv_view_create(s, "e1", "nosuch", 1), BV_ENOTFOUND, "no such "
 	       "replica");
 	ok(strstr(bv_store_error(s), "nosuch") != NULL, "the message names "
