@@ -1,0 +1,807 @@
+/*
+ * restore.c: writing a replica at an RP to a file, a device, a pipe or a
+ * caller's target, in full or as a delta (bvault.h, "restore").
+ *
+ * The disk is cut into windows of WIN_BYTES. For each window the calling
+ * thread looks up the map entries in disk order (one iterator, a step or
+ * a seek per chunk), and, for a delta, reads the destination's bytes
+ * into the window and compares each chunk's digest with the map's on the
+ * worker pool. The chunks to fetch are then handed to the pool in slices:
+ * each thread looks their records up in the chunk index and reads them
+ * through a ring of its own, all of a slice in flight at once, then
+ * checks and decodes them (invariant 4) straight into the window; while
+ * one thread decodes, the reads of the others are in flight. A full
+ * window goes to the writer thread, which writes its runs (through
+ * io_uring, O_DIRECT where it can) while the next window is read into
+ * another of NWIN buffers. So reading, decoding and writing overlap, and
+ * memory is NWIN windows plus a slice per pool thread, whatever the disk.
+ *
+ * Each chunk of a window gets one action: SKIP (nothing to write: a hole
+ * of a new file, or a chunk the destination already holds), DATA (write
+ * the window's bytes) or ZERO (make it read as zeros: a punched hole, the
+ * target's zero call, else the window's bytes, zeroed). The writer turns
+ * runs of the same action into one call each.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define WIN_BYTES (16u << 20)  /* a multiple of every chunk size */
+#define NWIN 3
+#define SLICE_BYTES (1u << 20) /* chunks fetched by one pool item */
+#define PIECE (1u << 20)       /* destination reads and writes */
+#define MAX_IOS 256
+#define PAGE 4096u
+
+enum { ACT_SKIP = 0, ACT_DATA = 1, ACT_ZERO = 2,
+       /* delta, before the fetch: */
+       ACT_FETCH = 3,     /* differs from the map's digest */
+       ACT_FETCH_CMP = 4, /* no digest: fetch and compare */
+};
+
+enum { DEST_FILE, DEST_BLOCK, DEST_SEQ, DEST_TARGET };
+
+struct window {
+	uint8_t *buf;  /* WIN_BYTES, page aligned */
+	uint8_t *act;  /* one per chunk */
+	uint64_t off, len;
+	int full;      /* handed to the writer, not written yet */
+};
+
+/* A pool thread's own ring and buffers for one slice. */
+struct lane {
+	struct bv_ring *ring;
+	uint8_t *scratch;  /* records of a slice */
+	uint8_t *tmp;      /* delta: the fetched chunks of a slice */
+	void **outs;
+	struct bv_chunk_read *reads;
+};
+
+struct restore {
+	bv_store *s;
+	char name[BV_NAME_MAX + 1];
+	char dest[512];
+	uint64_t rid, version, size;
+	uint32_t cs;
+	size_t nch;          /* chunks per window */
+	int kind, delta;
+	int fd, dfd;         /* dfd: an O_DIRECT descriptor of FD, or -1 */
+	const bv_restore_target *t;
+	uint64_t bandwidth;
+	struct bv_kv_iter *it;
+	struct bv_ring *ring; /* the calling thread's: destination reads */
+	struct window win[NWIN];
+	struct window *cur;   /* the window being filled */
+	/* The window being filled, per chunk, and the chunks to fetch. */
+	bv_fp *fps;
+	uint8_t (*digests)[16];
+	uint8_t *src;         /* bv_map_lookup's answer: 0, 1 or 2 */
+	bv_fp *needfp;
+	uint32_t *needidx;
+	size_t nneed, slice;
+	unsigned nlanes;
+	struct lane *lanes;
+	/* The first failure of a pool thread, with its message. */
+	pthread_mutex_t emu;
+	int err;
+	char msg[1024];
+	/* The writer: windows in order, win[k % NWIN] for k = 0, 1, ... */
+	pthread_t writer;
+	int writer_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int closing;
+	uint64_t wdone;       /* disk bytes the writer finished */
+	int werr;
+	char wmsg[1024];
+	struct bv_ring *wring;
+	struct bv_io ios[MAX_IOS];
+	size_t nios;
+	double t0;
+	uint64_t paced;       /* bytes written, for the bandwidth */
+	bv_restore_result res;
+};
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+	uint64_t acc = 0;
+	size_t i = 0;
+
+	for (; i + 32 <= n; i += 32) {
+		uint64_t a, b, c, d;
+		memcpy(&a, p + i, 8);
+		memcpy(&b, p + i + 8, 8);
+		memcpy(&c, p + i + 16, 8);
+		memcpy(&d, p + i + 24, 8);
+		acc |= a | b | c | d;
+		if (acc)
+			return 0;
+	}
+	for (; i < n; i++)
+		acc |= p[i];
+	return acc == 0;
+}
+
+/* ---- the writer ------------------------------------------------------ */
+
+/* Waits, before writing LEN more bytes, until the bytes written so far
+ * are within the bandwidth. */
+static void pace(struct restore *R, size_t len)
+{
+	double due, t;
+
+	if (!R->bandwidth)
+		return;
+	due = R->t0 + (double)R->paced / (double)R->bandwidth;
+	t = mono();
+	if (due > t) {
+		struct timespec ts;
+		double d = due - t;
+		ts.tv_sec = (time_t)d;
+		ts.tv_nsec = (long)((d - (double)ts.tv_sec) * 1e9);
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	R->paced += len;
+}
+
+static int flush_ios(struct restore *R)
+{
+	int rc = 0;
+
+	if (R->nios && (rc = bv_ring_run(R->wring, R->ios, R->nios))) {
+		for (size_t i = 0; i < R->nios; i++)
+			if (R->ios[i].res < 0) {
+				rc = bv_fail(rc, "%s: write of %zu bytes at "
+					     "%llu: %s", R->dest,
+					     R->ios[i].len,
+					     (unsigned long long)R->ios[i].off,
+					     strerror(-rc));
+				break;
+			}
+	}
+	R->nios = 0;
+	return rc;
+}
+
+static int write_all(struct restore *R, const uint8_t *p, size_t len)
+{
+	while (len) {
+		ssize_t k = write(R->fd, p, len);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN) {
+			struct pollfd pf = { .fd = R->fd, .events = POLLOUT };
+			(void)poll(&pf, 1, -1);
+			continue;
+		}
+		if (k <= 0)
+			return bv_fail(k < 0 ? -errno : -EIO, "%s: write: %s",
+				       R->dest, k < 0 ? strerror(errno) :
+				       "nothing written");
+		p += k;
+		len -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Writes LEN bytes at P to disk offset OFF, as the destination takes
+ * them. */
+static int put_data(struct restore *R, const uint8_t *p, size_t len,
+		    uint64_t off)
+{
+	size_t step = len;
+	int rc = 0;
+
+	if (R->bandwidth) {
+		step = (size_t)(R->bandwidth / 8);
+		step -= step % PAGE;
+		if (step < PAGE)
+			step = PAGE;
+	}
+	for (size_t done = 0; done < len && !rc;) {
+		size_t n = len - done < step ? len - done : step;
+		pace(R, n);
+		switch (R->kind) {
+		case DEST_SEQ:
+			rc = write_all(R, p + done, n);
+			break;
+		case DEST_TARGET:
+			rc = R->t->write(R->t->ud, p + done, n, off + done);
+			if (rc)
+				rc = bv_fail(rc < 0 ? rc : -EIO, "%s: write of "
+					     "%zu bytes at %llu: %s", R->dest,
+					     n, (unsigned long long)(off + done),
+					     strerror(rc < 0 ? -rc : EIO));
+			break;
+		default: {
+			/* Whole pages through the O_DIRECT descriptor, a
+			 * partial last page through FD. */
+			size_t whole = R->dfd >= 0 && (off + done) % PAGE == 0 ?
+				       n - n % PAGE : 0;
+			if (R->nios + 2 > MAX_IOS && (rc = flush_ios(R)))
+				break;
+			if (whole)
+				R->ios[R->nios++] = (struct bv_io){
+					.fd = R->dfd, .op = BV_IO_WRITE,
+					.buf = (void *)(p + done), .len = whole,
+					.off = off + done };
+			if (whole < n)
+				R->ios[R->nios++] = (struct bv_io){
+					.fd = R->fd, .op = BV_IO_WRITE,
+					.buf = (void *)(p + done + whole),
+					.len = n - whole,
+					.off = off + done + whole };
+			if (R->bandwidth)
+				rc = flush_ios(R);
+		}
+		}
+		done += n;
+	}
+	return rc;
+}
+
+static int put_zero(struct restore *R, const uint8_t *p, size_t len,
+		    uint64_t off)
+{
+	int rc;
+
+	if (R->kind == DEST_TARGET && R->t->zero) {
+		rc = R->t->zero(R->t->ud, off, len);
+		if (rc)
+			return bv_fail(rc < 0 ? rc : -EIO, "%s: zero %zu bytes "
+				       "at %llu: %s", R->dest, len,
+				       (unsigned long long)off,
+				       strerror(rc < 0 ? -rc : EIO));
+		return 0;
+	}
+	if (R->kind == DEST_FILE &&
+	    fallocate(R->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)off, (off_t)len) == 0)
+		return 0;
+	return put_data(R, p, len, off); /* P holds zeros */
+}
+
+static int write_window(struct restore *R, struct window *w)
+{
+	size_t nc = (w->len + R->cs - 1) / R->cs;
+	int rc = 0;
+
+	for (size_t j = 0; j < nc && !rc;) {
+		size_t k = j + 1;
+		while (k < nc && w->act[k] == w->act[j])
+			k++;
+		uint64_t p = (uint64_t)j * R->cs;
+		uint64_t q = (uint64_t)k * R->cs;
+		if (q > w->len)
+			q = w->len;
+		if (w->act[j] == ACT_DATA)
+			rc = put_data(R, w->buf + p, q - p, w->off + p);
+		else if (w->act[j] == ACT_ZERO)
+			rc = put_zero(R, w->buf + p, q - p, w->off + p);
+		j = k;
+	}
+	if (!rc)
+		rc = flush_ios(R);
+	R->nios = 0;
+	return rc;
+}
+
+static void *writer_main(void *arg)
+{
+	struct restore *R = arg;
+
+	for (uint64_t k = 0;; k++) {
+		struct window *w = &R->win[k % NWIN];
+		int rc;
+
+		pthread_mutex_lock(&R->mu);
+		while (!w->full && !R->closing)
+			pthread_cond_wait(&R->cv, &R->mu);
+		if (!w->full) {
+			pthread_mutex_unlock(&R->mu);
+			break;
+		}
+		pthread_mutex_unlock(&R->mu);
+		rc = write_window(R, w);
+		pthread_mutex_lock(&R->mu);
+		w->full = 0;
+		if (rc) {
+			R->werr = rc;
+			snprintf(R->wmsg, sizeof R->wmsg, "%s", bv_last_error());
+		} else {
+			R->wdone = w->off + w->len;
+		}
+		pthread_cond_broadcast(&R->cv);
+		pthread_mutex_unlock(&R->mu);
+		if (rc)
+			break;
+	}
+	return NULL;
+}
+
+/* ---- reading a window ------------------------------------------------ */
+
+static void lane_fail(struct restore *R, int rc)
+{
+	pthread_mutex_lock(&R->emu);
+	if (!R->err) {
+		R->err = rc;
+		snprintf(R->msg, sizeof R->msg, "%s", bv_last_error());
+	}
+	pthread_mutex_unlock(&R->emu);
+}
+
+/* Pool item I (delta): decides chunk I of the window being filled. */
+static void decide_one(void *ctx, size_t i)
+{
+	struct restore *R = ctx;
+	struct window *w = R->cur;
+	uint8_t *c = w->buf + i * (size_t)R->cs;
+
+	if (R->src[i] == 0) {
+		if (all_zero(c, R->cs)) {
+			w->act[i] = ACT_SKIP;
+		} else {
+			memset(c, 0, R->cs);
+			w->act[i] = ACT_ZERO;
+		}
+	} else if (R->src[i] == 2) {
+		uint8_t d[16];
+		bv_chunk_digest(c, R->cs, d);
+		w->act[i] = memcmp(d, R->digests[i], 16) ? ACT_FETCH : ACT_SKIP;
+	} else {
+		w->act[i] = ACT_FETCH_CMP;
+	}
+}
+
+/* Pool item I: fetches slice I of the chunks to fetch. */
+static void fetch_slice(void *ctx, size_t i)
+{
+	struct restore *R = ctx;
+	struct window *w = R->cur;
+	unsigned t = bv_pool_thread_index();
+	struct lane *l = &R->lanes[t < R->nlanes ? t : 0];
+	size_t a = i * R->slice;
+	size_t m = R->nneed - a < R->slice ? R->nneed - a : R->slice;
+	int rc;
+
+	if (t >= R->nlanes) { /* cannot happen: one lane per pool thread */
+		lane_fail(R, bv_fail(BV_EINVAL, "restore: pool thread %u "
+				     "has no ring", t));
+		return;
+	}
+	for (size_t k = 0; k < m; k++)
+		l->outs[k] = R->delta ? l->tmp + k * (size_t)R->cs :
+			     w->buf + (size_t)R->needidx[a + k] * R->cs;
+	rc = bv_chunks_read(R->s, l->ring, R->needfp + a, l->outs, m, R->cs,
+			    l->scratch, l->reads, R->name);
+	if (rc) {
+		lane_fail(R, rc);
+		return;
+	}
+	if (!R->delta)
+		return;
+	for (size_t k = 0; k < m; k++) {
+		size_t j = R->needidx[a + k];
+		uint8_t *dst = w->buf + j * (size_t)R->cs;
+		if (w->act[j] == ACT_FETCH_CMP &&
+		    memcmp(dst, l->outs[k], R->cs) == 0) {
+			w->act[j] = ACT_SKIP;
+			continue;
+		}
+		memcpy(dst, l->outs[k], R->cs);
+		w->act[j] = ACT_DATA;
+	}
+}
+
+/* Delta: the destination's bytes of window W. */
+static int read_dest(struct restore *R, struct window *w)
+{
+	struct bv_io ios[WIN_BYTES / PIECE + 2];
+	size_t n = 0;
+	int rc;
+
+	if (R->kind == DEST_TARGET) {
+		rc = R->t->read(R->t->ud, w->buf, w->len, w->off);
+		if (rc)
+			return bv_fail(rc < 0 ? rc : -EIO, "%s: read of %llu "
+				       "bytes at %llu: %s", R->dest,
+				       (unsigned long long)w->len,
+				       (unsigned long long)w->off,
+				       strerror(rc < 0 ? -rc : EIO));
+		return 0;
+	}
+	uint64_t whole = R->dfd >= 0 ? w->len - w->len % PAGE : 0;
+	for (uint64_t p = 0; p < whole; p += PIECE)
+		ios[n++] = (struct bv_io){
+			.fd = R->dfd, .op = BV_IO_READ, .buf = w->buf + p,
+			.len = whole - p < PIECE ? whole - p : PIECE,
+			.off = w->off + p };
+	if (whole < w->len)
+		ios[n++] = (struct bv_io){
+			.fd = R->fd, .op = BV_IO_READ, .buf = w->buf + whole,
+			.len = w->len - whole, .off = w->off + whole };
+	if ((rc = bv_ring_run(R->ring, ios, n)))
+		return bv_fail(rc, "%s: read at %llu: %s", R->dest,
+			       (unsigned long long)w->off, strerror(-rc));
+	return 0;
+}
+
+static int fill_window(struct restore *R, struct window *w, uint64_t off)
+{
+	uint64_t first = off / R->cs;
+	size_t nc;
+	int rc;
+
+	w->off = off;
+	w->len = R->size - off < WIN_BYTES ? R->size - off : WIN_BYTES;
+	nc = (w->len + R->cs - 1) / R->cs;
+	for (size_t j = 0; j < nc; j++) {
+		rc = bv_map_lookup(R->it, R->rid, first + j, R->version,
+				   &R->fps[j], R->digests[j]);
+		if (rc < 0)
+			return rc == BV_ECORRUPT ?
+			       bv_fail(rc, "replica %s: map entry of chunk "
+				       "%llu is damaged", R->name,
+				       (unsigned long long)(first + j)) :
+			       bv_fail_storage(rc, R->name);
+		R->src[j] = (uint8_t)rc;
+	}
+	R->cur = w;
+	if (R->delta) {
+		if ((rc = read_dest(R, w)))
+			return rc;
+		/* The digest covers a whole chunk, zero-padded past the
+		 * disk's end. */
+		memset(w->buf + w->len, 0, nc * (size_t)R->cs - w->len);
+		bv_pool_run(R->s->pool, decide_one, R, nc);
+	} else {
+		for (size_t j = 0; j < nc; j++) {
+			if (R->src[j]) {
+				w->act[j] = ACT_FETCH;
+				continue;
+			}
+			if (R->kind == DEST_FILE) {
+				w->act[j] = ACT_SKIP; /* a hole already */
+				continue;
+			}
+			memset(w->buf + j * (size_t)R->cs, 0, R->cs);
+			w->act[j] = R->kind == DEST_TARGET ? ACT_ZERO : ACT_DATA;
+		}
+	}
+	R->nneed = 0;
+	for (size_t j = 0; j < nc; j++) {
+		if (w->act[j] != ACT_FETCH && w->act[j] != ACT_FETCH_CMP)
+			continue;
+		R->needfp[R->nneed] = R->fps[j];
+		R->needidx[R->nneed++] = (uint32_t)j;
+		if (!R->delta)
+			w->act[j] = ACT_DATA;
+	}
+	if (R->nneed) {
+		R->err = 0;
+		bv_pool_run(R->s->pool, fetch_slice, R,
+			    (R->nneed + R->slice - 1) / R->slice);
+		if (R->err)
+			return bv_fail(R->err, "%s", R->msg);
+	}
+	/* A block device holds anything: zeros are written, not punched. */
+	for (size_t j = 0; j < nc; j++) {
+		uint64_t b = (uint64_t)(j + 1) * R->cs > w->len ?
+			     w->len - (uint64_t)j * R->cs : R->cs;
+		if (w->act[j] == ACT_ZERO && R->kind == DEST_BLOCK)
+			w->act[j] = ACT_DATA;
+		if (R->src[j] == 0)
+			R->res.zero_chunks++;
+		if (w->act[j] == ACT_SKIP) {
+			if (R->delta)
+				R->res.skipped_chunks++;
+			continue;
+		}
+		R->res.written_chunks++;
+		R->res.written_bytes += b;
+	}
+	return 0;
+}
+
+/* ---- set-up ------------------------------------------------------------ */
+
+static void restore_free(struct restore *R)
+{
+	for (int i = 0; i < NWIN; i++) {
+		free(R->win[i].buf);
+		free(R->win[i].act);
+	}
+	for (unsigned i = 0; R->lanes && i < R->nlanes; i++) {
+		bv_ring_free(R->lanes[i].ring);
+		free(R->lanes[i].scratch);
+		free(R->lanes[i].tmp);
+		free(R->lanes[i].outs);
+		free(R->lanes[i].reads);
+	}
+	free(R->lanes);
+	free(R->fps);
+	free(R->digests);
+	free(R->src);
+	free(R->needfp);
+	free(R->needidx);
+	bv_ring_free(R->ring);
+	bv_ring_free(R->wring);
+	bv_kv_iter_free(R->it);
+	if (R->dfd >= 0)
+		close(R->dfd);
+	pthread_mutex_destroy(&R->emu);
+	pthread_mutex_destroy(&R->mu);
+	pthread_cond_destroy(&R->cv);
+}
+
+static int restore_alloc(struct restore *R)
+{
+	size_t rec = bv_rec_size(R->cs);
+	int rc;
+
+	R->nch = WIN_BYTES / R->cs;
+	R->slice = SLICE_BYTES / R->cs ? SLICE_BYTES / R->cs : 1;
+	R->nlanes = bv_pool_size(R->s->pool) + 1;
+	if ((rc = bv_map_iter(R->s, R->rid, &R->it)))
+		return bv_fail_storage(rc, R->name);
+	if ((rc = bv_ring_new(64, &R->ring)) ||
+	    (rc = bv_ring_new(MAX_IOS, &R->wring)))
+		return bv_fail(rc, "restore %s: io_uring: %s", R->dest,
+			       strerror(-rc));
+	for (int i = 0; i < NWIN; i++) {
+		if (posix_memalign((void **)&R->win[i].buf, PAGE, WIN_BYTES) ||
+		    !(R->win[i].act = calloc(R->nch, 1)))
+			return -ENOMEM;
+	}
+	R->fps = calloc(R->nch, sizeof *R->fps);
+	R->digests = calloc(R->nch, sizeof *R->digests);
+	R->src = calloc(R->nch, 1);
+	R->needfp = calloc(R->nch, sizeof *R->needfp);
+	R->needidx = calloc(R->nch, sizeof *R->needidx);
+	R->lanes = calloc(R->nlanes, sizeof *R->lanes);
+	if (!R->fps || !R->digests || !R->src || !R->needfp || !R->needidx ||
+	    !R->lanes)
+		return -ENOMEM;
+	for (unsigned i = 0; i < R->nlanes; i++) {
+		struct lane *l = &R->lanes[i];
+		if ((rc = bv_ring_new(R->slice < 64 ? 64 : (unsigned)R->slice,
+				      &l->ring)))
+			return bv_fail(rc, "restore %s: io_uring: %s", R->dest,
+				       strerror(-rc));
+		if (posix_memalign((void **)&l->scratch, PAGE, R->slice * rec) ||
+		    (R->delta && posix_memalign((void **)&l->tmp, PAGE,
+						R->slice * (size_t)R->cs)) ||
+		    !(l->outs = calloc(R->slice, sizeof *l->outs)) ||
+		    !(l->reads = calloc(R->slice, sizeof *l->reads)))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The whole restore, once the destination is known and checked. */
+static int restore_run(struct restore *R, bv_progress_fn progress, void *ud)
+{
+	int rc;
+	uint64_t k = 0;
+
+	if ((rc = restore_alloc(R)))
+		goto out;
+	R->t0 = mono();
+	if ((rc = pthread_create(&R->writer, NULL, writer_main, R))) {
+		rc = bv_fail(-rc, "restore %s: cannot start its writer: %s",
+			     R->dest, strerror(rc));
+		goto out;
+	}
+	R->writer_started = 1;
+	for (uint64_t off = 0; off < R->size; off += WIN_BYTES, k++) {
+		struct window *w = &R->win[k % NWIN];
+		uint64_t done;
+
+		pthread_mutex_lock(&R->mu);
+		while (w->full && !R->werr)
+			pthread_cond_wait(&R->cv, &R->mu);
+		rc = R->werr;
+		done = R->wdone;
+		pthread_mutex_unlock(&R->mu);
+		if (rc)
+			break;
+		if (progress)
+			progress(ud, done, R->size);
+		if ((rc = fill_window(R, w, off)))
+			break;
+		pthread_mutex_lock(&R->mu);
+		w->full = 1;
+		pthread_cond_broadcast(&R->cv);
+		pthread_mutex_unlock(&R->mu);
+	}
+	pthread_mutex_lock(&R->mu);
+	for (int i = 0; i < NWIN; i++)
+		while (R->win[i].full && !R->werr)
+			pthread_cond_wait(&R->cv, &R->mu);
+	R->closing = 1;
+	pthread_cond_broadcast(&R->cv);
+	pthread_mutex_unlock(&R->mu);
+	pthread_join(R->writer, NULL);
+	R->writer_started = 0;
+	if (R->werr) {
+		rc = bv_fail(R->werr, "%s", R->wmsg);
+		goto out;
+	}
+	if (rc)
+		goto out;
+	if (R->kind == DEST_FILE || R->kind == DEST_BLOCK) {
+		if ((rc = bv_ring_fdatasync(R->ring, R->fd)))
+			rc = bv_fail(rc, "%s: fdatasync: %s", R->dest,
+				     strerror(-rc));
+	} else if (R->kind == DEST_TARGET && R->t->flush) {
+		if ((rc = R->t->flush(R->t->ud)))
+			rc = bv_fail(rc < 0 ? rc : -EIO, "%s: flush: %s",
+				     R->dest, strerror(rc < 0 ? -rc : EIO));
+	}
+	if (!rc && progress)
+		progress(ud, R->size, R->size);
+out:
+	return rc;
+}
+
+/* Fills R from the RP and the options: everything but the destination. */
+static int restore_init(struct restore *R, bv_store *s, const char *replica,
+			uint64_t rp, const bv_restore_opts *o)
+{
+	struct bv_rrec rr;
+	uint64_t rp_out;
+	int rc;
+
+	memset(R, 0, sizeof *R);
+	R->s = s;
+	R->fd = -1;
+	R->dfd = -1;
+	pthread_mutex_init(&R->emu, NULL);
+	pthread_mutex_init(&R->mu, NULL);
+	pthread_cond_init(&R->cv, NULL);
+	if (o) {
+		R->delta = o->delta != 0;
+		R->bandwidth = o->bandwidth;
+	}
+	if ((rc = bv_replica_at(s, replica, rp, &rr, &R->version, &R->size,
+				&rp_out)))
+		return rc;
+	snprintf(R->name, sizeof R->name, "%s", replica);
+	R->rid = rr.rid;
+	R->cs = rr.chunk_size;
+	R->res.size = R->size;
+	R->res.chunks = (R->size + R->cs - 1) / R->cs;
+	return 0;
+}
+
+int bv_restore_fd(bv_store *s, const char *replica, uint64_t rp, int fd,
+		  const bv_restore_opts *o, bv_restore_result *out)
+{
+	struct restore R;
+	struct stat st;
+	int rc;
+
+	bv_fail(0, "%s", "");
+	if ((rc = restore_init(&R, s, replica, rp, o)))
+		goto out;
+	if (o && o->name)
+		snprintf(R.dest, sizeof R.dest, "%s", o->name);
+	else
+		snprintf(R.dest, sizeof R.dest, "fd %d", fd);
+	R.fd = fd;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		rc = bv_fail(BV_EINVAL, "%s: not an open file descriptor",
+			     R.dest);
+		goto out;
+	}
+	R.kind = S_ISREG(st.st_mode) ? DEST_FILE :
+		 S_ISBLK(st.st_mode) ? DEST_BLOCK : DEST_SEQ;
+	if (R.kind == DEST_SEQ && R.delta) {
+		rc = bv_fail(BV_EINVAL, "%s: a delta restore reads the "
+			     "destination, and this one (a pipe, socket or "
+			     "character device) cannot be read back", R.dest);
+		goto out;
+	}
+	if (R.kind == DEST_BLOCK) {
+		uint64_t dev = 0;
+		if (ioctl(fd, BLKGETSIZE64, &dev) < 0) {
+			rc = bv_fail(-errno, "%s: cannot get the device's size: "
+				     "%s", R.dest, strerror(errno));
+			goto out;
+		}
+		if (dev < R.size) {
+			rc = bv_fail(BV_ERANGE, "%s: device holds %llu bytes, "
+				     "replica %s needs %llu", R.dest,
+				     (unsigned long long)dev, replica,
+				     (unsigned long long)R.size);
+			goto out;
+		}
+	}
+	if (R.kind == DEST_FILE) {
+		/* Without delta the old content goes (what was not written
+		 * then reads as zeros: holes); with it, only a wrong size. */
+		int cut = !R.delta && ftruncate(fd, 0) < 0;
+		if (cut || ((!R.delta || (uint64_t)st.st_size != R.size) &&
+			    ftruncate(fd, (off_t)R.size) < 0)) {
+			rc = bv_fail(-errno, "%s: cannot size it to %llu "
+				     "bytes: %s", R.dest,
+				     (unsigned long long)R.size,
+				     strerror(errno));
+			goto out;
+		}
+	}
+	/* Backup data passes through once: whole pages go through a second,
+	 * O_DIRECT descriptor where the file system takes it (the copy into
+	 * the page cache and its writeback cost more than the restore). */
+	if (R.kind != DEST_SEQ && !getenv("BV_NO_DIRECT")) {
+		char path[64];
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		R.dfd = open(path, (R.delta ? O_RDWR : O_WRONLY) | O_DIRECT |
+			     O_CLOEXEC);
+	}
+	rc = restore_run(&R, o ? o->progress : NULL, o ? o->ud : NULL);
+	if (!rc && out)
+		*out = R.res;
+out:
+	restore_free(&R);
+	return rc;
+}
+
+int bv_restore_to(bv_store *s, const char *replica, uint64_t rp,
+		  const bv_restore_target *t, const bv_restore_opts *o,
+		  bv_restore_result *out)
+{
+	struct restore R;
+	int rc;
+
+	bv_fail(0, "%s", "");
+	if ((rc = restore_init(&R, s, replica, rp, o)))
+		goto out;
+	snprintf(R.dest, sizeof R.dest, "%s", t && t->name ? t->name :
+		 "restore target");
+	if (!t || !t->write) {
+		rc = bv_fail(BV_EINVAL, "%s: a target needs a write function",
+			     R.dest);
+		goto out;
+	}
+	if (R.delta && !t->read) {
+		rc = bv_fail(BV_EINVAL, "%s: a delta restore reads the target, "
+			     "and it has no read function", R.dest);
+		goto out;
+	}
+	if (t->size < R.size) {
+		rc = bv_fail(BV_ERANGE, "%s: holds %llu bytes, replica %s "
+			     "needs %llu", R.dest,
+			     (unsigned long long)t->size, replica,
+			     (unsigned long long)R.size);
+		goto out;
+	}
+	R.kind = DEST_TARGET;
+	R.t = t;
+	rc = restore_run(&R, o ? o->progress : NULL, o ? o->ud : NULL);
+	if (!rc && out)
+		*out = R.res;
+out:
+	restore_free(&R);
+	return rc;
+}
