@@ -23,6 +23,7 @@
 #   DIR=dir     where the store and images go (default: a new directory
 #               under /var/tmp, removed at the end)
 #   ROUNDS=n
+#   REUSE=1     keep a store DIR holds from an earlier run
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(dirname "$here")
@@ -43,9 +44,13 @@ else
 	d=$(mktemp -d /var/tmp/bvrestore.XXXXXX)
 	trap 'rm -rf "$d"' EXIT
 fi
-rm -rf "$d/store"
-"$build/bench/bvbench" --store-only "$d/store" --size "$size" --versions 30 \
-	--change 1 --compress 2.0 --chunk-size 64K
+if [ "${REUSE:-0}" = 1 ] && [ -d "$d/store" ]; then
+	echo "reusing $d/store"
+else
+	rm -rf "$d/store"
+	"$build/bench/bvbench" --store-only "$d/store" --size "$size" \
+		--versions 30 --change 1 --compress 2.0 --chunk-size 64K
+fi
 "$bv" restore "$d/store" big@latest "$d/image" >/dev/null
 sync
 

@@ -62,7 +62,8 @@ struct window {
 /* A pool thread's own ring and buffers for one slice. */
 struct lane {
 	struct bv_ring *ring;
-	uint8_t *scratch;  /* records of a slice */
+	uint8_t *scratch;  /* records of a slice, read in runs */
+	size_t scratch_len;
 	uint8_t *tmp;      /* delta: the fetched chunks of a slice */
 	void **outs;
 	struct bv_chunk_read *reads;
@@ -392,8 +393,9 @@ static void fetch_slice(void *ctx, size_t i)
 	for (size_t k = 0; k < m; k++)
 		l->outs[k] = R->delta ? l->tmp + k * (size_t)R->cs :
 			     w->buf + (size_t)R->needidx[a + k] * R->cs;
-	rc = bv_chunks_read(R->s, l->ring, R->needfp + a, l->outs, m, R->cs,
-			    l->scratch, l->reads, R->name);
+	rc = bv_chunks_read_runs(R->s, l->ring, R->needfp + a, l->outs, m,
+				 R->cs, l->scratch, l->scratch_len, l->reads,
+				 R->name);
 	if (rc) {
 		lane_fail(R, rc);
 		return;
@@ -588,7 +590,8 @@ static int restore_alloc(struct restore *R)
 				      &l->ring)))
 			return bv_fail(rc, "restore %s: io_uring: %s", R->dest,
 				       strerror(-rc));
-		if (posix_memalign((void **)&l->scratch, PAGE, R->slice * rec) ||
+		l->scratch_len = R->slice * (rec + 2 * PAGE) + (1u << 20);
+		if (posix_memalign((void **)&l->scratch, PAGE, l->scratch_len) ||
 		    (R->delta && posix_memalign((void **)&l->tmp, PAGE,
 						R->slice * (size_t)R->cs)) ||
 		    !(l->outs = calloc(R->slice, sizeof *l->outs)) ||
