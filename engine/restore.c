@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,6 +62,7 @@ struct window {
 
 /* A pool thread's own ring and buffers for one slice. */
 struct lane {
+	struct bv_kv_iter *it; /* over the replica's map */
 	struct bv_ring *ring;
 	uint8_t *scratch;  /* records of a slice, read in runs */
 	size_t scratch_len;
@@ -80,8 +82,7 @@ struct restore {
 	int fd, dfd;         /* dfd: an O_DIRECT descriptor of FD, or -1 */
 	const bv_restore_target *t;
 	uint64_t bandwidth;
-	struct bv_kv_iter *it;
-	struct bv_ring *ring; /* the calling thread's: destination reads */
+	struct bv_ring *ring; /* the calling thread's: the final sync */
 	struct window win[NWIN];
 	struct window *cur;   /* the window being filled */
 	/* The window being filled, per chunk, and the chunks to fetch. */
@@ -341,124 +342,91 @@ static void *writer_main(void *arg)
 
 /* ---- reading a window ------------------------------------------------ */
 
-static void lane_fail(struct restore *R, int rc)
+/* Delta: the destination's bytes [P, Q) of window W, through lane L. */
+static int read_dest(struct restore *R, struct lane *l, struct window *w,
+		     uint64_t p, uint64_t q)
 {
-	pthread_mutex_lock(&R->emu);
-	if (!R->err) {
-		R->err = rc;
-		snprintf(R->msg, sizeof R->msg, "%s", bv_last_error());
-	}
-	pthread_mutex_unlock(&R->emu);
-}
-
-/* Pool item I (delta): decides chunk I of the window being filled. */
-static void decide_one(void *ctx, size_t i)
-{
-	struct restore *R = ctx;
-	struct window *w = R->cur;
-	uint8_t *c = w->buf + i * (size_t)R->cs;
-
-	if (R->src[i] == 0) {
-		if (all_zero(c, R->cs)) {
-			w->act[i] = ACT_SKIP;
-		} else {
-			memset(c, 0, R->cs);
-			w->act[i] = ACT_ZERO;
-		}
-	} else if (R->src[i] == 2) {
-		uint8_t d[16];
-		bv_chunk_digest(c, R->cs, d);
-		w->act[i] = memcmp(d, R->digests[i], 16) ? ACT_FETCH : ACT_SKIP;
-	} else {
-		w->act[i] = ACT_FETCH_CMP;
-	}
-}
-
-/* Pool item I: fetches slice I of the chunks to fetch. */
-static void fetch_slice(void *ctx, size_t i)
-{
-	struct restore *R = ctx;
-	struct window *w = R->cur;
-	unsigned t = bv_pool_thread_index();
-	struct lane *l = &R->lanes[t < R->nlanes ? t : 0];
-	size_t a = i * R->slice;
-	size_t m = R->nneed - a < R->slice ? R->nneed - a : R->slice;
-	int rc;
-
-	if (t >= R->nlanes) { /* cannot happen: one lane per pool thread */
-		lane_fail(R, bv_fail(BV_EINVAL, "restore: pool thread %u "
-				     "has no ring", t));
-		return;
-	}
-	for (size_t k = 0; k < m; k++)
-		l->outs[k] = R->delta ? l->tmp + k * (size_t)R->cs :
-			     w->buf + (size_t)R->needidx[a + k] * R->cs;
-	rc = bv_chunks_read_runs(R->s, l->ring, R->needfp + a, l->outs, m,
-				 R->cs, l->scratch, l->scratch_len, l->reads,
-				 R->name);
-	if (rc) {
-		lane_fail(R, rc);
-		return;
-	}
-	if (!R->delta)
-		return;
-	for (size_t k = 0; k < m; k++) {
-		size_t j = R->needidx[a + k];
-		uint8_t *dst = w->buf + j * (size_t)R->cs;
-		if (w->act[j] == ACT_FETCH_CMP &&
-		    memcmp(dst, l->outs[k], R->cs) == 0) {
-			w->act[j] = ACT_SKIP;
-			continue;
-		}
-		memcpy(dst, l->outs[k], R->cs);
-		w->act[j] = ACT_DATA;
-	}
-}
-
-/* Delta: the destination's bytes of window W. */
-static int read_dest(struct restore *R, struct window *w)
-{
-	struct bv_io ios[WIN_BYTES / PIECE + 2];
+	struct bv_io ios[SLICE_BYTES / PIECE + BV_CHUNK_MAX / PIECE + 2];
+	uint64_t whole = R->dfd >= 0 ? q - (q - p) % PAGE : p;
 	size_t n = 0;
 	int rc;
 
 	if (R->kind == DEST_TARGET) {
-		rc = R->t->read(R->t->ud, w->buf, w->len, w->off);
+		rc = R->t->read(R->t->ud, w->buf + p, q - p, w->off + p);
 		if (rc)
 			return bv_fail(rc < 0 ? rc : -EIO, "%s: read of %llu "
 				       "bytes at %llu: %s", R->dest,
-				       (unsigned long long)w->len,
-				       (unsigned long long)w->off,
+				       (unsigned long long)(q - p),
+				       (unsigned long long)(w->off + p),
 				       strerror(rc < 0 ? -rc : EIO));
 		return 0;
 	}
-	uint64_t whole = R->dfd >= 0 ? w->len - w->len % PAGE : 0;
-	for (uint64_t p = 0; p < whole; p += PIECE)
+	for (uint64_t o = p; o < whole; o += PIECE)
 		ios[n++] = (struct bv_io){
-			.fd = R->dfd, .op = BV_IO_READ, .buf = w->buf + p,
-			.len = whole - p < PIECE ? whole - p : PIECE,
-			.off = w->off + p };
-	if (whole < w->len)
+			.fd = R->dfd, .op = BV_IO_READ, .buf = w->buf + o,
+			.len = whole - o < PIECE ? whole - o : PIECE,
+			.off = w->off + o };
+	if (whole < q)
 		ios[n++] = (struct bv_io){
 			.fd = R->fd, .op = BV_IO_READ, .buf = w->buf + whole,
-			.len = w->len - whole, .off = w->off + whole };
-	if ((rc = bv_ring_run(R->ring, ios, n)))
+			.len = q - whole, .off = w->off + whole };
+	if ((rc = bv_ring_run(l->ring, ios, n)))
 		return bv_fail(rc, "%s: read at %llu: %s", R->dest,
-			       (unsigned long long)w->off, strerror(-rc));
+			       (unsigned long long)(w->off + p), strerror(-rc));
 	return 0;
 }
 
-static int fill_window(struct restore *R, struct window *w, uint64_t off)
+/* The action of chunk J of the window before any fetch. */
+static uint8_t decide(struct restore *R, struct window *w, size_t j)
 {
-	uint64_t first = off / R->cs;
-	size_t nc;
+	uint8_t *c = w->buf + j * (size_t)R->cs;
+
+	if (!R->delta) {
+		if (R->src[j])
+			return ACT_FETCH;
+		if (R->kind == DEST_FILE)
+			return ACT_SKIP; /* a hole already */
+		memset(c, 0, R->cs);
+		return R->kind == DEST_TARGET ? ACT_ZERO : ACT_DATA;
+	}
+	if (R->src[j] == 0) {
+		if (all_zero(c, R->cs))
+			return ACT_SKIP;
+		memset(c, 0, R->cs);
+		return ACT_ZERO;
+	}
+	if (R->src[j] == 2) {
+		uint8_t d[16];
+		bv_chunk_digest(c, R->cs, d);
+		return memcmp(d, R->digests[j], 16) ? ACT_FETCH : ACT_SKIP;
+	}
+	return ACT_FETCH_CMP;
+}
+
+/* Pool item I: slice I of the window being filled, start to end: the
+ * destination's bytes (delta), the map entries, the actions, and the
+ * chunks to fetch, read and decoded into the window. */
+static int do_slice(struct restore *R, struct lane *l, size_t i)
+{
+	struct window *w = R->cur;
+	size_t nc = (w->len + R->cs - 1) / R->cs;
+	size_t a = i * R->slice, e = a + R->slice < nc ? a + R->slice : nc;
+	uint64_t first = w->off / R->cs;
+	size_t m = 0;
 	int rc;
 
-	w->off = off;
-	w->len = R->size - off < WIN_BYTES ? R->size - off : WIN_BYTES;
-	nc = (w->len + R->cs - 1) / R->cs;
-	for (size_t j = 0; j < nc; j++) {
-		rc = bv_map_lookup(R->it, R->rid, first + j, R->version,
+	if (R->delta) {
+		uint64_t q = (uint64_t)e * R->cs;
+		if ((rc = read_dest(R, l, w, (uint64_t)a * R->cs,
+				    q < w->len ? q : w->len)))
+			return rc;
+		/* The digest covers a whole chunk, zero-padded past the
+		 * disk's end. */
+		if (q > w->len)
+			memset(w->buf + w->len, 0, q - w->len);
+	}
+	for (size_t j = a; j < e; j++) {
+		rc = bv_map_lookup(l->it, R->rid, first + j, R->version,
 				   &R->fps[j], R->digests[j]);
 		if (rc < 0)
 			return rc == BV_ECORRUPT ?
@@ -467,51 +435,78 @@ static int fill_window(struct restore *R, struct window *w, uint64_t off)
 				       (unsigned long long)(first + j)) :
 			       bv_fail_storage(rc, R->name);
 		R->src[j] = (uint8_t)rc;
-	}
-	R->cur = w;
-	if (R->delta) {
-		if ((rc = read_dest(R, w)))
-			return rc;
-		/* The digest covers a whole chunk, zero-padded past the
-		 * disk's end. */
-		memset(w->buf + w->len, 0, nc * (size_t)R->cs - w->len);
-		bv_pool_run(R->s->pool, decide_one, R, nc);
-	} else {
-		for (size_t j = 0; j < nc; j++) {
-			if (R->src[j]) {
-				w->act[j] = ACT_FETCH;
-				continue;
-			}
-			if (R->kind == DEST_FILE) {
-				w->act[j] = ACT_SKIP; /* a hole already */
-				continue;
-			}
-			memset(w->buf + j * (size_t)R->cs, 0, R->cs);
-			w->act[j] = R->kind == DEST_TARGET ? ACT_ZERO : ACT_DATA;
-		}
-	}
-	R->nneed = 0;
-	for (size_t j = 0; j < nc; j++) {
+		w->act[j] = decide(R, w, j);
 		if (w->act[j] != ACT_FETCH && w->act[j] != ACT_FETCH_CMP)
 			continue;
-		R->needfp[R->nneed] = R->fps[j];
-		R->needidx[R->nneed++] = (uint32_t)j;
-		if (!R->delta)
-			w->act[j] = ACT_DATA;
+		R->needfp[a + m] = R->fps[j];
+		R->needidx[a + m] = (uint32_t)j;
+		l->outs[m] = R->delta ? l->tmp + m * (size_t)R->cs :
+			     w->buf + j * (size_t)R->cs;
+		m++;
 	}
-	if (R->nneed) {
-		R->err = 0;
-		bv_pool_run(R->s->pool, fetch_slice, R,
-			    (R->nneed + R->slice - 1) / R->slice);
-		if (R->err)
-			return bv_fail(R->err, "%s", R->msg);
+	if (m && (rc = bv_chunks_read_runs(R->s, l->ring, R->needfp + a,
+					   l->outs, m, R->cs, l->scratch,
+					   l->scratch_len, l->reads, R->name)))
+		return rc;
+	for (size_t k = 0; k < m; k++) {
+		size_t j = R->needidx[a + k];
+		uint8_t *dst = w->buf + j * (size_t)R->cs;
+		if (!R->delta) {
+			w->act[j] = ACT_DATA;
+			continue;
+		}
+		if (w->act[j] == ACT_FETCH_CMP &&
+		    memcmp(dst, l->outs[k], R->cs) == 0) {
+			w->act[j] = ACT_SKIP;
+			continue;
+		}
+		memcpy(dst, l->outs[k], R->cs);
+		w->act[j] = ACT_DATA;
 	}
 	/* A block device holds anything: zeros are written, not punched. */
+	for (size_t j = a; j < e; j++)
+		if (w->act[j] == ACT_ZERO && R->kind == DEST_BLOCK)
+			w->act[j] = ACT_DATA;
+	return 0;
+}
+
+static void slice_one(void *ctx, size_t i)
+{
+	struct restore *R = ctx;
+	unsigned t = bv_pool_thread_index();
+	int rc;
+
+	if (t >= R->nlanes) /* cannot happen: a lane per pool thread */
+		rc = bv_fail(BV_EINVAL, "restore: pool thread %u has no lane",
+			     t);
+	else
+		rc = do_slice(R, &R->lanes[t], i);
+	if (rc) {
+		/* The message is this thread's: keep it for the caller. */
+		pthread_mutex_lock(&R->emu);
+		if (!R->err) {
+			R->err = rc;
+			snprintf(R->msg, sizeof R->msg, "%s", bv_last_error());
+		}
+		pthread_mutex_unlock(&R->emu);
+	}
+}
+
+static int fill_window(struct restore *R, struct window *w, uint64_t off)
+{
+	size_t nc;
+
+	w->off = off;
+	w->len = R->size - off < WIN_BYTES ? R->size - off : WIN_BYTES;
+	nc = (w->len + R->cs - 1) / R->cs;
+	R->cur = w;
+	R->err = 0;
+	bv_pool_run(R->s->pool, slice_one, R, (nc + R->slice - 1) / R->slice);
+	if (R->err)
+		return bv_fail(R->err, "%s", R->msg);
 	for (size_t j = 0; j < nc; j++) {
 		uint64_t b = (uint64_t)(j + 1) * R->cs > w->len ?
 			     w->len - (uint64_t)j * R->cs : R->cs;
-		if (w->act[j] == ACT_ZERO && R->kind == DEST_BLOCK)
-			w->act[j] = ACT_DATA;
 		if (R->src[j] == 0)
 			R->res.zero_chunks++;
 		if (w->act[j] == ACT_SKIP) {
@@ -530,10 +525,12 @@ static int fill_window(struct restore *R, struct window *w, uint64_t off)
 static void restore_free(struct restore *R)
 {
 	for (int i = 0; i < NWIN; i++) {
-		free(R->win[i].buf);
+		if (R->win[i].buf)
+			munmap(R->win[i].buf, WIN_BYTES);
 		free(R->win[i].act);
 	}
 	for (unsigned i = 0; R->lanes && i < R->nlanes; i++) {
+		bv_kv_iter_free(R->lanes[i].it);
 		bv_ring_free(R->lanes[i].ring);
 		free(R->lanes[i].scratch);
 		free(R->lanes[i].tmp);
@@ -548,7 +545,6 @@ static void restore_free(struct restore *R)
 	free(R->needidx);
 	bv_ring_free(R->ring);
 	bv_ring_free(R->wring);
-	bv_kv_iter_free(R->it);
 	if (R->dfd >= 0)
 		close(R->dfd);
 	pthread_mutex_destroy(&R->emu);
@@ -564,15 +560,20 @@ static int restore_alloc(struct restore *R)
 	R->nch = WIN_BYTES / R->cs;
 	R->slice = SLICE_BYTES / R->cs ? SLICE_BYTES / R->cs : 1;
 	R->nlanes = bv_pool_size(R->s->pool) + 1;
-	if ((rc = bv_map_iter(R->s, R->rid, &R->it)))
-		return bv_fail_storage(rc, R->name);
 	if ((rc = bv_ring_new(64, &R->ring)) ||
 	    (rc = bv_ring_new(MAX_IOS, &R->wring)))
 		return bv_fail(rc, "restore %s: io_uring: %s", R->dest,
 			       strerror(-rc));
 	for (int i = 0; i < NWIN; i++) {
-		if (posix_memalign((void **)&R->win[i].buf, PAGE, WIN_BYTES) ||
-		    !(R->win[i].act = calloc(R->nch, 1)))
+		/* Mapped and populated at once: faulting its pages in one by
+		 * one under the decoder cost a tenth of a cold restore. */
+		void *p = mmap(NULL, WIN_BYTES, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1,
+			       0);
+		if (p == MAP_FAILED)
+			return -ENOMEM;
+		R->win[i].buf = p;
+		if (!(R->win[i].act = calloc(R->nch, 1)))
 			return -ENOMEM;
 	}
 	R->fps = calloc(R->nch, sizeof *R->fps);
@@ -586,6 +587,8 @@ static int restore_alloc(struct restore *R)
 		return -ENOMEM;
 	for (unsigned i = 0; i < R->nlanes; i++) {
 		struct lane *l = &R->lanes[i];
+		if ((rc = bv_map_iter(R->s, R->rid, &l->it)))
+			return bv_fail_storage(rc, R->name);
 		if ((rc = bv_ring_new(R->slice < 64 ? 64 : (unsigned)R->slice,
 				      &l->ring)))
 			return bv_fail(rc, "restore %s: io_uring: %s", R->dest,
