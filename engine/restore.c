@@ -92,6 +92,7 @@ struct restore {
 	bv_fp *needfp;
 	uint32_t *needidx;
 	size_t nneed, slice;
+	struct bv_pool *pool; /* the lanes' threads, the restore's own */
 	unsigned nlanes;
 	struct lane *lanes;
 	/* The first failure of a pool thread, with its message. */
@@ -501,7 +502,7 @@ static int fill_window(struct restore *R, struct window *w, uint64_t off)
 	nc = (w->len + R->cs - 1) / R->cs;
 	R->cur = w;
 	R->err = 0;
-	bv_pool_run(R->s->pool, slice_one, R, (nc + R->slice - 1) / R->slice);
+	bv_pool_run(R->pool, slice_one, R, (nc + R->slice - 1) / R->slice);
 	if (R->err)
 		return bv_fail(R->err, "%s", R->msg);
 	for (size_t j = 0; j < nc; j++) {
@@ -538,6 +539,7 @@ static void restore_free(struct restore *R)
 		free(R->lanes[i].reads);
 	}
 	free(R->lanes);
+	bv_pool_free(R->pool);
 	free(R->fps);
 	free(R->digests);
 	free(R->src);
@@ -559,7 +561,13 @@ static int restore_alloc(struct restore *R)
 
 	R->nch = WIN_BYTES / R->cs;
 	R->slice = SLICE_BYTES / R->cs ? SLICE_BYTES / R->cs : 1;
-	R->nlanes = bv_pool_size(R->s->pool) + 1;
+	/* Twice as many lanes as the store's pool has threads: a lane
+	 * waits for its reads, then decodes, and while some wait, others
+	 * decode; more reads are in flight at once. */
+	if ((rc = bv_pool_new(2 * bv_pool_size(R->s->pool) + 1, &R->pool)))
+		return bv_fail(rc, "restore %s: cannot start its threads: %s",
+			       R->dest, strerror(-rc));
+	R->nlanes = bv_pool_size(R->pool) + 1;
 	if ((rc = bv_ring_new(64, &R->ring)) ||
 	    (rc = bv_ring_new(MAX_IOS, &R->wring)))
 		return bv_fail(rc, "restore %s: io_uring: %s", R->dest,
