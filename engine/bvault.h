@@ -449,12 +449,12 @@ BV_API int bv_diff(bv_store *s, const char *replica, uint64_t rp1,
 
 /* A restore writes REPLICA@RP (RP as in bv_reader_open) to a destination
  * and makes it durable. It reads the store only (a read-only S works
- * beside a running writer). The chunks are read in disk order, many at
- * once, decoded on the store's worker pool and written by a thread of the
- * restore's own while the next piece is read; memory stays bounded (about
- * 56 MiB per restore) whatever the size. Any number of restores may run
- * at once on one S, on different threads (each call belongs to its
- * thread; their decoding takes turns on the pool).
+ * beside a running writer). The chunks are read in disk order, records
+ * near each other in a container as one read, decoded by threads of the
+ * restore's own (twice the store's workers, plus the caller) and written
+ * by one more while the next piece is read; memory stays bounded (about
+ * 64 MiB per restore) whatever the size. Any number of restores may run
+ * at once on one S, on different threads.
  *
  * With delta, the destination is read first, piece by piece, and each
  * chunk's digest (bv_chunk_digest) compared with the one the RP's map
@@ -467,10 +467,11 @@ BV_API int bv_diff(bv_store *s, const char *replica, uint64_t rp1,
 /* Where a restore writes when it is not a file descriptor (an NBD export,
  * say). Callbacks return 0 or -errno (the restore stops and returns it,
  * its message naming NAME, the operation and the offset). WRITE, ZERO and
- * FLUSH run on the restore's writer thread, READ on the calling thread,
- * possibly at the same time as a WRITE of other bytes: the target must
- * allow that (a libnbd handle does). Calls are never longer than 16 MiB;
- * writes come in ascending offset order. */
+ * FLUSH run on the restore's writer thread, one at a time, in ascending
+ * offset order; READ runs on the restore's reading threads, several at
+ * once, and at the same time as WRITEs, always of other bytes: the target
+ * must allow that (a libnbd handle does). No call is longer than 16 MiB.
+ * None may call into the restore's store. */
 typedef struct bv_restore_target {
 	const char *name; /* names the target in messages (copied) */
 	uint64_t size;    /* bytes it holds: at least the RP's size, else
