@@ -273,7 +273,8 @@ static int run(int argc, char **argv, int is_restore)
 		{ "bandwidth", OPT_VALUE, &bw_s, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
-	static const char *const names[] = { "STORE", "REPLICA@RP", "DEST" };
+	static const char *const rnames[] = { "STORE", "REPLICA@RP", "DEST" };
+	static const char *const enames[] = { "STORE", "REPLICA@RP", "OUT" };
 	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
 	char name[BV_NAME_MAX + 1];
 	struct progress pr;
@@ -292,7 +293,7 @@ static int run(int argc, char **argv, int is_restore)
 	progress_init(&pr, is_restore ? "restore" : "export");
 	rc = parse_opts(argc, argv, is_restore ? defs : NULL, pos, &npos);
 	if (!rc)
-		rc = want_pos(npos, pos, 3, 3, names);
+		rc = want_pos(npos, pos, 3, 3, is_restore ? rnames : enames);
 	if (!rc)
 		rc = arg_replica_rp(pos[1], name, &rp);
 	if (!rc && bw_s)
