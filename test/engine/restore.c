@@ -435,6 +435,30 @@ int main(void)
 		bv_store_close(s);
 	}
 
+	/* ---- a damaged record is an error, never data (invariant 4) --- */
+	{
+		char *cont = et_path(store, "containers/00000001.bvc");
+		int cfd = open(cont, O_RDWR);
+		uint8_t b;
+		bv_open_opts oo = { .read_only = 1 };
+		if (cfd < 0 || pread(cfd, &b, 1, 4096 + 48 + 100) != 1)
+			bail_out("open the container");
+		b ^= 0xff;
+		if (pwrite(cfd, &b, 1, 4096 + 48 + 100) != 1 || fsync(cfd))
+			bail_out("damage the container");
+		close(cfd);
+		if (bv_store_open(store, &oo, &s) < 0)
+			bail_out("read-only open");
+		fd = open(f2, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		rc = bv_restore_fd(s, "vm", 1, fd, NULL, NULL);
+		is_int(rc, BV_ECHECKSUM, "a restore over a damaged record fails");
+		ok(strstr(bv_store_error(s), "00000001.bvc") != NULL,
+		   "naming the container: %s", bv_store_error(s));
+		close(fd);
+		bv_store_close(s);
+		free(cont);
+	}
+
 	free(img1);
 	free(img2);
 	free(store);
