@@ -2,19 +2,28 @@
  * restore.c: writing a replica at an RP to a file, a device, a pipe or a
  * caller's target, in full or as a delta (bvault.h, "restore").
  *
- * The disk is cut into windows of WIN_BYTES. For each window the calling
- * thread looks up the map entries in disk order (one iterator, a step or
- * a seek per chunk), and, for a delta, reads the destination's bytes
- * into the window and compares each chunk's digest with the map's on the
- * worker pool. The chunks to fetch are then handed to the pool in slices:
- * each thread looks their records up in the chunk index and reads them
- * through a ring of its own, all of a slice in flight at once, then
- * checks and decodes them (invariant 4) straight into the window; while
- * one thread decodes, the reads of the others are in flight. A full
- * window goes to the writer thread, which writes its runs (through
- * io_uring, O_DIRECT where it can) while the next window is read into
- * another of NWIN buffers. So reading, decoding and writing overlap, and
- * memory is NWIN windows plus a slice per pool thread, whatever the disk.
+ * The disk is cut into slices of SLICE_BYTES, and slices into windows of
+ * WIN_BYTES, NWIN of which have a buffer at a time. Lanes (threads of the
+ * restore's own, each with its own map iterator, ring and buffers) take
+ * slices in disk order from one counter, never waiting for each other:
+ * for its slice a lane reads the destination's bytes into the window (a
+ * delta) and compares each chunk's digest with the map's, looks up the
+ * map entries, then the chunk index entries of the chunks to fetch, reads
+ * their records in runs (neighbours in a container as one O_DIRECT read:
+ * bv_chunks_read_runs), checks them and decodes them straight into the
+ * window (invariant 4). While one lane decodes, the reads of the others
+ * are in flight. The lane that ends the last slice of a window hands it
+ * to the writer thread, which writes its runs (io_uring, O_DIRECT where
+ * it can) while later windows fill. So reading, decoding and writing
+ * overlap, and memory is NWIN windows plus a slice per lane, whatever the
+ * disk.
+ *
+ * A window buffer goes FREE -> FILLING (its first slice taken; it holds
+ * window K) -> FULL (its last slice done) -> FREE (written). A lane with a
+ * slice of window K waits until buffer K % NWIN is FILLING K, or FREE
+ * with window K - NWIN written, which it then claims; lanes take slices
+ * in order and hold one at a time, so every window before K is claimed
+ * and its slices taken: the wait always ends.
  *
  * Each chunk of a window gets one action: SKIP (nothing to write: a hole
  * of a new file, or a chunk the destination already holds), DATA (write
@@ -27,6 +36,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,15 +63,23 @@ enum { ACT_SKIP = 0, ACT_DATA = 1, ACT_ZERO = 2,
 
 enum { DEST_FILE, DEST_BLOCK, DEST_SEQ, DEST_TARGET };
 
+enum { WIN_FREE = 0, WIN_FILLING, WIN_FULL };
+
 struct window {
 	uint8_t *buf;  /* WIN_BYTES, page aligned */
 	uint8_t *act;  /* one per chunk */
+	uint8_t *src;  /* per chunk, bv_map_lookup's answer: 0, 1 or 2 */
+	uint64_t k;    /* the window it holds (FILLING, FULL) or held */
 	uint64_t off, len;
-	int full;      /* handed to the writer, not written yet */
+	int state;
+	size_t pending; /* FILLING: slices not done yet */
 };
 
-/* A pool thread's own ring and buffers for one slice. */
+/* A lane: one thread's map iterator, ring and buffers for a slice. */
 struct lane {
+	struct restore *R;
+	pthread_t thread;
+	int started;
 	struct bv_kv_iter *it; /* over the replica's map */
 	struct bv_ring *ring;
 	uint8_t *scratch;  /* records of a slice, read in runs */
@@ -69,6 +87,9 @@ struct lane {
 	uint8_t *tmp;      /* delta: the fetched chunks of a slice */
 	void **outs;
 	struct bv_chunk_read *reads;
+	bv_fp *fps;
+	uint8_t (*digests)[16];
+	uint32_t *need;    /* window chunks to fetch */
 };
 
 struct restore {
@@ -78,42 +99,35 @@ struct restore {
 	uint64_t rid, version, size;
 	uint32_t cs;
 	size_t nch;          /* chunks per window */
+	size_t slice;        /* chunks per slice */
+	size_t spw;          /* slices per window */
+	uint64_t nwins, nslices;
 	int kind, delta;
 	int fd, dfd;         /* dfd: an O_DIRECT descriptor of FD, or -1 */
 	const bv_restore_target *t;
 	uint64_t bandwidth;
 	struct bv_ring *ring; /* the calling thread's: the final sync */
-	struct window win[NWIN];
-	struct window *cur;   /* the window being filled */
-	/* The window being filled, per chunk, and the chunks to fetch. */
-	bv_fp *fps;
-	uint8_t (*digests)[16];
-	uint8_t *src;         /* bv_map_lookup's answer: 0, 1 or 2 */
-	bv_fp *needfp;
-	uint32_t *needidx;
-	size_t nneed, slice;
-	struct bv_pool *pool; /* the lanes' threads, the restore's own */
 	unsigned nlanes;
 	struct lane *lanes;
-	/* The first failure of a pool thread, with its message. */
-	pthread_mutex_t emu;
-	int err;
-	char msg[1024];
-	/* The writer: windows in order, win[k % NWIN] for k = 0, 1, ... */
-	pthread_t writer;
-	int writer_started;
+	atomic_uint_fast64_t next; /* the next slice to take */
+	/* Under MU: the windows' states, the counts, the first failure
+	 * (with its message: messages are per thread). */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int closing;
-	uint64_t wdone;       /* disk bytes the writer finished */
-	int werr;
-	char wmsg[1024];
+	struct window win[NWIN];
+	int stop;
+	int err;
+	char msg[1024];
+	uint64_t wdone;       /* disk bytes written, windows in order */
+	bv_restore_result res;
+	/* The writer's. */
+	pthread_t writer;
+	int writer_started;
 	struct bv_ring *wring;
 	struct bv_io ios[MAX_IOS];
 	size_t nios;
 	double t0;
 	uint64_t paced;       /* bytes written, for the bandwidth */
-	bv_restore_result res;
 };
 
 static double mono(void)
@@ -308,32 +322,43 @@ static int write_window(struct restore *R, struct window *w)
 	return rc;
 }
 
+/* Records the first failure, with this thread's message, and stops
+ * everything. */
+static void fail_locked(struct restore *R, int rc)
+{
+	if (!R->err) {
+		R->err = rc;
+		snprintf(R->msg, sizeof R->msg, "%s", bv_last_error());
+	}
+	R->stop = 1;
+	pthread_cond_broadcast(&R->cv);
+}
+
 static void *writer_main(void *arg)
 {
 	struct restore *R = arg;
 
-	for (uint64_t k = 0;; k++) {
+	for (uint64_t k = 0; k < R->nwins; k++) {
 		struct window *w = &R->win[k % NWIN];
 		int rc;
 
 		pthread_mutex_lock(&R->mu);
-		while (!w->full && !R->closing)
+		while (!(w->state == WIN_FULL && w->k == k) && !R->stop)
 			pthread_cond_wait(&R->cv, &R->mu);
-		if (!w->full) {
+		if (R->stop) {
 			pthread_mutex_unlock(&R->mu);
 			break;
 		}
 		pthread_mutex_unlock(&R->mu);
 		rc = write_window(R, w);
 		pthread_mutex_lock(&R->mu);
-		w->full = 0;
 		if (rc) {
-			R->werr = rc;
-			snprintf(R->wmsg, sizeof R->wmsg, "%s", bv_last_error());
+			fail_locked(R, rc);
 		} else {
+			w->state = WIN_FREE;
 			R->wdone = w->off + w->len;
+			pthread_cond_broadcast(&R->cv);
 		}
-		pthread_cond_broadcast(&R->cv);
 		pthread_mutex_unlock(&R->mu);
 		if (rc)
 			break;
@@ -341,7 +366,7 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-/* ---- reading a window ------------------------------------------------ */
+/* ---- reading: the lanes -------------------------------------------- */
 
 /* Delta: the destination's bytes [P, Q) of window W, through lane L. */
 static int read_dest(struct restore *R, struct lane *l, struct window *w,
@@ -377,39 +402,40 @@ static int read_dest(struct restore *R, struct lane *l, struct window *w,
 	return 0;
 }
 
-/* The action of chunk J of the window before any fetch. */
-static uint8_t decide(struct restore *R, struct window *w, size_t j)
+/* The action of chunk J of window W before any fetch. */
+static uint8_t decide(struct restore *R, struct lane *l, struct window *w,
+		      size_t j, size_t i)
 {
 	uint8_t *c = w->buf + j * (size_t)R->cs;
 
 	if (!R->delta) {
-		if (R->src[j])
+		if (w->src[j])
 			return ACT_FETCH;
 		if (R->kind == DEST_FILE)
 			return ACT_SKIP; /* a hole already */
 		memset(c, 0, R->cs);
 		return R->kind == DEST_TARGET ? ACT_ZERO : ACT_DATA;
 	}
-	if (R->src[j] == 0) {
+	if (w->src[j] == 0) {
 		if (all_zero(c, R->cs))
 			return ACT_SKIP;
 		memset(c, 0, R->cs);
 		return ACT_ZERO;
 	}
-	if (R->src[j] == 2) {
+	if (w->src[j] == 2) {
 		uint8_t d[16];
 		bv_chunk_digest(c, R->cs, d);
-		return memcmp(d, R->digests[j], 16) ? ACT_FETCH : ACT_SKIP;
+		return memcmp(d, l->digests[i], 16) ? ACT_FETCH : ACT_SKIP;
 	}
 	return ACT_FETCH_CMP;
 }
 
-/* Pool item I: slice I of the window being filled, start to end: the
- * destination's bytes (delta), the map entries, the actions, and the
- * chunks to fetch, read and decoded into the window. */
-static int do_slice(struct restore *R, struct lane *l, size_t i)
+/* Slice I of window W, start to end: the destination's bytes (delta),
+ * the map entries, the actions, and the chunks to fetch, read and
+ * decoded into the window. */
+static int do_slice(struct restore *R, struct lane *l, struct window *w,
+		    size_t i)
 {
-	struct window *w = R->cur;
 	size_t nc = (w->len + R->cs - 1) / R->cs;
 	size_t a = i * R->slice, e = a + R->slice < nc ? a + R->slice : nc;
 	uint64_t first = w->off / R->cs;
@@ -427,30 +453,30 @@ static int do_slice(struct restore *R, struct lane *l, size_t i)
 			memset(w->buf + w->len, 0, q - w->len);
 	}
 	for (size_t j = a; j < e; j++) {
+		size_t x = j - a;
 		rc = bv_map_lookup(l->it, R->rid, first + j, R->version,
-				   &R->fps[j], R->digests[j]);
+				   &l->fps[m], l->digests[x]);
 		if (rc < 0)
 			return rc == BV_ECORRUPT ?
 			       bv_fail(rc, "replica %s: map entry of chunk "
 				       "%llu is damaged", R->name,
 				       (unsigned long long)(first + j)) :
 			       bv_fail_storage(rc, R->name);
-		R->src[j] = (uint8_t)rc;
-		w->act[j] = decide(R, w, j);
+		w->src[j] = (uint8_t)rc;
+		w->act[j] = decide(R, l, w, j, x);
 		if (w->act[j] != ACT_FETCH && w->act[j] != ACT_FETCH_CMP)
 			continue;
-		R->needfp[a + m] = R->fps[j];
-		R->needidx[a + m] = (uint32_t)j;
+		l->need[m] = (uint32_t)j;
 		l->outs[m] = R->delta ? l->tmp + m * (size_t)R->cs :
 			     w->buf + j * (size_t)R->cs;
 		m++;
 	}
-	if (m && (rc = bv_chunks_read_runs(R->s, l->ring, R->needfp + a,
-					   l->outs, m, R->cs, l->scratch,
-					   l->scratch_len, l->reads, R->name)))
+	if (m && (rc = bv_chunks_read_runs(R->s, l->ring, l->fps, l->outs, m,
+					   R->cs, l->scratch, l->scratch_len,
+					   l->reads, R->name)))
 		return rc;
 	for (size_t k = 0; k < m; k++) {
-		size_t j = R->needidx[a + k];
+		size_t j = l->need[k];
 		uint8_t *dst = w->buf + j * (size_t)R->cs;
 		if (!R->delta) {
 			w->act[j] = ACT_DATA;
@@ -471,44 +497,15 @@ static int do_slice(struct restore *R, struct lane *l, size_t i)
 	return 0;
 }
 
-static void slice_one(void *ctx, size_t i)
+/* Counts window W, all of whose slices are done (under MU). */
+static void count_window(struct restore *R, const struct window *w)
 {
-	struct restore *R = ctx;
-	unsigned t = bv_pool_thread_index();
-	int rc;
+	size_t nc = (w->len + R->cs - 1) / R->cs;
 
-	if (t >= R->nlanes) /* cannot happen: a lane per pool thread */
-		rc = bv_fail(BV_EINVAL, "restore: pool thread %u has no lane",
-			     t);
-	else
-		rc = do_slice(R, &R->lanes[t], i);
-	if (rc) {
-		/* The message is this thread's: keep it for the caller. */
-		pthread_mutex_lock(&R->emu);
-		if (!R->err) {
-			R->err = rc;
-			snprintf(R->msg, sizeof R->msg, "%s", bv_last_error());
-		}
-		pthread_mutex_unlock(&R->emu);
-	}
-}
-
-static int fill_window(struct restore *R, struct window *w, uint64_t off)
-{
-	size_t nc;
-
-	w->off = off;
-	w->len = R->size - off < WIN_BYTES ? R->size - off : WIN_BYTES;
-	nc = (w->len + R->cs - 1) / R->cs;
-	R->cur = w;
-	R->err = 0;
-	bv_pool_run(R->pool, slice_one, R, (nc + R->slice - 1) / R->slice);
-	if (R->err)
-		return bv_fail(R->err, "%s", R->msg);
 	for (size_t j = 0; j < nc; j++) {
 		uint64_t b = (uint64_t)(j + 1) * R->cs > w->len ?
 			     w->len - (uint64_t)j * R->cs : R->cs;
-		if (R->src[j] == 0)
+		if (w->src[j] == 0)
 			R->res.zero_chunks++;
 		if (w->act[j] == ACT_SKIP) {
 			if (R->delta)
@@ -518,7 +515,55 @@ static int fill_window(struct restore *R, struct window *w, uint64_t off)
 		R->res.written_chunks++;
 		R->res.written_bytes += b;
 	}
-	return 0;
+}
+
+static void *lane_main(void *arg)
+{
+	struct lane *l = arg;
+	struct restore *R = l->R;
+
+	for (;;) {
+		uint64_t g = atomic_fetch_add(&R->next, 1);
+		uint64_t k = g / R->spw;
+		struct window *w = &R->win[k % NWIN];
+		int rc;
+
+		if (g >= R->nslices)
+			break;
+		pthread_mutex_lock(&R->mu);
+		while (!R->stop && !(w->state == WIN_FILLING && w->k == k)) {
+			if (w->state == WIN_FREE &&
+			    (k < NWIN || w->k == k - NWIN)) {
+				w->state = WIN_FILLING;
+				w->k = k;
+				w->off = k * (uint64_t)WIN_BYTES;
+				w->len = R->size - w->off < WIN_BYTES ?
+					 R->size - w->off : WIN_BYTES;
+				w->pending = (((w->len + R->cs - 1) / R->cs) +
+					      R->slice - 1) / R->slice;
+				break;
+			}
+			pthread_cond_wait(&R->cv, &R->mu);
+		}
+		if (R->stop) {
+			pthread_mutex_unlock(&R->mu);
+			break;
+		}
+		pthread_mutex_unlock(&R->mu);
+		rc = do_slice(R, l, w, (size_t)(g % R->spw));
+		pthread_mutex_lock(&R->mu);
+		if (rc) {
+			fail_locked(R, rc);
+		} else if (--w->pending == 0) {
+			count_window(R, w);
+			w->state = WIN_FULL;
+			pthread_cond_broadcast(&R->cv);
+		}
+		pthread_mutex_unlock(&R->mu);
+		if (rc)
+			break;
+	}
+	return NULL;
 }
 
 /* ---- set-up ------------------------------------------------------------ */
@@ -529,27 +574,25 @@ static void restore_free(struct restore *R)
 		if (R->win[i].buf)
 			munmap(R->win[i].buf, WIN_BYTES);
 		free(R->win[i].act);
+		free(R->win[i].src);
 	}
 	for (unsigned i = 0; R->lanes && i < R->nlanes; i++) {
-		bv_kv_iter_free(R->lanes[i].it);
-		bv_ring_free(R->lanes[i].ring);
-		free(R->lanes[i].scratch);
-		free(R->lanes[i].tmp);
-		free(R->lanes[i].outs);
-		free(R->lanes[i].reads);
+		struct lane *l = &R->lanes[i];
+		bv_kv_iter_free(l->it);
+		bv_ring_free(l->ring);
+		free(l->scratch);
+		free(l->tmp);
+		free(l->outs);
+		free(l->reads);
+		free(l->fps);
+		free(l->digests);
+		free(l->need);
 	}
 	free(R->lanes);
-	bv_pool_free(R->pool);
-	free(R->fps);
-	free(R->digests);
-	free(R->src);
-	free(R->needfp);
-	free(R->needidx);
 	bv_ring_free(R->ring);
 	bv_ring_free(R->wring);
 	if (R->dfd >= 0)
 		close(R->dfd);
-	pthread_mutex_destroy(&R->emu);
 	pthread_mutex_destroy(&R->mu);
 	pthread_cond_destroy(&R->cv);
 }
@@ -561,13 +604,15 @@ static int restore_alloc(struct restore *R)
 
 	R->nch = WIN_BYTES / R->cs;
 	R->slice = SLICE_BYTES / R->cs ? SLICE_BYTES / R->cs : 1;
-	/* Twice as many lanes as the store's pool has threads: a lane
-	 * waits for its reads, then decodes, and while some wait, others
-	 * decode; more reads are in flight at once. */
-	if ((rc = bv_pool_new(2 * bv_pool_size(R->s->pool) + 1, &R->pool)))
-		return bv_fail(rc, "restore %s: cannot start its threads: %s",
-			       R->dest, strerror(-rc));
-	R->nlanes = bv_pool_size(R->pool) + 1;
+	R->spw = R->nch / R->slice;
+	R->nwins = (R->size + WIN_BYTES - 1) / WIN_BYTES;
+	R->nslices = R->size ? (R->nwins - 1) * R->spw +
+		     ((R->size - (R->nwins - 1) * (uint64_t)WIN_BYTES +
+		       R->cs - 1) / R->cs + R->slice - 1) / R->slice : 0;
+	/* Twice as many lanes as the store's pool has threads, and one: a
+	 * lane waits for its reads, then decodes, and while some wait,
+	 * others decode; more reads are in flight at once. */
+	R->nlanes = 2 * bv_pool_size(R->s->pool) + 1;
 	if ((rc = bv_ring_new(64, &R->ring)) ||
 	    (rc = bv_ring_new(MAX_IOS, &R->wring)))
 		return bv_fail(rc, "restore %s: io_uring: %s", R->dest,
@@ -581,24 +626,18 @@ static int restore_alloc(struct restore *R)
 		if (p == MAP_FAILED)
 			return -ENOMEM;
 		R->win[i].buf = p;
-		if (!(R->win[i].act = calloc(R->nch, 1)))
+		if (!(R->win[i].act = calloc(R->nch, 1)) ||
+		    !(R->win[i].src = calloc(R->nch, 1)))
 			return -ENOMEM;
 	}
-	R->fps = calloc(R->nch, sizeof *R->fps);
-	R->digests = calloc(R->nch, sizeof *R->digests);
-	R->src = calloc(R->nch, 1);
-	R->needfp = calloc(R->nch, sizeof *R->needfp);
-	R->needidx = calloc(R->nch, sizeof *R->needidx);
-	R->lanes = calloc(R->nlanes, sizeof *R->lanes);
-	if (!R->fps || !R->digests || !R->src || !R->needfp || !R->needidx ||
-	    !R->lanes)
+	if (!(R->lanes = calloc(R->nlanes, sizeof *R->lanes)))
 		return -ENOMEM;
 	for (unsigned i = 0; i < R->nlanes; i++) {
 		struct lane *l = &R->lanes[i];
+		l->R = R;
 		if ((rc = bv_map_iter(R->s, R->rid, &l->it)))
 			return bv_fail_storage(rc, R->name);
-		if ((rc = bv_ring_new(R->slice < 64 ? 64 : (unsigned)R->slice,
-				      &l->ring)))
+		if ((rc = bv_ring_new(64, &l->ring)))
 			return bv_fail(rc, "restore %s: io_uring: %s", R->dest,
 				       strerror(-rc));
 		l->scratch_len = R->slice * (rec + 2 * PAGE) + (1u << 20);
@@ -606,17 +645,22 @@ static int restore_alloc(struct restore *R)
 		    (R->delta && posix_memalign((void **)&l->tmp, PAGE,
 						R->slice * (size_t)R->cs)) ||
 		    !(l->outs = calloc(R->slice, sizeof *l->outs)) ||
-		    !(l->reads = calloc(R->slice, sizeof *l->reads)))
+		    !(l->reads = calloc(R->slice, sizeof *l->reads)) ||
+		    !(l->fps = calloc(R->slice, sizeof *l->fps)) ||
+		    !(l->digests = calloc(R->slice, sizeof *l->digests)) ||
+		    !(l->need = calloc(R->slice, sizeof *l->need)))
 			return -ENOMEM;
 	}
 	return 0;
 }
 
-/* The whole restore, once the destination is known and checked. */
+/* The whole restore, once the destination is known and checked: the
+ * lanes and the writer run, and this thread tells PROGRESS as windows
+ * are written. */
 static int restore_run(struct restore *R, bv_progress_fn progress, void *ud)
 {
+	uint64_t told = UINT64_MAX;
 	int rc;
-	uint64_t k = 0;
 
 	if ((rc = restore_alloc(R)))
 		goto out;
@@ -627,42 +671,39 @@ static int restore_run(struct restore *R, bv_progress_fn progress, void *ud)
 		goto out;
 	}
 	R->writer_started = 1;
-	for (uint64_t off = 0; off < R->size; off += WIN_BYTES, k++) {
-		struct window *w = &R->win[k % NWIN];
-		uint64_t done;
-
-		pthread_mutex_lock(&R->mu);
-		while (w->full && !R->werr)
-			pthread_cond_wait(&R->cv, &R->mu);
-		rc = R->werr;
-		done = R->wdone;
-		pthread_mutex_unlock(&R->mu);
-		if (rc)
+	for (unsigned i = 0; i < R->nlanes; i++) {
+		struct lane *l = &R->lanes[i];
+		if ((rc = pthread_create(&l->thread, NULL, lane_main, l))) {
+			rc = bv_fail(-rc, "restore %s: cannot start its "
+				     "threads: %s", R->dest, strerror(rc));
+			pthread_mutex_lock(&R->mu);
+			fail_locked(R, rc);
+			pthread_mutex_unlock(&R->mu);
 			break;
-		if (progress)
-			progress(ud, done, R->size);
-		if ((rc = fill_window(R, w, off)))
-			break;
-		pthread_mutex_lock(&R->mu);
-		w->full = 1;
-		pthread_cond_broadcast(&R->cv);
-		pthread_mutex_unlock(&R->mu);
+		}
+		l->started = 1;
 	}
 	pthread_mutex_lock(&R->mu);
-	for (int i = 0; i < NWIN; i++)
-		while (R->win[i].full && !R->werr)
-			pthread_cond_wait(&R->cv, &R->mu);
-	R->closing = 1;
-	pthread_cond_broadcast(&R->cv);
+	while (!R->stop && R->wdone < R->size) {
+		if (R->wdone != told && progress) {
+			uint64_t d = told = R->wdone;
+			pthread_mutex_unlock(&R->mu);
+			progress(ud, d, R->size);
+			pthread_mutex_lock(&R->mu);
+			continue;
+		}
+		pthread_cond_wait(&R->cv, &R->mu);
+	}
 	pthread_mutex_unlock(&R->mu);
+	for (unsigned i = 0; i < R->nlanes; i++)
+		if (R->lanes[i].started)
+			pthread_join(R->lanes[i].thread, NULL);
 	pthread_join(R->writer, NULL);
 	R->writer_started = 0;
-	if (R->werr) {
-		rc = bv_fail(R->werr, "%s", R->wmsg);
+	if (R->err) {
+		rc = bv_fail(R->err, "%s", R->msg);
 		goto out;
 	}
-	if (rc)
-		goto out;
 	if (R->kind == DEST_FILE || R->kind == DEST_BLOCK) {
 		if ((rc = bv_ring_fdatasync(R->ring, R->fd)))
 			rc = bv_fail(rc, "%s: fdatasync: %s", R->dest,
@@ -690,7 +731,7 @@ static int restore_init(struct restore *R, bv_store *s, const char *replica,
 	R->s = s;
 	R->fd = -1;
 	R->dfd = -1;
-	pthread_mutex_init(&R->emu, NULL);
+	atomic_init(&R->next, 0);
 	pthread_mutex_init(&R->mu, NULL);
 	pthread_cond_init(&R->cv, NULL);
 	if (o) {
