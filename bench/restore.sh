@@ -94,6 +94,8 @@ for i in $(seq "$rounds"); do
 		"restore of RP 1 $(echo "$r_first" | awk '{print $NF}') s," \
 		"delta $(echo "$r_delta" | awk '{print $NF}') s"
 done
+# What the delta wrote, untimed: RP 31 again, then RP 30 over it.
+"$bv" restore "$d/store" big@latest "$d/copy" >/dev/null
 "$bv" restore "$d/store" big@30 "$d/copy" --delta
 rm -f "$d/copy"
 

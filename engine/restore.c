@@ -51,7 +51,8 @@
 #define WIN_BYTES (16u << 20)  /* a multiple of every chunk size */
 #define NWIN 3
 #define SLICE_BYTES (1u << 20) /* chunks fetched by one pool item */
-#define PIECE (1u << 20)       /* destination reads and writes */
+#define PIECE (1u << 20)       /* destination reads (delta) */
+#define WPIECE (4u << 20)      /* destination writes */
 #define MAX_IOS 256
 #define PAGE 4096u
 
@@ -254,13 +255,21 @@ static int put_data(struct restore *R, const uint8_t *p, size_t len,
 			 * partial last page through FD. */
 			size_t whole = R->dfd >= 0 && (off + done) % PAGE == 0 ?
 				       n - n % PAGE : 0;
-			if (R->nios + 2 > MAX_IOS && (rc = flush_ios(R)))
-				break;
-			if (whole)
+			/* Pieces of WPIECE, all in flight at once: the disk
+			 * gets a queue to work on. */
+			for (size_t w = 0; w < whole && !rc; w += WPIECE) {
+				if (R->nios + 2 > MAX_IOS &&
+				    (rc = flush_ios(R)))
+					break;
 				R->ios[R->nios++] = (struct bv_io){
 					.fd = R->dfd, .op = BV_IO_WRITE,
-					.buf = (void *)(p + done), .len = whole,
-					.off = off + done };
+					.buf = (void *)(p + done + w),
+					.len = whole - w < WPIECE ? whole - w
+								  : WPIECE,
+					.off = off + done + w };
+			}
+			if (rc || (R->nios + 2 > MAX_IOS && (rc = flush_ios(R))))
+				break;
 			if (whole < n)
 				R->ios[R->nios++] = (struct bv_io){
 					.fd = R->fd, .op = BV_IO_WRITE,
