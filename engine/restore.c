@@ -50,7 +50,7 @@
 
 #define WIN_BYTES (16u << 20)  /* a multiple of every chunk size */
 #define NWIN 3
-#define SLICE_BYTES (1u << 20) /* chunks fetched by one pool item */
+#define SLICE_BYTES (2u << 20) /* what a lane takes at a time */
 #define PIECE (1u << 20)       /* destination reads (delta) */
 #define WPIECE (4u << 20)      /* destination writes */
 #define MAX_IOS 256

@@ -1248,7 +1248,7 @@ int bv_cset_read(struct bv_cset *cs, struct bv_ring *ring,
 
 /* Runs of records (bv_cset_read_runs). */
 #define RUN_GAP (64u << 10)  /* bytes between records read through */
-#define RUN_MAX (1u << 20)   /* a run grows no longer than this */
+#define RUN_MAX (2u << 20)   /* a run grows no longer than this */
 
 struct run {
 	uint32_t container;
