@@ -19,6 +19,11 @@
 #   restore --delta of RP 30 over a copy of RP 31 (1 % of the chunks
 #   differ)                                 vs  the full restore to a file
 #
+# Each round runs every command once, one after the other, so a ratio is
+# of two times measured seconds apart; the table gives, for each figure,
+# the median of its rounds' ratios and the median times (this machine's
+# disk and cores are shared: single times swing by half).
+#
 #   BUILD=dir   release build (default: build-release at the top)
 #   DIR=dir     where the store and images go (default: a new directory
 #               under /var/tmp, removed at the end)
@@ -74,7 +79,13 @@ median() {
 		printf "%.3f", NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
+# The last word of $1: this round's time.
+last() {
+	echo "$1" | awk '{ print $NF }'
+}
+
 dd_null= r_null= dd_file= r_file= r_first= r_delta=
+q_null= q_file= q_first= q_delta=
 for i in $(seq "$rounds"); do
 	dd_null="$dd_null $(timed dd if="$d/image" of=/dev/null iflag=direct bs=4M)"
 	r_null="$r_null $(timed "$bv" restore "$d/store" big@latest /dev/null)"
@@ -87,12 +98,13 @@ for i in $(seq "$rounds"); do
 	rm -f "$d/first"
 	# $d/copy holds RP 31 now; RP 30 differs from it in 1 % of the chunks.
 	r_delta="$r_delta $(timed "$bv" restore "$d/store" big@30 "$d/copy" --delta)"
-	echo "round $i: dd to /dev/null $(echo "$dd_null" | awk '{print $NF}') s," \
-		"restore to /dev/null $(echo "$r_null" | awk '{print $NF}') s," \
-		"dd to a file $(echo "$dd_file" | awk '{print $NF}') s," \
-		"restore to a file $(echo "$r_file" | awk '{print $NF}') s," \
-		"restore of RP 1 $(echo "$r_first" | awk '{print $NF}') s," \
-		"delta $(echo "$r_delta" | awk '{print $NF}') s"
+	q_null="$q_null $(echo "$(last "$dd_null") / $(last "$r_null")" | bc -l)"
+	q_file="$q_file $(echo "$(last "$dd_file") / $(last "$r_file")" | bc -l)"
+	q_first="$q_first $(echo "$(last "$r_first") / $(last "$r_file")" | bc -l)"
+	q_delta="$q_delta $(echo "$(last "$r_delta") / $(last "$r_file")" | bc -l)"
+	printf 'round %d: dd to /dev/null %.3f s, restore to /dev/null %.3f s, dd to a file %.3f s, restore to a file %.3f s, restore of RP 1 %.3f s, delta %.3f s\n' \
+		"$i" "$(last "$dd_null")" "$(last "$r_null")" "$(last "$dd_file")" \
+		"$(last "$r_file")" "$(last "$r_first")" "$(last "$r_delta")"
 done
 # What the delta wrote, untimed: RP 31 again, then RP 30 over it.
 "$bv" restore "$d/store" big@latest "$d/copy" >/dev/null
@@ -106,18 +118,18 @@ m_r_file=$(echo "$r_file" | median)
 m_r_first=$(echo "$r_first" | median)
 m_r_delta=$(echo "$r_delta" | median)
 row() {
-	# speed ratio: reference time / measured time, or for the delta the
-	# time ratio (measured / reference)
 	printf '%-58s %8.3f s %8.3f s %8.2fx\n' "$1" "$2" "$3" "$4"
 }
 echo
-printf '%-58s %10s %10s %9s\n' "figure (cold, median of $rounds)" measured reference ratio
+printf '%-58s %10s %10s %9s\n' "figure (cold; times: medians; ratio: median of $rounds rounds)" \
+	measured reference ratio
 row "restore latest RP to /dev/null vs dd iflag=direct (speed)" \
-	"$m_r_null" "$m_dd_null" "$(echo "$m_dd_null / $m_r_null" | bc -l)"
+	"$m_r_null" "$m_dd_null" "$(echo "$q_null" | median)"
 row "restore latest RP to a file vs dd direct to a file (speed)" \
-	"$m_r_file" "$m_dd_file" "$(echo "$m_dd_file / $m_r_file" | bc -l)"
+	"$m_r_file" "$m_dd_file" "$(echo "$q_file" | median)"
 row "restore latest RP vs restore of RP 1, to a file (speed)" \
-	"$m_r_file" "$m_r_first" "$(echo "$m_r_first / $m_r_file" | bc -l)"
+	"$m_r_file" "$m_r_first" "$(echo "$q_first" | median)"
 row "restore --delta (1 % differs) vs full restore (time)" \
-	"$m_r_delta" "$m_r_file" "$(echo "$m_r_delta / $m_r_file" | bc -l)"
+	"$m_r_delta" "$m_r_file" "$(echo "$q_delta" | median)"
+echo "ratios per round: /dev/null$(echo "$q_null" | xargs printf ' %.2f'); file$(echo "$q_file" | xargs printf ' %.2f'); latest vs first$(echo "$q_first" | xargs printf ' %.2f'); delta$(echo "$q_delta" | xargs printf ' %.2f')"
 echo "image: $size of 2:1 compressible data, 64 KiB chunks, RP 31 after 30 express fulls of 1 %; store and images on $(df -T "$d" | awk 'NR == 2 { print $2 }') ($(df "$d" | awk 'NR == 2 { print $1 }'))"
