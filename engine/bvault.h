@@ -513,11 +513,12 @@ typedef struct bv_restore_result {
 
 /* Restores REPLICA@RP to FD (not closed, its offset not used), by what
  * FD is:
- *   - a regular file: without delta, truncated and sized to the RP's
- *     size, zero chunks left as holes; with delta, first sized to the
- *     RP's size when it is not (a longer file is cut, a shorter one
- *     grows with zeros), then compared; a zero chunk that differs is
- *     punched (written as zeros where the file system cannot);
+ *   - a regular file (not open for appending: BV_EINVAL): without
+ *     delta, truncated and sized to the RP's size, zero chunks left as
+ *     holes; with delta, first sized to the RP's size when it is not (a
+ *     longer file is cut, a shorter one grows with zeros), then
+ *     compared; a zero chunk that differs is punched (written as
+ *     zeros where the file system cannot);
  *   - a block device: never truncated; smaller than the RP, BV_ERANGE
  *     (nothing written); every zero chunk written (delta: compared);
  *   - anything else (a pipe, a character device, a socket): written in

@@ -780,6 +780,12 @@ int bv_restore_fd(bv_store *s, const char *replica, uint64_t rp, int fd,
 	}
 	R.kind = S_ISREG(st.st_mode) ? DEST_FILE :
 		 S_ISBLK(st.st_mode) ? DEST_BLOCK : DEST_SEQ;
+	if (R.kind == DEST_FILE && (fcntl(fd, F_GETFL) & O_APPEND)) {
+		/* Every write would land at the end, not at its offset. */
+		rc = bv_fail(BV_EINVAL, "%s: opened for appending (>>): a "
+			     "restore writes at the disk's offsets", R.dest);
+		goto out;
+	}
 	if (R.kind == DEST_SEQ && R.delta) {
 		rc = bv_fail(BV_EINVAL, "%s: a delta restore reads the "
 			     "destination, and this one (a pipe, socket or "
