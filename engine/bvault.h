@@ -520,7 +520,9 @@ typedef struct bv_restore_result {
  *     compared; a zero chunk that differs is punched (written as
  *     zeros where the file system cannot);
  *   - a block device: never truncated; smaller than the RP, BV_ERANGE
- *     (nothing written); every zero chunk written (delta: compared);
+ *     (nothing written); every zero chunk made to read as zeros (delta:
+ *     one that differs), by the device's zeroing (fallocate
+ *     FALLOC_FL_ZERO_RANGE) or else by writing zeros;
  *   - anything else (a pipe, a character device, a socket): written in
  *     order from start to end, zeros included; delta is refused
  *     (BV_EINVAL: it cannot be read back).

@@ -299,8 +299,16 @@ static int put_zero(struct restore *R, const uint8_t *p, size_t len,
 				       strerror(rc < 0 ? -rc : EIO));
 		return 0;
 	}
+	/* A file gets a hole; a block device holds anything, and is asked
+	 * to zero the range (a write-zeroes command where the device has
+	 * one: a loop device punches its file; else the kernel writes
+	 * zeros). Either one failing, the zeros are written. */
 	if (R->kind == DEST_FILE &&
 	    fallocate(R->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (R->kind == DEST_BLOCK &&
+	    fallocate(R->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)off, (off_t)len) == 0)
 		return 0;
 	return put_data(R, p, len, off); /* P holds zeros */
@@ -422,8 +430,8 @@ static uint8_t decide(struct restore *R, struct lane *l, struct window *w,
 			return ACT_FETCH;
 		if (R->kind == DEST_FILE)
 			return ACT_SKIP; /* a hole already */
-		memset(c, 0, R->cs);
-		return R->kind == DEST_TARGET ? ACT_ZERO : ACT_DATA;
+		memset(c, 0, R->cs); /* for a write of zeros */
+		return R->kind == DEST_SEQ ? ACT_DATA : ACT_ZERO;
 	}
 	if (w->src[j] == 0) {
 		if (all_zero(c, R->cs))
@@ -499,10 +507,6 @@ static int do_slice(struct restore *R, struct lane *l, struct window *w,
 		memcpy(dst, l->outs[k], R->cs);
 		w->act[j] = ACT_DATA;
 	}
-	/* A block device holds anything: zeros are written, not punched. */
-	for (size_t j = a; j < e; j++)
-		if (w->act[j] == ACT_ZERO && R->kind == DEST_BLOCK)
-			w->act[j] = ACT_DATA;
 	return 0;
 }
 
