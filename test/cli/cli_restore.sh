@@ -217,6 +217,24 @@ for i in 1 2 3 4 5 6 7 8; do
 done
 ok $bad "8 restores at once from one store, each bit for bit"
 
+# ---- beside a running writer ------------------------------------------
+
+BVD=$(dirname "$BV")/bvaultd
+if [ -x "$BVD" ]; then
+	"$BVD" "$S" --unix "$T/bvd.sock" 2>"$T/bvd.log" &
+	BVDPID=$!
+	for i in $(seq 50); do [ -S "$T/bvd.sock" ] && break; sleep 0.1; done
+	run_ok "restore while bvaultd holds the store for writing" \
+		"$BV" restore "$S" vm@2 "$T/beside"
+	cmp -s "$T/beside" "$T/img2"
+	ok $? "and it is vm@2 bit for bit"
+	kill -TERM "$BVDPID"
+	wait "$BVDPID"
+	ok $? "bvaultd ends cleanly after it"
+else
+	for i in 1 2 3; do skip "bvaultd" "not built"; done
+fi
+
 # ---- refusals ------------------------------------------------------------
 
 mkdir "$T/dir"
