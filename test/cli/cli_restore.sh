@@ -178,8 +178,21 @@ if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null; then
 	kill "$NBDPID"
 	wait "$NBDPID" 2>/dev/null
 	NBDPID=
+	# A server that goes away in the middle: writes slowed to 0.2 s
+	# each, killed after a second.
+	rm -f "$SOCK"
+	nbdkit -U "$SOCK" -f --filter=delay memory 16M wdelay=200ms &
+	NBDPID=$!
+	for i in $(seq 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
+	(sleep 1; kill -9 "$NBDPID") &
+	killer=$!
+	run_fail "an NBD server killed during the restore" 1 \
+		"nbd\+unix.*(write|flush|zero)" "$BV" restore "$S" vm@1 "$URI"
+	wait "$killer"
+	wait "$NBDPID" 2>/dev/null
+	NBDPID=
 else
-	for i in 1 2 3 4 5 6 7 8 9; do skip "NBD" "nbdkit or nbdcopy missing"; done
+	for i in 1 2 3 4 5 6 7 8 9 10; do skip "NBD" "nbdkit or nbdcopy missing"; done
 fi
 
 # ---- bandwidth ------------------------------------------------------------
