@@ -160,6 +160,20 @@ static int all_zero(const uint8_t *p, size_t n)
 
 /* ---- the writer ------------------------------------------------------ */
 
+/* The failure RC of a target's callback (0 when it did not fail), as a
+ * message naming the target, the operation and the bytes. */
+static int target_rc(struct restore *R, int rc, const char *op, uint64_t len,
+		     uint64_t off)
+{
+	if (rc > 0)
+		rc = -EIO; /* a callback must return -errno: never success */
+	if (rc)
+		rc = bv_fail(rc, "%s: %s of %llu bytes at %llu: %s", R->dest,
+			     op, (unsigned long long)len,
+			     (unsigned long long)off, strerror(-rc));
+	return rc;
+}
+
 /* Waits, before writing LEN more bytes, until the bytes written so far
  * are within the bandwidth. */
 static void pace(struct restore *R, size_t len)
@@ -202,7 +216,9 @@ static int flush_ios(struct restore *R)
 
 static int write_all(struct restore *R, const uint8_t *p, size_t len)
 {
-	while (len) {
+	int rc = 0;
+
+	while (len && !rc) {
 		ssize_t k = write(R->fd, p, len);
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -211,14 +227,16 @@ static int write_all(struct restore *R, const uint8_t *p, size_t len)
 			(void)poll(&pf, 1, -1);
 			continue;
 		}
-		if (k <= 0)
-			return bv_fail(k < 0 ? -errno : -EIO, "%s: write: %s",
-				       R->dest, k < 0 ? strerror(errno) :
-				       "nothing written");
+		if (k <= 0) {
+			rc = bv_fail(k < 0 ? -errno : -EIO, "%s: write: %s",
+				     R->dest, k < 0 ? strerror(errno) :
+				     "nothing written");
+			break;
+		}
 		p += k;
 		len -= (size_t)k;
 	}
-	return 0;
+	return rc;
 }
 
 /* Writes LEN bytes at P to disk offset OFF, as the destination takes
@@ -243,12 +261,9 @@ static int put_data(struct restore *R, const uint8_t *p, size_t len,
 			rc = write_all(R, p + done, n);
 			break;
 		case DEST_TARGET:
-			rc = R->t->write(R->t->ud, p + done, n, off + done);
-			if (rc)
-				rc = bv_fail(rc < 0 ? rc : -EIO, "%s: write of "
-					     "%zu bytes at %llu: %s", R->dest,
-					     n, (unsigned long long)(off + done),
-					     strerror(rc < 0 ? -rc : EIO));
+			rc = target_rc(R, R->t->write(R->t->ud, p + done, n,
+						      off + done),
+				       "write", n, off + done);
 			break;
 		default: {
 			/* Whole pages through the O_DIRECT descriptor, a
@@ -288,30 +303,24 @@ static int put_data(struct restore *R, const uint8_t *p, size_t len,
 static int put_zero(struct restore *R, const uint8_t *p, size_t len,
 		    uint64_t off)
 {
-	int rc;
+	int rc = 0;
 
-	if (R->kind == DEST_TARGET && R->t->zero) {
-		rc = R->t->zero(R->t->ud, off, len);
-		if (rc)
-			return bv_fail(rc < 0 ? rc : -EIO, "%s: zero %zu bytes "
-				       "at %llu: %s", R->dest, len,
-				       (unsigned long long)off,
-				       strerror(rc < 0 ? -rc : EIO));
-		return 0;
-	}
-	/* A file gets a hole; a block device holds anything, and is asked
-	 * to zero the range (a write-zeroes command where the device has
-	 * one: a loop device punches its file; else the kernel writes
-	 * zeros). Either one failing, the zeros are written. */
-	if (R->kind == DEST_FILE &&
-	    fallocate(R->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)off, (off_t)len) == 0)
-		return 0;
-	if (R->kind == DEST_BLOCK &&
-	    fallocate(R->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)off, (off_t)len) == 0)
-		return 0;
-	return put_data(R, p, len, off); /* P holds zeros */
+	/* A target zeroes with its call; a file gets a hole; a block device
+	 * holds anything, and is asked to zero the range (a write-zeroes
+	 * command where the device has one: a loop device punches its
+	 * file; else the kernel writes zeros). Without those, or when they
+	 * fail, the zeros in P are written. */
+	if (R->kind == DEST_TARGET && R->t->zero)
+		rc = target_rc(R, R->t->zero(R->t->ud, off, len), "zero", len,
+			       off);
+	else if (!(R->kind == DEST_FILE &&
+		   fallocate(R->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			     (off_t)off, (off_t)len) == 0) &&
+		 !(R->kind == DEST_BLOCK &&
+		   fallocate(R->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+			     (off_t)off, (off_t)len) == 0))
+		rc = put_data(R, p, len, off);
+	return rc;
 }
 
 static int write_window(struct restore *R, struct window *w)
@@ -395,14 +404,10 @@ static int read_dest(struct restore *R, struct lane *l, struct window *w,
 	int rc;
 
 	if (R->kind == DEST_TARGET) {
-		rc = R->t->read(R->t->ud, w->buf + p, q - p, w->off + p);
-		if (rc)
-			return bv_fail(rc < 0 ? rc : -EIO, "%s: read of %llu "
-				       "bytes at %llu: %s", R->dest,
-				       (unsigned long long)(q - p),
-				       (unsigned long long)(w->off + p),
-				       strerror(rc < 0 ? -rc : EIO));
-		return 0;
+		rc = target_rc(R, R->t->read(R->t->ud, w->buf + p, q - p,
+					     w->off + p),
+			       "read", q - p, w->off + p);
+		goto out;
 	}
 	for (uint64_t o = p; o < whole; o += PIECE)
 		ios[n++] = (struct bv_io){
@@ -414,37 +419,40 @@ static int read_dest(struct restore *R, struct lane *l, struct window *w,
 			.fd = R->fd, .op = BV_IO_READ, .buf = w->buf + whole,
 			.len = q - whole, .off = w->off + whole };
 	if ((rc = bv_ring_run(l->ring, ios, n)))
-		return bv_fail(rc, "%s: read at %llu: %s", R->dest,
-			       (unsigned long long)(w->off + p), strerror(-rc));
-	return 0;
+		rc = bv_fail(rc, "%s: read at %llu: %s", R->dest,
+			     (unsigned long long)(w->off + p), strerror(-rc));
+out:
+	return rc;
 }
 
-/* The action of chunk J of window W before any fetch. */
+/* The action of chunk J of window W (I in its slice) before any fetch. */
 static uint8_t decide(struct restore *R, struct lane *l, struct window *w,
 		      size_t j, size_t i)
 {
 	uint8_t *c = w->buf + j * (size_t)R->cs;
+	uint8_t d[16];
+	uint8_t act;
 
-	if (!R->delta) {
-		if (w->src[j])
-			return ACT_FETCH;
-		if (R->kind == DEST_FILE)
-			return ACT_SKIP; /* a hole already */
-		memset(c, 0, R->cs); /* for a write of zeros */
-		return R->kind == DEST_SEQ ? ACT_DATA : ACT_ZERO;
-	}
-	if (w->src[j] == 0) {
-		if (all_zero(c, R->cs))
-			return ACT_SKIP;
-		memset(c, 0, R->cs);
-		return ACT_ZERO;
-	}
-	if (w->src[j] == 2) {
-		uint8_t d[16];
+	if (!R->delta && w->src[j]) {
+		act = ACT_FETCH;
+	} else if (!R->delta) {
+		/* Zeros: a new file has a hole there already; the others
+		 * get the window's bytes zeroed, to write if need be. */
+		if (R->kind != DEST_FILE)
+			memset(c, 0, R->cs);
+		act = R->kind == DEST_FILE ? ACT_SKIP :
+		      R->kind == DEST_SEQ ? ACT_DATA : ACT_ZERO;
+	} else if (w->src[j] == 0) {
+		act = all_zero(c, R->cs) ? ACT_SKIP : ACT_ZERO;
+		if (act == ACT_ZERO)
+			memset(c, 0, R->cs);
+	} else if (w->src[j] == 2) {
 		bv_chunk_digest(c, R->cs, d);
-		return memcmp(d, l->digests[i], 16) ? ACT_FETCH : ACT_SKIP;
+		act = memcmp(d, l->digests[i], 16) ? ACT_FETCH : ACT_SKIP;
+	} else {
+		act = ACT_FETCH_CMP;
 	}
-	return ACT_FETCH_CMP;
+	return act;
 }
 
 /* Slice I of window W, start to end: the destination's bytes (delta),
@@ -457,13 +465,13 @@ static int do_slice(struct restore *R, struct lane *l, struct window *w,
 	size_t a = i * R->slice, e = a + R->slice < nc ? a + R->slice : nc;
 	uint64_t first = w->off / R->cs;
 	size_t m = 0;
-	int rc;
+	int rc = 0;
 
 	if (R->delta) {
 		uint64_t q = (uint64_t)e * R->cs;
 		if ((rc = read_dest(R, l, w, (uint64_t)a * R->cs,
 				    q < w->len ? q : w->len)))
-			return rc;
+			goto out;
 		/* The digest covers a whole chunk, zero-padded past the
 		 * disk's end. */
 		if (q > w->len)
@@ -473,12 +481,14 @@ static int do_slice(struct restore *R, struct lane *l, struct window *w,
 		size_t x = j - a;
 		rc = bv_map_lookup(l->it, R->rid, first + j, R->version,
 				   &l->fps[m], l->digests[x]);
-		if (rc < 0)
-			return rc == BV_ECORRUPT ?
-			       bv_fail(rc, "replica %s: map entry of chunk "
-				       "%llu is damaged", R->name,
-				       (unsigned long long)(first + j)) :
-			       bv_fail_storage(rc, R->name);
+		if (rc < 0) {
+			rc = rc == BV_ECORRUPT ?
+			     bv_fail(rc, "replica %s: map entry of chunk %llu "
+				     "is damaged", R->name,
+				     (unsigned long long)(first + j)) :
+			     bv_fail_storage(rc, R->name);
+			goto out;
+		}
 		w->src[j] = (uint8_t)rc;
 		w->act[j] = decide(R, l, w, j, x);
 		if (w->act[j] != ACT_FETCH && w->act[j] != ACT_FETCH_CMP)
@@ -488,10 +498,11 @@ static int do_slice(struct restore *R, struct lane *l, struct window *w,
 			     w->buf + j * (size_t)R->cs;
 		m++;
 	}
+	rc = 0;
 	if (m && (rc = bv_chunks_read_runs(R->s, l->ring, l->fps, l->outs, m,
 					   R->cs, l->scratch, l->scratch_len,
 					   l->reads, R->name)))
-		return rc;
+		goto out;
 	for (size_t k = 0; k < m; k++) {
 		size_t j = l->need[k];
 		uint8_t *dst = w->buf + j * (size_t)R->cs;
@@ -507,7 +518,8 @@ static int do_slice(struct restore *R, struct lane *l, struct window *w,
 		memcpy(dst, l->outs[k], R->cs);
 		w->act[j] = ACT_DATA;
 	}
-	return 0;
+out:
+	return rc;
 }
 
 /* Counts window W, all of whose slices are done (under MU). */
@@ -610,10 +622,12 @@ static void restore_free(struct restore *R)
 	pthread_cond_destroy(&R->cv);
 }
 
+/* The lanes' and windows' memory, rings and iterators (restore_free
+ * frees what was made). */
 static int restore_alloc(struct restore *R)
 {
 	size_t rec = bv_rec_size(R->cs);
-	int rc;
+	int rc = -ENOMEM;
 
 	R->nch = WIN_BYTES / R->cs;
 	R->slice = SLICE_BYTES / R->cs ? SLICE_BYTES / R->cs : 1;
@@ -626,10 +640,6 @@ static int restore_alloc(struct restore *R)
 	 * lane waits for its reads, then decodes, and while some wait,
 	 * others decode; more reads are in flight at once. */
 	R->nlanes = 2 * bv_pool_size(R->s->pool) + 1;
-	if ((rc = bv_ring_new(64, &R->ring)) ||
-	    (rc = bv_ring_new(MAX_IOS, &R->wring)))
-		return bv_fail(rc, "restore %s: io_uring: %s", R->dest,
-			       strerror(-rc));
 	for (int i = 0; i < NWIN; i++) {
 		/* Mapped and populated at once: faulting its pages in one by
 		 * one under the decoder cost a tenth of a cold restore. */
@@ -637,22 +647,17 @@ static int restore_alloc(struct restore *R)
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1,
 			       0);
 		if (p == MAP_FAILED)
-			return -ENOMEM;
+			goto nomem;
 		R->win[i].buf = p;
 		if (!(R->win[i].act = calloc(R->nch, 1)) ||
 		    !(R->win[i].src = calloc(R->nch, 1)))
-			return -ENOMEM;
+			goto nomem;
 	}
 	if (!(R->lanes = calloc(R->nlanes, sizeof *R->lanes)))
-		return -ENOMEM;
+		goto nomem;
 	for (unsigned i = 0; i < R->nlanes; i++) {
 		struct lane *l = &R->lanes[i];
 		l->R = R;
-		if ((rc = bv_map_iter(R->s, R->rid, &l->it)))
-			return bv_fail_storage(rc, R->name);
-		if ((rc = bv_ring_new(64, &l->ring)))
-			return bv_fail(rc, "restore %s: io_uring: %s", R->dest,
-				       strerror(-rc));
 		l->scratch_len = R->slice * (rec + 2 * PAGE) + (1u << 20);
 		if (posix_memalign((void **)&l->scratch, PAGE, l->scratch_len) ||
 		    (R->delta && posix_memalign((void **)&l->tmp, PAGE,
@@ -662,9 +667,27 @@ static int restore_alloc(struct restore *R)
 		    !(l->fps = calloc(R->slice, sizeof *l->fps)) ||
 		    !(l->digests = calloc(R->slice, sizeof *l->digests)) ||
 		    !(l->need = calloc(R->slice, sizeof *l->need)))
-			return -ENOMEM;
+			goto nomem;
+		if ((rc = bv_map_iter(R->s, R->rid, &l->it))) {
+			rc = bv_fail_storage(rc, R->name);
+			goto out;
+		}
+		if ((rc = bv_ring_new(64, &l->ring)))
+			goto ring;
 	}
-	return 0;
+	if ((rc = bv_ring_new(64, &R->ring)) ||
+	    (rc = bv_ring_new(MAX_IOS, &R->wring)))
+		goto ring;
+	rc = 0;
+	goto out;
+ring:
+	rc = bv_fail(rc, "restore %s: io_uring: %s", R->dest, strerror(-rc));
+	goto out;
+nomem:
+	rc = bv_fail(-ENOMEM, "restore %s: out of memory for its buffers",
+		     R->dest);
+out:
+	return rc;
 }
 
 /* The whole restore, once the destination is known and checked: the
@@ -752,14 +775,14 @@ static int restore_init(struct restore *R, bv_store *s, const char *replica,
 		R->bandwidth = o->bandwidth;
 	}
 	if ((rc = bv_replica_at(s, replica, rp, &rr, &R->version, &R->size,
-				&rp_out)))
-		return rc;
-	snprintf(R->name, sizeof R->name, "%s", replica);
-	R->rid = rr.rid;
-	R->cs = rr.chunk_size;
-	R->res.size = R->size;
-	R->res.chunks = (R->size + R->cs - 1) / R->cs;
-	return 0;
+				&rp_out)) == 0) {
+		snprintf(R->name, sizeof R->name, "%s", replica);
+		R->rid = rr.rid;
+		R->cs = rr.chunk_size;
+		R->res.size = R->size;
+		R->res.chunks = (R->size + R->cs - 1) / R->cs;
+	}
+	return rc;
 }
 
 int bv_restore_fd(bv_store *s, const char *replica, uint64_t rp, int fd,

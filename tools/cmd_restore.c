@@ -158,30 +158,39 @@ static int nd_open(struct nbd_dest *d, const char *uri)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	int64_t size, max;
+	int rc = EXIT_OP;
 
 	memset(d, 0, sizeof *d);
 	d->uri = uri;
 	pthread_once(&once, lib_load);
-	if (lib.why[0])
-		return op_error("%s: %s", uri, lib.why);
-	if (!(d->h = lib.nbd_create()))
-		return op_error("%s: cannot make an NBD handle: %s", uri,
-				lib.nbd_get_error());
+	if (lib.why[0]) {
+		op_error("%s: %s", uri, lib.why);
+		goto out;
+	}
+	if (!(d->h = lib.nbd_create())) {
+		op_error("%s: cannot make an NBD handle: %s", uri,
+			 lib.nbd_get_error());
+		goto out;
+	}
 	if (lib.nbd_supports_uri(d->h) != 1)
-		return op_error("%s: this libnbd cannot open NBD URIs", uri);
-	if (lib.nbd_connect_uri(d->h, uri) < 0)
-		return op_error("%s: cannot connect: %s", uri,
-				lib.nbd_get_error());
-	if (lib.nbd_is_read_only(d->h) == 1)
-		return op_error("%s: the NBD export is read-only", uri);
-	if ((size = lib.nbd_get_size(d->h)) < 0)
-		return op_error("%s: cannot get the export's size: %s", uri,
-				lib.nbd_get_error());
+		op_error("%s: this libnbd cannot open NBD URIs", uri);
+	else if (lib.nbd_connect_uri(d->h, uri) < 0)
+		op_error("%s: cannot connect: %s", uri, lib.nbd_get_error());
+	else if (lib.nbd_is_read_only(d->h) == 1)
+		op_error("%s: the NBD export is read-only", uri);
+	else if ((size = lib.nbd_get_size(d->h)) < 0)
+		op_error("%s: cannot get the export's size: %s", uri,
+			 lib.nbd_get_error());
+	else
+		rc = 0;
+	if (rc)
+		goto out;
 	d->size = (uint64_t)size;
 	max = lib.nbd_get_block_size(d->h, LIBNBD_SIZE_MAXIMUM);
 	d->max = max > 0 && max < (4 << 20) ? (size_t)max : 4u << 20;
 	d->can_zero = lib.nbd_can_zero(d->h) == 1;
-	return 0;
+out:
+	return rc;
 }
 
 /* ---- the commands ----------------------------------------------------- */
@@ -193,17 +202,16 @@ static int uri_kind(const char *s)
 					   "nbds+unix://", "nbd+vsock://",
 					   "nbds+vsock://" };
 	const char *colon = strstr(s, "://");
-	size_t n;
+	int kind = 0;
 
-	if (!colon)
-		return 0;
-	n = strspn(s, "abcdefghijklmnopqrstuvwxyz+");
-	if (s + n != colon)
-		return 0; /* a path that holds "://" further on */
-	for (size_t i = 0; i < sizeof nbd / sizeof nbd[0]; i++)
-		if (strncmp(s, nbd[i], strlen(nbd[i])) == 0)
-			return 1;
-	return -1;
+	/* "scheme://" at the start; a path may hold "://" further on. */
+	if (colon && s + strspn(s, "abcdefghijklmnopqrstuvwxyz+") == colon) {
+		kind = -1;
+		for (size_t i = 0; i < sizeof nbd / sizeof nbd[0]; i++)
+			if (strncmp(s, nbd[i], strlen(nbd[i])) == 0)
+				kind = 1;
+	}
+	return kind;
 }
 
 static int parse_rate(const char *s, uint64_t *out)
@@ -221,47 +229,63 @@ static int parse_rate(const char *s, uint64_t *out)
 static int open_dest(const char *dest, int delta, int *fd, int *created)
 {
 	struct stat st;
-	int exists;
+	int exists, rc = EXIT_OP;
 
 	*created = 0;
+	*fd = -1;
 	if (strcmp(dest, "-") == 0) {
 		if (delta)
-			return op_error("standard output: a delta restore "
-					"reads DEST back; name a file or "
-					"device");
-		if (isatty(STDOUT_FILENO))
-			return op_error("refusing to write a disk image to a "
-					"terminal; redirect standard output");
-		*fd = STDOUT_FILENO;
-		return 0;
+			op_error("standard output: a delta restore reads DEST "
+				 "back; name a file or device");
+		else if (isatty(STDOUT_FILENO))
+			op_error("refusing to write a disk image to a "
+				 "terminal; redirect standard output");
+		else
+			rc = 0;
+		if (!rc)
+			*fd = STDOUT_FILENO;
+		goto out;
 	}
 	exists = stat(dest, &st) == 0;
-	if (!exists && errno != ENOENT)
-		return op_error("%s: %s", dest, strerror(errno));
-	if (exists && S_ISDIR(st.st_mode))
-		return op_error("%s: is a directory", dest);
-	if (!exists && delta)
-		return op_error("%s: does not exist: a delta restore writes "
-				"only what differs from an earlier copy, so "
-				"DEST must hold one", dest);
-	if (exists && delta && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return op_error("%s: a delta restore reads DEST back: it must "
-				"be a regular file or a block device", dest);
+	if (!exists && errno != ENOENT) {
+		op_error("%s: %s", dest, strerror(errno));
+		goto out;
+	}
+	if (exists && S_ISDIR(st.st_mode)) {
+		op_error("%s: is a directory", dest);
+		goto out;
+	}
+	if (!exists && delta) {
+		op_error("%s: does not exist: a delta restore writes only what "
+			 "differs from an earlier copy, so DEST must hold one",
+			 dest);
+		goto out;
+	}
+	if (exists && delta && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		op_error("%s: a delta restore reads DEST back: it must be a "
+			 "regular file or a block device", dest);
+		goto out;
+	}
 	if (exists) {
 		*fd = open(dest, (delta ? O_RDWR : O_WRONLY) | O_CLOEXEC);
 	} else {
 		*fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		*created = *fd >= 0;
 	}
-	if (*fd < 0)
-		return op_error("%s: %s", dest, strerror(errno));
+	if (*fd < 0) {
+		op_error("%s: %s", dest, strerror(errno));
+		goto out;
+	}
 	if (isatty(*fd)) {
+		op_error("%s: is a terminal: refusing to write a disk image "
+			 "to it", dest);
 		close(*fd);
 		*fd = -1;
-		return op_error("%s: is a terminal: refusing to write a disk "
-				"image to it", dest);
+		goto out;
 	}
-	return 0;
+	rc = 0;
+out:
+	return rc;
 }
 
 static int run(int argc, char **argv, int is_restore)
