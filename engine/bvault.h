@@ -451,7 +451,7 @@ BV_API int bv_diff(bv_store *s, const char *replica, uint64_t rp1,
  * and makes it durable. It reads the store only (a read-only S works
  * beside a running writer). The chunks are read in disk order, records
  * near each other in a container as one read, decoded by threads of the
- * restore's own (twice the store's workers, plus the caller) and written
+ * restore's own (twice the store's workers, and one) and written
  * by one more while the next piece is read; memory stays bounded (about
  * 64 MiB per restore) whatever the size. Any number of restores may run
  * at once on one S, on different threads.
