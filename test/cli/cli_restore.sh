@@ -288,9 +288,11 @@ if command -v script >/dev/null; then
 	rc=$?
 	[ $rc = 1 ] && grep -q "is a terminal" "$T/tty.out"
 	ok $? "DEST /dev/tty is refused (exit $rc)"
+	script -qec "$BV restore $S vm@1 $T/ttyf" /dev/null >"$T/tty.out" 2>&1
+	grep -q 'restore \[#*\] 100%' "$T/tty.out" && cmp -s "$T/ttyf" "$T/img1"
+	ok $? "on a terminal it draws a progress bar to 100 %"
 else
-	skip "terminal" "script(1) missing"
-	skip "terminal" "script(1) missing"
+	for i in 1 2 3; do skip "terminal" "script(1) missing"; done
 fi
 same_snapshot "$S" before "the store is as it was: restore only reads"
 
