@@ -453,7 +453,8 @@ BV_API int bv_diff(bv_store *s, const char *replica, uint64_t rp1,
  * near each other in a container as one read, decoded by threads of the
  * restore's own (twice the store's workers, and one) and written
  * by one more while the next piece is read; memory stays bounded (about
- * 64 MiB per restore) whatever the size. Any number of restores may run
+ * 64 MiB per restore with 64 KiB chunks, 100 MiB with 4 MiB ones)
+ * whatever the size. Any number of restores may run
  * at once on one S, on different threads.
  *
  * With delta, the destination is read first, piece by piece, and each
