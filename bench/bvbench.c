@@ -55,6 +55,7 @@ typedef struct cfg {
 	int keep;
 	int full_only;
 	int rounds;
+	const char *store_only;
 } cfg;
 
 static cfg C = {
@@ -636,6 +637,12 @@ static void usage(void)
 	       "[--dedup R] [--compress R]\n"
 	       "               (the workload's base image as a file, new "
 	       "content per salt)\n"
+	       "       bvbench --store-only STORE [--size SIZE] [--versions N] "
+	       "[--change P] ...\n"
+	       "               (a new store: replica big, a full then N "
+	       "express fulls, each an RP;\n"
+	       "               kept, for benchmarks of whole programs: "
+	       "bench/restore.sh)\n"
 	       "defaults: --size 4G --dedup 1 --compress 2 --change 1 "
 	       "--versions 30 --chunk-size 64K --batch 4M;\n"
 	       "DIR defaults to a new directory under /var/tmp, removed at "
@@ -670,6 +677,7 @@ int main(int argc, char **argv)
 		{ "rounds", required_argument, 0, 'r' },
 		{ "write-image", required_argument, 0, 'W' },
 		{ "salt", required_argument, 0, 'A' },
+		{ "store-only", required_argument, 0, 'O' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -701,6 +709,7 @@ int main(int argc, char **argv)
 		case 'r': C.rounds = atoi(optarg); break;
 		case 'W': write_image = optarg; break;
 		case 'A': salt_arg = strtoull(optarg, NULL, 0); break;
+		case 'O': C.store_only = optarg; break;
 		case 'h': usage(); return 0;
 		default: usage(); return 2;
 		}
@@ -724,6 +733,30 @@ int main(int argc, char **argv)
 		salt = salt_arg ? mix64(salt_arg) : 1;
 		make_pool();
 		return write_base_image(write_image);
+	}
+	if (C.store_only) {
+		/* The store of the standard workload, kept: a full ingest
+		 * (RP 1), then VERSIONS express fulls of CHANGE % of the
+		 * chunks (RPs 2 ...), nothing timed. */
+		uint64_t n = C.size / C.chunk;
+		uint64_t changed = (uint64_t)llround((double)n * C.change /
+						     100.0);
+		salt = mix64(salt_arg ? salt_arg : 1);
+		make_pool();
+		io.chunk_size = C.chunk;
+		if (bv_store_init(C.store_only, &io, err, sizeof err) < 0)
+			die("init %s: %s", C.store_only, err);
+		oo.workers = C.workers;
+		must(s, bv_store_open(C.store_only, &oo, &s), "open");
+		ingest_full(s, "big", salt);
+		for (int v = 1; v <= C.versions; v++)
+			express(s, "big", (uint64_t)v, v, changed ? changed : 1);
+		bv_store_close(s);
+		printf("store %s: replica big, RP 1 a full of %" PRIu64
+		       " bytes, RPs 2 to %d express fulls of %" PRIu64
+		       " chunks each\n", C.store_only, C.size, C.versions + 1,
+		       changed ? changed : 1);
+		return 0;
 	}
 	if (!C.dir) {
 		if (!mkdtemp(tmpl))

@@ -418,8 +418,10 @@ BV_API int bv_reader_digests(bv_reader *r, uint64_t first, size_t n,
 
 /* Writes REPLICA@RP (RP as in bv_reader_open) to PATH: a regular file
  * (created 0600 or truncated, zeros left as holes; a file it created is
- * removed on failure) or a block device (zeros written), then fdatasyncs
- * it. PROGRESS (may be NULL) gets bytes written and the size.
+ * removed on failure), a block device (zeros written), or anything else
+ * that can be opened for writing, in order (a FIFO, /dev/null); then
+ * fdatasyncs it. It is bv_restore_fd without delta, after the RP is
+ * found (a missing one creates nothing). PROGRESS (may be NULL) gets bytes written and the size.
  * BV_ENOTFOUND, BV_EINVAL, BV_ERANGE (the device is too small), the
  * reader's errors, -errno of PATH. */
 BV_API int bv_export(bv_store *s, const char *replica, uint64_t rp,
@@ -442,6 +444,109 @@ BV_API int bv_export(bv_store *s, const char *replica, uint64_t rp,
 BV_API int bv_diff(bv_store *s, const char *replica, uint64_t rp1,
 		   uint64_t rp2, uint64_t base_override, int fd,
 		   bv_progress_fn progress, void *ud);
+
+/* ---- restore: an RP written to a file, a device or a caller's target -- */
+
+/* A restore writes REPLICA@RP (RP as in bv_reader_open) to a destination
+ * and makes it durable. It reads the store only (a read-only S works
+ * beside a running writer). The chunks are read in disk order, records
+ * near each other in a container as one read, decoded by threads of the
+ * restore's own (twice the store's workers, and one) and written
+ * by one more while the next piece is read; memory stays bounded (about
+ * 64 MiB per restore with 64 KiB chunks, 100 MiB with 4 MiB ones)
+ * whatever the size. Any number of restores may run
+ * at once on one S, on different threads.
+ *
+ * With delta, the destination is read first, piece by piece, and each
+ * chunk's digest (bv_chunk_digest) compared with the one the RP's map
+ * keeps: only chunks that differ are read from the store and written.
+ * Unchanged chunks are never read from the store nor decompressed; a
+ * zero chunk of the RP is compared with zeros; a chunk whose map entry
+ * keeps no digest (stores of format 1) is read and compared byte for
+ * byte. */
+
+/* Where a restore writes when it is not a file descriptor (an NBD export,
+ * say). Callbacks return 0 or -errno (the restore stops and returns it,
+ * its message naming NAME, the operation and the offset). WRITE, ZERO and
+ * FLUSH run on the restore's writer thread, one at a time, in ascending
+ * offset order; READ runs on the restore's reading threads, several at
+ * once, and at the same time as WRITEs, always of other bytes: the target
+ * must allow that (a libnbd handle does). No call is longer than 16 MiB.
+ * None may call into the restore's store. */
+typedef struct bv_restore_target {
+	const char *name; /* names the target in messages (copied) */
+	uint64_t size;    /* bytes it holds: at least the RP's size, else
+			   * BV_ERANGE (only the RP's size is written) */
+	void *ud;
+	/* Writes LEN bytes of BUF at OFF. Required. */
+	int (*write)(void *ud, const void *buf, size_t len, uint64_t off);
+	/* Reads LEN bytes at OFF into BUF; needed for delta (else
+	 * BV_EINVAL), never called without. */
+	int (*read)(void *ud, void *buf, size_t len, uint64_t off);
+	/* Makes [OFF, OFF+LEN) read as zeros; NULL: zeros are written. */
+	int (*zero)(void *ud, uint64_t off, uint64_t len);
+	/* Makes everything written durable, once at the end; may be NULL. */
+	int (*flush)(void *ud);
+} bv_restore_target;
+
+/* Options (grow at the end, each meaning "as before" when 0). */
+typedef struct bv_restore_opts {
+	int delta;          /* write only the chunks that differ (above) */
+	uint64_t bandwidth; /* bytes written per second at most; 0: no limit */
+	const char *name;   /* bv_restore_fd: names FD in messages; NULL:
+			     * "fd N" */
+	bv_progress_fn progress; /* disk bytes done and the RP's size, on the
+				  * calling thread; may be NULL */
+	void *ud;
+} bv_restore_opts;
+
+/* What a restore did (filled on success). */
+typedef struct bv_restore_result {
+	uint64_t size;           /* the RP's size */
+	uint64_t chunks;         /* its chunks */
+	uint64_t zero_chunks;    /* of them, chunks that read as zeros */
+	uint64_t written_chunks; /* chunks written (data, or zeros written or
+				  * punched); zero chunks left as holes of a
+				  * new file are not */
+	uint64_t written_bytes;  /* their bytes */
+	uint64_t skipped_chunks; /* delta: chunks the destination held */
+} bv_restore_result;
+
+/* Restores REPLICA@RP to FD (not closed, its offset not used), by what
+ * FD is:
+ *   - a regular file (not open for appending: BV_EINVAL): without
+ *     delta, truncated and sized to the RP's size, zero chunks left as
+ *     holes; with delta, first sized to the RP's size when it is not (a
+ *     longer file is cut, a shorter one grows with zeros), then
+ *     compared; a zero chunk that differs is punched (written as
+ *     zeros where the file system cannot);
+ *   - a block device: never truncated; smaller than the RP, BV_ERANGE
+ *     (nothing written); every zero chunk made to read as zeros (delta:
+ *     one that differs), by the device's zeroing (fallocate
+ *     FALLOC_FL_ZERO_RANGE) or else by writing zeros;
+ *   - anything else (a pipe, a character device, a socket): written in
+ *     order from start to end, zeros included; delta is refused
+ *     (BV_EINVAL: it cannot be read back).
+ * Files and devices are written with O_DIRECT where the file system
+ * takes it (a second descriptor of the same file; BV_NO_DIRECT=1 in the
+ * environment: through the page cache), delta reads FD the same way (FD
+ * must then be open for reading and writing), and they are fdatasync'ed
+ * at the end. OPTS may be NULL; OUT (may be NULL) is filled on success.
+ * Arguments, the RP and the destination's size are checked before
+ * anything is written: BV_EINVAL, BV_ENOTFOUND, BV_ERANGE then leave FD
+ * as it was. A failure later (the reader's errors: BV_ECHECKSUM,
+ * BV_ECORRUPT; -errno of FD) leaves it partly written. */
+BV_API int bv_restore_fd(bv_store *s, const char *replica, uint64_t rp,
+			 int fd, const bv_restore_opts *opts,
+			 bv_restore_result *out);
+/* bv_restore_fd to target T (the caller's, used during the call only):
+ * as for a block device (nothing truncated; zeros through T->zero when
+ * not NULL), then T->flush. BV_EINVAL (no T or T->write, delta without
+ * T->read), BV_ERANGE (T->size below the RP's size), and the errors of
+ * bv_restore_fd. */
+BV_API int bv_restore_to(bv_store *s, const char *replica, uint64_t rp,
+			 const bv_restore_target *t,
+			 const bv_restore_opts *opts, bv_restore_result *out);
 
 /* ---- views: writable copy-on-write clones of an RP -------------------- */
 

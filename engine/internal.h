@@ -288,6 +288,16 @@ int bv_chunks_read(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
 		   uint8_t *scratch, struct bv_chunk_read *reads,
 		   const char *replica);
 
+/* bv_chunks_read for chunks that are mostly neighbours in the containers
+ * (a restore in disk order): through the backend's read_runs (records
+ * near each other read as one run, O_DIRECT) into BUF, LEN bytes, page
+ * aligned, at least N records plus two pages each and 1 MiB; a backend
+ * without it reads record by record, BUF then the records' scratch. */
+int bv_chunks_read_runs(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
+			void *const *outs, size_t n, uint32_t raw_len,
+			uint8_t *buf, size_t len, struct bv_chunk_read *reads,
+			const char *replica);
+
 /* reader.c: reads [OFF, OFF + LEN) into BUF; when ZMASK is not NULL,
  * ZMASK[j] is 1 for each chunk j of the range (counted from the chunk of
  * OFF) that is zeros and was not read. */

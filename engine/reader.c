@@ -121,10 +121,11 @@ int bv_map_lookup(struct bv_kv_iter *it, uint64_t rid, uint64_t chunk,
 	return 2;
 }
 
-int bv_chunks_read(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
-		   void *const *outs, size_t n, uint32_t raw_len,
-		   uint8_t *scratch, struct bv_chunk_read *reads,
-		   const char *replica)
+/* Fills READS[0..N) from the chunk index: where FPS[i] is, into OUTS[i],
+ * through SCRATCH (records of RAW_LEN bytes each, when not NULL). */
+static int chunks_locate(bv_store *s, const bv_fp *fps, void *const *outs,
+			 size_t n, uint32_t raw_len, uint8_t *scratch,
+			 struct bv_chunk_read *reads, const char *replica)
 {
 	const char *keys[LOOKUP_MAX];
 	size_t klens[LOOKUP_MAX], vlens[LOOKUP_MAX];
@@ -156,35 +157,67 @@ int bv_chunks_read(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
 					       replica);
 			r->fp = fps[done + i];
 			r->out = outs[done + i];
-			r->scratch = scratch + rec * (done + i);
+			r->scratch = scratch ? scratch + rec * (done + i) : NULL;
 			r->res = 0;
 		}
 		done += m;
 	}
-	rc = s->cs->ops->read(s->cs, ring, reads, n);
-	if (rc) {
-		for (size_t i = 0; i < n; i++) {
-			char where[4096];
-			if (!reads[i].res)
-				continue;
-			if (s->cs->ops->where(s->cs, reads[i].loc.container,
-					      where, sizeof where))
-				snprintf(where, sizeof where, "container %u",
-					 reads[i].loc.container);
-			return bv_fail(reads[i].res, "replica %s: the chunk "
-				       "at offset %llu of %s: %s%s", replica,
-				       (unsigned long long)reads[i].loc.offset,
-				       where, bv_strerror(reads[i].res),
-				       reads[i].res == -EIO ||
-				       reads[i].res == -ENOENT ?
-				       " (the container is shorter or "
-				       "missing: bvault verify lists what "
-				       "this affects)" : "");
-		}
-		return bv_fail(rc, "replica %s: reading chunks: %s", replica,
-			       bv_strerror(rc));
-	}
 	return 0;
+}
+
+/* The message for the first failed read of READS (RC: the read's
+ * result). */
+static int chunks_fail(bv_store *s, const struct bv_chunk_read *reads,
+		       size_t n, int rc, const char *replica)
+{
+	for (size_t i = 0; i < n; i++) {
+		char where[4096];
+		if (!reads[i].res)
+			continue;
+		if (s->cs->ops->where(s->cs, reads[i].loc.container, where,
+				      sizeof where))
+			snprintf(where, sizeof where, "container %u",
+				 reads[i].loc.container);
+		return bv_fail(reads[i].res, "replica %s: the chunk at offset "
+			       "%llu of %s: %s%s", replica,
+			       (unsigned long long)reads[i].loc.offset, where,
+			       bv_strerror(reads[i].res),
+			       reads[i].res == -EIO || reads[i].res == -ENOENT ?
+			       " (the container is shorter or missing: bvault "
+			       "verify lists what this affects)" : "");
+	}
+	return bv_fail(rc, "replica %s: reading chunks: %s", replica,
+		       bv_strerror(rc));
+}
+
+int bv_chunks_read(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
+		   void *const *outs, size_t n, uint32_t raw_len,
+		   uint8_t *scratch, struct bv_chunk_read *reads,
+		   const char *replica)
+{
+	int rc = chunks_locate(s, fps, outs, n, raw_len, scratch, reads,
+			       replica);
+
+	if (rc)
+		return rc;
+	rc = s->cs->ops->read(s->cs, ring, reads, n);
+	return rc ? chunks_fail(s, reads, n, rc, replica) : 0;
+}
+
+int bv_chunks_read_runs(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
+			void *const *outs, size_t n, uint32_t raw_len,
+			uint8_t *buf, size_t len, struct bv_chunk_read *reads,
+			const char *replica)
+{
+	int runs = s->cs->ops->read_runs != NULL;
+	int rc = chunks_locate(s, fps, outs, n, raw_len, runs ? NULL : buf,
+			       reads, replica);
+
+	if (rc)
+		return rc;
+	rc = runs ? s->cs->ops->read_runs(s->cs, ring, reads, n, buf, len) :
+		    s->cs->ops->read(s->cs, ring, reads, n);
+	return rc ? chunks_fail(s, reads, n, rc, replica) : 0;
 }
 
 void bv_reader_close(bv_reader *r)

@@ -46,6 +46,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,7 @@ struct dirty_fd {
 
 struct rc_slot {
 	uint32_t id;
+	int direct;      /* the fd is O_DIRECT (bv_cset_read_runs) */
 	int fd;          /* -1: free */
 	unsigned refs;   /* reads using the fd right now */
 	int doomed;      /* close when refs drops to 0 */
@@ -142,6 +144,9 @@ struct bv_cset {
 	int rmu_init;
 	struct rc_slot rc[RC_SLOTS];
 	uint64_t clock;
+	/* The file system refused an O_DIRECT open (tmpfs), or BV_NO_DIRECT
+	 * is set: bv_cset_read_runs reads through the page cache. */
+	atomic_int no_direct;
 };
 
 struct rec_hdr {
@@ -276,7 +281,8 @@ static void file_hdr_build(const struct bv_cset *cs, uint32_t id,
  * not know. */
 static int file_hdr_check(const struct bv_cset *cs, uint32_t id, int fd)
 {
-	uint8_t h[FILE_HDR_USED];
+	/* A whole aligned page, so that an O_DIRECT fd reads it too. */
+	_Alignas(PAGE) uint8_t h[PAGE];
 	ssize_t n;
 	int ret = ST_ECORRUPT;
 
@@ -287,7 +293,7 @@ static int file_hdr_check(const struct bv_cset *cs, uint32_t id, int fd)
 		ret = -errno;
 		goto out;
 	}
-	if ((size_t)n != sizeof(h) || memcmp(h, FILE_MAGIC, 8) != 0 ||
+	if ((size_t)n < FILE_HDR_USED || memcmp(h, FILE_MAGIC, 8) != 0 ||
 	    bv_get_le64(h + 32) != bv_checksum64(h, 32))
 		goto out;
 	if (bv_get_le32(h + 8) != FILE_VERSION) {
@@ -354,9 +360,11 @@ out:
 
 /* ---- read fd cache -------------------------------------------------- */
 
-/* An fd for container ID with a reference held; *SLOT is -1 when the fd
- * is private to the caller (cache full of busy fds). */
-static int rc_get(struct bv_cset *cs, uint32_t id, int *fd, int *slot)
+/* An fd for container ID with a reference held (O_DIRECT when DIRECT);
+ * *SLOT is -1 when the fd is private to the caller (cache full of busy
+ * fds). */
+static int rc_get(struct bv_cset *cs, uint32_t id, int direct, int *fd,
+		  int *slot)
 {
 	int nfd = -1;
 	int ret = 0;
@@ -366,7 +374,8 @@ static int rc_get(struct bv_cset *cs, uint32_t id, int *fd, int *slot)
 	for (int i = 0; i < RC_SLOTS; i++) {
 		struct rc_slot *s = &cs->rc[i];
 
-		if (s->fd >= 0 && s->id == id && !s->doomed) {
+		if (s->fd >= 0 && s->id == id && s->direct == direct &&
+		    !s->doomed) {
 			s->refs++;
 			s->stamp = ++cs->clock;
 			*fd = s->fd;
@@ -378,7 +387,8 @@ static int rc_get(struct bv_cset *cs, uint32_t id, int *fd, int *slot)
 	pthread_mutex_unlock(&cs->rmu);
 
 	/* Open and check outside the lock: other readers keep going. */
-	ret = open_container(cs, id, O_RDONLY, &nfd);
+	ret = open_container(cs, id, O_RDONLY | (direct ? O_DIRECT : 0),
+			     &nfd);
 	if (ret != 0)
 		goto out;
 	ret = file_hdr_check(cs, id, nfd);
@@ -389,7 +399,8 @@ static int rc_get(struct bv_cset *cs, uint32_t id, int *fd, int *slot)
 	for (int i = 0; i < RC_SLOTS; i++) {
 		struct rc_slot *s = &cs->rc[i];
 
-		if (s->fd >= 0 && s->id == id && !s->doomed) {
+		if (s->fd >= 0 && s->id == id && s->direct == direct &&
+		    !s->doomed) {
 			/* Another reader cached it meanwhile. */
 			s->refs++;
 			s->stamp = ++cs->clock;
@@ -413,6 +424,7 @@ static int rc_get(struct bv_cset *cs, uint32_t id, int *fd, int *slot)
 		if (s->fd >= 0)
 			close(s->fd);
 		s->id = id;
+		s->direct = direct;
 		s->fd = nfd;
 		s->refs = 1;
 		s->doomed = 0;
@@ -821,6 +833,7 @@ int bv_cset_open(const char *dir, const struct bv_cset_opts *o,
 		goto fail;
 	}
 	cs->read_only = o->read_only;
+	atomic_init(&cs->no_direct, getenv("BV_NO_DIRECT") != NULL);
 	if (o->read_only) {
 		/* Another process may be appending: leave every file as it
 		 * is, read only what the tail given covers, write nothing. */
@@ -1196,7 +1209,8 @@ int bv_cset_read(struct bv_cset *cs, struct bv_ring *ring,
 				r->res = ST_ECORRUPT;
 				continue;
 			}
-			err = rc_get(cs, r->loc.container, &fds[m], &slots[m]);
+			err = rc_get(cs, r->loc.container, 0, &fds[m],
+				     &slots[m]);
 			if (err != 0) {
 				r->res = err;
 				continue;
@@ -1222,6 +1236,160 @@ int bv_cset_read(struct bv_cset *cs, struct bv_ring *ring,
 			else
 				r->res = verify_read(cs, r);
 		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (reads[i].res != 0) {
+			ret = reads[i].res;
+			break;
+		}
+	}
+	return ret;
+}
+
+/* Runs of records (bv_cset_read_runs). */
+#define RUN_GAP (64u << 10)  /* bytes between records read through */
+#define RUN_MAX (2u << 20)   /* a run grows no longer than this */
+
+struct run {
+	uint32_t container;
+	uint64_t from, to;   /* bytes of the file read */
+	size_t first, n;     /* its reads: ORDER[first .. first+n) */
+	size_t at;           /* where in the buffer */
+	int fd, slot, direct;
+};
+
+/* Reads RUNS[0..NR) into BUF, then checks and decodes their records. */
+static void runs_do(struct bv_cset *cs, struct bv_ring *ring,
+		    struct bv_chunk_read *reads, const uint16_t *order,
+		    struct run *runs, size_t nr, uint8_t *buf)
+{
+	struct bv_io ios[READ_BATCH];
+
+	for (size_t i = 0; i < nr; i++)
+		ios[i] = (struct bv_io){ .fd = runs[i].fd, .op = BV_IO_READ,
+					 .buf = buf + runs[i].at,
+					 .len = runs[i].to - runs[i].from,
+					 .off = runs[i].from };
+	(void)bv_ring_run(ring, ios, nr);
+	for (size_t i = 0; i < nr; i++) {
+		rc_put(cs, runs[i].fd, runs[i].slot);
+		for (size_t k = 0; k < runs[i].n; k++) {
+			struct bv_chunk_read *r = &reads[order[runs[i].first + k]];
+			r->scratch = buf + runs[i].at +
+				     (r->loc.offset - runs[i].from);
+			r->res = ios[i].res < 0 ? (int)ios[i].res
+						: verify_read(cs, r);
+		}
+	}
+}
+
+int bv_cset_read_runs(struct bv_cset *cs, struct bv_ring *ring,
+		      struct bv_chunk_read *reads, size_t n, uint8_t *buf,
+		      size_t buflen)
+{
+	uint16_t order[READ_BATCH];
+	struct run runs[READ_BATCH];
+	int ret = 0;
+
+	for (size_t base = 0; base < n; base += READ_BATCH) {
+		size_t k = n - base < READ_BATCH ? n - base : READ_BATCH;
+		size_t m = 0, nr = 0, used = 0;
+
+		/* The valid reads of this batch, by container and offset
+		 * (insertion sort: they come nearly in order). */
+		for (size_t i = base; i < base + k; i++) {
+			struct bv_chunk_read *r = &reads[i];
+			size_t j = m;
+
+			r->res = 0;
+			if (r->out == NULL) {
+				r->res = ST_EINVAL;
+				continue;
+			}
+			if (!loc_valid(&r->loc)) {
+				r->res = ST_ECORRUPT;
+				continue;
+			}
+			while (j > 0) {
+				const struct bv_chunk_loc *a =
+					&reads[order[j - 1]].loc;
+				if (a->container < r->loc.container ||
+				    (a->container == r->loc.container &&
+				     a->offset <= r->loc.offset))
+					break;
+				order[j] = order[j - 1];
+				j--;
+			}
+			order[j] = (uint16_t)i;
+			m++;
+		}
+		for (size_t i = 0; i < m;) {
+			const struct bv_chunk_loc *l = &reads[order[i]].loc;
+			struct run *u = &runs[nr];
+			size_t j = i + 1;
+			uint64_t end = l->offset + BV_REC_HDR + l->stored_len;
+			int err;
+
+			/* loc_valid bounds offsets to 2^62: no overflow. */
+			while (j < m) {
+				const struct bv_chunk_loc *b =
+					&reads[order[j]].loc;
+				uint64_t e = b->offset + BV_REC_HDR +
+					     b->stored_len;
+				if (b->container != l->container ||
+				    b->offset > end + RUN_GAP ||
+				    e - l->offset > RUN_MAX)
+					break;
+				if (e > end)
+					end = e;
+				j++;
+			}
+			*u = (struct run){ .container = l->container,
+					   .from = l->offset, .to = end,
+					   .first = i, .n = j - i, .direct = 1 };
+			err = atomic_load(&cs->no_direct) ? -EINVAL :
+			      rc_get(cs, l->container, 1, &u->fd, &u->slot);
+			if (err == -EINVAL)
+				atomic_store(&cs->no_direct, 1);
+			if (err == 0) {
+				/* Whole pages: containers are padded to a
+				 * page at every flush. */
+				u->from -= u->from % PAGE;
+				u->to += (PAGE - u->to % PAGE) % PAGE;
+			} else {
+				u->direct = 0;
+				err = rc_get(cs, l->container, 0, &u->fd,
+					     &u->slot);
+			}
+			if (err) {
+				for (size_t q = i; q < j; q++)
+					reads[order[q]].res = err;
+				i = j;
+				continue;
+			}
+			if (used + (u->to - u->from) > buflen) {
+				if (nr == 0 || u->to - u->from > buflen) {
+					rc_put(cs, u->fd, u->slot);
+					for (size_t q = i; q < j; q++)
+						reads[order[q]].res = ST_EINVAL;
+					i = j;
+					continue;
+				}
+				struct run keep = *u;
+				runs_do(cs, ring, reads, order, runs, nr, buf);
+				runs[0] = keep;
+				u = &runs[0];
+				nr = 0;
+				used = 0;
+			}
+			u->at = used;
+			used += u->to - u->from;
+			used += (PAGE - used % PAGE) % PAGE;
+			nr++;
+			i = j;
+		}
+		if (nr)
+			runs_do(cs, ring, reads, order, runs, nr, buf);
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (reads[i].res != 0) {
@@ -1623,6 +1791,13 @@ static int file_read(struct bv_cstore *c, struct bv_ring *ring,
 	return bv_cset_read(file_of(c), ring, reads, n);
 }
 
+static int file_read_runs(struct bv_cstore *c, struct bv_ring *ring,
+			  struct bv_chunk_read *reads, size_t n, uint8_t *buf,
+			  size_t len)
+{
+	return bv_cset_read_runs(file_of(c), ring, reads, n, buf, len);
+}
+
 static int file_scan(struct bv_cstore *c, uint32_t id,
 		     int (*cb)(void *ud, const struct bv_chunk_loc *loc,
 			       const bv_fp *fp),
@@ -1717,6 +1892,7 @@ static const struct bv_cstore_ops file_ops = {
 	.flush = file_flush,
 	.rollback = file_rollback,
 	.read = file_read,
+	.read_runs = file_read_runs,
 	.scan = file_scan,
 	.remove = file_remove,
 	.list = file_list,

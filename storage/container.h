@@ -163,6 +163,18 @@ struct bv_chunk_read {
 int bv_cset_read(struct bv_cset *cs, struct bv_ring *ring,
 		 struct bv_chunk_read *reads, size_t n);
 
+/* As bv_cset_read, for reads that are mostly neighbours in the files (a
+ * restore in disk order): the reads of each batch are sorted by container
+ * and offset, records less than 64 KiB apart are read as one run (of up
+ * to 1 MiB, whole pages through an O_DIRECT descriptor where the file
+ * system takes it) into BUF (LEN bytes, page aligned; at least 1 MiB and
+ * one record of the largest chunk plus two pages), then each is checked
+ * and decoded as bv_cset_read does. SCRATCH is not used: it is set to
+ * where the record lies in BUF. */
+int bv_cset_read_runs(struct bv_cset *cs, struct bv_ring *ring,
+		      struct bv_chunk_read *reads, size_t n, uint8_t *buf,
+		      size_t len);
+
 /* Scans container ID record by record, calling CB for each intact record
  * (for verify and index rebuild). Stops at the first damaged record with
  * ST_ECORRUPT, naming its offset in *BAD_OFF. */

@@ -56,6 +56,11 @@ struct bv_cstore_ops {
 	int (*rollback)(struct bv_cstore *c);
 	int (*read)(struct bv_cstore *c, struct bv_ring *ring,
 		    struct bv_chunk_read *reads, size_t n);
+	/* As read, for reads that are neighbours in the containers, through
+	 * the caller's buffer (bv_cset_read_runs); NULL: use read. */
+	int (*read_runs)(struct bv_cstore *c, struct bv_ring *ring,
+			 struct bv_chunk_read *reads, size_t n, uint8_t *buf,
+			 size_t len);
 	/* Every intact record of container ID, and each damaged run. */
 	int (*scan)(struct bv_cstore *c, uint32_t id,
 		    int (*cb)(void *ud, const struct bv_chunk_loc *loc,

@@ -101,6 +101,29 @@ static int f_flush(struct bv_cstore *c, struct bv_ring *ring,
 	return ret;
 }
 
+static int f_read_runs(struct bv_cstore *c, struct bv_ring *ring,
+		       struct bv_chunk_read *reads, size_t n, uint8_t *buf,
+		       size_t len)
+{
+	struct fault *f = fault_of(c);
+	struct bv_fault_event e = { .op = BV_FAULT_READ, .len = n };
+	int ret;
+
+	if (due(f, BV_FAULT_READ)) {
+		ret = err_of(f);
+		for (size_t i = 0; i < n; i++)
+			reads[i].res = ret;
+	} else if (f->inner->ops->read_runs) {
+		ret = f->inner->ops->read_runs(f->inner, ring, reads, n, buf,
+					       len);
+	} else {
+		ret = ST_EINVAL;
+	}
+	e.res = ret;
+	log_event(f, &e);
+	return ret;
+}
+
 static int f_rollback(struct bv_cstore *c)
 {
 	struct fault *f = fault_of(c);
@@ -202,6 +225,7 @@ static const struct bv_cstore_ops fault_ops = {
 	.flush = f_flush,
 	.rollback = f_rollback,
 	.read = f_read,
+	.read_runs = f_read_runs,
 	.scan = f_scan,
 	.remove = f_remove,
 	.list = f_list,

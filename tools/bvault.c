@@ -1116,40 +1116,9 @@ out:
 
 /* ---- export and diff ------------------------------------------------ */
 
-static int cmd_export(int argc, char **argv)
-{
-	static const char *const names[] = { "STORE", "REPLICA@RP", "OUT" };
-	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
-	char name[BV_NAME_MAX + 1];
-	struct progress pr;
-	bv_store *s = NULL;
-	uint64_t rp = 0;
-	int npos, rc;
-
-	if (!pos)
-		return op_error("%s", strerror(ENOMEM));
-	rc = parse_opts(argc, argv, NULL, pos, &npos);
-	if (!rc)
-		rc = want_pos(npos, pos, 3, 3, names);
-	if (!rc)
-		rc = arg_replica_rp(pos[1], name, &rp);
-	if (!rc)
-		rc = open_store_reading(pos[0], &s);
-	if (rc)
-		goto out;
-	progress_init(&pr, "export");
-	rc = bv_export(s, name, rp, pos[2], progress_cb, &pr);
-	progress_end(&pr);
-	if (rc < 0) {
-		rc = store_error(s, rc);
-		goto out;
-	}
-	rc = 0;
-out:
-	bv_store_close(s);
-	free(pos);
-	return rc == HELP_SHOWN ? 0 : rc;
-}
+/* cmd_restore.c */
+int cmd_restore(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 static int cmd_diff(int argc, char **argv)
 {
@@ -2253,8 +2222,25 @@ static const struct command commands[] = {
 	{ NULL, "export", cmd_export,
 	  "usage: bvault export STORE REPLICA@RP OUT\n"
 	  "Writes the replica at recovery point RP (a number, 'latest', or 0\n"
-	  "for the committed head) to OUT: a regular file (created or\n"
-	  "truncated, zeros left as holes) or a block device.\n" },
+	  "for the committed head) to OUT: a regular file (created 0600 or\n"
+	  "truncated, zeros left as holes), a block device, an NBD URI, or\n"
+	  "'-' for standard output (never a terminal). It is bvault restore\n"
+	  "without its options.\n" },
+	{ NULL, "restore", cmd_restore,
+	  "usage: bvault restore STORE REPLICA@RP DEST [--delta] "
+	  "[--bandwidth RATE]\n"
+	  "Writes the replica at recovery point RP (a number, 'latest', or 0\n"
+	  "for the committed head) to DEST: a regular file (created 0600 or\n"
+	  "truncated, zeros left as holes), a block device (never truncated;\n"
+	  "it must hold the RP), an NBD URI (nbd://HOST[:PORT]/EXPORT,\n"
+	  "nbd+unix:///EXPORT?socket=PATH), or '-' for standard output (a\n"
+	  "pipe or file, never a terminal; every byte written in order).\n"
+	  "--delta: DEST holds an earlier copy (a file, device or NBD export);\n"
+	  "each chunk of it is hashed and compared with the RP's digest, and\n"
+	  "only the chunks that differ are written (a file of another size\n"
+	  "is first set to the RP's size). --bandwidth RATE: at most RATE\n"
+	  "bytes written per second (K, M, G suffixes: 50M is 50 MiB/s).\n"
+	  "The store is opened read-only. Prints what it wrote and skipped.\n" },
 	{ NULL, "diff", cmd_diff,
 	  "usage: bvault diff STORE REPLICA@RP1 REPLICA@RP2 [--out FILE] "
 	  "[--base N]\n"
