@@ -870,7 +870,7 @@ cleanup:
 	bv_reader_close(r);
 	bv_store_close(st);
 	free(pos);
-	return rc;
+	return rc == HELP_SHOWN ? 0 : rc;
 }
 
 int cmd_files_ls(int argc, char **argv);

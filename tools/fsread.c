@@ -66,6 +66,7 @@ const char *__asan_default_options(void)
 #define CPU_LIMIT 3600           /* seconds: a loop in a parser ends */
 
 uint64_t fsr_size;
+static char g_netns[64]; /* the network namespace, for the report */
 
 /* ---- pipes --------------------------------------------------------------- */
 
@@ -446,6 +447,10 @@ static int sandbox_enter(int report, int *status_fd, const char **why)
 			return -EPERM;
 	}
 	if (report) {
+		ssize_t n = readlink("/proc/self/ns/net", g_netns,
+				     sizeof(g_netns) - 1);
+
+		g_netns[n > 0 ? n : 0] = '\0';
 		*why = "opening /proc/self/status for the report";
 		*status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
 		if (*status_fd < 0)
@@ -484,6 +489,7 @@ static int report_sandbox(int fd)
 	char buf[8192], out[FSR_MSG_MAX];
 	size_t len = 0, o = 0;
 	ssize_t n;
+	int w;
 
 	while (len < sizeof(buf) - 1 &&
 	       (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
@@ -493,7 +499,6 @@ static int report_sandbox(int fd)
 	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
 		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
 			size_t kl = strlen(keys[k]);
-			int w;
 
 			if (strncmp(line, keys[k], kl) != 0)
 				continue;
@@ -506,6 +511,9 @@ static int report_sandbox(int fd)
 				o += (size_t)w;
 		}
 	}
+	w = snprintf(out + o, sizeof(out) - o, "; NetNs: %s", g_netns);
+	if (w > 0 && (size_t)w < sizeof(out) - o)
+		o += (size_t)w;
 	return fsr_send(FSR_SANDBOX, out, (uint32_t)o);
 }
 

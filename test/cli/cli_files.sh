@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# cli_files.sh: bvault files ls/get, single files out of an RP, on disks
+# made with the real tools: an ext4 file system made by mke2fs -d from a
+# tree (nested directories, a file of a few MiB, a sparse file, a file of
+# odd size, an empty file, a symlink, a non-ASCII name) in a GPT disk
+# (sgdisk), on a whole disk and in an MBR disk (sgdisk --gpttombr); an
+# NTFS file system made by mkntfs with files copied in by ntfscp (ntfs-3g
+# makes no directory without a mount) in a GPT disk beside an unformatted
+# partition, and in the MBR disk. Each is ingested; files ls lists the
+# tree and files get returns every file bit for bit. Then every refusal:
+# an unknown file system, a damaged superblock, damaged GPT headers, a
+# partition number out of range, a path that does not exist, a directory
+# given to get, an OUT that exists, bad REPLICA@RP arguments; and the
+# sandbox: as root the reader runs as uid 65534 in a network namespace of
+# its own, always with no-new-privs, no capabilities and seccomp on; a
+# forbidden system call kills it, and so does kill -9 mid-get, each with
+# a clean error naming the partition. The store is unchanged by all of it.
+. "$(dirname "$0")/lib.sh"
+
+for t in mke2fs mkntfs ntfscp sgdisk; do
+	if ! command -v $t >/dev/null 2>&1 &&
+		! [ -x "/usr/sbin/$t" ] && ! [ -x "/sbin/$t" ]; then
+		echo "1..0 # SKIP $t is not installed"
+		exit 77
+	fi
+done
+PATH=$PATH:/usr/sbin:/sbin
+if ! [ -x "$(dirname "$BV")/bvault-fsread" ] && [ -z "${BVAULT_FSREAD:-}" ]; then
+	echo "1..0 # SKIP bvault-fsread was not built (libext2fs-dev, ntfs-3g-dev)"
+	exit 77
+fi
+
+S=$T/store
+SRC=$T/src
+run_ok "init" "$BV" init "$S" || done_testing
+
+# ---- the trees -------------------------------------------------------------
+mkdir -p "$SRC/dir/sub/deeper" "$SRC/empty dir"
+head -c 3145728 /dev/urandom >"$SRC/big.bin"
+truncate -s 6M "$SRC/sparse.img"
+echo "data in the middle" | dd of="$SRC/sparse.img" bs=1 seek=1048576 conv=notrunc status=none
+echo "data near the end" | dd of="$SRC/sparse.img" bs=1 seek=5242887 conv=notrunc status=none
+head -c 12345 /dev/urandom >"$SRC/odd.dat"
+: >"$SRC/empty"
+echo "hello from deep inside" >"$SRC/dir/sub/hello.txt"
+head -c 70001 /dev/urandom >"$SRC/dir/sub/deeper/leaf.bin"
+printf 'Gr\303\274\303\237e, sn\342\230\203w\n' >"$SRC/gr$(printf '\303\274\303\237')e $(printf '\342\230\203').txt"
+UNAME="gr$(printf '\303\274\303\237')e $(printf '\342\230\203').txt"
+ln -s dir/sub/hello.txt "$SRC/link"
+chmod 0640 "$SRC/odd.dat"
+
+mke2fs -q -F -t ext4 -L bvtest -d "$SRC" "$T/ext.img" 32M >/dev/null 2>&1
+ok $? "mke2fs -t ext4 -d makes the ext4 image"
+
+mkntfs -q -F -Q -L bvntfs "$T/ntfs.img" >/dev/null 2>&1 ||
+	{ truncate -s 24M "$T/ntfs.img" && mkntfs -q -F -Q -L bvntfs "$T/ntfs.img" >/dev/null 2>&1; }
+ok $? "mkntfs makes the NTFS image"
+NTFS_FILES="big.bin odd.dat sparse.img empty"
+bad=0
+for f in $NTFS_FILES; do
+	ntfscp -q -f "$T/ntfs.img" "$SRC/$f" "$f" >/dev/null 2>&1 || bad=1
+done
+ntfscp -q -f "$T/ntfs.img" "$SRC/$UNAME" "$UNAME" >/dev/null 2>&1 || bad=1
+ok $bad "ntfscp copies the files in"
+
+# Writes image $2 into disk $1 at sector $3.
+put() {
+	dd if="$2" of="$1" bs=512 seek="$3" conv=notrunc status=none
+}
+
+# Ingests disk image $2 as replica $1, RP 1.
+ingest() {
+	"$BV" mkstream "$2" --replica "$1" --out "$T/$1.bvs" >/dev/null 2>&1 &&
+		"$BV" ingest "$S" --rp "$T/$1.bvs" >/dev/null 2>&1
+}
+
+# ext4 alone in a GPT disk.
+truncate -s 40M "$T/gpt-ext.img"
+sgdisk -n 1:2048:+32M -t 1:8300 -c 1:root "$T/gpt-ext.img" >/dev/null 2>&1 &&
+	put "$T/gpt-ext.img" "$T/ext.img" 2048
+ok $? "a GPT disk with the ext4 file system in partition 1"
+# NTFS in partition 2 of a GPT disk, partition 1 unformatted.
+NTS=$(($(stat -c %s "$T/ntfs.img") / 512))
+truncate -s $(((NTS + 2048 + 4096 + 100) * 512)) "$T/gpt-ntfs.img"
+sgdisk -n 1:2048:+1M -t 1:ef02 -n 2:4096:+$((NTS))s -t 2:0700 \
+	"$T/gpt-ntfs.img" >/dev/null 2>&1 && put "$T/gpt-ntfs.img" "$T/ntfs.img" 4096
+ok $? "a GPT disk with NTFS in partition 2, beside an unformatted one"
+# Both in an MBR disk.
+truncate -s $(((69632 + NTS + 100) * 512)) "$T/mbr.img"
+sgdisk -n 1:2048:+32M -t 1:8300 -n 2:69632:+$((NTS))s -t 2:0700 \
+	"$T/mbr.img" >/dev/null 2>&1 && sgdisk -m 1:2 "$T/mbr.img" >/dev/null 2>&1 &&
+	put "$T/mbr.img" "$T/ext.img" 2048 && put "$T/mbr.img" "$T/ntfs.img" 69632
+[ "$(od -An -tx1 -j 450 -N1 "$T/mbr.img" | tr -d ' ')" = 83 ]
+ok $? "an MBR disk (sgdisk --gpttombr) with ext4 in 1 and NTFS in 2"
+# Damaged ones: random bytes in the partition; an ext4 superblock with an
+# impossible block size (magic kept); garbage behind an NTFS signature.
+cp "$T/gpt-ext.img" "$T/gpt-junk.img"
+head -c 4194304 /dev/urandom | dd of="$T/gpt-junk.img" bs=512 seek=2048 conv=notrunc status=none
+cp "$T/gpt-ext.img" "$T/gpt-badsb.img"
+set_byte "$T/gpt-badsb.img" $((2048 * 512 + 1024 + 24)) 99
+cp "$T/gpt-ntfs.img" "$T/gpt-badntfs.img"
+head -c 400 /dev/urandom | dd of="$T/gpt-badntfs.img" bs=1 seek=$((4096 * 512 + 11)) conv=notrunc status=none
+# GPT with the primary header damaged (the backup is good), and both.
+cp "$T/gpt-ext.img" "$T/gpt-prim.img"
+flip_byte "$T/gpt-prim.img" $((512 + 40))
+cp "$T/gpt-prim.img" "$T/gpt-both.img"
+flip_byte "$T/gpt-both.img" $(($(stat -c %s "$T/gpt-both.img") - 512 + 40))
+
+bad=0
+ingest vmext "$T/gpt-ext.img" || bad=1
+ingest vmntfs "$T/gpt-ntfs.img" || bad=1
+ingest vmmbr "$T/mbr.img" || bad=1
+ingest vmwhole "$T/ext.img" || bad=1
+ingest vmjunk "$T/gpt-junk.img" || bad=1
+ingest vmbadsb "$T/gpt-badsb.img" || bad=1
+ingest vmbadntfs "$T/gpt-badntfs.img" || bad=1
+ingest vmprim "$T/gpt-prim.img" || bad=1
+ingest vmboth "$T/gpt-both.img" || bad=1
+ok $bad "every disk ingested"
+snapshot "$S" before
+
+# ---- ext4 --------------------------------------------------------------------
+run_ok "files ls of the root (ext4, GPT, partition found alone)" \
+	"$BV" files ls "$S" vmext@1
+cp "$T/out" "$T/ls-root"
+bad=0
+for want in 'dir +0755 .* dir/$' 'file +0644 +3145728 .* big\.bin$' \
+	'file +0644 +6291456 .* sparse\.img$' 'file +0640 +12345 .* odd\.dat$' \
+	'file +0644 +0 .* empty$' 'symlink .* link -> dir/sub/hello\.txt$' \
+	"file .* $UNAME\$" 'dir .* lost\+found/$' 'dir .* empty dir/$'; do
+	grep -Eq -- "$want" "$T/ls-root" || { bad=1; diag "no line /$want/"; }
+done
+ok $bad "files ls shows names, types, modes and sizes"
+grep -Eq '20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z' "$T/ls-root"
+ok $? "files ls shows mtimes"
+sed 's/.*  //' "$T/ls-root" | LC_ALL=C sort -c
+ok $? "entries come sorted by name"
+run_ok "files ls --json" "$BV" files ls "$S" vmext@1 / --json
+cp "$T/out" "$T/ls.json"
+json_ok "$T/ls.json"; ok $? "files ls --json is valid JSON"
+python3 - "$T/ls.json" "$UNAME" <<'EOF'
+import json, sys
+v = {e["name"]: e for e in json.load(open(sys.argv[1]))}
+assert v["big.bin"]["type"] == "file" and v["big.bin"]["size"] == 3145728
+assert v["dir"]["type"] == "dir"
+assert v["link"]["type"] == "symlink" and v["link"]["target"] == "dir/sub/hello.txt"
+assert v["odd.dat"]["mode"] == 0o640 and isinstance(v["odd.dat"]["mtime"], int)
+assert sys.argv[2] in v
+EOF
+ok $? "files ls --json: names (non-ASCII too), types, sizes, modes, targets"
+run_ok "files ls of a nested directory" "$BV" files ls "$S" vmext@1 /dir/sub
+grep -q ' hello\.txt$' "$T/out" && grep -q ' deeper/$' "$T/out"
+ok $? "the nested listing shows the file and the directory"
+run_ok "files ls of a deeper one, path without a leading /" \
+	"$BV" files ls "$S" vmext@1 dir/sub/deeper
+grep -q 'file .* 70001 .* leaf\.bin$' "$T/out"; ok $? "its file is there"
+run_ok "files ls of a file" "$BV" files ls "$S" vmext@1 /dir/sub/hello.txt
+[ "$(wc -l <"$T/out")" -eq 1 ] && grep -q ' hello\.txt$' "$T/out"
+ok $? "a file lists as its one entry"
+
+bad=0
+for f in big.bin sparse.img odd.dat empty dir/sub/hello.txt \
+	dir/sub/deeper/leaf.bin "$UNAME"; do
+	o=$T/got-$(echo "$f" | tr '/ ' '__')
+	if ! "$BV" files get "$S" vmext@1 "/$f" "$o" 2>"$T/err"; then
+		bad=1; diag "get $f failed: $(cat "$T/err")"
+	elif ! cmp -s "$o" "$SRC/$f"; then
+		bad=1; diag "$f differs"
+	fi
+done
+ok $bad "files get returns every ext4 file bit for bit"
+[ "$(stat -c %a "$T/got-big.bin")" = 600 ]; ok $? "OUT is created 0600"
+[ "$(du -k "$T/got-sparse.img" | cut -f1)" -lt 1024 ]
+ok $? "the sparse file stays sparse in OUT"
+run_ok "files get of a symlink follows it" "$BV" files get "$S" vmext@1 /link "$T/got-link"
+cmp -s "$T/got-link" "$SRC/dir/sub/hello.txt"; ok $? "the link's target's bytes"
+"$BV" files get "$S" vmext@1 /big.bin - 2>"$T/err" | cmp -s - "$SRC/big.bin"
+ok $? "files get to stdout ('-')"
+run_ok "a whole-disk ext4 (no table)" "$BV" files get "$S" vmwhole@1 /odd.dat "$T/got-whole"
+cmp -s "$T/got-whole" "$SRC/odd.dat"; ok $? "its file, bit for bit"
+
+# ---- NTFS ------------------------------------------------------------------------
+run_ok "files ls of NTFS (GPT partition 2, found as the only file system)" \
+	"$BV" files ls "$S" vmntfs@1
+bad=0
+for f in $NTFS_FILES "$UNAME"; do
+	grep -q "  $f\$" "$T/out" || { bad=1; diag "no $f"; }
+done
+grep -q '\$MFT' "$T/out" && { bad=1; diag "system files listed"; }
+ok $bad "the NTFS listing shows every file and no system file"
+grep -Eq 'file +0644 +3145728 ' "$T/out"; ok $? "with its size"
+run_ok "files ls --json of NTFS" "$BV" files ls "$S" vmntfs@1:2 --json
+json_ok "$T/out"; ok $? "valid JSON"
+bad=0
+for f in $NTFS_FILES "$UNAME"; do
+	rm -f "$T/got"
+	if ! "$BV" files get "$S" vmntfs@latest "$f" "$T/got" 2>"$T/err"; then
+		bad=1; diag "get $f failed: $(cat "$T/err")"
+	elif ! cmp -s "$T/got" "$SRC/$f"; then
+		bad=1; diag "$f differs"
+	fi
+done
+ok $bad "files get returns every NTFS file bit for bit"
+
+# ---- MBR -------------------------------------------------------------------------
+run_fail "MBR with two file systems: ls asks which" 1 \
+	'vmmbr@1: 2 partitions hold a file system; name one as vmmbr@1:N' \
+	"$BV" files ls "$S" vmmbr@1
+grep -q '1 .*ext2/3/4' "$T/err" && grep -q '2 .*NTFS' "$T/err"
+ok $? "and lists them"
+run_ok "MBR partition 1 (ext4)" "$BV" files get "$S" vmmbr@1:1 /dir/sub/deeper/leaf.bin "$T/got-m1"
+cmp -s "$T/got-m1" "$SRC/dir/sub/deeper/leaf.bin"; ok $? "bit for bit"
+run_ok "MBR partition 2 (NTFS)" "$BV" files get "$S" vmmbr@1:2 /odd.dat "$T/got-m2"
+cmp -s "$T/got-m2" "$SRC/odd.dat"; ok $? "bit for bit"
+
+# ---- refusals --------------------------------------------------------------------
+run_fail "partition out of range" 1 'vmmbr@1 partition 3: no such partition' \
+	"$BV" files ls "$S" vmmbr@1:3
+run_fail "partition 0" 2 "bad partition '0'" "$BV" files ls "$S" vmmbr@1:0
+run_fail "partition not a number" 2 "bad partition 'x'" "$BV" files ls "$S" vmmbr@1:x
+run_fail "a partition on a disk without a table" 1 \
+	'vmwhole@1 partition 1: the disk has no partition table' \
+	"$BV" files ls "$S" vmwhole@1:1
+run_fail "unknown file system" 1 \
+	'vmjunk@1 partition 1: no ext2/3/4 or NTFS file system' \
+	"$BV" files ls "$S" vmjunk@1
+run_fail "damaged ext4 superblock" 1 \
+	'vmbadsb@1 partition 1: ext2/3/4 file system does not open' \
+	"$BV" files ls "$S" vmbadsb@1
+run_fail "damaged NTFS boot sector" 1 \
+	'vmbadntfs@1 partition 2: NTFS file system does not mount' \
+	"$BV" files ls "$S" vmbadntfs@1:2
+run_ok "primary GPT header damaged: the backup is used" "$BV" files ls "$S" vmprim@1
+grep -q 'warning: vmprim@1: primary GPT header damaged (header CRC32 mismatch): using the backup' "$T/err"
+ok $? "with a warning"
+run_fail "both GPT headers damaged" 1 \
+	'vmboth@1: GPT partition table damaged: primary header: header CRC32 mismatch; backup header: header CRC32 mismatch' \
+	"$BV" files ls "$S" vmboth@1
+run_fail "ls of a path that does not exist" 1 \
+	'vmext@1 partition 1: /no/such: no such file or directory' \
+	"$BV" files ls "$S" vmext@1 /no/such
+run_fail "get of a path that does not exist" 1 \
+	'vmext@1 partition 1: /nope\.txt: no such file' \
+	"$BV" files get "$S" vmext@1 /nope.txt "$T/nope"
+[ ! -e "$T/nope" ]; ok $? "and no OUT is left"
+run_fail "NTFS path that does not exist" 1 \
+	'vmntfs@1 partition 2: /nope: no such file' \
+	"$BV" files get "$S" vmntfs@1 /nope "$T/nope"
+run_fail "get of a directory" 1 'vmext@1 partition 1: /dir: is a directory' \
+	"$BV" files get "$S" vmext@1 /dir "$T/dirout"
+[ ! -e "$T/dirout" ]; ok $? "and no OUT is made"
+echo keep >"$T/exists"
+run_fail "an OUT that exists" 1 "$T/exists: exists; refusing to overwrite" \
+	"$BV" files get "$S" vmext@1 /big.bin "$T/exists"
+[ "$(cat "$T/exists")" = keep ]; ok $? "and it is left as it was"
+run_fail "REPLICA@RP without @" 2 "bad REPLICA@RP 'vmext': no '@'" \
+	"$BV" files ls "$S" vmext
+run_fail "RP not a number" 2 "RP must be a number" "$BV" files ls "$S" vmext@x
+run_fail "no such replica" 1 'nosuch' "$BV" files ls "$S" nosuch@1
+run_fail "no such RP" 1 'no recovery point 9' "$BV" files ls "$S" vmext@9
+run_fail "missing PATH and OUT of get" 2 'missing PATH' "$BV" files get "$S" vmext@1
+run_fail "unknown option" 2 "unknown option '--nope'" "$BV" files ls "$S" vmext@1 --nope
+run_fail "not a store" 1 'not a bvault store|no store|not found' \
+	"$BV" files ls "$T/src" vmext@1
+BVAULT_FSREAD=$T/no-reader run_fail "a missing reader named by BVAULT_FSREAD" 1 \
+	"BVAULT_FSREAD=$T/no-reader: No such file" "$BV" files ls "$S" vmext@1
+run_ok "files ls --help" "$BV" files ls --help
+grep -q 'usage: bvault files ls' "$T/out"; ok $? "shows the usage"
+
+# ---- the sandbox -------------------------------------------------------------------
+BVAULT_FILES_REPORT_SANDBOX=1 run_ok "the reader reports its sandbox" \
+	"$BV" files ls "$S" vmext@1 /dir
+bad=0
+for want in 'Seccomp: 2' 'NoNewPrivs: 1' 'CapEff: 0000000000000000'; do
+	grep -q "sandbox: .*$want" "$T/err" || { bad=1; diag "no '$want'"; }
+done
+ok $bad "seccomp filter on, no-new-privs, no capabilities"
+if [ "$(id -u)" -eq 0 ]; then
+	grep -q 'Uid: 65534 65534 65534 65534; Gid: 65534 65534 65534 65534; Groups: *;' "$T/err"
+	ok $? "started as root, it runs as uid and gid 65534 without groups"
+	ns=$(sed -n 's/.*NetNs: \(net:\[[0-9]*\]\).*/\1/p' "$T/err")
+	[ -n "$ns" ] && [ "$ns" != "$(readlink /proc/self/ns/net)" ]
+	ok $? "in a network namespace of its own ($ns)"
+else
+	skip "uid 65534 when started as root" "not root"
+	skip "a network namespace of its own" "not root"
+fi
+BVAULT_FILES_TEST_SYSCALL=1 run_fail "a forbidden system call kills the reader" 1 \
+	'vmext@1 partition 1: the file-system reader was killed by signal 31' \
+	"$BV" files ls "$S" vmext@1
+
+# kill -9 of the reader mid-get: its answer pipe fills while stdout (a
+# FIFO read a little) blocks, so it is caught in the middle of the file.
+mkfifo "$T/fifo"
+"$BV" files get "$S" vmext@1 /big.bin - >"$T/fifo" 2>"$T/kill-err" &
+bvpid=$!
+exec 7<"$T/fifo"
+head -c 65536 <&7 >/dev/null
+cpid=
+for _ in $(seq 1 100); do
+	cpid=$(pgrep -P "$bvpid" 2>/dev/null | head -n 1)
+	[ -n "$cpid" ] && break
+	sleep 0.05
+done
+if [ -n "$cpid" ]; then
+	kill -9 "$cpid"
+	cat <&7 >"$T/partial"
+	exec 7<&-
+	wait "$bvpid"
+	rc=$?
+	[ $rc -eq 1 ] && grep -q '^bvault files get: vmext@1 partition 1: the file-system reader was killed by signal 9' "$T/kill-err"
+	ok $? "a reader killed mid-get: a clean error naming the partition"
+	[ "$(stat -c %s "$T/partial")" -lt 3145728 ]
+	ok $? "it was killed mid-file"
+else
+	exec 7<&-
+	wait "$bvpid"
+	ok 1 "the reader of a get was found to kill"
+fi
+
+same_snapshot "$S" before "files ls and get changed nothing in the store"
+
+done_testing
