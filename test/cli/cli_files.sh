@@ -318,6 +318,67 @@ else
 	ok 1 "the reader of a get was found to kill"
 fi
 
+# ---- a hostile reader ------------------------------------------------------------
+# The parent trusts its child no more than the file system: stand-ins for
+# bvault-fsread (BVAULT_FSREAD) break the protocol in each way, and the
+# parent must stop them with a clean error and leave no OUT behind.
+# the system python: a shim (pyenv) would add an environment of its own
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=$(command -v python3 || true)
+fake() {
+	{
+		echo "#!$PY"
+		echo 'import os, struct, sys'
+		echo 'def frame(t, p=b""): os.write(4, struct.pack("<II", t, len(p)) + p)'
+		printf '%s\n' "$2"
+	} >"$T/fake-$1"
+	chmod 0755 "$T/fake-$1"
+}
+if [ -n "$PY" ]; then
+	fake oversize 'os.write(4, struct.pack("<II", 5, 2 << 20))'
+	fake toomuch 'frame(2, b"ext2/3/4"); frame(4, struct.pack("<Q", 10)); frame(5, b"x" * 20)'
+	fake crash 'frame(4, struct.pack("<Q", 1000000)); frame(5, b"y" * 1000); os.kill(os.getpid(), 9)'
+	fake range 'frame(1, struct.pack("<QI", 1 << 40, 4096)); st, n = struct.unpack("<II", os.read(3, 8)); frame(7, b"answer status %d length %d" % (st, n))'
+	fake bigread 'frame(1, struct.pack("<QI", 0, (1 << 20) + 1))'
+	fake slash 'frame(3, struct.pack("<B3xIQqII", 1, 0o644, 1, 0, 3, 0) + b"a/b"); frame(6)'
+	fake silent 'sys.exit(0)'
+	fake fds 'def is_open(fd):
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+frame(7, ("fds %s env=%s" % ([f for f in range(1024) if is_open(f)], sorted(os.environ))).encode())'
+	BVAULT_FSREAD=$T/fake-oversize run_fail "a frame over 1 MiB" 1 \
+		'vmext@1 partition 1: the file-system reader broke the protocol \(a frame longer than 1 MiB\)' \
+		"$BV" files ls "$S" vmext@1
+	BVAULT_FSREAD=$T/fake-toomuch run_fail "more bytes than the file's size" 1 \
+		"broke the protocol \(file bytes out of place, or more than the file's size\)" \
+		"$BV" files get "$S" vmext@1 /x "$T/fake-out"
+	[ ! -e "$T/fake-out" ]; ok $? "and the partial OUT is removed"
+	BVAULT_FSREAD=$T/fake-crash run_fail "a reader dead mid-file" 1 \
+		'vmext@1 partition 1: the file-system reader was killed by signal 9' \
+		"$BV" files get "$S" vmext@1 /x "$T/fake-out"
+	[ ! -e "$T/fake-out" ]; ok $? "and the partial OUT is removed"
+	BVAULT_FSREAD=$T/fake-range run_fail "a read past the partition is refused" 1 \
+		'vmext@1 partition 1: answer status 34 length 0' \
+		"$BV" files ls "$S" vmext@1
+	BVAULT_FSREAD=$T/fake-bigread run_fail "a read over 1 MiB" 1 \
+		'broke the protocol \(a read request of more than 1 MiB\)' \
+		"$BV" files ls "$S" vmext@1
+	BVAULT_FSREAD=$T/fake-slash run_fail "a name with a '/'" 1 \
+		"broke the protocol \(a directory entry with a NUL or '/' in its name\)" \
+		"$BV" files ls "$S" vmext@1
+	BVAULT_FSREAD=$T/fake-silent run_fail "an end without an answer" 1 \
+		'ended without an answer \(exit status 0\)' \
+		"$BV" files ls "$S" vmext@1
+	BVAULT_FSREAD=$T/fake-fds run_fail "the reader gets fds 3 and 4 and no environment" 1 \
+		"fds \\[3, 4\\] env=\\[('LC_CTYPE')?\\]" \
+		"$BV" files ls "$S" vmext@1
+else
+	skip "the hostile reader stand-ins" "no python3"
+fi
+
 same_snapshot "$S" before "files ls and get changed nothing in the store"
 
 done_testing
