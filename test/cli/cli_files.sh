@@ -48,9 +48,18 @@ printf 'Gr\303\274\303\237e, sn\342\230\203w\n' >"$SRC/gr$(printf '\303\274\303\
 UNAME="gr$(printf '\303\274\303\237')e $(printf '\342\230\203').txt"
 ln -s dir/sub/hello.txt "$SRC/link"
 chmod 0640 "$SRC/odd.dat"
+mkdir "$T/src-extra"
+mkfifo "$T/src-extra/fifo"
+ln -s loop2 "$T/src-extra/loop1"
+ln -s loop1 "$T/src-extra/loop2"
 
 mke2fs -q -F -t ext4 -L bvtest -d "$SRC" "$T/ext.img" 32M >/dev/null 2>&1
 ok $? "mke2fs -t ext4 -d makes the ext4 image"
+# A FIFO, a symlink loop, and a journal marked as needing recovery (as in
+# a crash-consistent RP), in an ext4 of their own.
+mke2fs -q -F -t ext4 -d "$T/src-extra" "$T/extra.img" 8M >/dev/null 2>&1 &&
+	debugfs -w -R "feature needs_recovery" "$T/extra.img" >/dev/null 2>&1
+ok $? "an ext4 with a FIFO, a symlink loop and a journal to replay"
 
 mkntfs -q -F -Q -L bvntfs "$T/ntfs.img" >/dev/null 2>&1 ||
 	{ truncate -s 24M "$T/ntfs.img" && mkntfs -q -F -Q -L bvntfs "$T/ntfs.img" >/dev/null 2>&1; }
@@ -115,6 +124,7 @@ ingest vmjunk "$T/gpt-junk.img" || bad=1
 ingest vmbadsb "$T/gpt-badsb.img" || bad=1
 ingest vmbadntfs "$T/gpt-badntfs.img" || bad=1
 ingest vmprim "$T/gpt-prim.img" || bad=1
+ingest vmextra "$T/extra.img" || bad=1
 ingest vmboth "$T/gpt-both.img" || bad=1
 ok $bad "every disk ingested"
 snapshot "$S" before
@@ -249,6 +259,15 @@ run_fail "NTFS path that does not exist" 1 \
 run_fail "get of a directory" 1 'vmext@1 partition 1: /dir: is a directory' \
 	"$BV" files get "$S" vmext@1 /dir "$T/dirout"
 [ ! -e "$T/dirout" ]; ok $? "and no OUT is made"
+run_fail "get of a FIFO" 1 'vmextra@1 \(whole disk\): /fifo: is a FIFO' \
+	"$BV" files get "$S" vmextra@1 /fifo "$T/fifo-out"
+[ ! -e "$T/fifo-out" ]; ok $? "and no OUT is made"
+run_fail "get of a symlink loop" 1 'vmextra@1 \(whole disk\): /loop1: no such file \(.*symbolic links' \
+	"$BV" files get "$S" vmextra@1 /loop1 "$T/loop-out"
+run_ok "ls of an ext4 whose journal was not replayed" "$BV" files ls "$S" vmextra@1
+grep -q 'warning: vmextra@1 (whole disk): the ext journal was not replayed' "$T/err" &&
+	grep -q '^fifo .* fifo$' "$T/out" && grep -q 'loop1 -> loop2$' "$T/out"
+ok $? "lists it, with a warning"
 echo keep >"$T/exists"
 run_fail "an OUT that exists" 1 "$T/exists: exists; refusing to overwrite" \
 	"$BV" files get "$S" vmext@1 /big.bin "$T/exists"
