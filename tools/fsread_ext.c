@@ -237,10 +237,12 @@ static int send_entry(ext2_filsys fs, ext2_ino_t ino, const char *name,
 	int kind, rc;
 	errcode_t err = read_inode(fs, ino, &in);
 
+	/* A damaged inode costs its own entry, not the listing: the rest
+	 * of the directory is what a recovery needs. */
 	if (err)
-		return fsr_say(FSR_ERROR, "%.*s (inode %u): cannot read the "
-			       "inode: %s", (int)len, name, ino,
-			       error_message(err)) < 0 ? -EPIPE : 1;
+		return fsr_say(FSR_WARN, "%.*s (inode %u): cannot read the "
+			       "inode: %s; left out", (int)len, name, ino,
+			       error_message(err));
 	kind = kind_of(in.i_mode);
 	if (kind == FSR_KIND_SYMLINK) {
 		target = malloc(TARGET_BUF);

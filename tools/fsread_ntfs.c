@@ -272,11 +272,11 @@ static int ls(ntfs_volume *vol, const char *path)
 		ntfs_inode *e = ntfs_inode_open(vol, f.l.v[i].ref);
 
 		if (!e) {
-			rc = fsr_say(FSR_ERROR, "%s/%s: cannot read its MFT "
-				     "record: %s", path, f.l.v[i].name,
+			/* its own entry lost, not the listing */
+			rc = fsr_say(FSR_WARN, "%s: cannot read its MFT "
+				     "record: %s; left out", f.l.v[i].name,
 				     strerror(errno));
-			rc = rc < 0 ? rc : 1;
-			break;
+			continue;
 		}
 		rc = send_entry(e, f.l.v[i].name, f.l.v[i].len);
 		ntfs_inode_close(e);

@@ -125,6 +125,7 @@ ingest vmbadsb "$T/gpt-badsb.img" || bad=1
 ingest vmbadntfs "$T/gpt-badntfs.img" || bad=1
 ingest vmprim "$T/gpt-prim.img" || bad=1
 ingest vmextra "$T/extra.img" || bad=1
+ingest vmntwhole "$T/ntfs.img" || bad=1
 ingest vmboth "$T/gpt-both.img" || bad=1
 ok $bad "every disk ingested"
 snapshot "$S" before
@@ -211,6 +212,9 @@ for f in $NTFS_FILES "$UNAME"; do
 	fi
 done
 ok $bad "files get returns every NTFS file bit for bit"
+
+run_ok "a whole-disk NTFS (no table)" "$BV" files get "$S" vmntwhole@1 /odd.dat "$T/got-ntwhole"
+cmp -s "$T/got-ntwhole" "$SRC/odd.dat"; ok $? "its file, bit for bit"
 
 # ---- MBR -------------------------------------------------------------------------
 run_fail "MBR with two file systems: ls asks which" 1 \
@@ -399,5 +403,39 @@ else
 fi
 
 same_snapshot "$S" before "files ls and get changed nothing in the store"
+
+# ---- damaged file systems ----------------------------------------------------------
+# Random bytes over the metadata of the ext4 and NTFS images (superblock,
+# group descriptors, inode tables, the MFT): whatever the reader makes of
+# them, bvault answers or fails cleanly, naming the partition, and
+# neither process reports a sanitizer error.
+ext_meta=$((2 * 1048576))
+nt_mft=$(($(stat -c %s "$T/ntfs.img") / 2))
+bad=0
+for i in $(seq 1 12); do
+	if [ $((i % 2)) -eq 0 ]; then
+		cp "$T/ext.img" "$T/fz.img"; span=$ext_meta; off=1024
+	else
+		cp "$T/ntfs.img" "$T/fz.img"; span=$nt_mft; off=512
+	fi
+	for _ in $(seq 1 40); do
+		poke "$T/fz.img" $((off + (RANDOM * 32768 + RANDOM) % span)) $((RANDOM % 64 + 1))
+	done
+	ingest "vmfz$i" "$T/fz.img" || { bad=1; diag "ingest $i failed"; continue; }
+	for cmd in "ls / --json" "get /big.bin $T/fz-out-$i" "get /odd.dat -"; do
+		# shellcheck disable=SC2086
+		"$BV" files ${cmd%% *} "$S" "vmfz$i@1" ${cmd#* } \
+			>"$T/fz-out" 2>"$T/fz-err"
+		rc=$?
+		if [ $rc -ne 0 ] && { [ $rc -ne 1 ] ||
+			! grep -q "^bvault files [a-z]*: vmfz$i@1 (whole disk): " "$T/fz-err"; }; then
+			bad=1; diag "vmfz$i $cmd: exit $rc" "$(head -c 600 "$T/fz-err")"
+		fi
+		if grep -Eq 'AddressSanitizer|runtime error|LeakSanitizer' "$T/fz-err"; then
+			bad=1; diag "vmfz$i $cmd: sanitizer report" "$(head -c 2000 "$T/fz-err")"
+		fi
+	done
+done
+ok $bad "12 damaged file systems: answers or clean errors naming the partition"
 
 done_testing
