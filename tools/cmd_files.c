@@ -47,6 +47,16 @@
  * it hangs: it is killed. */
 #define CHILD_TIMEOUT_MS (300 * 1000)
 
+/* Set by SIGINT, SIGTERM and SIGHUP while a child runs: the command
+ * stops it and removes what it wrote, instead of dying with a partial
+ * OUT. */
+static volatile sig_atomic_t g_stop;
+
+static void on_stop(int sig)
+{
+	g_stop = sig;
+}
+
 struct target {
 	char replica[BV_NAME_MAX + 1];
 	uint64_t rp;
@@ -297,7 +307,7 @@ static int write_all(int fd, const void *buf, size_t len)
 	while (len > 0) {
 		ssize_t n = write(fd, p, len);
 
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && errno == EINTR && !g_stop)
 			continue;
 		if (n < 0)
 			return -errno;
@@ -319,6 +329,8 @@ static int read_child(int fd, void *buf, size_t len)
 		int pr = poll(&pfd, 1, CHILD_TIMEOUT_MS);
 		ssize_t n;
 
+		if (g_stop)
+			return -EINTR;
 		if (pr < 0 && errno == EINTR)
 			continue;
 		if (pr < 0)
@@ -600,6 +612,12 @@ static int on_done(struct session *s, uint32_t len)
 	}
 	if (s->mode == 0 && s->json)
 		fputs(s->entries ? "\n]\n" : "[]\n", stdout);
+	if (s->mode == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
+		snprintf(s->error, sizeof(s->error), "stdout: %s",
+			 strerror(errno ? errno : EIO));
+		s->failed = 1;
+		return -1;
+	}
 	if (s->mode == 1 && s->regular &&
 	    (ftruncate(s->outfd, (off_t)s->fsize) != 0 ||
 	     fdatasync(s->outfd) != 0)) {
@@ -624,7 +642,7 @@ static void serve(struct session *s)
 			return; /* ended: wait_child says how */
 		if (rc < 0) {
 			broke(s, rc == -ETIMEDOUT ? "no answer for 300 s"
-						  : "an end inside a frame");
+				 : rc == -EINTR ? "" : "an end inside a frame");
 			return;
 		}
 		type = fsr_get32(h);
@@ -636,7 +654,7 @@ static void serve(struct session *s)
 		rc = read_child(s->from, s->frame, len);
 		if (rc != 0) {
 			broke(s, rc == -ETIMEDOUT ? "no answer for 300 s"
-						  : "an end inside a frame");
+				 : rc == -EINTR ? "" : "an end inside a frame");
 			return;
 		}
 		switch (type) {
@@ -720,6 +738,12 @@ static int report(struct session *s, int status)
 {
 	const char *fs = s->fstype[0] ? s->fstype : NULL;
 
+	if (g_stop)
+		return op_error("%s: interrupted by signal %d (%s); the "
+				"file-system reader was stopped%s", s->label,
+				(int)g_stop, strsignal((int)g_stop),
+				s->created ? " and the partial OUT removed"
+					   : "");
 	if (s->broken[0])
 		return op_error("%s: the file-system reader broke the protocol "
 				"(%s) and was stopped%s%s", s->label, s->broken,
@@ -762,6 +786,8 @@ static int report(struct session *s, int status)
 static int run_child(struct session *s, const char *path)
 {
 	struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+	struct sigaction stop = { .sa_handler = on_stop }, old_stop[3];
+	static const int stop_sigs[3] = { SIGINT, SIGTERM, SIGHUP };
 	char exe[PATH_MAX];
 	int rc, status;
 
@@ -776,14 +802,19 @@ static int run_child(struct session *s, const char *path)
 		return op_error("%s", strerror(ENOMEM));
 	}
 	sigaction(SIGPIPE, &ign, &old);
+	sigemptyset(&stop.sa_mask);
+	for (int i = 0; i < 3; i++)
+		sigaction(stop_sigs[i], &stop, &old_stop[i]);
 	rc = spawn(s, exe, path);
 	if (rc == 0) {
 		serve(s);
-		status = wait_child(s, s->broken[0] != 0);
+		status = wait_child(s, s->broken[0] != 0 || g_stop);
 		rc = report(s, status);
 	} else {
 		rc = EXIT_OP;
 	}
+	for (int i = 0; i < 3; i++)
+		sigaction(stop_sigs[i], &old_stop[i], NULL);
 	sigaction(SIGPIPE, &old, NULL);
 	if (s->outfd >= 0 && s->outfd != STDOUT_FILENO)
 		close(s->outfd);

@@ -365,6 +365,9 @@ if [ -n "$PY" ]; then
 	fake bigread 'frame(1, struct.pack("<QI", 0, (1 << 20) + 1))'
 	fake slash 'frame(3, struct.pack("<B3xIQqII", 1, 0o644, 1, 0, 3, 0) + b"a/b"); frame(6)'
 	fake silent 'sys.exit(0)'
+	fake sleepy "import time
+open('$T/sleepy.pid', 'w').write(str(os.getpid()))
+frame(4, struct.pack('<Q', 100)); frame(5, b'z' * 10); time.sleep(60)"
 	fake fds 'def is_open(fd):
     try:
         os.fstat(fd)
@@ -395,6 +398,22 @@ frame(7, ("fds %s env=%s" % ([f for f in range(1024) if is_open(f)], sorted(os.e
 	BVAULT_FSREAD=$T/fake-silent run_fail "an end without an answer" 1 \
 		'ended without an answer \(exit status 0\)' \
 		"$BV" files ls "$S" vmext@1
+	BVAULT_FSREAD=$T/fake-sleepy "$BV" files get "$S" vmext@1 /x "$T/sleepy-out" \
+		2>"$T/sleepy-err" &
+	bvpid=$!
+	for _ in $(seq 1 100); do
+		[ -e "$T/sleepy-out" ] && break
+		sleep 0.05
+	done
+	kill -TERM "$bvpid"
+	wait "$bvpid"
+	rc=$?
+	[ $rc -eq 1 ] && [ ! -e "$T/sleepy-out" ] &&
+		grep -q 'vmext@1 partition 1: interrupted by signal 15 (Terminated); the file-system reader was stopped and the partial OUT removed' "$T/sleepy-err"
+	ok $? "SIGTERM mid-get: the reader is stopped and the partial OUT removed"
+	sleepy=$(cat "$T/sleepy.pid" 2>/dev/null)
+	[ -n "$sleepy" ] && ! kill -0 "$sleepy" 2>/dev/null
+	ok $? "and the reader is gone"
 	BVAULT_FSREAD=$T/fake-fds run_fail "the reader gets fds 3 and 4 and no environment" 1 \
 		"fds \\[3, 4\\] env=\\[('LC_CTYPE')?\\]" \
 		"$BV" files ls "$S" vmext@1
