@@ -307,10 +307,42 @@ static int dent_cmp(const void *a, const void *b)
 	return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
+/* A merge sort of our own: glibc's qsort asks the kernel for the
+ * machine's memory (sysinfo) before sorting more than 1 KiB, a call the
+ * filter kills. Without the scratch memory, the entries stay in
+ * directory order. */
 void fsr_dlist_sort(struct fsr_dlist *l)
 {
-	if (l->n > 1)
-		qsort(l->v, l->n, sizeof(*l->v), dent_cmp);
+	struct fsr_dent *tmp, *src = l->v, *dst;
+
+	if (l->n < 2)
+		return;
+	tmp = malloc(l->n * sizeof(*tmp));
+	if (!tmp)
+		return;
+	dst = tmp;
+	for (size_t w = 1; w < l->n; w *= 2) {
+		for (size_t lo = 0; lo < l->n; lo += 2 * w) {
+			size_t mid = lo + w < l->n ? lo + w : l->n;
+			size_t hi = lo + 2 * w < l->n ? lo + 2 * w : l->n;
+			size_t i = lo, j = mid, k = lo;
+
+			while (i < mid && j < hi)
+				dst[k++] = dent_cmp(&src[j], &src[i]) < 0
+						   ? src[j++] : src[i++];
+			while (i < mid)
+				dst[k++] = src[i++];
+			while (j < hi)
+				dst[k++] = src[j++];
+		}
+		struct fsr_dent *t = src;
+
+		src = dst;
+		dst = t;
+	}
+	if (src != l->v)
+		memcpy(l->v, src, l->n * sizeof(*src));
+	free(tmp);
 }
 
 void fsr_dlist_free(struct fsr_dlist *l)
@@ -340,7 +372,7 @@ void fsr_dlist_free(struct fsr_dlist *l)
 /* The filter: read only from the request pipe (and the status file of a
  * report), write only to the answer pipe (and stderr in sanitizer
  * builds), no executable mappings, the memory calls malloc makes, the
- * clocks, exit; anything else kills the process. The argument checks
+ * clocks, sysinfo, exit; anything else kills the process. The argument checks
  * look at the low 32 bits (file descriptors, protection flags). */
 static int seccomp_enter(int status_fd)
 {
@@ -378,9 +410,12 @@ static int seccomp_enter(int status_fd)
 		KILL,
 		ALLOW,
 		LD_NR,
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_munmap, 12, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mremap, 11, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_brk, 10, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_munmap, 13, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mremap, 12, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_brk, 11, 0),
+		/* glibc's qsort asks for the memory size (the libraries
+		 * sort too): a count of bytes, harmless */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sysinfo, 10, 0),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 9, 0),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close, 8, 0),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_futex, 7, 0),

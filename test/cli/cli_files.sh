@@ -48,6 +48,8 @@ printf 'Gr\303\274\303\237e, sn\342\230\203w\n' >"$SRC/gr$(printf '\303\274\303\
 UNAME="gr$(printf '\303\274\303\237')e $(printf '\342\230\203').txt"
 ln -s dir/sub/hello.txt "$SRC/link"
 chmod 0640 "$SRC/odd.dat"
+mkdir "$SRC/many"
+for i in $(seq 1 300); do echo "$i" >"$SRC/many/f$i"; done
 mkdir "$T/src-extra"
 mkfifo "$T/src-extra/fifo"
 ln -s loop2 "$T/src-extra/loop1"
@@ -70,6 +72,9 @@ for f in $NTFS_FILES; do
 	ntfscp -q -f "$T/ntfs.img" "$SRC/$f" "$f" >/dev/null 2>&1 || bad=1
 done
 ntfscp -q -f "$T/ntfs.img" "$SRC/$UNAME" "$UNAME" >/dev/null 2>&1 || bad=1
+for i in $(seq 1 60); do
+	ntfscp -q -f "$T/ntfs.img" "$SRC/many/f$i" "n$i" >/dev/null 2>&1 || bad=1
+done
 ok $bad "ntfscp copies the files in"
 
 # Writes image $2 into disk $1 at sector $3.
@@ -165,6 +170,9 @@ ok $? "the nested listing shows the file and the directory"
 run_ok "files ls of a deeper one, path without a leading /" \
 	"$BV" files ls "$S" vmext@1 dir/sub/deeper
 grep -q 'file .* 70001 .* leaf\.bin$' "$T/out"; ok $? "its file is there"
+run_ok "files ls of a directory of 300 files" "$BV" files ls "$S" vmext@1 /many
+[ "$(wc -l <"$T/out")" -eq 300 ] && sed 's/.*  //' "$T/out" | LC_ALL=C sort -c
+ok $? "all 300, sorted"
 run_ok "files ls of a file" "$BV" files ls "$S" vmext@1 /dir/sub/hello.txt
 [ "$(wc -l <"$T/out")" -eq 1 ] && grep -q ' hello\.txt$' "$T/out"
 ok $? "a file lists as its one entry"
@@ -198,6 +206,7 @@ for f in $NTFS_FILES "$UNAME"; do
 	grep -q "  $f\$" "$T/out" || { bad=1; diag "no $f"; }
 done
 grep -q '\$MFT' "$T/out" && { bad=1; diag "system files listed"; }
+[ "$(grep -c '  n[0-9]*$' "$T/out")" -eq 60 ] || { bad=1; diag "not 60 n* files"; }
 ok $bad "the NTFS listing shows every file and no system file"
 grep -Eq 'file +0644 +3145728 ' "$T/out"; ok $? "with its size"
 run_ok "files ls --json of NTFS" "$BV" files ls "$S" vmntfs@1:2 --json
