@@ -323,6 +323,31 @@ else
 	skip "uid 65534 when started as root" "not root"
 	skip "a network namespace of its own" "not root"
 fi
+# Not root: a user who may only read a copy of the store. The reader
+# cannot drop ids or enter a namespace then, and its filter is the same.
+if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1 &&
+	command -v setpriv >/dev/null 2>&1; then
+	cp -a "$S" "$T/pub"
+	chmod -R go+rX "$T/pub"
+	chmod -R go-w "$T/pub"
+	chmod 711 "$T"
+	mkdir "$T/nb"
+	chown nobody "$T/nb"
+	AS=(setpriv --reuid="$(id -u nobody)" --regid="$(id -g nobody)"
+		--clear-groups env TMPDIR="$T/nb" BVAULT_FILES_REPORT_SANDBOX=1)
+	if "${AS[@]}" "$BV" --version >/dev/null 2>&1; then
+		run_ok "as nobody: files get" "${AS[@]}" "$BV" files get "$T/pub" \
+			vmntfs@1 /big.bin "$T/nb/big.bin"
+		cmp -s "$T/nb/big.bin" "$SRC/big.bin"; ok $? "as nobody: bit for bit"
+		grep -q 'sandbox: .*NoNewPrivs: 1; Seccomp: 2' "$T/err"
+		ok $? "as nobody: no-new-privs and seccomp on"
+	else
+		skip "as nobody" "nobody cannot run $BV"
+	fi
+	chmod 700 "$T"
+else
+	skip "as nobody" "needs root, a user nobody and setpriv"
+fi
 BVAULT_FILES_TEST_SYSCALL=1 run_fail "a forbidden system call kills the reader" 1 \
 	'vmext@1 partition 1: the file-system reader was killed by signal 31' \
 	"$BV" files ls "$S" vmext@1
