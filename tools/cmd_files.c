@@ -290,14 +290,56 @@ struct session {
 	uint64_t fsize, fdone;
 };
 
-/* The child's text, printable: control bytes become '?'. */
+/* The length of the UTF-8 sequence at P (of N bytes), or 0 when it is
+ * not valid UTF-8; *SHOW says whether it is printable (not C0, DEL or
+ * C1). */
+static size_t utf8_seq(const uint8_t *p, size_t n, int *show)
+{
+	uint32_t c = p[0];
+	size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2
+		     : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+
+	*show = 0;
+	if (len == 0 || len > n)
+		return 0;
+	if (len > 1) {
+		c &= 0x7fu >> len;
+		for (size_t i = 1; i < len; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+			c = c << 6 | (p[i] & 0x3fu);
+		}
+		if ((len == 2 && c < 0x80) || (len == 3 && c < 0x800) ||
+		    (len == 4 && c < 0x10000) || c > 0x10ffff ||
+		    (c >= 0xd800 && c < 0xe000))
+			return 0;
+	}
+	*show = !(c < 0x20 || (c >= 0x7f && c < 0xa0));
+	return len;
+}
+
+/* The child's text (names, targets, messages) made safe for a terminal:
+ * what is not valid, printable UTF-8 becomes '?', so that no byte of a
+ * guest file system reaches the terminal as a control sequence. DST has
+ * room for MAX + 1 bytes. */
 static void clean_text(char *dst, const uint8_t *src, size_t len, size_t max)
 {
-	if (len > max)
-		len = max;
-	for (size_t i = 0; i < len; i++)
-		dst[i] = src[i] < 0x20 || src[i] == 0x7f ? '?' : (char)src[i];
-	dst[len] = '\0';
+	size_t o = 0;
+
+	for (size_t i = 0; i < len && o < max;) {
+		int show;
+		size_t n = utf8_seq(src + i, len - i, &show);
+
+		if (!show || o + n > max) {
+			dst[o++] = '?';
+			i += n ? n : 1;
+			continue;
+		}
+		memcpy(dst + o, src + i, n);
+		o += n;
+		i += n;
+	}
+	dst[o] = '\0';
 }
 
 static int write_all(int fd, const void *buf, size_t len)
@@ -510,14 +552,18 @@ static int on_entry(struct session *s, const uint8_t *p, uint32_t len)
 		}
 		fputc('}', stdout);
 	} else {
+		char shown[FSR_NAME_MAX + 1];
+
 		printf("%-7s %04" PRIo32 " %14" PRIu64 "  %s  ",
 		       kind_word(kind), mode, size, when);
-		text_str(stdout, name);
+		clean_text(shown, (const uint8_t *)name, nlen, FSR_NAME_MAX);
+		fputs(shown, stdout);
 		if (kind == FSR_KIND_DIR)
 			fputc('/', stdout);
 		if (kind == FSR_KIND_SYMLINK) {
-			fputs(" -> ", stdout);
-			text_str(stdout, target);
+			clean_text(shown, (const uint8_t *)target, tlen,
+				   FSR_TARGET_MAX);
+			printf(" -> %s", shown);
 		}
 		fputc('\n', stdout);
 	}

@@ -54,6 +54,11 @@ mkdir "$T/src-extra"
 mkfifo "$T/src-extra/fifo"
 ln -s loop2 "$T/src-extra/loop1"
 ln -s loop1 "$T/src-extra/loop2"
+# Names a terminal must not see raw: an escape sequence, a C1 control
+# (U+009B, CSI), a byte that is not UTF-8.
+: >"$T/src-extra/$(printf '\033[31mred')"
+: >"$T/src-extra/$(printf 'c1\302\233x')"
+: >"$T/src-extra/$(printf 'bad\377')"
 
 mke2fs -q -F -t ext4 -L bvtest -d "$SRC" "$T/ext.img" 32M >/dev/null 2>&1
 ok $? "mke2fs -t ext4 -d makes the ext4 image"
@@ -287,6 +292,13 @@ run_ok "ls of an ext4 whose journal was not replayed" "$BV" files ls "$S" vmextr
 grep -q 'warning: vmextra@1 (whole disk): the ext journal was not replayed' "$T/err" &&
 	grep -q '^fifo .* fifo$' "$T/out" && grep -q 'loop1 -> loop2$' "$T/out"
 ok $? "lists it, with a warning"
+grep -q '  ?\[31mred$' "$T/out" && grep -q '  c1?x$' "$T/out" &&
+	grep -q '  bad?$' "$T/out" && ! grep -q "$(printf '\033')" "$T/out"
+ok $? "names with control bytes or bad UTF-8 are shown with '?'"
+run_ok "and in JSON" "$BV" files ls "$S" vmextra@1 --json
+json_ok "$T/out" && grep -q '"\\u001b\[31mred"' "$T/out" &&
+	grep -q '"bad\\ufffd"' "$T/out"
+ok $? "escaped in JSON"
 echo keep >"$T/exists"
 run_fail "an OUT that exists" 1 "$T/exists: exists; refusing to overwrite" \
 	"$BV" files get "$S" vmext@1 /big.bin "$T/exists"
