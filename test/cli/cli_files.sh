@@ -111,6 +111,27 @@ sgdisk -n 1:2048:+32M -t 1:8300 -n 2:69632:+$((NTS))s -t 2:0700 \
 	put "$T/mbr.img" "$T/ext.img" 2048 && put "$T/mbr.img" "$T/ntfs.img" 69632
 [ "$(od -An -tx1 -j 450 -N1 "$T/mbr.img" | tr -d ' ')" = 83 ]
 ok $? "an MBR disk (sgdisk --gpttombr) with ext4 in 1 and NTFS in 2"
+# ext4 in logical partition 5 of an MBR: the extended partition (type
+# 0x05) at sector 2048, its EBR naming a Linux partition 2048 sectors on.
+# Writes 16-byte MBR entry $3 (type $4, LBA $5, count $6) of the sector
+# at byte $2 of $1, and the boot signature.
+mbr_ent() {
+	local fmt v
+	fmt=$(printf '\\x00\\x00\\x00\\x00\\x%02x\\x00\\x00\\x00' "$4")
+	for v in "$5" "$6"; do
+		fmt=$fmt$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((v & 255)) \
+			$((v >> 8 & 255)) $((v >> 16 & 255)) $((v >> 24 & 255)))
+	done
+	# shellcheck disable=SC2059
+	printf "$fmt\\x55\\xaa" >"$T/ent"
+	dd if="$T/ent" of="$1" bs=1 seek=$(($2 + 446 + 16 * $3)) count=16 conv=notrunc status=none &&
+		dd if="$T/ent" of="$1" bs=1 skip=16 seek=$(($2 + 510)) count=2 conv=notrunc status=none
+}
+truncate -s 40M "$T/logical.img"
+mbr_ent "$T/logical.img" 0 0 5 2048 67584 &&
+	mbr_ent "$T/logical.img" $((2048 * 512)) 0 0x83 2048 65536 &&
+	put "$T/logical.img" "$T/ext.img" 4096
+ok $? "an MBR disk with ext4 in logical partition 5 (hand-made EBR)"
 # Damaged ones: random bytes in the partition; an ext4 superblock with an
 # impossible block size (magic kept); garbage behind an NTFS signature.
 cp "$T/gpt-ext.img" "$T/gpt-junk.img"
@@ -135,6 +156,7 @@ ingest vmbadsb "$T/gpt-badsb.img" || bad=1
 ingest vmbadntfs "$T/gpt-badntfs.img" || bad=1
 ingest vmprim "$T/gpt-prim.img" || bad=1
 ingest vmextra "$T/extra.img" || bad=1
+ingest vmlogical "$T/logical.img" || bad=1
 ingest vmntwhole "$T/ntfs.img" || bad=1
 ingest vmboth "$T/gpt-both.img" || bad=1
 ok $bad "every disk ingested"
@@ -246,6 +268,10 @@ run_ok "MBR partition 1 (ext4)" "$BV" files get "$S" vmmbr@1:1 /dir/sub/deeper/l
 cmp -s "$T/got-m1" "$SRC/dir/sub/deeper/leaf.bin"; ok $? "bit for bit"
 run_ok "MBR partition 2 (NTFS)" "$BV" files get "$S" vmmbr@1:2 /odd.dat "$T/got-m2"
 cmp -s "$T/got-m2" "$SRC/odd.dat"; ok $? "bit for bit"
+
+run_ok "MBR logical partition 5, found alone" "$BV" files get "$S" vmlogical@1 /odd.dat "$T/got-l5"
+cmp -s "$T/got-l5" "$SRC/odd.dat"; ok $? "bit for bit"
+run_ok "and named" "$BV" files ls "$S" vmlogical@1:5 /dir/sub
 
 # ---- refusals --------------------------------------------------------------------
 run_fail "partition out of range" 1 'vmmbr@1 partition 3: no such partition' \
