@@ -38,6 +38,10 @@
 #include "cli.h"
 #include "cmd_view.h"
 
+/* tools/cmd_files.c */
+int cmd_files_ls(int argc, char **argv);
+int cmd_files_get(int argc, char **argv);
+
 /* ---- init, replica, group -------------------------------------------- */
 
 static int cmd_init(int argc, char **argv)
@@ -2241,6 +2245,23 @@ static const struct command commands[] = {
 	  "is first set to the RP's size). --bandwidth RATE: at most RATE\n"
 	  "bytes written per second (K, M, G suffixes: 50M is 50 MiB/s).\n"
 	  "The store is opened read-only. Prints what it wrote and skipped.\n" },
+	{ "files", "ls", cmd_files_ls,
+	  "usage: bvault files ls STORE REPLICA@RP[:PARTITION] [PATH] [--json]\n"
+	  "Lists directory PATH (default: the root) of the guest file system\n"
+	  "(ext2/3/4 or NTFS) in the replica at RP, read straight from the\n"
+	  "store (no mount, no copy of the disk): type, mode, size, mtime\n"
+	  "and name of each entry, or of PATH itself when it is not a\n"
+	  "directory. PARTITION is a number (1-based, as in /dev/sda1) of an\n"
+	  "MBR or GPT partition; without it, a disk whose only file system\n"
+	  "is on one partition, or on the whole disk, uses that. The file\n"
+	  "system is parsed by bvault-fsread in a sandbox (tools/FILES.md).\n"
+	  "--json: the entries as an array.\n" },
+	{ "files", "get", cmd_files_get,
+	  "usage: bvault files get STORE REPLICA@RP[:PARTITION] PATH OUT\n"
+	  "Writes the bytes of file PATH of the guest file system (as in\n"
+	  "files ls; a symlink is followed) to OUT, a new file of mode 0600\n"
+	  "(never one that exists; holes stay holes), or to stdout with '-'\n"
+	  "(never a terminal). A directory is refused.\n" },
 	{ NULL, "diff", cmd_diff,
 	  "usage: bvault diff STORE REPLICA@RP1 REPLICA@RP2 [--out FILE] "
 	  "[--base N]\n"

@@ -22,7 +22,8 @@ INSTALL=1
 ASAN=1
 PKGS=(build-essential meson ninja-build pkg-config liburing-dev
 	libxxhash-dev liblz4-dev librocksdb-dev libsodium-dev libnbd-dev
-	libnbd-bin qemu-utils nbdkit)
+	libnbd-bin qemu-utils nbdkit e2fsprogs ntfs-3g gdisk libext2fs-dev
+	ntfs-3g-dev)
 JOBS=2
 
 while [ $# -gt 0 ]; do
