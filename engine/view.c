@@ -277,7 +277,7 @@ static int conf_load(const char *dir, const char *name,
 	char path[4096];
 	uint8_t b[CONF_SIZE + 1];
 	struct stat st;
-	size_t got;
+	size_t got = 0;
 	int fd, rc, e;
 
 	snprintf(path, sizeof path, "%s/view.conf", dir);

@@ -278,7 +278,7 @@ int main(void)
 	char *tmpl = et_path(root, "tmpl"), *copy = et_path(root, "copy");
 	char cmd[8192], msg[1024];
 	et_rng rng = { et_seed(99) };
-	uint64_t counts[4];
+	uint64_t counts[4] = { 0 };
 
 	img1 = malloc(SIZE);
 	img2 = malloc(SIZE);
