@@ -1129,6 +1129,8 @@ static int bvault_config_complete(void)
  * that a bad store= or export= stops the server at start. Everything
  * the plugin creates from here on (RocksDB's log of a read-only open,
  * view overlays) is private, as the store is. */
+static void bvault_cleanup(void);
+
 static int bvault_after_fork(void)
 {
 	struct gen *g = NULL;
@@ -1159,6 +1161,8 @@ static int bvault_after_fork(void)
 cleanup:
 	bv_reader_close(r);
 	gen_put(g);
+	if (ret)
+		bvault_cleanup(); /* nbdkit exits without calling it */
 	return ret;
 }
 

@@ -1,0 +1,114 @@
+# lib.sh: what the nbd tests share, on top of ../cli/lib.sh. Sourced by
+# test/nbd/nbd_*.sh, run as SCRIPT BVAULT PLUGIN NBD_CLIENT BVAULTD AGENT.
+#   need TOOL...            skips the whole test (exit 0, "1..0 # SKIP")
+#                           when a tool is missing
+#   start_nbdkit ARGS...    the real nbdkit with the plugin, store $S, on
+#                           $NSOCK, log in $NLOG (its $TMPDIR is $NTMP)
+#   stop_nbdkit             SIGTERM, wait, and check that it exited 0 and
+#                           that no sanitizer reported anything
+#   uri NAME                the NBD URI of export NAME on $NSOCK
+#   generations             the read-only opens of the store nbdkit holds
+#                           now (each makes a directory under its $TMPDIR)
+# A plugin built with ASan or TSan is loaded into the uninstrumented
+# nbdkit with the sanitizer's runtime preloaded (BV_SANITIZE, from
+# meson's b_sanitize).
+. "$(dirname "$0")/../cli/lib.sh"
+
+PLUGIN=${2:?plugin}
+NBDC=${3:?nbd_client}
+BVD=${4:-}
+BVA=${5:-}
+S=$T/store
+NSOCK=$T/nbd.sock
+NLOG=$T/nbdkit.log
+NTMP=$T/nbdkit-tmp
+mkdir -p "$NTMP"
+
+need() {
+	local t
+	for t; do
+		if ! command -v "$t" >/dev/null 2>&1; then
+			echo "1..0 # SKIP $t is not installed"
+			exit 0
+		fi
+	done
+}
+
+need nbdkit nbdinfo
+
+# The sanitizer runtime the plugin needs, if any.
+sanitizer_preload() {
+	local lib=
+	case ${BV_SANITIZE:-none} in
+	*address*) lib=libasan.so ;;
+	*thread*) lib=libtsan.so ;;
+	*) return 0 ;;
+	esac
+	lib=$(${CC:-cc} -print-file-name=$lib)
+	[ -e "$lib" ] && readlink -f "$lib"
+}
+PRELOAD=$(sanitizer_preload)
+
+uri() {
+	echo "nbd+unix:///$1?socket=$NSOCK"
+}
+
+start_nbdkit() {
+	rm -f "$NSOCK" "$T/nbdkit.pid"
+	echo "== nbdkit $*" >>"$NLOG"
+	# nbdkit's own allocations are not ours to account for: leaks are
+	# looked for in the engine tests.
+	TMPDIR=$NTMP LD_PRELOAD=$PRELOAD \
+		ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+		nbdkit -f -U "$NSOCK" -P "$T/nbdkit.pid" "$PLUGIN" \
+		store="$S" "$@" 2>>"$NLOG" &
+	NBDKIT=$!
+	for _ in $(seq 1 600); do # up to 60 s: TSan makes opening slow
+		[ -S "$NSOCK" ] && [ -s "$T/nbdkit.pid" ] && return 0
+		kill -0 "$NBDKIT" 2>/dev/null || break
+		sleep 0.1
+	done
+	diag "nbdkit did not start"
+	tail -n 20 "$NLOG" | sed 's/^/# /'
+	return 1
+}
+
+stop_nbdkit() {
+	local r
+	kill -TERM "$NBDKIT" 2>/dev/null
+	wait "$NBDKIT"
+	r=$?
+	[ $r -eq 0 ] || tail -n 20 "$NLOG" | sed 's/^/# /'
+	ok $r "nbdkit exits 0 on SIGTERM"
+	if grep -q 'Sanitizer' "$NLOG"; then
+		grep -A 40 'Sanitizer' "$NLOG" | head -n 80 | sed 's/^/# /'
+		ok 1 "no sanitizer report in the nbdkit log"
+	else
+		ok 0 "no sanitizer report in the nbdkit log"
+	fi
+	return $r
+}
+
+generations() {
+	find "$NTMP" -maxdepth 1 -name 'bvault-ro.*' | wc -l
+}
+
+# nbd_fail DESC RE CMD...: CMD (an NBD client) must fail, and the nbdkit
+# log must get a new line matching RE (the plugin's message).
+nbd_fail() {
+	local desc=$1 re=$2 before rc bad=0
+	shift 2
+	before=$(wc -l <"$NLOG")
+	"$@" >"$T/out" 2>"$T/err" </dev/null
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		bad=1
+		diag "exit status 0, want a failure"
+	fi
+	if ! tail -n +$((before + 1)) "$NLOG" | grep -Eq -- "$re"; then
+		bad=1
+		diag "the nbdkit log has no new line matching /$re/:"
+		tail -n +$((before + 1)) "$NLOG" | head -n 5 | sed 's/^/#   /'
+	fi
+	ok $bad "$desc"
+}
