@@ -48,6 +48,18 @@ sanitizer_preload() {
 	[ -e "$lib" ] && readlink -f "$lib"
 }
 PRELOAD=$(sanitizer_preload)
+if [ "${BV_SANITIZE:-none}" != none ] && [ -z "$PRELOAD" ]; then
+	echo "Bail out! the plugin is built with $BV_SANITIZE but its runtime is not found"
+	exit 1
+fi
+
+# With a sanitizer, proves that nbdkit runs with its runtime (else the
+# plugin's checks would not be running at all).
+check_preload() {
+	[ -n "$PRELOAD" ] || return 0
+	grep -q "${PRELOAD##*/}" "/proc/$NBDKIT/maps"
+	ok $? "nbdkit runs with ${PRELOAD##*/} (the plugin is built with $BV_SANITIZE)"
+}
 
 uri() {
 	echo "nbd+unix:///$1?socket=$NSOCK"
@@ -64,7 +76,10 @@ start_nbdkit() {
 		store="$S" "$@" 2>>"$NLOG" &
 	NBDKIT=$!
 	for _ in $(seq 1 600); do # up to 60 s: TSan makes opening slow
-		[ -S "$NSOCK" ] && [ -s "$T/nbdkit.pid" ] && return 0
+		if [ -S "$NSOCK" ] && [ -s "$T/nbdkit.pid" ]; then
+			check_preload
+			return 0
+		fi
 		kill -0 "$NBDKIT" 2>/dev/null || break
 		sleep 0.1
 	done
