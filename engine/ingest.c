@@ -1252,7 +1252,8 @@ static int check_base(bv_store *s, struct sess_rep *r, uint64_t base_rp,
 
 /* bv_ingest_add, with the base identity a stream names (NULL: none). */
 static int add_replica(bv_ingest *in, const char *name, uint64_t base_rp,
-		       const uint8_t *base_id, uint64_t create_size)
+		       const uint8_t *base_id, uint64_t create_size,
+		       uint32_t create_chunk)
 {
 	bv_store *s = in->s;
 	static _Thread_local struct bv_grec g;
@@ -1336,7 +1337,8 @@ static int add_replica(bv_ingest *in, const char *name, uint64_t base_rp,
 				     bv_strerror(rc));
 			goto out;
 		}
-		r->r.chunk_size = s->chunk_default;
+		r->r.chunk_size = create_chunk ? create_chunk :
+						 s->chunk_default;
 		r->size = create_size;
 		r->created = 1;
 		snprintf(gname, sizeof gname, "%s", name);
@@ -1403,7 +1405,61 @@ out:
 int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
 		  uint64_t create_size)
 {
-	return add_replica(in, name, base_rp, NULL, create_size);
+	return add_replica(in, name, base_rp, NULL, create_size, 0);
+}
+
+int bv_ingest_add_new(bv_ingest *in, const char *name, uint64_t size,
+		      uint32_t chunk_size)
+{
+	if (size == 0 || chunk_size < BV_CHUNK_MIN || chunk_size > BV_CHUNK_MAX ||
+	    (chunk_size & (chunk_size - 1)))
+		return bv_fail(BV_EINVAL, "replica %s: size %llu, chunk size %u",
+			       name, (unsigned long long)size, chunk_size);
+	return add_replica(in, name, 0, NULL, size, chunk_size);
+}
+
+int bv_ingest_ref(bv_ingest *in, int slot, uint64_t chunk, const bv_fp *fp,
+		  const uint8_t *digest)
+{
+	struct sess_rep *r;
+	struct slot *sl;
+	int rc;
+
+	if ((rc = check_usable(in)))
+		return rc;
+	if (slot < 0 || (size_t)slot >= in->nrep)
+		return bv_fail(BV_EINVAL, "ingest: no replica slot %d", slot);
+	r = &in->rep[slot];
+	if (chunk >= (r->size + r->r.chunk_size - 1) / r->r.chunk_size)
+		return bv_fail(BV_ERANGE, "replica %s: chunk %llu is past the "
+			       "disk size %llu", r->name,
+			       (unsigned long long)chunk,
+			       (unsigned long long)r->size);
+	sl = find_slot(in, (uint32_t)slot, chunk);
+	if (sl && sl->done) {
+		/* A processed slot is fixed: the batch goes first. */
+		if ((rc = flush_batch(in)))
+			return rc;
+		sl = NULL;
+	}
+	if (!sl) {
+		if (in->cur->used == in->nslots && (rc = flush_batch(in)))
+			return rc;
+		sl = new_slot(in, (uint32_t)slot, chunk);
+	}
+	/* Processed already: phases A to C skip it, phase E writes its map
+	 * entry (the chunk is stored: the RP's entry names it). */
+	sl->data = sl->raw;
+	sl->done = 1;
+	sl->zero = 0;
+	sl->found = 1;
+	sl->dead = 0;
+	sl->err = 0;
+	sl->fp = *fp;
+	sl->has_digest = digest != NULL;
+	if (digest)
+		memcpy(sl->digest, digest, 16);
+	return 0;
 }
 
 /* Takes the result identity ID a stream names for slot SLOT's version,
@@ -1587,7 +1643,8 @@ int bv_ingest_stream(bv_ingest *in, int fd, int format, const char *name,
 			snprintf(in->rbd_label, sizeof in->rbd_label, "%s",
 				 info->to_snap);
 	}
-	if ((rc = add_replica(in, rname, base, base_id, info->disk_size)) < 0)
+	if ((rc = add_replica(in, rname, base, base_id, info->disk_size,
+			      0)) < 0)
 		goto out;
 	slot = rc;
 	if (format == BV_FORMAT_BVAULT &&

@@ -228,6 +228,17 @@ int bv_rp_build(bv_store *s, const char *gname, const struct bv_grec *g,
 		struct bv_rprec *p);
 int bv_rp_label_check(const char *label);
 
+/* ingest.c, for promote (engine/promote.c): bv_ingest_add of a replica
+ * NAME made at commit with SIZE and CHUNK_SIZE (not the store's
+ * default), base 0; and a map entry of chunk CHUNK of SLOT's new version
+ * naming stored chunk FP (DIGEST, its plain digest, or NULL) without
+ * reading or hashing it: the caller vouches that the chunk index holds
+ * FP (an RP's map entry named it). */
+int bv_ingest_add_new(bv_ingest *in, const char *name, uint64_t size,
+		      uint32_t chunk_size);
+int bv_ingest_ref(bv_ingest *in, int slot, uint64_t chunk, const bv_fp *fp,
+		  const uint8_t *digest);
+
 /* ---- chunk map lookups (reader.c) -------------------------------------- */
 
 /* What chunk CHUNK of replica RID is at VERSION: 0 for zero (or never
