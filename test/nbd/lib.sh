@@ -14,6 +14,12 @@
 # meson's b_sanitize).
 . "$(dirname "$0")/../cli/lib.sh"
 
+# BV_KEEP_TMP=1 keeps the test's directory (logs, stores) for a look.
+if [ "${BV_KEEP_TMP:-0}" = 1 ]; then
+	trap - EXIT
+	echo "# keeping $T"
+fi
+
 PLUGIN=${2:?plugin}
 NBDC=${3:?nbd_client}
 BVD=${4:-}

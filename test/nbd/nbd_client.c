@@ -14,6 +14,14 @@
  *       keeps what it opened, whatever is committed meanwhile
  *   nbd_client write URI OFF LEN BYTE
  *       writes LEN bytes of BYTE at OFF with FUA, then flushes
+ *   nbd_client unaligned URI
+ *       a write and a write-zeroes not aligned to 512 bytes (libnbd's
+ *       checks off) fail with EINVAL, and the connection still reads
+ *   nbd_client view-create STORE NAME REPLICA RP
+ *       makes view NAME of REPLICA@RP (RP a number or latest) through
+ *       a read-only open of STORE, as bv_view_create allows
+ *   nbd_client view-info STORE NAME
+ *       prints "size WRITTEN_BYTES IN_USE" of view NAME
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +32,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "bvault.h"
 
 #define PIECE (1u << 20)
 
@@ -185,6 +195,63 @@ cleanup:
 	return bad;
 }
 
+static int cmd_unaligned(const char *uri)
+{
+	struct nbd_handle *h = connect_uri(uri);
+	char buf[1024];
+	int bad = 0;
+
+	if (!h)
+		return 1;
+	nbd_set_strict_mode(h, 0);
+	memset(buf, 0x77, sizeof buf);
+	if (nbd_pwrite(h, buf, 100, 1000, 0) == 0 ||
+	    nbd_get_errno() != EINVAL) {
+		fprintf(stderr, "%s: an unaligned write did not fail with "
+			"EINVAL: %s\n", uri, nbd_get_error());
+		bad = 1;
+	}
+	if (nbd_zero(h, 700, 512, 0) == 0 || nbd_get_errno() != EINVAL) {
+		fprintf(stderr, "%s: an unaligned write-zeroes did not fail "
+			"with EINVAL: %s\n", uri, nbd_get_error());
+		bad = 1;
+	}
+	if (nbd_pread(h, buf, sizeof buf, 0, 0) == -1) {
+		fprintf(stderr, "%s: no read after the refusals: %s\n", uri,
+			nbd_get_error());
+		bad = 1;
+	}
+	nbd_shutdown(h, 0);
+	nbd_close(h);
+	return bad;
+}
+
+static int cmd_view(int argc, char **argv)
+{
+	bv_open_opts o = { .read_only = 1 };
+	bv_store *s = NULL;
+	bv_view_info vi;
+	int rc;
+
+	umask(077);
+	if ((rc = bv_store_open(argv[2], &o, &s)))
+		goto cleanup;
+	if (strcmp(argv[1], "view-create") == 0 && argc == 6) {
+		uint64_t rp = strcmp(argv[5], "latest") == 0 ?
+			      BV_RP_LATEST : strtoull(argv[5], NULL, 10);
+		rc = bv_view_create(s, argv[3], argv[4], rp);
+	} else {
+		if ((rc = bv_view_info_get(s, argv[3], &vi)) == 0)
+			printf("%" PRIu64 " %" PRIu64 " %d\n", vi.size,
+			       vi.written_bytes, vi.in_use);
+	}
+cleanup:
+	if (rc)
+		fprintf(stderr, "%s: %s\n", argv[1], bv_store_error(s));
+	bv_store_close(s);
+	return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "refused") == 0)
@@ -195,7 +262,13 @@ int main(int argc, char **argv)
 		return cmd_write(argv[2], strtoull(argv[3], NULL, 0),
 				 strtoull(argv[4], NULL, 0),
 				 (int)strtol(argv[5], NULL, 0));
+	if (argc == 3 && strcmp(argv[1], "unaligned") == 0)
+		return cmd_unaligned(argv[2]);
+	if ((argc == 6 && strcmp(argv[1], "view-create") == 0) ||
+	    (argc == 4 && strcmp(argv[1], "view-info") == 0))
+		return cmd_view(argc, argv);
 	fprintf(stderr, "usage: nbd_client refused URI | hold URI FILE READY "
-		"GO | write URI OFF LEN BYTE\n");
+		"GO | write URI OFF LEN BYTE | unaligned URI | view-create "
+		"STORE NAME REPLICA RP | view-info STORE NAME\n");
 	return 2;
 }
