@@ -905,13 +905,33 @@ static void utf8_clean(const char *l, char *out, size_t len)
 	out[o] = '\0';
 }
 
+/* nbdkit sends at most this many names (MAX_EXPORTS of its
+ * server/exports.c); a longer list is cut there, and says so. */
+#define LIST_MAX 10000
+
 struct lister {
 	struct nbdkit_exports *exps;
 	bv_store *s;
 	const char *replica;
 	unsigned count;
 	int failed; /* nbdkit_add_export failed: its error stands */
+	int cut;    /* LIST_MAX reached */
 };
+
+/* Adds NAME; 1 (stop the walk) when it failed or the list is full. */
+static int list_add(struct lister *l, const char *name, const char *descr)
+{
+	if (l->count == LIST_MAX) {
+		l->cut = 1;
+		return 1;
+	}
+	if (nbdkit_add_export(l->exps, name, descr)) {
+		l->failed = 1;
+		return 1;
+	}
+	l->count++;
+	return 0;
+}
 
 static int list_rp(void *ud, const bv_rp_info *rp)
 {
@@ -936,12 +956,7 @@ static int list_rp(void *ud, const bv_rp_info *rp)
 		 rp->consistency == BV_APP_CONSISTENT ? "app-consistent" :
 							"crash-consistent",
 		 rp->size);
-	if (nbdkit_add_export(l->exps, name, descr)) {
-		l->failed = 1;
-		return 1;
-	}
-	l->count++;
-	return 0;
+	return list_add(l, name, descr);
 }
 
 static int list_replica(void *ud, const bv_replica_info *r)
@@ -961,12 +976,7 @@ static int list_view(void *ud, const bv_view_info *v)
 		 " bytes, %" PRIu64 " bytes written, read-write%s",
 		 v->replica, v->rp, v->size, v->written_bytes,
 		 v->in_use ? ", open in a process now" : "");
-	if (nbdkit_add_export(l->exps, name, descr)) {
-		l->failed = 1;
-		return 1;
-	}
-	l->count++;
-	return 0;
+	return list_add(l, name, descr);
 }
 
 static int bvault_list_exports(int readonly, int is_tls,
@@ -989,11 +999,16 @@ static int bvault_list_exports(int readonly, int is_tls,
 	rc = bv_replica_list(g->s, list_replica, &l);
 	if (rc == 0 && views_built())
 		rc = bv_view_list(g->s, list_view, &l);
-	if (rc) {
-		if (!l.failed)
-			fail(rc, "listing the exports");
+	if (l.failed)
+		goto cleanup;
+	if (rc < 0) {
+		fail(rc, "listing the exports");
 		goto cleanup;
 	}
+	if (l.cut)
+		nbdkit_error("store %s: the export list is cut at %d names "
+			     "(nbdkit's most); every REPLICA@RP and view:NAME "
+			     "can still be named", store_path, LIST_MAX);
 	nbdkit_debug("bvault: listed %u exports", l.count);
 	ret = 0;
 cleanup:
