@@ -1118,15 +1118,18 @@ static int bvault_config_complete(void)
 			     "directory)");
 		return -1;
 	}
-	if (stat(store_path, &st) || !S_ISDIR(st.st_mode)) {
-		nbdkit_error("store %s: %s", store_path, errno ?
-			     strerror(errno) : "not a directory");
+	if (stat(store_path, &st)) {
+		nbdkit_error("store %s: %m", store_path);
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		nbdkit_error("store %s: not a directory", store_path);
 		return -1;
 	}
 	snprintf(marker, sizeof marker, "%s/bvault.store", store_path);
 	if (access(marker, R_OK)) {
 		nbdkit_error("store %s: not a bvault store (no readable "
-			     "bvault.store: %s)", store_path, strerror(errno));
+			     "bvault.store: %m)", store_path);
 		return -1;
 	}
 	if (fixed.kind) {

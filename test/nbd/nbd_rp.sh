@@ -35,19 +35,33 @@ ok $? "RP 2 ingested"
 
 # Bad parameters stop nbdkit at once, with a message.
 bad_param() {
-	local desc=$1 re=$2
+	local desc=$1 re=$2 rc i
 	shift 2
 	TMPDIR=$NTMP LD_PRELOAD=$PRELOAD ASAN_OPTIONS=detect_leaks=0 \
-		timeout 60 nbdkit -f -U "$T/bad.sock" "$PLUGIN" "$@" \
-		>/dev/null 2>"$T/err"
-	local rc=$?
-	[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -Eq -- "$re" "$T/err"
+		nbdkit -f -U "$T/bad.sock" "$PLUGIN" "$@" >/dev/null 2>"$T/err" &
+	local pid=$!
+	for i in $(seq 1 600); do
+		kill -0 $pid 2>/dev/null || break
+		[ "$i" -gt 50 ] && exit_hang $pid && break
+		sleep 0.1
+	done
+	if kill -0 $pid 2>/dev/null; then
+		# lib.sh, exit_hang: nbdkit is exiting, and hangs there
+		exit_hang $pid && rc=hung || rc=running
+		kill -KILL $pid
+		wait $pid
+	else
+		wait $pid
+		rc=$?
+	fi
+	[ "$rc" != 0 ] && [ "$rc" != running ] && grep -Eq -- "$re" "$T/err"
 	ok $? "$desc"
-	[ $rc -ne 0 ] && [ $rc -ne 124 ] || diag "exit $rc"
+	case $rc in 0 | running) diag "exit status $rc" ;; esac
 	grep -Eq -- "$re" "$T/err" || sed 's/^/# /' "$T/err"
 }
 bad_param "no store=: refused" 'store=STORE is required'
-bad_param "store= not a directory: refused" "store $T/img: " store="$T/img"
+bad_param "store= not a directory: refused" "store $T/img: not a directory" store="$T/img"
+bad_param "store= that does not exist: refused" "store $T/nope: No such file" store="$T/nope"
 bad_param "store= not a store: refused" "not a bvault store" store="$T"
 bad_param "export= not REPLICA@RP: refused" 'export=vm@x: ' \
 	store="$S" export=vm@x

@@ -18,7 +18,7 @@
 # Usage: nbd_view.sh BVAULT PLUGIN NBD_CLIENT
 . "$(dirname "$0")/lib.sh"
 need nbdcopy qemu-io qemu-img
-if ! nbdkit --dump-plugin "$PLUGIN" 2>/dev/null | grep -q '^bvault_views=yes'; then
+if ! LD_PRELOAD=$PRELOAD ASAN_OPTIONS=detect_leaks=0 nbdkit --dump-plugin "$PLUGIN" 2>/dev/null | grep -q '^bvault_views=yes'; then
 	echo "1..0 # SKIP this build of libbvault has no views"
 	exit 0
 fi
