@@ -193,6 +193,14 @@ nbd_fail "the default export with two replicas: refused" \
 ok $? "other@0 (its head) is served: 1 MiB"
 nbd_fail "other@latest: it has no RP" "replica other: has no recovery point" \
 	nbdinfo --size "$(uri other@latest)"
+# Labels are any bytes; NBD descriptions are UTF-8.
+"$BV" rp create "$S" other --label "$(printf 'caf\303\251 \377\001end')" >/dev/null
+ok $? "an RP of other labelled with UTF-8, a byte that is not, and a control byte"
+sleep 1.2
+nbdinfo --list "$(uri '')" >"$T/list" 2>"$T/err" &&
+	grep -q "RP 1 of other, 'café ??end'" "$T/list"
+ok $? "the list shows its label as valid UTF-8 (bad bytes as ?)"
+[ $? -eq 0 ] || grep other "$T/list" | sed 's/^/# /'
 stop_nbdkit
 [ "$(generations)" -eq 0 ]
 ok $? "nbdkit leaves no read-only open behind"
