@@ -264,21 +264,19 @@ static int gen_get(uint64_t newer, struct gen **out)
 {
 	bv_open_opts o = { .read_only = 1, .workers = 1 };
 	struct gen *g = NULL, *old = NULL;
-	int rc, ret = -1;
+	int rc, ret = -1, opening = 0;
 
 	*out = NULL;
 	pthread_mutex_lock(&gen_lock);
-	if (gen_cur && gen_cur->opened >= newer) {
-		gen_cur->refs++;
-		*out = gen_cur;
+	if (!gen_cur || gen_cur->opened < newer) {
+		/* Take the open lock, then look again: another client may
+		 * have opened one while this one waited. */
 		pthread_mutex_unlock(&gen_lock);
-		return 0;
+		pthread_mutex_lock(&gen_open_lock);
+		opening = 1;
+		pthread_mutex_lock(&gen_lock);
 	}
-	pthread_mutex_unlock(&gen_lock);
-
-	pthread_mutex_lock(&gen_open_lock);
-	pthread_mutex_lock(&gen_lock);
-	if (gen_cur && gen_cur->opened >= newer) { /* another client did it */
+	if (gen_cur && gen_cur->opened >= newer) {
 		gen_cur->refs++;
 		*out = gen_cur;
 		pthread_mutex_unlock(&gen_lock);
@@ -309,7 +307,8 @@ static int gen_get(uint64_t newer, struct gen **out)
 	*out = g;
 	ret = 0;
 cleanup:
-	pthread_mutex_unlock(&gen_open_lock);
+	if (opening)
+		pthread_mutex_unlock(&gen_open_lock);
 	return ret;
 }
 
@@ -402,27 +401,28 @@ cleanup:
 static void view_put(struct view *w)
 {
 	struct view **p;
-	int rc;
+	int last;
 
 	if (!w)
 		return;
 	pthread_mutex_lock(&views_lock);
-	if (--w->refs) {
-		pthread_mutex_unlock(&views_lock);
-		return;
+	last = --w->refs == 0;
+	if (last) {
+		for (p = &views; *p != w; p = &(*p)->next)
+			;
+		*p = w->next;
+		/* Closed under the lock: a client opening it again waits
+		 * for the close (the view's own lock is held until then). */
+		if (bv_view_close(w->v))
+			nbdkit_error(VIEW_PREFIX "%s: closing: %s", w->name,
+				     bv_store_error(NULL));
 	}
-	for (p = &views; *p != w; p = &(*p)->next)
-		;
-	*p = w->next;
-	/* Closed under the lock: a client opening it again waits for the
-	 * close (the view's own lock is held until then). */
-	if ((rc = bv_view_close(w->v)))
-		nbdkit_error(VIEW_PREFIX "%s: closing: %s", w->name,
-			     bv_store_error(NULL));
 	pthread_mutex_unlock(&views_lock);
-	nbdkit_debug("bvault: view:%s closed", w->name);
-	gen_put(w->gen);
-	free(w);
+	if (last) {
+		nbdkit_debug("bvault: view:%s closed", w->name);
+		gen_put(w->gen);
+		free(w);
+	}
 }
 
 /* ---- connections ------------------------------------------------------ */
@@ -446,7 +446,7 @@ struct conn {
  * fewer than readers= are open, else the next one given back. */
 static int reader_take(struct conn *c, bv_reader **out)
 {
-	int rc;
+	int rc, ret = -1;
 
 	*out = NULL;
 	pthread_mutex_lock(&c->lock);
@@ -455,20 +455,22 @@ static int reader_take(struct conn *c, bv_reader **out)
 	if (c->nfree) {
 		*out = c->free_readers[--c->nfree];
 		pthread_mutex_unlock(&c->lock);
-		return 0;
+		ret = 0;
+		goto cleanup;
 	}
 	c->nopen++;
 	pthread_mutex_unlock(&c->lock);
-	rc = bv_reader_open(c->gen->s, c->t.name, c->t.rp, out);
-	if (rc) {
+	if ((rc = bv_reader_open(c->gen->s, c->t.name, c->t.rp, out))) {
 		fail(rc, c->name);
 		pthread_mutex_lock(&c->lock);
 		c->nopen--;
 		pthread_cond_signal(&c->cond);
 		pthread_mutex_unlock(&c->lock);
-		return -1;
+		goto cleanup;
 	}
-	return 0;
+	ret = 0;
+cleanup:
+	return ret;
 }
 
 /* Gives R back; BAD: it failed a call, so it is closed instead of kept
@@ -716,22 +718,24 @@ static int bvault_pread(void *h, void *buf, uint32_t count, uint64_t off,
 			uint32_t flags)
 {
 	struct conn *c = h;
-	bv_reader *r;
-	int rc;
+	bv_reader *r = NULL;
+	int rc, ret = -1;
 
 	(void)flags;
 	if (c->view) {
 		if ((rc = bv_view_pread(c->view->v, buf, count, off)))
-			return fail(rc, c->name);
-		return 0;
+			fail(rc, c->name);
+		ret = rc ? -1 : 0;
+		goto cleanup;
 	}
 	if (reader_take(c, &r))
-		return -1;
-	rc = bv_reader_pread(r, buf, count, off);
-	if (rc)
+		goto cleanup;
+	if ((rc = bv_reader_pread(r, buf, count, off)))
 		fail(rc, c->name);
 	reader_give(c, r, rc != 0);
-	return rc ? -1 : 0;
+	ret = rc ? -1 : 0;
+cleanup:
+	return ret;
 }
 
 /* Writes reach here for views only (can_write is false for RPs, so
@@ -841,7 +845,7 @@ static int bvault_extents(void *h, uint32_t count, uint64_t off,
 	if (end > c->size)
 		end = c->size;
 	if (!c->view && reader_take(c, &r))
-		return -1;
+		goto cleanup;
 	while (off < end) {
 		uint64_t len = end - off;
 		rc = c->view ? bv_view_extent(c->view->v, off, &len) :
