@@ -37,9 +37,10 @@
  * the last of them closes. A flush therefore covers every connection,
  * and multi-conn is advertised for views as for RPs.
  *
- * RocksDB starts threads of its own, which fork would kill: nothing
- * touches the store before .after_fork (shared/reference VIEWS-SECURITY
- * 2.7), where the first generation is opened and a fixed export checked.
+ * RocksDB starts threads of its own, and "background threads are killed
+ * by fork" (nbdkit-plugin(3), .after_fork): nothing touches the store
+ * before .after_fork, where the first generation is opened and a fixed
+ * export checked.
  */
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
