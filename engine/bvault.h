@@ -495,15 +495,20 @@ BV_API int bv_view_info_get(bv_store *s, const char *name, bv_view_info *out);
  * BV_ENOTFOUND, BV_EBUSY (a process has it open), -errno. */
 BV_API int bv_view_remove(bv_store *s, const char *name);
 
-/* Opens view NAME for reading and writing; one process at a time (the
- * view's own lock: BV_EBUSY for a second). S (read-only or not) must hold
+/* Opens view NAME for reading and writing; one handle at a time (the
+ * view's own lock, STORE/views/NAME/lock: BV_EBUSY for a second open, in
+ * another process or in this one). S (read-only or not) must hold
  * the view's RP (a read-only S opened before the view's RP was committed
  * does not: BV_ENOTFOUND), and must stay open until bv_view_close.
  * Unlike a bv_reader, a bv_view may be used by several threads at once:
  * every call below but bv_view_close may run concurrently (writes to the
  * same bytes at once land in an unspecified order, as on a disk).
+ * A read issued after a write returned sees it. Memory: one bit per
+ * BV_VIEW_BLOCK of the view (32 MiB per TiB), twice that during a flush,
+ * and up to 4 bv_readers of S, opened as reads of the RP need them.
  * BV_EINVAL, BV_ENOTFOUND, BV_EBUSY, BV_ECORRUPT (a damaged overlay map:
- * the message names the file), -errno. */
+ * the message names the file; or the RP no longer names the version
+ * the view was made of), -errno. */
 BV_API int bv_view_open(bv_store *s, const char *name, bv_view **out);
 BV_API uint64_t bv_view_size(const bv_view *v);
 /* Reads LEN bytes at OFF: written blocks from the overlay, the rest from
@@ -542,9 +547,12 @@ BV_API int bv_view_close(bv_view *v);
  * of the replica it came from, after an RP of that replica's group is
  * made of its head when the head is newer than the latest RP (the old
  * head stays recoverable), and an RP is made of it (*RP_OUT). The view
- * is kept (remove it with bv_view_remove). BV_EEXIST (AS names a replica
- * or group), BV_EINVAL, BV_ENOTFOUND, BV_EBUSY (an ingest session holds
- * the replica). */
+ * is kept (remove it with bv_view_remove). Atomic as an ingest commit;
+ * with AS NULL, a failure after the RP of the old head was made leaves
+ * that RP (of the head as it was), nothing else. LABEL (may be NULL)
+ * labels the RP of the view's content. BV_EEXIST (AS names a replica
+ * or group), BV_EINVAL, BV_ENOTFOUND, BV_EBUSY (the view is open, here
+ * or in another process; or an ingest session holds the replica). */
 BV_API int bv_view_promote(bv_store *s, const char *name, const char *as,
 			   const char *label, uint64_t *rp_out);
 

@@ -67,7 +67,8 @@
 #define MAP_BITS_AT (2 * MAP_PAGE) /* slot A at 0, slot B at 4096 */
 #define BITS_PER_PAGE (MAP_PAGE * 8u)
 #define WORDS_PER_PAGE (MAP_PAGE / 8u)
-#define NSTRIPE 256u
+#define NSTRIPE 32u /* a write holds up to all of them: ThreadSanitizer
+			 * follows at most 64 locks held at once */
 #define POOL_MAX 4u
 
 struct bv_view {
@@ -113,7 +114,21 @@ static int views_path(const bv_store *s, const char *leaf, char *buf,
 
 static int view_check_name(const char *name)
 {
-	return bv_name_check("view", name);
+	int rc = bv_name_check("view", name);
+	if (!rc && !strcmp(name, "lock"))
+		rc = bv_fail(BV_EINVAL, "view name 'lock': taken by "
+			     "STORE/views/lock");
+	return rc;
+}
+
+/* RC with the calling thread's message prefixed by "view NAME: " (and
+ * SUFFIX appended): the message is copied first, as bv_fail writes
+ * where it lies. */
+static int fail_wrap(int rc, const char *name, const char *suffix)
+{
+	char was[1024];
+	snprintf(was, sizeof was, "%s", bv_last_error());
+	return bv_fail(rc, "view %s: %s%s", name, was, suffix);
 }
 
 /* ---- the config record ------------------------------------------------ */
@@ -261,28 +276,36 @@ static int conf_load(const char *dir, const char *name,
 {
 	char path[4096];
 	uint8_t b[CONF_SIZE + 1];
+	struct stat st;
 	size_t got;
-	int fd, rc;
+	int fd, rc, e;
 
 	snprintf(path, sizeof path, "%s/view.conf", dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return bv_fail(BV_ENOTFOUND, "view %s: no such view",
-				       name);
-		return bv_fail(-errno, "view %s: %s: %s", name, path,
-			       strerror(errno));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		e = errno;
+		if (e != ENOENT)
+			rc = bv_fail(-e, "view %s: %s: %s", name, path,
+				     strerror(e));
+		else if (stat(dir, &st) == 0)
+			rc = bv_fail(BV_ECORRUPT, "view %s: %s is missing "
+				     "(bvault view rm removes the view)", name,
+				     path);
+		else
+			rc = bv_fail(BV_ENOTFOUND, "view %s: no such view",
+				     name);
+		goto out;
 	}
-	rc = read_full(fd, b, sizeof b, 0, &got);
-	close(fd);
-	if (rc)
-		return bv_fail(rc, "view %s: %s: %s", name, path,
-			       strerror(-rc));
-	if (conf_decode(b, got, c))
-		return bv_fail(BV_ECORRUPT, "view %s: %s is damaged", name,
-			       path);
-	return 0;
+	if ((rc = read_full(fd, b, sizeof b, 0, &got)))
+		rc = bv_fail(rc, "view %s: %s: %s", name, path, strerror(-rc));
+	else if (conf_decode(b, got, c))
+		rc = bv_fail(BV_ECORRUPT, "view %s: %s is damaged", name, path);
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
+
+static int fsync_dir(const char *path);
 
 /* ---- the views directory lock ---------------------------------------- */
 
@@ -291,37 +314,44 @@ static int conf_load(const char *dir, const char *name,
 static int views_lock(bv_store *s, int create, int exclusive, int *fd)
 {
 	char path[4096];
-	int rc;
+	int rc, lfd = -1;
 
 	*fd = -1;
-	if ((rc = views_path(s, NULL, path, sizeof path)))
-		return bv_fail(rc, "store %s: views: %s", s->path,
-			       strerror(-rc));
-	if (create && mkdir(path, 0700) < 0 && errno != EEXIST)
-		return bv_fail(-errno, "store %s: cannot make %s: %s", s->path,
-			       path, strerror(errno));
+	if ((rc = views_path(s, NULL, path, sizeof path))) {
+		rc = bv_fail(rc, "store %s: views: %s", s->path, strerror(-rc));
+		goto out;
+	}
+	if (create && mkdir(path, 0700) == 0) {
+		fsync_dir(s->path); /* views/ itself is durable (V5) */
+	} else if (create && errno != EEXIST) {
+		rc = bv_fail(-errno, "store %s: cannot make %s: %s", s->path,
+			     path, strerror(errno));
+		goto out;
+	}
 	if (create)
 		chmod(path, 0700);
 	views_path(s, "lock", path, sizeof path);
-	*fd = open(path, (create ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC,
+	lfd = open(path, (create ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC,
 		   0600);
-	if (*fd < 0) {
-		int e = errno;
-		if (e == ENOENT && !create)
-			return 0;
-		return bv_fail(-e, "store %s: %s: %s", s->path, path,
-			       strerror(e));
+	if (lfd < 0) {
+		if (errno != ENOENT || create)
+			rc = bv_fail(-errno, "store %s: %s: %s", s->path, path,
+				     strerror(errno));
+		goto out; /* no views/ yet: no views, nothing to lock */
 	}
-	while (flock(*fd, exclusive ? LOCK_EX : LOCK_SH) < 0) {
-		int e = errno;
-		if (e == EINTR)
+	while (flock(lfd, exclusive ? LOCK_EX : LOCK_SH) < 0) {
+		if (errno == EINTR)
 			continue;
-		close(*fd);
-		*fd = -1;
-		return bv_fail(-e, "store %s: locking %s: %s", s->path, path,
-			       strerror(e));
+		rc = bv_fail(-errno, "store %s: locking %s: %s", s->path, path,
+			     strerror(errno));
+		goto out;
 	}
-	return 0;
+	*fd = lfd;
+	lfd = -1;
+out:
+	if (lfd >= 0)
+		close(lfd);
+	return rc;
 }
 
 static void views_unlock(int fd)
@@ -338,36 +368,39 @@ static int view_lock(const char *dir, const char *name, int *fd)
 	char path[4096];
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 	struct stat a, b;
+	int rc = 0, lfd;
 
+	*fd = -1;
 	snprintf(path, sizeof path, "%s/lock", dir);
-	*fd = open(path, O_RDWR | O_CLOEXEC);
-	if (*fd < 0) {
-		if (errno == ENOENT)
-			return bv_fail(BV_ENOTFOUND, "view %s: no such view",
-				       name);
-		return bv_fail(-errno, "view %s: %s: %s", name, path,
-			       strerror(errno));
+	if ((lfd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+		rc = errno == ENOENT ?
+		     bv_fail(BV_ENOTFOUND, "view %s: no such view", name) :
+		     bv_fail(-errno, "view %s: %s: %s", name, path,
+			     strerror(errno));
+		goto out;
 	}
-	if (fcntl(*fd, F_OFD_SETLK, &fl) < 0) {
-		int e = errno;
-		close(*fd);
-		*fd = -1;
-		if (e == EAGAIN || e == EACCES)
-			return bv_fail(BV_EBUSY, "view %s: in use (open in "
-				       "another process or handle)", name);
-		return bv_fail(-e, "view %s: locking %s: %s", name, path,
-			       strerror(e));
+	if (fcntl(lfd, F_OFD_SETLK, &fl) < 0) {
+		rc = errno == EAGAIN || errno == EACCES ?
+		     bv_fail(BV_EBUSY, "view %s: in use (open in another "
+			     "process or handle)", name) :
+		     bv_fail(-errno, "view %s: locking %s: %s", name, path,
+			     strerror(errno));
+		goto out;
 	}
 	/* Removed (and maybe made again) between the open and the lock: the
 	 * lock would be on a file no view has. */
-	if (fstat(*fd, &a) < 0 || stat(path, &b) < 0 || a.st_ino != b.st_ino ||
+	if (fstat(lfd, &a) < 0 || stat(path, &b) < 0 || a.st_ino != b.st_ino ||
 	    a.st_dev != b.st_dev) {
-		close(*fd);
-		*fd = -1;
-		return bv_fail(BV_ENOTFOUND, "view %s: no such view (removed "
-			       "while opening)", name);
+		rc = bv_fail(BV_ENOTFOUND, "view %s: no such view (removed "
+			     "while opening)", name);
+		goto out;
 	}
-	return 0;
+	*fd = lfd;
+	lfd = -1;
+out:
+	if (lfd >= 0)
+		close(lfd);
+	return rc;
 }
 
 static int view_in_use(const char *dir)
@@ -488,6 +521,13 @@ int bv_view_create(bv_store *s, const char *name, const char *replica,
 			       "recovery point, not of the head", name,
 			       replica);
 	memset(&c, 0, sizeof c);
+	/* The RP is checked before views/ is made (a refused create leaves
+	 * nothing), and again under the views lock, which whatever removes
+	 * RPs holds while it reads the pins (FORMAT.md, "Views"). */
+	if ((rc = bv_replica_at(s, replica, rp, &rr, &c.version, &c.rp_size,
+				&rp_real)) ||
+	    (rc = views_lock(s, 1, 1, &lfd)))
+		goto out;
 	if ((rc = bv_replica_at(s, replica, rp, &rr, &c.version, &c.rp_size,
 				&rp_real)))
 		goto out;
@@ -502,8 +542,6 @@ int bv_view_create(bv_store *s, const char *name, const char *replica,
 	c.chunk_size = rr.chunk_size;
 	c.created = (int64_t)time(NULL);
 	memcpy(c.store_id, s->store_id, 16);
-	if ((rc = views_lock(s, 1, 1, &lfd)))
-		goto out;
 	sweep(s);
 	snprintf(leaf, sizeof leaf, ".new-%s", name);
 	if (views_path(s, name, final, sizeof final) ||
@@ -689,8 +727,11 @@ int bv_view_remove(bv_store *s, const char *name)
 		rc = bv_fail(BV_ENOTFOUND, "view %s: no such view", name);
 		goto out;
 	}
-	if ((rc = view_lock(dir, name, &vfd)))
+	/* A view that lost its lock file cannot be open: it goes too. */
+	if ((rc = view_lock(dir, name, &vfd)) &&
+	    !(rc == BV_ENOTFOUND && stat(dir, &st) == 0))
 		goto out;
+	rc = 0;
 	rm_tree(gone);
 	if (rename(dir, gone) < 0) {
 		rc = bv_fail(-errno, "view %s: %s: %s", name, dir,
@@ -815,9 +856,7 @@ static int pool_take(bv_view *v, bv_reader **out)
 		v->nmade--;
 		pthread_cond_signal(&v->pool_cond);
 		pthread_mutex_unlock(&v->pool_lock);
-		rc = bv_fail(rc, "view %s: reading %s@%llu: %s", v->name,
-			     v->conf.replica, (unsigned long long)v->conf.rp,
-			     bv_last_error());
+		rc = fail_wrap(rc, v->name, "");
 	}
 	return rc;
 }
@@ -860,7 +899,7 @@ static int rp_read(bv_view *v, uint8_t *dst, size_t len, uint64_t off)
 		return rc;
 	rc = bv_reader_pread(r, dst, n, off);
 	if (rc)
-		rc = bv_fail(rc, "view %s: %s", v->name, bv_last_error());
+		rc = fail_wrap(rc, v->name, "");
 	pool_give(v, r);
 	return rc;
 }
@@ -1270,8 +1309,7 @@ int bv_view_extent(bv_view *v, uint64_t off, uint64_t *len)
 			if (!r && (rc = pool_take(v, &r)))
 				goto out;
 			if ((k = bv_reader_extent(r, pos, &n)) < 0) {
-				rc = bv_fail(k, "view %s: %s", v->name,
-					     bv_last_error());
+				rc = fail_wrap(k, v->name, "");
 				goto out;
 			}
 		}
@@ -1358,7 +1396,7 @@ int bv_view_open_locked(bv_store *s, const char *name, int lock_fd,
 	/* The RP must still be the version the view was made of. */
 	if ((rc = bv_replica_at(s, v->conf.replica, v->conf.rp, &rr, &ver,
 				&size, &rp_real))) {
-		rc = bv_fail(rc, "view %s: %s%s", name, bv_last_error(),
+		rc = fail_wrap(rc, name,
 			     rc == BV_ENOTFOUND && s->read_only ?
 			     " (a read-only store sees the RPs committed "
 			     "before it was opened)" : "");

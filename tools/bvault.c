@@ -36,6 +36,7 @@
 
 #include "bvault.h"
 #include "cli.h"
+#include "cmd_view.h"
 
 /* ---- init, replica, group -------------------------------------------- */
 
@@ -2224,6 +2225,31 @@ static const struct command commands[] = {
 	  "Lists recovery points, of every group or of one; for a replica,\n"
 	  "also its size and version at each (with --json, also the\n"
 	  "version's identity: 32 hex digits, null if unknown).\n" },
+	{ "view", "create", cmd_view_create,
+	  "usage: bvault view create STORE NAME --from REPLICA@RP\n"
+	  "Makes view NAME, a writable copy-on-write clone of REPLICA at\n"
+	  "recovery point RP (a number or 'latest'). Its writes go to\n"
+	  "STORE/views/NAME, never into the RP. Opens the store read-only:\n"
+	  "works while bvaultd holds it.\n" },
+	{ "view", "ls", cmd_view_ls,
+	  "usage: bvault view ls STORE [--json]\n"
+	  "Lists views: what they are of, size, bytes written, when made,\n"
+	  "whether a process has one open. Opens the store read-only.\n" },
+	{ "view", "rm", cmd_view_rm,
+	  "usage: bvault view rm STORE NAME\n"
+	  "Removes view NAME and everything written into it (refused while\n"
+	  "it is open). Opens the store read-only.\n" },
+	{ "view", "promote", cmd_view_promote,
+	  "usage: bvault view promote STORE NAME (--as REPLICA | --into) "
+	  "[--label L]\n"
+	  "Makes the view's content (as last flushed) a version of a\n"
+	  "replica, with an RP labelled L: --as, a new replica REPLICA\n"
+	  "sharing every chunk the view did not write with the RP; --into,\n"
+	  "the next version of the replica it came from (an RP of its head\n"
+	  "is made first when the head is newer than its latest RP). Only\n"
+	  "chunks that differ are stored. Needs the store's writer: refused\n"
+	  "while bvaultd holds the store (going through bvaultd's admin\n"
+	  "socket is planned). The view is kept.\n" },
 	{ NULL, "export", cmd_export,
 	  "usage: bvault export STORE REPLICA@RP OUT\n"
 	  "Writes the replica at recovery point RP (a number, 'latest', or 0\n"

@@ -381,6 +381,107 @@ static void test_threads(void)
 	free(model);
 }
 
+/* V3: a damaged header slot leaves the one before. */
+static void damage_at(const char *path, off_t off)
+{
+	int fd = open(path, O_RDWR);
+	uint8_t x = 0;
+	if (fd < 0 || pread(fd, &x, 1, off) != 1)
+		bail_out("damage: open/read");
+	x ^= 0x5a;
+	if (pwrite(fd, &x, 1, off) != 1)
+		bail_out("damage: write");
+	close(fd);
+}
+
+static int count_views(void *ud, const bv_view_info *v)
+{
+	(void)v;
+	(*(int *)ud)++;
+	return 0;
+}
+
+static void test_header(void)
+{
+	bv_store *s = et_open(store_dir);
+	char *map = et_path(store_dir, "views/vh/map");
+	uint8_t blk[BLK];
+	bv_view *v;
+	int rc;
+
+	memset(blk, 0x77, sizeof blk);
+	ET_MUST(s, bv_view_create(s, "vh", "vm", 1));
+	ET_MUST(s, bv_view_open(s, "vh", &v));
+	ET_MUST(s, bv_view_pwrite(v, blk, BLK, 0));
+	ET_MUST(s, bv_view_resize(v, DISK - CHUNK));
+	ET_MUST(s, bv_view_close(v)); /* generation 2, slot B */
+	damage_at(map, 4096 + 30);
+	rc = bv_view_open(s, "vh", &v);
+	ok(rc == 0 && bv_view_size(v) == DISK, "the newer header slot "
+	   "damaged: the view opens at the one before (size %llu)",
+	   rc ? 0ull : (unsigned long long)bv_view_size(v));
+	if (rc == 0) {
+		uint8_t got[BLK];
+		ok(bv_view_pread(v, got, BLK, 0) == 0 && !memcmp(got, blk, BLK),
+		   "and its flushed block is there");
+		bv_view_close(v);
+	}
+	/* nothing written since, so slot A is still the good one: damage
+	 * it too */
+	damage_at(map, 30);
+	damage_at(map, 4096 + 31);
+	is_int(bv_view_open(s, "vh", &v), BV_ECORRUPT, "both header slots "
+	       "damaged: refused");
+	ok(strstr(bv_store_error(s), "map") != NULL, "naming the map file: %s",
+	   bv_store_error(s));
+	ET_MUST(s, bv_view_remove(s, "vh"));
+	/* a view that lost files: listed as damaged, and removable */
+	{
+		char *f = et_path(store_dir, "views/vd/view.conf");
+		char *l = et_path(store_dir, "views/vd/lock");
+		bv_view_info info;
+		ET_MUST(s, bv_view_create(s, "vd", "vm", 1));
+		unlink(f);
+		unlink(l);
+		is_int(bv_view_info_get(s, "vd", &info), BV_ECORRUPT, "a view "
+		       "without its view.conf: damaged, not missing");
+		ok(strstr(bv_store_error(s), "view.conf") != NULL, "names the "
+		   "file: %s", bv_store_error(s));
+		is_int(bv_view_remove(s, "vd"), 0, "and it can be removed");
+		is_int(bv_view_info_get(s, "vd", &info), BV_ENOTFOUND, "gone");
+		free(f);
+		free(l);
+	}
+	/* what a create or remove cut short by a crash leaves: not listed,
+	 * and swept by the next create (V5) */
+	{
+		char *n1 = et_path(store_dir, "views/.new-x");
+		char *n2 = et_path(store_dir, "views/.rm-y");
+		char *f1 = et_path(store_dir, "views/.new-x/data");
+		int count = 0, count0 = 0;
+		ET_MUST(s, bv_view_list(s, count_views, &count0));
+		mkdir(n1, 0700);
+		mkdir(n2, 0700);
+		et_write_file(f1, "x", 1);
+		ET_MUST(s, bv_view_list(s, count_views, &count));
+		is_int(count, count0, "half-made and half-removed views are not "
+		       "listed");
+		ET_MUST(s, bv_view_create(s, "vs", "vm", 1));
+		struct stat st;
+		ok(stat(n1, &st) < 0 && stat(n2, &st) < 0, "the next create "
+		   "sweeps them away");
+		count = 0;
+		ET_MUST(s, bv_view_list(s, count_views, &count));
+		is_int(count, count0 + 1, "and lists the new view besides");
+		ET_MUST(s, bv_view_remove(s, "vs"));
+		free(n1);
+		free(n2);
+		free(f1);
+	}
+	free(map);
+	bv_store_close(s);
+}
+
 /* ---- errors ------------------------------------------------------------ */
 
 static void test_errors(void)
@@ -395,6 +496,8 @@ static void test_errors(void)
 	       "name");
 	is_int(bv_view_create(s, ".hidden", "vm", 1), BV_EINVAL, "a name "
 	       "beginning with '.'");
+	is_int(bv_view_create(s, "lock", "vm", 1), BV_EINVAL, "the name "
+	       "'lock' (views/lock)");
 	is_int(bv_view_create(s, "e1", "nosuch", 1), BV_ENOTFOUND, "no such "
 	       "replica");
 	ok(strstr(bv_store_error(s), "nosuch") != NULL, "the message names "
@@ -442,6 +545,334 @@ static void test_errors(void)
 	rc = bv_view_info_get(s, "e1", &info);
 	is_int(rc, BV_ENOTFOUND, "removed");
 	bv_store_close(s);
+}
+
+/* ---- processes: crash, and a writer beside ------------------------------
+ *
+ * These fork before the test process opens any store (TSan wants no
+ * threads in a process that forks): children do the store work and
+ * report through their exit status and pipes. */
+
+static void child_fail(bv_store *s, const char *what)
+{
+	printf("# child: %s: %s\n", what, s ? bv_store_error(s) : "");
+	fflush(stdout);
+	_exit(2);
+}
+
+static bv_store *child_open(int ro)
+{
+	bv_open_opts o = { .workers = 2, .read_only = ro };
+	bv_store *s = NULL;
+	if (bv_store_open(store_dir, &o, &s) < 0)
+		child_fail(s, "open");
+	return s;
+}
+
+/* The store: vm@1 = img1, vm@2 = img2, bw@1 (for the writer beside). */
+static void setup_child(void)
+{
+	et_init(store_dir, CHUNK);
+	bv_store *s = child_open(0);
+	ingest_image(s, "vm", 0, img1, DISK);
+	ingest_image(s, "vm", 1, img2, DISK);
+	ingest_image(s, "bw", 0, img1, DISK);
+	bv_store_close(s);
+	_exit(0);
+}
+
+static int run_child(void (*fn)(void))
+{
+	int st;
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0)
+		fn();
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Crash rounds. In round R the writer writes NA blocks of pattern A
+ * (whole blocks and partial sectors), flushes, says 'f', then writes NB
+ * distinct blocks of pattern B, flushing every 64, until killed. The
+ * checker reads the view back: every block is what it was before the
+ * round (A where A wrote) or B's, and A's flushed blocks not written by
+ * B are A. */
+#define NA 300
+#define NB 1500
+static int crash_round;
+static uint8_t *state; /* the view as the last checker read it */
+
+struct plan {
+	uint64_t a[NA], b[NB];
+};
+
+static void make_plan(struct plan *p)
+{
+	et_rng r = { 9000 + (uint64_t)crash_round };
+	static uint8_t used[DISK / BLK];
+	memset(used, 0, sizeof used);
+	for (int i = 0; i < NA; i++)
+		p->a[i] = et_below(&r, DISK / BLK);
+	for (int i = 0; i < NB; i++) {
+		uint64_t b;
+		do
+			b = et_below(&r, DISK / BLK);
+		while (used[b]);
+		used[b] = 1;
+		p->b[i] = b;
+	}
+}
+
+static void pattern(uint64_t block, int which, uint8_t *out)
+{
+	et_rng r = { block * 7 + (uint64_t)which * 1000003 +
+		     (uint64_t)crash_round * 77777 };
+	et_fill(&r, out, BLK);
+}
+
+static void crash_writer(void)
+{
+	static struct plan p;
+	uint8_t buf[BLK];
+	bv_store *s = child_open(1);
+	bv_view *v;
+
+	make_plan(&p);
+	if (bv_view_open(s, "vc", &v) < 0)
+		child_fail(s, "view open");
+	for (int i = 0; i < NA; i++) {
+		pattern(p.a[i], 1, buf);
+		/* every other one as two partial writes: sectors 0-2, 3-7 */
+		if (i % 2) {
+			if (bv_view_pwrite(v, buf, 1536, p.a[i] * BLK) < 0 ||
+			    bv_view_pwrite(v, buf + 1536, BLK - 1536,
+					   p.a[i] * BLK + 1536) < 0)
+				child_fail(s, "write A");
+		} else if (bv_view_pwrite(v, buf, BLK, p.a[i] * BLK) < 0) {
+			child_fail(s, "write A");
+		}
+	}
+	if (bv_view_flush(v) < 0)
+		child_fail(s, "flush");
+	if (write(1, "", 0) < 0) /* keeps stdout's state simple */
+		_exit(3);
+	if (write(3, "f", 1) != 1)
+		_exit(3);
+	for (int i = 0; i < NB; i++) {
+		pattern(p.b[i], 2, buf);
+		if (i % 5 == 4) {
+			if (bv_view_zero(v, p.b[i] * BLK, BLK) < 0)
+				child_fail(s, "zero B");
+		} else if (bv_view_pwrite(v, buf, BLK, p.b[i] * BLK) < 0) {
+			child_fail(s, "write B");
+		}
+		if (i % 64 == 63 && bv_view_flush(v) < 0)
+			child_fail(s, "flush B");
+	}
+	for (;;)
+		pause();
+}
+
+static void crash_checker(void)
+{
+	static struct plan p;
+	static uint8_t ina[DISK / BLK], inb[DISK / BLK];
+	static int bi[DISK / BLK];
+	uint8_t *got = malloc(DISK), a[BLK], b[BLK];
+	bv_store *s = child_open(1);
+	bv_view *v;
+	int bad = 0;
+
+	make_plan(&p);
+	memset(ina, 0, sizeof ina);
+	memset(inb, 0, sizeof inb);
+	for (int i = 0; i < NA; i++)
+		ina[p.a[i]] = 1;
+	for (int i = 0; i < NB; i++) {
+		inb[p.b[i]] = 1;
+		bi[p.b[i]] = i;
+	}
+	if (bv_view_open(s, "vc", &v) < 0 ||
+	    bv_view_pread(v, got, DISK, 0) < 0)
+		child_fail(s, "view read");
+	for (uint64_t k = 0; k < DISK / BLK && bad < 5; k++) {
+		const uint8_t *old = state + k * BLK;
+		const uint8_t *g = got + k * BLK;
+		if (ina[k]) {
+			pattern(k, 1, a);
+			old = a;
+		}
+		if (inb[k]) {
+			if (bi[k] % 5 == 4)
+				memset(b, 0, BLK);
+			else
+				pattern(k, 2, b);
+		}
+		if (!memcmp(g, old, BLK) || (inb[k] && !memcmp(g, b, BLK)))
+			continue;
+		printf("# round %d block %llu: neither old%s nor new\n",
+		       crash_round, (unsigned long long)k,
+		       ina[k] ? " (flushed A)" : "");
+		bad++;
+	}
+	memcpy(state, got, DISK);
+	{
+		char *path = et_path(dir, "state.img");
+		et_write_file(path, got, DISK);
+		free(path);
+	}
+	bv_view_close(v);
+	bv_store_close(s);
+	fflush(stdout);
+	_exit(bad ? 1 : 0);
+}
+
+static void create_vc(void)
+{
+	bv_store *s = child_open(1);
+	if (bv_view_create(s, "vc", "vm", 1) < 0)
+		child_fail(s, "create vc");
+	bv_store_close(s);
+	_exit(0);
+}
+
+static void test_crash(void)
+{
+	int fds[2];
+
+	state = malloc(DISK);
+	memcpy(state, img1, DISK);
+	is_int(run_child(create_vc), 0, "view vc made through a read-only "
+	       "store");
+	for (crash_round = 1; crash_round <= 4; crash_round++) {
+		char c = 0;
+		if (pipe(fds) < 0)
+			bail_out("pipe");
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(fds[0]);
+			if (dup2(fds[1], 3) < 0)
+				_exit(3);
+			crash_writer();
+		}
+		close(fds[1]);
+		int got = (int)read(fds[0], &c, 1);
+		close(fds[0]);
+		/* somewhere in the B writes (or after them) */
+		usleep((useconds_t)(crash_round * 3000));
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		ok(got == 1 && c == 'f', "round %d: the writer flushed A",
+		   crash_round);
+		is_int(run_child(crash_checker), 0, "round %d: after kill -9, "
+		       "flushed blocks are there, the rest old or new",
+		       crash_round);
+		{
+			char *path = et_path(dir, "state.img");
+			uint8_t *st;
+			uint64_t len;
+			if (et_read_file(path, &st, &len) == 0 && len == DISK) {
+				memcpy(state, st, DISK);
+				free(st);
+			}
+			free(path);
+		}
+	}
+	free(state);
+}
+
+/* The writer beside: RPs 2..BW_RPS+1 of bw, each img1 with chunks
+ * rewritten from a seed; parent views through a read-only store. */
+#define BW_RPS 6
+
+static void bw_image(int n, uint8_t *img)
+{
+	et_rng r = { 5000 + (uint64_t)n };
+	memcpy(img, img1, DISK);
+	for (int k = 1; k <= n; k++) {
+		et_rng rk = { 5000 + (uint64_t)k };
+		for (int i = 0; i < 8; i++) {
+			uint64_t c = et_below(&rk, DISK / CHUNK);
+			et_fill(&rk, img + c * CHUNK, CHUNK);
+		}
+	}
+	(void)r;
+}
+
+static void bw_writer(void)
+{
+	bv_store *s = child_open(0);
+	uint8_t *img = malloc(DISK);
+	for (int n = 1; n <= BW_RPS; n++) {
+		bw_image(n, img);
+		ingest_image(s, "bw", (uint64_t)n, img, DISK);
+		usleep(150000);
+	}
+	bv_store_close(s);
+	free(img);
+	_exit(0);
+}
+
+static void test_beside(void)
+{
+	bv_open_opts roo = { .read_only = 1, .workers = 1 };
+	uint8_t *model = malloc(DISK);
+	bv_store *s = NULL;
+	int st = -1, good = 1, rounds = 0;
+	pid_t w = 0;
+
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0)
+		bw_writer();
+	/* Views made, written, read and removed while it ingests. */
+	do {
+		char name[32];
+		bv_view *v;
+		snprintf(name, sizeof name, "bw%d", rounds);
+		if (bv_store_open(store_dir, &roo, &s) < 0) {
+			diag("read-only open: %s", bv_store_error(s));
+			good = 0;
+			break;
+		}
+		memcpy(model, img1, DISK);
+		if (bv_view_create(s, name, "bw", 1) < 0 ||
+		    bv_view_open(s, name, &v) < 0) {
+			diag("view %s: %s", name, bv_store_error(s));
+			good = 0;
+		} else {
+			good &= random_ops(v, model, DISK, 50) == 0;
+			good &= view_eq(v, model, DISK, 5, name);
+			good &= bv_view_close(v) == 0;
+			if (rounds % 2 == 0)
+				good &= bv_view_remove(s, name) == 0;
+		}
+		bv_store_close(s);
+		s = NULL;
+		rounds++;
+	} while (good && (w = waitpid(pid, &st, WNOHANG)) == 0 && rounds < 200);
+	if (w != pid && waitpid(pid, &st, 0) != pid)
+		st = -1;
+	ok(good && rounds >= 3, "%d views made, written, read and removed through a "
+	   "read-only store beside the writer", rounds);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer made its %d "
+	   "RPs", BW_RPS);
+	/* its RPs are right */
+	s = et_open(store_dir);
+	int rps_ok = 1;
+	for (int n = 1; n <= BW_RPS; n++) {
+		bw_image(n, model);
+		rps_ok &= et_export_eq(s, "bw", (uint64_t)n + 1, dir, model,
+				       DISK);
+	}
+	ok(rps_ok, "every RP the writer made exports right");
+	ok(et_export_eq(s, "bw", 1, dir, img1, DISK), "bw@1, which the views "
+	   "were of, as it was");
+	bv_store_close(s);
+	free(model);
 }
 
 /* ---- promote ------------------------------------------------------------ */
@@ -610,6 +1041,50 @@ static void test_promote(void)
 	ET_MUST(s, bv_stats_counters(s, &a));
 	ok(a.chunks == b.chunks, "and it stored nothing (the head had it "
 	   "all)");
+	/* a view grown past its RP, and one shrunk below it */
+	{
+		uint64_t big = DISK + 3 * CHUNK + 512, small = DISK / 2 - 1536;
+		uint8_t *mb = calloc(1, big);
+		ET_MUST(s, bv_view_create(s, "p3", "vm", 1));
+		ET_MUST(s, bv_view_open(s, "p3", &v));
+		ET_MUST(s, bv_view_resize(v, big));
+		memcpy(mb, img1, DISK);
+		ET_MUST(s, bv_view_pwrite(v, img2, 2048, big - 2048));
+		memcpy(mb + big - 2048, img2, 2048);
+		ET_MUST(s, bv_view_close(v));
+		rc = bv_view_promote(s, "p3", "vmbig", NULL, &rp);
+		ok(rc == 0 && et_export_eq(s, "vmbig", 1, dir, mb, big),
+		   "promote --as of a view grown past its RP (%s)",
+		   rc ? bv_store_error(s) : "ok");
+		rc = bv_view_promote(s, "p3", NULL, NULL, &rp);
+		ok(rc == 0 && et_export_eq(s, "vm", rp, dir, mb, big),
+		   "promote --into of it: the replica grows (%s)",
+		   rc ? bv_store_error(s) : "ok");
+		ET_MUST(s, bv_view_create(s, "p4", "vm", 2));
+		ET_MUST(s, bv_view_open(s, "p4", &v));
+		ET_MUST(s, bv_view_resize(v, small));
+		ET_MUST(s, bv_view_close(v));
+		rc = bv_view_promote(s, "p4", "vmsmall", NULL, &rp);
+		ok(rc == 0 && et_export_eq(s, "vmsmall", 1, dir, img2, small),
+		   "promote --as of a view shrunk inside a chunk (%s)",
+		   rc ? bv_store_error(s) : "ok");
+		rc = bv_view_promote(s, "p4", NULL, NULL, &rp);
+		ok(rc == 0 && et_export_eq(s, "vm", rp, dir, img2, small),
+		   "promote --into of it: the replica shrinks (%s)",
+		   rc ? bv_store_error(s) : "ok");
+		ET_MUST(s, bv_view_open(s, "p4", &v));
+		ET_MUST(s, bv_view_resize(v, DISK));
+		ET_MUST(s, bv_view_close(v));
+		memset(mb, 0, DISK);
+		memcpy(mb, img2, small);
+		rc = bv_view_promote(s, "p4", NULL, NULL, &rp);
+		ok(rc == 0 && et_export_eq(s, "vm", rp, dir, mb, DISK),
+		   "grown again, --into: zeros past the smaller size, not the "
+		   "RP (%s)", rc ? bv_store_error(s) : "ok");
+		ET_MUST(s, bv_view_remove(s, "p3"));
+		ET_MUST(s, bv_view_remove(s, "p4"));
+		free(mb);
+	}
 	ET_MUST(s, bv_view_remove(s, "p1"));
 	ET_MUST(s, bv_view_remove(s, "p2"));
 	bv_store_close(s);
@@ -622,17 +1097,15 @@ int main(void)
 	rng.s = et_seed(77);
 	dir = et_tmpdir("view");
 	store_dir = et_path(dir, "store");
-	et_init(store_dir, CHUNK);
 	make_images();
-	{
-		bv_store *s = et_open(store_dir);
-		ingest_image(s, "vm", 0, img1, DISK);
-		ingest_image(s, "vm", 1, img2, DISK);
-		bv_store_close(s);
-	}
+	if (run_child(setup_child) != 0)
+		bail_out("the store could not be made");
+	test_crash();
+	test_beside();
 	test_basic();
 	test_threads();
 	test_errors();
+	test_header();
 	test_promote();
 	free(img1);
 	free(img2);
