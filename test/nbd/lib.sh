@@ -75,13 +75,9 @@ start_nbdkit() {
 	rm -f "$NSOCK" "$T/nbdkit.pid"
 	echo "== nbdkit $*" >>"$NLOG"
 	# nbdkit's own allocations are not ours to account for: leaks are
-	# looked for in the engine tests. TSan's deadlock detector keeps at
-	# most 64 locks held by one thread, and a view's write holds the
-	# stripe lock of every 4 KiB block it touches (engine/view.c, up to
-	# 256): races are still looked for, lock orders are not.
+	# looked for in the engine tests.
 	TMPDIR=$NTMP LD_PRELOAD=$PRELOAD \
 		ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
-		TSAN_OPTIONS=${TSAN_OPTIONS:+$TSAN_OPTIONS:}detect_deadlocks=0 \
 		nbdkit -f -U "$NSOCK" -P "$T/nbdkit.pid" "$PLUGIN" \
 		store="$S" "$@" 2>>"$NLOG" &
 	NBDKIT=$!
