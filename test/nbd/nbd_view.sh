@@ -146,9 +146,24 @@ poke "$T/img" 0 65536
 cp --sparse=always "$T/img" "$T/v2"
 "$BV" mkstream "$T/img" --replica vm --base 1 --out "$T/s2" &&
 	"$BV" ingest "$S" --rp "$T/s2" >/dev/null &&
-	"$NBDC" view-create "$S" v2 vm 2
-ok $? "RP 2 and its view v2 made while nbdkit runs"
+	"$BV" view create "$S" v2 --from vm@2 >/dev/null
+ok $? "RP 2 and its view v2 (bvault view create) made while nbdkit runs"
 copy_cmp view:v2 "$T/v2"
+# While a connection holds v2, bvault view ls says it is in use and
+# view rm is refused.
+rm -f "$T/ready" "$T/go"
+"$NBDC" hold "$(uri view:v2)" "$T/v2" "$T/ready" "$T/go" 2>"$T/hold.err" &
+HOLD=$!
+for _ in $(seq 1 600); do [ -e "$T/ready" ] && break; sleep 0.1; done
+"$BV" view ls "$S" >"$T/vls" 2>&1 && grep -E '^v2 .*in use' "$T/vls" >/dev/null
+ok $? "bvault view ls shows v2 in use while nbdkit serves it"
+[ $? -eq 0 ] || sed 's/^/# /' "$T/vls"
+"$BV" view rm "$S" v2 >/dev/null 2>&1
+[ $? -ne 0 ]
+ok $? "bvault view rm v2 is refused meanwhile"
+touch "$T/go"
+wait $HOLD
+ok $? "the held connection read v2 whole"
 nbd_fail "view:nope: no such view" "view:nope: .*nope" \
 	nbdinfo --size "$(uri view:nope)"
 stop_nbdkit
