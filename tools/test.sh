@@ -22,8 +22,8 @@ INSTALL=1
 ASAN=1
 PKGS=(build-essential meson ninja-build pkg-config liburing-dev
 	libxxhash-dev liblz4-dev librocksdb-dev libsodium-dev libnbd-dev
-	libnbd-bin qemu-utils nbdkit e2fsprogs ntfs-3g gdisk libext2fs-dev
-	ntfs-3g-dev)
+	libnbd-bin qemu-utils nbdkit nbdkit-plugin-dev fuse3 e2fsprogs ntfs-3g
+	gdisk libext2fs-dev ntfs-3g-dev)
 JOBS=2
 
 while [ $# -gt 0 ]; do
@@ -119,7 +119,9 @@ if [ "$ASAN" -eq 1 ]; then
 fi
 
 # TSan for the code that runs threads: the worker pool, the ingest
-# flusher, shared stores, bvaultd's applier thread. Only the tests that
+# flusher, shared stores, bvaultd's applier thread, the nbdkit plugin
+# (its parallel requests, the plugin built with TSan and loaded into
+# nbdkit with libtsan preloaded: test/nbd/lib.sh). Only the tests that
 # exercise threads run here
 # (TSan slows everything about tenfold).
 if [ "$ASAN" -eq 1 ]; then
@@ -131,7 +133,7 @@ if [ "$ASAN" -eq 1 ]; then
 			run_meson_tests build-tsan --timeout-multiplier 4 \
 			engine-threads engine-api engine-readonly engine-space engine-view \
 			engine-restore unit-container unit-ring \
-			net-basic net-qemu
+			net-basic net-qemu nbd-parallel nbd-view
 	else
 		fail_extra "build of build-tsan/ (log: build-tsan/build.log)"
 	fi
