@@ -60,23 +60,6 @@
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
-/* The view API is built by the view branch of the engine. Declared weak
- * here, so that this plugin builds and serves RPs with an engine that
- * does not have it yet (the plugin is linked with the whole libbvault
- * archive, so the symbols are there whenever the engine has them): a
- * view export then fails with a message saying so. */
-#define BV_WEAK(fn) extern __typeof__(fn) fn __attribute__((weak))
-BV_WEAK(bv_view_open);
-BV_WEAK(bv_view_size);
-BV_WEAK(bv_view_pread);
-BV_WEAK(bv_view_pwrite);
-BV_WEAK(bv_view_zero);
-BV_WEAK(bv_view_flush);
-BV_WEAK(bv_view_extent);
-BV_WEAK(bv_view_close);
-BV_WEAK(bv_view_list);
-BV_WEAK(bv_view_info_get);
-
 #define READERS_MAX 64
 #define READERS_DEFAULT 4
 #define REFRESH_DEFAULT_MS 1000
@@ -326,14 +309,6 @@ struct view {
 static pthread_mutex_t views_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct view *views;
 
-static int views_built(void)
-{
-	return bv_view_open && bv_view_size && bv_view_pread &&
-	       bv_view_pwrite && bv_view_zero && bv_view_flush &&
-	       bv_view_extent && bv_view_close && bv_view_list &&
-	       bv_view_info_get;
-}
-
 /* View NAME, opened if this process does not have it open yet, with a
  * reference for the caller (view_put). T0 is when the client asked: a
  * generation older than that is reopened once when it does not hold the
@@ -347,12 +322,6 @@ static int view_get(const char *name, uint64_t t0, struct view **out)
 
 	*out = NULL;
 	snprintf(what, sizeof what, VIEW_PREFIX "%s", name);
-	if (!views_built()) {
-		nbdkit_error("%s: this build of libbvault has no views",
-			     what);
-		nbdkit_set_error(ENOTSUP);
-		return -1;
-	}
 	pthread_mutex_lock(&views_lock);
 	for (w = views; w; w = w->next) {
 		if (strcmp(w->name, name) == 0) {
@@ -1002,7 +971,7 @@ static int bvault_list_exports(int readonly, int is_tls,
 		goto cleanup;
 	l.s = g->s;
 	rc = bv_replica_list(g->s, list_replica, &l);
-	if (rc == 0 && views_built())
+	if (rc == 0)
 		rc = bv_view_list(g->s, list_view, &l);
 	if (l.failed)
 		goto cleanup;
@@ -1170,11 +1139,6 @@ static int bvault_after_fork(void)
 			goto cleanup;
 		}
 	} else if (fixed.kind == TARGET_VIEW) {
-		if (!views_built()) {
-			nbdkit_error("%s: this build of libbvault has no "
-				     "views", fixed_name);
-			goto cleanup;
-		}
 		if ((rc = bv_view_info_get(g->s, fixed.name, &vi))) {
 			fail(rc, fixed_name);
 			goto cleanup;
@@ -1209,7 +1173,7 @@ static void bvault_unload(void)
 static void bvault_dump_plugin(void)
 {
 	printf("bvault_version=%s\n", bv_version());
-	printf("bvault_views=%s\n", views_built() ? "yes" : "no");
+	printf("bvault_views=yes\n");
 }
 
 #define BVAULT_CONFIG_HELP \
