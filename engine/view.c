@@ -102,6 +102,27 @@ struct bv_view {
 
 static const uint8_t zeros[64 << 10];
 
+/* ---- the test hook (view.h) -------------------------------------------- */
+
+static bv_view_io_hook io_hook;
+static void *io_hook_ud;
+
+void bv_view_set_io_hook(bv_view_io_hook hook, void *ud)
+{
+	io_hook_ud = ud;
+	io_hook = hook;
+}
+
+/* 0, or the hook's refusal of the step: a load and a branch when no hook
+ * is set, the write path's whole cost. */
+static inline int io_step(enum bv_view_step step, enum bv_view_file file,
+			  const char *dir)
+{
+	if (__builtin_expect(io_hook != NULL, 0))
+		return io_hook(io_hook_ud, step, file, dir);
+	return 0;
+}
+
 /* ---- names and paths ------------------------------------------------- */
 
 static int views_path(const bv_store *s, const char *leaf, char *buf,
@@ -241,6 +262,24 @@ static int write_full(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* write_full and fdatasync (fsync when FULL) as steps of FILE of the
+ * view in DIR. */
+static int step_write(enum bv_view_file file, const char *dir, int fd,
+		      const void *buf, size_t len, uint64_t off)
+{
+	int rc = io_step(BV_VSTEP_WRITE, file, dir);
+	return rc ? rc : write_full(fd, buf, len, off);
+}
+
+static int step_sync(enum bv_view_file file, const char *dir, int fd,
+		     int full)
+{
+	int rc = io_step(BV_VSTEP_SYNC, file, dir);
+	if (!rc && (full ? fsync(fd) : fdatasync(fd)) < 0)
+		rc = -errno;
+	return rc;
+}
+
 /* The newer good slot of the map file FD. */
 static int header_read(int fd, struct slot_hdr *h)
 {
@@ -262,11 +301,12 @@ static int header_read(int fd, struct slot_hdr *h)
 	return 0;
 }
 
-static int header_write(int fd, const struct slot_hdr *h)
+static int header_write(const char *dir, int fd, const struct slot_hdr *h)
 {
 	uint8_t b[SLOT_SIZE];
 	slot_encode(h, b);
-	return write_full(fd, b, SLOT_SIZE, (h->gen & 1) ? 0 : MAP_PAGE);
+	return step_write(BV_VFILE_HEADER, dir, fd, b, SLOT_SIZE,
+			  (h->gen & 1) ? 0 : MAP_PAGE);
 }
 
 /* ---- reading the config ------------------------------------------------ */
@@ -322,7 +362,14 @@ static int views_lock(bv_store *s, int create, int exclusive, int *fd)
 		goto out;
 	}
 	if (create && mkdir(path, 0700) == 0) {
-		fsync_dir(s->path); /* views/ itself is durable (V5) */
+		/* views/ itself is durable (V5); else it goes, so that the
+		 * next create makes it, and syncs, again */
+		if ((rc = fsync_dir(s->path))) {
+			rmdir(path);
+			rc = bv_fail(rc, "store %s: syncing it after making %s: "
+				     "%s", s->path, path, strerror(-rc));
+			goto out;
+		}
 	} else if (create && errno != EEXIST) {
 		rc = bv_fail(-errno, "store %s: cannot make %s: %s", s->path,
 			     path, strerror(errno));
@@ -447,11 +494,10 @@ static int rm_tree(const char *dir)
 
 static int fsync_dir(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
 	if (fd < 0)
 		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
+	rc = step_sync(BV_VFILE_DIR, path, fd, 1);
 	close(fd);
 	return rc;
 }
@@ -478,23 +524,33 @@ static void sweep(bv_store *s)
 
 /* ---- create, list, info, remove ---------------------------------------- */
 
-static int make_file(const char *dir, const char *leaf, const void *buf,
-		     size_t len, uint64_t size)
+/* DIR/LEAF of view NAME, with LEN bytes of BUF and SIZE long, fsynced;
+ * the message names the file. */
+static int make_file(const char *name, const char *dir, const char *leaf,
+		     enum bv_view_file file, const void *buf, size_t len,
+		     uint64_t size)
 {
 	char path[4096];
 	int fd, rc = 0;
 
 	snprintf(path, sizeof path, "%s/%s", dir, leaf);
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
 	if (len)
-		rc = write_full(fd, buf, len, 0);
-	if (!rc && size && ftruncate(fd, (off_t)size) < 0)
+		rc = step_write(file, dir, fd, buf, len, 0);
+	if (!rc && size && !(rc = io_step(BV_VSTEP_TRUNCATE, file, dir)) &&
+	    ftruncate(fd, (off_t)size) < 0)
 		rc = -errno;
-	if (!rc && fsync(fd) < 0)
-		rc = -errno;
+	if (!rc)
+		rc = step_sync(file, dir, fd, 1);
 	close(fd);
+out:
+	if (rc)
+		rc = bv_fail(rc, "view %s: writing %s: %s", name, path,
+			     strerror(-rc));
 	return rc;
 }
 
@@ -564,23 +620,30 @@ int bv_view_create(bv_store *s, const char *name, const char *replica,
 	conf_encode(&c, conf);
 	h = (struct slot_hdr){ 1, c.rp_size, c.rp_size, 0 };
 	slot_encode(&h, slot);
-	if ((rc = make_file(tmp, "view.conf", conf, sizeof conf, 0)) ||
-	    (rc = make_file(tmp, "map", slot, sizeof slot, 0)) ||
-	    (rc = make_file(tmp, "data", NULL, 0, c.rp_size)) ||
-	    (rc = make_file(tmp, "lock", NULL, 0, 0)) ||
-	    (rc = fsync_dir(tmp))) {
-		rc = bv_fail(rc, "view %s: writing %s: %s", name, tmp,
+	if ((rc = make_file(name, tmp, "view.conf", BV_VFILE_CONF, conf,
+			    sizeof conf, 0)) ||
+	    (rc = make_file(name, tmp, "map", BV_VFILE_MAP, slot, sizeof slot,
+			    0)) ||
+	    (rc = make_file(name, tmp, "data", BV_VFILE_DATA, NULL, 0,
+			    c.rp_size)) ||
+	    (rc = make_file(name, tmp, "lock", BV_VFILE_LOCK, NULL, 0, 0)))
+		goto out;
+	if ((rc = fsync_dir(tmp))) {
+		rc = bv_fail(rc, "view %s: syncing %s: %s", name, tmp,
 			     strerror(-rc));
 		goto out;
 	}
-	if (rename(tmp, final) < 0) {
-		rc = bv_fail(-errno, "view %s: %s: %s", name, final,
-			     strerror(errno));
+	if ((rc = io_step(BV_VSTEP_RENAME, BV_VFILE_DIR, tmp)) ||
+	    (rename(tmp, final) < 0 && (rc = -errno))) {
+		rc = bv_fail(rc, "view %s: renaming %s to %s: %s", name, tmp,
+			     final, strerror(-rc));
 		goto out;
 	}
 	made = 0;
 	if ((rc = fsync_dir(vdir)))
-		rc = bv_fail(rc, "view %s: %s: %s", name, vdir, strerror(-rc));
+		rc = bv_fail(rc, "view %s: made, but syncing %s failed (the "
+			     "view may not survive a power loss): %s", name,
+			     vdir, strerror(-rc));
 out:
 	if (made)
 		rm_tree(tmp);
@@ -733,17 +796,24 @@ int bv_view_remove(bv_store *s, const char *name)
 		goto out;
 	rc = 0;
 	rm_tree(gone);
-	if (rename(dir, gone) < 0) {
-		rc = bv_fail(-errno, "view %s: %s: %s", name, dir,
-			     strerror(errno));
+	if ((rc = io_step(BV_VSTEP_RENAME, BV_VFILE_DIR, dir)) ||
+	    (rename(dir, gone) < 0 && (rc = -errno))) {
+		rc = bv_fail(rc, "view %s: renaming %s to %s: %s", name, dir,
+			     gone, strerror(-rc));
 		goto out;
 	}
-	/* Gone once the rename is durable; the files go after (V5). */
-	fsync_dir(vdir);
-	if ((rc = rm_tree(gone)))
-		rc = bv_fail(rc, "view %s: removing %s: %s", name, gone,
-			     strerror(-rc));
-	fsync_dir(vdir);
+	/* Gone once the rename is durable; the files go after (V5). A
+	 * failed sync is said: the view is gone, but a power loss may bring
+	 * it back (whole: the rename is atomic). */
+	if ((rc = fsync_dir(vdir))) {
+		rc = bv_fail(rc, "view %s: removed, but syncing %s failed (it "
+			     "may come back after a power loss): %s", name,
+			     vdir, strerror(-rc));
+		goto out;
+	}
+	if ((rc = rm_tree(gone)) || (rc = fsync_dir(vdir)))
+		rc = bv_fail(rc, "view %s: removed, but removing %s: %s", name,
+			     gone, strerror(-rc));
 out:
 	if (vfd >= 0)
 		close(vfd);
@@ -972,8 +1042,10 @@ static uint64_t block_end(const bv_view *v, uint64_t b)
  * punched). */
 static int punch(bv_view *v, uint64_t a, uint64_t b)
 {
-	int rc = 0;
+	int rc;
 
+	if ((rc = io_step(BV_VSTEP_PUNCH, BV_VFILE_DATA, v->dir)))
+		return rc;
 	if (fallocate(v->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)a, (off_t)(b - a)) == 0)
 		return 0;
@@ -981,7 +1053,7 @@ static int punch(bv_view *v, uint64_t a, uint64_t b)
 		return -errno;
 	for (uint64_t p = a; p < b && !rc;) {
 		size_t n = b - p < sizeof zeros ? (size_t)(b - p) : sizeof zeros;
-		rc = write_full(v->data_fd, zeros, n, p);
+		rc = step_write(BV_VFILE_DATA, v->dir, v->data_fd, zeros, n, p);
 		p += n;
 	}
 	return rc;
@@ -1031,6 +1103,8 @@ static int overlay_write(bv_view *v, const uint8_t *src, uint64_t off,
 		/* One system call for the whole range. */
 		uint64_t at = hp ? s0 : off;
 		int i = 0;
+		if ((rc = io_step(BV_VSTEP_WRITE, BV_VFILE_DATA, v->dir)))
+			goto fail;
 		while (i < niov) {
 			ssize_t n = pwritev(v->data_fd, iov + i, niov - i,
 					    (off_t)at);
@@ -1053,11 +1127,11 @@ static int overlay_write(bv_view *v, const uint8_t *src, uint64_t off,
 	} else {
 		/* Zeros: the partial edges written, whole blocks punched
 		 * (V4). */
-		if (hp && (rc = write_full(v->data_fd, head,
-					   (size_t)(e0 - s0), s0)))
+		if (hp && (rc = step_write(BV_VFILE_DATA, v->dir, v->data_fd,
+					   head, (size_t)(e0 - s0), s0)))
 			goto fail;
-		if (tp && (rc = write_full(v->data_fd, tail,
-					   (size_t)(el - sl), sl)))
+		if (tp && (rc = step_write(BV_VFILE_DATA, v->dir, v->data_fd,
+					   tail, (size_t)(el - sl), sl)))
 			goto fail;
 		if (mid1 > mid0 && (rc = punch(v, mid0, mid1)))
 			goto fail;
@@ -1153,23 +1227,23 @@ int bv_view_flush(bv_view *v)
 	atomic_store(&v->unflushed, 0);
 	pthread_rwlock_unlock(&v->gate);
 
-	if (fdatasync(v->data_fd) < 0) {
-		rc = -errno;
+	if ((rc = step_sync(BV_VFILE_DATA, v->dir, v->data_fd, 0))) {
 		v->flush_err = rc;
 		rc = bv_fail(rc, "view %s: fdatasync of %s/data: %s", v->name,
 			     v->dir, strerror(-rc));
 		goto fail;
 	}
 	for (size_t i = 0; i < n && !rc; i++)
-		rc = write_full(v->map_fd, pages + i * MAP_PAGE, MAP_PAGE,
+		rc = step_write(BV_VFILE_MAP, v->dir, v->map_fd,
+				pages + i * MAP_PAGE, MAP_PAGE,
 				MAP_BITS_AT + (uint64_t)which[i] * MAP_PAGE);
 	/* V2, then V3. */
-	if (!rc && fdatasync(v->map_fd) < 0)
-		rc = v->flush_err = -errno;
+	if (!rc && (rc = step_sync(BV_VFILE_MAP, v->dir, v->map_fd, 0)))
+		v->flush_err = rc;
 	if (!rc)
-		rc = header_write(v->map_fd, &h);
-	if (!rc && fdatasync(v->map_fd) < 0)
-		rc = v->flush_err = -errno;
+		rc = header_write(v->dir, v->map_fd, &h);
+	if (!rc && (rc = step_sync(BV_VFILE_HEADER, v->dir, v->map_fd, 0)))
+		v->flush_err = rc;
 	if (rc) {
 		rc = bv_fail(rc, "view %s: writing %s/map: %s", v->name, v->dir,
 			     strerror(-rc));
@@ -1211,9 +1285,10 @@ int bv_view_resize(bv_view *v, uint64_t new_size)
 	}
 	/* V4: the data past the new end goes, and the RP is read as ending
 	 * there from now on. */
-	if (ftruncate(v->data_fd, (off_t)new_size) < 0) {
-		rc = bv_fail(-errno, "view %s: resizing %s/data: %s", v->name,
-			     v->dir, strerror(errno));
+	if ((rc = io_step(BV_VSTEP_TRUNCATE, BV_VFILE_DATA, v->dir)) ||
+	    (ftruncate(v->data_fd, (off_t)new_size) < 0 && (rc = -errno))) {
+		rc = bv_fail(rc, "view %s: resizing %s/data: %s", v->name,
+			     v->dir, strerror(-rc));
 		goto out;
 	}
 	if (new_size < v->size) {
@@ -1476,9 +1551,9 @@ int bv_view_open_locked(bv_store *s, const char *name, int lock_fd,
 	/* After a crash the data file may have the length of a resize that
 	 * was not flushed: it takes the flushed size (bytes past it are no
 	 * block's). */
-	if (ftruncate(v->data_fd, (off_t)v->size) < 0) {
-		rc = bv_fail(-errno, "view %s: %s: %s", name, path,
-			     strerror(errno));
+	if ((rc = io_step(BV_VSTEP_TRUNCATE, BV_VFILE_DATA, v->dir)) ||
+	    (ftruncate(v->data_fd, (off_t)v->size) < 0 && (rc = -errno))) {
+		rc = bv_fail(rc, "view %s: %s: %s", name, path, strerror(-rc));
 		goto fail;
 	}
 	*out = v;
