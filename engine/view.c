@@ -23,14 +23,18 @@
  *  V2. Map pages are durable (fdatasync) before the header slot that
  *      names the size they go with; bits only ever go from 0 to 1 for
  *      blocks inside the size, so a torn page leaves each block old
- *      (read from the RP) or new.
+ *      (read from the RP) or new. (The bits a shrink clears are past
+ *      the size of a header made durable before them: V4.)
  *  V3. A header is written into the slot the previous flush did not
  *      use, with a checksum and a generation one higher, so a torn
  *      header write leaves the other slot, the one before, good.
  *  V4. Zeros and trims are holes punched into the data file with the
  *      block's bit set (a hole reads zeros): never "fall through" to the
  *      RP. A shrink cuts the data file and lowers the smallest size, so
- *      that a later grow reads zeros, not the RP.
+ *      that a later grow reads zeros, not the RP; it first makes a
+ *      header naming the new size and smallest size durable (under the
+ *      flush lock), so that no crash or failed flush shows the old size
+ *      over cut data or cleared bits.
  *  V5. A view never writes into the store: only STORE/views/. Creation
  *      builds the view in views/.new-NAME (every file fsynced) and
  *      renames it into place (the directory then fsynced): a crash
@@ -1266,6 +1270,34 @@ out:
 	return rc;
 }
 
+/* V4: a shrink's header, durable before the data file is cut and
+ * before any flush writes the bits it clears (which are past the size it
+ * names). Nothing changes in memory; flush lock and gate held. */
+static int shrink_header(bv_view *v, uint64_t new_size, uint64_t nb)
+{
+	struct slot_hdr h;
+	uint64_t cleared = 0;
+	int rc;
+
+	if (v->flush_err)
+		return bv_fail(v->flush_err, "view %s: an earlier flush failed "
+			       "(%s): the view must be closed and reopened",
+			       v->name, strerror(-v->flush_err));
+	for (uint64_t b = nb; b < v->nblocks; b++)
+		cleared += (uint64_t)bit_get(v, b);
+	h.gen = v->gen + 1;
+	h.size = new_size;
+	h.min_size = new_size < v->min_size ? new_size : v->min_size;
+	h.written = atomic_load(&v->written) - cleared;
+	if ((rc = header_write(v->dir, v->map_fd, &h)) ||
+	    ((rc = step_sync(BV_VFILE_HEADER, v->dir, v->map_fd, 0)) &&
+	     (v->flush_err = rc)))
+		return bv_fail(rc, "view %s: resize: writing %s/map: %s",
+			       v->name, v->dir, strerror(-rc));
+	v->gen = h.gen;
+	return 0;
+}
+
 int bv_view_resize(bv_view *v, uint64_t new_size)
 {
 	uint64_t nb = (new_size + BV_VIEW_BLOCK - 1) / BV_VIEW_BLOCK;
@@ -1276,6 +1308,7 @@ int bv_view_resize(bv_view *v, uint64_t new_size)
 		return bv_fail(BV_EALIGN, "view %s: new size %llu is not a "
 			       "multiple of 512 below 4 EiB", v->name,
 			       (unsigned long long)new_size);
+	pthread_mutex_lock(&v->flush_lock);
 	pthread_rwlock_wrlock(&v->gate);
 	if (new_size == v->size)
 		goto out;
@@ -1283,12 +1316,18 @@ int bv_view_resize(bv_view *v, uint64_t new_size)
 		rc = bv_fail(rc, "view %s: resize: out of memory", v->name);
 		goto out;
 	}
+	if (new_size < v->size && (rc = shrink_header(v, new_size, nb)))
+		goto out;
 	/* V4: the data past the new end goes, and the RP is read as ending
 	 * there from now on. */
 	if ((rc = io_step(BV_VSTEP_TRUNCATE, BV_VFILE_DATA, v->dir)) ||
 	    (ftruncate(v->data_fd, (off_t)new_size) < 0 && (rc = -errno))) {
 		rc = bv_fail(rc, "view %s: resizing %s/data: %s", v->name,
 			     v->dir, strerror(-rc));
+		/* A shrink's header is on disk: the next flush writes the
+		 * size the view still has over it. */
+		if (new_size < v->size)
+			atomic_store(&v->unflushed, 1);
 		goto out;
 	}
 	if (new_size < v->size) {
@@ -1312,6 +1351,7 @@ int bv_view_resize(bv_view *v, uint64_t new_size)
 	atomic_store(&v->unflushed, 1);
 out:
 	pthread_rwlock_unlock(&v->gate);
+	pthread_mutex_unlock(&v->flush_lock);
 	return rc;
 }
 
