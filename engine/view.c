@@ -40,6 +40,12 @@
  *      renames it into place (the directory then fsynced): a crash
  *      leaves no half view; removal renames it to views/.rm-NAME first.
  *
+ * Tests: every write, punch, truncate, sync and rename a view makes on
+ * its own files is a step that bv_view_set_io_hook (view.h) sees first
+ * and may fail; engine-view-fault records the steps to check the order
+ * above, and fails each in turn. Unset, the hook costs a load and a
+ * branch per step.
+ *
  * Threads: every call but bv_view_close may run on several threads at
  * once. Writes hold the gate shared from their range check to their bit
  * setting, and the stripe locks of the blocks they touch (so that a
