@@ -19,7 +19,10 @@
  *      its bit (the gate, held exclusively for the copy only), then
  *      fdatasyncs the data file, and only then writes the copied pages.
  *      (No MAP_SHARED mapping of the map: the kernel could write a page
- *      back before the data it names is durable.)
+ *      back before the data it names is durable.) An open fdatasyncs
+ *      data, then map: a failed flush may have left pages in the cache
+ *      that the open reads, and a flush of nothing must not report them
+ *      durable.
  *  V2. Map pages are durable (fdatasync) before the header slot that
  *      names the size they go with; bits only ever go from 0 to 1 for
  *      blocks inside the size, so a torn page leaves each block old
@@ -1598,8 +1601,17 @@ int bv_view_open_locked(bv_store *s, const char *name, int lock_fd,
 	 * was not flushed: it takes the flushed size (bytes past it are no
 	 * block's). */
 	if ((rc = io_step(BV_VSTEP_TRUNCATE, BV_VFILE_DATA, v->dir)) ||
-	    (ftruncate(v->data_fd, (off_t)v->size) < 0 && (rc = -errno))) {
+	    (ftruncate(v->data_fd, (off_t)v->size) < 0 && (rc = -errno)) ||
+	    (rc = step_sync(BV_VFILE_DATA, v->dir, v->data_fd, 0))) {
 		rc = bv_fail(rc, "view %s: %s: %s", name, path, strerror(-rc));
+		goto fail;
+	}
+	/* V1: what a failed flush of an earlier open left in the page cache
+	 * is read as the view: it is made durable, data then map, before a
+	 * flush of this open can say the view is. */
+	if ((rc = step_sync(BV_VFILE_MAP, v->dir, v->map_fd, 0))) {
+		rc = bv_fail(rc, "view %s: %s/map: %s", name, v->dir,
+			     strerror(-rc));
 		goto fail;
 	}
 	*out = v;
