@@ -19,22 +19,35 @@
  *      its bit (the gate, held exclusively for the copy only), then
  *      fdatasyncs the data file, and only then writes the copied pages.
  *      (No MAP_SHARED mapping of the map: the kernel could write a page
- *      back before the data it names is durable.)
+ *      back before the data it names is durable.) An open fdatasyncs
+ *      data, then map: a failed flush may have left pages in the cache
+ *      that the open reads, and a flush of nothing must not report them
+ *      durable.
  *  V2. Map pages are durable (fdatasync) before the header slot that
  *      names the size they go with; bits only ever go from 0 to 1 for
  *      blocks inside the size, so a torn page leaves each block old
- *      (read from the RP) or new.
+ *      (read from the RP) or new. (The bits a shrink clears are past
+ *      the size of a header made durable before them: V4.)
  *  V3. A header is written into the slot the previous flush did not
  *      use, with a checksum and a generation one higher, so a torn
  *      header write leaves the other slot, the one before, good.
  *  V4. Zeros and trims are holes punched into the data file with the
  *      block's bit set (a hole reads zeros): never "fall through" to the
  *      RP. A shrink cuts the data file and lowers the smallest size, so
- *      that a later grow reads zeros, not the RP.
+ *      that a later grow reads zeros, not the RP; it first makes a
+ *      header naming the new size and smallest size durable (under the
+ *      flush lock), so that no crash or failed flush shows the old size
+ *      over cut data or cleared bits.
  *  V5. A view never writes into the store: only STORE/views/. Creation
  *      builds the view in views/.new-NAME (every file fsynced) and
  *      renames it into place (the directory then fsynced): a crash
  *      leaves no half view; removal renames it to views/.rm-NAME first.
+ *
+ * Tests: every write, punch, truncate, sync and rename a view makes on
+ * its own files is a step that bv_view_set_io_hook (view.h) sees first
+ * and may fail; engine-view-fault records the steps to check the order
+ * above, and fails each in turn. Unset, the hook costs a load and a
+ * branch per step.
  *
  * Threads: every call but bv_view_close may run on several threads at
  * once. Writes hold the gate shared from their range check to their bit
@@ -101,6 +114,27 @@ struct bv_view {
 };
 
 static const uint8_t zeros[64 << 10];
+
+/* ---- the test hook (view.h) -------------------------------------------- */
+
+static bv_view_io_hook io_hook;
+static void *io_hook_ud;
+
+void bv_view_set_io_hook(bv_view_io_hook hook, void *ud)
+{
+	io_hook_ud = ud;
+	io_hook = hook;
+}
+
+/* 0, or the hook's refusal of the step: a load and a branch when no hook
+ * is set, the write path's whole cost. */
+static inline int io_step(enum bv_view_step step, enum bv_view_file file,
+			  const char *dir)
+{
+	if (__builtin_expect(io_hook != NULL, 0))
+		return io_hook(io_hook_ud, step, file, dir);
+	return 0;
+}
 
 /* ---- names and paths ------------------------------------------------- */
 
@@ -241,6 +275,24 @@ static int write_full(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* write_full and fdatasync (fsync when FULL) as steps of FILE of the
+ * view in DIR. */
+static int step_write(enum bv_view_file file, const char *dir, int fd,
+		      const void *buf, size_t len, uint64_t off)
+{
+	int rc = io_step(BV_VSTEP_WRITE, file, dir);
+	return rc ? rc : write_full(fd, buf, len, off);
+}
+
+static int step_sync(enum bv_view_file file, const char *dir, int fd,
+		     int full)
+{
+	int rc = io_step(BV_VSTEP_SYNC, file, dir);
+	if (!rc && (full ? fsync(fd) : fdatasync(fd)) < 0)
+		rc = -errno;
+	return rc;
+}
+
 /* The newer good slot of the map file FD. */
 static int header_read(int fd, struct slot_hdr *h)
 {
@@ -262,11 +314,12 @@ static int header_read(int fd, struct slot_hdr *h)
 	return 0;
 }
 
-static int header_write(int fd, const struct slot_hdr *h)
+static int header_write(const char *dir, int fd, const struct slot_hdr *h)
 {
 	uint8_t b[SLOT_SIZE];
 	slot_encode(h, b);
-	return write_full(fd, b, SLOT_SIZE, (h->gen & 1) ? 0 : MAP_PAGE);
+	return step_write(BV_VFILE_HEADER, dir, fd, b, SLOT_SIZE,
+			  (h->gen & 1) ? 0 : MAP_PAGE);
 }
 
 /* ---- reading the config ------------------------------------------------ */
@@ -322,7 +375,14 @@ static int views_lock(bv_store *s, int create, int exclusive, int *fd)
 		goto out;
 	}
 	if (create && mkdir(path, 0700) == 0) {
-		fsync_dir(s->path); /* views/ itself is durable (V5) */
+		/* views/ itself is durable (V5); else it goes, so that the
+		 * next create makes it, and syncs, again */
+		if ((rc = fsync_dir(s->path))) {
+			rmdir(path);
+			rc = bv_fail(rc, "store %s: syncing it after making %s: "
+				     "%s", s->path, path, strerror(-rc));
+			goto out;
+		}
 	} else if (create && errno != EEXIST) {
 		rc = bv_fail(-errno, "store %s: cannot make %s: %s", s->path,
 			     path, strerror(errno));
@@ -447,11 +507,10 @@ static int rm_tree(const char *dir)
 
 static int fsync_dir(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
 	if (fd < 0)
 		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
+	rc = step_sync(BV_VFILE_DIR, path, fd, 1);
 	close(fd);
 	return rc;
 }
@@ -478,23 +537,33 @@ static void sweep(bv_store *s)
 
 /* ---- create, list, info, remove ---------------------------------------- */
 
-static int make_file(const char *dir, const char *leaf, const void *buf,
-		     size_t len, uint64_t size)
+/* DIR/LEAF of view NAME, with LEN bytes of BUF and SIZE long, fsynced;
+ * the message names the file. */
+static int make_file(const char *name, const char *dir, const char *leaf,
+		     enum bv_view_file file, const void *buf, size_t len,
+		     uint64_t size)
 {
 	char path[4096];
 	int fd, rc = 0;
 
 	snprintf(path, sizeof path, "%s/%s", dir, leaf);
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
 	if (len)
-		rc = write_full(fd, buf, len, 0);
-	if (!rc && size && ftruncate(fd, (off_t)size) < 0)
+		rc = step_write(file, dir, fd, buf, len, 0);
+	if (!rc && size && !(rc = io_step(BV_VSTEP_TRUNCATE, file, dir)) &&
+	    ftruncate(fd, (off_t)size) < 0)
 		rc = -errno;
-	if (!rc && fsync(fd) < 0)
-		rc = -errno;
+	if (!rc)
+		rc = step_sync(file, dir, fd, 1);
 	close(fd);
+out:
+	if (rc)
+		rc = bv_fail(rc, "view %s: writing %s: %s", name, path,
+			     strerror(-rc));
 	return rc;
 }
 
@@ -564,23 +633,30 @@ int bv_view_create(bv_store *s, const char *name, const char *replica,
 	conf_encode(&c, conf);
 	h = (struct slot_hdr){ 1, c.rp_size, c.rp_size, 0 };
 	slot_encode(&h, slot);
-	if ((rc = make_file(tmp, "view.conf", conf, sizeof conf, 0)) ||
-	    (rc = make_file(tmp, "map", slot, sizeof slot, 0)) ||
-	    (rc = make_file(tmp, "data", NULL, 0, c.rp_size)) ||
-	    (rc = make_file(tmp, "lock", NULL, 0, 0)) ||
-	    (rc = fsync_dir(tmp))) {
-		rc = bv_fail(rc, "view %s: writing %s: %s", name, tmp,
+	if ((rc = make_file(name, tmp, "view.conf", BV_VFILE_CONF, conf,
+			    sizeof conf, 0)) ||
+	    (rc = make_file(name, tmp, "map", BV_VFILE_MAP, slot, sizeof slot,
+			    0)) ||
+	    (rc = make_file(name, tmp, "data", BV_VFILE_DATA, NULL, 0,
+			    c.rp_size)) ||
+	    (rc = make_file(name, tmp, "lock", BV_VFILE_LOCK, NULL, 0, 0)))
+		goto out;
+	if ((rc = fsync_dir(tmp))) {
+		rc = bv_fail(rc, "view %s: syncing %s: %s", name, tmp,
 			     strerror(-rc));
 		goto out;
 	}
-	if (rename(tmp, final) < 0) {
-		rc = bv_fail(-errno, "view %s: %s: %s", name, final,
-			     strerror(errno));
+	if ((rc = io_step(BV_VSTEP_RENAME, BV_VFILE_DIR, tmp)) ||
+	    (rename(tmp, final) < 0 && (rc = -errno))) {
+		rc = bv_fail(rc, "view %s: renaming %s to %s: %s", name, tmp,
+			     final, strerror(-rc));
 		goto out;
 	}
 	made = 0;
 	if ((rc = fsync_dir(vdir)))
-		rc = bv_fail(rc, "view %s: %s: %s", name, vdir, strerror(-rc));
+		rc = bv_fail(rc, "view %s: made, but syncing %s failed (the "
+			     "view may not survive a power loss): %s", name,
+			     vdir, strerror(-rc));
 out:
 	if (made)
 		rm_tree(tmp);
@@ -733,17 +809,24 @@ int bv_view_remove(bv_store *s, const char *name)
 		goto out;
 	rc = 0;
 	rm_tree(gone);
-	if (rename(dir, gone) < 0) {
-		rc = bv_fail(-errno, "view %s: %s: %s", name, dir,
-			     strerror(errno));
+	if ((rc = io_step(BV_VSTEP_RENAME, BV_VFILE_DIR, dir)) ||
+	    (rename(dir, gone) < 0 && (rc = -errno))) {
+		rc = bv_fail(rc, "view %s: renaming %s to %s: %s", name, dir,
+			     gone, strerror(-rc));
 		goto out;
 	}
-	/* Gone once the rename is durable; the files go after (V5). */
-	fsync_dir(vdir);
-	if ((rc = rm_tree(gone)))
-		rc = bv_fail(rc, "view %s: removing %s: %s", name, gone,
-			     strerror(-rc));
-	fsync_dir(vdir);
+	/* Gone once the rename is durable; the files go after (V5). A
+	 * failed sync is said: the view is gone, but a power loss may bring
+	 * it back (whole: the rename is atomic). */
+	if ((rc = fsync_dir(vdir))) {
+		rc = bv_fail(rc, "view %s: removed, but syncing %s failed (it "
+			     "may come back after a power loss): %s", name,
+			     vdir, strerror(-rc));
+		goto out;
+	}
+	if ((rc = rm_tree(gone)) || (rc = fsync_dir(vdir)))
+		rc = bv_fail(rc, "view %s: removed, but removing %s: %s", name,
+			     gone, strerror(-rc));
 out:
 	if (vfd >= 0)
 		close(vfd);
@@ -972,8 +1055,10 @@ static uint64_t block_end(const bv_view *v, uint64_t b)
  * punched). */
 static int punch(bv_view *v, uint64_t a, uint64_t b)
 {
-	int rc = 0;
+	int rc;
 
+	if ((rc = io_step(BV_VSTEP_PUNCH, BV_VFILE_DATA, v->dir)))
+		return rc;
 	if (fallocate(v->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)a, (off_t)(b - a)) == 0)
 		return 0;
@@ -981,7 +1066,7 @@ static int punch(bv_view *v, uint64_t a, uint64_t b)
 		return -errno;
 	for (uint64_t p = a; p < b && !rc;) {
 		size_t n = b - p < sizeof zeros ? (size_t)(b - p) : sizeof zeros;
-		rc = write_full(v->data_fd, zeros, n, p);
+		rc = step_write(BV_VFILE_DATA, v->dir, v->data_fd, zeros, n, p);
 		p += n;
 	}
 	return rc;
@@ -1031,6 +1116,8 @@ static int overlay_write(bv_view *v, const uint8_t *src, uint64_t off,
 		/* One system call for the whole range. */
 		uint64_t at = hp ? s0 : off;
 		int i = 0;
+		if ((rc = io_step(BV_VSTEP_WRITE, BV_VFILE_DATA, v->dir)))
+			goto fail;
 		while (i < niov) {
 			ssize_t n = pwritev(v->data_fd, iov + i, niov - i,
 					    (off_t)at);
@@ -1053,11 +1140,11 @@ static int overlay_write(bv_view *v, const uint8_t *src, uint64_t off,
 	} else {
 		/* Zeros: the partial edges written, whole blocks punched
 		 * (V4). */
-		if (hp && (rc = write_full(v->data_fd, head,
-					   (size_t)(e0 - s0), s0)))
+		if (hp && (rc = step_write(BV_VFILE_DATA, v->dir, v->data_fd,
+					   head, (size_t)(e0 - s0), s0)))
 			goto fail;
-		if (tp && (rc = write_full(v->data_fd, tail,
-					   (size_t)(el - sl), sl)))
+		if (tp && (rc = step_write(BV_VFILE_DATA, v->dir, v->data_fd,
+					   tail, (size_t)(el - sl), sl)))
 			goto fail;
 		if (mid1 > mid0 && (rc = punch(v, mid0, mid1)))
 			goto fail;
@@ -1153,23 +1240,23 @@ int bv_view_flush(bv_view *v)
 	atomic_store(&v->unflushed, 0);
 	pthread_rwlock_unlock(&v->gate);
 
-	if (fdatasync(v->data_fd) < 0) {
-		rc = -errno;
+	if ((rc = step_sync(BV_VFILE_DATA, v->dir, v->data_fd, 0))) {
 		v->flush_err = rc;
 		rc = bv_fail(rc, "view %s: fdatasync of %s/data: %s", v->name,
 			     v->dir, strerror(-rc));
 		goto fail;
 	}
 	for (size_t i = 0; i < n && !rc; i++)
-		rc = write_full(v->map_fd, pages + i * MAP_PAGE, MAP_PAGE,
+		rc = step_write(BV_VFILE_MAP, v->dir, v->map_fd,
+				pages + i * MAP_PAGE, MAP_PAGE,
 				MAP_BITS_AT + (uint64_t)which[i] * MAP_PAGE);
 	/* V2, then V3. */
-	if (!rc && fdatasync(v->map_fd) < 0)
-		rc = v->flush_err = -errno;
+	if (!rc && (rc = step_sync(BV_VFILE_MAP, v->dir, v->map_fd, 0)))
+		v->flush_err = rc;
 	if (!rc)
-		rc = header_write(v->map_fd, &h);
-	if (!rc && fdatasync(v->map_fd) < 0)
-		rc = v->flush_err = -errno;
+		rc = header_write(v->dir, v->map_fd, &h);
+	if (!rc && (rc = step_sync(BV_VFILE_HEADER, v->dir, v->map_fd, 0)))
+		v->flush_err = rc;
 	if (rc) {
 		rc = bv_fail(rc, "view %s: writing %s/map: %s", v->name, v->dir,
 			     strerror(-rc));
@@ -1192,6 +1279,34 @@ out:
 	return rc;
 }
 
+/* V4: a shrink's header, durable before the data file is cut and
+ * before any flush writes the bits it clears (which are past the size it
+ * names). Nothing changes in memory; flush lock and gate held. */
+static int shrink_header(bv_view *v, uint64_t new_size, uint64_t nb)
+{
+	struct slot_hdr h;
+	uint64_t cleared = 0;
+	int rc;
+
+	if (v->flush_err)
+		return bv_fail(v->flush_err, "view %s: an earlier flush failed "
+			       "(%s): the view must be closed and reopened",
+			       v->name, strerror(-v->flush_err));
+	for (uint64_t b = nb; b < v->nblocks; b++)
+		cleared += (uint64_t)bit_get(v, b);
+	h.gen = v->gen + 1;
+	h.size = new_size;
+	h.min_size = new_size < v->min_size ? new_size : v->min_size;
+	h.written = atomic_load(&v->written) - cleared;
+	if ((rc = header_write(v->dir, v->map_fd, &h)) ||
+	    ((rc = step_sync(BV_VFILE_HEADER, v->dir, v->map_fd, 0)) &&
+	     (v->flush_err = rc)))
+		return bv_fail(rc, "view %s: resize: writing %s/map: %s",
+			       v->name, v->dir, strerror(-rc));
+	v->gen = h.gen;
+	return 0;
+}
+
 int bv_view_resize(bv_view *v, uint64_t new_size)
 {
 	uint64_t nb = (new_size + BV_VIEW_BLOCK - 1) / BV_VIEW_BLOCK;
@@ -1202,6 +1317,7 @@ int bv_view_resize(bv_view *v, uint64_t new_size)
 		return bv_fail(BV_EALIGN, "view %s: new size %llu is not a "
 			       "multiple of 512 below 4 EiB", v->name,
 			       (unsigned long long)new_size);
+	pthread_mutex_lock(&v->flush_lock);
 	pthread_rwlock_wrlock(&v->gate);
 	if (new_size == v->size)
 		goto out;
@@ -1209,11 +1325,18 @@ int bv_view_resize(bv_view *v, uint64_t new_size)
 		rc = bv_fail(rc, "view %s: resize: out of memory", v->name);
 		goto out;
 	}
+	if (new_size < v->size && (rc = shrink_header(v, new_size, nb)))
+		goto out;
 	/* V4: the data past the new end goes, and the RP is read as ending
 	 * there from now on. */
-	if (ftruncate(v->data_fd, (off_t)new_size) < 0) {
-		rc = bv_fail(-errno, "view %s: resizing %s/data: %s", v->name,
-			     v->dir, strerror(errno));
+	if ((rc = io_step(BV_VSTEP_TRUNCATE, BV_VFILE_DATA, v->dir)) ||
+	    (ftruncate(v->data_fd, (off_t)new_size) < 0 && (rc = -errno))) {
+		rc = bv_fail(rc, "view %s: resizing %s/data: %s", v->name,
+			     v->dir, strerror(-rc));
+		/* A shrink's header is on disk: the next flush writes the
+		 * size the view still has over it. */
+		if (new_size < v->size)
+			atomic_store(&v->unflushed, 1);
 		goto out;
 	}
 	if (new_size < v->size) {
@@ -1237,6 +1360,7 @@ int bv_view_resize(bv_view *v, uint64_t new_size)
 	atomic_store(&v->unflushed, 1);
 out:
 	pthread_rwlock_unlock(&v->gate);
+	pthread_mutex_unlock(&v->flush_lock);
 	return rc;
 }
 
@@ -1476,9 +1600,18 @@ int bv_view_open_locked(bv_store *s, const char *name, int lock_fd,
 	/* After a crash the data file may have the length of a resize that
 	 * was not flushed: it takes the flushed size (bytes past it are no
 	 * block's). */
-	if (ftruncate(v->data_fd, (off_t)v->size) < 0) {
-		rc = bv_fail(-errno, "view %s: %s: %s", name, path,
-			     strerror(errno));
+	if ((rc = io_step(BV_VSTEP_TRUNCATE, BV_VFILE_DATA, v->dir)) ||
+	    (ftruncate(v->data_fd, (off_t)v->size) < 0 && (rc = -errno)) ||
+	    (rc = step_sync(BV_VFILE_DATA, v->dir, v->data_fd, 0))) {
+		rc = bv_fail(rc, "view %s: %s: %s", name, path, strerror(-rc));
+		goto fail;
+	}
+	/* V1: what a failed flush of an earlier open left in the page cache
+	 * is read as the view: it is made durable, data then map, before a
+	 * flush of this open can say the view is. */
+	if ((rc = step_sync(BV_VFILE_MAP, v->dir, v->map_fd, 0))) {
+		rc = bv_fail(rc, "view %s: %s/map: %s", name, v->dir,
+			     strerror(-rc));
 		goto fail;
 	}
 	*out = v;

@@ -34,4 +34,31 @@ uint64_t bv_view_min_size(const bv_view *v);
 /* 1 if any block of [B0, B1) is in the overlay. */
 int bv_view_block_written(const bv_view *v, uint64_t b0, uint64_t b1);
 
+/* Tests only (engine-view-fault): the I/O steps a view makes on its own
+ * files, and a hook that sees each before it is made. */
+enum bv_view_step {
+	BV_VSTEP_WRITE,    /* pwrite or pwritev */
+	BV_VSTEP_PUNCH,    /* fallocate(PUNCH_HOLE) */
+	BV_VSTEP_TRUNCATE, /* ftruncate */
+	BV_VSTEP_SYNC,     /* fdatasync or fsync */
+	BV_VSTEP_RENAME,   /* of a view's directory */
+};
+enum bv_view_file {
+	BV_VFILE_DATA,
+	BV_VFILE_MAP,      /* its bitmap pages (and, at create, the file) */
+	BV_VFILE_HEADER,   /* a header slot of map: its write, and the
+			    * fdatasync after it */
+	BV_VFILE_CONF,
+	BV_VFILE_LOCK,
+	BV_VFILE_DIR,      /* a directory: DIR is its path */
+};
+/* HOOK runs before every step of every view of the process, with the
+ * view's directory DIR (the directory itself for BV_VFILE_DIR; for a
+ * rename, the one renamed); a negative return fails the step with that
+ * code, and the step is not made. NULL removes it. Not thread-safe: set
+ * it while no view call runs. */
+typedef int (*bv_view_io_hook)(void *ud, enum bv_view_step step,
+			       enum bv_view_file file, const char *dir);
+void bv_view_set_io_hook(bv_view_io_hook hook, void *ud);
+
 #endif
