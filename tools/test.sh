@@ -4,7 +4,8 @@
 #
 #   1. installs the build dependencies that are missing (apt-get),
 #   2. builds build/ (normal), build-asan/ (ASan + UBSan) and build-tsan/
-#      (ThreadSanitizer),
+#      (ThreadSanitizer), and build-release/ (-O3, the benchmarks' build:
+#      its warnings differ; it counts as one test, nothing runs in it),
 #   3. runs `meson test` in each (the ASan build leaves out the 'slow'
 #      suite; the TSan build runs the tests that use threads), then
 #      tools/quickstart.sh on a small image as one more test,
@@ -136,6 +137,17 @@ if [ "$ASAN" -eq 1 ]; then
 			net-basic net-qemu nbd-parallel nbd-view
 	else
 		fail_extra "build of build-tsan/ (log: build-tsan/build.log)"
+	fi
+fi
+
+# The benchmarks run a release build (bench/run.sh, restore.sh, nbd.sh);
+# -O3 warns where -O2 does not, and -Werror makes that a broken build.
+if [ "$ASAN" -eq 1 ]; then
+	say "building build-release/ (release, as the benchmarks build)"
+	if build build-release --buildtype=release; then
+		extra_pass=$((extra_pass + 1))
+	else
+		fail_extra "build of build-release/ (log: build-release/build.log)"
 	fi
 fi
 
