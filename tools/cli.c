@@ -16,8 +16,10 @@
 #include "cli.h"
 
 /* Name of the running command, for messages ("rp ls", "ingest"). */
-const char *g_cmd = "";
-const char *g_usage = "";
+_Thread_local const char *g_cmd = "";
+_Thread_local const char *g_usage = "";
+_Thread_local FILE *cli_out_f, *cli_err_f;
+_Thread_local bv_store *cli_held;
 
 /* ---- messages ----------------------------------------------------------- */
 
@@ -26,11 +28,11 @@ int usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "bvault%s%s: ", *g_cmd ? " " : "", g_cmd);
+	fprintf(CLI_ERR, "bvault%s%s: ", *g_cmd ? " " : "", g_cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vfprintf(CLI_ERR, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry 'bvault%s%s --help'.\n", *g_cmd ? " " : "",
+	fprintf(CLI_ERR, "\nTry 'bvault%s%s --help'.\n", *g_cmd ? " " : "",
 		g_cmd);
 	return EXIT_USAGE;
 }
@@ -40,11 +42,11 @@ int op_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "bvault %s: ", g_cmd);
+	fprintf(CLI_ERR, "bvault %s: ", g_cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vfprintf(CLI_ERR, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fputc('\n', CLI_ERR);
 	return EXIT_OP;
 }
 
@@ -93,7 +95,7 @@ int parse_opts(int argc, char **argv, const struct optdef *defs,
 			continue;
 		}
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			fputs(g_usage, stdout);
+			fputs(g_usage, CLI_OUT);
 			return HELP_SHOWN;
 		}
 		if (a[1] != '-')
@@ -376,7 +378,8 @@ void text_str(FILE *f, const char *s)
 void progress_init(struct progress *p, const char *what)
 {
 	p->what = what;
-	p->on = isatty(STDERR_FILENO);
+	p->f = CLI_ERR;
+	p->on = isatty(fileno(p->f));
 	p->drawn = 0;
 	p->start = now_sec();
 	p->last = 0;
@@ -394,13 +397,13 @@ void progress_draw(struct progress *p, uint64_t done, uint64_t total)
 		human(t, sizeof(t), (double)total);
 		fill = done >= total ? width : (int)((double)done * width /
 						      (double)total);
-		fprintf(stderr, "\r%s [%.*s%*s] %3d%% %s / %s  %s/s\033[K",
+		fprintf(p->f, "\r%s [%.*s%*s] %3d%% %s / %s  %s/s\033[K",
 			p->what, fill, "##############################",
 			width - fill, "",
 			(int)(done >= total ? 100 : done * 100.0 / total), d, t,
 			r);
 	} else {
-		fprintf(stderr, "\r%s %s  %s/s\033[K", p->what, d, r);
+		fprintf(p->f, "\r%s %s  %s/s\033[K", p->what, d, r);
 	}
 	p->drawn = 1;
 }
@@ -423,7 +426,7 @@ void progress_cb(void *ud, uint64_t done, uint64_t total)
 void progress_end(struct progress *p)
 {
 	if (p->on && p->drawn) {
-		fputc('\n', stderr);
+		fputc('\n', p->f);
 		p->drawn = 0;
 	}
 }
@@ -440,7 +443,13 @@ int open_store_how(const char *path, int reading, bv_store **out)
 {
 	bv_open_opts o = { .workers = 0, .read_only = reading };
 	bv_store *s = NULL;
-	int rc = bv_store_open(path, &o, &s);
+	int rc;
+
+	if (cli_held) {
+		*out = cli_held;
+		return 0;
+	}
+	rc = bv_store_open(path, &o, &s);
 
 	if (rc < 0) {
 		op_error("%s", s ? store_msg(s, rc) : bv_strerror(rc));
@@ -449,6 +458,12 @@ int open_store_how(const char *path, int reading, bv_store **out)
 	}
 	*out = s;
 	return 0;
+}
+
+void close_store(bv_store *s)
+{
+	if (s && s != cli_held)
+		bv_store_close(s);
 }
 
 int open_store(const char *path, bv_store **out)

@@ -19,9 +19,27 @@
 
 #define IO_BUF (4u << 20)
 
-/* Name of the running command ("rp ls") and its usage text, set by main. */
-extern const char *g_cmd;
-extern const char *g_usage;
+/* Name of the running command ("rp ls") and its usage text, set by main
+ * (per thread: bvaultd runs commands on its admin thread). */
+extern _Thread_local const char *g_cmd;
+extern _Thread_local const char *g_usage;
+
+/* Where a command writes its output (CLI_OUT) and its messages (CLI_ERR):
+ * stdout and stderr, unless the thread set cli_out_f / cli_err_f (bvaultd
+ * carrying out a command for bvault over its admin socket writes to the
+ * caller's descriptors). Commands write through these, never straight
+ * to stdout or stderr. */
+extern _Thread_local FILE *cli_out_f, *cli_err_f;
+#define CLI_OUT (cli_out_f ? cli_out_f : stdout)
+#define CLI_ERR (cli_err_f ? cli_err_f : stderr)
+
+/* A store the thread already holds open (bvaultd's, for a command over
+ * the admin socket): open_store() and open_store_reading() hand it out
+ * instead of opening the store, and close_store() leaves it open.
+ * Commands close what open_store gave them with close_store(), never
+ * with bv_store_close(). */
+extern _Thread_local bv_store *cli_held;
+void close_store(bv_store *s);
 
 enum { OPT_FLAG, OPT_VALUE };
 struct optdef {
@@ -33,6 +51,7 @@ struct optdef {
 
 struct progress {
 	const char *what;
+	FILE *f; /* CLI_ERR of the thread that made it */
 	int on;
 	int drawn;
 	double start, last;
