@@ -838,6 +838,43 @@ BV_API void bv_stream_writer_abort(bv_stream_writer *w);
 /* Message for the last failure of W. */
 BV_API const char *bv_stream_writer_error(const bv_stream_writer *w);
 
+/* ---- the index: backup and restore ---------------------------------------
+ *
+ * A backup of the index (storage/FORMAT.md, "Index backups") is a
+ * directory holding index/, a consistent copy of the whole index at one
+ * moment (a RocksDB checkpoint), and backup.info, which names the store
+ * and what the copy holds. Containers are not in it: with the store's
+ * containers, it is the store as of the backup.
+ */
+typedef struct bv_index_backup_info {
+	uint8_t store_id[16];
+	int64_t time;      /* when it was taken, seconds since the epoch */
+	uint64_t sequence; /* the index's newest write in the copy */
+	uint64_t replicas, rps;
+} bv_index_backup_info;
+
+/* Backs the index of S (the store's writer: BV_EREADONLY otherwise) up
+ * into DIR, a new directory (its parent must exist; BV_EEXIST if DIR
+ * does): consistent while sessions run on other threads. Every file is
+ * fsynced before it returns. A failure removes what it made. */
+BV_API int bv_index_backup(bv_store *s, const char *dir,
+			   bv_index_backup_info *info);
+/* Checks the backup in DIR (backup.info intact and describing the copy
+ * in DIR/index) and describes it. */
+BV_API int bv_index_backup_read(const char *dir, bv_index_backup_info *info);
+/* Puts the backup in DIR in place as the index of the store in STORE,
+ * which must not be open for writing (BV_EBUSY). The index it replaces
+ * is kept as STORE/index.old.N (its path into OLD, "" when there was
+ * none); the restored one must open as the store's writer (its
+ * containers this store's, the container tail it names intact), else
+ * the old one is put back and nothing changed. Commits made after the
+ * backup are not in the restored index: their container bytes are kept
+ * and counted as unknown, and the seal accepts the backup's state. The
+ * message goes to ERRBUF. */
+BV_API int bv_index_restore(const char *store, const char *dir,
+			    bv_index_backup_info *info, char *old,
+			    size_t oldlen, char *errbuf, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

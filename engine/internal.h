@@ -53,6 +53,9 @@ int bv_fail_storage(int err, const char *object);
 /* 0, or BV_EREADONLY (with the message) when S was opened read-only: the
  * first check of every call that changes the store. */
 int bv_store_writable(const bv_store *s);
+/* 0 when PATH is a store of a format this build reads (its marker);
+ * BV_ENOTSTORE or BV_EFORMAT with the message. */
+int bv_check_marker(const char *path);
 /* bv_store_open, with the containers seen through WRAP (for the fault
  * tests: cstore.h's fault-injecting wrapper). */
 int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,

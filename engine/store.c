@@ -253,7 +253,7 @@ out:
 	return rc;
 }
 
-static int check_marker(const char *path)
+int bv_check_marker(const char *path)
 {
 	char p[4096], buf[64] = { 0 };
 	struct stat st;
@@ -383,7 +383,7 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 	pthread_mutex_init(&s->index_lock, NULL);
 	if (!(s->path = strdup(path)))
 		return -ENOMEM;
-	if ((rc = check_marker(path)))
+	if ((rc = bv_check_marker(path)))
 		return rc;
 	/* One process at a time: an advisory lock on the marker, taken
 	 * before RocksDB's own, so that a second opener gets a clear word. */

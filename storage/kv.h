@@ -101,6 +101,15 @@ int bv_kv_batch_each(const struct bv_kv_batch *b,
 			       size_t vlen),
 		     void *ud);
 
+/* A consistent copy of the whole database, as of now, in DIR (which
+ * must not exist; its parent must): RocksDB's checkpoint, which flushes
+ * the memtables first and hard-links the table files when DIR is on the
+ * same file system (copies them otherwise). Every file and DIR itself
+ * are fsynced before it returns. Works beside writers on other threads. */
+int bv_kv_checkpoint(struct bv_kv *kv, const char *dir);
+/* The sequence number of the newest write the database holds. */
+uint64_t bv_kv_sequence(struct bv_kv *kv);
+
 /* Bytes the database takes on disk (SST files and logs). */
 int bv_kv_disk_bytes(struct bv_kv *kv, uint64_t *bytes);
 /* Flushes memtables to SST files (for stats and tests). */

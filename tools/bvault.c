@@ -36,6 +36,7 @@
 
 #include "bvault.h"
 #include "cli.h"
+#include "cmd_index.h"
 #include "cmd_view.h"
 
 /* tools/cmd_files.c */
@@ -2305,6 +2306,20 @@ static const struct command commands[] = {
 	  "bytes are kept (bvault stats: unknown). Restoring index/ from a\n"
 	  "copy at least as new loses nothing, and is the better way when\n"
 	  "there is one.\n" },
+	{ "index", "backup", cmd_index_backup,
+	  "usage: bvault index backup STORE DIR\n"
+	  "Copies the whole index, consistent at one moment, into DIR (a new\n"
+	  "directory): a RocksDB checkpoint (table files hard-linked when DIR\n"
+	  "is on the store's file system, copied otherwise) and backup.info.\n"
+	  "Sessions go on meanwhile. Needs the store's writer. The containers\n"
+	  "are not copied: back them up beside it.\n" },
+	{ "index", "restore", cmd_index_restore,
+	  "usage: bvault index restore STORE DIR\n"
+	  "Puts the index backup in DIR in place of the store's index, which\n"
+	  "is kept as STORE/index.old.N. The store must not be open for\n"
+	  "writing (stop bvaultd first). The restored index must open with\n"
+	  "the store's containers, else the old one is put back. Commits made\n"
+	  "after the backup are not in it; their container bytes are kept.\n" },
 	{ NULL, "bench", cmd_bench,
 	  "usage: bvault bench [--dir DIR] [--size SIZE]\n"
 	  "Measures hashing, compression, the engine's container write and\n"
