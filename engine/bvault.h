@@ -705,6 +705,31 @@ typedef struct bv_stats {
  * MiB; past 2^28 chunks the unreferenced figure is a lower bound). The
  * walk sees the index as it is while it runs. BV_EDB, -ENOMEM. */
 BV_API int bv_stats_get(bv_store *s, bv_stats *out);
+
+/* What one group or replica takes (bv_stats_usage). */
+typedef struct bv_usage {
+	char name[BV_NAME_MAX + 1];
+	char group[BV_NAME_MAX + 1]; /* a replica's group; "" for a group */
+	int is_group;
+	uint64_t logical_bytes; /* size at the head; a group: its members' */
+	uint64_t rps;           /* RPs of the group (a replica: its group's) */
+	uint64_t unique_chunks; /* chunks its committed versions name and no
+				 * other replica (a group: none outside it)
+				 * names */
+	uint64_t unique_bytes;  /* their records' bytes in containers: what
+				 * removing it, then collecting, gives back */
+} bv_usage;
+
+/* Fills *OUT (N entries; free with bv_usage_free) with each group, then
+ * its replicas, in name order; GROUP (NULL: every group) keeps only that
+ * group and its members (uniqueness is still against the whole store).
+ * Walks the map and the chunk index once per pass, in passes over a
+ * partition of the fingerprints so that memory stays within 256 MiB
+ * (one pass up to about 4 million chunks). BV_ENOTFOUND (no such group),
+ * BV_EDB, -ENOMEM. */
+BV_API int bv_stats_usage(bv_store *s, const char *group, bv_usage **out,
+			  size_t *n);
+BV_API void bv_usage_free(bv_usage *u);
 /* The counters alone, at once, whatever the store's size (OUT->scanned
  * is 0 and the walk's fields are 0). BV_EDB. */
 BV_API int bv_stats_counters(bv_store *s, bv_stats *out);

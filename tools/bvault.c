@@ -37,6 +37,7 @@
 #include "bvault.h"
 #include "cli.h"
 #include "cmd_index.h"
+#include "cmd_usage.h"
 #include "cmd_view.h"
 
 /* tools/cmd_files.c */
@@ -1396,7 +1397,7 @@ static int cmd_stats(int argc, char **argv)
 		{ "quick", OPT_FLAG, NULL, &quick },
 		{ NULL, 0, NULL, NULL },
 	};
-	static const char *const names[] = { "STORE" };
+	static const char *const names[] = { "STORE", "GROUP" };
 	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
 	bv_store *s = NULL;
 	bv_stats st;
@@ -1406,7 +1407,12 @@ static int cmd_stats(int argc, char **argv)
 		return op_error("%s", strerror(ENOMEM));
 	rc = parse_opts(argc, argv, defs, pos, &npos);
 	if (!rc)
-		rc = want_pos(npos, pos, 1, 1, names);
+		rc = want_pos(npos, pos, 1, 2, names);
+	if (!rc && npos == 2)
+		rc = arg_name("group", pos[1]);
+	if (!rc && npos == 2 && quick)
+		rc = usage_error("--quick shows the store's counters alone: "
+				 "it takes no GROUP");
 	if (!rc)
 		rc = open_store_reading(pos[0], &s);
 	if (rc)
@@ -1453,6 +1459,9 @@ static int cmd_stats(int argc, char **argv)
 		}
 		ratio_json("dedup_ratio", st.ingested_bytes, st.raw_bytes);
 		ratio_json("compression_ratio", st.raw_bytes, st.stored_bytes);
+		if (!quick && (rc = print_usage(s, npos == 2 ? pos[1] : NULL,
+						1)))
+			goto out;
 		printf("\n}\n");
 	} else {
 		stat_line("replicas", st.replicas, 0);
@@ -1500,6 +1509,9 @@ static int cmd_stats(int argc, char **argv)
 		if (st.index_lost)
 			printf("%-18s %12s  (the index lost commits its seal "
 			       "records: bvault verify STORE)\n", "index", "LOST");
+		if (!quick && (rc = print_usage(s, npos == 2 ? pos[1] : NULL,
+						0)))
+			goto out;
 	}
 	rc = 0;
 out:
@@ -2276,16 +2288,19 @@ static const struct command commands[] = {
 	  "Lists replicas: group, size, chunk size, head version, latest RP\n"
 	  "(with --json, also the head version's identity).\n" },
 	{ NULL, "stats", cmd_stats,
-	  "usage: bvault stats STORE [--json] [--quick]\n"
+	  "usage: bvault stats STORE [GROUP] [--json] [--quick]\n"
 	  "Shows logical, ingested, unique and stored bytes, the dedup ratio\n"
 	  "(ingested / unique raw), the compression ratio (unique raw /\n"
 	  "stored), index size and containers; then, from a walk of the\n"
 	  "index (time in proportion to it), what the RPs protect (the\n"
 	  "non-zero bytes of every RP), the live chunks (a committed version\n"
 	  "names them) and the unreferenced ones, and the ratios of what is\n"
-	  "protected to the container files and to the live raw bytes.\n"
-	  "--quick: the counters alone, at once. The README lists every\n"
-	  "field.\n" },
+	  "protected to the container files and to the live raw bytes;\n"
+	  "then, per group and per replica (of GROUP alone when named): its\n"
+	  "logical bytes, RPs, and the bytes unique to it (chunks no other\n"
+	  "replica, or no replica outside the group, names: what removing it\n"
+	  "gives back). --quick: the counters alone, at once. The README\n"
+	  "lists every field.\n" },
 	{ NULL, "verify", cmd_verify,
 	  "usage: bvault verify STORE [--json]\n"
 	  "Reads everything the store keeps: every container record by\n"
