@@ -899,6 +899,19 @@ BV_API int bv_index_backup_read(const char *dir, bv_index_backup_info *info);
 BV_API int bv_index_restore(const char *store, const char *dir,
 			    bv_index_backup_info *info, char *old,
 			    size_t oldlen, char *errbuf, size_t errlen);
+/* Rebuilds the index of the store in STORE, which must not be open for
+ * writing (BV_EBUSY), from its journal alone (storage/FORMAT.md, "The
+ * index journal": every index write since the journal's last snapshot),
+ * whatever state index/ is in (missing, damaged): into a new database,
+ * which then takes the place of index/ (kept as STORE/index.old.N, its
+ * path into OLD). The rebuilt index must open with the containers, else
+ * the old one is put back. INFO describes the result (its sequence: the
+ * journal entries replayed). BV_ENOTFOUND: no journal, or no complete
+ * snapshot in it; BV_ECORRUPT: a damaged journal entry lost later ones
+ * (the message names the file). */
+BV_API int bv_index_rebuild(const char *store, bv_index_backup_info *info,
+			    char *old, size_t oldlen, char *errbuf,
+			    size_t errlen);
 
 #ifdef __cplusplus
 }

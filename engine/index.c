@@ -464,3 +464,169 @@ out:
 		snprintf(errbuf, errlen, "%s", bv_last_error());
 	return rc;
 }
+
+/* ---- rebuild ------------------------------------------------------------- */
+
+struct replay {
+	struct bv_kv *kv;
+	uint64_t last, entries;
+};
+
+static int replay_one(void *ud, uint64_t lsn, int kind, const void *data,
+		      size_t len)
+{
+	struct replay *r = ud;
+	int rc;
+
+	if (kind != BV_J_BATCH && kind != BV_J_SNAP_DATA)
+		return 0;
+	if ((rc = bv_kv_apply_log(r->kv, data, len)))
+		return rc;
+	r->last = lsn;
+	r->entries++;
+	return 0;
+}
+
+/* Replays the journal of STORE (store id ID) into a new database in
+ * DIR. */
+static int replay_into(const char *store, const uint8_t id[16],
+		       const char *dir, uint64_t *entries)
+{
+	struct bv_kv_opts ko = { .create = 1 };
+	struct bv_journal *j = NULL;
+	struct replay r = { 0 };
+	char jdir[4096];
+	uint8_t v[8];
+	int rc;
+
+	snprintf(jdir, sizeof jdir, "%s/journal", store);
+	if ((rc = bv_journal_open(jdir, id, 0, &j)))
+		return bv_fail(rc, "store %s: %s", store, bv_journal_error());
+	if (mkdir(dir, 0700) != 0) {
+		rc = bv_fail(-errno, "index %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	if ((rc = bv_kv_open(dir, &ko, &r.kv))) {
+		rc = bv_fail(rc, "index %s: %s", dir, bv_kv_error());
+		goto out;
+	}
+	rc = bv_journal_replay(j, replay_one, &r);
+	if (rc) {
+		rc = bv_fail(rc, "store %s: %s", store, bv_kv_error()[0] &&
+			     rc != ST_ECORRUPT && rc != ST_ENOTFOUND ?
+			     bv_kv_error() : bv_journal_error());
+		goto out;
+	}
+	bv_le64(v, r.last);
+	if ((rc = bv_kv_put(r.kv, BV_CF_META, "jlsn", 4, v, 8, 1)) ||
+	    (rc = bv_kv_flush(r.kv)))
+		rc = bv_fail(rc, "index %s: %s", dir, bv_kv_error());
+	*entries = r.entries;
+out:
+	bv_kv_close(r.kv);
+	bv_journal_close(j);
+	return rc;
+}
+
+int bv_index_rebuild(const char *store, bv_index_backup_info *info,
+		     char *old, size_t oldlen, char *errbuf, size_t errlen)
+{
+	bv_open_opts oo = { .accept_index_loss = 1 };
+	char idx[4096], tmp[4096], keep[4096] = "", sub[4096];
+	uint8_t id[16];
+	uint64_t entries = 0;
+	uint32_t which;
+	bv_store *s = NULL;
+	struct stat st;
+	int rc, lock = -1;
+
+	if ((rc = bv_check_marker(store)))
+		goto out;
+	if (strlen(store) > 3000) {
+		rc = bv_fail(BV_EINVAL, "store %s: path too long", store);
+		goto out;
+	}
+	snprintf(sub, sizeof sub, "%s/" BV_MARKER, store);
+	if ((lock = open(sub, O_RDONLY | O_CLOEXEC)) < 0 ||
+	    flock(lock, LOCK_EX | LOCK_NB) != 0) {
+		rc = bv_fail(errno == EWOULDBLOCK ? BV_EBUSY : -errno,
+			     "store %s: %s", store, errno == EWOULDBLOCK ?
+			     "open for writing in another process (stop "
+			     "bvaultd, or the command using it, first: an "
+			     "index cannot be replaced under its writer)" :
+			     strerror(errno));
+		goto out;
+	}
+	/* Whose store: the containers' headers say, else the journal's. */
+	snprintf(sub, sizeof sub, "%s/containers", store);
+	rc = bv_cset_dir_owner(sub, id, &which);
+	if (rc == ST_ENOTFOUND) {
+		snprintf(sub, sizeof sub, "%s/journal", store);
+		rc = bv_journal_owner(sub, id);
+	}
+	if (rc) {
+		rc = bv_fail(rc == ST_ENOTFOUND ? BV_ENOTFOUND : BV_ECORRUPT,
+			     "store %s: %s", store, rc == ST_ENOTFOUND ?
+			     "no container and no journal to rebuild the "
+			     "index from" : "the first container's header is "
+			     "damaged: it cannot say whose store this is");
+		goto out;
+	}
+	snprintf(idx, sizeof idx, "%s/index", store);
+	snprintf(tmp, sizeof tmp, "%s/index.rebuild", store);
+	remove_own_dir(tmp); /* a rebuild cut short: ours */
+	snprintf(sub, sizeof sub, "%s/index.rebuild.seal", store);
+	unlink(sub);
+	if ((rc = replay_into(store, id, tmp, &entries)))
+		goto fail_tmp;
+	unlink(sub); /* the seal of the new database's own open */
+	if (lstat(idx, &st) == 0 && ((rc = old_name(store, keep, sizeof keep)) ||
+				     rename(idx, keep) != 0)) {
+		rc = bv_fail(rc ? rc : -errno, "store %s: cannot set the "
+			     "index aside: %s", store, strerror(rc ? -rc :
+								errno));
+		goto fail_tmp;
+	}
+	if (rename(tmp, idx) != 0 || (rc = fsync_path(store))) {
+		rc = bv_fail(rc ? rc : -errno, "store %s: cannot put the "
+			     "rebuilt index in place: %s", store,
+			     strerror(rc ? -rc : errno));
+		goto undo;
+	}
+	close(lock);
+	lock = -1;
+	if ((rc = bv_store_open(store, &oo, &s))) {
+		char why[1024];
+
+		snprintf(why, sizeof why, "%s", s ? bv_store_error(s) :
+			 bv_strerror(rc));
+		bv_store_close(s);
+		rename(idx, tmp);
+		rc = bv_fail(rc, "store %s: the rebuilt index does not open "
+			     "(%s); the index it replaced is back in place",
+			     store, why);
+		goto undo;
+	}
+	bv_store_close(s);
+	snprintf(sub, sizeof sub, "%s/index", store);
+	if (info && (rc = describe(sub, info)))
+		goto out;
+	if (info)
+		info->sequence = entries;
+	if (old && oldlen)
+		snprintf(old, oldlen, "%s", keep);
+	rc = 0;
+	goto out;
+undo:
+	if (*keep && rename(keep, idx) == 0)
+		fsync_path(store);
+fail_tmp:
+	remove_own_dir(tmp);
+out:
+	if (lock >= 0)
+		close(lock);
+	if (rc && errbuf && errlen)
+		snprintf(errbuf, errlen, "%s", bv_last_error());
+	return rc;
+}
+

@@ -30,6 +30,7 @@
 #include "cstore.h"
 #include "endian.h"
 #include "errcodes.h"
+#include "journal.h"
 #include "kv.h"
 #include "ring.h"
 
@@ -84,6 +85,8 @@ struct bv_store {
 	int lock_fd;         /* flock on the marker: one writer at a time */
 	int read_only;       /* bv_open_opts.read_only: no lock, no writes */
 	struct bv_kv *kv;
+	struct bv_journal *journal; /* the writer's (FORMAT.md, "The index
+				     * journal"); NULL when read-only */
 	int index_lost;          /* the seal says the index lost commits */
 	struct bv_cstore *cs;     /* the containers (cstore.h) */
 	struct bv_pool *pool;

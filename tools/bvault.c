@@ -2335,6 +2335,14 @@ static const struct command commands[] = {
 	  "writing (stop bvaultd first). The restored index must open with\n"
 	  "the store's containers, else the old one is put back. Commits made\n"
 	  "after the backup are not in it; their container bytes are kept.\n" },
+	{ "index", "rebuild", cmd_index_rebuild,
+	  "usage: bvault index rebuild STORE\n"
+	  "Rebuilds the whole index (every replica, group, RP, agent, map\n"
+	  "entry and chunk location) from the store's journal, which holds\n"
+	  "every index write since its last snapshot, when index/ is lost or\n"
+	  "damaged. The index it replaces, if any, is kept as\n"
+	  "STORE/index.old.N. The store must not be open for writing (stop\n"
+	  "bvaultd first).\n" },
 	{ NULL, "bench", cmd_bench,
 	  "usage: bvault bench [--dir DIR] [--size SIZE]\n"
 	  "Measures hashing, compression, the engine's container write and\n"

@@ -98,3 +98,37 @@ out:
 	free(pos);
 	return rc;
 }
+
+int cmd_index_rebuild(int argc, char **argv)
+{
+	static const char *const names[] = { "STORE" };
+	struct optdef defs[] = { { NULL, 0, NULL, NULL } };
+	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+	char old[4096], err[2048];
+	bv_index_backup_info in;
+	int npos, rc;
+
+	if (!pos)
+		return op_error("%s", strerror(ENOMEM));
+	rc = parse_opts(argc, argv, defs, pos, &npos);
+	if (!rc)
+		rc = want_pos(npos, pos, 1, 1, names);
+	if (rc)
+		goto out;
+	rc = bv_index_rebuild(pos[0], &in, old, sizeof old, err, sizeof err);
+	if (rc < 0) {
+		rc = op_error("%s", err);
+		goto out;
+	}
+	fprintf(CLI_OUT, "rebuilt the index of %s from %" PRIu64 " journal "
+		"entries: %" PRIu64 " replica%s, %" PRIu64 " recovery "
+		"point%s\n", pos[0], in.sequence, in.replicas,
+		in.replicas == 1 ? "" : "s", in.rps, in.rps == 1 ? "" : "s");
+	if (*old)
+		fprintf(CLI_OUT, "the index it replaced is kept in %s (remove "
+			"it once the store reads as it should)\n", old);
+	rc = 0;
+out:
+	free(pos);
+	return rc == HELP_SHOWN ? 0 : rc;
+}

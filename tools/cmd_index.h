@@ -7,5 +7,6 @@
 
 int cmd_index_backup(int argc, char **argv);
 int cmd_index_restore(int argc, char **argv);
+int cmd_index_rebuild(int argc, char **argv);
 
 #endif

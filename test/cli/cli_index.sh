@@ -88,4 +88,33 @@ run_ok "a second restore" "$BV" index restore "$S" "$T/bk"
 grep -q "index.old.2" "$T/out"
 ok $? "keeps the index it replaced as index.old.2"
 
+# The journal rebuilds the index when index/ is lost.
+run_ok "rp ls before" "$BV" rp ls "$S"
+cp "$T/out" "$T/rp.before"
+rm -rf "$S/index"
+run_fail "a lost index/ is refused by a writing command" 1 "$S" \
+	"$BV" replica create "$S" x --size 1M
+run_ok "index rebuild" "$BV" index rebuild "$S"
+grep -q "rebuilt the index of $S from [0-9]* journal entries: 1 replica, 2 recovery points" "$T/out"
+ok $? "it says what it rebuilt"
+run_ok "rp ls after" "$BV" rp ls "$S"
+cmp -s "$T/out" "$T/rp.before"
+ok $? "the same RPs"
+run_ok "export RP 2" "$BV" export "$S" vm1@2 "$T/rb2.img"
+cmp -s "$T/rb2.img" "$T/b.img"
+ok $? "RP 2 is bit for bit (the store as the second restore left it)"
+[ "$(stat -c %a "$S/journal")" = 700 ] && ! find "$S/journal" -type f ! -perm 600 | grep -q .
+ok $? "the journal is private"
+exec 9<"$S/bvault.store"
+flock -x 9
+run_fail "a store open for writing is refused" 1 "stop bvaultd" \
+	"$BV" index rebuild "$S"
+exec 9<&-
+mv "$S/journal" "$T/journal.gone"
+run_fail "no journal: refused" 1 "no complete snapshot|journal" \
+	"$BV" index rebuild "$S"
+run_ok "and the index is still there" "$BV" export "$S" vm1@2 "$T/rb2b.img"
+mv "$T/journal.gone" "$S/journal"
+run_fail "index rebuild wants STORE" 2 "missing STORE" "$BV" index rebuild
+
 done_testing
