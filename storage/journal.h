@@ -58,6 +58,13 @@ int bv_journal_sync(struct bv_journal *j);
  * write then failed). */
 void bv_journal_roll(struct bv_journal *j);
 
+/* Tests (the fault and ordering checks): HOOK runs before every append
+ * (OP 0, with the entry's LSN) and every sync that has something to make
+ * durable (OP 1); a non-zero return fails that call with that code,
+ * doing nothing. NULL removes it. */
+void bv_journal_set_hook(struct bv_journal *j,
+			 int (*hook)(void *ud, int op, uint64_t lsn), void *ud);
+
 /* The LSN of the last intact, live entry (0: none): reads the newest
  * files only, for the check at every writable open. */
 int bv_journal_last(struct bv_journal *j, uint64_t *lsn);
