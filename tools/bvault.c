@@ -71,8 +71,8 @@ static int cmd_init(int argc, char **argv)
 		rc = op_error("%s", *err ? err : bv_strerror(rc));
 		goto out;
 	}
-	printf("initialized store %s (chunk size %u)\n", pos[0],
-	       o.chunk_size ? o.chunk_size : BV_CHUNK_DEFAULT);
+	fprintf(CLI_OUT, "initialized store %s (chunk size %u)\n", pos[0],
+		o.chunk_size ? o.chunk_size : BV_CHUNK_DEFAULT);
 	rc = 0;
 out:
 	free(pos);
@@ -121,7 +121,7 @@ static int cmd_replica_create(int argc, char **argv)
 	}
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -154,7 +154,7 @@ static int cmd_group_create(int argc, char **argv)
 	}
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -271,13 +271,14 @@ static int cmd_agent_add(int argc, char **argv)
 		rc = secret_file_write(file, fd, line);
 		fd = -1;
 		if (!rc)
-			printf("agent %s: secret written to %s\n", pos[1],
-			       file);
+			fprintf(CLI_OUT, "agent %s: secret written to %s\n",
+				pos[1],
+				file);
 		goto out;
 	}
-	fputs(line, stdout);
-	if (isatty(STDOUT_FILENO))
-		fprintf(stderr, "bvault agent add: that is agent %s's secret; "
+	fputs(line, CLI_OUT);
+	if (isatty(fileno(CLI_OUT)))
+		fprintf(CLI_ERR, "bvault agent add: that is agent %s's secret; "
 			"it is not shown again\n", pos[1]);
 	rc = 0;
 out:
@@ -292,7 +293,7 @@ out:
 	}
 	memset(secret, 0, sizeof secret);
 	memset(line, 0, sizeof line);
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	free(groups);
 	return rc == HELP_SHOWN ? 0 : rc;
@@ -312,20 +313,20 @@ static int agent_ls_one(void *ud, const bv_agent_info *a)
 	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S",
 		 gmtime_r(&t, &tm));
 	if (l->json) {
-		printf("%s\n  {\"name\": ", l->n ? "," : "");
-		json_str(stdout, a->name);
-		printf(", \"created\": %" PRId64 ", \"groups\": [",
-		       a->created);
+		fprintf(CLI_OUT, "%s\n  {\"name\": ", l->n ? "," : "");
+		json_str(CLI_OUT, a->name);
+		fprintf(CLI_OUT, ", \"created\": %" PRId64 ", \"groups\": [",
+			a->created);
 		for (uint32_t i = 0; i < a->ngroups; i++) {
-			printf("%s", i ? ", " : "");
-			json_str(stdout, a->groups[i]);
+			fprintf(CLI_OUT, "%s", i ? ", " : "");
+			json_str(CLI_OUT, a->groups[i]);
 		}
-		printf("]}");
+		fprintf(CLI_OUT, "]}");
 	} else {
-		printf("%-24s %s UTC ", a->name, when);
+		fprintf(CLI_OUT, "%-24s %s UTC ", a->name, when);
 		for (uint32_t i = 0; i < a->ngroups; i++)
-			printf("%s%s", i ? "," : "", a->groups[i]);
-		printf("\n");
+			fprintf(CLI_OUT, "%s%s", i ? "," : "", a->groups[i]);
+		fprintf(CLI_OUT, "\n");
 	}
 	l->n++;
 	return 0;
@@ -353,16 +354,17 @@ static int cmd_agent_ls(int argc, char **argv)
 	if (rc)
 		goto out;
 	if (l.json)
-		printf("[");
+		fprintf(CLI_OUT, "[");
 	else
-		printf("%-24s %-23s %s\n", "AGENT", "CREATED", "GROUPS");
+		fprintf(CLI_OUT, "%-24s %-23s %s\n", "AGENT", "CREATED",
+			"GROUPS");
 	rc = bv_agent_list(s, agent_ls_one, &l);
 	if (l.json)
-		printf("%s]\n", l.n ? "\n" : "");
+		fprintf(CLI_OUT, "%s]\n", l.n ? "\n" : "");
 	if (rc < 0)
 		rc = store_error(s, rc);
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -389,7 +391,7 @@ static int cmd_agent_rm(int argc, char **argv)
 	if (rc < 0)
 		rc = store_error(s, rc);
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -898,7 +900,7 @@ static int cmd_ingest(int argc, char **argv)
 			rc = usage_error("'-' (stdin) given more than once");
 			goto out;
 		}
-		if (isatty(STDIN_FILENO)) {
+		if (isatty(CLI_IN_FD)) {
 			rc = op_error("refusing to read a binary stream from a "
 				      "terminal; give STREAM files or a pipe");
 			goto out;
@@ -916,7 +918,7 @@ static int cmd_ingest(int argc, char **argv)
 	for (int i = 0; i < nstreams; i++) {
 		const char *path = streams[i];
 		int is_stdin = strcmp(path, "-") == 0;
-		int fd = is_stdin ? STDIN_FILENO
+		int fd = is_stdin ? CLI_IN_FD
 				  : open(path, O_RDONLY | O_CLOEXEC);
 		int cons = BV_CRASH_CONSISTENT;
 		int64_t t = 0;
@@ -961,20 +963,21 @@ static int cmd_ingest(int argc, char **argv)
 		rc = store_error(s, rc);
 		goto out;
 	}
-	printf("committed %d stream%s", nstreams, nstreams > 1 ? "s" : "");
+	fprintf(CLI_OUT, "committed %d stream%s", nstreams,
+		nstreams > 1 ? "s" : "");
 	if (bytes) {
 		char h[32];
 
 		human(h, sizeof(h), (double)bytes);
-		printf(" (%s)", h);
+		fprintf(CLI_OUT, " (%s)", h);
 	}
 	if (rp)
-		printf(", RP %" PRIu64, rp);
-	printf("\n");
+		fprintf(CLI_OUT, ", RP %" PRIu64, rp);
+	fprintf(CLI_OUT, "\n");
 	rc = 0;
 out:
 	bv_ingest_abort(in);
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1016,10 +1019,10 @@ static int cmd_rp_create(int argc, char **argv)
 		rc = store_error(s, rc);
 		goto out;
 	}
-	printf("RP %" PRIu64 "\n", n);
+	fprintf(CLI_OUT, "RP %" PRIu64 "\n", n);
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1038,35 +1041,39 @@ static int rp_ls_cb(void *ud, const bv_rp_info *rp)
 
 	fmt_time(tb, sizeof(tb), rp->time);
 	if (c->json) {
-		printf("%s\n  {\"group\": ", c->n ? "," : "");
-		json_str(stdout, rp->group);
-		printf(", \"rp\": %" PRIu64 ", \"time\": %" PRId64
-		       ", \"time_utc\": \"%s\", \"consistency\": \"%s\", "
-		       "\"members\": %" PRIu32 ", \"label\": ", rp->number,
-		       rp->time, tb, kind, rp->members);
-		json_str(stdout, rp->label);
+		fprintf(CLI_OUT, "%s\n  {\"group\": ", c->n ? "," : "");
+		json_str(CLI_OUT, rp->group);
+		fprintf(CLI_OUT, ", \"rp\": %" PRIu64 ", \"time\": %" PRId64
+			", \"time_utc\": \"%s\", \"consistency\": \"%s\", "
+			"\"members\": %" PRIu32 ", \"label\": ", rp->number,
+			rp->time, tb, kind, rp->members);
+		json_str(CLI_OUT, rp->label);
 		if (c->per_replica) {
-			printf(", \"size\": %" PRIu64 ", \"version\": %" PRIu64
-			       ", \"identity\": ", rp->size, rp->version);
-			json_id(stdout, rp->id);
+			fprintf(CLI_OUT,
+				", \"size\": %" PRIu64 ", \"version\": %" PRIu64
+				", \"identity\": ", rp->size, rp->version);
+			json_id(CLI_OUT, rp->id);
 		}
-		printf("}");
+		fprintf(CLI_OUT, "}");
 	} else {
 		if (c->n == 0) {
-			printf("%-20s %6s %-20s %-5s %7s", "GROUP", "RP",
-			       "TIME", "KIND", "MEMBERS");
+			fprintf(CLI_OUT, "%-20s %6s %-20s %-5s %7s", "GROUP",
+				"RP",
+				"TIME", "KIND", "MEMBERS");
 			if (c->per_replica)
-				printf(" %14s %7s", "SIZE", "VERSION");
-			printf("  LABEL\n");
+				fprintf(CLI_OUT, " %14s %7s", "SIZE",
+					"VERSION");
+			fprintf(CLI_OUT, "  LABEL\n");
 		}
-		printf("%-20s %6" PRIu64 " %-20s %-5s %7" PRIu32, rp->group,
-		       rp->number, tb, kind, rp->members);
+		fprintf(CLI_OUT, "%-20s %6" PRIu64 " %-20s %-5s %7" PRIu32,
+			rp->group,
+			rp->number, tb, kind, rp->members);
 		if (c->per_replica)
-			printf(" %14" PRIu64 " %7" PRIu64, rp->size,
-			       rp->version);
-		printf("  ");
-		text_str(stdout, rp->label);
-		printf("\n");
+			fprintf(CLI_OUT, " %14" PRIu64 " %7" PRIu64, rp->size,
+				rp->version);
+		fprintf(CLI_OUT, "  ");
+		text_str(CLI_OUT, rp->label);
+		fprintf(CLI_OUT, "\n");
 	}
 	c->n++;
 	return 0;
@@ -1100,20 +1107,20 @@ static int cmd_rp_ls(int argc, char **argv)
 	 * are filled when the name is a replica. */
 	c.per_replica = npos == 2 && bv_replica_info_get(s, pos[1], &ri) == 0;
 	if (c.json)
-		printf("[");
+		fprintf(CLI_OUT, "[");
 	rc = bv_rp_list(s, npos == 2 ? pos[1] : NULL, rp_ls_cb, &c);
 	if (rc < 0) {
 		if (c.json)
-			printf("]\n");
-		fflush(stdout);
+			fprintf(CLI_OUT, "]\n");
+		fflush(CLI_OUT);
 		rc = store_error(s, rc);
 		goto out;
 	}
 	if (c.json)
-		printf("%s]\n", c.n ? "\n" : "");
+		fprintf(CLI_OUT, "%s]\n", c.n ? "\n" : "");
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1194,7 +1201,7 @@ out:
 		if (rc)
 			unlink(out_s);
 	}
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1211,26 +1218,29 @@ static int ls_cb(void *ud, const bv_replica_info *r)
 	struct ls_ctx *c = ud;
 
 	if (c->json) {
-		printf("%s\n  {\"name\": ", c->n ? "," : "");
-		json_str(stdout, r->name);
-		printf(", \"group\": ");
-		json_str(stdout, r->group);
-		printf(", \"size\": %" PRIu64 ", \"chunk_size\": %" PRIu32
-		       ", \"head\": %" PRIu64 ", \"latest_rp\": %" PRIu64
-		       ", \"head_identity\": ", r->size, r->chunk_size, r->head,
-		       r->latest_rp);
-		json_id(stdout, r->head_id);
-		printf("}");
+		fprintf(CLI_OUT, "%s\n  {\"name\": ", c->n ? "," : "");
+		json_str(CLI_OUT, r->name);
+		fprintf(CLI_OUT, ", \"group\": ");
+		json_str(CLI_OUT, r->group);
+		fprintf(CLI_OUT,
+			", \"size\": %" PRIu64 ", \"chunk_size\": %" PRIu32
+			", \"head\": %" PRIu64 ", \"latest_rp\": %" PRIu64
+			", \"head_identity\": ", r->size, r->chunk_size, r->head,
+			r->latest_rp);
+		json_id(CLI_OUT, r->head_id);
+		fprintf(CLI_OUT, "}");
 	} else {
 		char h[32];
 
 		if (c->n == 0)
-			printf("%-24s %-24s %10s %8s %6s %9s\n", "NAME",
-			       "GROUP", "SIZE", "CHUNK", "HEAD", "LATEST-RP");
+			fprintf(CLI_OUT, "%-24s %-24s %10s %8s %6s %9s\n",
+				"NAME",
+				"GROUP", "SIZE", "CHUNK", "HEAD", "LATEST-RP");
 		human(h, sizeof(h), (double)r->size);
-		printf("%-24s %-24s %10s %8" PRIu32 " %6" PRIu64 " %9" PRIu64
-		       "\n", r->name, r->group, h, r->chunk_size, r->head,
-		       r->latest_rp);
+		fprintf(CLI_OUT,
+			"%-24s %-24s %10s %8" PRIu32 " %6" PRIu64 " %9" PRIu64
+			"\n", r->name, r->group, h, r->chunk_size, r->head,
+			r->latest_rp);
 	}
 	c->n++;
 	return 0;
@@ -1258,20 +1268,20 @@ static int cmd_ls(int argc, char **argv)
 	if (rc)
 		goto out;
 	if (c.json)
-		printf("[");
+		fprintf(CLI_OUT, "[");
 	rc = bv_replica_list(s, ls_cb, &c);
 	if (rc < 0) {
 		if (c.json)
-			printf("]\n");
-		fflush(stdout);
+			fprintf(CLI_OUT, "]\n");
+		fflush(CLI_OUT);
 		rc = store_error(s, rc);
 		goto out;
 	}
 	if (c.json)
-		printf("%s]\n", c.n ? "\n" : "");
+		fprintf(CLI_OUT, "%s]\n", c.n ? "\n" : "");
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1279,9 +1289,10 @@ out:
 static void ratio_json(const char *key, uint64_t num, uint64_t den)
 {
 	if (den)
-		printf(",\n  \"%s\": %.4f", key, (double)num / (double)den);
+		fprintf(CLI_OUT, ",\n  \"%s\": %.4f", key,
+			(double)num / (double)den);
 	else
-		printf(",\n  \"%s\": null", key);
+		fprintf(CLI_OUT, ",\n  \"%s\": null", key);
 }
 
 static void stat_line(const char *key, uint64_t v, int bytes)
@@ -1290,9 +1301,9 @@ static void stat_line(const char *key, uint64_t v, int bytes)
 
 	if (bytes) {
 		human(h, sizeof(h), (double)v);
-		printf("%-18s %12s  (%" PRIu64 ")\n", key, h, v);
+		fprintf(CLI_OUT, "%-18s %12s  (%" PRIu64 ")\n", key, h, v);
 	} else {
-		printf("%-18s %12" PRIu64 "\n", key, v);
+		fprintf(CLI_OUT, "%-18s %12" PRIu64 "\n", key, v);
 	}
 }
 
@@ -1311,23 +1322,24 @@ static void print_finding(void *ud, const bv_verify_report *r)
 	const char *k = r->kind >= 1 && r->kind <= 4 ? kind[r->kind] : "?";
 
 	if (!p->json) {
-		printf("%-8s %s\n", k, r->message);
+		fprintf(CLI_OUT, "%-8s %s\n", k, r->message);
 		p->n++;
 		return;
 	}
-	printf("%s\n    { \"kind\": \"%s\", \"message\": ", p->n ? "," : "", k);
-	json_str(stdout, r->message);
+	fprintf(CLI_OUT, "%s\n    { \"kind\": \"%s\", \"message\": ",
+		p->n ? "," : "", k);
+	json_str(CLI_OUT, r->message);
 	if (r->kind == BV_VERIFY_NEEDED) {
-		printf(", \"replica\": ");
-		json_str(stdout, r->replica);
-		printf(", \"rp\": %" PRIu64 ", \"offset\": %" PRIu64
-		       ", \"length\": %" PRIu64, r->rp, r->off, r->len);
+		fprintf(CLI_OUT, ", \"replica\": ");
+		json_str(CLI_OUT, r->replica);
+		fprintf(CLI_OUT, ", \"rp\": %" PRIu64 ", \"offset\": %" PRIu64
+			", \"length\": %" PRIu64, r->rp, r->off, r->len);
 	} else if (r->container) {
-		printf(", \"container\": %u, \"offset\": %" PRIu64
-		       ", \"length\": %" PRIu64, r->container, r->offset,
-		       r->length);
+		fprintf(CLI_OUT, ", \"container\": %u, \"offset\": %" PRIu64
+			", \"length\": %" PRIu64, r->container, r->offset,
+			r->length);
 	}
-	printf(" }");
+	fprintf(CLI_OUT, " }");
 	p->n++;
 }
 
@@ -1355,34 +1367,36 @@ static int cmd_verify(int argc, char **argv)
 		goto out;
 	struct vprint vp = { .json = json };
 	if (json)
-		printf("{\n  \"findings\": [");
+		fprintf(CLI_OUT, "{\n  \"findings\": [");
 	int vrc = bv_store_verify_report(s, print_finding, &vp, &r);
 	if (vrc < 0 && vrc != BV_ECORRUPT) {
 		if (json)
-			printf("\n  ]\n}\n");
+			fprintf(CLI_OUT, "\n  ]\n}\n");
 		rc = store_error(s, vrc);
 		goto out;
 	}
 	if (json)
-		printf("%s],\n  \"containers\": %" PRIu64 ",\n  \"records\": %"
-		       PRIu64 ",\n  \"chunks\": %" PRIu64
-		       ",\n  \"map_entries\": %" PRIu64
-		       ",\n  \"problems\": %" PRIu64
-		       ",\n  \"damaged_bytes\": %" PRIu64
-		       ",\n  \"needed_ranges\": %" PRIu64
-		       ",\n  \"unknown_bytes\": %" PRIu64 "\n}\n",
-		       vp.n ? "\n  " : "", r.containers, r.records, r.chunks,
-		       r.map_entries, r.problems, r.damaged_bytes,
-		       r.needed_ranges, r.unknown_bytes);
+		fprintf(CLI_OUT,
+			"%s],\n  \"containers\": %" PRIu64 ",\n  \"records\": %"
+			PRIu64 ",\n  \"chunks\": %" PRIu64
+			",\n  \"map_entries\": %" PRIu64
+			",\n  \"problems\": %" PRIu64
+			",\n  \"damaged_bytes\": %" PRIu64
+			",\n  \"needed_ranges\": %" PRIu64
+			",\n  \"unknown_bytes\": %" PRIu64 "\n}\n",
+			vp.n ? "\n  " : "", r.containers, r.records, r.chunks,
+			r.map_entries, r.problems, r.damaged_bytes,
+			r.needed_ranges, r.unknown_bytes);
 	else
-		printf("%" PRIu64 " containers (%" PRIu64 " records), %" PRIu64
-		       " chunks read back, %" PRIu64 " map entries: %s\n",
-		       r.containers, r.records, r.chunks, r.map_entries,
-		       r.problems ? "DAMAGED" : "intact");
+		fprintf(CLI_OUT,
+			"%" PRIu64 " containers (%" PRIu64 " records), %" PRIu64
+			" chunks read back, %" PRIu64 " map entries: %s\n",
+			r.containers, r.records, r.chunks, r.map_entries,
+			r.problems ? "DAMAGED" : "intact");
 	if (vrc == BV_ECORRUPT)
 		rc = store_error(s, vrc);
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1416,33 +1430,34 @@ static int cmd_stats(int argc, char **argv)
 		goto out;
 	}
 	if (json) {
-		printf("{\n  \"replicas\": %" PRIu64 ",\n  \"groups\": %" PRIu64
-		       ",\n  \"rps\": %" PRIu64 ",\n  \"logical_bytes\": %"
-		       PRIu64 ",\n  \"ingested_bytes\": %" PRIu64
-		       ",\n  \"chunks\": %" PRIu64 ",\n  \"raw_bytes\": %"
-		       PRIu64 ",\n  \"stored_bytes\": %" PRIu64
-		       ",\n  \"containers\": %" PRIu64
-		       ",\n  \"container_bytes\": %" PRIu64
-		       ",\n  \"index_bytes\": %" PRIu64
-		       ",\n  \"map_entries\": %" PRIu64
-		       ",\n  \"unknown_bytes\": %" PRIu64
-		       ",\n  \"unknown_ranges\": %" PRIu64
-		       ",\n  \"index_lost\": %s",
-		       st.replicas, st.groups, st.rps, st.logical_bytes,
-		       st.ingested_bytes, st.chunks, st.raw_bytes,
-		       st.stored_bytes, st.containers, st.container_bytes,
-		       st.index_bytes, st.map_entries, st.unknown_bytes,
-		       st.unknown_ranges, st.index_lost ? "true" : "false");
+		fprintf(CLI_OUT,
+			"{\n  \"replicas\": %" PRIu64 ",\n  \"groups\": %" PRIu64
+			",\n  \"rps\": %" PRIu64 ",\n  \"logical_bytes\": %"
+			PRIu64 ",\n  \"ingested_bytes\": %" PRIu64
+			",\n  \"chunks\": %" PRIu64 ",\n  \"raw_bytes\": %"
+			PRIu64 ",\n  \"stored_bytes\": %" PRIu64
+			",\n  \"containers\": %" PRIu64
+			",\n  \"container_bytes\": %" PRIu64
+			",\n  \"index_bytes\": %" PRIu64
+			",\n  \"map_entries\": %" PRIu64
+			",\n  \"unknown_bytes\": %" PRIu64
+			",\n  \"unknown_ranges\": %" PRIu64
+			",\n  \"index_lost\": %s",
+			st.replicas, st.groups, st.rps, st.logical_bytes,
+			st.ingested_bytes, st.chunks, st.raw_bytes,
+			st.stored_bytes, st.containers, st.container_bytes,
+			st.index_bytes, st.map_entries, st.unknown_bytes,
+			st.unknown_ranges, st.index_lost ? "true" : "false");
 		if (st.scanned) {
-			printf(",\n  \"protected_bytes\": %" PRIu64
-			       ",\n  \"live_chunks\": %" PRIu64
-			       ",\n  \"live_raw_bytes\": %" PRIu64
-			       ",\n  \"live_bytes\": %" PRIu64
-			       ",\n  \"unreferenced_chunks\": %" PRIu64
-			       ",\n  \"unreferenced_bytes\": %" PRIu64,
-			       st.protected_bytes, st.live_chunks,
-			       st.live_raw_bytes, st.live_bytes,
-			       st.unreferenced_chunks, st.unreferenced_bytes);
+			fprintf(CLI_OUT, ",\n  \"protected_bytes\": %" PRIu64
+				",\n  \"live_chunks\": %" PRIu64
+				",\n  \"live_raw_bytes\": %" PRIu64
+				",\n  \"live_bytes\": %" PRIu64
+				",\n  \"unreferenced_chunks\": %" PRIu64
+				",\n  \"unreferenced_bytes\": %" PRIu64,
+				st.protected_bytes, st.live_chunks,
+				st.live_raw_bytes, st.live_bytes,
+				st.unreferenced_chunks, st.unreferenced_bytes);
 			ratio_json("protected_ratio", st.protected_bytes,
 				   st.container_bytes);
 			ratio_json("live_dedup_ratio", st.protected_bytes,
@@ -1452,7 +1467,7 @@ static int cmd_stats(int argc, char **argv)
 		}
 		ratio_json("dedup_ratio", st.ingested_bytes, st.raw_bytes);
 		ratio_json("compression_ratio", st.raw_bytes, st.stored_bytes);
-		printf("\n}\n");
+		fprintf(CLI_OUT, "\n}\n");
 	} else {
 		stat_line("replicas", st.replicas, 0);
 		stat_line("groups", st.groups, 0);
@@ -1463,17 +1478,20 @@ static int cmd_stats(int argc, char **argv)
 		stat_line("stored", st.stored_bytes, 1);
 		stat_line("unique chunks", st.chunks, 0);
 		if (st.raw_bytes)
-			printf("%-18s %12.2f  (ingested / unique raw)\n",
-			       "dedup ratio", (double)st.ingested_bytes /
-			       (double)st.raw_bytes);
+			fprintf(CLI_OUT,
+				"%-18s %12.2f  (ingested / unique raw)\n",
+				"dedup ratio", (double)st.ingested_bytes /
+				(double)st.raw_bytes);
 		else
-			printf("%-18s %12s\n", "dedup ratio", "-");
+			fprintf(CLI_OUT, "%-18s %12s\n", "dedup ratio", "-");
 		if (st.stored_bytes)
-			printf("%-18s %12.2f  (unique raw / stored)\n",
-			       "compression ratio", (double)st.raw_bytes /
-			       (double)st.stored_bytes);
+			fprintf(CLI_OUT,
+				"%-18s %12.2f  (unique raw / stored)\n",
+				"compression ratio", (double)st.raw_bytes /
+				(double)st.stored_bytes);
 		else
-			printf("%-18s %12s\n", "compression ratio", "-");
+			fprintf(CLI_OUT, "%-18s %12s\n", "compression ratio",
+				"-");
 		stat_line("containers", st.containers, 0);
 		stat_line("container files", st.container_bytes, 1);
 		stat_line("index", st.index_bytes, 1);
@@ -1486,23 +1504,26 @@ static int cmd_stats(int argc, char **argv)
 			stat_line("live (stored)", st.live_bytes, 1);
 			stat_line("unreferenced", st.unreferenced_bytes, 1);
 			if (st.container_bytes)
-				printf("%-18s %12.2f  (protected / container "
-				       "files)\n", "protected ratio",
-				       (double)st.protected_bytes /
-				       (double)st.container_bytes);
+				fprintf(CLI_OUT,
+					"%-18s %12.2f  (protected / container "
+					"files)\n", "protected ratio",
+					(double)st.protected_bytes /
+					(double)st.container_bytes);
 			if (st.live_raw_bytes)
-				printf("%-18s %12.2f  (protected / live raw)\n",
-				       "live dedup ratio",
-				       (double)st.protected_bytes /
-				       (double)st.live_raw_bytes);
+				fprintf(CLI_OUT,
+					"%-18s %12.2f  (protected / live raw)\n",
+					"live dedup ratio",
+					(double)st.protected_bytes /
+					(double)st.live_raw_bytes);
 		}
 		if (st.index_lost)
-			printf("%-18s %12s  (the index lost commits its seal "
-			       "records: bvault verify STORE)\n", "index", "LOST");
+			fprintf(CLI_OUT,
+				"%-18s %12s  (the index lost commits its seal "
+				"records: bvault verify STORE)\n", "index", "LOST");
 	}
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1537,12 +1558,13 @@ static int cmd_recover(int argc, char **argv)
 		goto out;
 	}
 	if (bv_stats_counters(s, &st) == 0)
-		printf("store %s opens from what its index holds: %" PRIu64
-		       " recovery points; %" PRIu64 " container bytes no commit "
-		       "names are kept\n", pos[0], st.rps, st.unknown_bytes);
+		fprintf(CLI_OUT,
+			"store %s opens from what its index holds: %" PRIu64
+			" recovery points; %" PRIu64 " container bytes no commit "
+			"names are kept\n", pos[0], st.rps, st.unknown_bytes);
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1622,9 +1644,9 @@ static void bench_print(const struct bench_row *r)
 			snprintf(ratio, sizeof(ratio), "%.2f",
 				 r->rate / r->ref_rate);
 	}
-	printf("| %-34s | %14s | %-36s | %14s | %6s |\n", r->name, a,
-	       r->ref ? r->ref : "-", r->ref ? b : "-", r->ref ? ratio : "-");
-	fflush(stdout);
+	fprintf(CLI_OUT, "| %-34s | %14s | %-36s | %14s | %6s |\n", r->name, a,
+		r->ref ? r->ref : "-", r->ref ? b : "-", r->ref ? ratio : "-");
+	fflush(CLI_OUT);
 }
 
 static int rm_cb(const char *p, const struct stat *sb, int type,
@@ -1831,17 +1853,19 @@ static int cmd_bench(int argc, char **argv)
 		rc = op_error("%s: %s", tmpl, strerror(errno));
 		goto out;
 	}
-	printf("bvault bench: %s, image %s, %ld online cores, dir %s\n\n",
-	       bv_version(), size_s ? size_s : "1G",
-	       sysconf(_SC_NPROCESSORS_ONLN), dir);
-	printf("| %-34s | %14s | %-36s | %14s | %6s |\n", "test", "rate",
-	       "compared with", "reference", "ratio");
-	printf("|%.36s|%.16s|%.38s|%.16s|%.8s|\n",
-	       "--------------------------------------",
-	       "--------------------------------------",
-	       "--------------------------------------",
-	       "--------------------------------------",
-	       "--------------------------------------");
+	fprintf(CLI_OUT,
+		"bvault bench: %s, image %s, %ld online cores, dir %s\n\n",
+		bv_version(), size_s ? size_s : "1G",
+		sysconf(_SC_NPROCESSORS_ONLN), dir);
+	fprintf(CLI_OUT, "| %-34s | %14s | %-36s | %14s | %6s |\n", "test",
+		"rate",
+		"compared with", "reference", "ratio");
+	fprintf(CLI_OUT, "|%.36s|%.16s|%.38s|%.16s|%.8s|\n",
+		"--------------------------------------",
+		"--------------------------------------",
+		"--------------------------------------",
+		"--------------------------------------",
+		"--------------------------------------");
 	fill_half(a, mem, &st);
 	memset(b, 0, mem); /* page faults out of the timed loops */
 	memset(c, 0, (size_t)bound * (mem / chunk));
@@ -2102,19 +2126,21 @@ static int cmd_bench(int argc, char **argv)
 		bv_stats sts;
 
 		if (bv_stats_counters(s, &sts) == 0 && sts.stored_bytes)
-			printf("\nstore: %" PRIu64 " unique chunks (random and "
-			       "2:1), compression %.2f:1\n", sts.chunks,
-			       (double)sts.raw_bytes /
-			       (double)sts.stored_bytes);
+			fprintf(CLI_OUT,
+				"\nstore: %" PRIu64 " unique chunks (random and "
+				"2:1), compression %.2f:1\n", sts.chunks,
+				(double)sts.raw_bytes /
+				(double)sts.stored_bytes);
 	}
-	printf("\nLZ4 ratio on the 2:1 data: %.2f:1. ratio = rate / "
-	       "reference. Reference reads are from the device, like the "
-	       "engine's.\n", lz4_ratio);
+	fprintf(CLI_OUT, "\nLZ4 ratio on the 2:1 data: %.2f:1. ratio = rate / "
+		"reference. Reference reads are from the device, like the "
+		"engine's.\n", lz4_ratio);
 	if (sink == 42)
-		printf("\n"); /* keeps the measured loops from being elided */
+		fprintf(CLI_OUT,
+			"\n"); /* keeps the measured loops from being elided */
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	if (dir)
 		nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	free(a);
@@ -2169,7 +2195,7 @@ static const struct command commands[] = {
 	  "[--extents FILE]\n"
 	  "                       [--out FILE] [--consistency app|crash]\n"
 	  "Writes a bvault change stream of IMAGE (a regular file or block\n"
-	  "device whose size is a multiple of 512) to --out or stdout (never\n"
+	  "device whose size is a multiple of 512) to --out or CLI_OUT (never\n"
 	  "a terminal). Without --extents the stream is full: all-zero and\n"
 	  "hole ranges become zero extents. With --extents, only the listed\n"
 	  "extents are sent; FILE ('-': stdin) has lines \"OFFSET LENGTH\" in\n"
@@ -2260,13 +2286,13 @@ static const struct command commands[] = {
 	  "usage: bvault files get STORE REPLICA@RP[:PARTITION] PATH OUT\n"
 	  "Writes the bytes of file PATH of the guest file system (as in\n"
 	  "files ls; a symlink is followed) to OUT, a new file of mode 0600\n"
-	  "(never one that exists; holes stay holes), or to stdout with '-'\n"
+	  "(never one that exists; holes stay holes), or to CLI_OUT with '-'\n"
 	  "(never a terminal). A directory is refused.\n" },
 	{ NULL, "diff", cmd_diff,
 	  "usage: bvault diff STORE REPLICA@RP1 REPLICA@RP2 [--out FILE] "
 	  "[--base N]\n"
 	  "Writes the change stream that turns RP1 into RP2 (RP1 0: a full\n"
-	  "stream) to --out or stdout (never a terminal). The stream names\n"
+	  "stream) to --out or CLI_OUT (never a terminal). The stream names\n"
 	  "the identities of both versions, so it applies only where RP1's\n"
 	  "version is the latest. --base N renumbers its base RP (not its\n"
 	  "base identity).\n" },

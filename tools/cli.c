@@ -20,6 +20,7 @@ _Thread_local const char *g_cmd = "";
 _Thread_local const char *g_usage = "";
 _Thread_local FILE *cli_out_f, *cli_err_f;
 _Thread_local bv_store *cli_held;
+_Thread_local int cli_in_fd = -1;
 
 /* ---- messages ----------------------------------------------------------- */
 
@@ -482,11 +483,11 @@ int open_stream_out(const char *path, int *fd, int *created)
 {
 	*created = 0;
 	if (!path || strcmp(path, "-") == 0) {
-		if (isatty(STDOUT_FILENO))
+		if (isatty(fileno(CLI_OUT)))
 			return op_error("refusing to write a binary stream to "
 					"a terminal; use --out FILE or a "
 					"redirect");
-		*fd = STDOUT_FILENO;
+		*fd = fileno(CLI_OUT);
 		return 0;
 	}
 	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "bvault.h"
 
@@ -32,6 +33,10 @@ extern _Thread_local const char *g_usage;
 extern _Thread_local FILE *cli_out_f, *cli_err_f;
 #define CLI_OUT (cli_out_f ? cli_out_f : stdout)
 #define CLI_ERR (cli_err_f ? cli_err_f : stderr)
+/* Where a command reads stdin from ('-'): the caller's descriptor when
+ * the thread set cli_in_fd (it starts as -1), else standard input. */
+extern _Thread_local int cli_in_fd;
+#define CLI_IN_FD (cli_in_fd >= 0 ? cli_in_fd : STDIN_FILENO)
 
 /* A store the thread already holds open (bvaultd's, for a command over
  * the admin socket): open_store() and open_store_reading() hand it out
