@@ -2157,6 +2157,7 @@ struct command {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 	const char *usage;
+	int flags; /* CMD_CHANGES, CMD_ALONE (cli.h); 0: only reads */
 };
 
 static const struct command commands[] = {
@@ -2375,30 +2376,36 @@ static void group_usage(FILE *f, const char *group)
 			print_synopsis(f, commands[i].usage);
 }
 
-int main(int argc, char **argv)
+/* Runs command C with the words after its name. The hook for bvaultd's
+ * admin socket is here: see cli.h. */
+static int run_one(const struct command *c, int argc, char **argv, int how)
 {
-	static char cmdname[64];
+	(void)how;
+	return c->fn(argc, argv);
+}
+
+/* Runs the command ARGV names (ARGV[0] is the program), as bvault's
+ * main does (HOW CLI_LOCAL) or as bvaultd does for a caller of its admin
+ * socket (CLI_DAEMON), on the calling thread. Returns the exit status. */
+int cli_run(int argc, char **argv, int how)
+{
+	static _Thread_local char cmdname[64];
 	const char *word;
 	int group_seen = 0;
 
-	/* The store is private to its owner (storage/FORMAT.md, "File
-	 * modes"): RocksDB makes its files 0644 less the umask and cannot be
-	 * told otherwise, so the umask makes them 0600, as it does streams
-	 * and exports. */
-	umask(077);
 	if (argc < 2) {
-		fprintf(stderr, "bvault: missing command\n");
-		top_usage(stderr);
+		fprintf(CLI_ERR, "bvault: missing command\n");
+		top_usage(CLI_ERR);
 		return EXIT_USAGE;
 	}
 	word = argv[1];
 	if (strcmp(word, "-h") == 0 || strcmp(word, "--help") == 0 ||
 	    strcmp(word, "help") == 0) {
-		top_usage(stdout);
+		top_usage(CLI_OUT);
 		return 0;
 	}
 	if (strcmp(word, "--version") == 0 || strcmp(word, "version") == 0) {
-		printf("bvault %s\n", bv_version());
+		fprintf(CLI_OUT, "bvault %s\n", bv_version());
 		return 0;
 	}
 	for (size_t i = 0; i < NCOMMANDS; i++) {
@@ -2409,7 +2416,7 @@ int main(int argc, char **argv)
 				continue;
 			g_cmd = c->name;
 			g_usage = c->usage;
-			return c->fn(argc - 2, argv + 2);
+			return run_one(c, argc - 2, argv + 2, how);
 		}
 		if (strcmp(c->group, word) != 0)
 			continue;
@@ -2418,7 +2425,7 @@ int main(int argc, char **argv)
 			break;
 		if (strcmp(argv[2], "-h") == 0 ||
 		    strcmp(argv[2], "--help") == 0) {
-			group_usage(stdout, word);
+			group_usage(CLI_OUT, word);
 			return 0;
 		}
 		if (strcmp(c->name, argv[2]) != 0)
@@ -2426,18 +2433,18 @@ int main(int argc, char **argv)
 		snprintf(cmdname, sizeof(cmdname), "%s %s", c->group, c->name);
 		g_cmd = cmdname;
 		g_usage = c->usage;
-		return c->fn(argc - 3, argv + 3);
+		return run_one(c, argc - 3, argv + 3, how);
 	}
 	if (group_seen) {
 		if (argc < 3)
-			fprintf(stderr, "bvault %s: missing subcommand\n", word);
+			fprintf(CLI_ERR, "bvault %s: missing subcommand\n", word);
 		else
-			fprintf(stderr, "bvault %s: unknown subcommand '%s'\n",
+			fprintf(CLI_ERR, "bvault %s: unknown subcommand '%s'\n",
 				word, argv[2]);
-		group_usage(stderr, word);
+		group_usage(CLI_ERR, word);
 		return EXIT_USAGE;
 	}
-	fprintf(stderr, "bvault: unknown command '%s'\n", word);
-	top_usage(stderr);
+	fprintf(CLI_ERR, "bvault: unknown command '%s'\n", word);
+	top_usage(CLI_ERR);
 	return EXIT_USAGE;
 }

@@ -46,6 +46,18 @@ extern _Thread_local int cli_in_fd;
 extern _Thread_local bv_store *cli_held;
 void close_store(bv_store *s);
 
+/* The command table and its dispatch (tools/bvault.c). cli_run runs the
+ * command ARGV names (ARGV[0] is the program) on the calling thread and
+ * returns its exit status: HOW is CLI_LOCAL in bvault, CLI_DAEMON in
+ * bvaultd running it for a caller of its admin socket. A command's flags
+ * in the table: CMD_CHANGES, it changes the store (carried out by
+ * bvaultd when one holds the store); CMD_ALONE, it needs the store to
+ * itself (refused while bvaultd holds it). */
+enum { CLI_LOCAL, CLI_DAEMON };
+#define CMD_CHANGES 1
+#define CMD_ALONE 2
+int cli_run(int argc, char **argv, int how);
+
 enum { OPT_FLAG, OPT_VALUE };
 struct optdef {
 	const char *name; /* long name without "--" */
