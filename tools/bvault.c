@@ -34,6 +34,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "admin.h"
 #include "bvault.h"
 #include "cli.h"
 #include "cmd_view.h"
@@ -1550,6 +1551,9 @@ static int cmd_recover(int argc, char **argv)
 	if (!rc && !accept)
 		rc = usage_error("recover: say --accept-index-loss: the commits "
 				 "the index lost are then given up");
+	if (!rc && admin_running(pos[0]))
+		rc = op_error("bvaultd holds store %s: stop it first (recover "
+			      "needs the store to itself)", pos[0]);
 	if (rc)
 		goto out;
 	rc = bv_store_open(pos[0], &o, &s);
@@ -2170,12 +2174,14 @@ static const struct command commands[] = {
 	  "usage: bvault replica create STORE NAME --size SIZE "
 	  "[--chunk-size SIZE]\n"
 	  "Creates an empty (all-zero) replica of SIZE bytes (a multiple of\n"
-	  "512) in a group of its own named NAME.\n" },
+	  "512) in a group of its own named NAME.\n",
+	  CMD_CHANGES },
 	{ "group", "create", cmd_group_create,
 	  "usage: bvault group create STORE GROUP REPLICA...\n"
 	  "Puts the replicas into group GROUP, whose recovery points hold\n"
 	  "every member. Each replica must still be alone in its own group\n"
-	  "and have no recovery point yet.\n" },
+	  "and have no recovery point yet.\n",
+	  CMD_CHANGES },
 	{ "agent", "add", cmd_agent_add,
 	  "usage: bvault agent add STORE NAME --group G [--group G...]\n"
 	  "                        [--secret-file FILE]\n"
@@ -2184,13 +2190,15 @@ static const struct command commands[] = {
 	  "random secret once, as hex: give it to bvault-agent\n"
 	  "(--secret-file). With --secret-file it writes the secret to FILE\n"
 	  "instead, a new file (never one that exists) of mode 0600. The\n"
-	  "secret is not shown again.\n" },
+	  "secret is not shown again.\n",
+	  CMD_CHANGES },
 	{ "agent", "ls", cmd_agent_ls,
 	  "usage: bvault agent ls STORE [--json]\n"
 	  "Lists agents: name, when made, the groups they may use.\n" },
 	{ "agent", "rm", cmd_agent_rm,
 	  "usage: bvault agent rm STORE NAME\n"
-	  "Removes agent NAME: bvaultd refuses it from then on.\n" },
+	  "Removes agent NAME: bvaultd refuses it from then on.\n",
+	  CMD_CHANGES },
 	{ NULL, "mkstream", cmd_mkstream,
 	  "usage: bvault mkstream IMAGE --replica NAME [--base N] "
 	  "[--extents FILE]\n"
@@ -2214,12 +2222,14 @@ static const struct command commands[] = {
 	  "the replica's RP labelled F, or on RP N with --base N. A bvault\n"
 	  "stream names its replica and base itself (a diff: the identity of\n"
 	  "its base version, which must be the replica's latest); --replica\n"
-	  "then only checks that it is for that replica.\n" },
+	  "then only checks that it is for that replica.\n",
+	  CMD_CHANGES },
 	{ "rp", "create", cmd_rp_create,
 	  "usage: bvault rp create STORE REPLICA|GROUP [--label L] "
 	  "[--consistency app|crash]\n"
 	  "Makes a recovery point of the group from every member's committed\n"
-	  "head, and prints its number.\n" },
+	  "head, and prints its number.\n",
+	  CMD_CHANGES },
 	{ "rp", "ls", cmd_rp_ls,
 	  "usage: bvault rp ls STORE [REPLICA|GROUP] [--json]\n"
 	  "Lists recovery points, of every group or of one; for a replica,\n"
@@ -2247,9 +2257,10 @@ static const struct command commands[] = {
 	  "sharing every chunk the view did not write with the RP; --into,\n"
 	  "the next version of the replica it came from (an RP of its head\n"
 	  "is made first when the head is newer than its latest RP). Only\n"
-	  "chunks that differ are stored. Needs the store's writer: refused\n"
-	  "while bvaultd holds the store (going through bvaultd's admin\n"
-	  "socket is planned). The view is kept.\n" },
+	  "chunks that differ are stored. While bvaultd holds the store, it\n"
+	  "is carried out by bvaultd (through its admin socket). The view\n"
+	  "is kept.\n",
+	  CMD_CHANGES },
 	{ NULL, "export", cmd_export,
 	  "usage: bvault export STORE REPLICA@RP OUT\n"
 	  "Writes the replica at recovery point RP (a number, 'latest', or 0\n"
@@ -2331,7 +2342,8 @@ static const struct command commands[] = {
 	  "is. The RPs it lost are gone from the index; their container\n"
 	  "bytes are kept (bvault stats: unknown). Restoring index/ from a\n"
 	  "copy at least as new loses nothing, and is the better way when\n"
-	  "there is one.\n" },
+	  "there is one.\n",
+	  CMD_ALONE },
 	{ NULL, "bench", cmd_bench,
 	  "usage: bvault bench [--dir DIR] [--size SIZE]\n"
 	  "Measures hashing, compression, the engine's container write and\n"
@@ -2378,10 +2390,27 @@ static void group_usage(FILE *f, const char *group)
 
 /* Runs command C with the words after its name. The hook for bvaultd's
  * admin socket is here: see cli.h. */
-static int run_one(const struct command *c, int argc, char **argv, int how)
+static int run_one(const struct command *c, int argc, char **argv, int how,
+		   int all_argc, char **all_argv)
 {
-	(void)how;
-	return c->fn(argc, argv);
+	int rc;
+
+	if (how == CLI_DAEMON && !(c->flags & CMD_CHANGES))
+		return op_error("bvaultd carries out only the commands that "
+				"change the store; run this one with bvault");
+	if (how == CLI_DAEMON || !(c->flags & CMD_CHANGES))
+		return c->fn(argc, argv);
+	/* A copy of the words: a command may reorder its argv. */
+	cli_fwd_argv = calloc((size_t)all_argc, sizeof(*cli_fwd_argv));
+	if (!cli_fwd_argv)
+		return op_error("%s", strerror(ENOMEM));
+	memcpy(cli_fwd_argv, all_argv + 1,
+	       (size_t)(all_argc - 1) * sizeof(*cli_fwd_argv));
+	cli_fwd_argc = all_argc - 1;
+	rc = c->fn(argc, argv);
+	free(cli_fwd_argv);
+	cli_fwd_argv = NULL;
+	return rc;
 }
 
 /* Runs the command ARGV names (ARGV[0] is the program), as bvault's
@@ -2416,7 +2445,7 @@ int cli_run(int argc, char **argv, int how)
 				continue;
 			g_cmd = c->name;
 			g_usage = c->usage;
-			return run_one(c, argc - 2, argv + 2, how);
+			return run_one(c, argc - 2, argv + 2, how, argc, argv);
 		}
 		if (strcmp(c->group, word) != 0)
 			continue;
@@ -2433,7 +2462,7 @@ int cli_run(int argc, char **argv, int how)
 		snprintf(cmdname, sizeof(cmdname), "%s %s", c->group, c->name);
 		g_cmd = cmdname;
 		g_usage = c->usage;
-		return run_one(c, argc - 3, argv + 3, how);
+		return run_one(c, argc - 3, argv + 3, how, argc, argv);
 	}
 	if (group_seen) {
 		if (argc < 3)

@@ -44,7 +44,17 @@ extern _Thread_local int cli_in_fd;
  * Commands close what open_store gave them with close_store(), never
  * with bv_store_close(). */
 extern _Thread_local bv_store *cli_held;
+/* The held store's directory: open_store() of another STORE is refused. */
+extern _Thread_local const char *cli_held_path;
 void close_store(bv_store *s);
+
+/* Set by cli_run in bvault for a command flagged CMD_CHANGES: the words
+ * of the whole command line (after "bvault"). open_store() (for writing)
+ * first hands the command to the store's bvaultd through its admin
+ * socket (admin.h) and, when one answered, ends bvault with the
+ * command's exit status there; else it opens the store as usual. */
+extern _Thread_local char **cli_fwd_argv;
+extern _Thread_local int cli_fwd_argc;
 
 /* The command table and its dispatch (tools/bvault.c). cli_run runs the
  * command ARGV names (ARGV[0] is the program) on the calling thread and
