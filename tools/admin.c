@@ -294,9 +294,9 @@ int admin_forward(const char *store, int argc, char **argv)
 		goto out;
 	}
 	rc = send_request(fd, buf, len);
-	if (rc == -EPIPE || rc == -ECONNRESET)
-		rc = op_error("bvaultd ended before the command finished");
-	else if (rc < 0)
+	/* A bvaultd that refused the caller at once closed before reading
+	 * the request: its answer says why. */
+	if (rc < 0 && rc != -EPIPE && rc != -ECONNRESET)
 		rc = op_error("bvaultd's admin socket: %s", strerror(-rc));
 	else
 		rc = read_answer(fd);
@@ -329,6 +329,21 @@ struct job {
 	struct ucred cred;
 };
 
+/* Before a refused connection closes: what the caller sent and this
+ * side did not read, as far as it is there already (a socket closed
+ * with unread bytes resets, and the caller might lose the answer). */
+static void drain(int fd)
+{
+	uint8_t junk[4096];
+	size_t total = 0;
+	ssize_t n;
+
+	shutdown(fd, SHUT_WR);
+	while (total < 2 * ADMIN_MAX_PAYLOAD &&
+	       (n = recv(fd, junk, sizeof junk, MSG_DONTWAIT)) > 0)
+		total += (size_t)n;
+}
+
 __attribute__((format(printf, 2, 3)))
 static void refuse(int fd, const char *fmt, ...)
 {
@@ -345,6 +360,7 @@ static void refuse(int fd, const char *fmt, ...)
 		n = ADMIN_MAX_MSG;
 	put_hdr(buf, ADMIN_REFUSED, (uint32_t)n);
 	send_all(fd, buf, ADMIN_HDR + (size_t)n);
+	drain(fd);
 }
 
 /* The request of a connection, read under its receive timeout: the
@@ -553,8 +569,8 @@ static void *job_main(void *arg)
 	struct job *j = arg;
 	struct request rq = { .fds = { -1, -1, -1, -1 } };
 	struct timeval tv = { ADMIN_REQ_TIMEOUT, 0 };
-	char w1[32] = "", w2[32] = "";
-	const char *why;
+	char w[32] = "";
+	const char *why, *name;
 	uint8_t ans[ADMIN_HDR + 1];
 	int rc;
 
@@ -569,16 +585,14 @@ static void *job_main(void *arg)
 		       why);
 		goto out;
 	}
-	log_word(w1, sizeof w1, rq.argv[1]);
-	if (rq.argc > 2 && rq.argv[2][0] != '-')
-		log_word(w2, sizeof w2, rq.argv[2]);
-	A.log("admin #%lu (pid %d): running %s%s%s", j->id, (int)j->cred.pid,
-	      w1, *w2 ? " " : "", w2);
+	name = cli_name(rq.argc, rq.argv);
+	log_word(w, sizeof w, name ? name : rq.argv[1]);
+	A.log("admin #%lu (pid %d): running %s", j->id, (int)j->cred.pid, w);
 	rc = run_request(j, &rq);
 	if (rc < 0)
 		goto out;
-	A.log("admin #%lu (pid %d): %s%s%s: exit %d", j->id,
-	      (int)j->cred.pid, w1, *w2 ? " " : "", w2, rc);
+	A.log("admin #%lu (pid %d): %s: exit %d", j->id, (int)j->cred.pid, w,
+	      rc);
 	put_hdr(ans, ADMIN_EXIT, 1);
 	ans[ADMIN_HDR] = (uint8_t)rc;
 	if (send_all(j->fd, ans, sizeof ans) < 0)

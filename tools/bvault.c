@@ -2388,6 +2388,24 @@ static void group_usage(FILE *f, const char *group)
 			print_synopsis(f, commands[i].usage);
 }
 
+const char *cli_name(int argc, char **argv)
+{
+	static _Thread_local char name[64];
+
+	for (size_t i = 0; argc > 1 && i < NCOMMANDS; i++) {
+		const struct command *c = &commands[i];
+
+		if (!c->group && strcmp(c->name, argv[1]) == 0)
+			return c->name;
+		if (c->group && argc > 2 && strcmp(c->group, argv[1]) == 0 &&
+		    strcmp(c->name, argv[2]) == 0) {
+			snprintf(name, sizeof name, "%s %s", c->group, c->name);
+			return name;
+		}
+	}
+	return NULL;
+}
+
 /* Runs command C with the words after its name. The hook for bvaultd's
  * admin socket is here: see cli.h. */
 static int run_one(const struct command *c, int argc, char **argv, int how,

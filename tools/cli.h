@@ -67,6 +67,8 @@ enum { CLI_LOCAL, CLI_DAEMON };
 #define CMD_CHANGES 1
 #define CMD_ALONE 2
 int cli_run(int argc, char **argv, int how);
+/* The name of the command ARGV names ("agent add"), or NULL. */
+const char *cli_name(int argc, char **argv);
 
 enum { OPT_FLAG, OPT_VALUE };
 struct optdef {
