@@ -531,7 +531,9 @@ static int run_request(struct job *j, struct request *rq)
 		       "%s", strerror(errno));
 		return -1;
 	}
-	umask(rq->mask);
+	/* Never looser than bvault's own: RocksDB files this thread may
+	 * make are the store's (INVARIANTS.md 8). */
+	umask(rq->mask | 077);
 	out = fdopen(rq->fds[2], "w");
 	if (out)
 		rq->fds[2] = -1;

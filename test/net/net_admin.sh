@@ -145,6 +145,28 @@ ok $? "ls and rp ls did not go through bvaultd"
 [ $? -eq 1 ] && grep -q 'bvault recover: bvaultd holds store store: stop it first' "$T/err"
 ok $? "recover: bvaultd holds the store, stop it first"
 
+# The caller's own descriptors: isatty() in bvaultd sees the caller's
+# terminal (script(1) makes one): agent add warns on it that the secret
+# is not shown again, and ingest draws its progress bar.
+if command -v script >/dev/null; then
+	"$BV" mkstream "$T/img" --replica vm3 --base "$(latest_rp vm3)" \
+		--out "$A/streams/t1" 2>/dev/null
+	n0=$(log_count 'admin #.*: running')
+	script -qec "cd '$A' && '$BV' agent add store tty1 --group vm1 &&
+		'$BV' ingest store streams/t1" "$T/tty" >/dev/null 2>&1 </dev/null
+	r=$?
+	[ $r -eq 0 ] && grep -q "that is agent tty1's secret; it is not shown again" "$T/tty"
+	ok $? "agent add on a terminal through bvaultd: the warning (exit $r)"
+	grep -q "ingest \[#*" "$T/tty" && grep -q 'committed 1 stream' "$T/tty"
+	ok $? "ingest on a terminal through bvaultd: its progress bar"
+	[ "$(log_count 'admin #.*: running')" -eq $((n0 + 2)) ]
+	ok $? "... both run by bvaultd"
+else
+	for i in 1 2 3; do
+		skip "a terminal through bvaultd ($i)" "no script(1)"
+	done
+fi
+
 # A new agent connects at once; a removed one is refused.
 (cd "$A" && "$BV" agent add store net1 --group vm5 --secret-file keys/net1) \
 	>/dev/null
