@@ -2440,6 +2440,11 @@ int cli_run(int argc, char **argv, int how)
 	const char *word;
 	int group_seen = 0;
 
+	if (how == CLI_DAEMON && !cli_name(argc, argv)) {
+		fprintf(CLI_ERR, "bvault: bvaultd carries out only the "
+			"commands that change the store\n");
+		return EXIT_OP;
+	}
 	if (argc < 2) {
 		fprintf(CLI_ERR, "bvault: missing command\n");
 		top_usage(CLI_ERR);

@@ -235,11 +235,23 @@ for want, msg, f in cases:
     good_answer = t == 0x8f and v == 1 and want in text
     print('%s: %s: %s' % ('ok' if good_answer else 'BAD', want, text))
     bad += not good_answer
+# Well formed, but not a command that changes the store: not run.
+for words in ([b'ls', b'x'], [b'--version'], [b'bench']):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    msg = run(words)
+    s.sendmsg([hdr(len(msg)) + msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                       struct.pack('4i', *fds))])
+    a = s.recv(64)
+    s.close()
+    good_answer = a == hdr(1, t=0x81) + b'\x01'
+    print('%s: %s: exit status 1' % ('ok' if good_answer else 'BAD', words))
+    bad += not good_answer
 sys.exit(1 if bad else 0)
 EOF
 	r=$?
 	[ $r -eq 0 ] || sed 's/^/# /' "$T/py"
-	ok $r "14 malformed requests, each refused with its reason"
+	ok $r "14 malformed requests refused with their reasons; ls, --version, bench not run"
 	[ "$(log_count 'malformed request refused')" -ge 14 ]
 	ok $? "... and logged"
 else
