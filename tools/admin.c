@@ -363,10 +363,8 @@ static void refuse(int fd, const char *fmt, ...)
 	drain(fd);
 }
 
-/* The request of a connection, read under its receive timeout: the
- * words (ARGV[1..], ARGV[0] "bvault"; one allocation, *ARGV to free),
- * the umask and the descriptors. NULL when it is good, else why not (the
- * descriptors are then closed). */
+/* A request: the words (ARGV[1..], ARGV[0] "bvault"; one allocation
+ * with their bytes), the umask and the descriptors received. */
 struct request {
 	char **argv;
 	int argc;
@@ -378,6 +376,8 @@ struct request {
 /* A connection closed before a byte: admin_running's probe. */
 static const char no_request[] = "no request";
 
+/* Takes the descriptors MH carried into RQ (more than ADMIN_NFDS are
+ * closed, and make the request bad). */
 static const char *take_fds(struct msghdr *mh, struct request *rq)
 {
 	const char *why = NULL;
@@ -406,6 +406,8 @@ static const char *take_fds(struct msghdr *mh, struct request *rq)
 	return why;
 }
 
+/* Parses RUN's payload P (LEN bytes, at most ADMIN_MAX_PAYLOAD) into
+ * RQ: every length checked against the limits and what is left. */
 static const char *parse_words(const uint8_t *p, uint32_t len,
 			       struct request *rq)
 {
@@ -455,6 +457,10 @@ static const char *parse_words(const uint8_t *p, uint32_t len,
 	return NULL;
 }
 
+/* Reads the request of a connection, under its receive timeout, into
+ * RQ. NULL when it is good, no_request when the peer closed before a
+ * byte, else what is wrong with it (the caller frees RQ->argv and
+ * closes RQ->fds in every case). */
 static const char *read_request(int fd, struct request *rq)
 {
 	uint8_t h[ADMIN_HDR], *p = NULL;

@@ -310,6 +310,11 @@ exec 7>"$T/fifo"
 n0=$(log_count 'running ingest')
 n1=$(log_count 'ingest: exit 0')
 wait_log 'running ingest' $((n0 + 1))
+# A command that takes long (this ingest waits for its stream) keeps no
+# other from running beside it.
+(cd "$A" && timeout 60 "$BV" agent add store side --group vm2 \
+	--secret-file keys/side) >"$T/out" 2>"$T/err"
+ok $? "agent add runs while an ingest is under way"
 kill -KILL $CL
 wait $CL 2>/dev/null
 cat "$T/s3" >&7
