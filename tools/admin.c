@@ -79,8 +79,8 @@ static int send_all(int fd, const void *p, size_t len)
 	return 0;
 }
 
-/* Reads exactly LEN bytes; 0, -ENODATA at end of stream (after HAVE
- * bytes, counting those already read), or -errno. */
+/* Reads exactly LEN bytes; 0, -ENODATA when the stream ends first, or
+ * -errno (-EAGAIN: the receive timeout passed). */
 static int recv_all(int fd, void *p, size_t len)
 {
 	uint8_t *b = p;
