@@ -98,6 +98,26 @@ same "rp create of a group" 0 rp create store g1 --consistency crash
 same "rp create: an unknown replica" 1 rp create store nosuch
 same "rp create: bad --consistency" 2 rp create store vm1 --consistency x
 
+# index backup: made by bvaultd (RocksDB's checkpoint needs the writer),
+# into a directory relative to the caller; restore and rebuild need the
+# store alone.
+n0=$(log_count 'admin #.*: running')
+(cd "$A" && "$BV" index backup store bk) >"$T/a.out" 2>"$T/a.err"
+rc=$?
+[ $rc -eq 0 ] && [ -f "$A/bk/backup.info" ] && [ -d "$A/bk/index" ] &&
+	grep -q "^backup bk: taken" "$T/a.out" &&
+	[ "$(log_count 'admin #.*: running')" -gt "$n0" ]
+ok $? "index backup through bvaultd, into the caller's relative DIR (exit $rc)"
+(cd "$A" && "$BV" index backup store bk) >"$T/a.out" 2>"$T/a.err"
+[ $? -eq 1 ] && grep -q "exists already" "$T/a.err"
+ok $? "index backup over a directory that exists: refused through bvaultd"
+(cd "$A" && "$BV" index restore store bk) >"$T/a.out" 2>"$T/a.err"
+[ $? -eq 1 ] && grep -q "stop bvaultd" "$T/a.err"
+ok $? "index restore beside bvaultd is refused, saying to stop it"
+(cd "$A" && "$BV" index rebuild store) >"$T/a.out" 2>"$T/a.err"
+[ $? -eq 1 ] && grep -q "stop bvaultd" "$T/a.err"
+ok $? "index rebuild beside bvaultd is refused, saying to stop it"
+
 # ingest: a stream file given relatively, stdin, errors
 # latest_rp REPLICA: the replica's latest RP in $A's store.
 latest_rp() {
