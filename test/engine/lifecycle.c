@@ -34,6 +34,8 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include <rocksdb/c.h>
+
 #include "internal.h"
 #include "view.h"
 #include "etest.h"
@@ -57,6 +59,7 @@ struct mrep {
 	 * zeros); present[c][v]: the model's map holds that entry. */
 	uint8_t written[NCHUNK][MAXV];
 	uint8_t present[NCHUNK][MAXV];
+	uint64_t births_from; /* versions below have no births keys */
 };
 
 struct mrp {
@@ -300,7 +303,8 @@ static int check_entries(bv_store *s, const struct model *m)
 		retained(m, ri, 0, ret);
 		for (unsigned c = 0; c < NCHUNK; c++)
 			for (uint64_t v = 0; v < MAXV; v++) {
-				int want = r->present[c][v] ? 3 : 0;
+				int want = !r->present[c][v] ? 0 :
+					   v < r->births_from ? 1 : 3;
 				if (seen[ri][c][v] != want) {
 					if (nbad++ < 5)
 						diag("%s chunk %u version %"
@@ -902,6 +906,87 @@ static void test_crash(int rounds)
 	   "between removals or inside one)", rounds, mid);
 }
 
+/* ---- a store from before births ------------------------------------- */
+
+/* Makes the store at DIR look as it was before births: the family
+ * dropped, the "bf/" records and the marker gone. */
+static void make_pre_births(const char *dir)
+{
+	const char *names[5] = { "default", "meta", "chunks", "maps",
+				 "births" };
+	const rocksdb_options_t *opts[5];
+	rocksdb_column_family_handle_t *cf[5];
+	rocksdb_options_t *o = rocksdb_options_create();
+	char *path = et_path(dir, "index"), *err = NULL;
+	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+
+	for (int i = 0; i < 5; i++)
+		opts[i] = o;
+	rocksdb_t *db = rocksdb_open_column_families(o, path, 5, names, opts,
+						     cf, &err);
+	if (err)
+		bail_out("opening the index by hand");
+	rocksdb_drop_column_family(db, cf[4], &err);
+	rocksdb_writeoptions_set_sync(wo, 1);
+	rocksdb_delete_range_cf(db, wo, cf[1], "bf/", 3, "bf0", 3, &err);
+	rocksdb_delete_cf(db, wo, cf[1], "bfstart", 7, &err);
+	if (err)
+		bail_out("rewriting the index by hand");
+	for (int i = 0; i < 5; i++)
+		rocksdb_column_family_handle_destroy(cf[i]);
+	rocksdb_close(db);
+	rocksdb_writeoptions_destroy(wo);
+	rocksdb_options_destroy(o);
+	free(path);
+}
+
+static void test_pre_births(void)
+{
+	char *dir = et_tmpdir("life-old");
+	static struct model m;
+	et_rng rng = { 31337 };
+	bv_store *s;
+	int good = 1;
+
+	et_init(dir, CHUNK);
+	s = et_open(dir);
+	model_setup(s, &m);
+	hot = 4;
+	for (int i = 0; i < 16; i++)
+		step_commit(s, &m, &rng, (int)et_below(&rng, 2), 1, 0);
+	bv_store_close(s);
+	make_pre_births(dir);
+	for (int i = 0; i < m.nr; i++)
+		m.r[i].births_from = m.r[i].head + 1;
+
+	bv_open_opts o = { .read_only = 1 };
+	s = NULL;
+	ET_MUST(NULL, bv_store_open(dir, &o, &s));
+	ok(check_reads(s, &m), "a store without births opens read-only, and "
+	   "every RP reads as before");
+	bv_store_close(s);
+	s = et_open(dir);
+	ok(check_entries(s, &m), "a writable open makes the births family "
+	   "(empty) and keeps the old entries");
+	/* Removals below the first version with births walk the map;
+	 * later ones go through births; both by the same rule. */
+	for (int i = 0; i < 40 && good; i++) {
+		int gi = (int)et_below(&rng, 2);
+		if (et_below(&rng, 3) == 0)
+			good &= step_commit(s, &m, &rng, gi, 1, 0) == 0;
+		else
+			good &= step_rp_rm(s, &m, &rng, gi) == 0;
+		good &= check_reads(s, &m) && check_entries(s, &m);
+	}
+	hot = 8;
+	ok(good && m.leak_checks >= 0, "removals across the versions from "
+	   "before births (map walk) and after (births): reads and entries "
+	   "as the model's (%d removals)", m.removals);
+	bv_store_close(s);
+	et_rm_rf(dir);
+	et_tmpdir_done(dir);
+}
+
 /* ---- readers --------------------------------------------------------- */
 
 static void test_readers(void)
@@ -948,6 +1033,7 @@ int main(void)
 	for (int i = 0; i < nseeds; i++)
 		test_model(seed + (uint64_t)i, 120);
 	test_order();
+	test_pre_births();
 	test_crash(getenv("BV_LIFE_KILLS") ? atoi(getenv("BV_LIFE_KILLS"))
 					   : 24);
 	test_readers();

@@ -95,6 +95,12 @@ static void make_old(void)
 			removed++;
 			continue;
 		}
+		/* Newer than identities too (births, lifecycle.c). */
+		if ((kl > 3 && !memcmp(k, "bf/", 3)) ||
+		    (kl == 7 && !memcmp(k, "bfstart", 7))) {
+			bv_kv_batch_delete(b, BV_CF_META, k, kl);
+			continue;
+		}
 		for (i = 0; i < sizeof old_prefix / sizeof *old_prefix; i++)
 			if (kl >= strlen(old_prefix[i]) &&
 			    !memcmp(k, old_prefix[i], strlen(old_prefix[i])))
