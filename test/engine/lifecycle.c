@@ -906,6 +906,170 @@ static void test_crash(int rounds)
 	   "between removals or inside one)", rounds, mid);
 }
 
+/* ---- policies ------------------------------------------------------------ */
+
+struct pl {
+	int keep[64];
+	char reason[64][96];
+	int n;
+};
+
+static int pl_cb(void *ud, const bv_prune_item *it)
+{
+	struct pl *p = ud;
+	if (it->number < 64) {
+		p->keep[it->number] = it->keep;
+		snprintf(p->reason[it->number], 96, "%s", it->reason);
+	}
+	p->n++;
+	return 0;
+}
+
+static int64_t utc(int y, int mo, int d, int h)
+{
+	struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
+			 .tm_hour = h };
+	return (int64_t)timegm(&tm);
+}
+
+/* RPs of replica "p" at TIMES (oldest first), in a fresh store. */
+static bv_store *policy_store(const char *dir, const int64_t *times, int n)
+{
+	static uint8_t buf[CHUNK];
+	bv_store *s;
+
+	et_init(dir, CHUNK);
+	s = et_open(dir);
+	ET_MUST(s, bv_replica_create(s, "p", SIZE, CHUNK));
+	for (int i = 0; i < n; i++) {
+		bv_ingest *in;
+		bv_commit_opts o = { .make_rp = 1, .time = times[i] };
+		memset(buf, i + 1, sizeof buf);
+		ET_MUST(s, bv_ingest_begin(s, &in));
+		int slot = bv_ingest_add(in, "p", (uint64_t)i, 0);
+		ET_MUST(s, slot);
+		ET_MUST(s, bv_ingest_write(in, slot, 0, buf, CHUNK));
+		ET_MUST(s, bv_ingest_commit(in, &o, NULL));
+	}
+	return s;
+}
+
+/* KEPT: the RP numbers a policy must keep, 0-terminated. */
+static int kept_is(const struct pl *p, int n, const int *kept)
+{
+	int want[64] = { 0 };
+	for (int i = 0; kept[i]; i++)
+		want[kept[i]] = 1;
+	for (int i = 1; i <= n; i++)
+		if (p->keep[i] != want[i]) {
+			diag("RP %d: keep %d, want %d (%s)", i, p->keep[i],
+			     want[i], p->reason[i]);
+			return 0;
+		}
+	return p->n == n;
+}
+
+static void test_policy(void)
+{
+	char *dir = et_tmpdir("life-policy");
+	int64_t t[64];
+	struct pl p;
+	bv_store *s;
+
+	/* 1. Daily RPs at noon, 2026-11-01 .. 11-30 (RP k on day k);
+	 * --keep-daily 7 --keep-weekly 5 (restic's documented example,
+	 * which there keeps 7 dailies and 3 more weeklies; PBS counts only
+	 * weeks the dailies do not cover: W49 and W48 are, so it keeps the
+	 * newest of W47, W46, W45 and W44, the list then ending). */
+	for (int d = 1; d <= 30; d++)
+		t[d - 1] = utc(2026, 11, d, 12);
+	s = policy_store(dir, t, 30);
+	bv_policy pol = { .keep_daily = 7, .keep_weekly = 5 };
+	ok(bv_prune(s, "p", 1, pl_cb, &p) == BV_EINVAL,
+	   "prune of a group without a policy: BV_EINVAL");
+	bv_policy empty = { 0 };
+	ok(bv_policy_set(s, "p", &empty) == BV_EINVAL,
+	   "an empty policy is refused");
+	ET_MUST(s, bv_policy_set(s, "p", &pol));
+	memset(&p, 0, sizeof p);
+	ET_MUST(s, bv_prune(s, "p", 1, pl_cb, &p));
+	static const int k1[] = { 30, 29, 28, 27, 26, 25, 24, 22, 15, 8, 1, 0 };
+	ok(kept_is(&p, 30, k1) && !strcmp(p.reason[30], "daily 2026-11-30") &&
+	   !strcmp(p.reason[22], "weekly 2026-W47") &&
+	   !strcmp(p.reason[1], "weekly 2026-W44"),
+	   "keep-daily 7 keep-weekly 5: 7 dailies, then the weeks not covered "
+	   "(PBS, not restic's 7 + 3)");
+	ET_MUST(s, bv_prune(s, "p", 0, pl_cb, &p));
+	{
+		struct bv_grec g;
+		struct bv_rprec *r = malloc(sizeof *r);
+		int left = 0, right = 1;
+		bv_grec_get(s, "p", &g);
+		for (int i = 1; i <= 30; i++) {
+			int there = bv_rprec_get(s, g.gid, (uint64_t)i, r) == 0;
+			int want = 0;
+			for (int j = 0; k1[j]; j++)
+				want |= k1[j] == i;
+			left += there;
+			right &= there == want;
+		}
+		free(r);
+		ok(right && left == 11, "prune removed the 19 others (%d left)",
+		   left);
+	}
+	bv_store_close(s);
+	et_rm_rf(dir);
+
+	/* 2. keep-last 3 keep-monthly 2: last 3, then the months other than
+	 * November: 10-25 (10-05 is in a month kept), 09-20; 08-15 is past
+	 * the count. 3: with 11-04 protected, last takes 11-02 instead. */
+	static const int days[9][2] = { { 8, 15 }, { 9, 10 }, { 9, 20 },
+					{ 10, 5 }, { 10, 25 }, { 11, 2 },
+					{ 11, 3 }, { 11, 4 }, { 11, 5 } };
+	for (int i = 0; i < 9; i++)
+		t[i] = utc(2026, days[i][0], days[i][1], 8);
+	s = policy_store(dir, t, 9);
+	bv_policy pol2 = { .keep_last = 3, .keep_monthly = 2 };
+	ET_MUST(s, bv_policy_set(s, "p", &pol2));
+	memset(&p, 0, sizeof p);
+	ET_MUST(s, bv_prune(s, "p", 1, pl_cb, &p));
+	static const int k2[] = { 9, 8, 7, 5, 3, 0 };
+	ok(kept_is(&p, 9, k2) && !strcmp(p.reason[5], "monthly 2026-10"),
+	   "keep-last 3 keep-monthly 2: last 3, then new months");
+	ET_MUST(s, bv_rp_protect(s, "p", 8, BV_LOCK_FOREVER));
+	memset(&p, 0, sizeof p);
+	ET_MUST(s, bv_prune(s, "p", 1, pl_cb, &p));
+	static const int k3[] = { 9, 8, 7, 6, 5, 3, 0 };
+	ok(kept_is(&p, 9, k3) && !strncmp(p.reason[8], "protected", 9),
+	   "a protected RP is kept and counts for no rule");
+	bv_store_close(s);
+	et_rm_rf(dir);
+
+	/* 4. max-age 10 alone: what is younger is kept, the latest always. */
+	int64_t now = (int64_t)time(NULL);
+	for (int i = 0; i < 6; i++)
+		t[i] = now - (int64_t)(30 - 5 * i) * 86400; /* 30 .. 5 days */
+	s = policy_store(dir, t, 6);
+	bv_policy pol4 = { .max_age_days = 10 };
+	ET_MUST(s, bv_policy_set(s, "p", &pol4));
+	memset(&p, 0, sizeof p);
+	ET_MUST(s, bv_prune(s, "p", 1, pl_cb, &p));
+	static const int k4[] = { 6, 0 };
+	ok(kept_is(&p, 6, k4) && !strncmp(p.reason[5], "older than", 10),
+	   "max-age 10: the RPs of 30 to 10 days go (the one of 5 days "
+	   "stays)");
+	/* And with a count: keep-last 5 max-age 10 removes what is old. */
+	bv_policy pol5 = { .keep_last = 5, .max_age_days = 10 };
+	ET_MUST(s, bv_policy_set(s, "p", &pol5));
+	memset(&p, 0, sizeof p);
+	ET_MUST(s, bv_prune(s, "p", 1, pl_cb, &p));
+	ok(kept_is(&p, 6, k4), "keep-last 5 max-age 10: max-age removes what "
+	   "keep-last kept");
+	bv_store_close(s);
+	et_rm_rf(dir);
+	et_tmpdir_done(dir);
+}
+
 /* ---- a store from before births ------------------------------------- */
 
 /* Makes the store at DIR look as it was before births: the family
@@ -1033,6 +1197,7 @@ int main(void)
 	for (int i = 0; i < nseeds; i++)
 		test_model(seed + (uint64_t)i, 120);
 	test_order();
+	test_policy();
 	test_pre_births();
 	test_crash(getenv("BV_LIFE_KILLS") ? atoi(getenv("BV_LIFE_KILLS"))
 					   : 24);
