@@ -143,7 +143,12 @@ static void run(const char *dir, uint64_t nchunks, int rps, int change,
 		if ((rc = bv_ingest_commit(in, &co, NULL)))
 			die(s, "commit", rc);
 	}
+	/* Steady state: no flush or compaction of the ingest left running
+	 * in the background while removals are timed. */
 	bv_kv_flush(s->kv);
+	bv_kv_compact_range(s->kv, BV_CF_MAPS, NULL, 0, NULL, 0);
+	bv_kv_compact_range(s->kv, BV_CF_BIRTHS, NULL, 0, NULL, 0);
+	bv_kv_compact_range(s->kv, BV_CF_CHUNKS, NULL, 0, NULL, 0);
 	bv_rrec_get(s, "r", &rr);
 	/* Every other RP in the middle: neighbours P = v - 1, N = v + 1. */
 	res->n = 0;
@@ -188,7 +193,7 @@ int main(int argc, char **argv)
 {
 	const char *base = "/var/tmp";
 	uint64_t nchunks = 4096; /* 256 MiB */
-	int rps = 14, change = 64;
+	int rps = 30, change = 64;
 	static struct result small, large;
 	char d1[4096], d2[4096], cmd[8300];
 

@@ -725,8 +725,8 @@ static int rp_remove_locked(bv_store *s, const char *gname, uint64_t rp,
 		struct life_member m = { p.m[i].rid, 0, p.m[i].version, 0 };
 		int kept;
 
-		if (m.v == 0)
-			continue;
+		/* (Version 0, a member with nothing committed at the RP,
+		 * too: the versions up to N that no RP names are freed.) */
 		if (bv_id_name(s, "ri/", m.rid, name) ||
 		    bv_rrec_get(s, name, &r)) {
 			rc = bv_fail(BV_ECORRUPT, "group %s: member id %llu of "

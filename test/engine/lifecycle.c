@@ -619,6 +619,9 @@ static void test_model(uint64_t seed, int steps)
 		int rc = 0;
 		if (!m.g[gi].live)
 			continue;
+		if (getenv("BV_LIFE_TRACE"))
+			diag("step %d: group %s op %" PRIu64, st, m.g[gi].name,
+			     op);
 		if (op < 45)
 			rc = step_commit(s, &m, &rng, gi, op < 38, 0);
 		else if (op < 50)
@@ -1192,10 +1195,10 @@ int main(void)
 {
 	uint64_t seed = et_seed(1);
 	int nseeds = getenv("BV_LIFE_SEEDS") ? atoi(getenv("BV_LIFE_SEEDS"))
-					     : 12;
+					     : 8;
 
 	for (int i = 0; i < nseeds; i++)
-		test_model(seed + (uint64_t)i, 120);
+		test_model(seed + (uint64_t)i, 100);
 	test_order();
 	test_policy();
 	test_pre_births();
