@@ -1195,10 +1195,10 @@ int main(void)
 {
 	uint64_t seed = et_seed(1);
 	int nseeds = getenv("BV_LIFE_SEEDS") ? atoi(getenv("BV_LIFE_SEEDS"))
-					     : 8;
+					     : 6;
 
 	for (int i = 0; i < nseeds; i++)
-		test_model(seed + (uint64_t)i, 100);
+		test_model(seed + (uint64_t)i, 80);
 	test_order();
 	test_policy();
 	test_pre_births();
