@@ -95,7 +95,6 @@ struct bv_kv {
 	/* The births family was missing (a store made before it): opened
 	 * without it, and a writer then makes it (bv_kv_open). */
 	int births_missing;
-	int births_made;        /* made by this open */
 
 	/* Tests: called before every write (bv_kv_set_hook). */
 	int (*hook)(void *ud, const struct bv_kv_batch *b, int sync);
@@ -585,10 +584,8 @@ int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 			kv->cf[KV_CF_TOTAL - 1] = rocksdb_create_column_family(
 				kv->db, kv->cfopt[KV_CF_TOTAL - 1],
 				cf_names[KV_CF_TOTAL - 1], &err);
-			if (err == NULL) {
+			if (err == NULL)
 				kv->births_missing = 0;
-				kv->births_made = 1;
-			}
 		}
 	}
 	ret = take_err(err, "kv open");
@@ -1060,11 +1057,6 @@ int bv_kv_compact_range(struct bv_kv *kv, enum bv_cf cf, const void *lo,
 		return ST_EINVAL;
 	rocksdb_compact_range_cf(kv->db, cfh(kv, cf), lo, lolen, hi, hilen);
 	return 0;
-}
-
-int bv_kv_births_made(const struct bv_kv *kv)
-{
-	return kv->births_made;
 }
 
 void bv_kv_set_hook(struct bv_kv *kv,

@@ -122,8 +122,6 @@ int bv_kv_disk_bytes(struct bv_kv *kv, uint64_t *bytes);
  * tombstones and the space). Waits for it. */
 int bv_kv_compact_range(struct bv_kv *kv, enum bv_cf cf, const void *lo,
 			size_t lolen, const void *hi, size_t hilen);
-/* 1 when this open made the births family (the store had none). */
-int bv_kv_births_made(const struct bv_kv *kv);
 /* Flushes memtables to SST files (for stats and tests). */
 int bv_kv_flush(struct bv_kv *kv);
 
