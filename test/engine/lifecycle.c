@@ -20,8 +20,8 @@
  *     hook: the intent is synced before the first entry is deleted and
  *     removed, synced, after the last. The checker first sees a bad
  *     order.
- *  3. Crash: a child runs a series of rp rm on a store with many RPs
- *     and is killed (SIGKILL) at a random moment, 24 times; the store,
+ *  3. Crash: a child runs a series of rp rm (or a prune) on a store
+ *     with many RPs and is killed (SIGKILL) at a random moment, 24 times; the store,
  *     reopened writable (which finishes the removal), reads every RP
  *     left bit for bit, and its entries are exactly the model's for the
  *     removals done.
@@ -808,6 +808,13 @@ static int slow_step(const char *what)
 	return 0;
 }
 
+static int quiet_cb(void *ud, const bv_prune_item *it)
+{
+	(void)ud;
+	(void)it;
+	return 0;
+}
+
 static void test_crash(int rounds)
 {
 	static struct model m;
@@ -838,6 +845,11 @@ static void test_crash(int rounds)
 			order[j] = t;
 		}
 		norder = 30;
+		/* Odd rounds prune instead (keep-last 10): it removes RPs 1
+		 * to 30, oldest first. */
+		if (round % 2)
+			for (int i = 0; i < norder; i++)
+				order[i] = (uint64_t)i + 1;
 		bv_store_close(s);
 		fflush(stdout);
 		int pfd[2];
@@ -854,6 +866,13 @@ static void test_crash(int rounds)
 				_exit(3);
 			if (write(pfd[1], "o", 1) != 1)
 				_exit(5);
+			if (round % 2) {
+				bv_policy pol = { .keep_last = 10 };
+				if (bv_policy_set(c, "r2", &pol) ||
+				    bv_prune(c, "r2", 0, quiet_cb, NULL))
+					_exit(4);
+				_exit(0);
+			}
 			for (int i = 0; i < norder; i++)
 				if (bv_rp_remove(c, "r2", order[i], 0))
 					_exit(4);
@@ -904,7 +923,7 @@ static void test_crash(int rounds)
 		et_rm_rf(dir);
 		et_tmpdir_done(dir);
 	}
-	ok(good, "%d kills during rp rm: every RP left reads bit for bit and "
+	ok(good, "%d kills during rp rm (even rounds) and prune (odd): every RP left reads bit for bit and "
 	   "the entries are exactly the model's after the replay (%d cut "
 	   "between removals or inside one)", rounds, mid);
 }
@@ -1051,7 +1070,8 @@ static void test_policy(void)
 	/* 4. max-age 10 alone: what is younger is kept, the latest always. */
 	int64_t now = (int64_t)time(NULL);
 	for (int i = 0; i < 6; i++)
-		t[i] = now - (int64_t)(30 - 5 * i) * 86400; /* 30 .. 5 days */
+		/* 30 .. 5 days old, and an hour: never on the edge. */
+		t[i] = now - (int64_t)(30 - 5 * i) * 86400 - 3600;
 	s = policy_store(dir, t, 6);
 	bv_policy pol4 = { .max_age_days = 10 };
 	ET_MUST(s, bv_policy_set(s, "p", &pol4));
