@@ -912,6 +912,104 @@ BV_API int bv_index_restore(const char *store, const char *dir,
 BV_API int bv_index_rebuild(const char *store, bv_index_backup_info *info,
 			    char *old, size_t oldlen, char *errbuf,
 			    size_t errlen);
+/* ---- lifecycle: removing RPs and replicas, retention ------------------- */
+
+/* Removing an RP frees the map entries that no remaining RP, head, view
+ * or session can read (invariant 11; storage/FORMAT.md, "Removing
+ * versions"): in time proportional to what changed around it, never to
+ * the replica's size. Chunks and containers are never removed here (GC
+ * reclaims the chunks no map entry names). A removal is crash-safe: its
+ * intent is synced first, and a writable open finishes it.
+ *
+ * Threads: every call here may run on any thread of the writing process
+ * beside ingest sessions; removals take turns. A bv_reader open on an RP
+ * being removed keeps reading that RP as it was (its map iterator is a
+ * snapshot made at open, and chunks are not removed); read-only handles
+ * of other processes see the store as at their open. */
+
+#define BV_LOCK_FOREVER INT64_MAX
+
+/* Removes recovery point RP (a number or BV_RP_LATEST) of the group of
+ * WHAT (a replica or group name). The group's latest RP is refused
+ * unless FORCE (agents diff from it); numbers are never reused, and
+ * "latest" then means the newest left. BV_EBUSY: a view is made from
+ * it, or it is protected (FORCE does not help until the lock expires).
+ * BV_EINVAL, BV_ENOTFOUND, BV_EREADONLY. */
+BV_API int bv_rp_remove(bv_store *s, const char *what, uint64_t rp,
+			int force);
+/* Protects RP of the group of WHAT until UNTIL (seconds since the epoch;
+ * BV_LOCK_FOREVER: never expires): no removal takes it, forced or not.
+ * A lock only ever extends: BV_EINVAL for an UNTIL in the past or before
+ * the lock it has. BV_ENOTFOUND, BV_EREADONLY. */
+BV_API int bv_rp_protect(bv_store *s, const char *what, uint64_t rp,
+			 int64_t until);
+/* *UNTIL: the RP's lock (0: none or expired). */
+BV_API int bv_rp_protected(bv_store *s, const char *what, uint64_t rp,
+			   int64_t *until);
+
+/* Removes replica NAME: its map, its records, its place in its group
+ * and in the group's RPs (an RP left with no member goes; a group left
+ * with no member goes). BV_EBUSY: a session writes it, a view is made
+ * from it, or an RP naming it is protected. BV_EINVAL, BV_ENOTFOUND,
+ * BV_EREADONLY. */
+BV_API int bv_replica_remove(bv_store *s, const char *name);
+
+/* Adds the N named replicas to existing group GROUP. Each must be alone
+ * in its own group, with no RP, and no session writing it; it takes part
+ * from the group's next RP on (older RPs do not name it, and reading it
+ * at one is BV_ENOTFOUND). BV_EINVAL, BV_ENOTFOUND, BV_EEXIST (already in
+ * a group), BV_EBUSY, BV_EREADONLY. */
+BV_API int bv_group_add(bv_store *s, const char *group,
+			const char *const *replicas, size_t n);
+
+/* A retention policy (storage/FORMAT.md "pol/"; README "Retention"):
+ * Proxmox Backup Server's rules, on RP times in UTC, newest first:
+ * keep_last keeps the newest N; then hourly, daily, weekly (ISO week),
+ * monthly and yearly each keep the newest RP of up to N periods not
+ * already covered by an RP kept before. max_age_days (0: none) removes
+ * RPs older than that many days even if a rule kept them; alone it keeps
+ * those younger. Whatever the policy, the latest RP, protected RPs and
+ * RPs a view is made from are kept. All zero: no policy. */
+typedef struct bv_policy {
+	uint32_t keep_last, keep_hourly, keep_daily, keep_weekly;
+	uint32_t keep_monthly, keep_yearly, max_age_days;
+} bv_policy;
+
+/* Sets the policy of the group of WHAT; an empty one is BV_EINVAL. */
+BV_API int bv_policy_set(bv_store *s, const char *what, const bv_policy *p);
+/* Fills P (all zero: none set). BV_ENOTFOUND. */
+BV_API int bv_policy_get(bv_store *s, const char *what, bv_policy *p);
+
+typedef struct bv_prune_item {
+	const char *group;
+	uint64_t number;
+	int64_t time;
+	const char *label;
+	int keep;            /* 1 kept, 0 removed (or would be) */
+	char reason[96];     /* "daily 2026-11-30", "protected until ...",
+			      * "latest", "view NAME", "not kept by policy" */
+} bv_prune_item;
+
+/* Applies the policy of the group of WHAT (NULL: every group with one):
+ * calls CB for each RP, newest first, with what the policy makes of it,
+ * then removes those not kept (DRY_RUN: changes nothing). A group named
+ * without a policy is BV_EINVAL. CB's non-zero return stops it. */
+BV_API int bv_prune(bv_store *s, const char *what, int dry_run,
+		    int (*cb)(void *ud, const bv_prune_item *it), void *ud);
+
+typedef struct bv_group_info {
+	char name[BV_NAME_MAX + 1];
+	uint32_t nmembers;
+	const char *const *members; /* names; valid during the callback */
+	uint64_t rps;               /* RPs it has */
+	uint64_t latest_rp;         /* newest RP left; 0: none */
+	bv_policy policy;           /* all zero: none */
+} bv_group_info;
+
+/* Calls CB for each group in name order. */
+BV_API int bv_group_list(bv_store *s,
+			 int (*cb)(void *ud, const bv_group_info *g),
+			 void *ud);
 
 #ifdef __cplusplus
 }

@@ -406,7 +406,7 @@ static int index_batch(bv_ingest *in, struct batch *b)
 {
 	bv_store *s = in->s;
 	struct bv_cstat cst;
-	uint8_t key[BV_MAP_KEY], loc[BV_LOC_DIGEST_SIZE], mval[32];
+	uint8_t loc[BV_LOC_DIGEST_SIZE], mval[32];
 	int rc = 0;
 
 	pthread_mutex_lock(&s->index_lock);
@@ -441,7 +441,6 @@ static int index_batch(bv_ingest *in, struct batch *b)
 		struct slot *sl = &b->slots[i];
 		struct sess_rep *r = &in->rep[sl->rep];
 		size_t vl = 0;
-		bv_key_map(key, r->r.rid, sl->chunk, r->ver);
 		if (!sl->zero) {
 			/* Format 2: the digest too, so that a consistency
 			 * check reads the map alone. */
@@ -451,8 +450,8 @@ static int index_batch(bv_ingest *in, struct batch *b)
 			if (sl->has_digest && s->format >= 2)
 				vl += 16;
 		}
-		bv_kv_batch_put(b->kvb, BV_CF_MAPS, key, sizeof key,
-				vl ? mval : NULL, vl);
+		bv_map_put(b->kvb, r->r.rid, sl->chunk, r->ver,
+			   vl ? mval : NULL, vl);
 	}
 	if ((rc = bv_kv_write(s->kv, b->kvb, 0)))
 		rc = bv_fail(rc, "ingest of replica %s%s: index batch: %s",
@@ -1110,9 +1109,7 @@ static int zero_chunks(bv_ingest *in, uint32_t ri, uint64_t c0, uint64_t c1)
 		bv_kv_iter_value(in->it, &vl);
 		if (vl != 0 && ~bv_get_be64(k + 16) <= r->ver &&
 		    !find_slot(in, ri, kc)) {
-			bv_key_map(key, r->r.rid, kc, r->ver);
-			bv_kv_batch_put(in->batch, BV_CF_MAPS, key, sizeof key,
-					NULL, 0);
+			bv_map_put(in->batch, r->r.rid, kc, r->ver, NULL, 0);
 			r->entries++;
 		}
 		c = kc + 1;

@@ -106,6 +106,10 @@ struct bv_store {
 	 * written). */
 	pthread_mutex_t index_lock;
 	struct bv_ctail tail;
+	/* Serializes removals of RPs and replicas (lifecycle.c): each one
+	 * finds its retained neighbours while no other removal is between
+	 * its intent and its end, so that two never free by stale ones. */
+	pthread_mutex_t life_lock;
 	/* Replicas held by an open ingest session (in-process). */
 	uint64_t busy[BV_SESSION_MAX * 4];
 	size_t nbusy;
@@ -161,6 +165,16 @@ size_t bv_key_id(uint8_t *key, const char *prefix, uint64_t id);
 size_t bv_key_rp(uint8_t *key, uint64_t gid, uint64_t rp);
 void bv_key_map(uint8_t key[BV_MAP_KEY], uint64_t rid, uint64_t chunk,
 		uint64_t version);
+/* births: rid(be64) version(be64) chunk(be64) -> "" (FORMAT.md). */
+#define BV_BIRTH_KEY 24
+void bv_key_birth(uint8_t key[BV_BIRTH_KEY], uint64_t rid, uint64_t version,
+		  uint64_t chunk);
+/* Puts (deletes) the maps entry of (RID, CHUNK, VERSION) and its births
+ * key into B: the two only ever change together (invariant 11). */
+void bv_map_put(struct bv_kv_batch *b, uint64_t rid, uint64_t chunk,
+		uint64_t version, const void *val, size_t vlen);
+void bv_map_delete(struct bv_kv_batch *b, uint64_t rid, uint64_t chunk,
+		   uint64_t version);
 
 int bv_rrec_get(bv_store *s, const char *name, struct bv_rrec *r);
 void bv_rrec_put(struct bv_kv_batch *b, const char *name,
@@ -215,6 +229,34 @@ int bv_replica_at(bv_store *s, const char *name, uint64_t rp,
 /* Removes map entries of RID above version HEAD (an uncommitted version),
  * then its inflight marker. */
 int bv_replica_cleanup(bv_store *s, uint64_t rid, uint64_t head);
+
+/* lifecycle.c. bv_life_recover finishes every removal intent ("del/")
+ * a crash left (a writable open, before anything else). bv_births_first
+ * sets *FIRST to the first version of RID that has births keys
+ * (UINT64_MAX: none known, meta "bf/" missing). bv_births_start gives
+ * every replica without one a "bf/" record (its head + 1), once: a store
+ * made before births. */
+int bv_life_recover(bv_store *s);
+int bv_births_first(bv_store *s, uint64_t rid, uint64_t *first);
+int bv_births_start(bv_store *s);
+void bv_births_put(struct bv_kv_batch *b, uint64_t rid, uint64_t first);
+/* *RP: LATEST (a group's latest_rp) when its record exists, else the
+ * newest RP left (0: none), after an rp rm --force of the latest. */
+int bv_rp_latest(bv_store *s, uint64_t gid, uint64_t latest, uint64_t *rp);
+/* For policy.c: rp rm of RP of group GNAME by the rules (never forced)
+ * with life_lock and the pins (view.h) held; a retention lock; every RP
+ * record of group GID in number order. */
+struct bv_view_pin;
+int bv_life_rp_remove_locked(bv_store *s, const char *gname, uint64_t rp,
+			     const struct bv_view_pin *pins, size_t npins);
+int bv_life_rp_lock(bv_store *s, uint64_t gid, uint64_t rp, int64_t *until);
+int bv_life_rp_each(bv_store *s, uint64_t gid,
+		    int (*fn)(void *ud, uint64_t number,
+			      const struct bv_rprec *p),
+		    void *ud);
+/* Tests: called with the name of each step of a removal ("intent",
+ * "batch", "end"); a non-zero return stops it there. */
+extern int (*bv_life_step_hook)(const char *step);
 
 /* Marks a replica busy for an ingest session; BV_EBUSY if it already is.
  * The _locked forms are called with meta_lock held. */

@@ -43,6 +43,36 @@ void bv_key_map(uint8_t key[BV_MAP_KEY], uint64_t rid, uint64_t chunk,
 	bv_be64(key + 16, ~version);
 }
 
+void bv_key_birth(uint8_t key[BV_BIRTH_KEY], uint64_t rid, uint64_t version,
+		  uint64_t chunk)
+{
+	bv_be64(key, rid);
+	bv_be64(key + 8, version);
+	bv_be64(key + 16, chunk);
+}
+
+void bv_map_put(struct bv_kv_batch *b, uint64_t rid, uint64_t chunk,
+		uint64_t version, const void *val, size_t vlen)
+{
+	uint8_t key[BV_MAP_KEY];
+
+	bv_key_map(key, rid, chunk, version);
+	bv_kv_batch_put(b, BV_CF_MAPS, key, sizeof key, val, vlen);
+	bv_key_birth(key, rid, version, chunk);
+	bv_kv_batch_put(b, BV_CF_BIRTHS, key, sizeof key, NULL, 0);
+}
+
+void bv_map_delete(struct bv_kv_batch *b, uint64_t rid, uint64_t chunk,
+		   uint64_t version)
+{
+	uint8_t key[BV_MAP_KEY];
+
+	bv_key_map(key, rid, chunk, version);
+	bv_kv_batch_delete(b, BV_CF_MAPS, key, sizeof key);
+	bv_key_birth(key, rid, version, chunk);
+	bv_kv_batch_delete(b, BV_CF_BIRTHS, key, sizeof key);
+}
+
 static int get_meta(bv_store *s, const uint8_t *key, size_t klen, void *val,
 		    size_t cap, size_t *vlen)
 {

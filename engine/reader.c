@@ -263,6 +263,23 @@ int bv_reader_open(bv_store *s, const char *replica, uint64_t rp,
 		rc = bv_fail_storage(rc, replica);
 		goto fail;
 	}
+	/* The iterator is a snapshot: the reader reads the RP as it is now
+	 * for as long as it stays open, even if the RP is removed meanwhile
+	 * (chunks are not removed with it). A removal syncs its intent with
+	 * the RP record's removal before it deletes an entry, so an RP still
+	 * there after the snapshot was taken has all its entries in it. */
+	{
+		uint64_t ver2, size2;
+		if ((rc = bv_replica_at(s, replica, rp, &rr, &ver2, &size2,
+					&rp_out)))
+			goto fail;
+		if (ver2 != r->version || rr.rid != r->rid) {
+			rc = bv_fail(BV_EBUSY, "replica %s: recovery point "
+				     "changed while it was opened; open it "
+				     "again", replica);
+			goto fail;
+		}
+	}
 	if ((rc = bv_ring_new(128, &r->ring))) {
 		rc = bv_fail(rc, "replica %s: io_uring: %s", replica,
 			     strerror(-rc));

@@ -21,6 +21,8 @@ void bv_replica_records(struct bv_kv_batch *b, const char *name,
 	bv_rrec_put(b, name, r);
 	bv_kv_batch_put(b, BV_CF_META, key, bv_key_id(key, "ri/", r->rid),
 			name, strlen(name));
+	/* Every version of a new replica has births keys. */
+	bv_births_put(b, r->rid, 1);
 	if (own_group) {
 		struct bv_grec g = { .gid = r->gid, .n = 1 };
 		g.members[0] = r->rid;

@@ -150,6 +150,15 @@ int bv_rp_list(bv_store *s, const char *what,
 		info.consistency = p.consistency;
 		snprintf(info.label, sizeof info.label, "%s", p.label);
 		info.members = p.n;
+		if (is_replica) {
+			/* An RP from before the replica joined the group
+			 * (bv_group_add) does not hold it. */
+			uint32_t i;
+			for (i = 0; i < p.n && p.m[i].rid != r.rid; i++)
+				;
+			if (i == p.n)
+				continue;
+		}
 		if (is_replica)
 			for (uint32_t i = 0; i < p.n; i++)
 				if (p.m[i].rid == r.rid) {

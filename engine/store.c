@@ -291,6 +291,10 @@ static int recover(bv_store *s)
 	size_t n = 0;
 	int rc;
 
+	/* Removals cut short first (invariant 11): they free exactly the
+	 * set their intent froze, before anything else can change. */
+	if ((rc = bv_life_recover(s)))
+		return rc;
 	do {
 		n = 0;
 		if ((rc = bv_kv_iter_new(s->kv, BV_CF_META, "inflight/", 9,
@@ -325,7 +329,7 @@ static int recover(bv_store *s)
 				return rc;
 		}
 	} while (n == 256);
-	return 0;
+	return bv_births_start(s);
 }
 
 /* Records, synced, the container bytes that no commit names (found by
@@ -417,6 +421,7 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 	pthread_mutex_init(&s->meta_lock, NULL);
 	pthread_mutex_init(&s->write_lock, NULL);
 	pthread_mutex_init(&s->index_lock, NULL);
+	pthread_mutex_init(&s->life_lock, NULL);
 	if (!(s->path = strdup(path)))
 		return -ENOMEM;
 	if ((rc = bv_check_marker(path)))
@@ -544,6 +549,7 @@ void bv_store_close(bv_store *s)
 	pthread_mutex_destroy(&s->meta_lock);
 	pthread_mutex_destroy(&s->write_lock);
 	pthread_mutex_destroy(&s->index_lock);
+	pthread_mutex_destroy(&s->life_lock);
 	free(s->path);
 	free(s);
 }
@@ -580,33 +586,88 @@ void bv_busy_drop(bv_store *s, uint64_t rid)
 	pthread_mutex_unlock(&s->meta_lock);
 }
 
-int bv_replica_cleanup(bv_store *s, uint64_t rid, uint64_t head)
+/* Deletes, through births, the entries of RID above version HEAD: every
+ * births key (RID, v > HEAD, chunk) names one. */
+static int cleanup_births(bv_store *s, uint64_t rid, uint64_t head,
+			  struct bv_kv_batch *b)
 {
-	uint8_t lo[8], hi[8], key[32];
+	uint8_t lo[16], hi[8];
 	struct bv_kv_iter *it = NULL;
-	struct bv_kv_batch *b = NULL;
+	int rc;
+
+	bv_be64(lo, rid);
+	bv_be64(lo + 8, head + 1);
+	bv_be64(hi, rid + 1);
+	if ((rc = bv_kv_iter_new(s->kv, BV_CF_BIRTHS, lo, 16, hi, 8, &it)))
+		return rc;
+	for (; bv_kv_iter_valid(it); bv_kv_iter_next(it)) {
+		size_t kl;
+		const uint8_t *k = bv_kv_iter_key(it, &kl);
+		if (kl != BV_BIRTH_KEY)
+			continue;
+		bv_map_delete(b, rid, bv_get_be64(k + 16), bv_get_be64(k + 8));
+		if (bv_kv_batch_count(b) >= 65536) {
+			if ((rc = bv_kv_write(s->kv, b, 0)))
+				break;
+			bv_kv_batch_clear(b);
+		}
+	}
+	if (!rc)
+		rc = bv_kv_iter_status(it);
+	bv_kv_iter_free(it);
+	return rc;
+}
+
+/* The same by a walk of RID's whole map: versions from before births. */
+static int cleanup_scan(bv_store *s, uint64_t rid, uint64_t head,
+			struct bv_kv_batch *b)
+{
+	uint8_t lo[8], hi[8];
+	struct bv_kv_iter *it = NULL;
 	int rc;
 
 	bv_be64(lo, rid);
 	bv_be64(hi, rid + 1);
-	if ((rc = bv_kv_batch_new(&b)) ||
-	    (rc = bv_kv_iter_new(s->kv, BV_CF_MAPS, lo, 8, hi, 8, &it)))
-		goto out;
-	for (bv_kv_iter_seek(it, lo, 8); bv_kv_iter_valid(it);
-	     bv_kv_iter_next(it)) {
+	if ((rc = bv_kv_iter_new(s->kv, BV_CF_MAPS, lo, 8, hi, 8, &it)))
+		return rc;
+	for (; bv_kv_iter_valid(it); bv_kv_iter_next(it)) {
 		size_t kl;
 		const uint8_t *k = bv_kv_iter_key(it, &kl);
 		if (kl != BV_MAP_KEY)
 			continue;
 		if (~bv_get_be64(k + 16) > head)
-			bv_kv_batch_delete(b, BV_CF_MAPS, k, kl);
+			bv_map_delete(b, rid, bv_get_be64(k + 8),
+				      ~bv_get_be64(k + 16));
 		if (bv_kv_batch_count(b) >= 65536) {
 			if ((rc = bv_kv_write(s->kv, b, 0)))
-				goto out;
+				break;
 			bv_kv_batch_clear(b);
 		}
 	}
-	if ((rc = bv_kv_iter_status(it)))
+	if (!rc)
+		rc = bv_kv_iter_status(it);
+	bv_kv_iter_free(it);
+	return rc;
+}
+
+int bv_replica_cleanup(bv_store *s, uint64_t rid, uint64_t head)
+{
+	struct bv_kv_batch *b = NULL;
+	uint8_t key[32];
+	uint64_t first;
+	int rc;
+
+	if ((rc = bv_kv_batch_new(&b)))
+		goto out;
+	/* O(what the session wrote) when its version has births keys;
+	 * else O(the replica). */
+	if ((rc = bv_births_first(s, rid, &first)))
+		goto out;
+	if (first <= head + 1)
+		rc = cleanup_births(s, rid, head, b);
+	else
+		rc = cleanup_scan(s, rid, head, b);
+	if (rc)
 		goto out;
 	/* The deletions are synced with the marker's removal: a crash
 	 * before this leaves the marker, and the next open redoes it. */
@@ -614,7 +675,6 @@ int bv_replica_cleanup(bv_store *s, uint64_t rid, uint64_t head)
 							  rid));
 	rc = bv_kv_write(s->kv, b, 1);
 out:
-	bv_kv_iter_free(it);
 	bv_kv_batch_free(b);
 	if (rc)
 		return bv_fail_storage(rc, "recovery of an unfinished session");
@@ -671,10 +731,12 @@ int bv_replica_at(bv_store *s, const char *name, uint64_t rp,
 	if ((rc = bv_resolve_group(s, name, gname, &g)))
 		return rc;
 	if (rp == BV_RP_LATEST) {
-		if (g.latest_rp == 0)
+		if ((rc = bv_rp_latest(s, g.gid, g.latest_rp, &rp)))
+			return bv_fail(rc, "replica %s: latest recovery point: "
+				       "%s", name, bv_strerror(rc));
+		if (rp == 0)
 			return bv_fail(BV_ENOTFOUND, "replica %s: has no "
 				       "recovery point yet", name);
-		rp = g.latest_rp;
 	}
 	rc = bv_rprec_get(s, g.gid, rp, &p);
 	if (rc == ST_ENOTFOUND)
@@ -693,9 +755,10 @@ int bv_replica_at(bv_store *s, const char *name, uint64_t rp,
 			return 0;
 		}
 	}
-	return bv_fail(BV_ECORRUPT, "replica %s: recovery point %llu of group "
-		       "%s does not name it", name, (unsigned long long)rp,
-		       gname);
+	/* (bv_group_add: a member takes part from the next RP on.) */
+	return bv_fail(BV_ENOTFOUND, "replica %s: recovery point %llu of group "
+		       "%s does not hold it (it joined the group later)", name,
+		       (unsigned long long)rp, gname);
 }
 
 int bv_stats_counters(bv_store *s, bv_stats *out)

@@ -1685,3 +1685,78 @@ int bv_view_lock_name(bv_store *s, const char *name, int *fd)
 		return bv_fail(BV_EINVAL, "view %s: path too long", name);
 	return view_lock(dir, name, fd);
 }
+
+/* ---- pins (for removals: lifecycle.c) ---------------------------------- */
+
+int bv_view_pins_lock(bv_store *s, int create, int *lock_fd,
+		      struct bv_view_pin **out, size_t *nout)
+{
+	char dir[4096], vdir[4096];
+	struct bv_view_pin *pins = NULL;
+	size_t n = 0, cap = 0;
+	struct bv_view_conf c;
+	struct dirent *e;
+	DIR *d = NULL;
+	int rc;
+
+	*out = NULL;
+	*nout = 0;
+	/* Made if missing (CREATE, for a removal): a create that comes
+	 * later takes the same lock and checks its RP after this removal
+	 * (FORMAT.md, "Pins"). Without CREATE (a dry run, which changes
+	 * nothing) no views/ means no pins. */
+	if ((rc = views_lock(s, create, 1, lock_fd)))
+		return rc;
+	if (*lock_fd < 0)
+		return 0;
+	views_path(s, NULL, dir, sizeof dir);
+	if (!(d = opendir(dir))) {
+		rc = bv_fail(-errno, "store %s: %s: %s", s->path, dir,
+			     strerror(errno));
+		goto out;
+	}
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.' || !strcmp(e->d_name, "lock") ||
+		    strlen(e->d_name) > BV_NAME_MAX)
+			continue; /* not a view's name */
+		if (snprintf(vdir, sizeof vdir, "%s/%s", dir, e->d_name) >=
+		    (int)sizeof vdir)
+			continue;
+		if ((rc = conf_load(vdir, e->d_name, &c)))
+			goto out; /* a damaged view pins what we cannot tell */
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : 16;
+			struct bv_view_pin *np = realloc(pins, nc * sizeof *np);
+			if (!np) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			pins = np;
+			cap = nc;
+		}
+		memcpy(pins[n].view, e->d_name, strlen(e->d_name) + 1);
+		snprintf(pins[n].replica, sizeof pins[n].replica, "%s",
+			 c.replica);
+		pins[n].rp = c.rp;
+		pins[n].version = c.version;
+		n++;
+	}
+	*out = pins;
+	*nout = n;
+	pins = NULL;
+out:
+	if (d)
+		closedir(d);
+	free(pins);
+	if (rc) {
+		views_unlock(*lock_fd);
+		*lock_fd = -1;
+	}
+	return rc;
+}
+
+void bv_view_pins_unlock(int lock_fd, struct bv_view_pin *pins)
+{
+	free(pins);
+	views_unlock(lock_fd);
+}

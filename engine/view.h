@@ -34,6 +34,22 @@ uint64_t bv_view_min_size(const bv_view *v);
 /* 1 if any block of [B0, B1) is in the overlay. */
 int bv_view_block_written(const bv_view *v, uint64_t b0, uint64_t b1);
 
+/* What a view pins (FORMAT.md, "Pins"): REPLICA at RP (VERSION). */
+struct bv_view_pin {
+	char view[BV_NAME_MAX + 1];
+	char replica[BV_NAME_MAX + 1];
+	uint64_t rp, version;
+};
+/* Takes views/lock exclusive (made if missing when CREATE; else *LOCK_FD
+ * is -1 and there are no pins when there is no views/) into *LOCK_FD
+ * and lists the pins into *PINS (malloc'ed), for whatever removes RPs:
+ * hold it while deciding and removing, then bv_view_pins_unlock. A
+ * view.conf that cannot be read fails it (BV_ECORRUPT), so nothing is
+ * removed on a guess. */
+int bv_view_pins_lock(bv_store *s, int create, int *lock_fd,
+		      struct bv_view_pin **pins, size_t *n);
+void bv_view_pins_unlock(int lock_fd, struct bv_view_pin *pins);
+
 /* Tests only (engine-view-fault): the I/O steps a view makes on its own
  * files, and a hook that sees each before it is made. */
 enum bv_view_step {

@@ -68,7 +68,7 @@
 #define MULTI_BATCH 64                 /* keys per rocksdb_multi_get_cf */
 
 static const char *const cf_names[KV_CF_TOTAL] = {
-	"default", "meta", "chunks", "maps",
+	"default", "meta", "chunks", "maps", "births",
 };
 
 struct bv_kv {
@@ -98,6 +98,9 @@ struct bv_kv {
 	 * write as meta "jlsn". */
 	struct bv_journal *journal;
 	uint64_t jlsn;
+	/* The births family was missing (a store made before it): opened
+	 * without it, and a writer then makes it (bv_kv_open). */
+	int births_missing;
 
 	/* Tests: called before every write (bv_kv_set_hook). */
 	int (*hook)(void *ud, const struct bv_kv_batch *b, int sync);
@@ -160,7 +163,37 @@ static int take_err(char *err, const char *what)
 /* The column family handle of CF (the first of ours is after "default"). */
 static rocksdb_column_family_handle_t *cfh(struct bv_kv *kv, enum bv_cf cf)
 {
+	/* A read-only open of a store without births reads it through
+	 * "default", which is always there and always empty: no births. */
+	if (kv->cf[(int)cf + 1] == NULL)
+		return kv->cf[0];
 	return kv->cf[(int)cf + 1];
+}
+
+/* Families to open: all but births when the store lacks it (kv_open). */
+static int kv_ncf(const struct bv_kv *kv)
+{
+	return kv->births_missing ? KV_CF_TOTAL - 1 : KV_CF_TOTAL;
+}
+
+/* Sets kv->births_missing when the database at kv->path has no births
+ * family (made before it existed). */
+static int births_probe(struct bv_kv *kv)
+{
+	char *err = NULL;
+	size_t n = 0;
+	char **names = rocksdb_list_column_families(kv->dbopt, kv->path, &n,
+						   &err);
+	int ret = take_err(err, "kv list column families");
+
+	if (ret != 0)
+		return ret;
+	kv->births_missing = 1;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], cf_names[KV_CF_TOTAL - 1]) == 0)
+			kv->births_missing = 0;
+	rocksdb_list_column_families_destroy(names, n);
+	return 0;
 }
 
 static int cf_ok(enum bv_cf cf)
@@ -326,7 +359,7 @@ static int seal_check(struct bv_kv *kv)
 	int ret;
 
 	db = rocksdb_open_for_read_only_column_families(
-		kv->dbopt, kv->path, KV_CF_TOTAL, cf_names,
+		kv->dbopt, kv->path, kv_ncf(kv), cf_names,
 		(const rocksdb_options_t *const *)kv->cfopt, cf, 0, &err);
 	ret = take_err(err, "kv open (recovery check)");
 	if (ret != 0)
@@ -412,7 +445,7 @@ static int open_secondary(struct bv_kv *kv)
 	}
 	for (int attempt = 0;; attempt++) {
 		kv->db = rocksdb_open_as_secondary_column_families(
-			kv->dbopt, kv->path, kv->secondary, KV_CF_TOTAL,
+			kv->dbopt, kv->path, kv->secondary, kv_ncf(kv),
 			cf_names, (const rocksdb_options_t *const *)kv->cfopt,
 			kv->cf, &err);
 		if (err == NULL || attempt == 4)
@@ -429,7 +462,7 @@ static int open_secondary(struct bv_kv *kv)
 			rocksdb_options_set_db_log_dir(kv->dbopt,
 						       kv->secondary);
 			kv->db = rocksdb_open_for_read_only_column_families(
-				kv->dbopt, kv->path, KV_CF_TOTAL, cf_names,
+				kv->dbopt, kv->path, kv_ncf(kv), cf_names,
 				(const rocksdb_options_t *const *)kv->cfopt,
 				kv->cf, 0, &err);
 			break;
@@ -507,6 +540,7 @@ int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 	kv->cfopt[1 + BV_CF_META] = cf_options(kv, 0, (size_t)8 << 20);
 	kv->cfopt[1 + BV_CF_CHUNKS] = cf_options(kv, 1, (size_t)32 << 20);
 	kv->cfopt[1 + BV_CF_MAPS] = cf_options(kv, 1, (size_t)32 << 20);
+	kv->cfopt[1 + BV_CF_BIRTHS] = cf_options(kv, 0, (size_t)8 << 20);
 
 	kv->ro = rocksdb_readoptions_create();
 	kv->wo = rocksdb_writeoptions_create();
@@ -525,6 +559,8 @@ int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 	 * then only makes the database newer than the seal, never older. */
 	ret = seal_open(kv, !o->read_only, &kv->seal_fd);
 	if (ret != 0)
+		goto fail;
+	if (!o->create && (ret = births_probe(kv)) != 0)
 		goto fail;
 	if (o->read_only) {
 		if (kv->seal_fd >= 0) {
@@ -545,9 +581,18 @@ int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 				goto fail;
 		}
 		kv->db = rocksdb_open_column_families(
-			kv->dbopt, path, KV_CF_TOTAL, cf_names,
+			kv->dbopt, path, kv_ncf(kv), cf_names,
 			(const rocksdb_options_t *const *)kv->cfopt, kv->cf,
 			&err);
+		if (err == NULL && kv->db != NULL && kv->births_missing) {
+			/* Made here, and only this family: a store that lacks
+			 * meta, chunks or maps still fails to open. */
+			kv->cf[KV_CF_TOTAL - 1] = rocksdb_create_column_family(
+				kv->db, kv->cfopt[KV_CF_TOTAL - 1],
+				cf_names[KV_CF_TOTAL - 1], &err);
+			if (err == NULL)
+				kv->births_missing = 0;
+		}
 	}
 	ret = take_err(err, "kv open");
 	if (ret == 0 && kv->db == NULL) {
@@ -724,7 +769,7 @@ size_t bv_kv_batch_count(const struct bv_kv_batch *b)
 	return b->count;
 }
 
-enum { OP_PUT = 1, OP_DEL = 2 };
+enum { OP_PUT = 1, OP_DEL = 2, OP_RANGE = 3 };
 #define ENTRY_HDR 10u
 
 static void batch_add(struct bv_kv_batch *b, int op, enum bv_cf cf,
@@ -780,6 +825,13 @@ void bv_kv_batch_delete(struct bv_kv_batch *b, enum bv_cf cf,
 			const void *key, size_t klen)
 {
 	batch_add(b, OP_DEL, cf, key, klen, NULL, 0);
+}
+
+void bv_kv_batch_delete_range(struct bv_kv_batch *b, enum bv_cf cf,
+			      const void *lo, size_t lolen, const void *hi,
+			      size_t hilen)
+{
+	batch_add(b, OP_RANGE, cf, lo, lolen, hi, hilen);
 }
 
 /* The journal's half of a write (caller holds wmu): the batch is
@@ -840,6 +892,10 @@ int bv_kv_write(struct bv_kv *kv, struct bv_kv_batch *b, int sync)
 		if (p[0] == OP_PUT)
 			rocksdb_writebatch_put_cf(b->wb, cfh(kv, p[1]), key,
 						  klen, key + klen, vlen);
+		else if (p[0] == OP_RANGE)
+			rocksdb_writebatch_delete_range_cf(
+				b->wb, cfh(kv, p[1]), key, klen, key + klen,
+				vlen);
 		else
 			rocksdb_writebatch_delete_cf(b->wb, cfh(kv, p[1]), key,
 						     klen);
@@ -1185,12 +1241,18 @@ int bv_kv_apply_log(struct bv_kv *kv, const void *log, size_t len)
 		if (klen > len - pos - ENTRY_HDR ||
 		    vlen > len - pos - ENTRY_HDR - klen ||
 		    p[pos + 1] >= BV_CF_COUNT ||
-		    (p[pos] != OP_PUT && p[pos] != OP_DEL))
+		    (p[pos] != OP_PUT && p[pos] != OP_DEL &&
+		     p[pos] != OP_RANGE))
 			goto bad;
 		if (p[pos] == OP_PUT)
 			bv_kv_batch_put(b, (enum bv_cf)p[pos + 1],
 					p + pos + ENTRY_HDR, klen,
 					p + pos + ENTRY_HDR + klen, vlen);
+		else if (p[pos] == OP_RANGE)
+			bv_kv_batch_delete_range(b, (enum bv_cf)p[pos + 1],
+						 p + pos + ENTRY_HDR, klen,
+						 p + pos + ENTRY_HDR + klen,
+						 vlen);
 		else
 			bv_kv_batch_delete(b, (enum bv_cf)p[pos + 1],
 					   p + pos + ENTRY_HDR, klen);
@@ -1222,6 +1284,15 @@ int bv_kv_flush(struct bv_kv *kv)
 	return ret;
 }
 
+int bv_kv_compact_range(struct bv_kv *kv, enum bv_cf cf, const void *lo,
+			size_t lolen, const void *hi, size_t hilen)
+{
+	if (!cf_ok(cf))
+		return ST_EINVAL;
+	rocksdb_compact_range_cf(kv->db, cfh(kv, cf), lo, lolen, hi, hilen);
+	return 0;
+}
+
 void bv_kv_set_hook(struct bv_kv *kv,
 		    int (*hook)(void *ud, const struct bv_kv_batch *b,
 				int sync),
@@ -1249,7 +1320,8 @@ int bv_kv_batch_each(const struct bv_kv_batch *b,
 		memcpy(&klen, p + 2, 4);
 		memcpy(&vlen, p + 6, 4);
 		ret = cb(ud, p[0] == OP_PUT, (enum bv_cf)p[1], p + ENTRY_HDR,
-			 klen, p + ENTRY_HDR + klen, vlen);
+			 klen, p[0] == OP_DEL ? NULL : p + ENTRY_HDR + klen,
+			 vlen);
 		pos += ENTRY_HDR + (size_t)klen + vlen;
 	}
 	return ret;

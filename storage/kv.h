@@ -1,8 +1,9 @@
 /*
- * kv.h: the RocksDB wrapper (C API) behind the index. Three column
+ * kv.h: the RocksDB wrapper (C API) behind the index. Four column
  * families: meta (store config, replicas, groups, RPs, counters), chunks
- * (fingerprint -> location) and maps (replica, chunk, inverted version ->
- * fingerprint or zero). Keys are compared bytewise, so integers in keys are
+ * (fingerprint -> location), maps (replica, chunk, inverted version ->
+ * fingerprint or zero) and births (replica, version, chunk: the maps
+ * entries each version wrote). Keys are compared bytewise, so integers in keys are
  * big-endian.
  *
  * Errors: RocksDB failures become ST_EDB, with RocksDB's message kept in
@@ -18,7 +19,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum bv_cf { BV_CF_META = 0, BV_CF_CHUNKS = 1, BV_CF_MAPS = 2, BV_CF_COUNT };
+/* births: rid(be64) version(be64) chunk(be64) -> "", one for each maps
+ * entry (FORMAT.md). A store made before it has none: a writable open
+ * makes the family (that one only), a read-only open reads it as empty. */
+enum bv_cf {
+	BV_CF_META = 0,
+	BV_CF_CHUNKS = 1,
+	BV_CF_MAPS = 2,
+	BV_CF_BIRTHS = 3,
+	BV_CF_COUNT
+};
 
 struct bv_kv;
 struct bv_kv_batch;
@@ -58,6 +68,10 @@ void bv_kv_batch_put(struct bv_kv_batch *b, enum bv_cf cf, const void *key,
 		     size_t klen, const void *val, size_t vlen);
 void bv_kv_batch_delete(struct bv_kv_batch *b, enum bv_cf cf,
 			const void *key, size_t klen);
+/* Deletes every key of CF in [LO, HI). */
+void bv_kv_batch_delete_range(struct bv_kv_batch *b, enum bv_cf cf,
+			      const void *lo, size_t lolen, const void *hi,
+			      size_t hilen);
 /* Applies B atomically; SYNC makes it durable (WAL fsync) before return. */
 int bv_kv_write(struct bv_kv *kv, struct bv_kv_batch *b, int sync);
 /* Single synced or unsynced put / delete. */
@@ -94,7 +108,8 @@ void bv_kv_set_hook(struct bv_kv *kv,
 		    int (*hook)(void *ud, const struct bv_kv_batch *b,
 				int sync),
 		    void *ud);
-/* Calls CB for each entry of B in order (PUT 0: a delete, VAL NULL). */
+/* Calls CB for each entry of B in order (PUT 0: a delete, VAL NULL; or a
+ * range delete: VAL the end key). */
 int bv_kv_batch_each(const struct bv_kv_batch *b,
 		     int (*cb)(void *ud, int put, enum bv_cf cf,
 			       const void *key, size_t klen, const void *val,
@@ -126,6 +141,10 @@ int bv_kv_apply_log(struct bv_kv *kv, const void *log, size_t len);
 
 /* Bytes the database takes on disk (SST files and logs). */
 int bv_kv_disk_bytes(struct bv_kv *kv, uint64_t *bytes);
+/* Compacts CF's keys in [LO, HI) (after a range delete: drops the
+ * tombstones and the space). Waits for it. */
+int bv_kv_compact_range(struct bv_kv *kv, enum bv_cf cf, const void *lo,
+			size_t lolen, const void *hi, size_t hilen);
 /* Flushes memtables to SST files (for stats and tests). */
 int bv_kv_flush(struct bv_kv *kv);
 

@@ -40,6 +40,7 @@
 #include "cmd_index.h"
 #include "cmd_usage.h"
 #include "cmd_view.h"
+#include "cmd_life.h"
 
 /* tools/cmd_files.c */
 int cmd_files_ls(int argc, char **argv);
@@ -2195,6 +2196,25 @@ static const struct command commands[] = {
 	  "every member. Each replica must still be alone in its own group\n"
 	  "and have no recovery point yet.\n",
 	  CMD_CHANGES },
+	{ "replica", "rm", cmd_replica_rm,
+	  "usage: bvault replica rm STORE NAME\n"
+	  "Removes replica NAME: its map, its records, its place in its\n"
+	  "group and in the group's recovery points (an RP left with no\n"
+	  "member goes). Refused while a session writes it, a view is made\n"
+	  "from it, or an RP holding it is protected. Its chunks are\n"
+	  "reclaimed by garbage collection.\n",
+	  CMD_CHANGES },
+	{ "group", "add", cmd_group_add,
+	  "usage: bvault group add STORE GROUP REPLICA...\n"
+	  "Adds the replicas to group GROUP, which may have recovery points\n"
+	  "already; each must be alone in its own group with no RP. They\n"
+	  "take part from the group's next RP on (older RPs do not hold\n"
+	  "them); their next stream names the group's latest RP as base.\n",
+	  CMD_CHANGES },
+	{ "group", "ls", cmd_group_ls,
+	  "usage: bvault group ls STORE [--json]\n"
+	  "Lists groups: members, how many RPs, the latest RP, the policy.\n"
+	  "Opens the store read-only.\n" },
 	{ "agent", "add", cmd_agent_add,
 	  "usage: bvault agent add STORE NAME --group G [--group G...]\n"
 	  "                        [--secret-file FILE]\n"
@@ -2248,6 +2268,43 @@ static const struct command commands[] = {
 	  "Lists recovery points, of every group or of one; for a replica,\n"
 	  "also its size and version at each (with --json, also the\n"
 	  "version's identity: 32 hex digits, null if unknown).\n" },
+	{ "rp", "rm", cmd_rp_rm,
+	  "usage: bvault rp rm STORE GROUP@RP [--force]\n"
+	  "Removes recovery point RP (a number or 'latest') of the group\n"
+	  "(a replica name means its group), and the map entries no other\n"
+	  "RP, head or view reads, in time proportional to what changed\n"
+	  "around it. The group's latest RP, which agents send changes\n"
+	  "from, needs --force. A protected RP, or one a view is made from,\n"
+	  "is refused, --force or not.\n",
+	  CMD_CHANGES },
+	{ "rp", "protect", cmd_rp_protect,
+	  "usage: bvault rp protect STORE GROUP@RP (--until DATE | --forever)\n"
+	  "Puts a retention lock on the RP: nothing removes it (rp rm,\n"
+	  "--force, prune, replica rm) before DATE (YYYY-MM-DD or\n"
+	  "YYYY-MM-DDTHH:MM[:SS], UTC, or @SECONDS), or ever. A lock can be\n"
+	  "extended, never shortened or lifted.\n",
+	  CMD_CHANGES },
+	{ "policy", "set", cmd_policy_set,
+	  "usage: bvault policy set STORE GROUP [--keep-last N] "
+	  "[--keep-hourly N]\n"
+	  "                         [--keep-daily N] [--keep-weekly N] "
+	  "[--keep-monthly N]\n"
+	  "                         [--keep-yearly N] [--max-age DAYS]\n"
+	  "Sets the group's retention policy, which prune applies (README,\n"
+	  "\"Retention\": Proxmox Backup Server's rules, in UTC). At least\n"
+	  "one option.\n",
+	  CMD_CHANGES },
+	{ "policy", "show", cmd_policy_show,
+	  "usage: bvault policy show STORE [GROUP] [--json]\n"
+	  "Shows the policy of every group, or of one. Opens read-only.\n" },
+	{ NULL, "prune", cmd_prune,
+	  "usage: bvault prune STORE [GROUP] [--dry-run] [--json]\n"
+	  "Applies the retention policy of the group (or of every group that\n"
+	  "has one): prints each RP, newest first, as keep or remove with the\n"
+	  "rule that decided, and removes those not kept. The latest RP,\n"
+	  "protected RPs and RPs a view is made from are always kept.\n"
+	  "--dry-run changes nothing (opens the store read-only).\n",
+	  CMD_CHANGES },
 	{ "view", "create", cmd_view_create,
 	  "usage: bvault view create STORE NAME --from REPLICA@RP\n"
 	  "Makes view NAME, a writable copy-on-write clone of REPLICA at\n"

@@ -132,7 +132,7 @@ if [ "$ASAN" -eq 1 ]; then
 		say "testing build-tsan/"
 		TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/test/tsan.supp" \
 			run_meson_tests build-tsan --timeout-multiplier 4 \
-			engine-threads engine-api engine-readonly engine-space engine-view engine-index \
+			engine-threads engine-lifecycle-threads engine-api engine-readonly engine-space engine-view engine-index \
 			engine-restore unit-container unit-ring \
 			net-basic net-qemu net-admin nbd-parallel nbd-view
 	else

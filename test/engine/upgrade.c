@@ -95,10 +95,13 @@ static void make_old(void)
 			removed++;
 			continue;
 		}
-		/* The journal's records (FORMAT.md, "The index journal"),
-		 * which the older code did not write either: removed with
-		 * journal/ below, as a store of then had neither. */
-		if ((kl == 4 && !memcmp(k, "jlsn", 4)) ||
+		/* Newer than identities too: births (lifecycle.c) and the
+		 * journal's records (FORMAT.md, "The index journal"), which
+		 * the older code did not write either (journal/ itself is
+		 * removed below, as a store of then had none). */
+		if ((kl > 3 && !memcmp(k, "bf/", 3)) ||
+		    (kl == 7 && !memcmp(k, "bfstart", 7)) ||
+		    (kl == 4 && !memcmp(k, "jlsn", 4)) ||
 		    (kl == 5 && !memcmp(k, "jsnap", 5))) {
 			bv_kv_batch_delete(b, BV_CF_META, k, kl);
 			continue;

@@ -199,7 +199,7 @@ static void check_digests(bv_store *s, uint64_t rp)
 
 /* The store's RocksDB index, opened by hand: CF handles in the order
  * of the store's column families (storage/kv.c). */
-enum { CF_META = 1, CF_CHUNKS = 2, CF_MAPS = 3, CF_N = 4 };
+enum { CF_META = 1, CF_CHUNKS = 2, CF_MAPS = 3, CF_BIRTHS = 4, CF_N = 5 };
 struct raw {
 	rocksdb_t *db;
 	rocksdb_options_t *o;
@@ -208,7 +208,8 @@ struct raw {
 
 static void raw_open(struct raw *k, const char *store)
 {
-	const char *names[CF_N] = { "default", "meta", "chunks", "maps" };
+	const char *names[CF_N] = { "default", "meta", "chunks", "maps",
+				    "births" };
 	const rocksdb_options_t *opts[CF_N];
 	char *path = et_path(store, "index"), *err = NULL;
 	k->o = rocksdb_options_create();
