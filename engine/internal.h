@@ -289,6 +289,11 @@ enum bv_gc_point {
 };
 void bv_gc_set_hook(bv_store *s, void (*hook)(void *ud, int point),
 		    void *ud);
+/* Tests only: turn a protection off, to show that its test then fails. */
+#define BV_GC_UNSAFE_NO_TOUCHED 1
+#define BV_GC_UNSAFE_NO_PINS 2
+#define BV_GC_UNSAFE_NO_READERS 4
+void bv_gc_set_unsafe(bv_store *s, int flags);
 
 /* ---- chunk map lookups (reader.c) -------------------------------------- */
 
