@@ -16,7 +16,7 @@
 #define GT_CHUNK 16384u
 #define GT_DISK (1u << 20)
 #define GT_NREP 2
-#define GT_MAXRP 64
+#define GT_MAXRP 128
 #define GT_CMAX "2097152" /* small containers: several, each with
 				 * live and dead records */
 
