@@ -1180,9 +1180,51 @@ static int forget(struct gc_run *r, uint32_t id)
 			    s->path, id, bv_kv_error()) : 0;
 }
 
+/* The index's tail names container ID, about to be removed (an open
+ * needs the tail's container): moves it to the end of the highest
+ * container below ID that stays (not in RETIRED). Nothing committed lies
+ * past that: every committed record is at or below the tail, and ID
+ * holds none any more. 1 when moved, 0 when there is no such container
+ * (ID then waits). Under the index lock, as ingest records tails. */
+static int tail_move(struct gc_run *r, uint32_t id, const uint32_t *retired,
+		     size_t nretired)
+{
+	bv_store *s = r->s;
+	uint32_t *ids = NULL, x = 0, tid = 0;
+	uint64_t tend = 0, size = 0;
+	size_t n = 0;
+	int rc, moved = 0;
+
+	pthread_mutex_lock(&s->index_lock);
+	if (bv_ctail_file_parse(&s->tail, &tid, &tend) || tid != id)
+		goto out; /* moved on meanwhile: a later container */
+	if ((rc = s->cs->ops->list(s->cs, &ids, &n)))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		int gone = 0;
+		for (size_t k = 0; k < nretired && !gone; k++)
+			gone = retired[k] == ids[i];
+		if (ids[i] < id && !gone)
+			x = ids[i];
+	}
+	if (x == 0 || s->cs->ops->size(s->cs, x, &size))
+		goto out;
+	struct bv_ctail t;
+	bv_ctail_file(&t, x, size);
+	bv_kv_batch_put(r->b, BV_CF_META, "tail", 4, t.b, t.len);
+	if (bv_kv_write(s->kv, r->b, 1) == 0) {
+		s->tail = t;
+		moved = 1;
+	}
+	bv_kv_batch_clear(r->b);
+out:
+	pthread_mutex_unlock(&s->index_lock);
+	free(ids);
+	return moved;
+}
+
 /* Removes each retired container no reader can still read; the others
- * wait for a later run. The tail container the index names stays until
- * the tail moved past it (an open needs it). */
+ * wait for a later run. */
 static int remove_retired(struct gc_run *r)
 {
 	bv_store *s = r->s;
@@ -1225,11 +1267,18 @@ static int remove_retired(struct gc_run *r)
 	bv_kv_iter_free(it);
 	for (size_t i = 0; i < n && !rc; i++) {
 		uint64_t size = 0;
-		if (ids[i] >= tail_id ||
-		    (!(r->g->unsafe & BV_GC_UNSAFE_NO_READERS) &&
-		     readers_busy(s, gens[i]))) {
+		if (!(r->g->unsafe & BV_GC_UNSAFE_NO_READERS) &&
+		    readers_busy(s, gens[i])) {
 			r->rep->containers_waiting++;
 			continue;
+		}
+		if (ids[i] == tail_id && !r->dry) {
+			if (!tail_move(r, ids[i], ids, n)) {
+				r->rep->containers_waiting++;
+				continue;
+			}
+			(void)bv_ctail_file_parse(&s->tail, &tail_id,
+						  &tail_end);
 		}
 		if (r->dry) {
 			if (s->cs->ops->size(s->cs, ids[i], &size) == 0)
