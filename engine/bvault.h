@@ -862,9 +862,10 @@ BV_API const char *bv_stream_writer_error(const bv_stream_writer *w);
  * runs at a time per store (a second caller waits). Sessions keep going
  * meanwhile: a lookup of a chunk being deleted waits for the delete's
  * synced batch (milliseconds) and then stores the chunk anew.
- * Memory: a Bloom filter of 10 bits per map entry (1.25 GB per billion
- * map entries; at least 64 KiB), a few bytes per container, and 64 MiB of
- * copy buffers. */
+ * Memory: a Bloom filter of 12.5 bits per map entry (10, and a quarter
+ * more for entries RocksDB's estimate misses: 1.56 GB per billion map
+ * entries; at least 64 KiB), a few bytes per container, and about 40 MiB
+ * of copy buffers. */
 typedef struct bv_gc_opts {
 	int dry_run;        /* change nothing: report what a run would do */
 	unsigned threshold; /* rewrite containers whose live share is below
