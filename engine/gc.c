@@ -181,7 +181,14 @@ int bv_gc_state_new(bv_store *s)
 		g->sh[i].chead = -1;
 	}
 	pthread_mutex_init(&g->run, NULL);
-	pthread_rwlock_init(&g->rd, NULL);
+	/* Writer first: readers come and go all the time, and a remove
+	 * must not wait for a moment with none. No reader nests. */
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra,
+				      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&g->rd, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&g->umu, NULL);
 	s->gc = g;
 	return 0;
@@ -1223,6 +1230,16 @@ out:
 	return moved;
 }
 
+/* The index's tail as the store records it now (ingest moves it under
+ * the index lock). */
+static void tail_now(bv_store *s, uint32_t *id, uint64_t *end)
+{
+	pthread_mutex_lock(&s->index_lock);
+	if (bv_ctail_file_parse(&s->tail, id, end))
+		*id = 0;
+	pthread_mutex_unlock(&s->index_lock);
+}
+
 /* Removes each retired container no reader can still read; the others
  * wait for a later run. */
 static int remove_retired(struct gc_run *r)
@@ -1234,7 +1251,7 @@ static int remove_retired(struct gc_run *r)
 	size_t n = 0, cap = 0;
 	int rc;
 
-	(void)bv_ctail_file_parse(&s->tail, &tail_id, &tail_end);
+	tail_now(s, &tail_id, &tail_end);
 	if ((rc = bv_kv_iter_new(s->kv, BV_CF_META, "gc/r/", 5, "gc/r0", 5,
 				 &it)))
 		return bv_fail_storage(rc, s->path);
@@ -1277,8 +1294,7 @@ static int remove_retired(struct gc_run *r)
 				r->rep->containers_waiting++;
 				continue;
 			}
-			(void)bv_ctail_file_parse(&s->tail, &tail_id,
-						  &tail_end);
+			tail_now(s, &tail_id, &tail_end);
 		}
 		if (r->dry) {
 			if (s->cs->ops->size(s->cs, ids[i], &size) == 0)
