@@ -169,7 +169,7 @@ typedef struct bv_init_opts {
 	 * 1 MiB to 16 GiB. */
 	uint64_t container_size;
 } bv_init_opts;
-#define BV_CONTAINER_SIZE_DEFAULT (256ull << 20)
+#define BV_CONTAINER_SIZE_DEFAULT (64ull << 20)
 #define BV_CONTAINER_SIZE_MIN (1ull << 20)
 #define BV_CONTAINER_SIZE_MAX (16ull << 30)
 

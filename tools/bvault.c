@@ -2151,7 +2151,7 @@ static const struct command commands[] = {
 	  "must be empty). --chunk-size: default chunk size of new replicas,\n"
 	  "a power of two from 4K to 4M (default 64K). --container-size:\n"
 	  "bytes past which a container file is closed, GC's unit of\n"
-	  "rewriting, 1M to 16G (default 256M).\n" },
+	  "rewriting, 1M to 16G (default 64M).\n" },
 	{ NULL, "gc", cmd_gc,
 	  "usage: bvault gc STORE [--dry-run] [--threshold PCT] [--json]\n"
 	  "Deletes the chunks that no RP, head, view or session in flight\n"
