@@ -15,6 +15,14 @@
  *     identities, the RP record, counters, marker removal. Abort, and
  *     open after a crash, delete the entries above the head
  *     (bv_replica_cleanup).
+ *  5. work_chunk pins every chunk's fingerprint against GC (bv_gc_pin,
+ *     waiting while GC has it condemned) before the chunk index lookup
+ *     or any reliance on an earlier slot holding it; batch_unpin drops
+ *     the pins once phase E applied the batch's map entries (or the batch
+ *     is dropped), telling GC what was applied while it ran. pending_find
+ *     trusts only batches not yet indexed, and write_batch tells GC which
+ *     container holds records not indexed yet. engine/gc.c argues why
+ *     this keeps every chunk a session needs.
  *  6. Argument checks (alignment, range, base RP or base identity, a
  *     result identity already taken, group) run before the first byte of
  *     the session changes; a failure after that poisons the session,
