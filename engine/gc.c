@@ -7,8 +7,8 @@
  *   1. seal: the container being appended to is closed, so that every
  *      container up to SEAL_ID takes no append again; those with a batch
  *      flushed but not yet indexed are left out of this run;
- *   2. GC goes active (under every shard lock: the touched sets T are
- *      cleared), then the RocksDB snapshot S is taken;
+ *   2. GC goes active (shard by shard, under each shard's lock: its
+ *      touched set T is cleared), then the RocksDB snapshot S is taken;
  *   3. mark: every fingerprint a map entry at S names, of every replica
  *      and version (entries above a head are sessions in flight), into a
  *      Bloom filter L sized from the map entry count;
@@ -96,6 +96,8 @@ struct shard {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int32_t chead;              /* condemned of this shard, or -1 */
+	int active;                 /* GC runs (case b): set before the
+				     * snapshot, cleared after the sweep */
 	uint32_t pins[PINS];
 	uint8_t touched[TBYTES];
 };
@@ -106,7 +108,6 @@ struct unidx {
 
 struct bv_gc {
 	struct shard sh[SHARDS];
-	int active;                 /* changed under every shard lock */
 	/* C: the batch being deleted; an entry is written under its
 	 * shard's lock and read only by walking that shard's chain. */
 	bv_fp cfp[DEL_BATCH];
@@ -233,24 +234,26 @@ void bv_gc_unpin(bv_store *s, const bv_fp *fp, int applied)
 	struct shard *h = shard_of(g, fp);
 	pthread_mutex_lock(&h->mu);
 	/* Case b: applied while GC runs, so maybe after its snapshot. */
-	if (applied && g->active)
+	if (applied && h->active)
 		touch(h, fp);
 	if (h->pins[pin_ix(fp)] > 0)
 		h->pins[pin_ix(fp)]--;
 	pthread_mutex_unlock(&h->mu);
 }
 
-/* Under every shard lock, so that a pin or unpin sees the change whole. */
+/* Shard by shard, each under its lock: an unpin of a fingerprint after
+ * the snapshot takes that shard's lock after it was set, so it sees GC
+ * active (case b), which is all the argument needs. */
 static void set_active(struct bv_gc *g, int on)
 {
-	for (int i = 0; i < SHARDS; i++)
-		pthread_mutex_lock(&g->sh[i].mu);
-	g->active = on;
-	if (on)
-		for (int i = 0; i < SHARDS; i++)
-			memset(g->sh[i].touched, 0, TBYTES);
-	for (int i = SHARDS - 1; i >= 0; i--)
-		pthread_mutex_unlock(&g->sh[i].mu);
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *h = &g->sh[i];
+		pthread_mutex_lock(&h->mu);
+		h->active = on;
+		if (on)
+			memset(h->touched, 0, TBYTES);
+		pthread_mutex_unlock(&h->mu);
+	}
 }
 
 /* Condemns FP unless it is pinned or touched; 1 when condemned. */
