@@ -164,7 +164,14 @@ BV_API const char *bv_version(void);
 
 typedef struct bv_init_opts {
 	uint32_t chunk_size; /* default chunk size of new replicas; 0: 64 KiB */
+	/* Bytes past which a container file is closed and a new one begun
+	 * (the GC's unit of rewriting); 0: BV_CONTAINER_SIZE_DEFAULT. From
+	 * 1 MiB to 16 GiB. */
+	uint64_t container_size;
 } bv_init_opts;
+#define BV_CONTAINER_SIZE_DEFAULT (64ull << 20)
+#define BV_CONTAINER_SIZE_MIN (1ull << 20)
+#define BV_CONTAINER_SIZE_MAX (16ull << 30)
 
 typedef struct bv_open_opts {
 	unsigned workers;   /* compression workers; 0: one per online core */
@@ -1010,6 +1017,63 @@ typedef struct bv_group_info {
 BV_API int bv_group_list(bv_store *s,
 			 int (*cb)(void *ud, const bv_group_info *g),
 			 void *ud);
+/* ---- gc: garbage collection and container compaction ----------------- */
+
+/* Finds the chunks that no committed version, view, RP, or session in
+ * flight can reach (what aborted sessions and crashes left: chunk index
+ * entries no map entry names, records no chunk index entry names, the
+ * unknown bytes an open recorded) and gives their space back: their
+ * chunk index entries are deleted, and every container whose live share
+ * is below the threshold is rewritten (its live records copied to new
+ * containers, newest RPs' reading order first) and removed once no
+ * reader can still read it (INVARIANTS.md 5 and 12; storage/FORMAT.md,
+ * "Garbage collection").
+ *
+ * Threads: callable from any thread of the writing process while ingest
+ * sessions, readers, restores and views run on other threads; one GC
+ * runs at a time per store (a second caller waits). Sessions keep going
+ * meanwhile: a lookup of a chunk being deleted waits for the delete's
+ * synced batch (milliseconds) and then stores the chunk anew.
+ * Memory: a Bloom filter of 12.5 bits per map entry (10, and a quarter
+ * more for entries RocksDB's estimate misses: 1.56 GB per billion map
+ * entries; at least 64 KiB), a few bytes per container, and about 40 MiB
+ * of copy buffers. */
+typedef struct bv_gc_opts {
+	int dry_run;        /* change nothing: report what a run would do */
+	unsigned threshold; /* rewrite containers whose live share is below
+			     * this percentage, 1..100; 0: 50 */
+} bv_gc_opts;
+
+typedef struct bv_gc_report {
+	uint64_t map_entries;        /* marked */
+	uint64_t chunks;             /* chunk index entries swept */
+	uint64_t dead_chunks;        /* of them, deleted (would be) */
+	uint64_t dead_bytes;         /* their records' bytes */
+	uint64_t containers;         /* candidates (every sealed one) */
+	uint64_t containers_rewritten; /* victims: live records copied */
+	uint64_t containers_retired; /* emptied now, removed when no
+				      * reader can read them */
+	uint64_t containers_removed; /* removed (this run's or earlier
+				      * runs' retired ones) */
+	uint64_t containers_waiting; /* retired, kept: a reader may read */
+	uint64_t containers_damaged; /* kept: a live chunk failed its
+				      * checks and could not be copied */
+	uint64_t damaged_chunks;
+	uint64_t chunks_copied;
+	uint64_t bytes_read;         /* container bytes read */
+	uint64_t bytes_written;      /* container bytes written */
+	uint64_t bytes_removed;      /* container bytes removed */
+	uint64_t bytes_reclaimed;    /* removed less written (>= 0) */
+	uint64_t bloom_bytes;        /* the mark's filter */
+	double mark_seconds, sweep_seconds, compact_seconds;
+} bv_gc_report;
+
+/* Runs one GC (OPTS may be NULL: defaults) and fills *REPORT (may be
+ * NULL). BV_EREADONLY for a read-only handle, BV_EINVAL for a threshold
+ * above 100. A failure (an I/O error, a full disk) leaves the store
+ * consistent: every committed RP reads as before, and the next run
+ * finishes what this one began; a crash at any point likewise. */
+BV_API int bv_gc(bv_store *s, const bv_gc_opts *opts, bv_gc_report *report);
 
 #ifdef __cplusplus
 }

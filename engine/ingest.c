@@ -15,6 +15,14 @@
  *     identities, the RP record, counters, marker removal. Abort, and
  *     open after a crash, delete the entries above the head
  *     (bv_replica_cleanup).
+ *  5. work_chunk pins every chunk's fingerprint against GC (bv_gc_pin,
+ *     waiting while GC has it condemned) before the chunk index lookup
+ *     or any reliance on an earlier slot holding it; batch_unpin drops
+ *     the pins once phase E applied the batch's map entries (or the batch
+ *     is dropped), telling GC what was applied while it ran. pending_find
+ *     trusts only batches not yet indexed, and write_batch tells GC which
+ *     container holds records not indexed yet. engine/gc.c argues why
+ *     this keeps every chunk a session needs.
  *  6. Argument checks (alignment, range, base RP or base identity, a
  *     result identity already taken, group) run before the first byte of
  *     the session changes; a failure after that poisons the session,
@@ -100,6 +108,8 @@ struct slot {
 	uint8_t has_digest; /* digest holds the chunk's plain digest */
 	uint8_t dead;      /* built a record, then found to repeat an
 			    * earlier slot: the record is dropped (seal_run) */
+	uint8_t pinned;    /* fp is pinned against GC until the map entry
+			    * is applied or dropped (gc.c) */
 	int err;           /* lookup failed (phase A-C) */
 	bv_fp fp;
 	uint8_t digest[16];  /* plain digest (consistency checks:
@@ -142,6 +152,10 @@ struct batch {
 	size_t *recs;                  /* seal_run: slots with records */
 	struct bv_ctail tail;          /* durable container tail after D */
 	struct bv_kv_batch *kvb;
+	uint32_t wcid;                 /* D wrote the run here, E has not
+					* indexed it yet (gc.c); 0: none */
+	atomic_int indexed;            /* E ran: pending_find no longer
+					* trusts its new chunks (gc.c d) */
 };
 
 struct bv_ingest {
@@ -365,6 +379,12 @@ static int write_batch(bv_ingest *in, struct batch *b, struct bv_ring *ring)
 	rc = s->cs->ops->appendv(s->cs, ring, b->seg, b->nseg, &cid, &base);
 	if (!rc)
 		rc = s->cs->ops->flush(s->cs, ring, &b->tail);
+	if (!rc) {
+		/* Under the write lock, as GC's seal: a container GC picks
+		 * has no batch it does not see (gc.c, step 1). */
+		b->wcid = cid;
+		bv_gc_unindexed_add(s, cid);
+	}
 	for (size_t j = 0; j < b->nnew && !rc; j++) {
 		struct slot *sl = &b->slots[b->idx[j]];
 		size_t k = (size_t)sl->loc.offset / b->region;
@@ -466,6 +486,25 @@ out:
 	return rc;
 }
 
+/* After phase E of B (APPLIED: its map entries are in the index) or
+ * when B is dropped: the pins of its slots go, and GC may rewrite the
+ * container its run went to. */
+static void batch_unpin(bv_ingest *in, struct batch *b, int applied)
+{
+	atomic_store(&b->indexed, 1);
+	for (size_t i = 0; i < b->used; i++) {
+		struct slot *sl = &b->slots[i];
+		if (!sl->pinned)
+			continue;
+		bv_gc_unpin(in->s, &sl->fp, applied);
+		sl->pinned = 0;
+	}
+	if (b->wcid) {
+		bv_gc_unindexed_drop(in->s, b->wcid);
+		b->wcid = 0;
+	}
+}
+
 static void flush_failed(bv_ingest *in, int rc)
 {
 	if (rc && !in->flush_rc) {
@@ -520,6 +559,7 @@ static int index_next(bv_ingest *in)
 	int rc = failed ? 0 : index_batch(in, b);
 	if (failed)
 		bv_kv_batch_clear(b->kvb);
+	batch_unpin(in, b, !failed && !rc);
 	pthread_mutex_lock(&in->lock);
 	flush_failed(in, rc);
 	in->qhead = (in->qhead + 1) % NBATCH;
@@ -621,7 +661,9 @@ static const struct slot *pending_find(bv_ingest *in, const bv_fp *fp)
 	for (int j = 0; j < NBATCH; j++) {
 		struct batch *b = &in->b[j];
 		const struct slot *hit;
-		if (b == in->cur || b->used == 0)
+		/* An indexed batch's chunk may have been swept since (its map
+		 * entry overwritten, then GC): the chunk index decides. */
+		if (b == in->cur || b->used == 0 || atomic_load(&b->indexed))
 			continue;
 		hit = ftab_in(in, b, fp, NULL);
 		if (hit && !hit->found)
@@ -711,6 +753,12 @@ static void work_chunk(void *ctx, size_t i)
 	if (lz_first)
 		n = bv_codec_encode(sl->data, cs, out, cap, &codec);
 	bv_fp_compute(in->s->secret, sl->data, cs, &sl->fp);
+	/* Before anything decides that the chunk is stored (gc.c, cases c
+	 * and d): held until the batch's map entries are applied. */
+	if (!sl->pinned) {
+		bv_gc_pin(in->s, &sl->fp);
+		sl->pinned = 1;
+	}
 	/* ftab is only read while the workers run, and its slots are
 	 * fixed. */
 	const struct slot *same = ftab_find(in, &sl->fp, NULL);
@@ -940,6 +988,7 @@ static int flush_batch(bv_ingest *in)
 	in->cur->used = 0;
 	in->cur->nnew = 0;
 	in->cur->ndead = 0;
+	atomic_store(&in->cur->indexed, 0);
 	atomic_store(&in->cur->run_used, 0);
 	for (unsigned t = 0; t < in->nthreads; t++)
 		in->cur->reg_pos[t] = in->cur->reg_end[t] = 0;
@@ -1453,6 +1502,10 @@ int bv_ingest_ref(bv_ingest *in, int slot, uint64_t chunk, const bv_fp *fp,
 	sl->dead = 0;
 	sl->err = 0;
 	sl->fp = *fp;
+	if (!sl->pinned) {
+		bv_gc_pin(in->s, fp);
+		sl->pinned = 1;
+	}
 	sl->has_digest = digest != NULL;
 	if (digest)
 		memcpy(sl->digest, digest, 16);
@@ -1706,6 +1759,9 @@ static void release(bv_ingest *in, int cleanup)
 		while (index_next(in))
 			;
 	}
+	/* Slots never handed over (the batch being filled). */
+	for (int j = 0; j < NBATCH && in->b[j].slots; j++)
+		batch_unpin(in, &in->b[j], 0);
 	for (size_t i = 0; i < in->nrep; i++) {
 		struct sess_rep *r = &in->rep[i];
 		if (cleanup)

@@ -16,6 +16,9 @@
  *          "vi/" rid(be64) identity(16) -> newest version with it
  *          "inflight/" rid(be64) -> version being written
  *          "u/" container(be32) from(be64) -> to(le64): bytes no commit names
+ *          "csize" -> container size (le64)
+ *          "gc/gen" -> GC generation (le64)
+ *          "gc/r/" container(be32) -> generation it was retired at (le64)
  */
 #ifndef BV_ENGINE_INTERNAL_H
 #define BV_ENGINE_INTERNAL_H
@@ -113,6 +116,11 @@ struct bv_store {
 	/* Replicas held by an open ingest session (in-process). */
 	uint64_t busy[BV_SESSION_MAX * 4];
 	size_t nbusy;
+	/* gc.c: pins, touched and condemned sets (writable opens only;
+	 * NULL when read-only) and the readers file. */
+	struct bv_gc *gc;
+	int readers_fd;      /* STORE/readers, or -1 */
+	uint64_t container_size; /* meta "csize", or 1 GiB */
 };
 
 /* Replica record, meta "r/" name. */
@@ -286,6 +294,54 @@ int bv_ingest_add_new(bv_ingest *in, const char *name, uint64_t size,
 		      uint32_t chunk_size);
 int bv_ingest_ref(bv_ingest *in, int slot, uint64_t chunk, const bv_fp *fp,
 		  const uint8_t *digest);
+
+/* ---- gc.c: what ingest, readers and the open share with GC ------------ */
+
+/* The GC state of a writable open; bv_gc_state_free takes NULL. */
+int bv_gc_state_new(bv_store *s);
+void bv_gc_state_free(bv_store *s);
+/* Ingest: pins FP before it looks FP up or relies on an earlier slot
+ * holding it (engine/ingest.c work_chunk), waiting while GC has FP
+ * condemned; unpins it once the map entry naming FP is applied (APPLIED)
+ * or dropped. While GC runs, an applied FP joins the touched set first.
+ * No-ops on a read-only store. INVARIANTS.md 5 argues why this is enough. */
+void bv_gc_pin(bv_store *s, const bv_fp *fp);
+void bv_gc_unpin(bv_store *s, const bv_fp *fp, int applied);
+/* Ingest: a batch's records were flushed into container CID and are not
+ * in the index yet (add), or now are, or were dropped (drop). GC does not
+ * rewrite a container while a batch of it is unindexed. */
+void bv_gc_unindexed_add(bv_store *s, uint32_t cid);
+void bv_gc_unindexed_drop(bv_store *s, uint32_t cid);
+/* In-process readers: a chunk location looked up and read between
+ * begin and end is not removed meanwhile (GC removes containers only
+ * between reads). No-ops on a read-only store. */
+void bv_gc_read_begin(bv_store *s);
+void bv_gc_read_end(bv_store *s);
+/* The readers file (FORMAT.md, "Readers"): a writable open makes it; a
+ * read-only open enters (byte 0) before its index opens and settles at
+ * its generation after. Failures only leave the open unlocked. */
+void bv_readers_make(bv_store *s);
+void bv_readers_enter(bv_store *s);
+void bv_readers_settle(bv_store *s);
+/* The GC generation the index (as S's handle sees it) names. */
+uint64_t bv_gc_generation(bv_store *s);
+/* Tests: HOOK runs on the GC's thread at each point (bv_gc_point). */
+enum bv_gc_point {
+	BV_GC_AT_MARK = 0,    /* the snapshot is taken, before the mark */
+	BV_GC_AT_SWEEP = 1,   /* marked, before the sweep */
+	BV_GC_AT_CONDEMN = 2, /* a batch condemned, its delete not written */
+	BV_GC_AT_DELETE = 3,  /* its delete written, C not yet released */
+	BV_GC_AT_COPIED = 4,  /* copies flushed, before their repoint */
+	BV_GC_AT_RETIRED = 5, /* victims retired, before any remove */
+	BV_GC_POINTS = 6,
+};
+void bv_gc_set_hook(bv_store *s, void (*hook)(void *ud, int point),
+		    void *ud);
+/* Tests only: turn a protection off, to show that its test then fails. */
+#define BV_GC_UNSAFE_NO_TOUCHED 1
+#define BV_GC_UNSAFE_NO_PINS 2
+#define BV_GC_UNSAFE_NO_READERS 4
+void bv_gc_set_unsafe(bv_store *s, int flags);
 
 /* ---- chunk map lookups (reader.c) -------------------------------------- */
 

@@ -195,13 +195,16 @@ int bv_chunks_read(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
 		   uint8_t *scratch, struct bv_chunk_read *reads,
 		   const char *replica)
 {
+	/* GC removes no container between the lookup and the read
+	 * (INVARIANTS.md 12). */
+	bv_gc_read_begin(s);
 	int rc = chunks_locate(s, fps, outs, n, raw_len, scratch, reads,
 			       replica);
 
-	if (rc)
-		return rc;
-	rc = s->cs->ops->read(s->cs, ring, reads, n);
-	return rc ? chunks_fail(s, reads, n, rc, replica) : 0;
+	if (!rc && (rc = s->cs->ops->read(s->cs, ring, reads, n)))
+		rc = chunks_fail(s, reads, n, rc, replica);
+	bv_gc_read_end(s);
+	return rc;
 }
 
 int bv_chunks_read_runs(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
@@ -210,14 +213,16 @@ int bv_chunks_read_runs(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
 			const char *replica)
 {
 	int runs = s->cs->ops->read_runs != NULL;
+	bv_gc_read_begin(s);
 	int rc = chunks_locate(s, fps, outs, n, raw_len, runs ? NULL : buf,
 			       reads, replica);
 
-	if (rc)
-		return rc;
-	rc = runs ? s->cs->ops->read_runs(s->cs, ring, reads, n, buf, len) :
-		    s->cs->ops->read(s->cs, ring, reads, n);
-	return rc ? chunks_fail(s, reads, n, rc, replica) : 0;
+	if (!rc && (rc = runs ? s->cs->ops->read_runs(s->cs, ring, reads, n,
+						      buf, len) :
+				s->cs->ops->read(s->cs, ring, reads, n)))
+		rc = chunks_fail(s, reads, n, rc, replica);
+	bv_gc_read_end(s);
+	return rc;
 }
 
 void bv_reader_close(bv_reader *r)

@@ -182,9 +182,17 @@ int bv_store_init(const char *path, const bv_init_opts *opts, char *errbuf,
 	uint8_t cfg[CONFIG_LEN];
 	int rc;
 
+	uint64_t csize = opts && opts->container_size ? opts->container_size :
+			 BV_CONTAINER_SIZE_DEFAULT;
+
 	bv_fail(0, "%s", "");
 	if ((rc = chunk_size_check(cs)))
 		goto out;
+	if (csize < BV_CONTAINER_SIZE_MIN || csize > BV_CONTAINER_SIZE_MAX) {
+		rc = bv_fail(BV_EINVAL, "container size %llu: must be from "
+			     "1 MiB to 16 GiB", (unsigned long long)csize);
+		goto out;
+	}
 	if (mkdir(path, 0700) < 0) {
 		if (errno != EEXIST) {
 			rc = bv_fail(-errno, "store %s: cannot create: %s",
@@ -232,6 +240,11 @@ int bv_store_init(const char *path, const bv_init_opts *opts, char *errbuf,
 	if ((rc = bv_kv_batch_new(&b)))
 		goto out;
 	bv_kv_batch_put(b, BV_CF_META, "config", 6, cfg, sizeof cfg);
+	/* Beside config, not in it: stores without it keep 1 GiB, and
+	 * config keeps the layout older builds read. */
+	uint8_t csv[8];
+	bv_le64(csv, csize);
+	bv_kv_batch_put(b, BV_CF_META, "csize", 5, csv, sizeof csv);
 	if ((rc = bv_kv_write(kv, b, 1))) {
 		rc = bv_fail_storage(rc, path);
 		goto out;
@@ -244,6 +257,15 @@ int bv_store_init(const char *path, const bv_init_opts *opts, char *errbuf,
 			     strerror(-rc));
 		goto out;
 	}
+	/* The readers file (gc.c): there before any reader opens. */
+	snprintf(sub, sizeof sub, "%s/readers", path);
+	int rfd = open(sub, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (rfd < 0) {
+		rc = bv_fail(-errno, "store %s: cannot make %s: %s", path, sub,
+			     strerror(errno));
+		goto out;
+	}
+	close(rfd);
 	rc = store_make_private(path);
 out:
 	bv_kv_batch_free(b);
@@ -418,6 +440,7 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 	if (!s)
 		return -ENOMEM;
 	s->lock_fd = -1;
+	s->readers_fd = -1;
 	pthread_mutex_init(&s->meta_lock, NULL);
 	pthread_mutex_init(&s->write_lock, NULL);
 	pthread_mutex_init(&s->index_lock, NULL);
@@ -440,6 +463,12 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 			       "beside it)", path);
 	if (!s->read_only && (rc = store_make_private(path)))
 		return rc;
+	/* GC removes no container a read-only open may read: it opens
+	 * under a lock of STORE/readers (gc.c, INVARIANTS.md 12). */
+	if (s->read_only)
+		bv_readers_enter(s);
+	else
+		bv_readers_make(s);
 	snprintf(sub, sizeof sub, "%s/index", path);
 	struct bv_kv_opts ko = { .create = 0, .read_only = s->read_only,
 				 .accept_loss = opts && opts->accept_index_loss };
@@ -453,6 +482,8 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 	if (rc)
 		return bv_fail_storage(rc, path);
 	s->index_lost = bv_kv_lost(s->kv, NULL, NULL);
+	if (s->read_only)
+		bv_readers_settle(s);
 	rc = bv_kv_get(s->kv, BV_CF_META, "config", 6, cfg, sizeof cfg, &len);
 	if (rc || len != CONFIG_LEN)
 		return bv_fail(BV_ECORRUPT, "store %s: config record %s", path,
@@ -483,7 +514,15 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 	struct bv_cset_opts co = { .secret = s->secret,
 				   .store_id = s->store_id,
 				   .read_only = s->read_only };
-	/* For tests and benchmarks that need many containers. */
+	/* The store's container size (meta "csize"; 1 GiB for stores made
+	 * before it was kept); BV_CONTAINER_MAX overrides it for tests and
+	 * benchmarks that need many containers. */
+	uint8_t csv[8];
+	s->container_size = BV_CONTAINER_MAX;
+	if (bv_kv_get(s->kv, BV_CF_META, "csize", 5, csv, sizeof csv, &len) ==
+	    0 && len == 8 && bv_get_le64(csv) >= BV_CONTAINER_SIZE_MIN)
+		s->container_size = bv_get_le64(csv);
+	co.container_max = s->container_size;
 	const char *cmax = getenv("BV_CONTAINER_MAX");
 	if (cmax && *cmax)
 		co.container_max = strtoull(cmax, NULL, 0);
@@ -504,6 +543,8 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 	}
 	if (!s->read_only && (rc = note_unknown(s)))
 		return rc;
+	if (!s->read_only && (rc = bv_gc_state_new(s)))
+		return bv_fail(rc, "store %s: %s", path, strerror(-rc));
 	unsigned w = opts && opts->workers ? opts->workers :
 		     (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	if (w < 1)
@@ -544,6 +585,9 @@ void bv_store_close(bv_store *s)
 		s->cs->ops->close(s->cs);
 	bv_kv_close(s->kv);
 	bv_journal_close(s->journal);
+	bv_gc_state_free(s);
+	if (s->readers_fd >= 0)
+		close(s->readers_fd);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	pthread_mutex_destroy(&s->meta_lock);

@@ -134,6 +134,8 @@ struct bv_cset {
 	uint32_t own_first;
 	int appendable;      /* container TAIL_ID is appended to (it ended
 			      * exactly at the tail at open, or is ours) */
+	uint32_t seal_id;    /* no append goes into a container up to this
+			      * id again (bv_cset_seal) */
 	struct bv_cset_unknown *unknown; /* found at open (C2) */
 	size_t nunknown;
 	struct dirty_fd *dirty; /* closed containers awaiting fdatasync */
@@ -457,6 +459,25 @@ static void rc_put(struct bv_cset *cs, int fd, int slot)
 		close(s->fd);
 		s->fd = -1;
 		s->doomed = 0;
+	}
+	pthread_mutex_unlock(&cs->rmu);
+}
+
+/* Forgets the cached fds of container ID (about to be removed). */
+static void rc_forget(struct bv_cset *cs, uint32_t id)
+{
+	pthread_mutex_lock(&cs->rmu);
+	for (int i = 0; i < RC_SLOTS; i++) {
+		struct rc_slot *s = &cs->rc[i];
+
+		if (s->fd < 0 || s->id != id)
+			continue;
+		if (s->refs == 0) {
+			close(s->fd);
+			s->fd = -1;
+		} else {
+			s->doomed = 1;
+		}
 	}
 	pthread_mutex_unlock(&cs->rmu);
 }
@@ -991,8 +1012,9 @@ int64_t bv_rec_build(uint8_t *dst, const bv_fp *fp, uint8_t codec,
 static int make_room(struct bv_cset *cs, struct bv_ring *ring,
 		     uint64_t bytes)
 {
-	if (cs->wfd < 0 || (cs->cur_end > BV_CONTAINER_HDR &&
-				cs->cur_end + bytes > cs->container_max))
+	if (cs->wfd < 0 || cs->cur_id <= cs->seal_id ||
+	    (cs->cur_end > BV_CONTAINER_HDR &&
+	     cs->cur_end + bytes > cs->container_max))
 		return roll_over(cs, ring);
 	return 0;
 }
@@ -1827,7 +1849,7 @@ static int file_remove(struct bv_cstore *c, uint32_t id)
 	if (id == cs->cur_id && cs->wfd >= 0) {
 		ret = ST_EINVAL;
 	} else {
-		rc_forget_above(cs, id - 1);
+		rc_forget(cs, id);
 		if (unlinkat(cs->dirfd, name, 0) != 0)
 			ret = -errno;
 		else if (fsync(cs->dirfd) != 0)
@@ -1835,6 +1857,59 @@ static int file_remove(struct bv_cstore *c, uint32_t id)
 	}
 	pthread_mutex_unlock(&cs->mu);
 	return ret;
+}
+
+int bv_cset_seal(struct bv_cset *cs, uint32_t *id)
+{
+	int ret = 0;
+
+	if (cs->read_only)
+		return -EROFS;
+	pthread_mutex_lock(&cs->mu);
+	if (cs->broken || cs->buf_len != 0 || cs->cur_dirty ||
+	    cs->ndirty != 0) {
+		/* Only right after a flush: nothing may be pending. */
+		ret = cs->broken ? cs->broken : ST_EINVAL;
+		goto out;
+	}
+	if (cs->wfd >= 0) {
+		close(cs->wfd);
+		cs->wfd = -1;
+	}
+	if (cs->cur_id > cs->seal_id)
+		cs->seal_id = cs->cur_id;
+	/* Containers found at open are below own_first, and none of them
+	 * is appended to unless it is the tail. */
+	if (cs->own_first > 0 && cs->own_first - 1 > cs->seal_id)
+		cs->seal_id = cs->own_first - 1;
+	*id = cs->seal_id;
+out:
+	pthread_mutex_unlock(&cs->mu);
+	return ret;
+}
+
+static int file_seal(struct bv_cstore *c, uint32_t *id)
+{
+	return bv_cset_seal(file_of(c), id);
+}
+
+int bv_cset_size(struct bv_cset *cs, uint32_t id, uint64_t *bytes)
+{
+	char name[32];
+	struct stat st;
+	int ret = name_of(id, name, sizeof(name));
+
+	if (ret != 0)
+		return ret;
+	if (fstatat(cs->dirfd, name, &st, 0) != 0)
+		return -errno;
+	*bytes = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int file_size(struct bv_cstore *c, uint32_t id, uint64_t *bytes)
+{
+	return bv_cset_size(file_of(c), id, bytes);
 }
 
 static int file_list(struct bv_cstore *c, uint32_t **ids, size_t *n)
@@ -1895,6 +1970,8 @@ static const struct bv_cstore_ops file_ops = {
 	.read_runs = file_read_runs,
 	.scan = file_scan,
 	.remove = file_remove,
+	.seal = file_seal,
+	.size = file_size,
 	.list = file_list,
 	.usage = file_usage,
 	.where = file_name,

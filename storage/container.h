@@ -198,6 +198,14 @@ int bv_cset_scan_all(struct bv_cset *cs, uint32_t id,
  * caller frees it). */
 int bv_cset_list(struct bv_cset *cs, uint32_t **ids, size_t *n);
 
+/* Closes the container being appended to (if any): every later append
+ * goes to a new container above every existing one, so that all of
+ * them, up to *ID, may be rewritten and removed (GC). Only right after a
+ * flush (ST_EINVAL while anything is pending). */
+int bv_cset_seal(struct bv_cset *cs, uint32_t *id);
+/* Bytes of container ID's file. */
+int bv_cset_size(struct bv_cset *cs, uint32_t id, uint64_t *bytes);
+
 /* Number of container files and their total bytes. */
 int bv_cset_usage(struct bv_cset *cs, uint64_t *files, uint64_t *bytes);
 

@@ -22,7 +22,10 @@
  *     keeps and lists it (unknown()), and appends elsewhere.
  *   - read() checks every record (C4) before handing its bytes out.
  *   - remove() is the only way a container goes away; nothing calls it
- *     on the word of an index that may be stale.
+ *     on the word of an index that may be stale. GC (engine/gc.c) calls
+ *     it for a container it sealed, emptied of every live record (the
+ *     chunk index repointed, synced) and that no reader can still read
+ *     (INVARIANTS.md 12).
  *
  * Threads: appendv, flush and rollback are serialized by the caller
  * (the store's write lock); read and scan may run from many threads.
@@ -68,7 +71,15 @@ struct bv_cstore_ops {
 		    int (*damage)(void *ud, uint32_t id, uint64_t off,
 				  uint64_t len),
 		    void *ud);
+	/* Removes container ID; -ENOENT if it is gone already. Never the
+	 * one being appended to (seal first). */
 	int (*remove)(struct bv_cstore *c, uint32_t id);
+	/* Starts a new container for the next append: every container up
+	 * to *ID takes no append again, so each is a candidate for GC's
+	 * rewrite. Called under the write lock right after a flush. */
+	int (*seal)(struct bv_cstore *c, uint32_t *id);
+	/* Bytes container ID takes (its header included). */
+	int (*size)(struct bv_cstore *c, uint32_t id, uint64_t *bytes);
 	/* The ids of the containers a reader may read (a read-only open:
 	 * up to its tail), ascending, malloc'ed. */
 	int (*list)(struct bv_cstore *c, uint32_t **ids, size_t *n);
@@ -100,7 +111,9 @@ enum bv_fault_op {
 	BV_FAULT_APPEND = 0, /* appendv: a container write */
 	BV_FAULT_FLUSH = 1,  /* flush: the write-out and fdatasync */
 	BV_FAULT_READ = 2,   /* read */
-	BV_FAULT_OPS = 3,
+	BV_FAULT_REMOVE = 3, /* remove: a container unlinked */
+	BV_FAULT_SEAL = 4,   /* seal */
+	BV_FAULT_OPS = 5,
 };
 
 /* One event of the wrapper's log (the ordering check): an append placed

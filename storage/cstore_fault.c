@@ -1,7 +1,7 @@
 /*
  * cstore_fault.c: the fault-injecting container backend (cstore.h). It
  * is a real backend: every operation goes to the wrapped one, and the
- * Nth call of an append, flush or read fails instead (or, for a flush
+ * Nth call of an append, flush, read, remove or seal fails instead (or, for a flush
  * with plan.after, fails after the wrapped flush ran, the way a failed
  * fdatasync leaves the caller unsure what reached the disk). Each call is
  * reported to the plan's log, so that a test can check the order of
@@ -166,8 +166,42 @@ static int f_scan(struct bv_cstore *c, uint32_t id,
 static int f_remove(struct bv_cstore *c, uint32_t id)
 {
 	struct fault *f = fault_of(c);
+	struct bv_fault_event e = { .op = BV_FAULT_REMOVE, .container = id };
+	int ret;
 
-	return f->inner->ops->remove(f->inner, id);
+	if (due(f, BV_FAULT_REMOVE))
+		ret = err_of(f);
+	else
+		ret = f->inner->ops->remove(f->inner, id);
+	e.res = ret;
+	log_event(f, &e);
+	return ret;
+}
+
+static int f_seal(struct bv_cstore *c, uint32_t *id)
+{
+	struct fault *f = fault_of(c);
+	struct bv_fault_event e = { .op = BV_FAULT_SEAL };
+	int ret;
+
+	if (f->broken)
+		ret = f->broken;
+	else if (due(f, BV_FAULT_SEAL))
+		ret = err_of(f);
+	else
+		ret = f->inner->ops->seal(f->inner, id);
+	if (ret == 0)
+		e.container = *id;
+	e.res = ret;
+	log_event(f, &e);
+	return ret;
+}
+
+static int f_size(struct bv_cstore *c, uint32_t id, uint64_t *bytes)
+{
+	struct fault *f = fault_of(c);
+
+	return f->inner->ops->size(f->inner, id, bytes);
 }
 
 static int f_list(struct bv_cstore *c, uint32_t **ids, size_t *n)
@@ -228,6 +262,8 @@ static const struct bv_cstore_ops fault_ops = {
 	.read_runs = f_read_runs,
 	.scan = f_scan,
 	.remove = f_remove,
+	.seal = f_seal,
+	.size = f_size,
 	.list = f_list,
 	.usage = f_usage,
 	.where = f_where,

@@ -943,9 +943,74 @@ out:
 	return ret;
 }
 
+/* A snapshot: what the database held at bv_kv_snap_new, for scans that
+ * must see one point in time (GC's mark and sweep). */
+struct bv_kv_snap {
+	const rocksdb_snapshot_t *snap;
+};
+
+int bv_kv_snap_new(struct bv_kv *kv, struct bv_kv_snap **out)
+{
+	struct bv_kv_snap *sn = calloc(1, sizeof(*sn));
+
+	*out = NULL;
+	if (sn == NULL)
+		return -ENOMEM;
+	sn->snap = rocksdb_create_snapshot(kv->db);
+	if (sn->snap == NULL) {
+		free(sn);
+		set_err("kv snapshot: RocksDB made none");
+		return ST_EDB;
+	}
+	*out = sn;
+	return 0;
+}
+
+void bv_kv_snap_free(struct bv_kv *kv, struct bv_kv_snap *sn)
+{
+	if (sn == NULL)
+		return;
+	rocksdb_release_snapshot(kv->db, sn->snap);
+	free(sn);
+}
+
+uint64_t bv_kv_estimate_keys(struct bv_kv *kv, enum bv_cf cf)
+{
+	char *v;
+	uint64_t n = 0;
+
+	if (!cf_ok(cf))
+		return 0;
+	v = rocksdb_property_value_cf(kv->db, cfh(kv, cf),
+				      "rocksdb.estimate-num-keys");
+	if (v != NULL) {
+		n = strtoull(v, NULL, 10);
+		rocksdb_free(v);
+	}
+	return n;
+}
+
+static int iter_make(struct bv_kv *kv, const struct bv_kv_snap *sn,
+		     enum bv_cf cf, const void *lo, size_t lolen,
+		     const void *hi, size_t hilen, struct bv_kv_iter **out);
+
 int bv_kv_iter_new(struct bv_kv *kv, enum bv_cf cf, const void *lo,
 		   size_t lolen, const void *hi, size_t hilen,
 		   struct bv_kv_iter **out)
+{
+	return iter_make(kv, NULL, cf, lo, lolen, hi, hilen, out);
+}
+
+int bv_kv_iter_new_at(struct bv_kv *kv, const struct bv_kv_snap *sn,
+		      enum bv_cf cf, const void *lo, size_t lolen,
+		      const void *hi, size_t hilen, struct bv_kv_iter **out)
+{
+	return iter_make(kv, sn, cf, lo, lolen, hi, hilen, out);
+}
+
+static int iter_make(struct bv_kv *kv, const struct bv_kv_snap *sn,
+		     enum bv_cf cf, const void *lo, size_t lolen,
+		     const void *hi, size_t hilen, struct bv_kv_iter **out)
 {
 	struct bv_kv_iter *it = NULL;
 	size_t blen;
@@ -974,6 +1039,12 @@ int bv_kv_iter_new(struct bv_kv *kv, enum bv_cf cf, const void *lo,
 	if (hilen > 0)
 		memcpy(it->bounds + lolen, hi, hilen);
 	it->ro = rocksdb_readoptions_create();
+	if (sn != NULL) {
+		/* A whole-store scan: it would only push the hot blocks of
+		 * lookups out of the cache. */
+		rocksdb_readoptions_set_snapshot(it->ro, sn->snap);
+		rocksdb_readoptions_set_fill_cache(it->ro, 0);
+	}
 	if (lo != NULL)
 		rocksdb_readoptions_set_iterate_lower_bound(it->ro, it->bounds,
 							    lolen);

@@ -84,6 +84,19 @@ int bv_kv_iter_new(struct bv_kv *kv, enum bv_cf cf, const void *lo,
 		   size_t lolen, const void *hi, size_t hilen,
 		   struct bv_kv_iter **out);
 void bv_kv_iter_free(struct bv_kv_iter *it);
+
+/* A snapshot of the whole database (every column family) as of now;
+ * iterators made at it see exactly that, whatever is written later.
+ * Release it soon: it keeps RocksDB from dropping what it shadows. */
+struct bv_kv_snap;
+int bv_kv_snap_new(struct bv_kv *kv, struct bv_kv_snap **out);
+void bv_kv_snap_free(struct bv_kv *kv, struct bv_kv_snap *sn);
+/* bv_kv_iter_new at snapshot SN, not filling the block cache. */
+int bv_kv_iter_new_at(struct bv_kv *kv, const struct bv_kv_snap *sn,
+		      enum bv_cf cf, const void *lo, size_t lolen,
+		      const void *hi, size_t hilen, struct bv_kv_iter **out);
+/* RocksDB's estimate of the keys in CF (0 when it has none). */
+uint64_t bv_kv_estimate_keys(struct bv_kv *kv, enum bv_cf cf);
 void bv_kv_iter_seek(struct bv_kv_iter *it, const void *key, size_t klen);
 int bv_kv_iter_valid(struct bv_kv_iter *it);
 void bv_kv_iter_next(struct bv_kv_iter *it);

@@ -50,9 +50,10 @@ int cmd_files_get(int argc, char **argv);
 
 static int cmd_init(int argc, char **argv)
 {
-	const char *cs = NULL;
+	const char *cs = NULL, *csize = NULL;
 	struct optdef defs[] = {
 		{ "chunk-size", OPT_VALUE, &cs, NULL },
+		{ "container-size", OPT_VALUE, &csize, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
 	static const char *const names[] = { "STORE" };
@@ -68,6 +69,13 @@ static int cmd_init(int argc, char **argv)
 		rc = want_pos(npos, pos, 1, 1, names);
 	if (!rc && cs)
 		rc = arg_chunk_size(cs, &o.chunk_size);
+	if (!rc && csize) {
+		rc = arg_size("--container-size", csize, &o.container_size);
+		if (!rc && (o.container_size < BV_CONTAINER_SIZE_MIN ||
+			    o.container_size > BV_CONTAINER_SIZE_MAX))
+			rc = usage_error("bad --container-size '%s': from 1M "
+					 "to 16G", csize);
+	}
 	if (rc)
 		goto out;
 	rc = bv_store_init(pos[0], &o, err, sizeof(err));
@@ -1133,6 +1141,8 @@ out:
 
 /* cmd_restore.c */
 int cmd_restore(int argc, char **argv);
+/* cmd_gc.c */
+int cmd_gc(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 
 static int cmd_diff(int argc, char **argv)
@@ -2180,10 +2190,23 @@ struct command {
 
 static const struct command commands[] = {
 	{ NULL, "init", cmd_init,
-	  "usage: bvault init STORE [--chunk-size SIZE]\n"
+	  "usage: bvault init STORE [--chunk-size SIZE] "
+	  "[--container-size SIZE]\n"
 	  "Creates a new store in the directory STORE (made if missing;\n"
 	  "must be empty). --chunk-size: default chunk size of new replicas,\n"
-	  "a power of two from 4K to 4M (default 64K).\n" },
+	  "a power of two from 4K to 4M (default 64K). --container-size:\n"
+	  "bytes past which a container file is closed, GC's unit of\n"
+	  "rewriting, 1M to 16G (default 64M).\n" },
+	{ NULL, "gc", cmd_gc,
+	  "usage: bvault gc STORE [--dry-run] [--threshold PCT] [--json]\n"
+	  "Deletes the chunks that no RP, head, view or session in flight\n"
+	  "needs, and rewrites every container whose live share is below\n"
+	  "PCT percent (default 50): its live chunks are copied to new\n"
+	  "containers and it is removed once no reader can read it (one\n"
+	  "kept for an open reader goes at a later gc). Reports chunks and\n"
+	  "bytes found dead, containers rewritten and removed, bytes read,\n"
+	  "written and reclaimed. --dry-run changes nothing and reports what\n"
+	  "a run would do. Needs the store's writer (not beside bvaultd).\n" },
 	{ "replica", "create", cmd_replica_create,
 	  "usage: bvault replica create STORE NAME --size SIZE "
 	  "[--chunk-size SIZE]\n"

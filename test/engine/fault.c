@@ -284,7 +284,7 @@ static int faulted_ingest(const char *copy, struct run *r, char *msg,
 	rc = ingest2(s);
 	snprintf(msg, mlen, "%s", rc < 0 ? bv_store_error(s) : "");
 	if (counts) {
-		for (int i = 0; i < BV_FAULT_OPS; i++)
+		for (int i = 0; i <= BV_FAULT_READ; i++)
 			counts[i] = bv_cstore_fault_count(r->fault, i);
 		counts[3] = r->kv_count;
 		counts[4] = r->j_count[0];
