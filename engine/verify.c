@@ -41,7 +41,17 @@
  * adjacent); to == from: none open. */
 struct vrange {
 	uint64_t from, to;
+	bv_fp first;      /* the chunk of FROM */
+	uint64_t nchunks; /* chunks in the range */
 };
+
+struct drun {
+	uint32_t id;
+	uint64_t off, len;
+	int named; /* a chunk index entry points into it */
+};
+
+#define RUNS_MAX (1u << 16)
 
 struct vstate {
 	bv_store *s;
@@ -57,6 +67,17 @@ struct vstate {
 	struct bv_history h;
 	struct vrange *open;
 	size_t open_cap;
+	/* Damaged runs of container bytes (past the file header), held
+	 * until the chunk pass says whether an index entry names a record
+	 * in them: those that none names are garbage (the old record of a
+	 * healed chunk, say), reported but not a problem. Sorted by
+	 * (container, offset) as the scan finds them; past RUNS_MAX, runs
+	 * are reported as problems at once. */
+	struct drun *runs;
+	size_t nruns, runs_cap;
+	/* Chunks to mark bad (invariant 13) at the end, in one batch. */
+	bv_bad_info *marks;
+	size_t nmarks, marks_cap;
 };
 
 static void report(struct vstate *v, const bv_verify_report *r)
@@ -119,6 +140,32 @@ static void note_damaged(struct vstate *v, const bv_fp *fp)
 	v->damaged[v->ndamaged++] = *fp;
 }
 
+/* Remembers a chunk to mark bad: its record at CONTAINER, OFF (0, 0:
+ * its index entry does not decode) failed with ERR. Past BV_BAD_MAX
+ * marks in one run, the rest are marked by the next verify. */
+static void note_mark(struct vstate *v, const bv_fp *fp, uint32_t container,
+		      uint64_t off, int err, const char *reason)
+{
+	if (v->nmarks == v->marks_cap) {
+		size_t nc = v->marks_cap ? v->marks_cap * 2 : 64;
+		bv_bad_info *nm;
+		if (nc > BV_BAD_MAX ||
+		    !(nm = realloc(v->marks, nc * sizeof *nm))) {
+			v->res->unmarked++;
+			return;
+		}
+		v->marks = nm;
+		v->marks_cap = nc;
+	}
+	bv_bad_info *m = &v->marks[v->nmarks++];
+	memset(m, 0, sizeof *m);
+	m->fp = *fp;
+	m->container = container;
+	m->offset = off;
+	m->error = err;
+	snprintf(m->reason, sizeof m->reason, "%s", reason);
+}
+
 static int fp_cmp(const void *a, const void *b)
 {
 	return memcmp(a, b, sizeof(bv_fp));
@@ -139,11 +186,117 @@ static int count_record(void *ud, const struct bv_chunk_loc *loc,
 	return 0;
 }
 
+/* Keeps damaged run [OFF, OFF+LEN) of container ID for later; 0 when
+ * there is no room (then it is reported at once). */
+static int hold_run(struct vstate *v, uint32_t id, uint64_t off,
+		    uint64_t len)
+{
+	if (v->nruns == v->runs_cap) {
+		size_t nc = v->runs_cap ? v->runs_cap * 2 : 16;
+		struct drun *nr;
+		if (nc > RUNS_MAX || !(nr = realloc(v->runs, nc * sizeof *nr)))
+			return 0;
+		v->runs = nr;
+		v->runs_cap = nc;
+	}
+	v->runs[v->nruns++] = (struct drun){ .id = id, .off = off,
+					     .len = len };
+	return 1;
+}
+
+/* A chunk index entry names the record at OFF of container ID: marks
+ * the held run that holds it, if any. */
+static void run_named(struct vstate *v, uint32_t id, uint64_t off)
+{
+	size_t lo = 0, hi = v->nruns;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct drun *r = &v->runs[mid];
+		if (r->id < id || (r->id == id && r->off + r->len <= off))
+			lo = mid + 1;
+		else if (r->id > id || off < r->off)
+			hi = mid;
+		else {
+			v->runs[mid].named = 1;
+			return;
+		}
+	}
+}
+
+/* 1 when damaged run R starts with an intact record header whose chunk
+ * the index holds elsewhere, or not at all: the run is a record nothing
+ * reads any more (a healed chunk's old copy, or never committed), whose
+ * payload is damaged. Padding or headers that are damaged are not. */
+static int run_is_garbage(struct vstate *v, struct bv_ring *ring,
+			  const struct drun *r)
+{
+	_Alignas(16) uint8_t h[BV_REC_HDR];
+	struct bv_chunk_read rd = { .scratch = h };
+	struct bv_chunk_loc loc;
+	uint8_t val[64];
+	size_t vl;
+	bv_fp fp;
+	int rc;
+
+	if (r->named || !v->s->cs->ops->read_headers)
+		return 0;
+	/* Any valid location: the header read is compared with it, and
+	 * fails that comparison; only its bytes are wanted here. */
+	rd.loc = (struct bv_chunk_loc){ .container = r->id, .offset = r->off,
+					.codec = BV_CODEC_RAW,
+					.stored_len = 4096, .raw_len = 4096 };
+	memset(h, 0, sizeof h);
+	rc = v->s->cs->ops->read_headers(v->s->cs, ring, &rd, 1);
+	if (rc != 0 && rc != ST_ECORRUPT)
+		return 0;
+	if (bv_rec_hdr_parse(h, r->id, r->off, &loc, &fp) ||
+	    bv_rec_size(loc.stored_len) > r->len)
+		return 0;
+	rc = bv_kv_get(v->s->kv, BV_CF_CHUNKS, fp.b, sizeof fp.b, val,
+		       sizeof val, &vl);
+	if (rc == ST_ENOTFOUND)
+		return 1;
+	if (rc || bv_chunk_loc_decode(val, vl, &loc))
+		return 0;
+	return loc.container != r->id || loc.offset != r->off;
+}
+
+/* After the chunk pass: the held runs, as damage or as garbage. */
+static void report_runs(struct vstate *v, struct bv_ring *ring)
+{
+	char path[4096], msg[4608];
+
+	for (size_t i = 0; i < v->nruns; i++) {
+		const struct drun *r = &v->runs[i];
+		(void)v->s->cs->ops->where(v->s->cs, r->id, path, sizeof path);
+		if (!run_is_garbage(v, ring, r)) {
+			v->res->damaged_bytes += r->len;
+			problem_at(v, BV_VERIFY_DAMAGED, r->id, r->off, r->len,
+				   "container %s: %" PRIu64 " damaged bytes at "
+				   "offset %" PRIu64 " (up to the next intact "
+				   "record)", path, r->len, r->off);
+			continue;
+		}
+		snprintf(msg, sizeof msg, "container %s: %" PRIu64 " damaged "
+			 "bytes at offset %" PRIu64 " that no chunk index entry "
+			 "names (garbage: a record replaced since, or never "
+			 "committed)", path, r->len, r->off);
+		v->res->unknown_bytes += r->len;
+		bv_verify_report rep = { .kind = BV_VERIFY_UNKNOWN,
+					 .message = msg, .container = r->id,
+					 .offset = r->off, .length = r->len };
+		report(v, &rep);
+	}
+}
+
 static int count_damage(void *ud, uint32_t id, uint64_t off, uint64_t len)
 {
 	struct vstate *v = ud;
 	char path[4096];
 
+	if (off != 0 && hold_run(v, id, off, len))
+		return 0;
 	(void)v->s->cs->ops->where(v->s->cs, id, path, sizeof path);
 	v->res->damaged_bytes += len;
 	if (off == 0)
@@ -244,15 +397,35 @@ static void check_batch(struct vstate *v, struct bv_ring *ring,
 		v->res->chunks++;
 		if (r->res) {
 			char path[4096];
+			int marked = bv_bad_has(v->s, &r->fp);
 			fp_hex(&r->fp, hex);
 			(void)v->s->cs->ops->where(v->s->cs, r->loc.container, path,
 					   sizeof path);
 			note_damaged(v, &r->fp);
+			v->res->bad_chunks++;
+			if (!marked)
+				note_mark(v, &r->fp, r->loc.container,
+					  r->loc.offset, r->res,
+					  bv_strerror(r->res));
 			problem_at(v, BV_VERIFY_DAMAGED, r->loc.container,
 				   r->loc.offset, bv_rec_size(r->loc.stored_len),
 				   "chunk %s (container %s, offset %" PRIu64
-				   "): %s", hex, path, r->loc.offset,
-				   bv_strerror(r->res));
+				   "): %s%s", hex, path, r->loc.offset,
+				   bv_strerror(r->res),
+				   marked ? " (marked bad already)" : "");
+			continue;
+		}
+		if (bv_bad_has(v->s, &r->fp)) {
+			/* Not served whatever it reads now (invariant 13):
+			 * what needs it needs a host to send it again. */
+			fp_hex(&r->fp, hex);
+			note_damaged(v, &r->fp);
+			v->res->bad_chunks++;
+			problem_at(v, BV_VERIFY_DAMAGED, r->loc.container,
+				   r->loc.offset, bv_rec_size(r->loc.stored_len),
+				   "chunk %s reads back intact, but is marked "
+				   "bad: it is not served until a host sends "
+				   "it again", hex);
 			continue;
 		}
 		if (!dig[i][0])
@@ -304,11 +477,17 @@ static int check_chunks(struct vstate *v, struct bv_ring *ring)
 		if (bv_chunk_loc_decode(val, vl, &loc)) {
 			fp_hex(&fp, hex);
 			v->res->chunks++;
+			v->res->bad_chunks++;
 			note_damaged(v, &fp);
+			if (!bv_bad_has(v->s, &fp))
+				note_mark(v, &fp, 0, 0, BV_ECORRUPT,
+					  "its chunk index entry is damaged");
 			problem(v, "chunk %s: its index entry is damaged", hex);
 			continue;
 		}
 		uint64_t rec = bv_rec_size(loc.stored_len);
+		if (v->nruns)
+			run_named(v, loc.container, loc.offset);
 		if (n == VERIFY_MAX || out_used + loc.raw_len > VERIFY_BYTES ||
 		    scr_used + rec > VERIFY_BYTES + 4096) {
 			check_batch(v, ring, reads, dig, n);
@@ -343,18 +522,25 @@ static void emit_range(struct vstate *v, size_t i)
 {
 	struct vrange *o = &v->open[i];
 	uint64_t number = i < v->h.n ? v->h.rps[i].number : 0;
-	char msg[512];
+	char msg[512], hex[33], which[96];
 
 	if (o->to == o->from)
 		return;
+	fp_hex(&o->first, hex);
+	if (o->nchunks == 1)
+		snprintf(which, sizeof which, "chunk %s", hex);
+	else
+		snprintf(which, sizeof which, "%" PRIu64 " chunks, the first "
+			 "%s", o->nchunks, hex);
 	if (number)
 		snprintf(msg, sizeof msg, "%s@%" PRIu64 " needs damaged or "
-			 "missing data: bytes %" PRIu64 " to %" PRIu64,
-			 v->h.name, number, o->from, o->to);
+			 "missing data: bytes %" PRIu64 " to %" PRIu64 " (%s)",
+			 v->h.name, number, o->from, o->to, which);
 	else
 		snprintf(msg, sizeof msg, "%s (its head, newer than every RP) "
 			 "needs damaged or missing data: bytes %" PRIu64
-			 " to %" PRIu64, v->h.name, o->from, o->to);
+			 " to %" PRIu64 " (%s)", v->h.name, o->from, o->to,
+			 which);
 	v->res->needed_ranges++;
 	bv_verify_report r = { .kind = BV_VERIFY_NEEDED, .message = msg,
 			       .replica = v->h.name, .rp = number,
@@ -395,7 +581,7 @@ static int trace_replica(struct vstate *v, uint64_t rid)
  * versions below NEWER read, is damaged: extend or report the range of
  * every RP (and the head, unless an RP is the head) that reads it. */
 static void trace(struct vstate *v, uint64_t chunk, uint64_t ver,
-		  uint64_t newer)
+		  uint64_t newer, const uint8_t *fp)
 {
 	const struct bv_history *h = &v->h;
 	int head_is_rp = 0;
@@ -420,8 +606,11 @@ static void trace(struct vstate *v, uint64_t chunk, uint64_t ver,
 		if (o->to != from || o->to == o->from) {
 			emit_range(v, i);
 			o->from = from;
+			memcpy(o->first.b, fp, sizeof o->first.b);
+			o->nchunks = 0;
 		}
 		o->to = to;
+		o->nchunks++;
 	}
 }
 
@@ -493,7 +682,7 @@ static int check_maps(struct vstate *v)
 					       (unsigned long long)pos.rid,
 					       bv_strerror(rc));
 			}
-			trace(v, pos.chunk, pos.ver, pos.newer);
+			trace(v, pos.chunk, pos.ver, pos.newer, fp);
 		}
 	}
 	emit_all(v);
@@ -502,8 +691,42 @@ static int check_maps(struct vstate *v)
 	return rc ? bv_fail_storage(rc, "verify: maps") : 0;
 }
 
+/* Marks what verify found bad, in one synced batch, when it may: a
+ * writable store, and not O->read_only. */
+static int mark_bad(struct vstate *v, const bv_verify_opts *o)
+{
+	size_t marked = 0;
+	int rc;
+
+	if (v->nmarks == 0)
+		return 0;
+	if (o && o->read_only) {
+		snprintf(v->res->not_marked, sizeof v->res->not_marked,
+			 "verify was asked not to change the store");
+	} else if (v->s->read_only) {
+		snprintf(v->res->not_marked, sizeof v->res->not_marked,
+			 "the store is open read-only");
+	} else {
+		if ((rc = bv_bad_mark(v->s, v->marks, v->nmarks, &marked)))
+			return rc;
+		v->res->marked = marked;
+		return 0;
+	}
+	v->res->unmarked += v->nmarks;
+	return 0;
+}
+
 int bv_store_verify_report(bv_store *s, bv_verify_fn fn, void *ud,
 			   bv_verify_result *out)
+{
+	/* As before marks existed: it changes nothing. */
+	bv_verify_opts o = { .read_only = 1 };
+
+	return bv_store_verify_opts(s, &o, fn, ud, out);
+}
+
+int bv_store_verify_opts(bv_store *s, const bv_verify_opts *o,
+			 bv_verify_fn fn, void *ud, bv_verify_result *out)
 {
 	struct vstate v = { .s = s, .res = out, .fn = fn, .ud = ud };
 	struct bv_ring *ring = NULL;
@@ -524,10 +747,16 @@ int bv_store_verify_report(bv_store *s, bv_verify_fn fn, void *ud,
 	if (!rc)
 		rc = check_chunks(&v, ring);
 	if (!rc)
+		report_runs(&v, ring);
+	if (!rc)
 		rc = check_maps(&v);
 	if (!rc)
 		rc = unknown_ranges(&v);
+	if (!rc)
+		rc = mark_bad(&v, o);
 	bv_ring_free(ring);
+	free(v.marks);
+	free(v.runs);
 	free(v.damaged);
 	free(v.open);
 	bv_history_free(&v.h);

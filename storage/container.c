@@ -1246,6 +1246,92 @@ int bv_cset_read(struct bv_cset *cs, struct bv_ring *ring,
 	return ret;
 }
 
+int bv_rec_hdr_parse(const uint8_t h[BV_REC_HDR], uint32_t container,
+		     uint64_t offset, struct bv_chunk_loc *loc, bv_fp *fp)
+{
+	struct rec_hdr r;
+	int ret = rec_hdr_parse(h, &r);
+
+	if (ret != 0)
+		return ret;
+	*loc = (struct bv_chunk_loc){ .container = container,
+				      .offset = offset, .codec = r.codec,
+				      .stored_len = r.stored_len,
+				      .raw_len = r.raw_len };
+	*fp = r.fp;
+	return 0;
+}
+
+int bv_cset_read_headers(struct bv_cset *cs, struct bv_ring *ring,
+			 struct bv_chunk_read *reads, size_t n)
+{
+	struct bv_io ios[READ_BATCH];
+	size_t which[READ_BATCH];
+	int fds[READ_BATCH];
+	int slots[READ_BATCH];
+	int ret = 0;
+
+	for (size_t base = 0; base < n; base += READ_BATCH) {
+		size_t k = n - base < READ_BATCH ? n - base : READ_BATCH;
+		size_t m = 0;
+
+		for (size_t i = base; i < base + k; i++) {
+			struct bv_chunk_read *r = &reads[i];
+			int err;
+
+			r->res = 0;
+			if (r->scratch == NULL) {
+				r->res = ST_EINVAL;
+				continue;
+			}
+			if (!loc_valid(&r->loc)) {
+				r->res = ST_ECORRUPT;
+				continue;
+			}
+			err = rc_get(cs, r->loc.container, 0, &fds[m],
+				     &slots[m]);
+			if (err != 0) {
+				r->res = err;
+				continue;
+			}
+			ios[m] = (struct bv_io){
+				.fd = fds[m],
+				.op = BV_IO_READ,
+				.buf = r->scratch,
+				.len = BV_REC_HDR,
+				.off = r->loc.offset,
+			};
+			which[m] = i;
+			m++;
+		}
+		(void)bv_ring_run(ring, ios, m);
+		for (size_t j = 0; j < m; j++) {
+			struct bv_chunk_read *r = &reads[which[j]];
+			struct rec_hdr h;
+
+			rc_put(cs, fds[j], slots[j]);
+			if (ios[j].res < 0) {
+				r->res = (int)ios[j].res;
+				continue;
+			}
+			r->res = rec_hdr_parse(r->scratch, &h);
+			if (r->res == 0 &&
+			    (h.codec != r->loc.codec ||
+			     h.raw_len != r->loc.raw_len ||
+			     h.stored_len != r->loc.stored_len ||
+			     !bv_fp_equal(&h.fp, &r->fp)))
+				r->res = ST_ECORRUPT;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (reads[i].res != 0) {
+			ret = reads[i].res;
+			break;
+		}
+	}
+	return ret;
+}
+
 /* Runs of records (bv_cset_read_runs). */
 #define RUN_GAP (64u << 10)  /* bytes between records read through */
 #define RUN_MAX (2u << 20)   /* a run grows no longer than this */
@@ -1791,6 +1877,12 @@ static int file_read(struct bv_cstore *c, struct bv_ring *ring,
 	return bv_cset_read(file_of(c), ring, reads, n);
 }
 
+static int file_read_headers(struct bv_cstore *c, struct bv_ring *ring,
+			     struct bv_chunk_read *reads, size_t n)
+{
+	return bv_cset_read_headers(file_of(c), ring, reads, n);
+}
+
 static int file_read_runs(struct bv_cstore *c, struct bv_ring *ring,
 			  struct bv_chunk_read *reads, size_t n, uint8_t *buf,
 			  size_t len)
@@ -1893,6 +1985,7 @@ static const struct bv_cstore_ops file_ops = {
 	.rollback = file_rollback,
 	.read = file_read,
 	.read_runs = file_read_runs,
+	.read_headers = file_read_headers,
 	.scan = file_scan,
 	.remove = file_remove,
 	.list = file_list,

@@ -175,6 +175,20 @@ int bv_cset_read_runs(struct bv_cset *cs, struct bv_ring *ring,
 		      struct bv_chunk_read *reads, size_t n, uint8_t *buf,
 		      size_t len);
 
+/* As bv_cset_read, but reads and checks each record's header only (its
+ * checksum, and that it repeats LOC's codec and lengths and FP): for
+ * bvault check, which holds the index against the containers without
+ * reading payloads. SCRATCH needs BV_REC_HDR bytes; OUT is not used. A
+ * header past the end of the file fails with -EIO. */
+int bv_cset_read_headers(struct bv_cset *cs, struct bv_ring *ring,
+			 struct bv_chunk_read *reads, size_t n);
+
+/* Parses record header H (read at OFFSET of CONTAINER) into LOC and FP:
+ * 0, ST_ECORRUPT (not a record header, impossible fields) or
+ * ST_ECHECKSUM (its checksum). */
+int bv_rec_hdr_parse(const uint8_t h[BV_REC_HDR], uint32_t container,
+		     uint64_t offset, struct bv_chunk_loc *loc, bv_fp *fp);
+
 /* Scans container ID record by record, calling CB for each intact record
  * (for verify and index rebuild). Stops at the first damaged record with
  * ST_ECORRUPT, naming its offset in *BAD_OFF. */

@@ -124,6 +124,17 @@ static int f_read_runs(struct bv_cstore *c, struct bv_ring *ring,
 	return ret;
 }
 
+/* Headers are read as they are (check): not counted, never failed. */
+static int f_read_headers(struct bv_cstore *c, struct bv_ring *ring,
+			  struct bv_chunk_read *reads, size_t n)
+{
+	struct fault *f = fault_of(c);
+
+	if (!f->inner->ops->read_headers)
+		return ST_EINVAL;
+	return f->inner->ops->read_headers(f->inner, ring, reads, n);
+}
+
 static int f_rollback(struct bv_cstore *c)
 {
 	struct fault *f = fault_of(c);
@@ -226,6 +237,7 @@ static const struct bv_cstore_ops fault_ops = {
 	.rollback = f_rollback,
 	.read = f_read,
 	.read_runs = f_read_runs,
+	.read_headers = f_read_headers,
 	.scan = f_scan,
 	.remove = f_remove,
 	.list = f_list,
