@@ -1657,9 +1657,42 @@ static int resync(struct scanner *sc, uint32_t id, uint64_t off,
 	return 0;
 }
 
+static int scan_impl(struct bv_cset *cs, uint32_t id,
+		     int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+			       const bv_fp *fp),
+		     int (*cbd)(void *ud, const struct bv_chunk_loc *loc,
+				const bv_fp *fp, const void *raw),
+		     int (*damage)(void *ud, uint32_t id, uint64_t off,
+				   uint64_t len),
+		     void *ud, uint64_t *bad_off);
+
 int bv_cset_scan_all(struct bv_cset *cs, uint32_t id,
 		     int (*cb)(void *ud, const struct bv_chunk_loc *loc,
 			       const bv_fp *fp),
+		     int (*damage)(void *ud, uint32_t id, uint64_t off,
+				   uint64_t len),
+		     void *ud, uint64_t *bad_off)
+{
+	return scan_impl(cs, id, cb, NULL, damage, ud, bad_off);
+}
+
+int bv_cset_scan_data(struct bv_cset *cs, uint32_t id,
+		      int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+				const bv_fp *fp, const void *raw),
+		      int (*damage)(void *ud, uint32_t id, uint64_t off,
+				    uint64_t len),
+		      void *ud)
+{
+	uint64_t bad = 0;
+
+	return scan_impl(cs, id, NULL, cb, damage, ud, &bad);
+}
+
+static int scan_impl(struct bv_cset *cs, uint32_t id,
+		     int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+			       const bv_fp *fp),
+		     int (*cbd)(void *ud, const struct bv_chunk_loc *loc,
+				const bv_fp *fp, const void *raw),
 		     int (*damage)(void *ud, uint32_t id, uint64_t off,
 				   uint64_t len),
 		     void *ud, uint64_t *bad_off)
@@ -1706,7 +1739,8 @@ int bv_cset_scan_all(struct bv_cset *cs, uint32_t id,
 
 		ret = scan_at(&sc, id, off, &loc, &fp, &next);
 		if (ret == 0)
-			ret = cb(ud, &loc, &fp);
+			ret = cbd ? cbd(ud, &loc, &fp, sc.dbuf) :
+				    cb(ud, &loc, &fp);
 		else if (ret == 1)
 			ret = 0;
 		else if (ret == ST_ECORRUPT && damage != NULL) {
@@ -1877,6 +1911,16 @@ static int file_read(struct bv_cstore *c, struct bv_ring *ring,
 	return bv_cset_read(file_of(c), ring, reads, n);
 }
 
+static int file_scan_data(struct bv_cstore *c, uint32_t id,
+			  int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+				    const bv_fp *fp, const void *raw),
+			  int (*damage)(void *ud, uint32_t id, uint64_t off,
+					uint64_t len),
+			  void *ud)
+{
+	return bv_cset_scan_data(file_of(c), id, cb, damage, ud);
+}
+
 static int file_read_headers(struct bv_cstore *c, struct bv_ring *ring,
 			     struct bv_chunk_read *reads, size_t n)
 {
@@ -1987,6 +2031,7 @@ static const struct bv_cstore_ops file_ops = {
 	.read_runs = file_read_runs,
 	.read_headers = file_read_headers,
 	.scan = file_scan,
+	.scan_data = file_scan_data,
 	.remove = file_remove,
 	.list = file_list,
 	.usage = file_usage,

@@ -208,6 +208,16 @@ int bv_cset_scan_all(struct bv_cset *cs, uint32_t id,
 				   uint64_t len),
 		     void *ud, uint64_t *bad_off);
 
+/* As bv_cset_scan_all, with CB given each intact record's decoded bytes
+ * too (RAW, loc->raw_len bytes, valid during the call): verify checks
+ * the chunk index against them in the same read. */
+int bv_cset_scan_data(struct bv_cset *cs, uint32_t id,
+		      int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+				const bv_fp *fp, const void *raw),
+		      int (*damage)(void *ud, uint32_t id, uint64_t off,
+				    uint64_t len),
+		      void *ud);
+
 /* The ids of every container file, ascending, in *IDS (malloc'ed; the
  * caller frees it). */
 int bv_cset_list(struct bv_cset *cs, uint32_t **ids, size_t *n);

@@ -73,6 +73,14 @@ struct bv_cstore_ops {
 		    int (*damage)(void *ud, uint32_t id, uint64_t off,
 				  uint64_t len),
 		    void *ud);
+	/* As scan, giving CB each intact record's decoded bytes too
+	 * (bv_cset_scan_data); NULL: the backend cannot. */
+	int (*scan_data)(struct bv_cstore *c, uint32_t id,
+			 int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+				   const bv_fp *fp, const void *raw),
+			 int (*damage)(void *ud, uint32_t id, uint64_t off,
+				       uint64_t len),
+			 void *ud);
 	int (*remove)(struct bv_cstore *c, uint32_t id);
 	/* The ids of the containers a reader may read (a read-only open:
 	 * up to its tail), ascending, malloc'ed. */

@@ -174,6 +174,20 @@ static int f_scan(struct bv_cstore *c, uint32_t id,
 	return f->inner->ops->scan(f->inner, id, cb, damage, ud);
 }
 
+static int f_scan_data(struct bv_cstore *c, uint32_t id,
+		       int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+				 const bv_fp *fp, const void *raw),
+		       int (*damage)(void *ud, uint32_t id, uint64_t off,
+				     uint64_t len),
+		       void *ud)
+{
+	struct fault *f = fault_of(c);
+
+	if (!f->inner->ops->scan_data)
+		return ST_EINVAL;
+	return f->inner->ops->scan_data(f->inner, id, cb, damage, ud);
+}
+
 static int f_remove(struct bv_cstore *c, uint32_t id)
 {
 	struct fault *f = fault_of(c);
@@ -239,6 +253,7 @@ static const struct bv_cstore_ops fault_ops = {
 	.read_runs = f_read_runs,
 	.read_headers = f_read_headers,
 	.scan = f_scan,
+	.scan_data = f_scan_data,
 	.remove = f_remove,
 	.list = f_list,
 	.usage = f_usage,

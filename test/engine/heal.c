@@ -133,6 +133,7 @@ int main(void)
 	char *scratch = et_tmpdir("heal-x");
 	char *store = et_path(dir, "s");
 	uint8_t *a1 = malloc(SIZE), *a2 = malloc(SIZE), *b1 = calloc(1, SIZE);
+	uint8_t *c1 = malloc(SIZE);
 	uint8_t kinds[NCH], dig[NCH][16];
 	bv_verify_result res;
 	bv_stats st, st0;
@@ -147,11 +148,13 @@ int main(void)
 	memcpy(a2, a1, SIZE);
 	et_fill(&rng, a2 + 7 * CHUNK, CHUNK);
 	memcpy(b1 + B_AT * CHUNK, a1 + SHARED * CHUNK, CHUNK);
+	et_fill(&rng, c1, SIZE);
 
 	bv_store *s = et_open(store);
 	write_version(s, "a", 0, a1, 0, SIZE);             /* a@1 */
 	write_version(s, "a", 1, a2, 7 * CHUNK, CHUNK);    /* a@2 */
 	write_version(s, "b", 0, b1, B_AT * CHUNK, CHUNK); /* b@1 */
+	write_version(s, "c", 0, c1, 0, SIZE);             /* c@1 */
 	ET_MUST(s, bv_stats_get(s, &st0));
 	ok(st0.bad_chunks == 0, "a new store has no bad chunk");
 	bv_store_close(s);
@@ -189,6 +192,44 @@ int main(void)
 	   "verify with read_only on a writable store marks nothing");
 	ET_MUST(s, bv_stats_counters(s, &st));
 	ok(st.bad_chunks == 0, "still no mark");
+
+	/* --jobs: the same findings with one reader and with four. */
+	for (unsigned j = 1; j <= 4; j *= 4) {
+		bv_verify_opts jo = { .read_only = 1, .jobs = j };
+		memset(&f, 0, sizeof f);
+		rc = bv_store_verify_opts(s, &jo, collect, &f, &res);
+		ok(rc == BV_ECORRUPT && f.damaged == 2 && f.needed == 3 &&
+		   res.chunks == 2 * NCH + 1 && res.records == 2 * NCH,
+		   "%u reader%s: the same findings (%" PRIu64 " chunks, %"
+		   PRIu64 " records)", j, j == 1 ? "" : "s", res.chunks,
+		   res.records);
+	}
+	/* Scope: only what the RPs named read. */
+	{
+		bv_verify_scope sc[2] = { { "c", 1 }, { "a", 1 } };
+		bv_verify_opts so = { .read_only = 1, .scope = sc, .nscope = 1 };
+		memset(&f, 0, sizeof f);
+		rc = bv_store_verify_opts(s, &so, collect, &f, &res);
+		ok(rc == 0 && f.damaged == 0 && res.chunks == NCH,
+		   "scope c@1: intact (%" PRIu64 " chunks read)", res.chunks);
+		so.scope = &sc[1];
+		memset(&f, 0, sizeof f);
+		rc = bv_store_verify_opts(s, &so, collect, &f, &res);
+		ok(rc == BV_ECORRUPT && f.needed == 1 &&
+		   has_range(&f, "a", 1, SHARED * CHUNK, CHUNK),
+		   "scope a@1: the damaged chunk, a@1's range only");
+		bv_verify_scope g = { "b", 0 };
+		so.scope = &g;
+		memset(&f, 0, sizeof f);
+		rc = bv_store_verify_opts(s, &so, collect, &f, &res);
+		ok(rc == BV_ECORRUPT && f.needed == 1 &&
+		   has_range(&f, "b", 1, B_AT * CHUNK, CHUNK),
+		   "scope group b (every RP): b@1's range only");
+		bv_verify_scope none = { "nosuch", 1 };
+		so.scope = &none;
+		rc = bv_store_verify_opts(s, &so, collect, &f, &res);
+		ok(rc == BV_ENOTFOUND, "scope of a missing replica: refused");
+	}
 
 	/* A mark whose record moved is not written. */
 	{
@@ -277,6 +318,7 @@ int main(void)
 	ok(et_export_eq(s, "a", 2, scratch, a2, SIZE), "a@2 exports again");
 	ok(et_export_eq(s, "b", 1, scratch, b1, SIZE), "b@1 exports again");
 	ok(et_export_eq(s, "b", 2, scratch, b1, SIZE), "b@2 exports");
+	ok(et_export_eq(s, "c", 1, scratch, c1, SIZE), "c@1 exports");
 	{
 		bv_reader *r;
 		ET_MUST(s, bv_reader_open(s, "a", 2, &r));
@@ -324,6 +366,7 @@ int main(void)
 	free(a1);
 	free(a2);
 	free(b1);
+	free(c1);
 	free(store);
 	free(xp);
 	et_tmpdir_done(scratch);
