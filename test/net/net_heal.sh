@@ -13,6 +13,8 @@
 #    digest is unknown now): h1@1, h1@2 and h2@1 export bit for bit, the
 #    mark is gone, and a second verify finds the store intact, the old
 #    record reported as garbage;
+#  - verify of one RP or one group covers what it reads, on any number
+#    of readers; check finds the index consistent (it reads no payload);
 #  - a second damaged chunk is healed by --full.
 # Usage: net_heal.sh BVAULT BVAULTD BVAULT_AGENT
 . "$(dirname "$0")/lib.sh"
@@ -91,6 +93,19 @@ ok $(($? != 1)) "verify with the daemon stopped: exit 1"
 grep -q '"marked": 1' "$T/out"; ok $? "it marks the chunk"
 "$BV" stats "$S" --json >"$T/out" 2>&1
 grep -q '"bad_chunks": 1' "$T/out"; ok $? "stats count one bad chunk"
+# Scopes and readers.
+run_ok "verify of h3@1 alone: intact" "$BV" verify "$S" h3@1
+"$BV" verify "$S" h1@1 --jobs 1 >"$T/out" 2>"$T/err"
+[ $? -eq 1 ] && [ "$(grep -c '^needed' "$T/out")" -eq 1 ] &&
+	grep -q "^needed   h1@1 needs damaged or missing data: bytes 196608 to 262144 (chunk $hex)" "$T/out"
+ok $? "verify of h1@1 (one reader): its range alone"
+"$BV" verify "$S" h2 --jobs 3 >"$T/out" 2>"$T/err"
+[ $? -eq 1 ] && [ "$(grep -c '^needed' "$T/out")" -eq 1 ] &&
+	grep -q '^needed   h2@1 needs' "$T/out"
+ok $? "verify of group h2 (three readers): h2@1's range alone"
+run_fail "verify --jobs 0 is refused" 2 'jobs 0: not a number from 1 to 64' 	"$BV" verify "$S" --jobs 0
+run_fail "verify of a missing RP is refused" 1 'no recovery point 9' 	"$BV" verify "$S" h1@9
+run_ok "check: the index is consistent (payloads are verify's)" "$BV" check "$S"
 run_ok "h3@1 needs nothing bad: it exports" "$BV" export "$S" h3@1 "$T/x3"
 cmp -s "$T/x3" "$T/i3"; ok $? "h3@1 is bit for bit its image"
 run_fail "export of h1@1 fails naming the chunk and the range" 1 \
