@@ -15,9 +15,13 @@
  *    chunk index points there and the mark is gone: every RP that needed
  *    it exports bit for bit again, the digests are known, and verify
  *    finds the store intact (the damaged old record is garbage).
- * Also a mark put straight into the index is seen by the next open.
+ * Also verify on a thread beside an ingest of this process finds nothing
+ * and marks nothing, and a mark put straight into the index is seen by the
+ * next open.
  */
 #include <dirent.h>
+
+#include <pthread.h>
 
 #include "etest.h"
 #include "internal.h"
@@ -125,6 +129,69 @@ static bv_store *open_ro(const char *dir)
 	if (bv_store_open(dir, &o, &s) < 0)
 		bail_out("read-only open failed");
 	return s;
+}
+
+/* Ingests versions of replica "d" while verify runs beside it. */
+struct busy {
+	bv_store *s;
+	int rounds;
+	int failed;
+};
+
+static void *ingest_loop(void *arg)
+{
+	struct busy *b = arg;
+	uint8_t *buf = malloc(2u << 20);
+	et_rng r = { 77 };
+
+	for (int i = 0; i < b->rounds && buf; i++) {
+		bv_commit_opts co = { .make_rp = 1 };
+		bv_ingest *in;
+		uint64_t rp;
+		int slot;
+		et_fill(&r, buf, 2u << 20);
+		if (bv_ingest_begin(b->s, &in) < 0 ||
+		    (slot = bv_ingest_add(in, "d", (uint64_t)i, SIZE)) < 0 ||
+		    bv_ingest_write(in, slot, (uint64_t)(i % 4) * (2u << 20) %
+				    SIZE, buf, 2u << 20) < 0 ||
+		    bv_ingest_commit(in, &co, &rp) < 0) {
+			b->failed = 1;
+			break;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/* Verify on a thread of the writing process beside an ingest (what
+ * bvaultd's admin socket does): no false finding, nothing marked. */
+static void beside_ingest(const char *store)
+{
+	bv_store *s = et_open(store);
+	struct busy b = { .s = s, .rounds = 8 };
+	bv_verify_opts vo = { .jobs = 2 };
+	bv_verify_result res;
+	pthread_t th;
+	int clean = 1, runs = 0, rc;
+
+	if (pthread_create(&th, NULL, ingest_loop, &b))
+		bail_out("pthread_create");
+	for (int i = 0; i < 3; i++) {
+		rc = bv_store_verify_opts(s, &vo, NULL, NULL, &res);
+		runs++;
+		if (rc != 0 || res.marked) {
+			diag("verify %d beside ingest: %d: %s", i, rc,
+			     bv_store_error(s));
+			clean = 0;
+		}
+	}
+	pthread_join(th, NULL);
+	ok(!b.failed, "8 ingests ran beside verify");
+	ok(clean, "%d verifies beside them found nothing and marked nothing",
+	   runs);
+	rc = bv_store_verify_opts(s, &vo, NULL, NULL, &res);
+	ok(rc == 0, "and the store verifies after them");
+	bv_store_close(s);
 }
 
 int main(void)
@@ -333,6 +400,8 @@ int main(void)
 	ok(f.other == 1 && res.unknown_bytes > CHUNK,
 	   "the old record is reported as garbage, not as damage");
 	bv_store_close(s);
+
+	beside_ingest(store);
 
 	/* A mark written with the index layer straight is seen at open:
 	 * the healed chunk is refused again. */
