@@ -708,6 +708,31 @@ typedef struct bv_stats {
  * MiB; past 2^28 chunks the unreferenced figure is a lower bound). The
  * walk sees the index as it is while it runs. BV_EDB, -ENOMEM. */
 BV_API int bv_stats_get(bv_store *s, bv_stats *out);
+
+/* What one group or replica takes (bv_stats_usage). */
+typedef struct bv_usage {
+	char name[BV_NAME_MAX + 1];
+	char group[BV_NAME_MAX + 1]; /* a replica's group; "" for a group */
+	int is_group;
+	uint64_t logical_bytes; /* size at the head; a group: its members' */
+	uint64_t rps;           /* RPs of the group (a replica: its group's) */
+	uint64_t unique_chunks; /* chunks its committed versions name and no
+				 * other replica (a group: none outside it)
+				 * names */
+	uint64_t unique_bytes;  /* their records' bytes in containers: what
+				 * removing it, then collecting, gives back */
+} bv_usage;
+
+/* Fills *OUT (N entries; free with bv_usage_free) with each group, then
+ * its replicas, in name order; GROUP (NULL: every group) keeps only that
+ * group and its members (uniqueness is still against the whole store).
+ * Walks the map and the chunk index once per pass, in passes over a
+ * partition of the fingerprints so that memory stays within 256 MiB
+ * (one pass up to about 4 million chunks). BV_ENOTFOUND (no such group),
+ * BV_EDB, -ENOMEM. */
+BV_API int bv_stats_usage(bv_store *s, const char *group, bv_usage **out,
+			  size_t *n);
+BV_API void bv_usage_free(bv_usage *u);
 /* The counters alone, at once, whatever the store's size (OUT->scanned
  * is 0 and the walk's fields are 0). BV_EDB. */
 BV_API int bv_stats_counters(bv_store *s, bv_stats *out);
@@ -845,6 +870,56 @@ BV_API int bv_stream_writer_finish(bv_stream_writer *w);
 BV_API void bv_stream_writer_abort(bv_stream_writer *w);
 /* Message for the last failure of W. */
 BV_API const char *bv_stream_writer_error(const bv_stream_writer *w);
+
+/* ---- the index: backup and restore ---------------------------------------
+ *
+ * A backup of the index (storage/FORMAT.md, "Index backups") is a
+ * directory holding index/, a consistent copy of the whole index at one
+ * moment (a RocksDB checkpoint), and backup.info, which names the store
+ * and what the copy holds. Containers are not in it: with the store's
+ * containers, it is the store as of the backup.
+ */
+typedef struct bv_index_backup_info {
+	uint8_t store_id[16];
+	int64_t time;      /* when it was taken, seconds since the epoch */
+	uint64_t sequence; /* the index's newest write in the copy */
+	uint64_t replicas, rps;
+} bv_index_backup_info;
+
+/* Backs the index of S (the store's writer: BV_EREADONLY otherwise) up
+ * into DIR, a new directory (its parent must exist; BV_EEXIST if DIR
+ * does): consistent while sessions run on other threads. Every file is
+ * fsynced before it returns. A failure removes what it made. */
+BV_API int bv_index_backup(bv_store *s, const char *dir,
+			   bv_index_backup_info *info);
+/* Checks the backup in DIR (backup.info intact and describing the copy
+ * in DIR/index) and describes it. */
+BV_API int bv_index_backup_read(const char *dir, bv_index_backup_info *info);
+/* Puts the backup in DIR in place as the index of the store in STORE,
+ * which must not be open for writing (BV_EBUSY). The index it replaces
+ * is kept as STORE/index.old.N (its path into OLD, "" when there was
+ * none); the restored one must open as the store's writer (its
+ * containers this store's, the container tail it names intact), else
+ * the old one is put back and nothing changed. Commits made after the
+ * backup are not in the restored index: their container bytes are kept
+ * and counted as unknown, and the seal accepts the backup's state. The
+ * message goes to ERRBUF. */
+BV_API int bv_index_restore(const char *store, const char *dir,
+			    bv_index_backup_info *info, char *old,
+			    size_t oldlen, char *errbuf, size_t errlen);
+/* Rebuilds the index of the store in STORE, which must not be open for
+ * writing (BV_EBUSY), from its journal alone (storage/FORMAT.md, "The
+ * index journal": every index write since the journal's last snapshot),
+ * whatever state index/ is in (missing, damaged): into a new database,
+ * which then takes the place of index/ (kept as STORE/index.old.N, its
+ * path into OLD). The rebuilt index must open with the containers, else
+ * the old one is put back. INFO describes the result (its sequence: the
+ * journal entries replayed). BV_ENOTFOUND: no journal, or no complete
+ * snapshot in it; BV_ECORRUPT: a damaged journal entry lost later ones
+ * (the message names the file). */
+BV_API int bv_index_rebuild(const char *store, bv_index_backup_info *info,
+			    char *old, size_t oldlen, char *errbuf,
+			    size_t errlen);
 
 /* ---- verify with marks, and check (INVARIANTS.md 13) ---------------- */
 

@@ -31,6 +31,7 @@
 #include "cstore.h"
 #include "endian.h"
 #include "errcodes.h"
+#include "journal.h"
 #include "kv.h"
 #include "ring.h"
 
@@ -54,6 +55,9 @@ int bv_fail_storage(int err, const char *object);
 /* 0, or BV_EREADONLY (with the message) when S was opened read-only: the
  * first check of every call that changes the store. */
 int bv_store_writable(const bv_store *s);
+/* 0 when PATH is a store of a format this build reads (its marker);
+ * BV_ENOTSTORE or BV_EFORMAT with the message. */
+int bv_check_marker(const char *path);
 /* bv_store_open, with the containers seen through WRAP (for the fault
  * tests: cstore.h's fault-injecting wrapper). */
 int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
@@ -82,6 +86,8 @@ struct bv_store {
 	int lock_fd;         /* flock on the marker: one writer at a time */
 	int read_only;       /* bv_open_opts.read_only: no lock, no writes */
 	struct bv_kv *kv;
+	struct bv_journal *journal; /* the writer's (FORMAT.md, "The index
+				     * journal"); NULL when read-only */
 	int index_lost;          /* the seal says the index lost commits */
 	struct bv_cstore *cs;     /* the containers (cstore.h) */
 	struct bv_pool *pool;

@@ -253,7 +253,7 @@ out:
 	return rc;
 }
 
-static int check_marker(const char *path)
+int bv_check_marker(const char *path)
 {
 	char p[4096], buf[64] = { 0 };
 	struct stat st;
@@ -357,6 +357,42 @@ static int note_unknown(bv_store *s)
 	return rc ? bv_fail_storage(rc, s->path) : 0;
 }
 
+/* The writer's journal (storage/FORMAT.md, "The index journal"): every
+ * index write from here on goes to it first. A journal that holds no
+ * complete snapshot (a store older than journals) or ends before the
+ * index's last journaled write (a power loss that took its unsynced
+ * tail, or files removed) first gets a snapshot of the whole index,
+ * before anything else writes: from then on it can rebuild the index. */
+static int journal_start(bv_store *s)
+{
+	char dir[4096];
+	uint8_t v[8];
+	uint64_t last = 0, at;
+	size_t len;
+	int snap, rc;
+
+	snprintf(dir, sizeof dir, "%s/journal", s->path);
+	if ((rc = bv_journal_open(dir, s->store_id, 1, &s->journal)) ||
+	    (rc = bv_journal_last(s->journal, &last)))
+		return bv_fail(rc, "store %s: %s", s->path,
+			       bv_journal_error());
+	if ((rc = bv_kv_set_journal(s->kv, s->journal)))
+		return bv_fail_storage(rc, s->path);
+	/* meta "jsnap": the state of the last snapshot the journal took. */
+	snap = bv_kv_get(s->kv, BV_CF_META, "jsnap", 5, v, sizeof v,
+			 &len) == 0 && len == 8;
+	at = bv_kv_jlsn(s->kv);
+	if (snap && last >= at)
+		return 0;
+	if ((rc = bv_kv_snapshot(s->kv, s->journal, at)))
+		return bv_fail(rc, "store %s: %s", s->path, bv_kv_error());
+	/* Journaled itself, as the write after the snapshot's state. */
+	bv_le64(v, at);
+	if ((rc = bv_kv_put(s->kv, BV_CF_META, "jsnap", 5, v, 8, 1)))
+		return bv_fail_storage(rc, s->path);
+	return 0;
+}
+
 int bv_store_open(const char *path, const bv_open_opts *opts, bv_store **out)
 {
 	return bv_store_open_wrapped(path, opts, NULL, NULL, out);
@@ -383,7 +419,7 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 	pthread_mutex_init(&s->index_lock, NULL);
 	if (!(s->path = strdup(path)))
 		return -ENOMEM;
-	if ((rc = check_marker(path)))
+	if ((rc = bv_check_marker(path)))
 		return rc;
 	/* One process at a time: an advisory lock on the marker, taken
 	 * before RocksDB's own, so that a second opener gets a clear word. */
@@ -428,6 +464,8 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 	if (chunk_size_check(s->chunk_default))
 		return bv_fail(BV_ECORRUPT, "store %s: config names chunk "
 			       "size %u", path, s->chunk_default);
+	if (!s->read_only && (rc = journal_start(s)))
+		return rc;
 	rc = bv_kv_get(s->kv, BV_CF_META, "tail", 4, s->tail.b,
 		       sizeof s->tail.b, &len);
 	if (rc == 0 && len > 0 && len <= BV_TAIL_MAX) {
@@ -503,6 +541,7 @@ void bv_store_close(bv_store *s)
 		s->cs->ops->close(s->cs);
 	bv_bad_free(s);
 	bv_kv_close(s->kv);
+	bv_journal_close(s->journal);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	pthread_mutex_destroy(&s->meta_lock);

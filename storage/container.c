@@ -2203,3 +2203,42 @@ int bv_cstore_file_open(const char *dir, const struct bv_cset_opts *o,
 	*out = &cs->base;
 	return 0;
 }
+
+/* ---- whose containers ------------------------------------------------ */
+
+int bv_cset_dir_owner(const char *dir, uint8_t store_id[16], uint32_t *which)
+{
+	_Alignas(PAGE) uint8_t h[PAGE];
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	uint32_t best = 0;
+	char path[4096];
+	ssize_t n;
+	int fd;
+
+	if (d == NULL)
+		return errno == ENOENT ? ST_ENOTFOUND : -errno;
+	while ((e = readdir(d)) != NULL) {
+		uint32_t id = id_of(e->d_name);
+
+		if (id != 0 && (best == 0 || id < best))
+			best = id;
+	}
+	closedir(d);
+	if (best == 0)
+		return ST_ENOTFOUND;
+	*which = best;
+	if (snprintf(path, sizeof(path), "%s/%08u.bvc", dir, best) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	n = pread(fd, h, sizeof(h), 0);
+	close(fd);
+	if (n < (ssize_t)FILE_HDR_USED || memcmp(h, FILE_MAGIC, 8) != 0 ||
+	    bv_get_le64(h + 32) != bv_checksum64(h, 32) ||
+	    bv_get_le32(h + 12) != best)
+		return ST_ECORRUPT;
+	memcpy(store_id, h + 16, 16);
+	return 0;
+}

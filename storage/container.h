@@ -225,6 +225,12 @@ int bv_cset_list(struct bv_cset *cs, uint32_t **ids, size_t *n);
 /* Number of container files and their total bytes. */
 int bv_cset_usage(struct bv_cset *cs, uint64_t *files, uint64_t *bytes);
 
+/* The store id in the header of the lowest-numbered container file in
+ * DIR (its id in *WHICH), without opening the set: which store the
+ * containers belong to (an index restore checks it). ST_ENOTFOUND when
+ * DIR holds no container, ST_ECORRUPT for a damaged header. */
+int bv_cset_dir_owner(const char *dir, uint8_t store_id[16], uint32_t *which);
+
 /* Directory path of container ID into BUF. */
 int bv_cset_path(const struct bv_cset *cs, uint32_t id, char *buf, size_t n);
 

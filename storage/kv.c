@@ -60,6 +60,7 @@
 #include <xxhash.h>
 
 #include "endian.h"
+#include "journal.h"
 
 #include "errcodes.h"
 
@@ -91,6 +92,12 @@ struct bv_kv {
 	uint64_t seal_count;    /* writes of the seal so far */
 	uint64_t sealed;        /* sequence number in the seal */
 	uint64_t recovered;     /* sequence number RocksDB opened at */
+
+	/* The journal (journal.h; bv_kv_set_journal): every write goes to
+	 * it first, numbered JLSN + 1, and the number goes into the same
+	 * write as meta "jlsn". */
+	struct bv_journal *journal;
+	uint64_t jlsn;
 
 	/* Tests: called before every write (bv_kv_set_hook). */
 	int (*hook)(void *ud, const struct bv_kv_batch *b, int sync);
@@ -775,6 +782,33 @@ void bv_kv_batch_delete(struct bv_kv_batch *b, enum bv_cf cf,
 	batch_add(b, OP_DEL, cf, key, klen, NULL, 0);
 }
 
+/* The journal's half of a write (caller holds wmu): the batch is
+ * appended to the journal as entry JLSN + 1, made durable first when the
+ * write is synced (and with it every earlier entry), and the write
+ * records the number (meta "jlsn"). An unsynced write's entry is
+ * written before RocksDB takes the batch, so that a crash that keeps
+ * the page cache keeps both, and the next synced write makes both
+ * durable, in that order (storage/FORMAT.md, "The index journal"). */
+static int journal_first(struct bv_kv *kv, struct bv_kv_batch *b, int sync)
+{
+	uint64_t lsn = kv->jlsn + 1;
+	uint8_t v[8];
+	int ret;
+
+	ret = bv_journal_append(kv->journal, lsn, BV_J_BATCH, b->log, b->len);
+	if (ret == 0 && sync)
+		ret = bv_journal_sync(kv->journal);
+	if (ret != 0) {
+		set_err("kv write: %s", bv_journal_error());
+		bv_journal_roll(kv->journal);
+		return ret;
+	}
+	bv_le64(v, lsn);
+	rocksdb_writebatch_put_cf(b->wb, cfh(kv, BV_CF_META), "jlsn", 4,
+				  (const char *)v, sizeof(v));
+	return 0;
+}
+
 int bv_kv_write(struct bv_kv *kv, struct bv_kv_batch *b, int sync)
 {
 	char *err = NULL;
@@ -812,8 +846,18 @@ int bv_kv_write(struct bv_kv *kv, struct bv_kv_batch *b, int sync)
 		pos += ENTRY_HDR + (size_t)klen + vlen;
 	}
 	pthread_mutex_lock(&kv->wmu);
+	if (kv->journal != NULL && (ret = journal_first(kv, b, sync)) != 0) {
+		pthread_mutex_unlock(&kv->wmu);
+		goto out;
+	}
 	rocksdb_write(kv->db, sync ? kv->wo_sync : kv->wo, b->wb, &err);
 	ret = take_err(err, "kv write");
+	if (kv->journal != NULL) {
+		if (ret == 0)
+			kv->jlsn++;
+		else
+			bv_journal_roll(kv->journal); /* void the entry */
+	}
 	if (ret == 0 && sync)
 		ret = seal_write(kv, rocksdb_get_latest_sequence_number(kv->db));
 	pthread_mutex_unlock(&kv->wmu);
@@ -975,6 +1019,191 @@ int bv_kv_disk_bytes(struct bv_kv *kv, uint64_t *bytes)
 		*bytes = sum;
 out:
 	return ret;
+}
+
+/* Fsyncs every regular file in DIR, then DIR: RocksDB's checkpoint does
+ * not promise that its copies (or its new CURRENT and MANIFEST) are
+ * durable, and a backup that a power loss can tear is no backup. */
+static int sync_dir_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int ret = 0;
+
+	if (d == NULL)
+		return -errno;
+	while (ret == 0 && (errno = 0, e = readdir(d)) != NULL) {
+		int fd;
+
+		if (e->d_name[0] == '.')
+			continue;
+		fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC |
+			    O_NOFOLLOW);
+		if (fd < 0) {
+			ret = -errno;
+			break;
+		}
+		if (fsync(fd) != 0)
+			ret = -errno;
+		close(fd);
+	}
+	if (ret == 0 && errno != 0)
+		ret = -errno;
+	if (ret == 0 && fsync(dirfd(d)) != 0)
+		ret = -errno;
+	closedir(d);
+	return ret;
+}
+
+int bv_kv_checkpoint(struct bv_kv *kv, const char *dir)
+{
+	rocksdb_checkpoint_t *cp;
+	char *err = NULL;
+	int ret;
+
+	cp = rocksdb_checkpoint_object_create(kv->db, &err);
+	if ((ret = take_err(err, "kv checkpoint")) != 0)
+		return ret;
+	/* log_size_for_flush 0: always flush, so the copy needs no log. */
+	rocksdb_checkpoint_create(cp, dir, 0, &err);
+	rocksdb_checkpoint_object_destroy(cp);
+	if ((ret = take_err(err, "kv checkpoint")) != 0)
+		return ret;
+	if ((ret = sync_dir_files(dir)) != 0)
+		set_err("kv checkpoint %s: cannot sync: %s", dir,
+			strerror(-ret));
+	return ret;
+}
+
+uint64_t bv_kv_sequence(struct bv_kv *kv)
+{
+	return rocksdb_get_latest_sequence_number(kv->db);
+}
+
+int bv_kv_set_journal(struct bv_kv *kv, struct bv_journal *j)
+{
+	uint8_t v[8];
+	size_t len = 0;
+	int ret;
+
+	ret = bv_kv_get(kv, BV_CF_META, "jlsn", 4, v, sizeof(v), &len);
+	if (ret == ST_ENOTFOUND) {
+		len = 8;
+		memset(v, 0, sizeof(v));
+	} else if (ret != 0 || len != 8) {
+		set_err("kv %s: the journal number (meta jlsn) is damaged",
+			kv->path);
+		return ST_ECORRUPT;
+	}
+	pthread_mutex_lock(&kv->wmu);
+	kv->journal = j;
+	kv->jlsn = bv_get_le64(v);
+	pthread_mutex_unlock(&kv->wmu);
+	return 0;
+}
+
+uint64_t bv_kv_jlsn(struct bv_kv *kv)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&kv->wmu);
+	v = kv->jlsn;
+	pthread_mutex_unlock(&kv->wmu);
+	return v;
+}
+
+/* Appends the whole database to J as a snapshot of state LSN: BEGIN,
+ * DATA entries of whole batches (puts, in column family then key order)
+ * of about 1 MiB, END. Caller makes sure nothing writes meanwhile. */
+int bv_kv_snapshot(struct bv_kv *kv, struct bv_journal *j, uint64_t lsn)
+{
+	struct bv_kv_batch *b = NULL;
+	int ret;
+
+	if ((ret = bv_kv_batch_new(&b)) != 0)
+		return ret;
+	if ((ret = bv_journal_append(j, lsn, BV_J_SNAP_BEGIN, "", 0)) != 0)
+		goto out;
+	for (int cf = 0; cf < BV_CF_COUNT && ret == 0; cf++) {
+		struct bv_kv_iter *it = NULL;
+
+		if ((ret = bv_kv_iter_new(kv, (enum bv_cf)cf, "", 0, NULL, 0,
+					  &it)) != 0)
+			break;
+		for (bv_kv_iter_seek(it, "", 0); bv_kv_iter_valid(it);
+		     bv_kv_iter_next(it)) {
+			size_t kl, vl;
+			const void *k = bv_kv_iter_key(it, &kl);
+			const void *v = bv_kv_iter_value(it, &vl);
+
+			if (cf == BV_CF_META && kl == 4 &&
+			    memcmp(k, "jlsn", 4) == 0)
+				continue; /* the rebuild writes its own */
+			bv_kv_batch_put(b, (enum bv_cf)cf, k, kl, v, vl);
+			if (b->len >= (1u << 20)) {
+				ret = bv_journal_append(j, lsn, BV_J_SNAP_DATA,
+							b->log, b->len);
+				bv_kv_batch_clear(b);
+				if (ret != 0)
+					break;
+			}
+		}
+		if (ret == 0)
+			ret = bv_kv_iter_status(it);
+		bv_kv_iter_free(it);
+	}
+	if (ret == 0 && b->len)
+		ret = bv_journal_append(j, lsn, BV_J_SNAP_DATA, b->log, b->len);
+	if (ret == 0)
+		ret = bv_journal_append(j, lsn, BV_J_SNAP_END, "", 0);
+	if (ret == 0)
+		ret = bv_journal_sync(j);
+	if (ret != 0 && bv_journal_error()[0])
+		set_err("kv %s: snapshot into the journal: %s", kv->path,
+			bv_journal_error());
+out:
+	bv_kv_batch_free(b);
+	return ret;
+}
+
+int bv_kv_apply_log(struct bv_kv *kv, const void *log, size_t len)
+{
+	struct bv_kv_batch *b = NULL;
+	const uint8_t *p = log;
+	size_t pos = 0;
+	int ret;
+
+	if ((ret = bv_kv_batch_new(&b)) != 0)
+		return ret;
+	while (pos < len) {
+		uint32_t klen, vlen;
+
+		if (len - pos < ENTRY_HDR)
+			goto bad;
+		memcpy(&klen, p + pos + 2, 4);
+		memcpy(&vlen, p + pos + 6, 4);
+		if (klen > len - pos - ENTRY_HDR ||
+		    vlen > len - pos - ENTRY_HDR - klen ||
+		    p[pos + 1] >= BV_CF_COUNT ||
+		    (p[pos] != OP_PUT && p[pos] != OP_DEL))
+			goto bad;
+		if (p[pos] == OP_PUT)
+			bv_kv_batch_put(b, (enum bv_cf)p[pos + 1],
+					p + pos + ENTRY_HDR, klen,
+					p + pos + ENTRY_HDR + klen, vlen);
+		else
+			bv_kv_batch_delete(b, (enum bv_cf)p[pos + 1],
+					   p + pos + ENTRY_HDR, klen);
+		pos += ENTRY_HDR + (size_t)klen + vlen;
+	}
+	ret = bv_kv_write(kv, b, 0);
+	bv_kv_batch_free(b);
+	return ret;
+bad:
+	bv_kv_batch_free(b);
+	set_err("kv %s: a journal entry that is no batch (at byte %zu)",
+		kv->path, pos);
+	return ST_ECORRUPT;
 }
 
 int bv_kv_flush(struct bv_kv *kv)

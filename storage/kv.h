@@ -101,6 +101,29 @@ int bv_kv_batch_each(const struct bv_kv_batch *b,
 			       size_t vlen),
 		     void *ud);
 
+/* A consistent copy of the whole database, as of now, in DIR (which
+ * must not exist; its parent must): RocksDB's checkpoint, which flushes
+ * the memtables first and hard-links the table files when DIR is on the
+ * same file system (copies them otherwise). Every file and DIR itself
+ * are fsynced before it returns. Works beside writers on other threads. */
+int bv_kv_checkpoint(struct bv_kv *kv, const char *dir);
+/* The sequence number of the newest write the database holds. */
+uint64_t bv_kv_sequence(struct bv_kv *kv);
+
+struct bv_journal;
+/* From now on every write of KV goes to journal J first (kv.c,
+ * journal_first), numbered after meta "jlsn" (0 when missing). */
+int bv_kv_set_journal(struct bv_kv *kv, struct bv_journal *j);
+/* The number of the last journaled write. */
+uint64_t bv_kv_jlsn(struct bv_kv *kv);
+/* Writes the whole database into J as a snapshot of state LSN, synced.
+ * Nothing may write KV meanwhile. */
+int bv_kv_snapshot(struct bv_kv *kv, struct bv_journal *j, uint64_t lsn);
+/* Applies LEN bytes of a journal entry (batch entries, as a batch keeps
+ * them) to KV as one unsynced write; ST_ECORRUPT for bytes that are not
+ * a batch. */
+int bv_kv_apply_log(struct bv_kv *kv, const void *log, size_t len);
+
 /* Bytes the database takes on disk (SST files and logs). */
 int bv_kv_disk_bytes(struct bv_kv *kv, uint64_t *bytes);
 /* Flushes memtables to SST files (for stats and tests). */

@@ -34,8 +34,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "admin.h"
 #include "bvault.h"
 #include "cli.h"
+#include "cmd_index.h"
+#include "cmd_usage.h"
 #include "cmd_verify.h"
 #include "cmd_view.h"
 
@@ -72,8 +75,8 @@ static int cmd_init(int argc, char **argv)
 		rc = op_error("%s", *err ? err : bv_strerror(rc));
 		goto out;
 	}
-	printf("initialized store %s (chunk size %u)\n", pos[0],
-	       o.chunk_size ? o.chunk_size : BV_CHUNK_DEFAULT);
+	fprintf(CLI_OUT, "initialized store %s (chunk size %u)\n", pos[0],
+		o.chunk_size ? o.chunk_size : BV_CHUNK_DEFAULT);
 	rc = 0;
 out:
 	free(pos);
@@ -122,7 +125,7 @@ static int cmd_replica_create(int argc, char **argv)
 	}
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -155,7 +158,7 @@ static int cmd_group_create(int argc, char **argv)
 	}
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -272,13 +275,14 @@ static int cmd_agent_add(int argc, char **argv)
 		rc = secret_file_write(file, fd, line);
 		fd = -1;
 		if (!rc)
-			printf("agent %s: secret written to %s\n", pos[1],
-			       file);
+			fprintf(CLI_OUT, "agent %s: secret written to %s\n",
+				pos[1],
+				file);
 		goto out;
 	}
-	fputs(line, stdout);
-	if (isatty(STDOUT_FILENO))
-		fprintf(stderr, "bvault agent add: that is agent %s's secret; "
+	fputs(line, CLI_OUT);
+	if (isatty(fileno(CLI_OUT)))
+		fprintf(CLI_ERR, "bvault agent add: that is agent %s's secret; "
 			"it is not shown again\n", pos[1]);
 	rc = 0;
 out:
@@ -293,7 +297,7 @@ out:
 	}
 	memset(secret, 0, sizeof secret);
 	memset(line, 0, sizeof line);
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	free(groups);
 	return rc == HELP_SHOWN ? 0 : rc;
@@ -313,20 +317,20 @@ static int agent_ls_one(void *ud, const bv_agent_info *a)
 	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S",
 		 gmtime_r(&t, &tm));
 	if (l->json) {
-		printf("%s\n  {\"name\": ", l->n ? "," : "");
-		json_str(stdout, a->name);
-		printf(", \"created\": %" PRId64 ", \"groups\": [",
-		       a->created);
+		fprintf(CLI_OUT, "%s\n  {\"name\": ", l->n ? "," : "");
+		json_str(CLI_OUT, a->name);
+		fprintf(CLI_OUT, ", \"created\": %" PRId64 ", \"groups\": [",
+			a->created);
 		for (uint32_t i = 0; i < a->ngroups; i++) {
-			printf("%s", i ? ", " : "");
-			json_str(stdout, a->groups[i]);
+			fprintf(CLI_OUT, "%s", i ? ", " : "");
+			json_str(CLI_OUT, a->groups[i]);
 		}
-		printf("]}");
+		fprintf(CLI_OUT, "]}");
 	} else {
-		printf("%-24s %s UTC ", a->name, when);
+		fprintf(CLI_OUT, "%-24s %s UTC ", a->name, when);
 		for (uint32_t i = 0; i < a->ngroups; i++)
-			printf("%s%s", i ? "," : "", a->groups[i]);
-		printf("\n");
+			fprintf(CLI_OUT, "%s%s", i ? "," : "", a->groups[i]);
+		fprintf(CLI_OUT, "\n");
 	}
 	l->n++;
 	return 0;
@@ -354,16 +358,17 @@ static int cmd_agent_ls(int argc, char **argv)
 	if (rc)
 		goto out;
 	if (l.json)
-		printf("[");
+		fprintf(CLI_OUT, "[");
 	else
-		printf("%-24s %-23s %s\n", "AGENT", "CREATED", "GROUPS");
+		fprintf(CLI_OUT, "%-24s %-23s %s\n", "AGENT", "CREATED",
+			"GROUPS");
 	rc = bv_agent_list(s, agent_ls_one, &l);
 	if (l.json)
-		printf("%s]\n", l.n ? "\n" : "");
+		fprintf(CLI_OUT, "%s]\n", l.n ? "\n" : "");
 	if (rc < 0)
 		rc = store_error(s, rc);
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -390,7 +395,7 @@ static int cmd_agent_rm(int argc, char **argv)
 	if (rc < 0)
 		rc = store_error(s, rc);
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -899,7 +904,7 @@ static int cmd_ingest(int argc, char **argv)
 			rc = usage_error("'-' (stdin) given more than once");
 			goto out;
 		}
-		if (isatty(STDIN_FILENO)) {
+		if (isatty(CLI_IN_FD)) {
 			rc = op_error("refusing to read a binary stream from a "
 				      "terminal; give STREAM files or a pipe");
 			goto out;
@@ -917,7 +922,7 @@ static int cmd_ingest(int argc, char **argv)
 	for (int i = 0; i < nstreams; i++) {
 		const char *path = streams[i];
 		int is_stdin = strcmp(path, "-") == 0;
-		int fd = is_stdin ? STDIN_FILENO
+		int fd = is_stdin ? CLI_IN_FD
 				  : open(path, O_RDONLY | O_CLOEXEC);
 		int cons = BV_CRASH_CONSISTENT;
 		int64_t t = 0;
@@ -962,20 +967,21 @@ static int cmd_ingest(int argc, char **argv)
 		rc = store_error(s, rc);
 		goto out;
 	}
-	printf("committed %d stream%s", nstreams, nstreams > 1 ? "s" : "");
+	fprintf(CLI_OUT, "committed %d stream%s", nstreams,
+		nstreams > 1 ? "s" : "");
 	if (bytes) {
 		char h[32];
 
 		human(h, sizeof(h), (double)bytes);
-		printf(" (%s)", h);
+		fprintf(CLI_OUT, " (%s)", h);
 	}
 	if (rp)
-		printf(", RP %" PRIu64, rp);
-	printf("\n");
+		fprintf(CLI_OUT, ", RP %" PRIu64, rp);
+	fprintf(CLI_OUT, "\n");
 	rc = 0;
 out:
 	bv_ingest_abort(in);
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1017,10 +1023,10 @@ static int cmd_rp_create(int argc, char **argv)
 		rc = store_error(s, rc);
 		goto out;
 	}
-	printf("RP %" PRIu64 "\n", n);
+	fprintf(CLI_OUT, "RP %" PRIu64 "\n", n);
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1039,35 +1045,39 @@ static int rp_ls_cb(void *ud, const bv_rp_info *rp)
 
 	fmt_time(tb, sizeof(tb), rp->time);
 	if (c->json) {
-		printf("%s\n  {\"group\": ", c->n ? "," : "");
-		json_str(stdout, rp->group);
-		printf(", \"rp\": %" PRIu64 ", \"time\": %" PRId64
-		       ", \"time_utc\": \"%s\", \"consistency\": \"%s\", "
-		       "\"members\": %" PRIu32 ", \"label\": ", rp->number,
-		       rp->time, tb, kind, rp->members);
-		json_str(stdout, rp->label);
+		fprintf(CLI_OUT, "%s\n  {\"group\": ", c->n ? "," : "");
+		json_str(CLI_OUT, rp->group);
+		fprintf(CLI_OUT, ", \"rp\": %" PRIu64 ", \"time\": %" PRId64
+			", \"time_utc\": \"%s\", \"consistency\": \"%s\", "
+			"\"members\": %" PRIu32 ", \"label\": ", rp->number,
+			rp->time, tb, kind, rp->members);
+		json_str(CLI_OUT, rp->label);
 		if (c->per_replica) {
-			printf(", \"size\": %" PRIu64 ", \"version\": %" PRIu64
-			       ", \"identity\": ", rp->size, rp->version);
-			json_id(stdout, rp->id);
+			fprintf(CLI_OUT,
+				", \"size\": %" PRIu64 ", \"version\": %" PRIu64
+				", \"identity\": ", rp->size, rp->version);
+			json_id(CLI_OUT, rp->id);
 		}
-		printf("}");
+		fprintf(CLI_OUT, "}");
 	} else {
 		if (c->n == 0) {
-			printf("%-20s %6s %-20s %-5s %7s", "GROUP", "RP",
-			       "TIME", "KIND", "MEMBERS");
+			fprintf(CLI_OUT, "%-20s %6s %-20s %-5s %7s", "GROUP",
+				"RP",
+				"TIME", "KIND", "MEMBERS");
 			if (c->per_replica)
-				printf(" %14s %7s", "SIZE", "VERSION");
-			printf("  LABEL\n");
+				fprintf(CLI_OUT, " %14s %7s", "SIZE",
+					"VERSION");
+			fprintf(CLI_OUT, "  LABEL\n");
 		}
-		printf("%-20s %6" PRIu64 " %-20s %-5s %7" PRIu32, rp->group,
-		       rp->number, tb, kind, rp->members);
+		fprintf(CLI_OUT, "%-20s %6" PRIu64 " %-20s %-5s %7" PRIu32,
+			rp->group,
+			rp->number, tb, kind, rp->members);
 		if (c->per_replica)
-			printf(" %14" PRIu64 " %7" PRIu64, rp->size,
-			       rp->version);
-		printf("  ");
-		text_str(stdout, rp->label);
-		printf("\n");
+			fprintf(CLI_OUT, " %14" PRIu64 " %7" PRIu64, rp->size,
+				rp->version);
+		fprintf(CLI_OUT, "  ");
+		text_str(CLI_OUT, rp->label);
+		fprintf(CLI_OUT, "\n");
 	}
 	c->n++;
 	return 0;
@@ -1101,20 +1111,20 @@ static int cmd_rp_ls(int argc, char **argv)
 	 * are filled when the name is a replica. */
 	c.per_replica = npos == 2 && bv_replica_info_get(s, pos[1], &ri) == 0;
 	if (c.json)
-		printf("[");
+		fprintf(CLI_OUT, "[");
 	rc = bv_rp_list(s, npos == 2 ? pos[1] : NULL, rp_ls_cb, &c);
 	if (rc < 0) {
 		if (c.json)
-			printf("]\n");
-		fflush(stdout);
+			fprintf(CLI_OUT, "]\n");
+		fflush(CLI_OUT);
 		rc = store_error(s, rc);
 		goto out;
 	}
 	if (c.json)
-		printf("%s]\n", c.n ? "\n" : "");
+		fprintf(CLI_OUT, "%s]\n", c.n ? "\n" : "");
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1195,7 +1205,7 @@ out:
 		if (rc)
 			unlink(out_s);
 	}
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1212,26 +1222,29 @@ static int ls_cb(void *ud, const bv_replica_info *r)
 	struct ls_ctx *c = ud;
 
 	if (c->json) {
-		printf("%s\n  {\"name\": ", c->n ? "," : "");
-		json_str(stdout, r->name);
-		printf(", \"group\": ");
-		json_str(stdout, r->group);
-		printf(", \"size\": %" PRIu64 ", \"chunk_size\": %" PRIu32
-		       ", \"head\": %" PRIu64 ", \"latest_rp\": %" PRIu64
-		       ", \"head_identity\": ", r->size, r->chunk_size, r->head,
-		       r->latest_rp);
-		json_id(stdout, r->head_id);
-		printf("}");
+		fprintf(CLI_OUT, "%s\n  {\"name\": ", c->n ? "," : "");
+		json_str(CLI_OUT, r->name);
+		fprintf(CLI_OUT, ", \"group\": ");
+		json_str(CLI_OUT, r->group);
+		fprintf(CLI_OUT,
+			", \"size\": %" PRIu64 ", \"chunk_size\": %" PRIu32
+			", \"head\": %" PRIu64 ", \"latest_rp\": %" PRIu64
+			", \"head_identity\": ", r->size, r->chunk_size, r->head,
+			r->latest_rp);
+		json_id(CLI_OUT, r->head_id);
+		fprintf(CLI_OUT, "}");
 	} else {
 		char h[32];
 
 		if (c->n == 0)
-			printf("%-24s %-24s %10s %8s %6s %9s\n", "NAME",
-			       "GROUP", "SIZE", "CHUNK", "HEAD", "LATEST-RP");
+			fprintf(CLI_OUT, "%-24s %-24s %10s %8s %6s %9s\n",
+				"NAME",
+				"GROUP", "SIZE", "CHUNK", "HEAD", "LATEST-RP");
 		human(h, sizeof(h), (double)r->size);
-		printf("%-24s %-24s %10s %8" PRIu32 " %6" PRIu64 " %9" PRIu64
-		       "\n", r->name, r->group, h, r->chunk_size, r->head,
-		       r->latest_rp);
+		fprintf(CLI_OUT,
+			"%-24s %-24s %10s %8" PRIu32 " %6" PRIu64 " %9" PRIu64
+			"\n", r->name, r->group, h, r->chunk_size, r->head,
+			r->latest_rp);
 	}
 	c->n++;
 	return 0;
@@ -1259,20 +1272,20 @@ static int cmd_ls(int argc, char **argv)
 	if (rc)
 		goto out;
 	if (c.json)
-		printf("[");
+		fprintf(CLI_OUT, "[");
 	rc = bv_replica_list(s, ls_cb, &c);
 	if (rc < 0) {
 		if (c.json)
-			printf("]\n");
-		fflush(stdout);
+			fprintf(CLI_OUT, "]\n");
+		fflush(CLI_OUT);
 		rc = store_error(s, rc);
 		goto out;
 	}
 	if (c.json)
-		printf("%s]\n", c.n ? "\n" : "");
+		fprintf(CLI_OUT, "%s]\n", c.n ? "\n" : "");
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1280,9 +1293,10 @@ out:
 static void ratio_json(const char *key, uint64_t num, uint64_t den)
 {
 	if (den)
-		printf(",\n  \"%s\": %.4f", key, (double)num / (double)den);
+		fprintf(CLI_OUT, ",\n  \"%s\": %.4f", key,
+			(double)num / (double)den);
 	else
-		printf(",\n  \"%s\": null", key);
+		fprintf(CLI_OUT, ",\n  \"%s\": null", key);
 }
 
 static void stat_line(const char *key, uint64_t v, int bytes)
@@ -1291,9 +1305,9 @@ static void stat_line(const char *key, uint64_t v, int bytes)
 
 	if (bytes) {
 		human(h, sizeof(h), (double)v);
-		printf("%-18s %12s  (%" PRIu64 ")\n", key, h, v);
+		fprintf(CLI_OUT, "%-18s %12s  (%" PRIu64 ")\n", key, h, v);
 	} else {
-		printf("%-18s %12" PRIu64 "\n", key, v);
+		fprintf(CLI_OUT, "%-18s %12" PRIu64 "\n", key, v);
 	}
 }
 
@@ -1305,7 +1319,7 @@ static int cmd_stats(int argc, char **argv)
 		{ "quick", OPT_FLAG, NULL, &quick },
 		{ NULL, 0, NULL, NULL },
 	};
-	static const char *const names[] = { "STORE" };
+	static const char *const names[] = { "STORE", "GROUP" };
 	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
 	bv_store *s = NULL;
 	bv_stats st;
@@ -1315,7 +1329,12 @@ static int cmd_stats(int argc, char **argv)
 		return op_error("%s", strerror(ENOMEM));
 	rc = parse_opts(argc, argv, defs, pos, &npos);
 	if (!rc)
-		rc = want_pos(npos, pos, 1, 1, names);
+		rc = want_pos(npos, pos, 1, 2, names);
+	if (!rc && npos == 2)
+		rc = arg_name("group", pos[1]);
+	if (!rc && npos == 2 && quick)
+		rc = usage_error("--quick shows the store's counters alone: "
+				 "it takes no GROUP");
 	if (!rc)
 		rc = open_store_reading(pos[0], &s);
 	if (rc)
@@ -1326,35 +1345,36 @@ static int cmd_stats(int argc, char **argv)
 		goto out;
 	}
 	if (json) {
-		printf("{\n  \"replicas\": %" PRIu64 ",\n  \"groups\": %" PRIu64
-		       ",\n  \"rps\": %" PRIu64 ",\n  \"logical_bytes\": %"
-		       PRIu64 ",\n  \"ingested_bytes\": %" PRIu64
-		       ",\n  \"chunks\": %" PRIu64 ",\n  \"raw_bytes\": %"
-		       PRIu64 ",\n  \"stored_bytes\": %" PRIu64
-		       ",\n  \"containers\": %" PRIu64
-		       ",\n  \"container_bytes\": %" PRIu64
-		       ",\n  \"index_bytes\": %" PRIu64
-		       ",\n  \"map_entries\": %" PRIu64
-		       ",\n  \"unknown_bytes\": %" PRIu64
-		       ",\n  \"unknown_ranges\": %" PRIu64
-		       ",\n  \"bad_chunks\": %" PRIu64
-		       ",\n  \"index_lost\": %s",
-		       st.replicas, st.groups, st.rps, st.logical_bytes,
-		       st.ingested_bytes, st.chunks, st.raw_bytes,
-		       st.stored_bytes, st.containers, st.container_bytes,
-		       st.index_bytes, st.map_entries, st.unknown_bytes,
-		       st.unknown_ranges, st.bad_chunks,
-		       st.index_lost ? "true" : "false");
+		fprintf(CLI_OUT,
+			"{\n  \"replicas\": %" PRIu64 ",\n  \"groups\": %" PRIu64
+			",\n  \"rps\": %" PRIu64 ",\n  \"logical_bytes\": %"
+			PRIu64 ",\n  \"ingested_bytes\": %" PRIu64
+			",\n  \"chunks\": %" PRIu64 ",\n  \"raw_bytes\": %"
+			PRIu64 ",\n  \"stored_bytes\": %" PRIu64
+			",\n  \"containers\": %" PRIu64
+			",\n  \"container_bytes\": %" PRIu64
+			",\n  \"index_bytes\": %" PRIu64
+			",\n  \"map_entries\": %" PRIu64
+			",\n  \"unknown_bytes\": %" PRIu64
+			",\n  \"unknown_ranges\": %" PRIu64
+			",\n  \"bad_chunks\": %" PRIu64
+			",\n  \"index_lost\": %s",
+			st.replicas, st.groups, st.rps, st.logical_bytes,
+			st.ingested_bytes, st.chunks, st.raw_bytes,
+			st.stored_bytes, st.containers, st.container_bytes,
+			st.index_bytes, st.map_entries, st.unknown_bytes,
+			st.unknown_ranges, st.bad_chunks,
+			st.index_lost ? "true" : "false");
 		if (st.scanned) {
-			printf(",\n  \"protected_bytes\": %" PRIu64
-			       ",\n  \"live_chunks\": %" PRIu64
-			       ",\n  \"live_raw_bytes\": %" PRIu64
-			       ",\n  \"live_bytes\": %" PRIu64
-			       ",\n  \"unreferenced_chunks\": %" PRIu64
-			       ",\n  \"unreferenced_bytes\": %" PRIu64,
-			       st.protected_bytes, st.live_chunks,
-			       st.live_raw_bytes, st.live_bytes,
-			       st.unreferenced_chunks, st.unreferenced_bytes);
+			fprintf(CLI_OUT, ",\n  \"protected_bytes\": %" PRIu64
+				",\n  \"live_chunks\": %" PRIu64
+				",\n  \"live_raw_bytes\": %" PRIu64
+				",\n  \"live_bytes\": %" PRIu64
+				",\n  \"unreferenced_chunks\": %" PRIu64
+				",\n  \"unreferenced_bytes\": %" PRIu64,
+				st.protected_bytes, st.live_chunks,
+				st.live_raw_bytes, st.live_bytes,
+				st.unreferenced_chunks, st.unreferenced_bytes);
 			ratio_json("protected_ratio", st.protected_bytes,
 				   st.container_bytes);
 			ratio_json("live_dedup_ratio", st.protected_bytes,
@@ -1364,7 +1384,10 @@ static int cmd_stats(int argc, char **argv)
 		}
 		ratio_json("dedup_ratio", st.ingested_bytes, st.raw_bytes);
 		ratio_json("compression_ratio", st.raw_bytes, st.stored_bytes);
-		printf("\n}\n");
+		if (!quick && (rc = print_usage(s, npos == 2 ? pos[1] : NULL,
+						1)))
+			goto out;
+		fprintf(CLI_OUT, "\n}\n");
 	} else {
 		stat_line("replicas", st.replicas, 0);
 		stat_line("groups", st.groups, 0);
@@ -1375,17 +1398,20 @@ static int cmd_stats(int argc, char **argv)
 		stat_line("stored", st.stored_bytes, 1);
 		stat_line("unique chunks", st.chunks, 0);
 		if (st.raw_bytes)
-			printf("%-18s %12.2f  (ingested / unique raw)\n",
-			       "dedup ratio", (double)st.ingested_bytes /
-			       (double)st.raw_bytes);
+			fprintf(CLI_OUT,
+				"%-18s %12.2f  (ingested / unique raw)\n",
+				"dedup ratio", (double)st.ingested_bytes /
+				(double)st.raw_bytes);
 		else
-			printf("%-18s %12s\n", "dedup ratio", "-");
+			fprintf(CLI_OUT, "%-18s %12s\n", "dedup ratio", "-");
 		if (st.stored_bytes)
-			printf("%-18s %12.2f  (unique raw / stored)\n",
-			       "compression ratio", (double)st.raw_bytes /
-			       (double)st.stored_bytes);
+			fprintf(CLI_OUT,
+				"%-18s %12.2f  (unique raw / stored)\n",
+				"compression ratio", (double)st.raw_bytes /
+				(double)st.stored_bytes);
 		else
-			printf("%-18s %12s\n", "compression ratio", "-");
+			fprintf(CLI_OUT, "%-18s %12s\n", "compression ratio",
+				"-");
 		stat_line("containers", st.containers, 0);
 		stat_line("container files", st.container_bytes, 1);
 		stat_line("index", st.index_bytes, 1);
@@ -1399,23 +1425,29 @@ static int cmd_stats(int argc, char **argv)
 			stat_line("live (stored)", st.live_bytes, 1);
 			stat_line("unreferenced", st.unreferenced_bytes, 1);
 			if (st.container_bytes)
-				printf("%-18s %12.2f  (protected / container "
-				       "files)\n", "protected ratio",
-				       (double)st.protected_bytes /
-				       (double)st.container_bytes);
+				fprintf(CLI_OUT,
+					"%-18s %12.2f  (protected / container "
+					"files)\n", "protected ratio",
+					(double)st.protected_bytes /
+					(double)st.container_bytes);
 			if (st.live_raw_bytes)
-				printf("%-18s %12.2f  (protected / live raw)\n",
-				       "live dedup ratio",
-				       (double)st.protected_bytes /
-				       (double)st.live_raw_bytes);
+				fprintf(CLI_OUT,
+					"%-18s %12.2f  (protected / live raw)\n",
+					"live dedup ratio",
+					(double)st.protected_bytes /
+					(double)st.live_raw_bytes);
 		}
 		if (st.index_lost)
-			printf("%-18s %12s  (the index lost commits its seal "
-			       "records: bvault verify STORE)\n", "index", "LOST");
+			fprintf(CLI_OUT,
+				"%-18s %12s  (the index lost commits its seal "
+				"records: bvault verify STORE)\n", "index", "LOST");
+		if (!quick && (rc = print_usage(s, npos == 2 ? pos[1] : NULL,
+						0)))
+			goto out;
 	}
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1442,6 +1474,9 @@ static int cmd_recover(int argc, char **argv)
 	if (!rc && !accept)
 		rc = usage_error("recover: say --accept-index-loss: the commits "
 				 "the index lost are then given up");
+	if (!rc && admin_running(pos[0]))
+		rc = op_error("bvaultd holds store %s: stop it first (recover "
+			      "needs the store to itself)", pos[0]);
 	if (rc)
 		goto out;
 	rc = bv_store_open(pos[0], &o, &s);
@@ -1450,12 +1485,13 @@ static int cmd_recover(int argc, char **argv)
 		goto out;
 	}
 	if (bv_stats_counters(s, &st) == 0)
-		printf("store %s opens from what its index holds: %" PRIu64
-		       " recovery points; %" PRIu64 " container bytes no commit "
-		       "names are kept\n", pos[0], st.rps, st.unknown_bytes);
+		fprintf(CLI_OUT,
+			"store %s opens from what its index holds: %" PRIu64
+			" recovery points; %" PRIu64 " container bytes no commit "
+			"names are kept\n", pos[0], st.rps, st.unknown_bytes);
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -1535,9 +1571,9 @@ static void bench_print(const struct bench_row *r)
 			snprintf(ratio, sizeof(ratio), "%.2f",
 				 r->rate / r->ref_rate);
 	}
-	printf("| %-34s | %14s | %-36s | %14s | %6s |\n", r->name, a,
-	       r->ref ? r->ref : "-", r->ref ? b : "-", r->ref ? ratio : "-");
-	fflush(stdout);
+	fprintf(CLI_OUT, "| %-34s | %14s | %-36s | %14s | %6s |\n", r->name, a,
+		r->ref ? r->ref : "-", r->ref ? b : "-", r->ref ? ratio : "-");
+	fflush(CLI_OUT);
 }
 
 static int rm_cb(const char *p, const struct stat *sb, int type,
@@ -1744,17 +1780,19 @@ static int cmd_bench(int argc, char **argv)
 		rc = op_error("%s: %s", tmpl, strerror(errno));
 		goto out;
 	}
-	printf("bvault bench: %s, image %s, %ld online cores, dir %s\n\n",
-	       bv_version(), size_s ? size_s : "1G",
-	       sysconf(_SC_NPROCESSORS_ONLN), dir);
-	printf("| %-34s | %14s | %-36s | %14s | %6s |\n", "test", "rate",
-	       "compared with", "reference", "ratio");
-	printf("|%.36s|%.16s|%.38s|%.16s|%.8s|\n",
-	       "--------------------------------------",
-	       "--------------------------------------",
-	       "--------------------------------------",
-	       "--------------------------------------",
-	       "--------------------------------------");
+	fprintf(CLI_OUT,
+		"bvault bench: %s, image %s, %ld online cores, dir %s\n\n",
+		bv_version(), size_s ? size_s : "1G",
+		sysconf(_SC_NPROCESSORS_ONLN), dir);
+	fprintf(CLI_OUT, "| %-34s | %14s | %-36s | %14s | %6s |\n", "test",
+		"rate",
+		"compared with", "reference", "ratio");
+	fprintf(CLI_OUT, "|%.36s|%.16s|%.38s|%.16s|%.8s|\n",
+		"--------------------------------------",
+		"--------------------------------------",
+		"--------------------------------------",
+		"--------------------------------------",
+		"--------------------------------------");
 	fill_half(a, mem, &st);
 	memset(b, 0, mem); /* page faults out of the timed loops */
 	memset(c, 0, (size_t)bound * (mem / chunk));
@@ -2015,19 +2053,21 @@ static int cmd_bench(int argc, char **argv)
 		bv_stats sts;
 
 		if (bv_stats_counters(s, &sts) == 0 && sts.stored_bytes)
-			printf("\nstore: %" PRIu64 " unique chunks (random and "
-			       "2:1), compression %.2f:1\n", sts.chunks,
-			       (double)sts.raw_bytes /
-			       (double)sts.stored_bytes);
+			fprintf(CLI_OUT,
+				"\nstore: %" PRIu64 " unique chunks (random and "
+				"2:1), compression %.2f:1\n", sts.chunks,
+				(double)sts.raw_bytes /
+				(double)sts.stored_bytes);
 	}
-	printf("\nLZ4 ratio on the 2:1 data: %.2f:1. ratio = rate / "
-	       "reference. Reference reads are from the device, like the "
-	       "engine's.\n", lz4_ratio);
+	fprintf(CLI_OUT, "\nLZ4 ratio on the 2:1 data: %.2f:1. ratio = rate / "
+		"reference. Reference reads are from the device, like the "
+		"engine's.\n", lz4_ratio);
 	if (sink == 42)
-		printf("\n"); /* keeps the measured loops from being elided */
+		fprintf(CLI_OUT,
+			"\n"); /* keeps the measured loops from being elided */
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	if (dir)
 		nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	free(a);
@@ -2044,6 +2084,7 @@ struct command {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 	const char *usage;
+	int flags; /* CMD_CHANGES, CMD_ALONE (cli.h); 0: only reads */
 };
 
 static const struct command commands[] = {
@@ -2056,12 +2097,14 @@ static const struct command commands[] = {
 	  "usage: bvault replica create STORE NAME --size SIZE "
 	  "[--chunk-size SIZE]\n"
 	  "Creates an empty (all-zero) replica of SIZE bytes (a multiple of\n"
-	  "512) in a group of its own named NAME.\n" },
+	  "512) in a group of its own named NAME.\n",
+	  CMD_CHANGES },
 	{ "group", "create", cmd_group_create,
 	  "usage: bvault group create STORE GROUP REPLICA...\n"
 	  "Puts the replicas into group GROUP, whose recovery points hold\n"
 	  "every member. Each replica must still be alone in its own group\n"
-	  "and have no recovery point yet.\n" },
+	  "and have no recovery point yet.\n",
+	  CMD_CHANGES },
 	{ "agent", "add", cmd_agent_add,
 	  "usage: bvault agent add STORE NAME --group G [--group G...]\n"
 	  "                        [--secret-file FILE]\n"
@@ -2070,19 +2113,21 @@ static const struct command commands[] = {
 	  "random secret once, as hex: give it to bvault-agent\n"
 	  "(--secret-file). With --secret-file it writes the secret to FILE\n"
 	  "instead, a new file (never one that exists) of mode 0600. The\n"
-	  "secret is not shown again.\n" },
+	  "secret is not shown again.\n",
+	  CMD_CHANGES },
 	{ "agent", "ls", cmd_agent_ls,
 	  "usage: bvault agent ls STORE [--json]\n"
 	  "Lists agents: name, when made, the groups they may use.\n" },
 	{ "agent", "rm", cmd_agent_rm,
 	  "usage: bvault agent rm STORE NAME\n"
-	  "Removes agent NAME: bvaultd refuses it from then on.\n" },
+	  "Removes agent NAME: bvaultd refuses it from then on.\n",
+	  CMD_CHANGES },
 	{ NULL, "mkstream", cmd_mkstream,
 	  "usage: bvault mkstream IMAGE --replica NAME [--base N] "
 	  "[--extents FILE]\n"
 	  "                       [--out FILE] [--consistency app|crash]\n"
 	  "Writes a bvault change stream of IMAGE (a regular file or block\n"
-	  "device whose size is a multiple of 512) to --out or stdout (never\n"
+	  "device whose size is a multiple of 512) to --out or CLI_OUT (never\n"
 	  "a terminal). Without --extents the stream is full: all-zero and\n"
 	  "hole ranges become zero extents. With --extents, only the listed\n"
 	  "extents are sent; FILE ('-': stdin) has lines \"OFFSET LENGTH\" in\n"
@@ -2100,12 +2145,14 @@ static const struct command commands[] = {
 	  "the replica's RP labelled F, or on RP N with --base N. A bvault\n"
 	  "stream names its replica and base itself (a diff: the identity of\n"
 	  "its base version, which must be the replica's latest); --replica\n"
-	  "then only checks that it is for that replica.\n" },
+	  "then only checks that it is for that replica.\n",
+	  CMD_CHANGES },
 	{ "rp", "create", cmd_rp_create,
 	  "usage: bvault rp create STORE REPLICA|GROUP [--label L] "
 	  "[--consistency app|crash]\n"
 	  "Makes a recovery point of the group from every member's committed\n"
-	  "head, and prints its number.\n" },
+	  "head, and prints its number.\n",
+	  CMD_CHANGES },
 	{ "rp", "ls", cmd_rp_ls,
 	  "usage: bvault rp ls STORE [REPLICA|GROUP] [--json]\n"
 	  "Lists recovery points, of every group or of one; for a replica,\n"
@@ -2133,9 +2180,10 @@ static const struct command commands[] = {
 	  "sharing every chunk the view did not write with the RP; --into,\n"
 	  "the next version of the replica it came from (an RP of its head\n"
 	  "is made first when the head is newer than its latest RP). Only\n"
-	  "chunks that differ are stored. Needs the store's writer: refused\n"
-	  "while bvaultd holds the store (going through bvaultd's admin\n"
-	  "socket is planned). The view is kept.\n" },
+	  "chunks that differ are stored. While bvaultd holds the store, it\n"
+	  "is carried out by bvaultd (through its admin socket). The view\n"
+	  "is kept.\n",
+	  CMD_CHANGES },
 	{ NULL, "export", cmd_export,
 	  "usage: bvault export STORE REPLICA@RP OUT\n"
 	  "Writes the replica at recovery point RP (a number, 'latest', or 0\n"
@@ -2173,13 +2221,13 @@ static const struct command commands[] = {
 	  "usage: bvault files get STORE REPLICA@RP[:PARTITION] PATH OUT\n"
 	  "Writes the bytes of file PATH of the guest file system (as in\n"
 	  "files ls; a symlink is followed) to OUT, a new file of mode 0600\n"
-	  "(never one that exists; holes stay holes), or to stdout with '-'\n"
+	  "(never one that exists; holes stay holes), or to CLI_OUT with '-'\n"
 	  "(never a terminal). A directory is refused.\n" },
 	{ NULL, "diff", cmd_diff,
 	  "usage: bvault diff STORE REPLICA@RP1 REPLICA@RP2 [--out FILE] "
 	  "[--base N]\n"
 	  "Writes the change stream that turns RP1 into RP2 (RP1 0: a full\n"
-	  "stream) to --out or stdout (never a terminal). The stream names\n"
+	  "stream) to --out or CLI_OUT (never a terminal). The stream names\n"
 	  "the identities of both versions, so it applies only where RP1's\n"
 	  "version is the latest. --base N renumbers its base RP (not its\n"
 	  "base identity).\n" },
@@ -2188,16 +2236,19 @@ static const struct command commands[] = {
 	  "Lists replicas: group, size, chunk size, head version, latest RP\n"
 	  "(with --json, also the head version's identity).\n" },
 	{ NULL, "stats", cmd_stats,
-	  "usage: bvault stats STORE [--json] [--quick]\n"
+	  "usage: bvault stats STORE [GROUP] [--json] [--quick]\n"
 	  "Shows logical, ingested, unique and stored bytes, the dedup ratio\n"
 	  "(ingested / unique raw), the compression ratio (unique raw /\n"
 	  "stored), index size and containers; then, from a walk of the\n"
 	  "index (time in proportion to it), what the RPs protect (the\n"
 	  "non-zero bytes of every RP), the live chunks (a committed version\n"
 	  "names them) and the unreferenced ones, and the ratios of what is\n"
-	  "protected to the container files and to the live raw bytes.\n"
-	  "--quick: the counters alone, at once. The README lists every\n"
-	  "field.\n" },
+	  "protected to the container files and to the live raw bytes;\n"
+	  "then, per group and per replica (of GROUP alone when named): its\n"
+	  "logical bytes, RPs, and the bytes unique to it (chunks no other\n"
+	  "replica, or no replica outside the group, names: what removing it\n"
+	  "gives back). --quick: the counters alone, at once. The README\n"
+	  "lists every field.\n" },
 	{ NULL, "verify", cmd_verify,
 	  "usage: bvault verify STORE [REPLICA@RP | GROUP]... [--jobs N]\n"
 	  "       [--read-only] [--json]\n"
@@ -2236,7 +2287,33 @@ static const struct command commands[] = {
 	  "is. The RPs it lost are gone from the index; their container\n"
 	  "bytes are kept (bvault stats: unknown). Restoring index/ from a\n"
 	  "copy at least as new loses nothing, and is the better way when\n"
-	  "there is one.\n" },
+	  "there is one.\n",
+	  CMD_ALONE },
+	{ "index", "backup", cmd_index_backup,
+	  "usage: bvault index backup STORE DIR\n"
+	  "Copies the whole index, consistent at one moment, into DIR (a new\n"
+	  "directory): a RocksDB checkpoint (table files hard-linked when DIR\n"
+	  "is on the store's file system, copied otherwise) and backup.info.\n"
+	  "Sessions go on meanwhile. Needs the store's writer. The containers\n"
+	  "are not copied: back them up beside it.\n",
+	  CMD_CHANGES },
+	{ "index", "restore", cmd_index_restore,
+	  "usage: bvault index restore STORE DIR\n"
+	  "Puts the index backup in DIR in place of the store's index, which\n"
+	  "is kept as STORE/index.old.N. The store must not be open for\n"
+	  "writing (stop bvaultd first). The restored index must open with\n"
+	  "the store's containers, else the old one is put back. Commits made\n"
+	  "after the backup are not in it; their container bytes are kept.\n",
+	  CMD_ALONE },
+	{ "index", "rebuild", cmd_index_rebuild,
+	  "usage: bvault index rebuild STORE\n"
+	  "Rebuilds the whole index (every replica, group, RP, agent, map\n"
+	  "entry and chunk location) from the store's journal, which holds\n"
+	  "every index write since its last snapshot, when index/ is lost or\n"
+	  "damaged. The index it replaces, if any, is kept as\n"
+	  "STORE/index.old.N. The store must not be open for writing (stop\n"
+	  "bvaultd first).\n",
+	  CMD_ALONE },
 	{ NULL, "bench", cmd_bench,
 	  "usage: bvault bench [--dir DIR] [--size SIZE]\n"
 	  "Measures hashing, compression, the engine's container write and\n"
@@ -2281,30 +2358,76 @@ static void group_usage(FILE *f, const char *group)
 			print_synopsis(f, commands[i].usage);
 }
 
-int main(int argc, char **argv)
+const char *cli_name(int argc, char **argv)
 {
-	static char cmdname[64];
+	static _Thread_local char name[64];
+
+	for (size_t i = 0; argc > 1 && i < NCOMMANDS; i++) {
+		const struct command *c = &commands[i];
+
+		if (!c->group && strcmp(c->name, argv[1]) == 0)
+			return c->name;
+		if (c->group && argc > 2 && strcmp(c->group, argv[1]) == 0 &&
+		    strcmp(c->name, argv[2]) == 0) {
+			snprintf(name, sizeof name, "%s %s", c->group, c->name);
+			return name;
+		}
+	}
+	return NULL;
+}
+
+/* Runs command C with the words after its name. The hook for bvaultd's
+ * admin socket is here: see cli.h. */
+static int run_one(const struct command *c, int argc, char **argv, int how,
+		   int all_argc, char **all_argv)
+{
+	int rc;
+
+	if (how == CLI_DAEMON && !(c->flags & CMD_CHANGES))
+		return op_error("bvaultd carries out only the commands that "
+				"change the store; run this one with bvault");
+	if (how == CLI_DAEMON || !(c->flags & CMD_CHANGES))
+		return c->fn(argc, argv);
+	/* A copy of the words: a command may reorder its argv. */
+	cli_fwd_argv = calloc((size_t)all_argc, sizeof(*cli_fwd_argv));
+	if (!cli_fwd_argv)
+		return op_error("%s", strerror(ENOMEM));
+	memcpy(cli_fwd_argv, all_argv + 1,
+	       (size_t)(all_argc - 1) * sizeof(*cli_fwd_argv));
+	cli_fwd_argc = all_argc - 1;
+	rc = c->fn(argc, argv);
+	free(cli_fwd_argv);
+	cli_fwd_argv = NULL;
+	return rc;
+}
+
+/* Runs the command ARGV names (ARGV[0] is the program), as bvault's
+ * main does (HOW CLI_LOCAL) or as bvaultd does for a caller of its admin
+ * socket (CLI_DAEMON), on the calling thread. Returns the exit status. */
+int cli_run(int argc, char **argv, int how)
+{
+	static _Thread_local char cmdname[64];
 	const char *word;
 	int group_seen = 0;
 
-	/* The store is private to its owner (storage/FORMAT.md, "File
-	 * modes"): RocksDB makes its files 0644 less the umask and cannot be
-	 * told otherwise, so the umask makes them 0600, as it does streams
-	 * and exports. */
-	umask(077);
+	if (how == CLI_DAEMON && !cli_name(argc, argv)) {
+		fprintf(CLI_ERR, "bvault: bvaultd carries out only the "
+			"commands that change the store\n");
+		return EXIT_OP;
+	}
 	if (argc < 2) {
-		fprintf(stderr, "bvault: missing command\n");
-		top_usage(stderr);
+		fprintf(CLI_ERR, "bvault: missing command\n");
+		top_usage(CLI_ERR);
 		return EXIT_USAGE;
 	}
 	word = argv[1];
 	if (strcmp(word, "-h") == 0 || strcmp(word, "--help") == 0 ||
 	    strcmp(word, "help") == 0) {
-		top_usage(stdout);
+		top_usage(CLI_OUT);
 		return 0;
 	}
 	if (strcmp(word, "--version") == 0 || strcmp(word, "version") == 0) {
-		printf("bvault %s\n", bv_version());
+		fprintf(CLI_OUT, "bvault %s\n", bv_version());
 		return 0;
 	}
 	for (size_t i = 0; i < NCOMMANDS; i++) {
@@ -2315,7 +2438,7 @@ int main(int argc, char **argv)
 				continue;
 			g_cmd = c->name;
 			g_usage = c->usage;
-			return c->fn(argc - 2, argv + 2);
+			return run_one(c, argc - 2, argv + 2, how, argc, argv);
 		}
 		if (strcmp(c->group, word) != 0)
 			continue;
@@ -2324,7 +2447,7 @@ int main(int argc, char **argv)
 			break;
 		if (strcmp(argv[2], "-h") == 0 ||
 		    strcmp(argv[2], "--help") == 0) {
-			group_usage(stdout, word);
+			group_usage(CLI_OUT, word);
 			return 0;
 		}
 		if (strcmp(c->name, argv[2]) != 0)
@@ -2332,18 +2455,18 @@ int main(int argc, char **argv)
 		snprintf(cmdname, sizeof(cmdname), "%s %s", c->group, c->name);
 		g_cmd = cmdname;
 		g_usage = c->usage;
-		return c->fn(argc - 3, argv + 3);
+		return run_one(c, argc - 3, argv + 3, how, argc, argv);
 	}
 	if (group_seen) {
 		if (argc < 3)
-			fprintf(stderr, "bvault %s: missing subcommand\n", word);
+			fprintf(CLI_ERR, "bvault %s: missing subcommand\n", word);
 		else
-			fprintf(stderr, "bvault %s: unknown subcommand '%s'\n",
+			fprintf(CLI_ERR, "bvault %s: unknown subcommand '%s'\n",
 				word, argv[2]);
-		group_usage(stderr, word);
+		group_usage(CLI_ERR, word);
 		return EXIT_USAGE;
 	}
-	fprintf(stderr, "bvault: unknown command '%s'\n", word);
-	top_usage(stderr);
+	fprintf(CLI_ERR, "bvault: unknown command '%s'\n", word);
+	top_usage(CLI_ERR);
 	return EXIT_USAGE;
 }

@@ -22,12 +22,23 @@
  * The connection reads nothing more meanwhile. Memory is thus bounded by
  * --max-sessions sessions and MAX_CONN connections' two buffers.
  *
+ * The admin socket, STORE/admin.sock (admin.c; PROTOCOL.md, "Admin
+ * socket"): bvault hands every command that changes the store to
+ * bvaultd, which runs it on a thread of its own (at most
+ * ADMIN_MAX_RUNNING at once) beside the sessions, for its own uid only.
+ * Agents and their groups are read from the store at each HELLO and
+ * BEGIN, never cached: an agent added there connects at once, and one
+ * removed is refused from its next connection or BEGIN (a session it
+ * has open runs to its COMMIT or ABORT).
+ *
  * SIGTERM or SIGINT: stop accepting, abort every open session (nothing
- * half-committed: the engine's invariant 2), close, exit 0.
+ * half-committed: the engine's invariant 2), close, wait for the admin
+ * commands running to end, exit 0.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -50,6 +61,7 @@
 #include <arpa/inet.h>
 #include <sodium.h>
 
+#include "admin.h"
 #include "bvault.h"
 #include "proto.h"
 
@@ -503,6 +515,15 @@ static void on_begin(struct conn *c, struct bvp_rd *r)
 	}
 	if (D.stopping) {
 		answer_error(c, BVP_E_BUSY, "the server is shutting down");
+		return;
+	}
+	/* The agent and its groups as the store has them now: bvault agent
+	 * rm (through the admin socket) takes effect here too. */
+	if (bv_agent_get(D.s, c->name, &c->agent, c->secret) < 0) {
+		logmsg("agent %s (%s): refused: no longer an agent of the "
+		       "store", c->name, c->peer);
+		answer_error(c, BVP_E_AUTH, "agent %s was removed", c->name);
+		c->closing = 1;
 		return;
 	}
 	int open = open_sessions();
@@ -1231,7 +1252,9 @@ static void usage(FILE *f)
 		   "Foreground; logs to stderr; SIGTERM or\nSIGINT aborts "
 		   "open sessions and exits. At most --max-sessions ingest\n"
 		   "sessions are open at once (default %d, at most %d); a "
-		   "BEGIN beyond that waits\nfor one to end.\n",
+		   "BEGIN beyond that waits\nfor one to end. The commands "
+		   "of bvault that change the store are carried\nout "
+		   "through STORE/admin.sock, for bvaultd's own user only.\n",
 		BVP_DEFAULT_PORT, DEFAULT_SESSIONS, MAX_CONN);
 }
 
@@ -1319,6 +1342,14 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	D.sfd = signalfd(-1, &ss, SFD_CLOEXEC);
 
+	/* Admin commands run in their caller's directory: the store's path
+	 * must not depend on the working directory. */
+	char abs_store[PATH_MAX];
+	if (!realpath(store, abs_store)) {
+		fprintf(stderr, "bvaultd: %s: %s\n", store, strerror(errno));
+		return 1;
+	}
+	store = abs_store;
 	bv_open_opts oo = { .workers = workers };
 	int rc = bv_store_open(store, &oo, &D.s);
 	if (rc < 0) {
@@ -1328,6 +1359,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	D.store_path = store;
+	/* After the writer lock: a socket file there is an earlier run's. */
+	if (admin_start(D.s, store, logmsg) < 0)
+		goto fail;
 	for (int i = 0; i < nl; i++)
 		if ((D.lfd[D.nlisten++] = listen_tcp(listen_spec[i])) < 0)
 			goto fail;
@@ -1386,9 +1420,11 @@ int main(int argc, char **argv)
 		close(D.lfd[i]);
 	if (unix_path)
 		unlink(unix_path);
+	admin_stop();
 	bv_store_close(D.s);
 	return 0;
 fail:
+	admin_stop();
 	stop_applier();
 	if (D.wakefd >= 0)
 		close(D.wakefd);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "cli.h"
 
 /* Name of the running command, for messages ("rp ls", "ingest"). */
@@ -20,6 +21,10 @@ _Thread_local const char *g_cmd = "";
 _Thread_local const char *g_usage = "";
 _Thread_local FILE *cli_out_f, *cli_err_f;
 _Thread_local bv_store *cli_held;
+_Thread_local int cli_in_fd = -1;
+_Thread_local const char *cli_held_path;
+_Thread_local char **cli_fwd_argv;
+_Thread_local int cli_fwd_argc;
 
 /* ---- messages ----------------------------------------------------------- */
 
@@ -433,6 +438,22 @@ void progress_end(struct progress *p)
 
 /* ---- store helpers ---------------------------------------------------- */
 
+/* bvaultd runs a command for a caller of its admin socket, who reached
+ * it through PATH/admin.sock: PATH is the held store's directory (a
+ * caller that swapped it meanwhile is refused). */
+static int held_store(const char *path, bv_store **out)
+{
+	struct stat a, b;
+
+	if (cli_held_path && (stat(path, &a) < 0 ||
+			      stat(cli_held_path, &b) < 0 ||
+			      a.st_dev != b.st_dev || a.st_ino != b.st_ino))
+		return op_error("%s is not the store this bvaultd serves (%s)",
+				path, cli_held_path);
+	*out = cli_held;
+	return 0;
+}
+
 /* Opens the store for a command. READING: a command that only reads
  * opens it read-only, whether or not another process writes it: it takes
  * no lock (so it never keeps bvaultd or an ingest from opening the store
@@ -445,9 +466,16 @@ int open_store_how(const char *path, int reading, bv_store **out)
 	bv_store *s = NULL;
 	int rc;
 
-	if (cli_held) {
-		*out = cli_held;
-		return 0;
+	if (cli_held)
+		return held_store(path, out);
+	if (!reading && cli_fwd_argv) {
+		rc = admin_forward(path, cli_fwd_argc, cli_fwd_argv);
+		if (rc >= 0) {
+			/* bvaultd ran it: bvault ends as the command did. */
+			fflush(stdout);
+			fflush(stderr);
+			exit(rc);
+		}
 	}
 	rc = bv_store_open(path, &o, &s);
 
@@ -482,11 +510,11 @@ int open_stream_out(const char *path, int *fd, int *created)
 {
 	*created = 0;
 	if (!path || strcmp(path, "-") == 0) {
-		if (isatty(STDOUT_FILENO))
+		if (isatty(fileno(CLI_OUT)))
 			return op_error("refusing to write a binary stream to "
 					"a terminal; use --out FILE or a "
 					"redirect");
-		*fd = STDOUT_FILENO;
+		*fd = fileno(CLI_OUT);
 		return 0;
 	}
 	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "bvault.h"
 
@@ -32,6 +33,10 @@ extern _Thread_local const char *g_usage;
 extern _Thread_local FILE *cli_out_f, *cli_err_f;
 #define CLI_OUT (cli_out_f ? cli_out_f : stdout)
 #define CLI_ERR (cli_err_f ? cli_err_f : stderr)
+/* Where a command reads stdin from ('-'): the caller's descriptor when
+ * the thread set cli_in_fd (it starts as -1), else standard input. */
+extern _Thread_local int cli_in_fd;
+#define CLI_IN_FD (cli_in_fd >= 0 ? cli_in_fd : STDIN_FILENO)
 
 /* A store the thread already holds open (bvaultd's, for a command over
  * the admin socket): open_store() and open_store_reading() hand it out
@@ -39,7 +44,31 @@ extern _Thread_local FILE *cli_out_f, *cli_err_f;
  * Commands close what open_store gave them with close_store(), never
  * with bv_store_close(). */
 extern _Thread_local bv_store *cli_held;
+/* The held store's directory: open_store() of another STORE is refused. */
+extern _Thread_local const char *cli_held_path;
 void close_store(bv_store *s);
+
+/* Set by cli_run in bvault for a command flagged CMD_CHANGES: the words
+ * of the whole command line (after "bvault"). open_store() (for writing)
+ * first hands the command to the store's bvaultd through its admin
+ * socket (admin.h) and, when one answered, ends bvault with the
+ * command's exit status there; else it opens the store as usual. */
+extern _Thread_local char **cli_fwd_argv;
+extern _Thread_local int cli_fwd_argc;
+
+/* The command table and its dispatch (tools/bvault.c). cli_run runs the
+ * command ARGV names (ARGV[0] is the program) on the calling thread and
+ * returns its exit status: HOW is CLI_LOCAL in bvault, CLI_DAEMON in
+ * bvaultd running it for a caller of its admin socket. A command's flags
+ * in the table: CMD_CHANGES, it changes the store (carried out by
+ * bvaultd when one holds the store); CMD_ALONE, it needs the store to
+ * itself (refused while bvaultd holds it). */
+enum { CLI_LOCAL, CLI_DAEMON };
+#define CMD_CHANGES 1
+#define CMD_ALONE 2
+int cli_run(int argc, char **argv, int how);
+/* The name of the command ARGV names ("agent add"), or NULL. */
+const char *cli_name(int argc, char **argv);
 
 enum { OPT_FLAG, OPT_VALUE };
 struct optdef {

@@ -57,12 +57,12 @@ int cmd_view_create(int argc, char **argv)
 	{
 		bv_view_info vi;
 		if (bv_view_info_get(s, pos[1], &vi) == 0)
-			printf("view %s of %s@%" PRIu64 "\n", vi.name,
-			       vi.replica, vi.rp);
+			fprintf(CLI_OUT, "view %s of %s@%" PRIu64 "\n", vi.name,
+				vi.replica, vi.rp);
 	}
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -78,23 +78,25 @@ static int view_ls_one(void *ud, const bv_view_info *v)
 
 	fmt_time(when, sizeof when, v->created);
 	if (l->json) {
-		printf("%s\n  {\"name\": ", l->n ? "," : "");
-		json_str(stdout, v->name);
-		printf(", \"replica\": ");
-		json_str(stdout, v->replica);
-		printf(", \"rp\": %" PRIu64 ", \"version\": %" PRIu64
-		       ", \"identity\": ", v->rp, v->version);
-		json_id(stdout, v->id);
-		printf(", \"created\": %" PRId64 ", \"size\": %" PRIu64
-		       ", \"written_bytes\": %" PRIu64 ", \"in_use\": %s}",
-		       v->created, v->size, v->written_bytes,
-		       v->in_use ? "true" : "false");
+		fprintf(CLI_OUT, "%s\n  {\"name\": ", l->n ? "," : "");
+		json_str(CLI_OUT, v->name);
+		fprintf(CLI_OUT, ", \"replica\": ");
+		json_str(CLI_OUT, v->replica);
+		fprintf(CLI_OUT, ", \"rp\": %" PRIu64 ", \"version\": %" PRIu64
+			", \"identity\": ", v->rp, v->version);
+		json_id(CLI_OUT, v->id);
+		fprintf(CLI_OUT,
+			", \"created\": %" PRId64 ", \"size\": %" PRIu64
+			", \"written_bytes\": %" PRIu64 ", \"in_use\": %s}",
+			v->created, v->size, v->written_bytes,
+			v->in_use ? "true" : "false");
 	} else {
 		human(size, sizeof size, (double)v->size);
 		human(written, sizeof written, (double)v->written_bytes);
-		printf("%-24s %s@%-10" PRIu64 " %10s %10s  %s%s\n", v->name,
-		       v->replica, v->rp, size, written, when,
-		       v->in_use ? "  in use" : "");
+		fprintf(CLI_OUT, "%-24s %s@%-10" PRIu64 " %10s %10s  %s%s\n",
+			v->name,
+			v->replica, v->rp, size, written, when,
+			v->in_use ? "  in use" : "");
 	}
 	l->n++;
 	return 0;
@@ -122,17 +124,18 @@ int cmd_view_ls(int argc, char **argv)
 	if (rc)
 		goto out;
 	if (l.json)
-		printf("[");
+		fprintf(CLI_OUT, "[");
 	else
-		printf("%-24s %-13s %10s %10s  %s\n", "VIEW", "OF", "SIZE",
-		       "WRITTEN", "CREATED");
+		fprintf(CLI_OUT, "%-24s %-13s %10s %10s  %s\n", "VIEW", "OF",
+			"SIZE",
+			"WRITTEN", "CREATED");
 	rc = bv_view_list(s, view_ls_one, &l);
 	if (l.json)
-		printf("%s]\n", l.n ? "\n" : "");
+		fprintf(CLI_OUT, "%s]\n", l.n ? "\n" : "");
 	if (rc < 0)
 		rc = store_error(s, rc);
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -158,7 +161,7 @@ int cmd_view_rm(int argc, char **argv)
 	if ((rc = bv_view_remove(s, pos[1])) < 0)
 		rc = store_error(s, rc);
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }
@@ -206,11 +209,11 @@ int cmd_view_promote(int argc, char **argv)
 	}
 	if (bv_view_info_get(s, pos[1], &vi) < 0)
 		snprintf(vi.replica, sizeof vi.replica, "?");
-	printf("view %s promoted: %s@%" PRIu64 "\n", pos[1],
-	       as ? as : vi.replica, rp);
+	fprintf(CLI_OUT, "view %s promoted: %s@%" PRIu64 "\n", pos[1],
+		as ? as : vi.replica, rp);
 	rc = 0;
 out:
-	bv_store_close(s);
+	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
 }

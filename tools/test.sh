@@ -120,10 +120,10 @@ if [ "$ASAN" -eq 1 ]; then
 fi
 
 # TSan for the code that runs threads: the worker pool, the ingest
-# flusher, shared stores, bvaultd's applier thread, the nbdkit plugin
-# (its parallel requests, the plugin built with TSan and loaded into
-# nbdkit with libtsan preloaded: test/nbd/lib.sh). Only the tests that
-# exercise threads run here
+# flusher, shared stores, bvaultd's applier and admin-command threads,
+# the nbdkit plugin (its parallel requests, the plugin built with TSan
+# and loaded into nbdkit with libtsan preloaded: test/nbd/lib.sh). Only
+# the tests that exercise threads run here
 # (TSan slows everything about tenfold).
 if [ "$ASAN" -eq 1 ]; then
 	say "building build-tsan/ (ThreadSanitizer)"
@@ -132,9 +132,9 @@ if [ "$ASAN" -eq 1 ]; then
 		say "testing build-tsan/"
 		TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/test/tsan.supp" \
 			run_meson_tests build-tsan --timeout-multiplier 4 \
-			engine-threads engine-api engine-readonly engine-space engine-view \
+			engine-threads engine-api engine-readonly engine-space engine-view engine-index \
 			engine-restore engine-heal unit-container unit-ring \
-			net-basic net-qemu net-heal nbd-parallel nbd-view
+			net-basic net-qemu net-admin net-heal nbd-parallel nbd-view
 	else
 		fail_extra "build of build-tsan/ (log: build-tsan/build.log)"
 	fi

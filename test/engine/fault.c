@@ -18,7 +18,11 @@
  *     real flush), read and index write fails. Each time the ingest
  *     fails with a message, and the store, reopened, reads exactly as
  *     before (RP 1 bit for bit, no RP 2, verify clean), and then takes
- *     the same ingest.
+ *     the same ingest. The Nth journal append and sync fail too; after
+ *     every index write and journal fault, the index rebuilt from the
+ *     journal alone reads as before as well. The journal's order is
+ *     checked like the containers': each index write journaled first,
+ *     a synced one's entry durable first.
  */
 #include <pthread.h>
 #include <sys/wait.h>
@@ -33,7 +37,7 @@ static uint8_t *img1, *img2;
 
 /* ---- the sequence and its checker ------------------------------------ */
 
-enum { EV_APPEND, EV_FLUSH, EV_KV };
+enum { EV_APPEND, EV_FLUSH, EV_KV, EV_JAPPEND, EV_JSYNC };
 
 struct ev {
 	int kind, res, sync;
@@ -109,6 +113,36 @@ static int order_ok(const struct ev *e, size_t n)
 	return 1;
 }
 
+/* The journal's half (FORMAT.md, "The index journal"): the kv layer's
+ * hook runs first in each write, so every index write (EV_KV) must be
+ * followed, before the next one, by its journal append, and a synced one
+ * by a journal sync after that append: the order in which bv_kv_write
+ * then hands the batch to RocksDB. */
+static int jorder_ok(const struct ev *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int appended = 0, synced = 0;
+		size_t k;
+
+		if (e[i].kind != EV_KV)
+			continue;
+		for (k = i + 1; k < n && e[k].kind != EV_KV; k++) {
+			if (e[k].kind == EV_JAPPEND)
+				appended = 1;
+			else if (e[k].kind == EV_JSYNC && appended)
+				synced = 1;
+		}
+		if (!appended || (e[i].sync && !synced)) {
+			diag("event %zu: an index write (%s) %s", i,
+			     e[i].sync ? "synced" : "unsynced", !appended ?
+			     "without its journal entry first" :
+			     "before its journal entry is durable");
+			return 0;
+		}
+	}
+	return 1;
+}
+
 static int kv_entry(void *ud, int put, enum bv_cf cf, const void *key,
 		    size_t klen, const void *val, size_t vlen)
 {
@@ -132,6 +166,7 @@ static int kv_entry(void *ud, int put, enum bv_cf cf, const void *key,
 struct run {
 	struct bv_fault_plan plan;
 	uint64_t kv_fail_at, kv_count;
+	uint64_t j_fail_at[2], j_count[2]; /* journal appends, syncs */
 	struct bv_cstore *fault;
 	int record;
 };
@@ -164,6 +199,22 @@ static int on_kv(void *ud, const struct bv_kv_batch *b, int sync)
 		e->sync = sync;
 		bv_kv_batch_each(b, kv_entry, e);
 	}
+	pthread_mutex_unlock(&evmu);
+	return rc;
+}
+
+static int on_journal(void *ud, int op, uint64_t lsn)
+{
+	struct run *r = ud;
+	int rc = 0;
+
+	(void)lsn;
+	pthread_mutex_lock(&evmu);
+	r->j_count[op]++;
+	if (r->j_fail_at[op] && r->j_count[op] == r->j_fail_at[op])
+		rc = -EIO;
+	if (r->record)
+		ev_new(op == 0 ? EV_JAPPEND : EV_JSYNC);
 	pthread_mutex_unlock(&evmu);
 	return rc;
 }
@@ -214,7 +265,7 @@ static int run_cmd(const char *cmd)
 
 /* Opens COPY through a wrapper with plan R, runs the ingest, closes. */
 static int faulted_ingest(const char *copy, struct run *r, char *msg,
-			  size_t mlen, uint64_t counts[4])
+			  size_t mlen, uint64_t counts[6])
 {
 	bv_store *s = NULL;
 	bv_open_opts o = { .workers = 2 };
@@ -229,16 +280,48 @@ static int faulted_ingest(const char *copy, struct run *r, char *msg,
 		return rc;
 	}
 	bv_kv_set_hook(s->kv, on_kv, r);
+	bv_journal_set_hook(s->journal, on_journal, r);
 	rc = ingest2(s);
 	snprintf(msg, mlen, "%s", rc < 0 ? bv_store_error(s) : "");
 	if (counts) {
 		for (int i = 0; i < BV_FAULT_OPS; i++)
 			counts[i] = bv_cstore_fault_count(r->fault, i);
 		counts[3] = r->kv_count;
+		counts[4] = r->j_count[0];
+		counts[5] = r->j_count[1];
 	}
 	bv_kv_set_hook(s->kv, NULL, NULL);
+	bv_journal_set_hook(s->journal, NULL, NULL);
 	bv_store_close(s);
 	return rc;
+}
+
+/* A copy of COPY without its index, rebuilt from the journal, reads as
+ * before the failed ingest: the journal holds what the index took. */
+static int rebuilt_as_before(const char *copy, const char *root)
+{
+	char cmd[8192], err[1024] = "", old[256];
+	char *rb = et_path(root, "rebuilt");
+	bv_index_backup_info in;
+	bv_replica_info ri;
+	bv_store *s;
+	int good;
+
+	snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s' && "
+		 "rm -rf '%s/index'", rb, copy, rb, rb);
+	if (run_cmd(cmd))
+		bail_out("copy");
+	if (bv_index_rebuild(rb, &in, old, sizeof old, err, sizeof err)) {
+		diag("rebuild: %s", err);
+		free(rb);
+		return 0;
+	}
+	s = et_open(rb);
+	good = bv_replica_info_get(s, "vm1", &ri) == 0 && ri.latest_rp == 1 &&
+	       et_export_eq(s, "vm1", 1, root, img1, SIZE);
+	bv_store_close(s);
+	free(rb);
+	return good;
 }
 
 /* The store reads as before the failed ingest, and takes it now. */
@@ -278,7 +361,7 @@ int main(void)
 	char *tmpl = et_path(root, "tmpl"), *copy = et_path(root, "copy");
 	char cmd[8192], msg[1024];
 	et_rng rng = { et_seed(99) };
-	uint64_t counts[4] = { 0 };
+	uint64_t counts[6] = { 0 };
 
 	img1 = malloc(SIZE);
 	img2 = malloc(SIZE);
@@ -339,14 +422,34 @@ int main(void)
 	   "index writes)", nlocs, nkv);
 	ok(order_ok(evs, nev), "no index write names a record or a tail "
 	   "before a flush made it durable");
-	ok(nkv > 0 && evs[nev - 1].kind == EV_KV && evs[nev - 1].sync,
-	   "the last write is the synced commit");
+	{
+		struct ev jbad[3];
+		memset(jbad, 0, sizeof jbad);
+		jbad[0].kind = EV_KV;
+		jbad[0].sync = 1;
+		jbad[1].kind = EV_JSYNC;
+		jbad[2].kind = EV_JAPPEND;
+		ok(!jorder_ok(jbad, 3), "the journal checker flags a synced "
+		   "index write whose entry is not durable before it");
+	}
+	ok(jorder_ok(evs, nev), "every index write is journaled first, and "
+	   "a synced one's entry is durable first (%" PRIu64 " appends, %"
+	   PRIu64 " syncs)", counts[4], counts[5]);
+	{
+		size_t last_kv = 0;
+		for (size_t i = 0; i < nev; i++)
+			if (evs[i].kind == EV_KV)
+				last_kv = i;
+		ok(nkv > 0 && evs[last_kv].sync,
+		   "the last write is the synced commit");
+	}
 
 	/* 2. every fault */
 	static const char *const what[] = { "container appends", "flushes",
-					    "reads", "index writes" };
-	for (int op = 0; op < 5; op++) {
-		int kind = op == 4 ? 1 : op == 3 ? 3 : op;
+					    "reads", "index writes",
+					    "journal appends", "journal syncs" };
+	for (int op = 0; op < 7; op++) {
+		int kind = op == 4 ? 1 : op >= 5 ? op - 1 : op;
 		uint64_t n = counts[kind];
 		int all_failed = 1, all_before = 1;
 		for (uint64_t k = 1; k <= n; k++) {
@@ -357,10 +460,17 @@ int main(void)
 				bail_out("copy");
 			if (kind == 3)
 				r.kv_fail_at = k;
+			else if (kind >= 4)
+				r.j_fail_at[kind - 4] = k;
 			else
 				r.plan.fail_at[kind] = k;
 			r.plan.after = op == 4;
 			rc = faulted_ingest(copy, &r, msg, sizeof msg, NULL);
+			if (kind >= 3 && !rebuilt_as_before(copy, root)) {
+				diag("%s, call %" PRIu64 ": the rebuilt index "
+				     "differs", what[kind], k);
+				all_before = 0;
+			}
 			if (rc >= 0 || !msg[0]) {
 				diag("%s, call %" PRIu64 ": the ingest did not fail "
 				     "(%d)", what[kind], k, rc);

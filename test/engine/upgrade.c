@@ -95,6 +95,14 @@ static void make_old(void)
 			removed++;
 			continue;
 		}
+		/* The journal's records (FORMAT.md, "The index journal"),
+		 * which the older code did not write either: removed with
+		 * journal/ below, as a store of then had neither. */
+		if ((kl == 4 && !memcmp(k, "jlsn", 4)) ||
+		    (kl == 5 && !memcmp(k, "jsnap", 5))) {
+			bv_kv_batch_delete(b, BV_CF_META, k, kl);
+			continue;
+		}
 		for (i = 0; i < sizeof old_prefix / sizeof *old_prefix; i++)
 			if (kl >= strlen(old_prefix[i]) &&
 			    !memcmp(k, old_prefix[i], strlen(old_prefix[i])))
@@ -115,6 +123,11 @@ static void make_old(void)
 	bv_kv_batch_free(b);
 	bv_kv_close(kv);
 	free(idx);
+	{
+		char *j = et_path(store, "journal");
+		et_rm_rf(j);
+		free(j);
+	}
 }
 
 /* A version 2 stream naming base identity BASE_ID (unknown to the store)
