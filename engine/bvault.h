@@ -703,6 +703,9 @@ typedef struct bv_stats {
 				       * committed version names (left by
 				       * aborted or crashed sessions) */
 	uint64_t unreferenced_bytes;  /* their records' bytes */
+	/* Chunks marked bad by verify and not healed yet (also from
+	 * bv_stats_counters): INVARIANTS.md 13. */
+	uint64_t bad_chunks;
 } bv_stats;
 
 /* Fills OUT: the index's counters and the files on disk
@@ -751,6 +754,11 @@ typedef struct bv_verify_result {
 	uint64_t damaged_bytes;  /* container bytes found damaged */
 	uint64_t needed_ranges;  /* REPLICA@RP ranges that read damage */
 	uint64_t unknown_bytes;  /* container bytes no commit names */
+	/* Chunks marked bad (bv_store_verify_opts, INVARIANTS.md 13): */
+	uint64_t bad_chunks;     /* chunks found bad (marked or to mark) */
+	uint64_t marked;         /* marked by this run */
+	uint64_t unmarked;       /* found bad, not marked by this run */
+	char not_marked[256];    /* why not, when UNMARKED > 0 ("" else) */
 } bv_verify_result;
 
 /* One finding of bv_store_verify_report(). */
@@ -780,8 +788,8 @@ typedef void (*bv_verify_fn)(void *ud, const bv_verify_report *r);
 
 /* Reads everything the store keeps: every container record by record,
  * every indexed chunk (decoded, its fingerprint recomputed), and every
- * map entry against the chunk index. Changes nothing; goes on past
- * damage. 0 when intact; BV_ECORRUPT when damage was found (OUT counts
+ * map entry against the chunk index. Changes nothing (marks nothing:
+ * bv_store_verify_opts does); goes on past damage. 0 when intact; BV_ECORRUPT when damage was found (OUT counts
  * it, bv_store_error names the first); another error when it could not
  * read on. Ingest sessions of this process wait while containers are
  * scanned. On a read-only store it checks what the store held at the
@@ -1074,6 +1082,67 @@ typedef struct bv_gc_report {
  * consistent: every committed RP reads as before, and the next run
  * finishes what this one began; a crash at any point likewise. */
 BV_API int bv_gc(bv_store *s, const bv_gc_opts *opts, bv_gc_report *report);
+
+/* ---- verify with marks, and check (INVARIANTS.md 13) ---------------- */
+
+/* What bv_store_verify_opts covers: with NSCOPE 0, the whole store; else
+ * only what the RPs named read (the chunks their map entries name). */
+typedef struct bv_verify_scope {
+	const char *name; /* a replica, or (RP 0) a replica or a group */
+	uint64_t rp;      /* an RP of replica NAME; 0: every RP of group
+			   * NAME (or of replica NAME's group) */
+} bv_verify_scope;
+
+typedef struct bv_verify_opts {
+	unsigned jobs;    /* reader threads; 0: one per core */
+	int read_only;    /* report only: mark nothing */
+	const bv_verify_scope *scope;
+	size_t nscope;
+	/* Called now and then with the bytes read so far and the bytes to
+	 * read (may be NULL); from the calling thread. */
+	bv_progress_fn progress;
+	void *progress_ud;
+} bv_verify_opts;
+
+/* bv_store_verify_report with options (O may be NULL: the whole store,
+ * one reader per core, marks). A chunk whose record does not read back
+ * (a checksum, a fingerprint, a short or missing container, a damaged
+ * index entry) is marked bad in the index ("bad/", storage/FORMAT.md) in
+ * one synced write at the end, when S is writable and O->read_only is 0;
+ * else OUT->unmarked counts them and OUT->not_marked says why. From then
+ * on no read hands the chunk out (the error names the chunk, its
+ * container and offset, and the REPLICA@RP range), bv_reader_digests
+ * gives its digest as unknown, and an ingest that meets the chunk's
+ * bytes again writes a fresh record and repoints the chunk index to it,
+ * removing the mark: every RP that needed it reads again. Safe to call
+ * on a thread of the writing process beside ingest sessions. Returns as
+ * bv_store_verify_report; BV_ENOTFOUND for a scope that names nothing. */
+BV_API int bv_store_verify_opts(bv_store *s, const bv_verify_opts *o,
+				bv_verify_fn fn, void *ud,
+				bv_verify_result *out);
+
+/* What bv_store_check_report() looked at. */
+typedef struct bv_check_result {
+	uint64_t containers;  /* container files */
+	uint64_t chunks;      /* chunk index entries held against headers */
+	uint64_t map_entries; /* map entries checked */
+	uint64_t problems;    /* inconsistencies (0: consistent) */
+} bv_check_result;
+
+/* Holds the index against the containers without reading chunk
+ * payloads: each chunk index entry's container exists and the record
+ * header at its offset repeats its fingerprint, codec and lengths; each
+ * map entry names a chunk the index holds and is of a version at or
+ * below its replica's committed head, or of the version an in-flight
+ * session writes; each container file is at or below the durable tail
+ * or kept by a "u/" record, else reported (kind BV_VERIFY_UNKNOWN, not
+ * a problem). Findings go to FN as bv_store_verify_report's (kind
+ * BV_VERIFY_INDEX for inconsistencies). Changes nothing; works on a
+ * read-only S. 0 when consistent; BV_ECORRUPT when not (OUT counts,
+ * bv_store_error names the first); BV_EDB, -ENOMEM, BV_EINVAL (a
+ * container backend that cannot read headers alone). */
+BV_API int bv_store_check_report(bv_store *s, bv_verify_fn fn, void *ud,
+				 bv_check_result *out);
 
 #ifdef __cplusplus
 }

@@ -110,6 +110,8 @@ struct slot {
 			    * earlier slot: the record is dropped (seal_run) */
 	uint8_t pinned;    /* fp is pinned against GC until the map entry
 			    * is applied or dropped (gc.c) */
+	uint8_t heal;      /* stored, but marked bad: a fresh record
+			    * replaces it (bad.c, invariant 13) */
 	int err;           /* lookup failed (phase A-C) */
 	bv_fp fp;
 	uint8_t digest[16];  /* plain digest (consistency checks:
@@ -447,6 +449,12 @@ static int index_batch(bv_ingest *in, struct batch *b)
 			bv_kv_batch_put(b->kvb, BV_CF_CHUNKS, sl->fp.b,
 					sizeof sl->fp.b, loc,
 					BV_LOC_DIGEST_SIZE);
+			if (sl->heal) {
+				/* The heal: the entry now names the fresh
+				 * record; the chunk was counted already. */
+				bv_bad_unmark(b->kvb, &sl->fp);
+				continue;
+			}
 			cst.chunks++;
 			cst.raw_bytes += sl->loc.raw_len;
 			cst.stored_bytes += sl->loc.stored_len;
@@ -480,6 +488,9 @@ static int index_batch(bv_ingest *in, struct batch *b)
 	else if (b->nnew && tail_later(b, s)) {
 		s->tail = b->tail;
 	}
+	for (size_t j = 0; !rc && j < b->nnew; j++)
+		if (b->slots[b->idx[j]].heal)
+			bv_bad_forget(s, &b->slots[b->idx[j]].fp);
 out:
 	pthread_mutex_unlock(&s->index_lock);
 	bv_kv_batch_clear(b->kvb);
@@ -722,6 +733,7 @@ static void work_chunk(void *ctx, size_t i)
 	sl->found = 0;
 	sl->has_digest = 0;
 	sl->dead = 0;
+	sl->heal = 0;
 	sl->err = 0;
 	if (sl->zero)
 		return;
@@ -773,6 +785,12 @@ static void work_chunk(void *ctx, size_t i)
 	}
 	rc = bv_kv_get(in->s->kv, BV_CF_CHUNKS, sl->fp.b, sizeof sl->fp.b, v,
 		       sizeof v, &vl);
+	/* Invariant 13: never dedup against a chunk marked bad; the chunk
+	 * is written anew, and its index entry repointed (index_batch). */
+	if (rc == 0 && bv_bad_has(in->s, &sl->fp)) {
+		sl->heal = 1;
+		rc = ST_ENOTFOUND;
+	}
 	if (rc == 0) {
 		sl->found = 1;
 		sl->has_digest =

@@ -19,6 +19,7 @@
  *          "csize" -> container size (le64)
  *          "gc/gen" -> GC generation (le64)
  *          "gc/r/" container(be32) -> generation it was retired at (le64)
+ *          "bad/" fingerprint(16) -> a chunk verify found bad (bad.c)
  */
 #ifndef BV_ENGINE_INTERNAL_H
 #define BV_ENGINE_INTERNAL_H
@@ -113,6 +114,7 @@ struct bv_store {
 	 * finds its retained neighbours while no other removal is between
 	 * its intent and its end, so that two never free by stale ones. */
 	pthread_mutex_t life_lock;
+	struct bv_badset *bad;    /* chunks marked bad (bad.c) */
 	/* Replicas held by an open ingest session (in-process). */
 	uint64_t busy[BV_SESSION_MAX * 4];
 	size_t nbusy;
@@ -402,10 +404,60 @@ int bv_chunks_read_runs(bv_store *s, struct bv_ring *ring, const bv_fp *fps,
 			uint8_t *buf, size_t len, struct bv_chunk_read *reads,
 			const char *replica);
 
+/* The index of the first read of READS[0..N) that failed in
+ * bv_chunks_read or bv_chunks_read_runs (N: none). */
+size_t bv_chunks_failed(const struct bv_chunk_read *reads, size_t n);
+/* Adds to the thread's message which range of REPLICA@RP (RP 0: the
+ * head) needs the chunk it names: bytes [FROM, TO). Returns RC. */
+int bv_fail_needs(int rc, const char *replica, uint64_t rp, uint64_t from,
+		  uint64_t to);
+
 /* reader.c: reads [OFF, OFF + LEN) into BUF; when ZMASK is not NULL,
  * ZMASK[j] is 1 for each chunk j of the range (counted from the chunk of
  * OFF) that is zeros and was not read. */
 int bv_reader_fill(bv_reader *r, void *buf, size_t len, uint64_t off,
 		   uint8_t *zmask);
+
+/* ---- chunks marked bad (bad.c; INVARIANTS.md 13, FORMAT.md "bad/") ---- */
+
+/* Marks the in-memory set holds; past it, lookups ask the index. */
+#define BV_BAD_MAX 65536u
+/* The meta "bad/" record: 1, i64 time, u32 container, u64 offset, i32
+ * error, u8 n, then n bytes of reason. */
+#define BV_BAD_REC_FIXED 26u
+#define BV_BAD_REASON_MAX 200u
+#define BV_BAD_REC_MAX (BV_BAD_REC_FIXED + BV_BAD_REASON_MAX)
+
+typedef struct bv_bad_info {
+	bv_fp fp;
+	int64_t time;        /* found, seconds since the epoch */
+	uint32_t container;  /* the record verify read (0: the chunk index
+			      * entry itself did not decode) */
+	uint64_t offset;
+	int32_t error;       /* what the read returned (BV_ECHECKSUM, ...) */
+	char reason[BV_BAD_REASON_MAX + 1];
+} bv_bad_info;
+
+/* Loads the marks into S->bad at open (also read-only). */
+int bv_bad_load(bv_store *s);
+void bv_bad_free(bv_store *s);
+/* 1 when FP is marked bad. Any thread; no allocation. */
+int bv_bad_has(bv_store *s, const bv_fp *fp);
+/* FP's mark from the index: 0, ST_ENOTFOUND, BV_ECORRUPT. */
+int bv_bad_get(bv_store *s, const bv_fp *fp, bv_bad_info *out);
+int bv_bad_decode(const uint8_t *v, size_t vl, bv_bad_info *out);
+/* Marks the N chunks of MARKS bad in one synced write (time: now), each
+ * only while its chunk index entry still names the record described
+ * (a heal may have moved it) and it is not marked already; *MARKED says
+ * how many were. Needs a writable S. Takes the index lock. */
+int bv_bad_mark(bv_store *s, const bv_bad_info *marks, size_t n,
+		size_t *marked);
+/* Ingest's heal (index_batch, index lock held): the delete of FP's mark
+ * into B; once B is written, bv_bad_forget drops it from the set. */
+void bv_bad_unmark(struct bv_kv_batch *b, const bv_fp *fp);
+void bv_bad_forget(bv_store *s, const bv_fp *fp);
+/* The number of "bad/" records. */
+int bv_bad_count(bv_store *s, uint64_t *n);
+char *bv_fp_hex(const bv_fp *fp, char out[33]);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -23,6 +24,7 @@ struct bv_reader {
 	bv_store *s;
 	char name[BV_NAME_MAX + 1];
 	uint64_t rid, version, size;
+	uint64_t rp;         /* 0: the head */
 	uint32_t cs;
 	struct bv_kv_iter *it;
 	struct bv_ring *ring;
@@ -36,6 +38,7 @@ struct bv_reader {
 	 * buffer, when they went through chunkbuf */
 	uint8_t **copy_to;
 	uint32_t *copy_off, *copy_len;
+	uint64_t *chunkno;   /* for each batched chunk: its number */
 };
 
 int bv_map_iter(bv_store *s, uint64_t rid, struct bv_kv_iter **out)
@@ -121,6 +124,30 @@ int bv_map_lookup(struct bv_kv_iter *it, uint64_t rid, uint64_t chunk,
 	return 2;
 }
 
+/* The message for chunk R, marked bad (invariant 13). */
+static int bad_fail(bv_store *s, const struct bv_chunk_read *r,
+		    const char *replica)
+{
+	char where[4096], hex[33], when[64] = "?";
+	bv_bad_info b;
+	struct tm tm;
+
+	if (s->cs->ops->where(s->cs, r->loc.container, where, sizeof where))
+		snprintf(where, sizeof where, "container %u", r->loc.container);
+	if (bv_bad_get(s, &r->fp, &b) == 0) {
+		time_t t = (time_t)b.time;
+		if (gmtime_r(&t, &tm))
+			strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	} else {
+		snprintf(b.reason, sizeof b.reason, "its mark is unreadable");
+	}
+	return bv_fail(BV_ECORRUPT, "replica %s: chunk %s (%s, offset %llu) "
+		       "is marked bad (bvault verify, %s: %s); it is not "
+		       "served until a host sends its bytes again",
+		       replica, bv_fp_hex(&r->fp, hex), where,
+		       (unsigned long long)r->loc.offset, when, b.reason);
+}
+
 /* Fills READS[0..N) from the chunk index: where FPS[i] is, into OUTS[i],
  * through SCRATCH (records of RAW_LEN bytes each, when not NULL). */
 static int chunks_locate(bv_store *s, const bv_fp *fps, void *const *outs,
@@ -133,6 +160,10 @@ static int chunks_locate(bv_store *s, const bv_fp *fps, void *const *outs,
 	uint64_t rec = bv_rec_size(raw_len);
 	int rc;
 
+	/* A failure below sets its read's res: callers find which chunk
+	 * failed (bv_chunks_failed) to name the range that needs it. */
+	for (size_t i = 0; i < n; i++)
+		reads[i].res = 0;
 	for (size_t done = 0; done < n;) {
 		size_t m = n - done < LOOKUP_MAX ? n - done : LOOKUP_MAX;
 		for (size_t i = 0; i < m; i++) {
@@ -145,17 +176,25 @@ static int chunks_locate(bv_store *s, const bv_fp *fps, void *const *outs,
 			return bv_fail_storage(rc, replica);
 		for (size_t i = 0; i < m; i++) {
 			struct bv_chunk_read *r = &reads[done + i];
+			char hex[33];
+			bv_fp_hex(&fps[done + i], hex);
+			r->fp = fps[done + i];
 			if (!found[i])
-				return bv_fail(BV_ECORRUPT, "replica %s: a chunk "
-					       "its map names is missing from "
-					       "the chunk index", replica);
+				return r->res = bv_fail(BV_ECORRUPT, "replica "
+					       "%s: chunk %s, which its map "
+					       "names, is missing from the "
+					       "chunk index", replica, hex);
 			rc = bv_chunk_loc_decode(vals + 64 * i, vlens[i],
 						 &r->loc);
 			if (rc || r->loc.raw_len != raw_len)
-				return bv_fail(BV_ECORRUPT, "replica %s: chunk "
-					       "index entry is damaged",
-					       replica);
-			r->fp = fps[done + i];
+				return r->res = bv_fail(BV_ECORRUPT, "replica "
+					       "%s: the chunk index entry of "
+					       "chunk %s is damaged", replica,
+					       hex);
+			/* Invariant 13: a chunk marked bad is not served,
+			 * whatever its record would read now. */
+			if (bv_bad_has(s, &r->fp))
+				return r->res = bad_fail(s, r, replica);
 			r->out = outs[done + i];
 			r->scratch = scratch ? scratch + rec * (done + i) : NULL;
 			r->res = 0;
@@ -163,6 +202,28 @@ static int chunks_locate(bv_store *s, const bv_fp *fps, void *const *outs,
 		done += m;
 	}
 	return 0;
+}
+
+size_t bv_chunks_failed(const struct bv_chunk_read *reads, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && reads[i].res == 0)
+		i++;
+	return i;
+}
+
+int bv_fail_needs(int rc, const char *replica, uint64_t rp, uint64_t from,
+		  uint64_t to)
+{
+	char msg[1024], at[32] = " (its head)";
+
+	snprintf(msg, sizeof msg, "%s", bv_last_error());
+	if (rp)
+		snprintf(at, sizeof at, "@%llu", (unsigned long long)rp);
+	return bv_fail(rc, "%s; %s%s needs it for bytes %llu to %llu", msg,
+		       replica, at, (unsigned long long)from,
+		       (unsigned long long)to);
 }
 
 /* The message for the first failed read of READS (RC: the read's
@@ -178,8 +239,10 @@ static int chunks_fail(bv_store *s, const struct bv_chunk_read *reads,
 				      sizeof where))
 			snprintf(where, sizeof where, "container %u",
 				 reads[i].loc.container);
-		return bv_fail(reads[i].res, "replica %s: the chunk at offset "
+		char hex[33];
+		return bv_fail(reads[i].res, "replica %s: chunk %s at offset "
 			       "%llu of %s: %s%s", replica,
+			       bv_fp_hex(&reads[i].fp, hex),
 			       (unsigned long long)reads[i].loc.offset, where,
 			       bv_strerror(reads[i].res),
 			       reads[i].res == -EIO || reads[i].res == -ENOENT ?
@@ -239,6 +302,7 @@ void bv_reader_close(bv_reader *r)
 	free(r->copy_to);
 	free(r->copy_off);
 	free(r->copy_len);
+	free(r->chunkno);
 	free(r);
 }
 
@@ -259,6 +323,7 @@ int bv_reader_open(bv_store *s, const char *replica, uint64_t rp,
 				&rp_out)))
 		goto fail;
 	snprintf(r->name, sizeof r->name, "%s", replica);
+	r->rp = rp_out;
 	r->rid = rr.rid;
 	r->cs = rr.chunk_size;
 	r->nbatch = READ_BATCH_BYTES / r->cs;
@@ -301,8 +366,9 @@ int bv_reader_open(bv_store *s, const char *replica, uint64_t rp,
 	r->copy_to = calloc(r->nbatch, sizeof *r->copy_to);
 	r->copy_off = calloc(r->nbatch, sizeof *r->copy_off);
 	r->copy_len = calloc(r->nbatch, sizeof *r->copy_len);
+	r->chunkno = calloc(r->nbatch, sizeof *r->chunkno);
 	if (!r->fps || !r->outs || !r->reads || !r->copy_to || !r->copy_off ||
-	    !r->copy_len)
+	    !r->copy_len || !r->chunkno)
 		goto fail;
 	*out = r;
 	return 0;
@@ -354,6 +420,7 @@ int bv_reader_fill(bv_reader *r, void *buf, size_t len, uint64_t off,
 				memset(dst, 0, n);
 			} else {
 				r->fps[nb] = fp;
+				r->chunkno[nb] = c;
 				if (o == 0 && n == r->cs) {
 					r->outs[nb] = dst;
 					r->copy_to[nb] = NULL;
@@ -374,8 +441,14 @@ int bv_reader_fill(bv_reader *r, void *buf, size_t len, uint64_t off,
 			continue;
 		if ((rc = bv_chunks_read(r->s, r->ring, r->fps, r->outs, nb,
 					 r->cs, r->scratch, r->reads,
-					 r->name)))
-			return rc;
+					 r->name))) {
+			size_t i = bv_chunks_failed(r->reads, nb);
+			uint64_t from = i < nb ? r->chunkno[i] * r->cs : 0;
+			uint64_t to = from + r->cs < r->size ? from + r->cs :
+				      r->size;
+			return i < nb ? bv_fail_needs(rc, r->name, r->rp, from,
+						      to) : rc;
+		}
 		for (size_t i = 0; i < nb; i++)
 			if (r->copy_to[i])
 				memcpy(r->copy_to[i],
@@ -482,6 +555,12 @@ int bv_reader_digests(bv_reader *r, uint64_t first, size_t n,
 			       bv_fail_storage(rc, r->name);
 		if (rc == 0) {
 			kinds[i] = BV_DIGEST_ZERO;
+			continue;
+		}
+		/* Invariant 13: a chunk marked bad has no digest to
+		 * compare with, so that the agent sends its bytes. */
+		if (bv_bad_has(r->s, &fps[m])) {
+			kinds[i] = BV_DIGEST_UNKNOWN;
 			continue;
 		}
 		if (rc == 2) { /* the map entry holds it: no index lookup */

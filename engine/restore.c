@@ -98,6 +98,7 @@ struct restore {
 	char name[BV_NAME_MAX + 1];
 	char dest[512];
 	uint64_t rid, version, size;
+	uint64_t rp;         /* 0: the head */
 	uint32_t cs;
 	size_t nch;          /* chunks per window */
 	size_t slice;        /* chunks per slice */
@@ -501,8 +502,16 @@ static int do_slice(struct restore *R, struct lane *l, struct window *w,
 	rc = 0;
 	if (m && (rc = bv_chunks_read_runs(R->s, l->ring, l->fps, l->outs, m,
 					   R->cs, l->scratch, l->scratch_len,
-					   l->reads, R->name)))
+					   l->reads, R->name))) {
+		size_t k = bv_chunks_failed(l->reads, m);
+		if (k < m) {
+			uint64_t from = (first + l->need[k]) * R->cs;
+			uint64_t to = from + R->cs < R->size ? from + R->cs :
+				      R->size;
+			rc = bv_fail_needs(rc, R->name, R->rp, from, to);
+		}
 		goto out;
+	}
 	for (size_t k = 0; k < m; k++) {
 		size_t j = l->need[k];
 		uint8_t *dst = w->buf + j * (size_t)R->cs;
@@ -777,6 +786,7 @@ static int restore_init(struct restore *R, bv_store *s, const char *replica,
 	if ((rc = bv_replica_at(s, replica, rp, &rr, &R->version, &R->size,
 				&rp_out)) == 0) {
 		snprintf(R->name, sizeof R->name, "%s", replica);
+		R->rp = rp_out;
 		R->rid = rr.rid;
 		R->cs = rr.chunk_size;
 		R->res.size = R->size;

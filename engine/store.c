@@ -545,6 +545,8 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 		return rc;
 	if (!s->read_only && (rc = bv_gc_state_new(s)))
 		return bv_fail(rc, "store %s: %s", path, strerror(-rc));
+	if ((rc = bv_bad_load(s)))
+		return rc;
 	unsigned w = opts && opts->workers ? opts->workers :
 		     (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	if (w < 1)
@@ -583,6 +585,7 @@ void bv_store_close(bv_store *s)
 	bv_pool_free(s->pool);
 	if (s->cs)
 		s->cs->ops->close(s->cs);
+	bv_bad_free(s);
 	bv_kv_close(s->kv);
 	bv_journal_close(s->journal);
 	bv_gc_state_free(s);
@@ -862,6 +865,8 @@ int bv_stats_counters(bv_store *s, bv_stats *out)
 	rc = bv_kv_iter_status(it);
 	bv_kv_iter_free(it);
 	if (rc)
+		return bv_fail_storage(rc, s->path);
+	if ((rc = bv_bad_count(s, &out->bad_chunks)))
 		return bv_fail_storage(rc, s->path);
 	out->index_lost = s->index_lost;
 	if ((rc = s->cs->ops->usage(s->cs, &out->containers,

@@ -175,6 +175,20 @@ int bv_cset_read_runs(struct bv_cset *cs, struct bv_ring *ring,
 		      struct bv_chunk_read *reads, size_t n, uint8_t *buf,
 		      size_t len);
 
+/* As bv_cset_read, but reads and checks each record's header only (its
+ * checksum, and that it repeats LOC's codec and lengths and FP): for
+ * bvault check, which holds the index against the containers without
+ * reading payloads. SCRATCH needs BV_REC_HDR bytes; OUT is not used. A
+ * header past the end of the file fails with -EIO. */
+int bv_cset_read_headers(struct bv_cset *cs, struct bv_ring *ring,
+			 struct bv_chunk_read *reads, size_t n);
+
+/* Parses record header H (read at OFFSET of CONTAINER) into LOC and FP:
+ * 0, ST_ECORRUPT (not a record header, impossible fields) or
+ * ST_ECHECKSUM (its checksum). */
+int bv_rec_hdr_parse(const uint8_t h[BV_REC_HDR], uint32_t container,
+		     uint64_t offset, struct bv_chunk_loc *loc, bv_fp *fp);
+
 /* Scans container ID record by record, calling CB for each intact record
  * (for verify and index rebuild). Stops at the first damaged record with
  * ST_ECORRUPT, naming its offset in *BAD_OFF. */
@@ -193,6 +207,16 @@ int bv_cset_scan_all(struct bv_cset *cs, uint32_t id,
 		     int (*damage)(void *ud, uint32_t id, uint64_t off,
 				   uint64_t len),
 		     void *ud, uint64_t *bad_off);
+
+/* As bv_cset_scan_all, with CB given each intact record's decoded bytes
+ * too (RAW, loc->raw_len bytes, valid during the call): verify checks
+ * the chunk index against them in the same read. */
+int bv_cset_scan_data(struct bv_cset *cs, uint32_t id,
+		      int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+				const bv_fp *fp, const void *raw),
+		      int (*damage)(void *ud, uint32_t id, uint64_t off,
+				    uint64_t len),
+		      void *ud);
 
 /* The ids of every container file, ascending, in *IDS (malloc'ed; the
  * caller frees it). */

@@ -64,6 +64,11 @@ struct bv_cstore_ops {
 	int (*read_runs)(struct bv_cstore *c, struct bv_ring *ring,
 			 struct bv_chunk_read *reads, size_t n, uint8_t *buf,
 			 size_t len);
+	/* As read, checking each record's header alone against its
+	 * location and fingerprint (bv_cset_read_headers); NULL: the
+	 * backend cannot (check then says so). */
+	int (*read_headers)(struct bv_cstore *c, struct bv_ring *ring,
+			    struct bv_chunk_read *reads, size_t n);
 	/* Every intact record of container ID, and each damaged run. */
 	int (*scan)(struct bv_cstore *c, uint32_t id,
 		    int (*cb)(void *ud, const struct bv_chunk_loc *loc,
@@ -71,6 +76,14 @@ struct bv_cstore_ops {
 		    int (*damage)(void *ud, uint32_t id, uint64_t off,
 				  uint64_t len),
 		    void *ud);
+	/* As scan, giving CB each intact record's decoded bytes too
+	 * (bv_cset_scan_data); NULL: the backend cannot. */
+	int (*scan_data)(struct bv_cstore *c, uint32_t id,
+			 int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+				   const bv_fp *fp, const void *raw),
+			 int (*damage)(void *ud, uint32_t id, uint64_t off,
+				       uint64_t len),
+			 void *ud);
 	/* Removes container ID; -ENOENT if it is gone already. Never the
 	 * one being appended to (seal first). */
 	int (*remove)(struct bv_cstore *c, uint32_t id);

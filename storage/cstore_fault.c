@@ -124,6 +124,17 @@ static int f_read_runs(struct bv_cstore *c, struct bv_ring *ring,
 	return ret;
 }
 
+/* Headers are read as they are (check): not counted, never failed. */
+static int f_read_headers(struct bv_cstore *c, struct bv_ring *ring,
+			  struct bv_chunk_read *reads, size_t n)
+{
+	struct fault *f = fault_of(c);
+
+	if (!f->inner->ops->read_headers)
+		return ST_EINVAL;
+	return f->inner->ops->read_headers(f->inner, ring, reads, n);
+}
+
 static int f_rollback(struct bv_cstore *c)
 {
 	struct fault *f = fault_of(c);
@@ -161,6 +172,20 @@ static int f_scan(struct bv_cstore *c, uint32_t id,
 	struct fault *f = fault_of(c);
 
 	return f->inner->ops->scan(f->inner, id, cb, damage, ud);
+}
+
+static int f_scan_data(struct bv_cstore *c, uint32_t id,
+		       int (*cb)(void *ud, const struct bv_chunk_loc *loc,
+				 const bv_fp *fp, const void *raw),
+		       int (*damage)(void *ud, uint32_t id, uint64_t off,
+				     uint64_t len),
+		       void *ud)
+{
+	struct fault *f = fault_of(c);
+
+	if (!f->inner->ops->scan_data)
+		return ST_EINVAL;
+	return f->inner->ops->scan_data(f->inner, id, cb, damage, ud);
 }
 
 static int f_remove(struct bv_cstore *c, uint32_t id)
@@ -260,7 +285,9 @@ static const struct bv_cstore_ops fault_ops = {
 	.rollback = f_rollback,
 	.read = f_read,
 	.read_runs = f_read_runs,
+	.read_headers = f_read_headers,
 	.scan = f_scan,
+	.scan_data = f_scan_data,
 	.remove = f_remove,
 	.seal = f_seal,
 	.size = f_size,

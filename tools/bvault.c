@@ -39,6 +39,7 @@
 #include "cli.h"
 #include "cmd_index.h"
 #include "cmd_usage.h"
+#include "cmd_verify.h"
 #include "cmd_view.h"
 #include "cmd_life.h"
 
@@ -1321,100 +1322,6 @@ static void stat_line(const char *key, uint64_t v, int bytes)
 	}
 }
 
-/* verify's findings, as they come: a line each on stdout, or (JSON) an
- * element each of a "findings" array. */
-struct vprint {
-	int json;
-	uint64_t n;
-};
-
-static void print_finding(void *ud, const bv_verify_report *r)
-{
-	static const char *const kind[] = { "", "damaged", "needed", "unknown",
-					    "index" };
-	struct vprint *p = ud;
-	const char *k = r->kind >= 1 && r->kind <= 4 ? kind[r->kind] : "?";
-
-	if (!p->json) {
-		fprintf(CLI_OUT, "%-8s %s\n", k, r->message);
-		p->n++;
-		return;
-	}
-	fprintf(CLI_OUT, "%s\n    { \"kind\": \"%s\", \"message\": ",
-		p->n ? "," : "", k);
-	json_str(CLI_OUT, r->message);
-	if (r->kind == BV_VERIFY_NEEDED) {
-		fprintf(CLI_OUT, ", \"replica\": ");
-		json_str(CLI_OUT, r->replica);
-		fprintf(CLI_OUT, ", \"rp\": %" PRIu64 ", \"offset\": %" PRIu64
-			", \"length\": %" PRIu64, r->rp, r->off, r->len);
-	} else if (r->container) {
-		fprintf(CLI_OUT, ", \"container\": %u, \"offset\": %" PRIu64
-			", \"length\": %" PRIu64, r->container, r->offset,
-			r->length);
-	}
-	fprintf(CLI_OUT, " }");
-	p->n++;
-}
-
-static int cmd_verify(int argc, char **argv)
-{
-	int json = 0;
-	struct optdef defs[] = {
-		{ "json", OPT_FLAG, NULL, &json },
-		{ NULL, 0, NULL, NULL },
-	};
-	static const char *const names[] = { "STORE" };
-	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
-	bv_store *s = NULL;
-	bv_verify_result r;
-	int npos, rc;
-
-	if (!pos)
-		return op_error("%s", strerror(ENOMEM));
-	rc = parse_opts(argc, argv, defs, pos, &npos);
-	if (!rc)
-		rc = want_pos(npos, pos, 1, 1, names);
-	if (!rc)
-		rc = open_store_reading(pos[0], &s);
-	if (rc)
-		goto out;
-	struct vprint vp = { .json = json };
-	if (json)
-		fprintf(CLI_OUT, "{\n  \"findings\": [");
-	int vrc = bv_store_verify_report(s, print_finding, &vp, &r);
-	if (vrc < 0 && vrc != BV_ECORRUPT) {
-		if (json)
-			fprintf(CLI_OUT, "\n  ]\n}\n");
-		rc = store_error(s, vrc);
-		goto out;
-	}
-	if (json)
-		fprintf(CLI_OUT,
-			"%s],\n  \"containers\": %" PRIu64 ",\n  \"records\": %"
-			PRIu64 ",\n  \"chunks\": %" PRIu64
-			",\n  \"map_entries\": %" PRIu64
-			",\n  \"problems\": %" PRIu64
-			",\n  \"damaged_bytes\": %" PRIu64
-			",\n  \"needed_ranges\": %" PRIu64
-			",\n  \"unknown_bytes\": %" PRIu64 "\n}\n",
-			vp.n ? "\n  " : "", r.containers, r.records, r.chunks,
-			r.map_entries, r.problems, r.damaged_bytes,
-			r.needed_ranges, r.unknown_bytes);
-	else
-		fprintf(CLI_OUT,
-			"%" PRIu64 " containers (%" PRIu64 " records), %" PRIu64
-			" chunks read back, %" PRIu64 " map entries: %s\n",
-			r.containers, r.records, r.chunks, r.map_entries,
-			r.problems ? "DAMAGED" : "intact");
-	if (vrc == BV_ECORRUPT)
-		rc = store_error(s, vrc);
-out:
-	close_store(s);
-	free(pos);
-	return rc == HELP_SHOWN ? 0 : rc;
-}
-
 static int cmd_stats(int argc, char **argv)
 {
 	int json = 0, quick = 0;
@@ -1461,12 +1368,14 @@ static int cmd_stats(int argc, char **argv)
 			",\n  \"map_entries\": %" PRIu64
 			",\n  \"unknown_bytes\": %" PRIu64
 			",\n  \"unknown_ranges\": %" PRIu64
+			",\n  \"bad_chunks\": %" PRIu64
 			",\n  \"index_lost\": %s",
 			st.replicas, st.groups, st.rps, st.logical_bytes,
 			st.ingested_bytes, st.chunks, st.raw_bytes,
 			st.stored_bytes, st.containers, st.container_bytes,
 			st.index_bytes, st.map_entries, st.unknown_bytes,
-			st.unknown_ranges, st.index_lost ? "true" : "false");
+			st.unknown_ranges, st.bad_chunks,
+			st.index_lost ? "true" : "false");
 		if (st.scanned) {
 			fprintf(CLI_OUT, ",\n  \"protected_bytes\": %" PRIu64
 				",\n  \"live_chunks\": %" PRIu64
@@ -1519,6 +1428,7 @@ static int cmd_stats(int argc, char **argv)
 		stat_line("index", st.index_bytes, 1);
 		stat_line("map entries", st.map_entries, 0);
 		stat_line("unknown", st.unknown_bytes, 1);
+		stat_line("bad chunks", st.bad_chunks, 0);
 		if (st.scanned) {
 			stat_line("protected", st.protected_bytes, 1);
 			stat_line("live chunks", st.live_chunks, 0);
@@ -2420,16 +2330,35 @@ static const struct command commands[] = {
 	  "gives back). --quick: the counters alone, at once. The README\n"
 	  "lists every field.\n" },
 	{ NULL, "verify", cmd_verify,
-	  "usage: bvault verify STORE [--json]\n"
+	  "usage: bvault verify STORE [REPLICA@RP | GROUP]... [--jobs N]\n"
+	  "       [--read-only] [--json]\n"
 	  "Reads everything the store keeps: every container record by\n"
 	  "record, every indexed chunk (decoded, its fingerprint checked)\n"
-	  "and every map entry, going on past damage. Prints a line for\n"
-	  "each finding: 'damaged' (container bytes or a chunk, with the file\n"
+	  "and every map entry, going on past damage, on N reader threads\n"
+	  "(default: one per core). With REPLICA@RP or GROUP (every RP of\n"
+	  "it), only the chunks those RPs read. Prints a line for each\n"
+	  "finding: 'damaged' (container bytes or a chunk, with the file\n"
 	  "and offset), 'needed' (a REPLICA@RP byte range that reads damaged\n"
-	  "or missing data), 'unknown' (container bytes no commit names,\n"
-	  "kept), 'index' (damaged index entries, or commits the index\n"
-	  "lost). Exit 0 when intact, 1 when not. Opens read-only: works\n"
-	  "on a damaged store, and changes nothing.\n" },
+	  "or missing data, naming the chunk), 'unknown' (container bytes no\n"
+	  "commit names, kept), 'index' (damaged index entries, or commits\n"
+	  "the index lost). A chunk that does not read back is marked bad in\n"
+	  "the index: no read serves it and no ingest reuses it, and the\n"
+	  "next consistency check of the agent (bvault-agent --compare)\n"
+	  "sends it again, which heals every RP that needs it. Marking needs\n"
+	  "the store's writer: verify opens the store for writing when it\n"
+	  "can; beside a running bvaultd, on read-only media, or with\n"
+	  "--read-only it opens read-only, changes nothing, and says what it\n"
+	  "did not mark ('not marked: ...'). Exit 0 when intact, 1 when not.\n" },
+	{ NULL, "check", cmd_check,
+	  "usage: bvault check STORE [--json]\n"
+	  "Holds the index against the containers without reading chunk\n"
+	  "payloads: each chunk index entry's container exists and its\n"
+	  "record header repeats the fingerprint, codec and lengths; each\n"
+	  "map entry names a chunk the index holds and no version above its\n"
+	  "replica's head (but the one a session is writing); each container\n"
+	  "file is below the durable tail, recorded as kept, or reported.\n"
+	  "Findings print as verify's. Exit 0 when consistent, 1 when not.\n"
+	  "Opens read-only and changes nothing.\n" },
 	{ NULL, "recover", cmd_recover,
 	  "usage: bvault recover STORE --accept-index-loss\n"
 	  "Opens a store whose index lost commits it had made (a damaged\n"

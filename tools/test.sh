@@ -133,8 +133,8 @@ if [ "$ASAN" -eq 1 ]; then
 		TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/test/tsan.supp" \
 			run_meson_tests build-tsan --timeout-multiplier 4 \
 			engine-threads engine-lifecycle-threads engine-api engine-readonly engine-space engine-view engine-index \
-			engine-restore engine-gc-threads unit-container unit-ring \
-			net-basic net-qemu net-admin nbd-parallel nbd-view
+			engine-restore engine-gc-threads engine-heal unit-container unit-ring \
+			net-basic net-qemu net-admin net-heal nbd-parallel nbd-view
 	else
 		fail_extra "build of build-tsan/ (log: build-tsan/build.log)"
 	fi

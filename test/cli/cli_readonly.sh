@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cli_readonly.sh: the commands that only read (ls, rp ls, stats, export,
-# diff, verify, agent ls) open the store read-only (INVARIANTS.md 7):
+# diff, verify --read-only, check, agent ls) open the store read-only (INVARIANTS.md 7):
 #   - they create, change and remove nothing in the store: every file's
 #     name, type, size, mode, owner, mtime, ctime and contents are the
 #     same after them, also in a store a writer left mid-session (killed),
@@ -34,7 +34,8 @@ read_all() {
 	run_ok "$desc: rp ls REPLICA --json" "$@" "$BV" rp ls "$store" vm1 --json
 	run_ok "$desc: stats" "$@" "$BV" stats "$store"
 	run_ok "$desc: agent ls" "$@" "$BV" agent ls "$store"
-	run_ok "$desc: verify" "$@" "$BV" verify "$store"
+	run_ok "$desc: verify --read-only" "$@" "$BV" verify "$store" --read-only
+	run_ok "$desc: check" "$@" "$BV" check "$store"
 	rm -f "$out/x.img" "$out/d.bvs"
 	run_ok "$desc: export" "$@" "$BV" export "$store" vm1@latest "$out/x.img"
 	cmp -s "$out/x.img" "$T/img2"
