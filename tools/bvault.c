@@ -2116,7 +2116,10 @@ static const struct command commands[] = {
 	  "kept for an open reader goes at a later gc). Reports chunks and\n"
 	  "bytes found dead, containers rewritten and removed, bytes read,\n"
 	  "written and reclaimed. --dry-run changes nothing and reports what\n"
-	  "a run would do. Needs the store's writer (not beside bvaultd).\n" },
+	  "a run would do. Needs the store's writer: while bvaultd holds\n"
+	  "the store, bvaultd runs it (bvaultd --gc-interval runs it on a\n"
+	  "schedule too).\n",
+	  CMD_CHANGES },
 	{ "replica", "create", cmd_replica_create,
 	  "usage: bvault replica create STORE NAME --size SIZE "
 	  "[--chunk-size SIZE]\n"

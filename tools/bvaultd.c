@@ -161,6 +161,70 @@ static void logmsg(const char *fmt, ...)
 	funlockfile(stderr);
 }
 
+/* ---- garbage collection on a schedule (--gc-interval) --------------------- */
+
+/* A thread of the writer, beside the sessions and the admin commands
+ * (bv_gc is safe there: engine/gc.c): every GC.interval seconds it runs
+ * a GC with the default threshold and logs what it did. A run that
+ * finds containers a reader still holds leaves them to the next one. */
+static struct {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned interval; /* seconds; 0: no schedule */
+	int started, stop;
+} GC = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void *gc_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&GC.lock);
+	while (!GC.stop) {
+		struct timespec until;
+		bv_gc_opts o = { 0 };
+		bv_gc_report r;
+		int rc;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += GC.interval;
+		while (!GC.stop && pthread_cond_timedwait(&GC.cond, &GC.lock,
+							  &until) == 0)
+			;
+		if (GC.stop)
+			break;
+		pthread_mutex_unlock(&GC.lock);
+		rc = bv_gc(D.s, &o, &r);
+		if (rc < 0)
+			logmsg("gc: %s", bv_store_error(D.s));
+		else
+			logmsg("gc: %llu dead chunks (%llu bytes), %llu "
+			       "containers rewritten, %llu removed, %llu kept "
+			       "for readers; %llu bytes reclaimed",
+			       (unsigned long long)r.dead_chunks,
+			       (unsigned long long)r.dead_bytes,
+			       (unsigned long long)r.containers_rewritten,
+			       (unsigned long long)r.containers_removed,
+			       (unsigned long long)r.containers_waiting,
+			       (unsigned long long)r.bytes_reclaimed);
+		pthread_mutex_lock(&GC.lock);
+	}
+	pthread_mutex_unlock(&GC.lock);
+	return NULL;
+}
+
+static void gc_stop(void)
+{
+	if (!GC.started)
+		return;
+	pthread_mutex_lock(&GC.lock);
+	GC.stop = 1;
+	pthread_cond_signal(&GC.cond);
+	pthread_mutex_unlock(&GC.lock);
+	/* A run under way ends first: GC stops at no point of its own. */
+	pthread_join(GC.thread, NULL);
+	GC.started = 0;
+}
+
 /* ---- ring plumbing -------------------------------------------------------- */
 
 static uint64_t udata(int op, int idx, uint32_t gen)
@@ -1245,7 +1309,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: bvaultd STORE [--listen HOST:PORT] [--unix PATH] "
 		   "[--workers N]\n"
-		   "               [--max-sessions N]\n"
+		   "               [--max-sessions N] [--gc-interval SECONDS]\n"
 		   "       bvaultd --version\n"
 		   "Serves the store to bvault-agent (tools/PROTOCOL.md). "
 		   "Without --listen or\n--unix it listens on 127.0.0.1:%s. "
@@ -1254,7 +1318,9 @@ static void usage(FILE *f)
 		   "sessions are open at once (default %d, at most %d); a "
 		   "BEGIN beyond that waits\nfor one to end. The commands "
 		   "of bvault that change the store are carried\nout "
-		   "through STORE/admin.sock, for bvaultd's own user only.\n",
+		   "through STORE/admin.sock, for bvaultd's own user only.\n"
+		   "--gc-interval: run garbage collection every SECONDS "
+		   "(bvault gc; default: only\nwhen asked).\n",
 		BVP_DEFAULT_PORT, DEFAULT_SESSIONS, MAX_CONN);
 }
 
@@ -1284,7 +1350,8 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		if ((!strcmp(a, "--listen") || !strcmp(a, "--unix") ||
-		     !strcmp(a, "--workers") || !strcmp(a, "--max-sessions")) &&
+		     !strcmp(a, "--workers") || !strcmp(a, "--max-sessions") ||
+		     !strcmp(a, "--gc-interval")) &&
 		    i + 1 >= argc) {
 			fprintf(stderr, "bvaultd: %s needs a value\n", a);
 			return 2;
@@ -1316,6 +1383,16 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			D.max_sessions = (int)m;
+		} else if (!strcmp(a, "--gc-interval")) {
+			char *end;
+			unsigned long g = strtoul(argv[++i], &end, 10);
+			if (*end || !*argv[i] || g == 0 || g > 31u * 86400) {
+				fprintf(stderr, "bvaultd: --gc-interval %s: "
+					"not a number of seconds from 1 to "
+					"%u\n", argv[i], 31u * 86400);
+				return 2;
+			}
+			GC.interval = (unsigned)g;
 		} else if (a[0] == '-') {
 			fprintf(stderr, "bvaultd: unknown option '%s'\n", a);
 			usage(stderr);
@@ -1379,6 +1456,15 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	D.applier_started = 1;
+	if (GC.interval) {
+		if (pthread_create(&GC.thread, NULL, gc_main, NULL)) {
+			fprintf(stderr, "bvaultd: cannot start the gc thread: "
+				"%s\n", strerror(errno));
+			goto fail;
+		}
+		GC.started = 1;
+		logmsg("garbage collection every %u s", GC.interval);
+	}
 	for (int i = 0; i < D.nlisten; i++)
 		arm_accept(i);
 	arm_signal();
@@ -1420,10 +1506,12 @@ int main(int argc, char **argv)
 		close(D.lfd[i]);
 	if (unix_path)
 		unlink(unix_path);
+	gc_stop();
 	admin_stop();
 	bv_store_close(D.s);
 	return 0;
 fail:
+	gc_stop();
 	admin_stop();
 	stop_applier();
 	if (D.wakefd >= 0)

@@ -365,9 +365,22 @@ ok $? "bvaultd killed: the caller exits 1 and says so (exit $r)"
 [ $r -eq 1 ] || diag "$(cat "$T/k.err")"
 [ -S "$S/admin.sock" ] && (cd "$A" && "$BV" rp create store vm1) >"$T/out" 2>&1
 ok $? "a stale admin.sock: bvault opens the store itself"
-start_server || done_testing
+start_server --gc-interval 1 || done_testing
 (cd "$A" && "$BV" rp create store vm1) >"$T/out" 2>&1
 ok $? "a new bvaultd replaced the stale socket and serves"
+# Garbage collection: on request through the socket, and on a schedule.
+n0=$(log_count 'admin #.*: running')
+(cd "$A" && "$BV" gc store --json) >"$T/out" 2>"$T/err"
+rc=$?
+[ $rc -eq 0 ] && python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/out" &&
+	[ "$(log_count 'admin #.*: running')" -gt "$n0" ]
+ok $? "bvault gc through bvaultd (exit $rc)"
+[ $rc -eq 0 ] || diag "$(cat "$T/err")"
+grep -q "garbage collection every 1 s" "$LOG" && wait_log 'bvaultd: gc: .*reclaimed' 1
+ok $? "bvaultd --gc-interval 1 runs gc on its own and logs it"
+"$BVD" "$S" --gc-interval 0 >/dev/null 2>"$T/err"
+[ $? -eq 2 ] && grep -q -- "--gc-interval 0: not a number of seconds" "$T/err"
+ok $? "bvaultd --gc-interval 0 is refused"
 stop_server
 [ ! -e "$S/admin.sock" ]
 ok $? "bvaultd removed admin.sock at exit"
