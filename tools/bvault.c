@@ -1386,6 +1386,11 @@ static int cmd_stats(int argc, char **argv)
 				st.protected_bytes, st.live_chunks,
 				st.live_raw_bytes, st.live_bytes,
 				st.unreferenced_chunks, st.unreferenced_bytes);
+			fprintf(CLI_OUT, ",\n  \"reclaimable_bytes\": %" PRIu64,
+				st.container_bytes > st.live_bytes ?
+				st.container_bytes - st.live_bytes : 0);
+			ratio_json("live_share", st.live_bytes,
+				   st.container_bytes);
 			ratio_json("protected_ratio", st.protected_bytes,
 				   st.container_bytes);
 			ratio_json("live_dedup_ratio", st.protected_bytes,
@@ -1435,6 +1440,17 @@ static int cmd_stats(int argc, char **argv)
 			stat_line("live (raw)", st.live_raw_bytes, 1);
 			stat_line("live (stored)", st.live_bytes, 1);
 			stat_line("unreferenced", st.unreferenced_bytes, 1);
+			/* What a GC at 100% could give back: every container
+			 * byte that is not a live record (dead records,
+			 * padding, unknown bytes, headers). */
+			stat_line("reclaimable", st.container_bytes >
+				  st.live_bytes ? st.container_bytes -
+				  st.live_bytes : 0, 1);
+			if (st.container_bytes)
+				fprintf(CLI_OUT, "%-18s %12.2f  (live stored / "
+					"container files)\n", "live share",
+					(double)st.live_bytes /
+					(double)st.container_bytes);
 			if (st.container_bytes)
 				fprintf(CLI_OUT,
 					"%-18s %12.2f  (protected / container "
