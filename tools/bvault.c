@@ -2364,10 +2364,12 @@ static const struct command commands[] = {
 	  "the index: no read serves it and no ingest reuses it, and the\n"
 	  "next consistency check of the agent (bvault-agent --compare)\n"
 	  "sends it again, which heals every RP that needs it. Marking needs\n"
-	  "the store's writer: verify opens the store for writing when it\n"
-	  "can; beside a running bvaultd, on read-only media, or with\n"
+	  "the store's writer: while bvaultd holds the store, bvaultd runs\n"
+	  "verify (and marks); else verify opens the store for writing when\n"
+	  "it can. Beside another writer, on read-only media, or with\n"
 	  "--read-only it opens read-only, changes nothing, and says what it\n"
-	  "did not mark ('not marked: ...'). Exit 0 when intact, 1 when not.\n" },
+	  "did not mark ('not marked: ...'). Exit 0 when intact, 1 when not.\n",
+	  CMD_CHANGES },
 	{ NULL, "check", cmd_check,
 	  "usage: bvault check STORE [--json]\n"
 	  "Holds the index against the containers without reading chunk\n"

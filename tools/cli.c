@@ -460,6 +460,21 @@ static int held_store(const char *path, bv_store **out)
  * for writing, however long it runs), creates and changes nothing in the
  * store (so it works on a read-only mount and for a user who may only
  * read the store), and sees the store as it was at this moment. */
+void cli_try_forward(const char *path)
+{
+	int rc;
+
+	if (cli_held || !cli_fwd_argv)
+		return;
+	rc = admin_forward(path, cli_fwd_argc, cli_fwd_argv);
+	if (rc >= 0) {
+		/* bvaultd ran it: bvault ends as the command did. */
+		fflush(stdout);
+		fflush(stderr);
+		exit(rc);
+	}
+}
+
 int open_store_how(const char *path, int reading, bv_store **out)
 {
 	bv_open_opts o = { .workers = 0, .read_only = reading };
@@ -468,15 +483,8 @@ int open_store_how(const char *path, int reading, bv_store **out)
 
 	if (cli_held)
 		return held_store(path, out);
-	if (!reading && cli_fwd_argv) {
-		rc = admin_forward(path, cli_fwd_argc, cli_fwd_argv);
-		if (rc >= 0) {
-			/* bvaultd ran it: bvault ends as the command did. */
-			fflush(stdout);
-			fflush(stderr);
-			exit(rc);
-		}
-	}
+	if (!reading)
+		cli_try_forward(path);
 	rc = bv_store_open(path, &o, &s);
 
 	if (rc < 0) {

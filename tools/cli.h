@@ -47,6 +47,12 @@ extern _Thread_local bv_store *cli_held;
 /* The held store's directory: open_store() of another STORE is refused. */
 extern _Thread_local const char *cli_held_path;
 void close_store(bv_store *s);
+/* In bvault (not in bvaultd), for a command flagged CMD_CHANGES: when a
+ * bvaultd holds the store at PATH and answers on its admin socket, the
+ * command runs there and bvault exits with its status; else it returns
+ * and the command goes on by itself. open_store() calls it; a command
+ * that opens the store its own way (verify) calls it first. */
+void cli_try_forward(const char *path);
 
 /* Set by cli_run in bvault for a command flagged CMD_CHANGES: the words
  * of the whole command line (after "bvault"). open_store() (for writing)

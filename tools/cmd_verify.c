@@ -27,6 +27,9 @@ struct vprint {
 	int json;
 	uint64_t n;
 	struct progress *pr; /* cleared before a line is printed */
+	FILE *f;  /* the command's CLI_OUT: the findings come from the
+		   * engine's reader threads, where CLI_OUT (per thread)
+		   * would be bvaultd's own stdout */
 };
 
 static void print_finding(void *ud, const bv_verify_report *r)
@@ -35,7 +38,7 @@ static void print_finding(void *ud, const bv_verify_report *r)
 					    "index" };
 	struct vprint *p = ud;
 	const char *k = r->kind >= 1 && r->kind <= 4 ? kind[r->kind] : "?";
-	FILE *f = CLI_OUT;
+	FILE *f = p->f;
 
 	if (p->pr && p->pr->drawn) {
 		fputs("\r\033[K", p->pr->f);
@@ -79,6 +82,8 @@ static int open_for_verify(const char *path, int read_only, bv_store **s,
 		return read_only && !cli_held ? open_store_reading(path, s) :
 		       open_store(path, s);
 	}
+	/* While bvaultd holds the store, it runs verify (and marks). */
+	cli_try_forward(path);
 	rc = bv_store_open(path, &o, &w);
 	if (rc == 0) {
 		*s = w;
@@ -149,7 +154,7 @@ int cmd_verify(int argc, char **argv)
 	if (rc)
 		goto out;
 	progress_init(&pr, "verify");
-	struct vprint vp = { .json = json, .pr = &pr };
+	struct vprint vp = { .json = json, .pr = &pr, .f = f };
 	o.jobs = (unsigned)nj;
 	o.read_only = read_only;
 	o.scope = scope;
@@ -235,7 +240,7 @@ int cmd_check(int argc, char **argv)
 		rc = open_store_reading(pos[0], &s);
 	if (rc)
 		goto out;
-	struct vprint vp = { .json = json };
+	struct vprint vp = { .json = json, .f = f };
 	if (json)
 		fprintf(f, "{\n  \"findings\": [");
 	int crc = bv_store_check_report(s, print_finding, &vp, &r);
