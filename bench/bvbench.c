@@ -687,7 +687,7 @@ int main(int argc, char **argv)
 	char *store, *img1, *imgn, *strm, h1[32], h2[32];
 	bv_store *s = NULL;
 	bv_open_opts oo = { 0 };
-	bv_init_opts io;
+	bv_init_opts io = { 0 };
 	bv_stats st0, st1, st2, st3;
 	char err[512];
 	int o, made_dir = 0;

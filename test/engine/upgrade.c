@@ -102,7 +102,11 @@ static void make_old(void)
 		if ((kl > 3 && !memcmp(k, "bf/", 3)) ||
 		    (kl == 7 && !memcmp(k, "bfstart", 7)) ||
 		    (kl == 4 && !memcmp(k, "jlsn", 4)) ||
-		    (kl == 5 && !memcmp(k, "jsnap", 5))) {
+		    (kl == 5 && !memcmp(k, "jsnap", 5)) ||
+		    /* and GC's (engine/gc.c): the container size, the
+		     * generation, retired containers */
+		    (kl == 5 && !memcmp(k, "csize", 5)) ||
+		    (kl > 3 && !memcmp(k, "gc/", 3))) {
 			bv_kv_batch_delete(b, BV_CF_META, k, kl);
 			continue;
 		}
