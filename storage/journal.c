@@ -138,7 +138,8 @@ static int list_files(struct bv_journal *j, uint32_t **ids, size_t *n)
 		v[(*n)++] = id;
 	}
 	closedir(d);
-	qsort(v, *n, sizeof(*v), by_u32);
+	if (*n)
+		qsort(v, *n, sizeof(*v), by_u32);
 	*ids = v;
 	return 0;
 }
