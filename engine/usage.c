@@ -261,7 +261,8 @@ int bv_stats_usage(bv_store *s, const char *group, bv_usage **out, size_t *n)
 			goto out;
 		}
 	}
-	qsort(c.reps, c.nreps, sizeof *c.reps, by_rid);
+	if (c.nreps)
+		qsort(c.reps, c.nreps, sizeof *c.reps, by_rid);
 	if (!(u = calloc(c.nreps + c.ngrps + 1, sizeof *u))) {
 		rc = -ENOMEM;
 		goto out;
