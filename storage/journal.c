@@ -526,7 +526,7 @@ int bv_journal_last(struct bv_journal *j, uint64_t *lsn)
 	/* A file's entries all come after the older files' live ones, so
 	 * the newest file with a live entry ends the journal. */
 	for (size_t i = n; i-- > 0 && *lsn == 0 && rc == 0;) {
-		uint64_t off = FILE_HDR, l;
+		uint64_t off = FILE_HDR, l = 0;
 		size_t len;
 		int kind, fd = open_file(j, f[i].id, &f[i].base);
 
