@@ -834,8 +834,10 @@ int bv_stats_counters(bv_store *s, bv_stats *out)
 		const uint8_t *v = bv_kv_iter_value(it, &vl);
 		if (kl >= 2 && !memcmp(k, "g/", 2)) {
 			out->groups++;
-			if (vl >= 17)
-				out->rps += bv_get_le64(v + 9);
+		} else if (kl > 2 && !memcmp(k, "p/", 2)) {
+			/* One record per RP that exists: a group's latest
+			 * number counts the removed ones too. */
+			out->rps++;
 		} else if (kl >= 2 && !memcmp(k, "r/", 2)) {
 			out->replicas++;
 			if (vl == 37)

@@ -174,6 +174,9 @@ json_ok "$T/out"
 ok $? "group ls --json is JSON"
 grep -q '"members": \["a", "b", "c"\], "rps": 4, "latest_rp": 7' "$T/out"
 ok $? "group ls --json: members, rps, latest"
+run_ok "stats --json" "$BV" stats "$S" --json
+grep -q '"rps": 4,' "$T/out"
+ok $? "stats counts the RPs that exist (4), not the numbers given out (7)"
 
 # ---- replica rm ----
 run_ok "view rm v" "$BV" view rm "$S" v
