@@ -355,6 +355,18 @@ void bv_gc_read_end(bv_store *s)
 		pthread_rwlock_unlock(&s->gc->rd);
 }
 
+void bv_gc_exclude_begin(bv_store *s)
+{
+	if (s->gc)
+		pthread_mutex_lock(&s->gc->run);
+}
+
+void bv_gc_exclude_end(bv_store *s)
+{
+	if (s->gc)
+		pthread_mutex_unlock(&s->gc->run);
+}
+
 void bv_gc_set_hook(bv_store *s, void (*hook)(void *ud, int point), void *ud)
 {
 	if (!s->gc)

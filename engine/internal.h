@@ -319,6 +319,13 @@ void bv_gc_unindexed_drop(bv_store *s, uint32_t cid);
  * between reads). No-ops on a read-only store. */
 void bv_gc_read_begin(bv_store *s);
 void bv_gc_read_end(bv_store *s);
+/* Verify in a writing process (bvaultd): no GC runs between begin and
+ * end, so no container verify listed is rewritten or removed under its
+ * scan, and the index it holds the containers against stays theirs. A
+ * GC asked for meanwhile waits. No-ops on a read-only store (whose reads
+ * GC in another process keeps safe through the readers file). */
+void bv_gc_exclude_begin(bv_store *s);
+void bv_gc_exclude_end(bv_store *s);
 /* The readers file (FORMAT.md, "Readers"): a writable open makes it; a
  * read-only open enters (byte 0) before its index opens and settles at
  * its generation after. Failures only leave the open unlocked. */

@@ -1344,6 +1344,7 @@ int bv_store_verify_opts(bv_store *s, const bv_verify_opts *o,
 			"records (a damaged write-ahead log, or a directory "
 			"restored from an older copy); what it still holds is "
 			"checked below", s->path, s->path);
+	bv_gc_exclude_begin(s);
 	if (o && o->nscope) {
 		rc = resolve_scope(&v);
 		if (!rc)
@@ -1356,6 +1357,7 @@ int bv_store_verify_opts(bv_store *s, const bv_verify_opts *o,
 	out->chunks = atomic_load(&v.chunks);
 	if (!rc)
 		rc = mark_bad(&v, o);
+	bv_gc_exclude_end(s);
 	free(v.marks);
 	free(v.runs);
 	free(v.damaged);

@@ -11,6 +11,10 @@
  * whole disk twice (the first write's batch is indexed before the second
  * replaces it), while a GC thread runs GC after GC until the writer is
  * done. After every round every RP of both replicas is read bit for bit.
+ * Every fifth round a third thread verifies the whole store meanwhile
+ * (read only: nothing marked), which must find nothing wrong: verify and
+ * GC in one process exclude each other, so no container verify listed
+ * goes away under its scan.
  * A last GC on its own must then leave nothing above the threshold.
  *
  * BV_GC_ROUNDS sets the rounds (default 100; 30 under TSan, which is
@@ -27,7 +31,7 @@
 static bv_store *S;
 static struct gt_model M;
 static atomic_int writer_done;
-static int writer_rc, gc_rc, gc_runs;
+static int writer_rc, gc_rc, gc_runs, verify_rc, verify_runs;
 static uint64_t gc_dead;
 
 /* Pattern ID's chunk: compressible in part. */
@@ -123,6 +127,24 @@ static void *gc_main(void *arg)
 	return NULL;
 }
 
+static void *verify_main(void *arg)
+{
+	(void)arg;
+	do {
+		bv_verify_opts o = { .read_only = 1 };
+		bv_verify_result res;
+		int rc = bv_store_verify_opts(S, &o, NULL, NULL, &res);
+		if (rc < 0) {
+			diag("verify beside ingest and gc: %s",
+			     bv_store_error(S));
+			verify_rc = rc;
+			break;
+		}
+		verify_runs++;
+	} while (!atomic_load(&writer_done));
+	return NULL;
+}
+
 int main(void)
 {
 	setenv("BV_CONTAINER_MAX", GT_CMAX, 1);
@@ -142,13 +164,19 @@ int main(void)
 	struct round rd = { 0, { M.seed } };
 	int bad_round = -1;
 	for (rd.n = 0; rd.n < rounds; rd.n++) {
-		pthread_t w, g;
+		pthread_t w, g, v;
+		int verifying = rd.n % 5 == 4;
 		atomic_store(&writer_done, 0);
 		pthread_create(&g, NULL, gc_main, NULL);
+		if (verifying)
+			pthread_create(&v, NULL, verify_main, NULL);
 		pthread_create(&w, NULL, writer_main, &rd);
 		pthread_join(w, NULL);
 		pthread_join(g, NULL);
-		if (writer_rc < 0 || gc_rc < 0 || !gt_check(S, &M)) {
+		if (verifying)
+			pthread_join(v, NULL);
+		if (writer_rc < 0 || gc_rc < 0 || verify_rc < 0 ||
+		    !gt_check(S, &M)) {
 			bad_round = rd.n;
 			break;
 		}
@@ -158,6 +186,8 @@ int main(void)
 	   rounds);
 	diag("%d gc runs, %" PRIu64 " chunks deleted", gc_runs, gc_dead);
 	ok(gc_dead > 0, "GC found garbage while sessions ran");
+	ok(verify_runs > 0 && verify_rc == 0, "%d whole-store verifies beside "
+	   "them found nothing wrong", verify_runs);
 	bv_store_close(S);
 
 	S = et_open(dir);
