@@ -1094,7 +1094,8 @@ typedef struct bv_verify_scope {
 } bv_verify_scope;
 
 typedef struct bv_verify_opts {
-	unsigned jobs;    /* reader threads; 0: one per core */
+	unsigned jobs;    /* reader threads; 0: two per core (one's read
+			   * overlaps another's checks) */
 	int read_only;    /* report only: mark nothing */
 	const bv_verify_scope *scope;
 	size_t nscope;

@@ -578,6 +578,10 @@ int bv_store_writable(const bv_store *s)
 		       s->path);
 }
 
+/* A writer's close flushes the index's memtables when they hold this
+ * much (bv_kv_flush_big). */
+#define FLUSH_AT_CLOSE (1u << 20)
+
 void bv_store_close(bv_store *s)
 {
 	if (!s)
@@ -586,6 +590,10 @@ void bv_store_close(bv_store *s)
 	if (s->cs)
 		s->cs->ops->close(s->cs);
 	bv_bad_free(s);
+	/* Best effort: a failed flush leaves the log, which every open
+	 * replays. */
+	if (!s->read_only && s->kv)
+		(void)bv_kv_flush_big(s->kv, FLUSH_AT_CLOSE);
 	bv_kv_close(s->kv);
 	bv_journal_close(s->journal);
 	bv_gc_state_free(s);

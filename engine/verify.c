@@ -1331,7 +1331,9 @@ int bv_store_verify_opts(bv_store *s, const bv_verify_opts *o,
 	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&v.mu, &ma);
 	pthread_mutexattr_destroy(&ma);
-	v.jobs = o && o->jobs ? o->jobs : cores > 0 ? (unsigned)cores : 1;
+	/* Two readers a core: a scan reads a window and then checks it, so
+	 * one reader's read overlaps another's checks. */
+	v.jobs = o && o->jobs ? o->jobs : cores > 0 ? 2 * (unsigned)cores : 2;
 	if (v.jobs > 64)
 		v.jobs = 64;
 	atomic_init(&v.done_bytes, 0);

@@ -53,6 +53,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -474,6 +475,10 @@ static int open_secondary(struct bv_kv *kv)
 	return take_err(err, "kv open (read-only)");
 }
 
+/* The process that opened RocksDB first, whose background threads every
+ * open shares (bv_kv_flush_big). */
+static _Atomic pid_t first_pid;
+
 int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 	       struct bv_kv **out)
 {
@@ -482,8 +487,10 @@ int bv_kv_open(const char *path, const struct bv_kv_opts *o,
 	char *err = NULL;
 	size_t cache_mb;
 	int ret;
+	pid_t none = 0;
 
 	*out = NULL;
+	atomic_compare_exchange_strong(&first_pid, &none, getpid());
 	if (path == NULL) {
 		set_err("kv: no path");
 		ret = ST_EINVAL;
@@ -1353,6 +1360,26 @@ int bv_kv_flush(struct bv_kv *kv)
 	}
 	rocksdb_flushoptions_destroy(fo);
 	return ret;
+}
+
+int bv_kv_flush_big(struct bv_kv *kv, uint64_t min)
+{
+	uint64_t all = 0;
+
+	/* A flush waits for RocksDB's background threads, which a child
+	 * forked after the first open does not have (their pool is the
+	 * parent's): it would wait for ever. Such a child leaves the log. */
+	if (getpid() != first_pid)
+		return 0;
+
+	for (int i = 0; i < BV_CF_COUNT; i++) {
+		uint64_t n = 0;
+		if (rocksdb_property_int_cf(kv->db, cfh(kv, (enum bv_cf)i),
+					    "rocksdb.cur-size-all-mem-tables",
+					    &n) == 0)
+			all += n;
+	}
+	return all >= min ? bv_kv_flush(kv) : 0;
 }
 
 int bv_kv_compact_range(struct bv_kv *kv, enum bv_cf cf, const void *lo,

@@ -160,5 +160,11 @@ int bv_kv_compact_range(struct bv_kv *kv, enum bv_cf cf, const void *lo,
 			size_t lolen, const void *hi, size_t hilen);
 /* Flushes memtables to SST files (for stats and tests). */
 int bv_kv_flush(struct bv_kv *kv);
+/* Flushes them when they hold MIN bytes or more in all: a writer's clean
+ * close, so that read-only opens after it read tables instead of
+ * replaying the write-ahead log into a memtable of their own (on a store
+ * just ingested, most of their open). 0 or ST_EIO; nothing changes in
+ * what the index holds. */
+int bv_kv_flush_big(struct bv_kv *kv, uint64_t min);
 
 #endif
