@@ -111,12 +111,13 @@ if [ "$ASAN" -eq 1 ]; then
 	if build build-asan -Db_sanitize=address,undefined -Db_lundef=false; then
 		BUILDS+=(build-asan)
 		say "testing build-asan/"
-		# The long model and thread rounds run whole in build/; here
-		# fewer of them (one lifecycle seed, 30 GC rounds) keep the
-		# sanitizer stage within its time.
+		# The long model, crash and thread rounds run whole in build/;
+		# here fewer of them (one lifecycle seed, 30 GC rounds, 20
+		# model steps, 8 kills) keep the sanitizer stage within its
+		# time: the same code paths, fewer repetitions.
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 			UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-			BV_LIFE_SEEDS=1 BV_GC_ROUNDS=30 \
+			BV_LIFE_SEEDS=1 BV_GC_ROUNDS=30 BV_STEPS=20 BV_KILLS=8 \
 			run_meson_tests build-asan --no-suite slow --timeout-multiplier 3
 	else
 		fail_extra "build of build-asan/ (log: build-asan/build.log)"
