@@ -377,16 +377,84 @@ static int old_name(const char *store, char *buf, size_t len)
 	return -EEXIST;
 }
 
+/* Takes the writer's lock of STORE (the marker file's flock) into
+ * *LOCK: an index is never replaced under its writer. */
+static int writer_lock(const char *store, int *lock)
+{
+	char marker[4096];
+
+	snprintf(marker, sizeof marker, "%s/" BV_MARKER, store);
+	if ((*lock = open(marker, O_RDONLY | O_CLOEXEC)) < 0 ||
+	    flock(*lock, LOCK_EX | LOCK_NB) != 0)
+		return bv_fail(errno == EWOULDBLOCK ? BV_EBUSY : -errno,
+			       "store %s: %s", store, errno == EWOULDBLOCK ?
+			       "open for writing in another process (stop "
+			       "bvaultd, or the command using it, first: an "
+			       "index cannot be replaced under its writer)" :
+			       strerror(errno));
+	return 0;
+}
+
+/* Puts the new index TMP (WHAT: "restored", "rebuilt") in place of
+ * STORE/index, which is set aside as KEEP (STORE/index.old.N) when there
+ * is one, then proves it with a writable open (OO), which takes the
+ * writer's lock itself: *LOCK is given up first. On any failure the old
+ * index is back in place and TMP holds the new one (the caller removes
+ * it). */
+static int swap_in(const char *store, const char *tmp, const char *what,
+		   const bv_open_opts *oo, int *lock, char *keep,
+		   size_t keeplen)
+{
+	char idx[4096], why[1024];
+	struct stat st;
+	bv_store *s = NULL;
+	int rc = 0;
+
+	snprintf(idx, sizeof idx, "%s/index", store);
+	if (lstat(idx, &st) == 0 && ((rc = old_name(store, keep, keeplen)) ||
+				     rename(idx, keep) != 0))
+		return bv_fail(rc ? rc : -errno, "store %s: cannot set the "
+			       "index aside: %s", store,
+			       strerror(rc ? -rc : errno));
+	if (rename(tmp, idx) != 0) {
+		rc = bv_fail(-errno, "store %s: cannot put the %s index in "
+			     "place: %s", store, what, strerror(errno));
+		goto undo;
+	}
+	if ((rc = fsync_path(store))) {
+		rename(idx, tmp);
+		rc = bv_fail(rc, "store %s: cannot put the %s index in place: "
+			     "%s", store, what, strerror(-rc));
+		goto undo;
+	}
+	close(*lock);
+	*lock = -1;
+	if ((rc = bv_store_open(store, oo, &s))) {
+		snprintf(why, sizeof why, "%s", s ? bv_store_error(s) :
+			 bv_strerror(rc));
+		bv_store_close(s);
+		rename(idx, tmp);
+		rc = bv_fail(rc, "store %s: the %s index does not open (%s); "
+			     "the index it replaced is back in place", store,
+			     what, why);
+		goto undo;
+	}
+	bv_store_close(s);
+	return 0;
+undo:
+	if (*keep && rename(keep, idx) == 0)
+		fsync_path(store);
+	return rc;
+}
+
 int bv_index_restore(const char *store, const char *dir,
 		     bv_index_backup_info *info, char *old, size_t oldlen,
 		     char *errbuf, size_t errlen)
 {
 	bv_index_backup_info in;
 	bv_open_opts oo = { .accept_index_loss = 1 };
-	char idx[4096], tmp[4096], keep[4096] = "", marker[4096];
-	bv_store *s = NULL;
-	struct stat st;
-	int rc, lock = -1, had_index;
+	char tmp[4096], keep[4096] = "", marker[4096];
+	int rc, lock = -1;
 
 	if ((rc = bv_check_marker(store)))
 		goto out;
@@ -394,68 +462,26 @@ int bv_index_restore(const char *store, const char *dir,
 		rc = bv_fail(BV_EINVAL, "store %s: path too long", store);
 		goto out;
 	}
-	snprintf(marker, sizeof marker, "%s/" BV_MARKER, store);
-	if ((lock = open(marker, O_RDONLY | O_CLOEXEC)) < 0 ||
-	    flock(lock, LOCK_EX | LOCK_NB) != 0) {
-		rc = bv_fail(errno == EWOULDBLOCK ? BV_EBUSY : -errno,
-			     "store %s: %s", store, errno == EWOULDBLOCK ?
-			     "open for writing in another process (stop "
-			     "bvaultd, or the command using it, first: an "
-			     "index cannot be replaced under its writer)" :
-			     strerror(errno));
-		goto out;
-	}
-	if ((rc = bv_index_backup_read(dir, &in)) ||
+	if ((rc = writer_lock(store, &lock)) ||
+	    (rc = bv_index_backup_read(dir, &in)) ||
 	    (rc = same_store(store, dir, &in)))
 		goto out;
-	snprintf(idx, sizeof idx, "%s/index", store);
 	snprintf(tmp, sizeof tmp, "%s/index.restore", store);
 	/* A copy a restore cut short left behind (ours: never the index). */
 	remove_own_dir(tmp);
 	snprintf(marker, sizeof marker, "%s/index", dir);
 	if ((rc = copy_dir(marker, tmp)))
-		goto out;
-	had_index = lstat(idx, &st) == 0;
-	if (had_index && ((rc = old_name(store, keep, sizeof keep)) ||
-			  rename(idx, keep) != 0)) {
-		rc = bv_fail(rc ? rc : -errno, "store %s: cannot set the "
-			     "index aside: %s", store, strerror(rc ? -rc :
-								errno));
-		goto out;
-	}
-	if (rename(tmp, idx) != 0 || (rc = fsync_path(store))) {
-		rc = bv_fail(rc ? rc : -errno, "store %s: cannot put the "
-			     "restored index in place: %s", store,
-			     strerror(rc ? -rc : errno));
-		goto undo;
-	}
-	/* The open that proves the copy fits the containers takes the
-	 * writer's lock itself. */
-	close(lock);
-	lock = -1;
-	if ((rc = bv_store_open(store, &oo, &s))) {
-		char why[1024];
-
-		snprintf(why, sizeof why, "%s", s ? bv_store_error(s) :
-			 bv_strerror(rc));
-		bv_store_close(s);
-		s = NULL;
-		rename(idx, tmp);
-		rc = bv_fail(rc, "store %s: the restored index does not open "
-			     "(%s); the index it replaced is back in place",
-			     store, why);
-		goto undo;
-	}
-	bv_store_close(s);
+		goto fail_tmp;
+	if ((rc = swap_in(store, tmp, "restored", &oo, &lock, keep,
+			  sizeof keep)))
+		goto fail_tmp;
 	if (info)
 		*info = in;
 	if (old && oldlen)
 		snprintf(old, oldlen, "%s", keep);
 	rc = 0;
 	goto out;
-undo:
-	if (*keep && rename(keep, idx) == 0)
-		fsync_path(store);
+fail_tmp:
 	remove_own_dir(tmp);
 out:
 	if (lock >= 0)
@@ -532,12 +558,10 @@ int bv_index_rebuild(const char *store, bv_index_backup_info *info,
 		     char *old, size_t oldlen, char *errbuf, size_t errlen)
 {
 	bv_open_opts oo = { .accept_index_loss = 1 };
-	char idx[4096], tmp[4096], keep[4096] = "", sub[4096];
+	char tmp[4096], keep[4096] = "", sub[4096];
 	uint8_t id[16];
 	uint64_t entries = 0;
 	uint32_t which;
-	bv_store *s = NULL;
-	struct stat st;
 	int rc, lock = -1;
 
 	if ((rc = bv_check_marker(store)))
@@ -546,17 +570,8 @@ int bv_index_rebuild(const char *store, bv_index_backup_info *info,
 		rc = bv_fail(BV_EINVAL, "store %s: path too long", store);
 		goto out;
 	}
-	snprintf(sub, sizeof sub, "%s/" BV_MARKER, store);
-	if ((lock = open(sub, O_RDONLY | O_CLOEXEC)) < 0 ||
-	    flock(lock, LOCK_EX | LOCK_NB) != 0) {
-		rc = bv_fail(errno == EWOULDBLOCK ? BV_EBUSY : -errno,
-			     "store %s: %s", store, errno == EWOULDBLOCK ?
-			     "open for writing in another process (stop "
-			     "bvaultd, or the command using it, first: an "
-			     "index cannot be replaced under its writer)" :
-			     strerror(errno));
+	if ((rc = writer_lock(store, &lock)))
 		goto out;
-	}
 	/* Whose store: the containers' headers say, else the journal's. */
 	snprintf(sub, sizeof sub, "%s/containers", store);
 	rc = bv_cset_dir_owner(sub, id, &which);
@@ -572,7 +587,6 @@ int bv_index_rebuild(const char *store, bv_index_backup_info *info,
 			     "damaged: it cannot say whose store this is");
 		goto out;
 	}
-	snprintf(idx, sizeof idx, "%s/index", store);
 	snprintf(tmp, sizeof tmp, "%s/index.rebuild", store);
 	remove_own_dir(tmp); /* a rebuild cut short: ours */
 	snprintf(sub, sizeof sub, "%s/index.rebuild.seal", store);
@@ -580,34 +594,9 @@ int bv_index_rebuild(const char *store, bv_index_backup_info *info,
 	if ((rc = replay_into(store, id, tmp, &entries)))
 		goto fail_tmp;
 	unlink(sub); /* the seal of the new database's own open */
-	if (lstat(idx, &st) == 0 && ((rc = old_name(store, keep, sizeof keep)) ||
-				     rename(idx, keep) != 0)) {
-		rc = bv_fail(rc ? rc : -errno, "store %s: cannot set the "
-			     "index aside: %s", store, strerror(rc ? -rc :
-								errno));
+	if ((rc = swap_in(store, tmp, "rebuilt", &oo, &lock, keep,
+			  sizeof keep)))
 		goto fail_tmp;
-	}
-	if (rename(tmp, idx) != 0 || (rc = fsync_path(store))) {
-		rc = bv_fail(rc ? rc : -errno, "store %s: cannot put the "
-			     "rebuilt index in place: %s", store,
-			     strerror(rc ? -rc : errno));
-		goto undo;
-	}
-	close(lock);
-	lock = -1;
-	if ((rc = bv_store_open(store, &oo, &s))) {
-		char why[1024];
-
-		snprintf(why, sizeof why, "%s", s ? bv_store_error(s) :
-			 bv_strerror(rc));
-		bv_store_close(s);
-		rename(idx, tmp);
-		rc = bv_fail(rc, "store %s: the rebuilt index does not open "
-			     "(%s); the index it replaced is back in place",
-			     store, why);
-		goto undo;
-	}
-	bv_store_close(s);
 	snprintf(sub, sizeof sub, "%s/index", store);
 	if (info && (rc = describe(sub, info)))
 		goto out;
@@ -617,9 +606,6 @@ int bv_index_rebuild(const char *store, bv_index_backup_info *info,
 		snprintf(old, oldlen, "%s", keep);
 	rc = 0;
 	goto out;
-undo:
-	if (*keep && rename(keep, idx) == 0)
-		fsync_path(store);
 fail_tmp:
 	remove_own_dir(tmp);
 out:

@@ -139,7 +139,10 @@ out:
 	return rc == HELP_SHOWN ? 0 : rc;
 }
 
-static int cmd_group_create(int argc, char **argv)
+/* group create and group add: STORE GROUP REPLICA..., then FN. */
+static int group_members(int argc, char **argv,
+			 int (*fn)(bv_store *, const char *,
+				   const char *const *, size_t))
 {
 	static const char *const names[] = { "STORE", "GROUP", "REPLICA" };
 	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
@@ -159,8 +162,7 @@ static int cmd_group_create(int argc, char **argv)
 		rc = open_store(pos[0], &s);
 	if (rc)
 		goto out;
-	rc = bv_group_create(s, pos[1], (const char *const *)pos + 2,
-			     (size_t)npos - 2);
+	rc = fn(s, pos[1], (const char *const *)pos + 2, (size_t)npos - 2);
 	if (rc < 0) {
 		rc = store_error(s, rc);
 		goto out;
@@ -170,6 +172,17 @@ out:
 	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
+}
+
+static int cmd_group_create(int argc, char **argv)
+{
+	return group_members(argc, argv, bv_group_create);
+}
+
+/* New members take part from the group's next RP on. */
+static int cmd_group_add(int argc, char **argv)
+{
+	return group_members(argc, argv, bv_group_add);
 }
 
 /* ---- agent identities -------------------------------------------------- */

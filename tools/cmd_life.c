@@ -453,7 +453,7 @@ out:
 	return rc == HELP_SHOWN ? 0 : rc;
 }
 
-/* ---- replica rm, group add, group ls ------------------------------------ */
+/* ---- replica rm, group ls ------------------------------------ */
 
 int cmd_replica_rm(int argc, char **argv)
 {
@@ -478,39 +478,6 @@ int cmd_replica_rm(int argc, char **argv)
 		goto out;
 	}
 	fprintf(CLI_OUT, "removed replica %s\n", pos[1]);
-	rc = 0;
-out:
-	close_store(s);
-	free(pos);
-	return rc == HELP_SHOWN ? 0 : rc;
-}
-
-int cmd_group_add(int argc, char **argv)
-{
-	static const char *const names[] = { "STORE", "GROUP", "REPLICA" };
-	char **pos = pos_new(argc);
-	bv_store *s = NULL;
-	int npos, rc;
-
-	if (!pos)
-		return op_error("%s", strerror(ENOMEM));
-	rc = parse_opts(argc, argv, NULL, pos, &npos);
-	if (!rc)
-		rc = want_pos(npos, pos, 3, -1, names);
-	if (!rc)
-		rc = arg_name("group name", pos[1]);
-	for (int i = 2; !rc && i < npos; i++)
-		rc = arg_name("replica name", pos[i]);
-	if (!rc)
-		rc = open_store(pos[0], &s);
-	if (rc)
-		goto out;
-	rc = bv_group_add(s, pos[1], (const char *const *)pos + 2,
-			  (size_t)npos - 2);
-	if (rc < 0) {
-		rc = store_error(s, rc);
-		goto out;
-	}
 	rc = 0;
 out:
 	close_store(s);

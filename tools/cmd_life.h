@@ -11,7 +11,6 @@ int cmd_policy_set(int argc, char **argv);
 int cmd_policy_show(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_replica_rm(int argc, char **argv);
-int cmd_group_add(int argc, char **argv);
 int cmd_group_ls(int argc, char **argv);
 
 #endif
