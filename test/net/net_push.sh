@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# net_push.sh: bvault push, the replication of a group to a second
+# server, with two real bvaultd processes (each over its own Unix
+# socket):
+#  - 10 RPs of a replica, RP 3 removed here (a gap in the numbers), pushed
+#    while this store's own bvaultd serves it (push only reads), cut off
+#    twice (the push killed mid-RP, then the remote bvaultd killed
+#    mid-RP) and resumed: every RP arrives with its own number, label,
+#    time and version identity, and exports byte for byte as here;
+#  - a second push sends nothing, and says so;
+#  - a remote whose history differs (another identity at RP 1) is
+#    refused, naming both identities, and neither store changes;
+#  - an agent the remote did not grant the group is refused;
+#  - a group of two replicas: each RP arrives whole, both members in it.
+# Usage: net_push.sh BVAULT BVAULTD BVAULT_AGENT
+. "$(dirname "$0")/lib.sh"
+
+R=$T/remote
+RSOCK=$T/rsock
+RLOG=$T/remote.log
+
+start_remote() {
+	rm -f "$RSOCK"
+	"$BVD" "$R" --unix "$RSOCK" 2>>"$RLOG" &
+	RSRV=$!
+	for _ in $(seq 1 600); do
+		[ -S "$RSOCK" ] && return 0
+		kill -0 "$RSRV" 2>/dev/null || break
+		sleep 0.1
+	done
+	diag "the remote bvaultd did not start"; sed 's/^/# /' "$RLOG"
+	return 1
+}
+
+stop_remote() {
+	kill -TERM "$RSRV" 2>/dev/null
+	wait "$RSRV"
+	ok $? "the remote bvaultd exits 0 on SIGTERM"
+	! grep -q Sanitizer "$RLOG"
+	ok $? "no sanitizer report in the remote bvaultd's log"
+}
+
+rlog_wait() {
+	local i
+	for i in $(seq 1 600); do
+		[ "$(grep -c -- "$1" "$RLOG")" -ge "$2" ] && return 0
+		sleep 0.1
+	done
+	diag "the remote log never had $2 lines matching '$1'"
+	tail -n 10 "$RLOG" | sed 's/^/# /'
+	return 1
+}
+
+# mkrp STORE REPLICA IMAGE BASE LABEL: a full stream of IMAGE on BASE,
+# ingested as the group's next RP.
+mkrp() {
+	"$BV" mkstream "$3" --replica "$2" --base "$4" --out "$T/stream" &&
+		"$BV" ingest "$1" --rp --label "$5" "$T/stream" >/dev/null
+}
+
+# The RPs of REPLICA in STORE as "number time consistency label id" lines.
+rps() {
+	"$BV" rp ls "$1" "$2" --json |
+		python3 -c 'import json,sys
+for r in json.load(sys.stdin):
+    print(r["rp"], r["time"], r["consistency"], r["label"], r["identity"])'
+}
+
+# same_rps REPLICA DESC: the remote holds REPLICA's RPs as here, and each
+# exports byte for byte as here.
+same_rps() {
+	local bad=0 n
+	rps "$S" "$1" >"$T/rps.here" && rps "$R" "$1" >"$T/rps.there" ||
+		bad=1
+	cmp -s "$T/rps.here" "$T/rps.there" || {
+		bad=1
+		diag "RPs here:" "$(cat "$T/rps.here")" "RPs there:" \
+			"$(cat "$T/rps.there")"
+	}
+	for n in $(cut -d' ' -f1 "$T/rps.here"); do
+		"$BV" export "$S" "$1@$n" "$T/e.here" 2>/dev/null &&
+			"$BV" export "$R" "$1@$n" "$T/e.there" 2>/dev/null &&
+			cmp -s "$T/e.here" "$T/e.there" || {
+			bad=1
+			diag "$1@$n differs"
+		}
+	done
+	ok $bad "$2"
+}
+
+push() {
+	"$BV" push "$S" "$@" --unix "$RSOCK" --secret-file "$T/pusher.key" \
+		>"$T/out" 2>"$T/err" </dev/null
+}
+
+run_ok "init here" "$BV" init "$S" || done_testing
+run_ok "init the remote" "$BV" init "$R" || done_testing
+"$BV" agent add "$R" pusher --group vm --group dv --group g2 \
+	--secret-file "$T/pusher.key" >/dev/null &&
+	"$BV" agent add "$R" other --group elsewhere \
+		--secret-file "$T/other.key" >/dev/null
+ok $? "agents on the remote: pusher (vm, dv, g2) and other"
+
+# 10 RPs of vm: RP 1 and RP 6 change several MiB (the two cut-offs fall
+# in them), the others 64 KiB.
+mkimg "$T/img" 8
+for i in $(seq 1 10); do
+	case $i in
+	1) ;;
+	6) poke "$T/img" 0 4194304 ;;
+	*) poke "$T/img" $((i * 262144)) 65536 ;;
+	esac
+	mkrp "$S" vm "$T/img" $((i - 1)) "rp-$i" || break
+done
+ok $? "10 RPs of vm here"
+run_ok "RP 3 removed here (a gap in the numbers)" "$BV" rp rm "$S" vm@3
+
+start_server || done_testing
+start_remote || done_testing
+
+# Cut-off 1: the push killed in RP 1.
+"$BV" push "$S" vm --unix "$RSOCK" --name pusher --secret-file \
+	"$T/pusher.key" --bandwidth 2M >/dev/null 2>&1 &
+PU=$!
+rlog_wait 'pusher.*authenticated' 1
+sleep 1
+kill -9 $PU 2>/dev/null
+wait $PU 2>/dev/null
+rlog_wait 'session aborted' 1
+ok $? "push killed in RP 1: the remote aborts the session"
+[ -z "$(rps "$R" vm 2>/dev/null)" ]
+ok $? "... and holds no RP of vm"
+
+# Cut-off 2: the remote bvaultd killed in RP 6 (4 MiB at 2 MB/s).
+"$BV" push "$S" vm --unix "$RSOCK" --name pusher --secret-file \
+	"$T/pusher.key" --bandwidth 2M >"$T/out2" 2>"$T/err2" &
+PU=$!
+rlog_wait 'committed .* RP 5$' 1
+sleep 1
+kill -9 "$RSRV"
+wait "$RSRV" 2>/dev/null
+wait $PU
+r=$?
+[ $r -eq 1 ] && grep -q "server $RSOCK, group vm: RP 6" "$T/err2"
+ok $? "push fails when the remote dies in RP 6, naming server, group, RP"
+[ $r -eq 1 ] || { diag "exit $r"; sed 's/^/# /' "$T/out2" "$T/err2"; }
+grep -q "^sent RP 5 'rp-5'" "$T/out2"
+ok $? "... after it reported RP 5 sent"
+start_remote || done_testing
+[ "$(rps "$R" vm | cut -d' ' -f1 | tr '\n' ' ')" = "1 2 4 5 " ]
+ok $? "the remote holds RPs 1, 2, 4, 5 after the cut-offs"
+
+push vm --name pusher
+r=$?
+ok $r "push resumes"
+[ $r -eq 0 ] || sed 's/^/# /' "$T/out" "$T/err"
+[ "$(grep -c '^sent RP' "$T/out")" -eq 5 ] &&
+	grep -q "^sent RP 6 'rp-6'" "$T/out" &&
+	grep -q "^pushed 5 RPs of group vm" "$T/out"
+ok $? "... sending RPs 6 to 10 only"
+same_rps vm "the remote's RPs of vm: same numbers (the gap too), times, labels, identities, bytes"
+
+push vm --name pusher
+r=$?
+[ $r -eq 0 ] && grep -qx "nothing to send: the remote has every RP of vm" "$T/out"
+ok $? "a second push sends nothing, and says so"
+
+# A remote whose history differs: dv there was made apart from dv here.
+mkimg "$T/d1" 4
+mkrp "$S" dv "$T/d1" 0 here-1 && poke "$T/d1" 0 65536 &&
+	mkrp "$S" dv "$T/d1" 1 here-2
+ok $? "dv here: 2 RPs"
+stop_remote
+mkrp "$R" dv "$T/img" 0 there-1
+ok $? "dv on the remote: 1 RP of other content"
+start_remote || done_testing
+snapshot "$S" here
+snapshot "$R" there
+idh=$("$BV" rp ls "$S" dv --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["identity"])')
+idt=$("$BV" rp ls "$R" dv --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["identity"])')
+push dv --name pusher
+r=$?
+[ $r -eq 1 ] && grep -q "RP 1" "$T/err" && grep -q "$idh" "$T/err" &&
+	grep -q "$idt" "$T/err"
+ok $? "a divergent remote is refused, naming both identities"
+[ $r -eq 1 ] && grep -q "$idh" "$T/err" || sed 's/^/# /' "$T/err"
+same_snapshot "$S" here "this store is unchanged"
+same_snapshot "$R" there "the remote is unchanged"
+
+# An agent the remote did not grant the group.
+"$BV" push "$S" vm --unix "$RSOCK" --name other --secret-file \
+	"$T/other.key" >"$T/out" 2>"$T/err" </dev/null
+r=$?
+[ $r -eq 1 ] && grep -q "may not read group vm" "$T/err"
+ok $? "an agent without a grant on the group is refused"
+[ $r -eq 1 ] || sed 's/^/# /' "$T/err"
+"$BV" push "$S" vm --unix "$RSOCK" --name pusher --secret-file \
+	"$T/other.key" >"$T/out" 2>"$T/err" </dev/null
+[ $? -eq 1 ] && grep -q "authentication failed" "$T/err"
+ok $? "a wrong secret is refused"
+
+# A group of two replicas (made on both sides, as for agents).
+for st in "$S" "$R"; do
+	"$BV" replica create "$st" ga --size 4M >/dev/null &&
+		"$BV" replica create "$st" gb --size 2M >/dev/null &&
+		"$BV" group create "$st" g2 ga gb >/dev/null || break
+done
+ok $? "group g2 of ga and gb on both sides"
+mkimg "$T/ga" 4
+mkimg "$T/gb" 4
+truncate -s 2M "$T/gb"
+"$BV" mkstream "$T/ga" --replica ga --base 0 --out "$T/sa" &&
+	"$BV" mkstream "$T/gb" --replica gb --base 0 --out "$T/sb" &&
+	"$BV" ingest "$S" --rp --label g-1 "$T/sa" "$T/sb" >/dev/null &&
+	poke "$T/ga" 65536 65536 &&
+	"$BV" mkstream "$T/ga" --replica ga --base 1 --out "$T/sa" &&
+	"$BV" ingest "$S" --rp --label g-2 "$T/sa" >/dev/null &&
+	truncate -s 3M "$T/gb" && poke "$T/gb" 0 65536 &&
+	"$BV" mkstream "$T/gb" --replica gb --base 2 --out "$T/sb" &&
+	"$BV" ingest "$S" --rp --label g-3 "$T/sb" >/dev/null
+ok $? "3 RPs of g2 here (RP 2 changes ga, RP 3 grows gb)"
+push g2 --name pusher
+r=$?
+ok $r "push of g2"
+[ $r -eq 0 ] || sed 's/^/# /' "$T/out" "$T/err"
+grep -q "^sent RP 1 'g-1': 2 replicas" "$T/out"; ok $? "... each RP with both members"
+same_rps ga "ga's RPs on the remote as here"
+same_rps gb "gb's RPs on the remote as here"
+"$BV" rp ls "$R" g2 --json | python3 -c 'import json,sys
+rs = json.load(sys.stdin)
+sys.exit(0 if len(rs) == 3 and all(r["members"] == 2 for r in rs) else 1)'
+ok $? "the remote's RPs of g2 hold both members each"
+
+stop_remote
+stop_server
+done_testing
