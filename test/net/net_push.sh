@@ -21,7 +21,7 @@ RLOG=$T/remote.log
 
 start_remote() {
 	rm -f "$RSOCK"
-	"$BVD" "$R" --unix "$RSOCK" 2>>"$RLOG" &
+	"$BVD" "$R" --unix "$RSOCK" --listen 127.0.0.1:0 2>>"$RLOG" &
 	RSRV=$!
 	for _ in $(seq 1 600); do
 		[ -S "$RSOCK" ] && return 0
@@ -165,6 +165,77 @@ r=$?
 [ $r -eq 0 ] && grep -qx "nothing to send: the remote has every RP of vm" "$T/out"
 ok $? "a second push sends nothing, and says so"
 
+# What the remote takes from the network is checked (a hand-made client):
+# RPSV pages; ADDV of another base identity, COMMIT with an RP number
+# not above the latest or a time out of range, a malformed ADDV: refused,
+# nothing changed.
+snapshot "$R" before-py
+id10=$("$BV" rp ls "$R" vm --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["identity"])')
+python3 - "$RSOCK" "$T/pusher.key" "$id10" >"$T/py" 2>&1 <<'EOF'
+import socket, struct, sys, hmac, hashlib
+key = bytes.fromhex(open(sys.argv[2]).read().strip())
+id10 = bytes.fromhex(sys.argv[3])
+def frame(t, p=b''):
+    return struct.pack('<IBBH', len(p), t, 0, 0) + p
+def answer(s):
+    h = b''
+    while len(h) < 8:
+        d = s.recv(8 - len(h))
+        if not d: return None, b''
+        h += d
+    n, t = struct.unpack('<IB', h[:5])
+    p = b''
+    while len(p) < n: p += s.recv(n - len(p))
+    return t, p
+def login():
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(20)
+    s.sendall(frame(1, b'BVAULTP1' + struct.pack('<H', 1) + bytes([6]) + b'pusher'))
+    t, nonce = answer(s)
+    mac = hmac.new(key, b'bvault-agent-auth-v1' + nonce + b'pusher', hashlib.sha256).digest()
+    s.sendall(frame(2, mac)); answer(s)
+    return s
+def name(n): return bytes([len(n)]) + n
+s = login()
+s.sendall(frame(0x0c, struct.pack('<Q', 5) + name(b'vm')))
+t, p = answer(s)
+latest, size, gl = struct.unpack('<QQB', p[:17])
+n = struct.unpack('<I', p[17 + gl:21 + gl])[0]
+o, nums = 21 + gl, []
+for i in range(n):
+    num = struct.unpack('<Q', p[o:o + 8])[0]; ll = p[o + 33]
+    nums.append(num); o += 34 + ll
+print('rpsv', t == 0x80, latest, n, nums, o == len(p))
+wrong = b'\x5a' * 16
+s.sendall(frame(3)); answer(s)
+s.sendall(frame(0x0d, struct.pack('<QQ', 10, 8 << 20) + wrong + b'\0' * 16 + name(b'vm')))
+t, p = answer(s); print('base', t == 0x8f, struct.unpack('<H', p[:2])[0], p[4:].decode())
+s.sendall(frame(0x0d, struct.pack('<QQ', 10, 8 << 20) + id10 + b'\0' * 16 + name(b'vm')))
+t, p = answer(s); print('addv', t == 0x80)
+s.sendall(frame(8, bytes([1, 0]) + struct.pack('<q', 0) + bytes([0]) + struct.pack('<Q', 10)))
+t, p = answer(s); print('number', t == 0x8f, struct.unpack('<H', p[:2])[0], p[4:].decode())
+s.sendall(frame(3)); answer(s)
+s.sendall(frame(0x0d, struct.pack('<QQ', 10, 8 << 20) + id10 + b'\0' * 16 + name(b'vm')))
+answer(s)
+s.sendall(frame(8, bytes([1, 0]) + struct.pack('<q', -5) + bytes([0]) + struct.pack('<Q', 11)))
+t, p = answer(s); print('time', t == 0x8f, struct.unpack('<H', p[:2])[0], p[4:].decode())
+s.sendall(frame(3)); answer(s)
+s.sendall(frame(0x0d, struct.pack('<QQ', 10, 8 << 20) + b'\1' * 7))
+t, p = answer(s); print('short', t == 0x8f, p[4:].decode())
+print('closed', answer(s)[0] is None)
+EOF
+grep -q '^rpsv True 10 6 \[5, 6, 7, 8, 9, 10\] True' "$T/py"
+ok $? "RPSV from RP 5: the group's latest and RPs 5 to 10, labels and identities"
+grep -q "^base True 5 replica vm: stream base is version 5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a but the latest version is $id10" "$T/py"
+ok $? "ADDV of another base identity: ERROR base naming both"
+grep -q '^number True 6 group vm: RP number 10 is not above the group.s latest RP 10' "$T/py"
+ok $? "COMMIT with an RP number not above the latest: ERROR invalid"
+grep -q '^time True 6 RP time -5: not 0' "$T/py"
+ok $? "COMMIT with a time out of range: ERROR invalid"
+grep -q '^short True protocol error: a malformed ADDV' "$T/py" && grep -q '^closed True' "$T/py"
+ok $? "a malformed ADDV: a protocol error, the connection closed"
+grep -q '^addv True' "$T/py" || sed 's/^/# /' "$T/py"
+same_snapshot "$R" before-py "the remote is unchanged by the refused requests"
+
 # A remote whose history differs: dv there was made apart from dv here.
 mkimg "$T/d1" 4
 mkrp "$S" dv "$T/d1" 0 here-1 && poke "$T/d1" 0 65536 &&
@@ -219,9 +290,12 @@ truncate -s 2M "$T/gb"
 	"$BV" mkstream "$T/gb" --replica gb --base 2 --out "$T/sb" &&
 	"$BV" ingest "$S" --rp --label g-3 "$T/sb" >/dev/null
 ok $? "3 RPs of g2 here (RP 2 changes ga, RP 3 grows gb)"
-push g2 --name pusher
+# Over TCP this time (the remote listens on a port of its choosing).
+port=$(sed -n 's/.*listening on 127.0.0.1 port \([0-9]*\)$/\1/p' "$RLOG" | tail -n 1)
+"$BV" push "$S" g2 --server "127.0.0.1:$port" --name pusher --secret-file \
+	"$T/pusher.key" >"$T/out" 2>"$T/err" </dev/null
 r=$?
-ok $r "push of g2"
+ok $r "push of g2, over TCP"
 [ $r -eq 0 ] || sed 's/^/# /' "$T/out" "$T/err"
 grep -q "^sent RP 1 'g-1': 2 replicas" "$T/out"; ok $? "... each RP with both members"
 same_rps ga "ga's RPs on the remote as here"
