@@ -78,14 +78,26 @@ same_rps() {
 			"$(cat "$T/rps.there")"
 	}
 	for n in $(cut -d' ' -f1 "$T/rps.here"); do
-		"$BV" export "$S" "$1@$n" "$T/e.here" 2>/dev/null &&
-			"$BV" export "$R" "$1@$n" "$T/e.there" 2>/dev/null &&
-			cmp -s "$T/e.here" "$T/e.there" || {
+		cmp -s <("$BV" export "$S" "$1@$n" /dev/stdout 2>/dev/null ||
+			echo failed) \
+			<("$BV" export "$R" "$1@$n" /dev/stdout 2>/dev/null) || {
 			bad=1
 			diag "$1@$n differs"
 		}
 	done
 	ok $bad "$2"
+}
+
+# listing STORE FILE: every RP (identities of each replica's) and every
+# replica's head (version, identity, size): what a change would change.
+listing() {
+	{
+		"$BV" rp ls "$1" --json && "$BV" ls "$1" --json &&
+			for r in $("$BV" ls "$1" --json | python3 -c 'import json,sys
+for r in json.load(sys.stdin): print(r["name"])'); do
+				"$BV" rp ls "$1" "$r" --json || return 1
+			done
+	} >"$2" 2>&1
 }
 
 push() {
@@ -169,7 +181,7 @@ ok $? "a second push sends nothing, and says so"
 # RPSV pages; ADDV of another base identity, COMMIT with an RP number
 # not above the latest or a time out of range, a malformed ADDV: refused,
 # nothing changed.
-snapshot "$R" before-py
+listing "$R" "$T/r.before-py"
 id10=$("$BV" rp ls "$R" vm --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["identity"])')
 python3 - "$RSOCK" "$T/pusher.key" "$id10" >"$T/py" 2>&1 <<'EOF'
 import socket, struct, sys, hmac, hashlib
@@ -234,7 +246,8 @@ ok $? "COMMIT with a time out of range: ERROR invalid"
 grep -q '^short True protocol error: a malformed ADDV' "$T/py" && grep -q '^closed True' "$T/py"
 ok $? "a malformed ADDV: a protocol error, the connection closed"
 grep -q '^addv True' "$T/py" || sed 's/^/# /' "$T/py"
-same_snapshot "$R" before-py "the remote is unchanged by the refused requests"
+listing "$R" "$T/r.after-py" && cmp -s "$T/r.before-py" "$T/r.after-py"
+ok $? "the remote is unchanged by the refused requests"
 
 # A remote whose history differs: dv there was made apart from dv here.
 mkimg "$T/d1" 4
@@ -245,8 +258,7 @@ stop_remote
 mkrp "$R" dv "$T/img" 0 there-1
 ok $? "dv on the remote: 1 RP of other content"
 start_remote || done_testing
-snapshot "$S" here
-snapshot "$R" there
+listing "$S" "$T/s.before" && listing "$R" "$T/r.before"
 idh=$("$BV" rp ls "$S" dv --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["identity"])')
 idt=$("$BV" rp ls "$R" dv --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["identity"])')
 push dv --name pusher
@@ -255,8 +267,10 @@ r=$?
 	grep -q "$idt" "$T/err"
 ok $? "a divergent remote is refused, naming both identities"
 [ $r -eq 1 ] && grep -q "$idh" "$T/err" || sed 's/^/# /' "$T/err"
-same_snapshot "$S" here "this store is unchanged"
-same_snapshot "$R" there "the remote is unchanged"
+listing "$S" "$T/s.after" && cmp -s "$T/s.before" "$T/s.after"
+ok $? "this store is unchanged (its RPs, identities and heads)"
+listing "$R" "$T/r.after" && cmp -s "$T/r.before" "$T/r.after"
+ok $? "the remote is unchanged (its RPs, identities and heads)"
 
 # An agent the remote did not grant the group.
 "$BV" push "$S" vm --unix "$RSOCK" --name other --secret-file \
