@@ -127,6 +127,25 @@ done
 ok $? "10 RPs of vm here"
 run_ok "RP 3 removed here (a gap in the numbers)" "$BV" rp rm "$S" vm@3
 
+# Arguments: usage errors exit 2, naming what is wrong; --help exits 0.
+K=(--secret-file "$T/pusher.key")
+run_fail "push without a server" 2 'give --server HOST:PORT or --unix PATH' \
+	"$BV" push "$S" vm --name pusher "${K[@]}"
+run_fail "push with both --server and --unix" 2 'give --server HOST:PORT or --unix PATH' \
+	"$BV" push "$S" vm --server 127.0.0.1:1 --unix "$RSOCK" --name pusher "${K[@]}"
+run_fail "push without --name" 2 '--name AGENT and --secret-file FILE are needed' \
+	"$BV" push "$S" vm --unix "$RSOCK" "${K[@]}"
+run_fail "push with a bad --bandwidth" 2 "bad --bandwidth 'fast'" \
+	"$BV" push "$S" vm --unix "$RSOCK" --name pusher "${K[@]}" --bandwidth fast
+run_fail "push of a bad group name" 2 "bad group 'a/b'" \
+	"$BV" push "$S" a/b --unix "$RSOCK" --name pusher "${K[@]}"
+run_fail "push of a group this store lacks" 1 'no group named nosuch' \
+	"$BV" push "$S" nosuch --unix "$RSOCK" --name pusher "${K[@]}"
+run_fail "push to a server that is not there" 1 "cannot connect to $T/nosock" \
+	"$BV" push "$S" vm --unix "$T/nosock" --name pusher "${K[@]}"
+"$BV" push --help >"$T/out" 2>&1 && grep -q '^usage: bvault push STORE GROUP' "$T/out"
+ok $? "push --help"
+
 start_server || done_testing
 start_remote || done_testing
 
