@@ -1058,7 +1058,7 @@ static void on_rpsv(struct conn *c, struct bvp_rd *r)
 	/* Built in place, in the (idle) send buffer. */
 	uint8_t *buf = c->tx + BVP_HDR;
 	size_t gl = strlen(ri.group);
-	struct rpsv_walk w = { buf + 8 + 8 + 1 + gl + 4,
+	struct rpsv_walk w = { buf + 8 + 8 + BVP_ID + 1 + gl + 4,
 			       c->tx + TX_MAX, first, 0, 0 };
 	rc = bv_rp_list(D.s, name, rpsv_one, &w);
 	if (rc < 0) {
@@ -1067,9 +1067,10 @@ static void on_rpsv(struct conn *c, struct bvp_rd *r)
 	}
 	bvp_put64(buf, ri.latest_rp);
 	bvp_put64(buf + 8, ri.size);
-	buf[16] = (uint8_t)gl;
-	memcpy(buf + 17, ri.group, gl);
-	bvp_put32(buf + 17 + gl, w.n);
+	memcpy(buf + 16, ri.head_id, BVP_ID);
+	buf[16 + BVP_ID] = (uint8_t)gl;
+	memcpy(buf + 17 + BVP_ID, ri.group, gl);
+	bvp_put32(buf + 17 + BVP_ID + gl, w.n);
 	answer(c, BVP_OK, buf, (size_t)(w.p - buf));
 }
 /* ---- end of push ---- */

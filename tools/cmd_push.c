@@ -51,6 +51,7 @@ struct member {
 	char group_there[BV_NAME_MAX + 1];
 	uint64_t latest_there; /* the remote group's highest RP number */
 	uint64_t size_there;   /* the remote replica's size at its head */
+	uint8_t head_there[BV_ID_SIZE]; /* the identity of its head there */
 	uint32_t slot;         /* in the session being sent */
 };
 
@@ -186,6 +187,9 @@ static int ask_remote(struct member *m)
 		struct bvp_rd r = { ans, (size_t)len, 0 };
 		m->latest_there = bvp_u64(&r);
 		m->size_there = bvp_u64(&r);
+		const uint8_t *hid = bvp_take(&r, BV_ID_SIZE);
+		if (hid)
+			memcpy(m->head_there, hid, BV_ID_SIZE);
 		bvp_name(&r, m->group_there);
 		uint32_t n = bvp_u32(&r);
 		m->exists_there = 1;
@@ -254,6 +258,16 @@ static int sink_begin(void *ud, const struct bv_stream_header *h)
 		return sink_fail();
 	}
 	m->slot = bvp_get32(ans);
+	/* A full stream sends no zero chunk: it must go to a replica that
+	 * is new or all zeros (made empty there, no version yet). */
+	if (id_none(h->base_id) && m->exists_there && !id_none(m->head_there)) {
+		char a[33];
+		snprintf(P.nc.err, sizeof P.nc.err, "the remote replica has "
+			 "version %s and no RP of this history: a first RP "
+			 "goes to a new or empty replica only",
+			 idhex(m->head_there, a));
+		return sink_fail();
+	}
 	P.wire += BVP_HDR + 17 + 2 * BV_ID_SIZE + nl;
 	/* An existing replica is set to the RP's size first. */
 	if (m->exists_there && m->size_there != h->disk_size) {
@@ -550,6 +564,7 @@ int cmd_push(int argc, char **argv)
 					rplist_find(&P.m[j].here, g->number);
 				P.m[j].exists_there = 1;
 				P.m[j].size_there = h->size;
+				memcpy(P.m[j].head_there, h->id, BV_ID_SIZE);
 			}
 	}
 	if (sent == 0) {

@@ -10,7 +10,8 @@
 #  - a second push sends nothing, and says so;
 #  - a remote whose history differs (another identity at RP 1) is
 #    refused, naming both identities, and neither store changes;
-#  - an agent the remote did not grant the group is refused;
+#  - a first RP into a remote replica that has data of its own, or by
+#    an agent the remote did not grant the group, is refused;
 #  - a group of two replicas: each RP arrives whole, both members in it.
 # Usage: net_push.sh BVAULT BVAULTD BVAULT_AGENT
 . "$(dirname "$0")/lib.sh"
@@ -107,11 +108,11 @@ push() {
 
 run_ok "init here" "$BV" init "$S" || done_testing
 run_ok "init the remote" "$BV" init "$R" || done_testing
-"$BV" agent add "$R" pusher --group vm --group dv --group g2 \
+"$BV" agent add "$R" pusher --group vm --group dv --group g2 --group ne \
 	--secret-file "$T/pusher.key" >/dev/null &&
 	"$BV" agent add "$R" other --group elsewhere \
 		--secret-file "$T/other.key" >/dev/null
-ok $? "agents on the remote: pusher (vm, dv, g2) and other"
+ok $? "agents on the remote: pusher (vm, dv, g2, ne) and other"
 
 # 10 RPs of vm: RP 1 and RP 6 change several MiB (the two cut-offs fall
 # in them), the others 64 KiB.
@@ -229,13 +230,14 @@ def name(n): return bytes([len(n)]) + n
 s = login()
 s.sendall(frame(0x0c, struct.pack('<Q', 5) + name(b'vm')))
 t, p = answer(s)
-latest, size, gl = struct.unpack('<QQB', p[:17])
-n = struct.unpack('<I', p[17 + gl:21 + gl])[0]
-o, nums = 21 + gl, []
+latest, size = struct.unpack('<QQ', p[:16])
+head, gl = p[16:32], p[32]
+n = struct.unpack('<I', p[33 + gl:37 + gl])[0]
+o, nums = 37 + gl, []
 for i in range(n):
     num = struct.unpack('<Q', p[o:o + 8])[0]; ll = p[o + 33]
     nums.append(num); o += 34 + ll
-print('rpsv', t == 0x80, latest, n, nums, o == len(p))
+print('rpsv', t == 0x80, latest, n, nums, o == len(p), head == id10)
 wrong = b'\x5a' * 16
 s.sendall(frame(3)); answer(s)
 s.sendall(frame(0x0d, struct.pack('<QQ', 10, 8 << 20) + wrong + b'\0' * 16 + name(b'vm')))
@@ -254,7 +256,7 @@ s.sendall(frame(0x0d, struct.pack('<QQ', 10, 8 << 20) + b'\1' * 7))
 t, p = answer(s); print('short', t == 0x8f, p[4:].decode())
 print('closed', answer(s)[0] is None)
 EOF
-grep -q '^rpsv True 10 6 \[5, 6, 7, 8, 9, 10\] True' "$T/py"
+grep -q '^rpsv True 10 6 \[5, 6, 7, 8, 9, 10\] True True' "$T/py"
 ok $? "RPSV from RP 5: the group's latest and RPs 5 to 10, labels and identities"
 grep -q "^base True 5 replica vm: stream base is version 5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a but the latest version is $id10" "$T/py"
 ok $? "ADDV of another base identity: ERROR base naming both"
@@ -290,6 +292,23 @@ listing "$S" "$T/s.after" && cmp -s "$T/s.before" "$T/s.after"
 ok $? "this store is unchanged (its RPs, identities and heads)"
 listing "$R" "$T/r.after" && cmp -s "$T/r.before" "$T/r.after"
 ok $? "the remote is unchanged (its RPs, identities and heads)"
+
+# A first RP goes to a new or empty replica only: a full stream sends no
+# zero chunk, so a remote replica with data of its own is refused.
+mkrp "$S" ne "$T/d1" 0 ne-1
+stop_remote
+"$BV" mkstream "$T/img" --replica ne --base 0 --out "$T/stream" &&
+	"$BV" ingest "$R" "$T/stream" >/dev/null
+ok $? "ne on the remote: data, no RP"
+start_remote || done_testing
+listing "$R" "$T/r.before"
+push ne --name pusher
+r=$?
+[ $r -eq 1 ] && grep -q "replica ne: the remote replica has version [0-9a-f]\{32\} and no RP of this history" "$T/err"
+ok $? "a remote replica with data and no RP is refused"
+[ $r -eq 1 ] || sed 's/^/# /' "$T/out" "$T/err"
+listing "$R" "$T/r.after" && cmp -s "$T/r.before" "$T/r.after"
+ok $? "... and the remote is unchanged"
 
 # An agent the remote did not grant the group.
 "$BV" push "$S" vm --unix "$RSOCK" --name other --secret-file \
