@@ -55,7 +55,7 @@ struct member {
 	uint32_t slot;         /* in the session being sent */
 };
 
-static struct {
+static _Thread_local struct {
 	const char *server, *group;
 	struct nc nc;
 	struct member *m;
@@ -178,6 +178,16 @@ static int ask_remote(struct member *m)
 		long len = nc_answer(&P.nc, ans, BVP_PAYLOAD_MAX);
 		if (len == NC_ERROR && P.nc.code == BVP_E_NOTFOUND) {
 			m->exists_there = 0;
+			break;
+		}
+		if (len == NC_ERROR && P.nc.code == BVP_E_DENIED &&
+		    (P.nm > 1 || strcmp(m->name, P.group))) {
+			rc = op_error("server %s, group %s: %s: %s (a group of "
+				      "several replicas, or named unlike its "
+				      "replica, must exist on the remote with "
+				      "the same members: bvault replica "
+				      "create and group create there)",
+				      P.server, P.group, what, P.nc.err);
 			break;
 		}
 		if (len < 0) {
@@ -399,6 +409,14 @@ static int check_lineage(uint64_t newest_here, uint64_t *base,
 	*latest = 0;
 	for (size_t i = 0; i < P.nm; i++) {
 		struct member *m = &P.m[i];
+		if (!m->exists_there && (P.nm > 1 || strcmp(m->name, P.group)))
+			return op_error("server %s, group %s: the remote has no "
+					"replica %s: a group of several "
+					"replicas, or named unlike its replica, "
+					"must exist there with the same members "
+					"(bvault replica create and group "
+					"create there)", P.server, P.group,
+					m->name);
 		if (!m->exists_there)
 			continue;
 		if (strcmp(m->group_there, P.group))

@@ -357,6 +357,21 @@ rs = json.load(sys.stdin)
 sys.exit(0 if len(rs) == 3 and all(r["members"] == 2 for r in rs) else 1)'
 ok $? "the remote's RPs of g2 hold both members each"
 
+# A group of two replicas the remote lacks: refused, saying to make it.
+"$BV" replica create "$S" hc --size 1M >/dev/null &&
+	"$BV" replica create "$S" hd --size 1M >/dev/null &&
+	"$BV" group create "$S" g3 hc hd >/dev/null &&
+	"$BV" rp create "$S" g3 >/dev/null
+ok $? "group g3 of hc and hd here, RP 1"
+listing "$R" "$T/r.before"
+push g3 --name pusher
+r=$?
+[ $r -eq 1 ] && grep -q 'must exist .*with the same members' "$T/err"
+ok $? "a group the remote lacks is refused, saying to make it there"
+[ $r -eq 1 ] || sed 's/^/# /' "$T/out" "$T/err"
+listing "$R" "$T/r.after" && cmp -s "$T/r.before" "$T/r.after"
+ok $? "... and the remote is unchanged"
+
 stop_remote
 stop_server
 done_testing
