@@ -141,11 +141,7 @@ static long must_answer(uint8_t *out, size_t cap, const char *what)
 
 static void send_zero(struct disk *d, uint64_t off, uint64_t len)
 {
-	uint8_t *p = A.nc.frame + BVP_HDR;
-	bvp_put32(p, d->slot);
-	bvp_put64(p + 4, off);
-	bvp_put64(p + 12, len);
-	send_frame(BVP_ZERO, 20);
+	net_check(nc_send_zero(&A.nc, d->slot, off, len));
 	A.sent_zero += len;
 }
 
@@ -182,12 +178,8 @@ static void send_piece(struct disk *d, const uint8_t *buf, uint64_t off,
 		if (zero) {
 			send_zero(d, off + i, j - i);
 		} else {
-			uint8_t head[BVP_HDR + 12];
-			bvp_header(head, BVP_DATA, (uint32_t)(12 + (j - i)));
-			bvp_put32(head + BVP_HDR, d->slot);
-			bvp_put64(head + BVP_HDR + 4, off + i);
-			net_check(nc_send_parts(&A.nc, head, sizeof head,
-						buf + i, j - i));
+			net_check(nc_send_data(&A.nc, d->slot, off + i,
+					       buf + i, j - i));
 			A.sent_data += j - i;
 		}
 		i = j;
@@ -724,10 +716,7 @@ static void send_disk(struct disk *d)
 
 	w.pq.d = d;
 	if (d->exists && d->rep_size != d->size) {
-		uint8_t *p = A.nc.frame + BVP_HDR;
-		bvp_put32(p, d->slot);
-		bvp_put64(p + 4, d->size);
-		send_frame(BVP_RESIZE, 12);
+		net_check(nc_send_resize(&A.nc, d->slot, d->size));
 	}
 	if (A.mode == MODE_COMPARE) {
 		compare_disk(d, d->base);
@@ -960,14 +949,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < A.ndisks; i++)
 		send_disk(&A.disks[i]);
 
-	uint8_t *p = A.nc.frame + BVP_HDR, ans[8];
-	size_t ll = A.label ? strlen(A.label) : 0;
-	p[0] = A.no_rp ? 0 : 1;
-	p[1] = (uint8_t)A.consistency;
-	bvp_put64(p + 2, 0);
-	p[10] = (uint8_t)ll;
-	memcpy(p + 11, A.label ? A.label : "", ll);
-	send_frame(BVP_COMMIT, 11 + ll);
+	uint8_t ans[8];
+	net_check(nc_send_commit(&A.nc, !A.no_rp, A.consistency, 0, A.label,
+				 0));
 	if (must_answer(ans, sizeof ans, "commit") != 8)
 		die("a malformed answer to COMMIT");
 	uint64_t rp = bvp_get64(ans);

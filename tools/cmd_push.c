@@ -281,9 +281,7 @@ static int sink_begin(void *ud, const struct bv_stream_header *h)
 	P.wire += BVP_HDR + 17 + 2 * BV_ID_SIZE + nl;
 	/* An existing replica is set to the RP's size first. */
 	if (m->exists_there && m->size_there != h->disk_size) {
-		bvp_put32(p, m->slot);
-		bvp_put64(p + 4, h->disk_size);
-		if (nc_send(&P.nc, BVP_RESIZE, 12))
+		if (nc_send_resize(&P.nc, m->slot, h->disk_size))
 			return sink_fail();
 		P.wire += BVP_HDR + 12;
 	}
@@ -297,14 +295,10 @@ static int sink_data(void *ud, uint64_t off, const void *buf, size_t len)
 
 	while (len) {
 		size_t n = len < BVP_DATA_MAX ? len : BVP_DATA_MAX;
-		uint8_t head[BVP_HDR + 12];
-		bvp_header(head, BVP_DATA, (uint32_t)(12 + n));
-		bvp_put32(head + BVP_HDR, m->slot);
-		bvp_put64(head + BVP_HDR + 4, off);
-		if (nc_send_parts(&P.nc, head, sizeof head, q, n))
+		if (nc_send_data(&P.nc, m->slot, off, q, n))
 			return sink_fail();
 		P.data += n;
-		P.wire += sizeof head + n;
+		P.wire += BVP_HDR + 12 + n;
 		q += n;
 		off += n;
 		len -= n;
@@ -315,12 +309,8 @@ static int sink_data(void *ud, uint64_t off, const void *buf, size_t len)
 static int sink_zero(void *ud, uint64_t off, uint64_t len)
 {
 	struct member *m = ud;
-	uint8_t *p = P.nc.frame + BVP_HDR;
 
-	bvp_put32(p, m->slot);
-	bvp_put64(p + 4, off);
-	bvp_put64(p + 12, len);
-	if (nc_send(&P.nc, BVP_ZERO, 20))
+	if (nc_send_zero(&P.nc, m->slot, off, len))
 		return sink_fail();
 	P.zero += len;
 	P.wire += BVP_HDR + 20;
@@ -332,7 +322,7 @@ static int sink_zero(void *ud, uint64_t off, uint64_t len)
 static int send_rp(bv_store *s, const struct rpv *rp, uint64_t base)
 {
 	char what[160];
-	uint8_t *p = P.nc.frame + BVP_HDR, ans[8];
+	uint8_t ans[8];
 	int rc, members = 0;
 
 	snprintf(what, sizeof what, "RP %" PRIu64, rp->number);
@@ -365,16 +355,10 @@ static int send_rp(bv_store *s, const struct rpv *rp, uint64_t base)
 					store_msg(s, rc));
 		members++;
 	}
-	size_t ll = strlen(rp->label);
-	p[0] = 1;
-	p[1] = (uint8_t)rp->consistency;
-	bvp_put64(p + 2, (uint64_t)rp->time);
-	p[10] = (uint8_t)ll;
-	memcpy(p + 11, rp->label, ll);
-	bvp_put64(p + 11 + ll, rp->number);
-	if (nc_send(&P.nc, BVP_COMMIT, 19 + ll))
+	if (nc_send_commit(&P.nc, 1, rp->consistency, rp->time, rp->label,
+			   rp->number))
 		return net_error(what);
-	P.wire += BVP_HDR + 19 + ll;
+	P.wire += BVP_HDR + 19 + strlen(rp->label);
 	long len = nc_answer(&P.nc, ans, sizeof ans);
 	if (len < 0)
 		return net_error(what);

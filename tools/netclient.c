@@ -106,6 +106,55 @@ int nc_send(struct nc *nc, uint8_t type, size_t len)
 	return nc_send_parts(nc, nc->frame, BVP_HDR + len, NULL, 0);
 }
 
+int nc_send_data(struct nc *nc, uint32_t slot, uint64_t off, const void *buf,
+		 size_t len)
+{
+	uint8_t head[BVP_HDR + 12];
+
+	if (len > BVP_DATA_MAX)
+		return fail(nc, "a DATA record of %zu bytes (at most %u)", len,
+			    BVP_DATA_MAX);
+	bvp_header(head, BVP_DATA, (uint32_t)(12 + len));
+	bvp_put32(head + BVP_HDR, slot);
+	bvp_put64(head + BVP_HDR + 4, off);
+	return nc_send_parts(nc, head, sizeof head, buf, len);
+}
+
+int nc_send_zero(struct nc *nc, uint32_t slot, uint64_t off, uint64_t len)
+{
+	uint8_t *p = nc->frame + BVP_HDR;
+	bvp_put32(p, slot);
+	bvp_put64(p + 4, off);
+	bvp_put64(p + 12, len);
+	return nc_send(nc, BVP_ZERO, 20);
+}
+
+int nc_send_resize(struct nc *nc, uint32_t slot, uint64_t size)
+{
+	uint8_t *p = nc->frame + BVP_HDR;
+	bvp_put32(p, slot);
+	bvp_put64(p + 4, size);
+	return nc_send(nc, BVP_RESIZE, 12);
+}
+
+int nc_send_commit(struct nc *nc, int make_rp, int consistency, int64_t time,
+		   const char *label, uint64_t number)
+{
+	uint8_t *p = nc->frame + BVP_HDR;
+	size_t ll = label ? strlen(label) : 0;
+
+	if (ll > 127)
+		return fail(nc, "label '%.20s...': longer than 127 bytes", label);
+	p[0] = make_rp ? 1 : 0;
+	p[1] = (uint8_t)consistency;
+	bvp_put64(p + 2, (uint64_t)time);
+	p[10] = (uint8_t)ll;
+	memcpy(p + 11, label ? label : "", ll);
+	if (number)
+		bvp_put64(p + 11 + ll, number);
+	return nc_send(nc, BVP_COMMIT, 11 + ll + (number ? 8 : 0));
+}
+
 long nc_answer(struct nc *nc, uint8_t *out, size_t cap)
 {
 	uint8_t h[BVP_HDR];

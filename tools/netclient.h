@@ -42,6 +42,17 @@ int nc_send(struct nc *nc, uint8_t type, size_t len);
  * without copying DATA. */
 int nc_send_parts(struct nc *nc, const uint8_t *head, size_t hl,
 		  const uint8_t *data, size_t dl);
+/* The change records (no answer): DATA of LEN bytes of BUF (at most
+ * BVP_DATA_MAX, not copied), ZERO, RESIZE, for session slot SLOT. */
+int nc_send_data(struct nc *nc, uint32_t slot, uint64_t off, const void *buf,
+		 size_t len);
+int nc_send_zero(struct nc *nc, uint32_t slot, uint64_t off, uint64_t len);
+int nc_send_resize(struct nc *nc, uint32_t slot, uint64_t size);
+/* COMMIT: MAKE_RP 0 or 1, CONSISTENCY 0 or 1, TIME (0: now), LABEL (may
+ * be NULL; at most 127 bytes), NUMBER the RP's number (0: the next, and
+ * the field is left out, as agents send it). */
+int nc_send_commit(struct nc *nc, int make_rp, int consistency, int64_t time,
+		   const char *label, uint64_t number);
 /* Reads the next answer: OK's (or CHALLENGE's) payload into OUT (its
  * first CAP bytes) and its whole length returned; ERROR: NC_ERROR. */
 long nc_answer(struct nc *nc, uint8_t *out, size_t cap);
