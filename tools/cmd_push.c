@@ -270,7 +270,7 @@ static int sink_begin(void *ud, const struct bv_stream_header *h)
 	m->slot = bvp_get32(ans);
 	/* A full stream sends no zero chunk: it must go to a replica that
 	 * is new or all zeros (made empty there, no version yet). */
-	if (id_none(h->base_id) && m->exists_there && !id_none(m->head_there)) {
+	if (h->base_rp == 0 && m->exists_there && !id_none(m->head_there)) {
 		char a[33];
 		snprintf(P.nc.err, sizeof P.nc.err, "the remote replica has "
 			 "version %s and no RP of this history: a first RP "
