@@ -190,6 +190,14 @@ static int ask_remote(struct member *m)
 				      P.server, P.group, what, P.nc.err);
 			break;
 		}
+		if (len == NC_ERROR && P.nc.code == BVP_E_PROTO &&
+		    strstr(P.nc.err, "unknown message type")) {
+			rc = op_error("server %s, group %s: %s: %s (a bvaultd "
+				      "older than push, which does not know "
+				      "RPSV: upgrade it)", P.server, P.group,
+				      what, P.nc.err);
+			break;
+		}
 		if (len < 0) {
 			rc = net_error(what);
 			break;
