@@ -306,6 +306,12 @@ typedef struct bv_commit_opts {
 	const char *label;  /* RP label, may be NULL */
 	int consistency;    /* for the RP */
 	int64_t time;       /* for the RP; 0: now */
+	/* The RP's number (with make_rp; else BV_EINVAL); 0: the group's
+	 * latest + 1. Must be above every number the group has had (its
+	 * latest, removed RPs included), else BV_EINVAL: numbers are never
+	 * reused and never go back. For a copy of another store's history
+	 * (bvault push), whose numbering has gaps where RPs were removed. */
+	uint64_t number;
 } bv_commit_opts;
 
 /* Starts an empty ingest session. Nothing is visible to readers until
@@ -324,6 +330,23 @@ BV_API int bv_ingest_begin(bv_store *s, bv_ingest **out);
  * (another session of this process holds the replica). */
 BV_API int bv_ingest_add(bv_ingest *in, const char *name, uint64_t base_rp,
 			 uint64_t create_size);
+/* ---- push: a copy of another store's history (bvault push) ---- */
+/* bv_ingest_add for changes made by bv_diff_sink in another store:
+ * BASE_ID is the identity of the version they start from (all zero:
+ * none, a full stream) and RESULT_ID that of the version they make (all
+ * zero: a fresh one), both 16 bytes the caller keeps. The base is checked
+ * as bv_ingest_stream checks a stream's (engine/STREAM.md, "Version
+ * identities"): by identity when both sides have one (BV_EBASE naming
+ * both: another history), else BASE_RP against the latest RP. The new
+ * version takes RESULT_ID at commit; BV_EEXIST if it names a version of
+ * the replica other than its head. Every refusal leaves the session as
+ * it was. Otherwise as bv_ingest_add. */
+BV_API int bv_ingest_add_ids(bv_ingest *in, const char *name,
+			     uint64_t base_rp,
+			     const uint8_t base_id[BV_ID_SIZE],
+			     const uint8_t result_id[BV_ID_SIZE],
+			     uint64_t create_size);
+/* ---- end of push ---- */
 /* Data extent: LEN bytes of BUF (copied or consumed before the call
  * returns) at OFF; OFF and LEN multiples of 512 (BV_EALIGN), inside the
  * disk (BV_ERANGE), SLOT one of this session (BV_EINVAL). These three
@@ -451,6 +474,30 @@ BV_API int bv_export(bv_store *s, const char *replica, uint64_t rp,
 BV_API int bv_diff(bv_store *s, const char *replica, uint64_t rp1,
 		   uint64_t rp2, uint64_t base_override, int fd,
 		   bv_progress_fn progress, void *ud);
+/* ---- push: the diff handed to a caller's functions (bvault push) ---- */
+/* Where bv_diff_sink puts what bv_diff would write as a stream. Each
+ * function returns 0, or a negative value that stops the diff, returned
+ * as is (the caller keeps its own message). */
+struct bv_stream_header;
+typedef struct bv_diff_sink {
+	void *ud;
+	/* First, once: the header the stream would carry (its pointers valid
+	 * during the call). May be NULL. */
+	int (*begin)(void *ud, const struct bv_stream_header *h);
+	/* LEN bytes of BUF at OFF (a multiple of 512, at most 64 chunks). */
+	int (*data)(void *ud, uint64_t off, const void *buf, size_t len);
+	/* [OFF, OFF+LEN) reads as zeros. */
+	int (*zero)(void *ud, uint64_t off, uint64_t len);
+} bv_diff_sink;
+/* bv_diff with the header and the records handed to SINK instead of
+ * written as a stream: the same extents in the same order, the same
+ * identities (BASE_OVERRIDE is BV_RP_LATEST here). Reads only: a
+ * read-only S works beside a running writer. Errors as bv_diff, and a
+ * SINK function's negative return. */
+BV_API int bv_diff_sink_run(bv_store *s, const char *replica, uint64_t rp1,
+			    uint64_t rp2, const bv_diff_sink *sink,
+			    bv_progress_fn progress, void *ud);
+/* ---- end of push ---- */
 
 /* ---- restore: an RP written to a file, a device or a caller's target -- */
 

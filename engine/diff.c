@@ -29,7 +29,7 @@ static int same(const struct entry *a, const struct entry *b)
 
 struct diff_out {
 	bv_store *s;
-	bv_stream_writer *w;
+	const bv_diff_sink *sink;
 	struct bv_ring *ring;
 	const char *name;
 	uint32_t cs;
@@ -43,18 +43,50 @@ struct diff_out {
 	uint64_t zero_off, zero_len;
 };
 
-static int writer_fail(struct diff_out *d, int rc)
+/* bv_diff's sink: a stream writer on FD. Its failures leave their
+ * message (the diff's own code passes a sink's return on as is). */
+struct stream_sink {
+	int fd;
+	const char *name;
+	bv_stream_writer *w;
+};
+
+static int ws_fail(struct stream_sink *ws, int rc)
 {
-	return bv_fail(rc, "diff of replica %s: %s", d->name,
-		       bv_stream_writer_error(d->w));
+	return bv_fail(rc, "diff of replica %s: %s", ws->name,
+		       bv_stream_writer_error(ws->w));
+}
+
+static int ws_begin(void *ud, const bv_stream_header *h)
+{
+	struct stream_sink *ws = ud;
+	int rc = bv_stream_writer_open(ws->fd, h, &ws->w);
+	if (rc)
+		rc = bv_fail(rc, "diff of replica %s: %s", ws->name,
+			     ws->w ? bv_stream_writer_error(ws->w) :
+				     bv_strerror(rc));
+	return rc;
+}
+
+static int ws_data(void *ud, uint64_t off, const void *buf, size_t len)
+{
+	struct stream_sink *ws = ud;
+	int rc = bv_stream_write_data(ws->w, off, buf, len);
+	return rc ? ws_fail(ws, rc) : 0;
+}
+
+static int ws_zero(void *ud, uint64_t off, uint64_t len)
+{
+	struct stream_sink *ws = ud;
+	int rc = bv_stream_write_zero(ws->w, off, len);
+	return rc ? ws_fail(ws, rc) : 0;
 }
 
 static int flush_zero(struct diff_out *d)
 {
 	int rc = 0;
-	if (d->zero_len && (rc = bv_stream_write_zero(d->w, d->zero_off,
-						      d->zero_len)))
-		rc = writer_fail(d, rc);
+	if (d->zero_len)
+		rc = d->sink->zero(d->sink->ud, d->zero_off, d->zero_len);
 	d->zero_len = 0;
 	return rc;
 }
@@ -70,8 +102,8 @@ static int flush_data(struct diff_out *d)
 	for (size_t i = 0; i < d->n; i++) {
 		uint64_t off = d->chunks[i] * d->cs;
 		uint64_t len = d->size - off < d->cs ? d->size - off : d->cs;
-		if ((rc = bv_stream_write_data(d->w, off, d->outs[i], len)))
-			return writer_fail(d, rc);
+		if ((rc = d->sink->data(d->sink->ud, off, d->outs[i], len)))
+			return rc;
 	}
 	d->n = 0;
 	return 0;
@@ -105,8 +137,10 @@ static int emit(struct diff_out *d, uint64_t c, const struct entry *e)
 	return 0;
 }
 
-int bv_diff(bv_store *s, const char *replica, uint64_t rp1, uint64_t rp2,
-	    uint64_t base_override, int fd, bv_progress_fn progress, void *ud)
+/* The diff of REPLICA from RP1 to RP2 into SINK (bv_diff, bv_diff_sink_run). */
+static int diff_run(bv_store *s, const char *replica, uint64_t rp1,
+		    uint64_t rp2, uint64_t base_override,
+		    const bv_diff_sink *sink, bv_progress_fn progress, void *ud)
 {
 	static _Thread_local struct bv_rprec p;
 	struct diff_out d = { 0 };
@@ -167,12 +201,9 @@ int bv_diff(bv_store *s, const char *replica, uint64_t rp1, uint64_t rp2,
 		rc = bv_fail(rc, "diff: io_uring: %s", strerror(-rc));
 		goto out;
 	}
-	if ((rc = bv_stream_writer_open(fd, &h, &d.w))) {
-		rc = bv_fail(rc, "diff of replica %s: %s", replica,
-			     d.w ? bv_stream_writer_error(d.w) :
-				   bv_strerror(rc));
+	d.sink = sink;
+	if (sink->begin && (rc = sink->begin(sink->ud, &h)))
 		goto out;
-	}
 	if ((rc = bv_map_iter(s, rr.rid, &it))) {
 		rc = bv_fail_storage(rc, replica);
 		goto out;
@@ -227,18 +258,44 @@ int bv_diff(bv_store *s, const char *replica, uint64_t rp1, uint64_t rp2,
 	}
 	if ((rc = flush_data(&d)) || (rc = flush_zero(&d)))
 		goto out;
-	rc = bv_stream_writer_finish(d.w);
-	d.w = NULL;
-	if (rc)
-		rc = bv_fail(rc, "diff of replica %s: finishing the stream: %s",
-			     replica, bv_strerror(rc));
-	else if (progress)
+	if (progress)
 		progress(ud, d.size, d.size);
 out:
-	bv_stream_writer_abort(d.w);
 	bv_kv_iter_free(it);
 	bv_ring_free(d.ring);
 	free(d.data);
 	free(d.scratch);
 	return rc;
 }
+
+int bv_diff(bv_store *s, const char *replica, uint64_t rp1, uint64_t rp2,
+	    uint64_t base_override, int fd, bv_progress_fn progress, void *ud)
+{
+	struct stream_sink ws = { fd, replica, NULL };
+	bv_diff_sink sink = { &ws, ws_begin, ws_data, ws_zero };
+	int rc = diff_run(s, replica, rp1, rp2, base_override, &sink, progress,
+			  ud);
+	if (rc == 0 && ws.w) {
+		rc = bv_stream_writer_finish(ws.w);
+		ws.w = NULL;
+		if (rc)
+			rc = bv_fail(rc, "diff of replica %s: finishing the "
+				     "stream: %s", replica, bv_strerror(rc));
+	}
+	bv_stream_writer_abort(ws.w);
+	return rc;
+}
+
+/* ---- push: the diff into a caller's sink (bvault push) ---- */
+int bv_diff_sink_run(bv_store *s, const char *replica, uint64_t rp1,
+		     uint64_t rp2, const bv_diff_sink *sink,
+		     bv_progress_fn progress, void *ud)
+{
+	bv_fail(0, "%s", "");
+	if (!sink || !sink->data || !sink->zero)
+		return bv_fail(BV_EINVAL, "diff of replica %s: no sink",
+			       replica ? replica : "?");
+	return diff_run(s, replica, rp1, rp2, BV_RP_LATEST, sink, progress,
+			ud);
+}
+/* ---- end of push ---- */

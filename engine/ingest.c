@@ -1566,6 +1566,42 @@ out:
 	return rc;
 }
 
+/* ---- push (bvault push, tools/PROTOCOL.md ADDV): identities named ---- */
+
+int bv_ingest_add_ids(bv_ingest *in, const char *name, uint64_t base_rp,
+		      const uint8_t base_id[BV_ID_SIZE],
+		      const uint8_t result_id[BV_ID_SIZE],
+		      uint64_t create_size)
+{
+	int slot;
+	int rc;
+
+	if (!base_id || !result_id)
+		return bv_fail(BV_EINVAL, "replica %s: no identities given",
+			       name ? name : "?");
+	if ((slot = add_replica(in, name, base_rp, base_id, create_size, 0)) < 0)
+		return slot;
+	/* The slot is the session's last: on a refused result identity it
+	 * is taken out again, so that a refusal changes nothing. */
+	if ((rc = take_result_id(in, slot, result_id))) {
+		struct sess_rep *r = &in->rep[slot];
+		char keep[1024];
+		snprintf(keep, sizeof keep, "%s", bv_last_error());
+		bv_replica_cleanup(in->s, r->r.rid, r->created ? 0 : r->r.head);
+		bv_busy_drop(in->s, r->r.rid);
+		in->nrep--;
+		if (in->nrep == 0) {
+			in->gid = 0;
+			in->gname[0] = 0;
+		}
+		bv_fail(0, "%s", keep);
+		return rc;
+	}
+	return slot;
+}
+
+/* ---- end of push ---- */
+
 int bv_ingest_write(bv_ingest *in, int slot, uint64_t off, const void *buf,
 		    size_t len)
 {
@@ -1842,6 +1878,11 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 	}
 	if (o && o->make_rp && (rc = bv_rp_label_check(label)))
 		goto fail;
+	if (o && o->number && !o->make_rp) {
+		rc = bv_fail(BV_EINVAL, "ingest: an RP number (%llu) without "
+			     "an RP", (unsigned long long)o->number);
+		goto fail;
+	}
 	if ((rc = drain(in)))
 		goto fail;
 	if ((rc = bv_kv_batch_new(&b)))
@@ -1910,7 +1951,16 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 		p.label[ll] = 0;
 		if ((rc = bv_rp_build(s, in->gname, &g, over, in->nrep, &p)))
 			goto fail;
-		g.latest_rp++;
+		if (o->number && o->number <= g.latest_rp) {
+			/* Numbers are never reused, nor go back (bvault.h
+			 * bv_commit_opts.number). */
+			rc = bv_fail(BV_EINVAL, "group %s: RP number %llu is not "
+				     "above the group's latest RP %llu",
+				     in->gname, (unsigned long long)o->number,
+				     (unsigned long long)g.latest_rp);
+			goto fail;
+		}
+		g.latest_rp = o->number ? o->number : g.latest_rp + 1;
 		bv_rprec_put(b, g.gid, g.latest_rp, &p);
 		if (!in->rep[0].created)
 			bv_grec_put(b, in->gname, &g);

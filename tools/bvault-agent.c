@@ -18,23 +18,18 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sodium.h>
 
 #include "bvault.h"
+#include "netclient.h"
 #include "proto.h"
 #include "source.h"
 
@@ -63,19 +58,18 @@ struct disk {
 };
 
 static struct {
-	int fd;
+	struct nc nc;
 	const char *server, *unix_path, *name, *secret_file;
 	const char *bitmap, *extents_file, *label, *base_arg;
 	int mode, consistency, no_rp, verbose;
-	uint64_t bandwidth;       /* bytes per second, 0: no limit */
 	unsigned nbd_timeout;     /* seconds; 0: the source's default */
 	struct disk disks[MAX_DISKS];
 	int ndisks;
-	uint8_t *frame;           /* header + payload of the frame to send */
 	uint8_t *rbuf;            /* READ_BATCH pieces */
 	uint64_t sent_data, sent_zero;
 	uint64_t cmp_chunks, cmp_differ;  /* --compare */
-	double t_start, sent_until; /* bandwidth pacing */
+	double t_start;
+	uint64_t bandwidth;       /* --bandwidth: bytes per second, 0: none */
 } A;
 
 __attribute__((format(printf, 1, 2), noreturn))
@@ -97,88 +91,18 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* ---- the connection ---------------------------------------------------------- */
+/* ---- the connection (netclient.h) ------------------------------------------------ */
 
-static void send_all(const void *p, size_t n)
+static void net_check(int rc)
 {
-	const uint8_t *q = p;
-	while (n) {
-		ssize_t k = send(A.fd, q, n, MSG_NOSIGNAL);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			die("sending to the server: %s", k < 0 ?
-			    strerror(errno) : "connection closed");
-		q += k;
-		n -= (size_t)k;
-	}
+	if (rc < 0)
+		die("%s", A.nc.err);
 }
 
-static void recv_all(void *p, size_t n)
-{
-	uint8_t *q = p;
-	while (n) {
-		ssize_t k = recv(A.fd, q, n, 0);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			die("the server closed the connection%s%s",
-			    k < 0 ? ": " : "", k < 0 ? strerror(errno) : "");
-		q += k;
-		n -= (size_t)k;
-	}
-}
-
-/* Sends header, fields and DATA (may be NULL) with one sendmsg() at a
- * time, without copying DATA into a frame buffer. */
-static void send_parts(const uint8_t *head, size_t hl, const uint8_t *data,
-		       size_t dl)
-{
-	struct iovec iov[2] = { { (void *)head, hl }, { (void *)data, dl } };
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = dl ? 2 : 1 };
-	while (mh.msg_iovlen) {
-		ssize_t k = sendmsg(A.fd, &mh, MSG_NOSIGNAL);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			die("sending to the server: %s", k < 0 ?
-			    strerror(errno) : "connection closed");
-		while (mh.msg_iovlen && (size_t)k >= mh.msg_iov[0].iov_len) {
-			k -= (ssize_t)mh.msg_iov[0].iov_len;
-			mh.msg_iov++;
-			mh.msg_iovlen--;
-		}
-		if (mh.msg_iovlen) {
-			mh.msg_iov[0].iov_base = (char *)mh.msg_iov[0].iov_base + k;
-			mh.msg_iov[0].iov_len -= (size_t)k;
-		}
-	}
-}
-
-/* Waits as long as --bandwidth asks before LEN more bytes go out. */
-static void pace(size_t len)
-{
-	if (A.bandwidth) {
-		double t = now();
-		if (A.sent_until < t)
-			A.sent_until = t;
-		A.sent_until += (double)len / (double)A.bandwidth;
-		double wait = A.sent_until - t;
-		if (wait > 0) {
-			struct timespec ts = { (time_t)wait,
-					       (long)((wait - (double)(time_t)wait) *
-						      1e9) };
-			nanosleep(&ts, NULL);
-		}
-	}
-}
-
-/* Sends a frame of TYPE whose payload is at A.frame + BVP_HDR. */
+/* Sends a frame of TYPE whose payload is at A.nc.frame + BVP_HDR. */
 static void send_frame(uint8_t type, size_t len)
 {
-	bvp_header(A.frame, type, (uint32_t)len);
-	pace(BVP_HDR + len);
-	send_all(A.frame, BVP_HDR + len);
+	net_check(nc_send(&A.nc, type, len));
 }
 
 /* Waits for the answer to a request: OK's payload into OUT (its first
@@ -187,40 +111,21 @@ static void send_frame(uint8_t type, size_t len)
 static long get_answer(uint8_t *out, size_t cap, uint16_t *code, char *msg,
 		       size_t msgcap)
 {
-	uint8_t h[BVP_HDR];
-	recv_all(h, sizeof h);
-	uint32_t len = bvp_get32(h);
-	if (len > BVP_PAYLOAD_MAX)
-		die("the server sent a frame of %u bytes", len);
-	uint8_t *p = malloc(len ? len : 1);
-	if (!p)
-		die("out of memory");
-	recv_all(p, len);
-	long rc;
-	if (h[4] == BVP_ERROR) {
-		struct bvp_rd r = { p, len, 0 };
-		*code = bvp_u16(&r);
-		uint16_t ml = bvp_u16(&r);
-		const uint8_t *m = bvp_take(&r, ml);
-		snprintf(msg, msgcap, "%.*s", m ? (int)ml : 0,
-			 m ? (const char *)m : "");
-		rc = -1;
-	} else if (h[4] == BVP_OK || h[4] == BVP_CHALLENGE) {
-		if (out && cap && len)
-			memcpy(out, p, len < cap ? len : cap);
-		rc = (long)len;
-	} else {
-		die("the server sent message type 0x%02x", h[4]);
+	long n = nc_answer(&A.nc, out, cap);
+	if (n == NC_ERROR) {
+		*code = A.nc.code;
+		snprintf(msg, msgcap, "%s", A.nc.err);
+		return -1;
 	}
-	free(p);
-	return rc;
+	net_check((int)(n < 0 ? -1 : 0));
+	return n;
 }
 
 /* A request that must succeed; its answer's payload into OUT. */
 static long must_answer(uint8_t *out, size_t cap, const char *what)
 {
 	uint16_t code = 0;
-	char msg[1100];
+	char msg[1300];
 	long n = get_answer(out, cap, &code, msg, sizeof msg);
 	if (n >= 0)
 		return n;
@@ -232,111 +137,11 @@ static long must_answer(uint8_t *out, size_t cap, const char *what)
 	die("%s (%s)", msg, what);
 }
 
-static void connect_server(void)
-{
-	if (A.unix_path) {
-		struct sockaddr_un sa = { .sun_family = AF_UNIX };
-		if (strlen(A.unix_path) >= sizeof sa.sun_path)
-			die("--unix %s: path too long", A.unix_path);
-		strcpy(sa.sun_path, A.unix_path);
-		A.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (A.fd < 0 || connect(A.fd, (struct sockaddr *)&sa, sizeof sa))
-			die("cannot connect to %s: %s", A.unix_path,
-			    strerror(errno));
-		return;
-	}
-	char host[256];
-	const char *colon = strrchr(A.server, ':');
-	const char *port = colon ? colon + 1 : BVP_DEFAULT_PORT;
-	size_t hl = colon ? (size_t)(colon - A.server) : strlen(A.server);
-	if (hl >= sizeof host)
-		die("--server %s: host too long", A.server);
-	memcpy(host, A.server, hl);
-	host[hl] = 0;
-	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-		memmove(host, host + 1, hl - 2);
-		host[hl - 2] = 0;
-	}
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai, *p;
-	int e = getaddrinfo(host, port, &hints, &ai);
-	if (e)
-		die("--server %s: %s", A.server, gai_strerror(e));
-	A.fd = -1;
-	for (p = ai; p && A.fd < 0; p = p->ai_next) {
-		A.fd = socket(p->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (A.fd >= 0 && connect(A.fd, p->ai_addr, p->ai_addrlen)) {
-			close(A.fd);
-			A.fd = -1;
-		}
-	}
-	freeaddrinfo(ai);
-	if (A.fd < 0)
-		die("cannot connect to %s: %s", A.server, strerror(errno));
-	int one = 1;
-	setsockopt(A.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-static void read_secret(uint8_t key[32])
-{
-	FILE *f = fopen(A.secret_file, "r");
-	char hex[128] = "";
-	if (!f)
-		die("--secret-file %s: %s", A.secret_file, strerror(errno));
-	if (!fgets(hex, sizeof hex, f))
-		hex[0] = 0;
-	fclose(f);
-	size_t n = strcspn(hex, "\r\n");
-	hex[n] = 0;
-	if (n != 64)
-		die("--secret-file %s: not a secret (64 hex digits, as "
-		    "'bvault agent add' prints it)", A.secret_file);
-	for (int i = 0; i < 32; i++) {
-		unsigned v;
-		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-			die("--secret-file %s: not hex", A.secret_file);
-		key[i] = (uint8_t)v;
-	}
-}
-
-static void authenticate(void)
-{
-	uint8_t key[32], nonce[BVP_NONCE], msg[256],
-		mac[crypto_auth_hmacsha256_BYTES];
-	uint8_t *p = A.frame + BVP_HDR;
-	size_t nl = strlen(A.name), ml = 0;
-
-	read_secret(key);
-	memcpy(p, BVP_MAGIC, 8);
-	bvp_put16(p + 8, BVP_VERSION);
-	p[10] = (uint8_t)nl;
-	memcpy(p + 11, A.name, nl);
-	send_frame(BVP_HELLO, 11 + nl);
-	if (must_answer(nonce, sizeof nonce, "hello") != BVP_NONCE)
-		die("the server's challenge is not %d bytes", BVP_NONCE);
-	memcpy(msg, BVP_AUTH_LABEL, sizeof BVP_AUTH_LABEL - 1);
-	ml = sizeof BVP_AUTH_LABEL - 1;
-	memcpy(msg + ml, nonce, BVP_NONCE);
-	ml += BVP_NONCE;
-	memcpy(msg + ml, A.name, nl);
-	ml += nl;
-	_Static_assert(sizeof key == crypto_auth_hmacsha256_KEYBYTES &&
-		       sizeof mac == BVP_MAC, "HMAC-SHA256 sizes");
-	crypto_auth_hmacsha256(mac, msg, ml, key);
-	sodium_memzero(key, sizeof key);
-	memcpy(A.frame + BVP_HDR, mac, BVP_MAC);
-	send_frame(BVP_AUTH, BVP_MAC);
-	must_answer(NULL, 0, "authentication");
-}
-
 /* ---- sending changes ------------------------------------------------------------ */
 
 static void send_zero(struct disk *d, uint64_t off, uint64_t len)
 {
-	uint8_t *p = A.frame + BVP_HDR;
-	bvp_put32(p, d->slot);
-	bvp_put64(p + 4, off);
-	bvp_put64(p + 12, len);
-	send_frame(BVP_ZERO, 20);
+	net_check(nc_send_zero(&A.nc, d->slot, off, len));
 	A.sent_zero += len;
 }
 
@@ -373,12 +178,8 @@ static void send_piece(struct disk *d, const uint8_t *buf, uint64_t off,
 		if (zero) {
 			send_zero(d, off + i, j - i);
 		} else {
-			uint8_t head[BVP_HDR + 12];
-			bvp_header(head, BVP_DATA, (uint32_t)(12 + (j - i)));
-			bvp_put32(head + BVP_HDR, d->slot);
-			bvp_put64(head + BVP_HDR + 4, off + i);
-			pace(sizeof head + (j - i));
-			send_parts(head, sizeof head, buf + i, j - i);
+			net_check(nc_send_data(&A.nc, d->slot, off + i,
+					       buf + i, j - i));
 			A.sent_data += j - i;
 		}
 		i = j;
@@ -535,7 +336,7 @@ static void send_extents_file(struct walk *w)
 static void digests_ask(struct disk *d, uint64_t rp, uint64_t first,
 			uint32_t n)
 {
-	uint8_t *p = A.frame + BVP_HDR;
+	uint8_t *p = A.nc.frame + BVP_HDR;
 	size_t nl = strlen(d->name);
 	bvp_put64(p, rp);
 	bvp_put64(p + 8, first);
@@ -915,10 +716,7 @@ static void send_disk(struct disk *d)
 
 	w.pq.d = d;
 	if (d->exists && d->rep_size != d->size) {
-		uint8_t *p = A.frame + BVP_HDR;
-		bvp_put32(p, d->slot);
-		bvp_put64(p + 4, d->size);
-		send_frame(BVP_RESIZE, 12);
+		net_check(nc_send_resize(&A.nc, d->slot, d->size));
 	}
 	if (A.mode == MODE_COMPARE) {
 		compare_disk(d, d->base);
@@ -965,32 +763,12 @@ static void usage(FILE *f)
 "  --nbd-timeout S give up on an NBD server silent for S seconds (60)\n");
 }
 
-static uint64_t parse_rate(const char *s)
-{
-	char *end;
-	double v = strtod(s, &end);
-	uint64_t m = 1;
-	if (*end == 'K' || *end == 'k')
-		m = 1u << 10;
-	else if (*end == 'M' || *end == 'm')
-		m = 1u << 20;
-	else if (*end == 'G' || *end == 'g')
-		m = 1u << 30;
-	else if (*end)
-		die("--bandwidth %s: not a rate", s);
-	if (*end && end[1])
-		die("--bandwidth %s: not a rate", s);
-	if (!(v > 0))
-		die("--bandwidth %s: must be more than 0", s);
-	return (uint64_t)(v * (double)m);
-}
-
 static uint64_t query_latest(struct disk *d)
 {
-	uint8_t *p = A.frame + BVP_HDR, ans[64];
+	uint8_t *p = A.nc.frame + BVP_HDR, ans[64];
 	size_t nl = strlen(d->name);
 	uint16_t code = 0;
-	char msg[1100];
+	char msg[1300];
 
 	p[0] = (uint8_t)nl;
 	memcpy(p + 1, d->name, nl);
@@ -1067,7 +845,11 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--no-rp")) {
 			A.no_rp = 1;
 		} else if (!strcmp(a, "--bandwidth")) {
-			A.bandwidth = parse_rate(VAL());
+			const char *bw = VAL();
+			if (nc_parse_rate(bw, &A.bandwidth))
+				die("--bandwidth %s: not a rate (bytes per "
+				    "second, more than 0; K, M, G suffixes)",
+				    bw);
 		} else if (!strcmp(a, "--nbd-timeout")) {
 			const char *tv = VAL();
 			char *end;
@@ -1101,9 +883,8 @@ int main(int argc, char **argv)
 		die("--bitmap and --extents need --base N: the RP the "
 		    "changes start from");
 
-	A.frame = malloc(BVP_HDR + BVP_PAYLOAD_MAX);
 	A.rbuf = malloc((size_t)READ_BATCH * PIECE);
-	if (!A.frame || !A.rbuf)
+	if (!A.rbuf)
 		die("out of memory");
 	for (int i = 0; i < A.ndisks; i++) {
 		char err[1024];
@@ -1121,8 +902,10 @@ int main(int argc, char **argv)
 	}
 
 	A.t_start = now();
-	connect_server();
-	authenticate();
+	net_check(nc_connect(&A.nc, A.server, A.unix_path));
+	A.nc.bandwidth = A.bandwidth;
+	if (nc_login(&A.nc, A.name, A.secret_file))
+		die("%s%s", A.nc.err, A.nc.code ? " (authentication)" : "");
 
 	uint64_t bases[MAX_DISKS];
 	for (int i = 0; i < A.ndisks; i++) {
@@ -1150,7 +933,7 @@ int main(int argc, char **argv)
 	must_answer(NULL, 0, "begin");
 	for (int i = 0; i < A.ndisks; i++) {
 		struct disk *d = &A.disks[i];
-		uint8_t *p = A.frame + BVP_HDR, ans[4];
+		uint8_t *p = A.nc.frame + BVP_HDR, ans[4];
 		size_t nl = strlen(d->name);
 		char what[128];
 		bvp_put64(p, bases[i]);
@@ -1166,14 +949,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < A.ndisks; i++)
 		send_disk(&A.disks[i]);
 
-	uint8_t *p = A.frame + BVP_HDR, ans[8];
-	size_t ll = A.label ? strlen(A.label) : 0;
-	p[0] = A.no_rp ? 0 : 1;
-	p[1] = (uint8_t)A.consistency;
-	bvp_put64(p + 2, 0);
-	p[10] = (uint8_t)ll;
-	memcpy(p + 11, A.label ? A.label : "", ll);
-	send_frame(BVP_COMMIT, 11 + ll);
+	uint8_t ans[8];
+	net_check(nc_send_commit(&A.nc, !A.no_rp, A.consistency, 0, A.label,
+				 0));
 	if (must_answer(ans, sizeof ans, "commit") != 8)
 		die("a malformed answer to COMMIT");
 	uint64_t rp = bvp_get64(ans);
@@ -1190,10 +968,9 @@ int main(int argc, char **argv)
 		printf("committed %d disk%s (no RP): %" PRIu64 " bytes of "
 		       "data, %" PRIu64 " zeroed, %.1f s\n", A.ndisks,
 		       A.ndisks == 1 ? "" : "s", A.sent_data, A.sent_zero, t);
-	close(A.fd);
+	nc_close(&A.nc);
 	for (int i = 0; i < A.ndisks; i++)
 		bv_source_close(A.disks[i].src);
-	free(A.frame);
 	free(A.rbuf);
 	return 0;
 }

@@ -1157,6 +1157,9 @@ out:
 int cmd_restore(int argc, char **argv);
 /* cmd_gc.c */
 int cmd_gc(int argc, char **argv);
+/* ---- push (cmd_push.c) ---- */
+int cmd_push(int argc, char **argv);
+/* ---- end of push ---- */
 int cmd_export(int argc, char **argv);
 
 static int cmd_diff(int argc, char **argv)
@@ -2149,6 +2152,24 @@ static const struct command commands[] = {
 	  "the store, bvaultd runs it (bvaultd --gc-interval runs it on a\n"
 	  "schedule too).\n",
 	  CMD_CHANGES },
+	/* ---- push ---- */
+	{ NULL, "push", cmd_push,
+	  "usage: bvault push STORE GROUP (--server HOST:PORT | --unix PATH)\n"
+	  "                   --name AGENT --secret-file FILE "
+	  "[--bandwidth RATE]\n"
+	  "Replicates group GROUP to a second server: sends every RP of it\n"
+	  "that the remote bvaultd lacks, oldest first, each as the\n"
+	  "difference from the RP before it, so that the remote holds the\n"
+	  "same RPs with the same numbers, labels, times and version\n"
+	  "identities. The remote authorizes it as agent AGENT (a grant on\n"
+	  "the group; a group of several replicas must exist there with\n"
+	  "the same members). Each RP is atomic there: a push cut off\n"
+	  "resumes from the last RP the remote committed. A remote whose\n"
+	  "history differs (another identity at the same RP) is refused,\n"
+	  "naming both identities; nothing is sent. --bandwidth: at most\n"
+	  "RATE bytes per second (K, M, G suffixes). Opens the store\n"
+	  "read-only (works beside its bvaultd).\n" },
+	/* ---- end of push ---- */
 	{ "replica", "create", cmd_replica_create,
 	  "usage: bvault replica create STORE NAME --size SIZE "
 	  "[--chunk-size SIZE]\n"

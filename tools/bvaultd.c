@@ -649,15 +649,14 @@ static int group_of(const char *name, char group[64])
 	return rc;
 }
 
-static void on_add(struct conn *c, struct bvp_rd *r)
+/* ADD, and ADDV with the identities IDS (base, then result; NULL for
+ * ADD). */
+static void add_replica(struct conn *c, const char *name, uint64_t base,
+			uint64_t size, const uint8_t *ids)
 {
-	uint64_t base = bvp_u64(r), size = bvp_u64(r);
-	char name[64], group[64];
+	char group[64];
 	uint8_t out[4];
 
-	bvp_name(r, name);
-	if (r->bad || r->left)
-		return proto_error(c, "a malformed ADD");
 	if (!c->in) {
 		answer_error(c, BVP_E_INVALID, "ADD outside a session");
 		return;
@@ -674,8 +673,13 @@ static void on_add(struct conn *c, struct bvp_rd *r)
 			     "(replica %s)", c->name, group, name);
 		return;
 	}
-	int slot = bv_ingest_add(c->in, name, base, size);
+	int slot = ids ? bv_ingest_add_ids(c->in, name, base, ids, ids + BVP_ID,
+					   size) :
+			 bv_ingest_add(c->in, name, base, size);
 	if (slot < 0) {
+		if (ids)
+			logmsg("agent %s (%s): ADDV refused: %s", c->name,
+			       c->peer, bv_store_error(D.s));
 		answer_error(c, code_of(slot), "%s", bv_store_error(D.s));
 		return;
 	}
@@ -683,6 +687,31 @@ static void on_add(struct conn *c, struct bvp_rd *r)
 	bvp_put32(out, (uint32_t)slot);
 	answer(c, BVP_OK, out, sizeof out);
 }
+
+static void on_add(struct conn *c, struct bvp_rd *r)
+{
+	uint64_t base = bvp_u64(r), size = bvp_u64(r);
+	char name[64];
+
+	bvp_name(r, name);
+	if (r->bad || r->left)
+		return proto_error(c, "a malformed ADD");
+	add_replica(c, name, base, size, NULL);
+}
+
+/* ---- push (bvault push): ADDV and RPSV ---- */
+static void on_addv(struct conn *c, struct bvp_rd *r)
+{
+	uint64_t base = bvp_u64(r), size = bvp_u64(r);
+	const uint8_t *ids = bvp_take(r, 2 * BVP_ID);
+	char name[64];
+
+	bvp_name(r, name);
+	if (r->bad || r->left)
+		return proto_error(c, "a malformed ADDV");
+	add_replica(c, name, base, size, ids);
+}
+/* ---- end of push ---- */
 
 /* A change record failed: the session keeps only the error, which the
  * answer to COMMIT carries. */
@@ -836,9 +865,14 @@ static void on_commit(struct conn *c, struct bvp_rd *r)
 	o.time = (int64_t)bvp_u64(r);
 	uint8_t ll = bvp_u8(r);
 	const uint8_t *lp = ll ? bvp_take(r, ll) : NULL;
+	/* Optional trailing field (push): the RP's number. */
+	if (r->left == 8)
+		o.number = bvp_u64(r);
 	if (r->bad || r->left || o.make_rp > 1 || o.consistency > 1 ||
 	    ll > BV_LABEL_MAX)
 		return proto_error(c, "a malformed COMMIT");
+	if (lp && memchr(lp, 0, ll))
+		return proto_error(c, "a COMMIT label with a NUL byte");
 	if (!c->in) {
 		answer_error(c, BVP_E_INVALID, "COMMIT outside a session");
 		return;
@@ -850,6 +884,20 @@ static void on_commit(struct conn *c, struct bvp_rd *r)
 	if (c->failed) {
 		session_drop(c, "a change record failed");
 		answer_error(c, c->fail_code, "%s", c->fail_msg);
+		return;
+	}
+	if (o.time < 0 || o.time > BVP_TIME_MAX) {
+		session_drop(c, "a bad RP time");
+		answer_error(c, BVP_E_INVALID, "RP time %" PRId64 ": not 0 (now) "
+			     "nor from 1 to %" PRId64 " seconds since the "
+			     "epoch; nothing committed", o.time, BVP_TIME_MAX);
+		return;
+	}
+	if (o.number && !o.make_rp) {
+		session_drop(c, "an RP number without an RP");
+		answer_error(c, BVP_E_INVALID, "RP number %" PRIu64 " given "
+			     "without making an RP; nothing committed",
+			     o.number);
 		return;
 	}
 	bv_ingest *in = c->in;
@@ -941,6 +989,92 @@ static void on_rps(struct conn *c, struct bvp_rd *r)
 	answer(c, BVP_OK, buf, 20 + w.n * 17);
 }
 
+/* ---- push (bvault push): RPSV ---- */
+struct rpsv_walk {
+	uint8_t *p;       /* where the next entry goes */
+	uint8_t *end;     /* the answer's room ends here */
+	uint64_t first;
+	uint32_t n;
+	int full;
+};
+
+static int rpsv_one(void *ud, const bv_rp_info *rp)
+{
+	struct rpsv_walk *w = ud;
+	size_t ll = strlen(rp->label);
+
+	if (rp->number < w->first || w->full)
+		return 0;
+	if ((size_t)(w->end - w->p) < 8 + 8 + 1 + BVP_ID + 1 + ll ||
+	    w->n == RPS_MAX) {
+		w->full = 1;
+		return 0;
+	}
+	bvp_put64(w->p, rp->number);
+	bvp_put64(w->p + 8, (uint64_t)rp->time);
+	w->p[16] = (uint8_t)rp->consistency;
+	memcpy(w->p + 17, rp->id, BVP_ID);
+	w->p[17 + BVP_ID] = (uint8_t)ll;
+	memcpy(w->p + 18 + BVP_ID, rp->label, ll);
+	w->p += 18 + BVP_ID + ll;
+	w->n++;
+	return 0;
+}
+
+static void on_rpsv(struct conn *c, struct bvp_rd *r)
+{
+	uint64_t first = bvp_u64(r);
+	char name[64];
+	bv_replica_info ri;
+
+	bvp_name(r, name);
+	if (r->bad || r->left)
+		return proto_error(c, "a malformed RPSV");
+	int rc = bv_replica_info_get(D.s, name, &ri);
+	if (rc == BV_ENOTFOUND) {
+		/* As RPS: a new replica would be in a group of its name. */
+		if (!bv_agent_may(&c->agent, name)) {
+			logmsg("agent %s (%s): denied: RPs of %s", c->name,
+			       c->peer, name);
+			answer_error(c, BVP_E_DENIED, "agent %s may not read "
+				     "group %s", c->name, name);
+		} else {
+			answer_error(c, BVP_E_NOTFOUND, "no replica named %s",
+				     name);
+		}
+		return;
+	}
+	if (rc < 0) {
+		answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
+		return;
+	}
+	if (!bv_agent_may(&c->agent, ri.group)) {
+		logmsg("agent %s (%s): denied: RPs of %s (group %s)", c->name,
+		       c->peer, name, ri.group);
+		answer_error(c, BVP_E_DENIED, "agent %s may not read group %s",
+			     c->name, ri.group);
+		return;
+	}
+	/* Built in place, in the (idle) send buffer. */
+	uint8_t *buf = c->tx + BVP_HDR;
+	size_t gl = strlen(ri.group);
+	struct rpsv_walk w = { buf + 8 + 8 + BVP_ID + 1 + gl + 4,
+			       c->tx + TX_MAX, first, 0, 0 };
+	rc = bv_rp_list(D.s, name, rpsv_one, &w);
+	if (rc < 0) {
+		answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
+		return;
+	}
+	bvp_put64(buf, ri.latest_rp);
+	bvp_put64(buf + 8, ri.size);
+	memcpy(buf + 16, ri.head_id, BVP_ID);
+	buf[16 + BVP_ID] = (uint8_t)gl;
+	memcpy(buf + 17 + BVP_ID, ri.group, gl);
+	bvp_put32(buf + 17 + BVP_ID + gl, w.n);
+	answer(c, BVP_OK, buf, (size_t)(w.p - buf));
+}
+/* ---- end of push ---- */
+
 static void on_digests(struct conn *c, struct bvp_rd *r)
 {
 	char name[64], group[64];
@@ -1024,6 +1158,10 @@ static void on_frame(struct conn *c, uint8_t type, const uint8_t *p,
 		return on_rps(c, &r);
 	case BVP_DIGESTS:
 		return on_digests(c, &r);
+	case BVP_ADDV:
+		return on_addv(c, &r);
+	case BVP_RPSV:
+		return on_rpsv(c, &r);
 	default:
 		return proto_error(c, "an unknown message type");
 	}

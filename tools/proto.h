@@ -19,6 +19,9 @@
 #define BVP_AUTH_LABEL "bvault-agent-auth-v1"
 #define BVP_DEFAULT_PORT "7468"
 #define BVP_DIGESTS_MAX 65536u           /* chunks per DIGESTS */
+#define BVP_ID 16                        /* a version identity */
+/* COMMIT's time: 0 (now) or 1 .. this (9999-12-31 23:59:59 UTC) */
+#define BVP_TIME_MAX INT64_C(253402300799)
 
 enum {
 	BVP_HELLO = 0x01,
@@ -32,6 +35,9 @@ enum {
 	BVP_ABORT = 0x09,
 	BVP_RPS = 0x0a,
 	BVP_DIGESTS = 0x0b,
+	/* push (bvault push): identities and RP numbers kept */
+	BVP_RPSV = 0x0c,
+	BVP_ADDV = 0x0d,
 	BVP_OK = 0x80,
 	BVP_CHALLENGE = 0x81,
 	BVP_ERROR = 0x8f,

@@ -1,0 +1,363 @@
+/*
+ * netclient.c: the client end of the bvaultd protocol, shared by
+ * bvault-agent and bvault push (netclient.h says the contract).
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sodium.h>
+
+#include "netclient.h"
+#include "proto.h"
+
+__attribute__((format(printf, 2, 3)))
+static int fail(struct nc *nc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(nc->err, sizeof nc->err, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Waits as long as the bandwidth limit asks before LEN more bytes go. */
+static void pace(struct nc *nc, size_t len)
+{
+	if (!nc->bandwidth)
+		return;
+	double t = mono();
+	if (nc->sent_until < t)
+		nc->sent_until = t;
+	nc->sent_until += (double)len / (double)nc->bandwidth;
+	double wait = nc->sent_until - t;
+	if (wait > 0) {
+		struct timespec ts = { (time_t)wait,
+				       (long)((wait - (double)(time_t)wait) *
+					      1e9) };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int recv_all(struct nc *nc, void *p, size_t n)
+{
+	uint8_t *q = p;
+	while (n) {
+		ssize_t k = recv(nc->fd, q, n, 0);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return fail(nc, "the server closed the connection%s%s",
+				    k < 0 ? ": " : "",
+				    k < 0 ? strerror(errno) : "");
+		q += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+int nc_send_parts(struct nc *nc, const uint8_t *head, size_t hl,
+		  const uint8_t *data, size_t dl)
+{
+	struct iovec iov[2] = { { (void *)head, hl }, { (void *)data, dl } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = dl ? 2 : 1 };
+
+	pace(nc, hl + dl);
+	while (mh.msg_iovlen) {
+		ssize_t k = sendmsg(nc->fd, &mh, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return fail(nc, "sending to the server: %s", k < 0 ?
+				    strerror(errno) : "connection closed");
+		while (mh.msg_iovlen && (size_t)k >= mh.msg_iov[0].iov_len) {
+			k -= (ssize_t)mh.msg_iov[0].iov_len;
+			mh.msg_iov++;
+			mh.msg_iovlen--;
+		}
+		if (mh.msg_iovlen) {
+			mh.msg_iov[0].iov_base = (char *)mh.msg_iov[0].iov_base + k;
+			mh.msg_iov[0].iov_len -= (size_t)k;
+		}
+	}
+	return 0;
+}
+
+int nc_send(struct nc *nc, uint8_t type, size_t len)
+{
+	bvp_header(nc->frame, type, (uint32_t)len);
+	return nc_send_parts(nc, nc->frame, BVP_HDR + len, NULL, 0);
+}
+
+int nc_send_data(struct nc *nc, uint32_t slot, uint64_t off, const void *buf,
+		 size_t len)
+{
+	uint8_t head[BVP_HDR + 12];
+
+	if (len > BVP_DATA_MAX)
+		return fail(nc, "a DATA record of %zu bytes (at most %u)", len,
+			    BVP_DATA_MAX);
+	bvp_header(head, BVP_DATA, (uint32_t)(12 + len));
+	bvp_put32(head + BVP_HDR, slot);
+	bvp_put64(head + BVP_HDR + 4, off);
+	return nc_send_parts(nc, head, sizeof head, buf, len);
+}
+
+int nc_send_zero(struct nc *nc, uint32_t slot, uint64_t off, uint64_t len)
+{
+	uint8_t *p = nc->frame + BVP_HDR;
+	bvp_put32(p, slot);
+	bvp_put64(p + 4, off);
+	bvp_put64(p + 12, len);
+	return nc_send(nc, BVP_ZERO, 20);
+}
+
+int nc_send_resize(struct nc *nc, uint32_t slot, uint64_t size)
+{
+	uint8_t *p = nc->frame + BVP_HDR;
+	bvp_put32(p, slot);
+	bvp_put64(p + 4, size);
+	return nc_send(nc, BVP_RESIZE, 12);
+}
+
+int nc_send_commit(struct nc *nc, int make_rp, int consistency, int64_t time,
+		   const char *label, uint64_t number)
+{
+	uint8_t *p = nc->frame + BVP_HDR;
+	size_t ll = label ? strlen(label) : 0;
+
+	if (ll > 127)
+		return fail(nc, "label '%.20s...': longer than 127 bytes", label);
+	p[0] = make_rp ? 1 : 0;
+	p[1] = (uint8_t)consistency;
+	bvp_put64(p + 2, (uint64_t)time);
+	p[10] = (uint8_t)ll;
+	memcpy(p + 11, label ? label : "", ll);
+	if (number)
+		bvp_put64(p + 11 + ll, number);
+	return nc_send(nc, BVP_COMMIT, 11 + ll + (number ? 8 : 0));
+}
+
+long nc_answer(struct nc *nc, uint8_t *out, size_t cap)
+{
+	uint8_t h[BVP_HDR];
+	long rc;
+
+	nc->code = 0;
+	if (recv_all(nc, h, sizeof h))
+		return -1;
+	uint32_t len = bvp_get32(h);
+	if (len > BVP_PAYLOAD_MAX)
+		return fail(nc, "the server sent a frame of %u bytes", len);
+	uint8_t *p = malloc(len ? len : 1);
+	if (!p)
+		return fail(nc, "out of memory");
+	if (recv_all(nc, p, len)) {
+		free(p);
+		return -1;
+	}
+	if (h[4] == BVP_ERROR) {
+		struct bvp_rd r = { p, len, 0 };
+		nc->code = bvp_u16(&r);
+		uint16_t ml = bvp_u16(&r);
+		const uint8_t *m = bvp_take(&r, ml);
+		snprintf(nc->err, sizeof nc->err, "%.*s", m ? (int)ml : 0,
+			 m ? (const char *)m : "");
+		if (!nc->code)
+			nc->code = BVP_E_PROTO;
+		rc = NC_ERROR;
+	} else if (h[4] == BVP_OK || h[4] == BVP_CHALLENGE) {
+		if (out && cap && len)
+			memcpy(out, p, len < cap ? len : cap);
+		rc = (long)len;
+	} else {
+		rc = fail(nc, "the server sent message type 0x%02x", h[4]);
+	}
+	free(p);
+	return rc;
+}
+
+static int connect_unix(struct nc *nc, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof sa.sun_path)
+		return fail(nc, "--unix %s: path too long", path);
+	strcpy(sa.sun_path, path);
+	nc->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (nc->fd < 0 || connect(nc->fd, (struct sockaddr *)&sa, sizeof sa))
+		return fail(nc, "cannot connect to %s: %s", path,
+			    strerror(errno));
+	return 0;
+}
+
+static int connect_tcp(struct nc *nc, const char *server)
+{
+	char host[256];
+	const char *colon = strrchr(server, ':');
+	const char *port = colon ? colon + 1 : BVP_DEFAULT_PORT;
+	size_t hl = colon ? (size_t)(colon - server) : strlen(server);
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai, *p;
+	int e, err = 0, one = 1;
+
+	if (hl >= sizeof host)
+		return fail(nc, "--server %s: host too long", server);
+	memcpy(host, server, hl);
+	host[hl] = 0;
+	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+		memmove(host, host + 1, hl - 2);
+		host[hl - 2] = 0;
+	}
+	if ((e = getaddrinfo(host, port, &hints, &ai)))
+		return fail(nc, "--server %s: %s", server, gai_strerror(e));
+	for (p = ai; p && nc->fd < 0; p = p->ai_next) {
+		nc->fd = socket(p->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (nc->fd >= 0 && connect(nc->fd, p->ai_addr, p->ai_addrlen)) {
+			err = errno;
+			close(nc->fd);
+			nc->fd = -1;
+		}
+	}
+	freeaddrinfo(ai);
+	if (nc->fd < 0)
+		return fail(nc, "cannot connect to %s: %s", server,
+			    strerror(err ? err : errno));
+	setsockopt(nc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	return 0;
+}
+
+int nc_connect(struct nc *nc, const char *server, const char *unix_path)
+{
+	memset(nc, 0, sizeof *nc);
+	nc->fd = -1;
+	nc->frame = malloc(BVP_HDR + BVP_PAYLOAD_MAX);
+	if (!nc->frame)
+		return fail(nc, "out of memory");
+	if (unix_path)
+		return connect_unix(nc, unix_path);
+	return connect_tcp(nc, server);
+}
+
+static int read_secret(struct nc *nc, const char *file, uint8_t key[32])
+{
+	FILE *f = fopen(file, "r");
+	char hex[128] = "";
+	if (!f)
+		return fail(nc, "--secret-file %s: %s", file, strerror(errno));
+	if (!fgets(hex, sizeof hex, f))
+		hex[0] = 0;
+	fclose(f);
+	size_t n = strcspn(hex, "\r\n");
+	hex[n] = 0;
+	if (n != 64)
+		return fail(nc, "--secret-file %s: not a secret (64 hex "
+			    "digits, as 'bvault agent add' prints it)", file);
+	for (int i = 0; i < 32; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return fail(nc, "--secret-file %s: not hex", file);
+		key[i] = (uint8_t)v;
+	}
+	sodium_memzero(hex, sizeof hex);
+	return 0;
+}
+
+/* An answer that must be OK; an ERROR becomes a failure. */
+static long must(struct nc *nc, uint8_t *out, size_t cap)
+{
+	long n = nc_answer(nc, out, cap);
+	return n == NC_ERROR ? -1 : n;
+}
+
+int nc_login(struct nc *nc, const char *name, const char *secret_file)
+{
+	uint8_t key[32], nonce[BVP_NONCE], msg[256],
+		mac[crypto_auth_hmacsha256_BYTES];
+	uint8_t *p = nc->frame + BVP_HDR;
+	size_t nl = strlen(name), ml = 0;
+
+	if (nl == 0 || nl > 63)
+		return fail(nc, "agent name '%s': 1 to 63 bytes", name);
+	if (sodium_init() < 0)
+		return fail(nc, "libsodium cannot start");
+	if (read_secret(nc, secret_file, key))
+		return -1;
+	memcpy(p, BVP_MAGIC, 8);
+	bvp_put16(p + 8, BVP_VERSION);
+	p[10] = (uint8_t)nl;
+	memcpy(p + 11, name, nl);
+	long n;
+	if (nc_send(nc, BVP_HELLO, 11 + nl) ||
+	    (n = must(nc, nonce, sizeof nonce)) < 0) {
+		sodium_memzero(key, sizeof key);
+		return -1;
+	}
+	if (n != BVP_NONCE) {
+		sodium_memzero(key, sizeof key);
+		return fail(nc, "the server's challenge is not %d bytes",
+			    BVP_NONCE);
+	}
+	memcpy(msg, BVP_AUTH_LABEL, sizeof BVP_AUTH_LABEL - 1);
+	ml = sizeof BVP_AUTH_LABEL - 1;
+	memcpy(msg + ml, nonce, BVP_NONCE);
+	ml += BVP_NONCE;
+	memcpy(msg + ml, name, nl);
+	ml += nl;
+	_Static_assert(sizeof key == crypto_auth_hmacsha256_KEYBYTES &&
+		       sizeof mac == BVP_MAC, "HMAC-SHA256 sizes");
+	crypto_auth_hmacsha256(mac, msg, ml, key);
+	sodium_memzero(key, sizeof key);
+	memcpy(nc->frame + BVP_HDR, mac, BVP_MAC);
+	if (nc_send(nc, BVP_AUTH, BVP_MAC) || must(nc, NULL, 0) < 0)
+		return -1;
+	return 0;
+}
+
+void nc_close(struct nc *nc)
+{
+	if (nc->fd >= 0)
+		close(nc->fd);
+	nc->fd = -1;
+	free(nc->frame);
+	nc->frame = NULL;
+}
+
+int nc_parse_rate(const char *s, uint64_t *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	uint64_t m = 1;
+
+	if (end == s)
+		return -1;
+	if (*end == 'K' || *end == 'k')
+		m = 1u << 10;
+	else if (*end == 'M' || *end == 'm')
+		m = 1u << 20;
+	else if (*end == 'G' || *end == 'g')
+		m = 1u << 30;
+	else if (*end)
+		return -1;
+	if (*end && end[1])
+		return -1;
+	if (!(v > 0) || v * (double)m > 1e18)
+		return -1;
+	*out = (uint64_t)(v * (double)m);
+	return *out ? 0 : -1;
+}
