@@ -412,9 +412,10 @@ BV_API void bv_ingest_abort(bv_ingest *in);
 /* Opens REPLICA at RP (a number, or BV_RP_LATEST for the latest RP; 0 for
  * the committed head, which may be newer than every RP). The reader sees
  * that version only, for as long as it is open, whatever is committed
- * later (INVARIANTS.md 3): nothing removes what a version names (there is
- * no garbage collection yet; when there is, it will keep what open
- * readers name). It must be closed before its store. BV_EINVAL (a bad
+ * later (INVARIANTS.md 3), even after the RP is removed (bv_rp_remove),
+ * until GC deletes chunks that only the removed RP read: reads that need
+ * them then fail with BV_ENOTFOUND, saying the RP was removed (never
+ * other bytes). It must be closed before its store. BV_EINVAL (a bad
  * name), BV_ENOTFOUND (no such replica or RP). */
 BV_API int bv_reader_open(bv_store *s, const char *replica, uint64_t rp,
 			  bv_reader **out);
