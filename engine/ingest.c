@@ -175,6 +175,10 @@ struct bv_ingest {
 					* that named one: the RP's label
 					* when the commit gives none */
 	char failmsg[512];
+	/* bv_ingest_meta_put (seed import): one more meta record for the
+	 * commit's batch; mklen 0: none. */
+	uint8_t mkey[64], mval[256];
+	size_t mklen, mvlen;
 	struct bv_ring *ring;          /* the caller's thread */
 	struct bv_kv_batch *batch;     /* zero entries from the caller */
 	struct bv_kv_iter *it;         /* maps; remade after each write */
@@ -1566,6 +1570,29 @@ out:
 	return rc;
 }
 
+int bv_ingest_result_id(bv_ingest *in, int slot, const uint8_t *id)
+{
+	int rc;
+	if ((rc = check_usable(in)))
+		return rc;
+	if (slot < 0 || (size_t)slot >= in->nrep)
+		return bv_fail(BV_EINVAL, "ingest: no replica slot %d", slot);
+	return take_result_id(in, slot, id);
+}
+
+int bv_ingest_meta_put(bv_ingest *in, const void *key, size_t klen,
+		       const void *val, size_t vlen)
+{
+	if (klen == 0 || klen > sizeof in->mkey || vlen > sizeof in->mval)
+		return bv_fail(BV_EINVAL, "ingest: a meta record of %zu + %zu "
+			       "bytes", klen, vlen);
+	memcpy(in->mkey, key, klen);
+	memcpy(in->mval, val, vlen);
+	in->mklen = klen;
+	in->mvlen = vlen;
+	return 0;
+}
+
 int bv_ingest_write(bv_ingest *in, int slot, uint64_t off, const void *buf,
 		    size_t len)
 {
@@ -1900,6 +1927,9 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 		ms.map_entries += r->entries;
 	}
 	bv_mstat_put(b, &ms);
+	if (in->mklen)
+		bv_kv_batch_put(b, BV_CF_META, in->mkey, in->mklen, in->mval,
+				in->mvlen);
 	if (o && o->make_rp) {
 		memset(&p, 0, sizeof p);
 		p.time = o->time ? o->time : (int64_t)time(NULL);
