@@ -809,11 +809,14 @@ static int sfr_finish(struct sfr *r)
 	if (r->off != r->have || r->left)
 		return bv_fail(BV_ECORRUPT, "%s: holds more than its content",
 			       r->path);
-	if (r->sealed && !r->final && (rc = sfr_fill(r)))
-		return rc;
-	if (r->sealed && r->have)
-		return bv_fail(BV_ECORRUPT, "%s: holds more than its content",
-			       r->path);
+	if (r->sealed && !r->final) {
+		/* The body ended on a message's end: the final one is empty. */
+		if ((rc = sfr_fill(r)))
+			return rc;
+		if (r->have)
+			return bv_fail(BV_ECORRUPT, "%s: holds more than its "
+				       "content", r->path);
+	}
 	if (!r->sealed) {
 		XXH128_hash_t h = XXH3_128bits_digest(r->xx);
 		if ((rc = read_all(r->fd, tr, sizeof tr, &got)))
@@ -945,6 +948,7 @@ struct xp {
 	int map_done;          /* the maps are there already */
 	uint64_t written, todo;
 	uint64_t kept;
+	uint64_t zeros;        /* zero chunks the plan met */
 };
 
 static int src_read(struct xp *x, struct srep *r, uint64_t c)
@@ -1115,6 +1119,7 @@ static int plan(struct xp *x)
 	dtab_free(&x->tab);
 	t->nentries = 0;
 	t->npacks = 0;
+	x->zeros = 0;
 	for (uint32_t ri = 0; ri < t->nrep; ri++) {
 		struct srep *r = &t->reps[ri];
 		uint64_t esz = ENTRY_HDR + r->cs;
@@ -1136,8 +1141,10 @@ static int plan(struct xp *x)
 				if (rc)
 					XXH3_128bits_update(x->xx, d, 16);
 			}
-			if (rc == 0)
+			if (rc == 0) {
+				x->zeros++;
 				continue;
+			}
 			if ((rc = dtab_assign(&x->tab, d, r->cs, t->nentries,
 					      &e)) < 0)
 				return rc;
@@ -1545,6 +1552,8 @@ static int export_run(struct xp *x, bv_seed_result *out)
 		snprintf(out->group, sizeof out->group, "%s", t->group);
 		snprintf(out->label, sizeof out->label, "%s", t->label);
 		out->time = t->time;
+		out->rp = t->rp;
+		out->zero_chunks = x->zeros;
 	}
 	return 0;
 }
