@@ -1185,7 +1185,9 @@ static void set_identity(struct set *t)
 	bv_le64(b + 8, t->media_size);
 	bv_le64(b + 16, t->pack_max);
 	bv_le64(b + 24, t->rp);
-	bv_le64(b + 32, (uint64_t)t->time);
+	/* An agent's seed is timed when first planned: not part of its id,
+	 * so that a rerun finds its set (adopt_times). */
+	bv_le64(b + 32, t->source == SRC_STORE ? (uint64_t)t->time : 0);
 	XXH3_128bits_update(xx, b, 40);
 	XXH3_128bits_update(xx, t->source_id, 16);
 	XXH3_128bits_update(xx, t->group, strlen(t->group) + 1);
@@ -1478,6 +1480,46 @@ out:
 	return rc;
 }
 
+/* A rerun (or the run of a later medium) takes the times of the set as
+ * first planned from a manifest of it in one of its folders, so that
+ * every medium's manifest says the same. */
+static void adopt_times(struct xp *x, const bv_seed_opts *o)
+{
+	struct set *t = &x->t;
+	for (size_t i = 0; i < o->ndirs; i++) {
+		struct label l;
+		struct sfr r;
+		uint64_t body = manifest_body(t);
+		uint8_t *mb;
+		int rc;
+		if (label_read(o->dirs[i], &l) || memcmp(l.set_id, t->set_id, 16))
+			continue;
+		if (!(mb = malloc(body)))
+			return;
+		rc = sfr_open(&r, t, o->dirs[i], K_MANIFEST, l.medium, body,
+			      x->buf, x->cbuf, x->xx, NULL);
+		if (!rc)
+			rc = sfr_read(&r, mb, body);
+		if (!rc)
+			rc = sfr_finish(&r);
+		sfr_close(&r);
+		if (!rc) {
+			struct set u;
+			memset(&u, 0, sizeof u);
+			u.sealed = t->sealed;
+			if (manifest_decode(&u, mb, body, o->dirs[i]) == 0) {
+				t->time = u.time;
+				t->created = u.created;
+			}
+			set_free(&u);
+		}
+		free(mb);
+		if (!rc)
+			break;
+	}
+	bv_fail(0, "%s", "");
+}
+
 static int export_run(struct xp *x, bv_seed_result *out)
 {
 	struct set *t = &x->t;
@@ -1512,6 +1554,7 @@ static int export_run(struct xp *x, bv_seed_result *out)
 		return rc;
 	set_identity(t);
 	x->first = o->first_medium ? o->first_medium : 1;
+	adopt_times(x, o);
 	if (x->first > t->nmedia)
 		return bv_fail(BV_EINVAL, "medium %u: the set has %u", x->first,
 			       t->nmedia);
