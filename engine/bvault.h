@@ -1266,9 +1266,10 @@ BV_API int bv_seed_verify(const char *const *dirs, size_t n,
  * label and time), and records the set (meta "seed/"). A set whose
  * replicas exist with its identities at their heads: 0 with
  * OUT->already set, nothing changed. A replica that exists with another
- * history: BV_EEXIST naming both identities. Any failure changes
- * nothing. Sets of more than one replica (groups) are not imported yet:
- * BV_EINVAL. BV_EREADONLY, and bv_seed_verify's errors. */
+ * history: BV_EEXIST naming both identities. A set of a group makes
+ * the group (of its name: BV_EEXIST when the name is taken) with every
+ * member and RP 1 of it; at most 64 replicas per set. Any failure
+ * changes nothing. BV_EREADONLY, and bv_seed_verify's errors. */
 BV_API int bv_seed_import(bv_store *s, const char *const *dirs, size_t n,
 			  const bv_seed_opts *o, bv_seed_result *out);
 

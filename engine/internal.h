@@ -304,6 +304,11 @@ int bv_ingest_ref(bv_ingest *in, int slot, uint64_t chunk, const bv_fp *fp,
 int bv_ingest_result_id(bv_ingest *in, int slot, const uint8_t *id);
 int bv_ingest_meta_put(bv_ingest *in, const void *key, size_t klen,
 		       const void *val, size_t vlen);
+/* Seed import of a group: the replicas the session then makes (all new,
+ * bv_ingest_add_new) are the members of new group GROUP, made by the
+ * commit (BV_EEXIST when the name is a group's or a replica's). Called
+ * before the first replica is added. */
+int bv_ingest_new_group(bv_ingest *in, const char *group);
 
 /* ---- gc.c: what ingest, readers and the open share with GC ------------ */
 

@@ -2262,10 +2262,11 @@ int bv_seed_import(bv_store *s, const char *const *dirs, size_t n,
 			     hex16(t->set_id, a), t->reps[0].name);
 		goto out;
 	}
-	if (t->nrep > 1) {
+	if (t->nrep > BV_SESSION_MAX) {
 		rc = bv_fail(BV_EINVAL, "seed set %s holds group %s of %u "
-			     "replicas: importing a group is not supported yet",
-			     hex16(t->set_id, a), t->group, t->nrep);
+			     "replicas: one import takes at most %d",
+			     hex16(t->set_id, a), t->group, t->nrep,
+			     BV_SESSION_MAX);
 		goto out;
 	}
 	if (!(m.fp = malloc((t->nentries ? t->nentries : 1) * 32))) {
@@ -2278,6 +2279,11 @@ int bv_seed_import(bv_store *s, const char *const *dirs, size_t n,
 	if ((rc = bv_stats_counters(s, &before)) ||
 	    (rc = bv_ingest_begin(s, &m.in)))
 		goto out;
+	/* A group (or a replica whose group had another name) comes back
+	 * as the group it was. */
+	if ((t->nrep > 1 || strcmp(t->group, t->reps[0].name)) &&
+	    (rc = bv_ingest_new_group(m.in, t->group)))
+		goto abort;
 	for (uint32_t i = 0; i < t->nrep; i++) {
 		struct srep *r = &t->reps[i];
 		rc = bv_ingest_add_new(m.in, r->name, r->size, r->cs);

@@ -103,6 +103,25 @@ run_ok "the second medium" "$BV" seed export "$S" vm1@2 --to "$T/f2,$T/f3" \
 	--media-size 4M --medium 2
 run_ok "the three verify" "$BV" seed verify "$T/f1" "$T/f2" "$T/f3"
 
+# ---- a group: every member in one RP -----------------------------------
+mkimg "$T/g2.img" 8
+run_ok "init a group store" "$BV" init "$T/gs"
+run_ok "two replicas" sh -c "'$BV' replica create '$T/gs' ga --size 16M &&
+	'$BV' replica create '$T/gs' gb --size 8M"
+run_ok "in one group" "$BV" group create "$T/gs" vmg ga gb
+run_ok "an RP of both" sh -c "'$BV' mkstream '$T/b.img' --replica ga --out '$T/sa' &&
+	'$BV' mkstream '$T/g2.img' --replica gb --out '$T/sb' &&
+	'$BV' ingest '$T/gs' --rp --label both '$T/sa' '$T/sb'"
+run_ok "seed export of the group" "$BV" seed export "$T/gs" vmg@1 --to "$T/gm"
+run_ok "init" "$BV" init "$T/gd"
+run_ok "seed import of the group" "$BV" seed import "$T/gd" "$T/gm"
+"$BV" group ls "$T/gd" >"$T/out"
+grep -q 'members: ga gb' "$T/out"
+ok $? "the group comes back with both members"
+"$BV" export "$T/gd" ga@1 "$T/ga.out" && cmp -s "$T/b.img" "$T/ga.out" &&
+	"$BV" export "$T/gd" gb@1 "$T/gb.out" && cmp -s "$T/g2.img" "$T/gb.out"
+ok $? "both members of RP 1 are bit-exact"
+
 # ---- bad input: clear errors, the store unchanged ----------------------
 run_ok "init the target" "$BV" init "$T/t"
 run_ok "it has a replica of its own" sh -c \
