@@ -62,6 +62,7 @@
 #define PACK_DEFAULT (256ull << 20)
 #define TABLE_MAX (1u << 23)    /* dedup slots: 32 bytes each, 256 MiB */
 #define DIGEST_BATCH 1024
+#define RA_BYTES (8u << 20)    /* export's read ahead */
 
 enum { K_MANIFEST = 1, K_MAP = 2, K_PACK = 3, K_COMPLETE = 4 };
 enum { SRC_STORE = 1, SRC_DISKS = 2 };
@@ -949,6 +950,9 @@ struct xp {
 	uint64_t written, todo;
 	uint64_t kept;
 	uint64_t zeros;        /* zero chunks the plan met */
+	uint8_t *ra;           /* read ahead: chunks RA_FIRST.. of RA_RD */
+	bv_reader *ra_rd;
+	uint64_t ra_first, ra_n;
 };
 
 static int src_read(struct xp *x, struct srep *r, uint64_t c)
@@ -957,7 +961,28 @@ static int src_read(struct xp *x, struct srep *r, uint64_t c)
 	size_t len = r->size - off < r->cs ? (size_t)(r->size - off) : r->cs;
 	int rc;
 	if (r->rd) {
-		rc = bv_reader_pread(r->rd, x->chunk, len, off);
+		/* Read ahead: the chunks a walk writes are mostly neighbours,
+		 * and one read of many lets the reader batch its container
+		 * reads and decode them together. */
+		if (x->ra_rd != r->rd || c < x->ra_first ||
+		    c >= x->ra_first + x->ra_n) {
+			uint64_t n = RA_BYTES / r->cs;
+			if (n > r->nchunks - c)
+				n = r->nchunks - c;
+			uint64_t rl = n * r->cs;
+			if (rl > r->size - off)
+				rl = r->size - off;
+			x->ra_rd = NULL;
+			if ((rc = bv_reader_pread(r->rd, x->ra, (size_t)rl, off)))
+				return rc;
+			memset(x->ra + rl, 0, (size_t)(n * r->cs - rl));
+			x->ra_rd = r->rd;
+			x->ra_first = c;
+			x->ra_n = n;
+		}
+		memcpy(x->chunk, x->ra + (c - x->ra_first) * r->cs, r->cs);
+		x->chunk_ok = 1;
+		return 0;
 	} else {
 		rc = r->disk->read(r->disk->ud, x->chunk, len, off);
 		if (rc)
@@ -1541,13 +1566,14 @@ static int export_run(struct xp *x, bv_seed_result *out)
 	if (o->key)
 		key_check(o->key, t->keycheck);
 	x->chunk = malloc(BV_CHUNK_MAX);
+	x->ra = malloc(RA_BYTES);
 	x->kinds = malloc(DIGEST_BATCH);
 	x->digests = malloc(DIGEST_BATCH * 16);
 	x->buf = malloc(SEED_MSG);
 	x->cbuf = malloc(SEED_MSG + SS_ABYTES);
 	x->xx = XXH3_createState();
 	x->drep = UINT32_MAX;
-	if (!x->chunk || !x->kinds || !x->digests || !x->buf || !x->cbuf ||
+	if (!x->chunk || !x->ra || !x->kinds || !x->digests || !x->buf || !x->cbuf ||
 	    !x->xx)
 		return -ENOMEM;
 	if ((rc = plan(x)))
@@ -1606,6 +1632,7 @@ static void xp_free(struct xp *x)
 	set_free(&x->t);
 	dtab_free(&x->tab);
 	free(x->chunk);
+	free(x->ra);
 	free(x->kinds);
 	free(x->digests);
 	free(x->buf);
