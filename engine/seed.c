@@ -124,6 +124,7 @@ static int read_all(int fd, void *buf, size_t len, size_t *got)
 {
 	uint8_t *p = buf;
 	size_t done = 0;
+	*got = 0;
 	while (done < len) {
 		ssize_t n = read(fd, p + done, len - done);
 		if (n < 0) {
@@ -448,7 +449,7 @@ static int label_read(const char *dir, struct label *l)
 	uint8_t b[LABEL_SIZE + 1];
 	struct cur c = { b, LABEL_SIZE, 8, 0 };
 	XXH128_hash_t h;
-	size_t got;
+	size_t got = 0;
 	int fd, rc;
 
 	snprintf(path, sizeof path, "%s/medium", dir);
@@ -678,7 +679,7 @@ static int sfr_open(struct sfr *r, const struct set *t, const char *dir,
 	uint8_t want[FHDR];
 	char name[32];
 	struct stat st;
-	size_t got;
+	size_t got = 0;
 	int rc;
 
 	memset(r, 0, sizeof *r);
@@ -736,7 +737,7 @@ static int sfr_open(struct sfr *r, const struct set *t, const char *dir,
 static int sfr_fill(struct sfr *r)
 {
 	size_t n = r->left < SEED_MSG ? (size_t)r->left : SEED_MSG;
-	size_t got;
+	size_t got = 0;
 	int rc;
 
 	if (!r->sealed) {
@@ -805,7 +806,7 @@ static int sfr_read(struct sfr *r, void *dst, size_t len)
 static int sfr_finish(struct sfr *r)
 {
 	uint8_t tr[TRAILER + 1];
-	size_t got;
+	size_t got = 0;
 	int rc;
 	if (r->off != r->have || r->left)
 		return bv_fail(BV_ECORRUPT, "%s: holds more than its content",
@@ -1927,7 +1928,7 @@ static int rs_open(struct rs *x, const char *const *dirs, size_t n,
 	{
 		char path[PATH_MAX];
 		uint8_t h[FHDR];
-		size_t got;
+		size_t got = 0;
 		int fd;
 		snprintf(path, sizeof path, "%s/manifest", dirs[0]);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -2158,6 +2159,21 @@ static int verify_fn(void *ud, uint32_t ri, uint64_t c, uint64_t e,
 	return 0;
 }
 
+/* Every medium's manifest and completion marker read through. */
+static int check_media(struct rs *x)
+{
+	int rc = 0;
+	for (uint32_t m = 1; m <= x->t.nmedia && !rc; m++) {
+		rc = sfr_check(&x->t, x->dir[m - 1], K_MANIFEST, m,
+			       manifest_body(&x->t), x->buf, x->cbuf, x->xx,
+			       &x->readb);
+		if (!rc)
+			rc = sfr_check(&x->t, x->dir[m - 1], K_COMPLETE, m, 0,
+				       x->buf, x->cbuf, x->xx, &x->readb);
+	}
+	return rc;
+}
+
 int bv_seed_verify(const char *const *dirs, size_t n, const bv_seed_opts *o,
 		   bv_seed_result *out)
 {
@@ -2170,15 +2186,7 @@ int bv_seed_verify(const char *const *dirs, size_t n, const bv_seed_opts *o,
 		memset(out, 0, sizeof *out);
 	if ((rc = rs_open(&x, dirs, n, o)))
 		goto out;
-	for (uint32_t m = 1; m <= x.t.nmedia && !rc; m++) {
-		rc = sfr_check(&x.t, x.dir[m - 1], K_MANIFEST, m,
-			       manifest_body(&x.t), x.buf, x.cbuf, x.xx,
-			       &x.readb);
-		if (!rc)
-			rc = sfr_check(&x.t, x.dir[m - 1], K_COMPLETE, m, 0,
-				       x.buf, x.cbuf, x.xx, &x.readb);
-	}
-	if (!rc)
+	if (!(rc = check_media(&x)))
 		rc = walk(&x, verify_fn, NULL, &zeros);
 	if (!rc && out) {
 		result_fill(&x, out);
@@ -2239,7 +2247,7 @@ int bv_seed_import(bv_store *s, const char *const *dirs, size_t n,
 		memset(out, 0, sizeof *out);
 	if ((rc = bv_store_writable(s)))
 		return rc;
-	if ((rc = rs_open(&x, dirs, n, o)))
+	if ((rc = rs_open(&x, dirs, n, o)) || (rc = check_media(&x)))
 		goto out;
 	struct set *t = &x.t;
 	for (uint32_t i = 0; i < t->nrep; i++) {
@@ -2396,7 +2404,7 @@ out:
 int bv_seed_key_load(const char *path, uint8_t key[BV_SEED_KEY])
 {
 	char text[256];
-	size_t got, ml = strlen(KEY_MAGIC);
+	size_t got = 0, ml = strlen(KEY_MAGIC);
 	int fd, rc;
 
 	bv_fail(0, "%s", "");

@@ -143,6 +143,20 @@ flip_byte "$pack" 100000
 run_fail "a damaged pack names the file" 1 "${pack##*/}: .*(checksum mismatch|digest does not match)" \
 	"$BV" seed import "$T/t" "$T/bad"
 run_fail "verify finds it" 1 "${pack##*/}" "$BV" seed verify "$T/bad"
+# Every file of a plain set: a flipped byte anywhere is found, naming it.
+bad=0
+for f in "$T/m1"/*; do
+	n=${f##*/}
+	rm -rf "$T/bad"
+	cp -r "$T/m1" "$T/bad"
+	sz=$(stat -c %s "$f")
+	flip_byte "$T/bad/$n" $(((RANDOM * 32768 + RANDOM) % sz))
+	if "$BV" seed import "$T/t" "$T/bad" >"$T/out" 2>"$T/err" ||
+		! grep -q "$n" "$T/err"; then
+		bad=1; diag "a flipped byte in $n: not found"; show_output
+	fi
+done
+ok $bad "a byte flipped in any file of a plain set is found, naming the file"
 for f in pack.000003 manifest; do
 	rm -rf "$T/bad"
 	cp -r "$T/e1" "$T/bad"
@@ -197,14 +211,14 @@ fi
 bad=0 kept=0
 for i in $(seq 1 20); do
 	rm -rf "$T/k" "$T/ks"
-	env -u MALLOC_PERTURB_ "$BV" seed export "$S" vm1@2 --to "$T/k" \
-		--pack-size 256K >/dev/null 2>&1 &
+	env -u MALLOC_PERTURB_ "$BV" seed export "$T/gs" gb@1 --to "$T/k" \
+		--pack-size 128K >/dev/null 2>&1 &
 	pid=$!
-	sleep "0.$((RANDOM % 2))$((RANDOM % 10))"
+	sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"
 	kill -9 $pid 2>/dev/null
 	wait $pid 2>/dev/null
-	if ! env -u MALLOC_PERTURB_ "$BV" seed export "$S" vm1@2 --to "$T/k" \
-		--pack-size 256K --json >"$T/out" 2>"$T/err"; then
+	if ! env -u MALLOC_PERTURB_ "$BV" seed export "$T/gs" gb@1 --to "$T/k" \
+		--pack-size 128K --json >"$T/out" 2>"$T/err"; then
 		bad=1; diag "round $i: resume failed"; show_output; continue
 	fi
 	[ "$(jnum "$T/out" bytes_written)" -le "$(jnum "$T/out" bytes)" ] ||
@@ -213,9 +227,9 @@ for i in $(seq 1 20); do
 	if ! env -u MALLOC_PERTURB_ "$BV" init "$T/ks" >/dev/null ||
 		! env -u MALLOC_PERTURB_ "$BV" seed import "$T/ks" "$T/k" \
 			>/dev/null 2>"$T/err" ||
-		! env -u MALLOC_PERTURB_ "$BV" export "$T/ks" vm1@latest \
+		! env -u MALLOC_PERTURB_ "$BV" export "$T/ks" gb@latest \
 			"$T/k.out" 2>>"$T/err" ||
-		! cmp -s "$T/b.img" "$T/k.out"; then
+		! cmp -s "$T/g2.img" "$T/k.out"; then
 		bad=1; diag "round $i: the resumed set is not bit-exact"; show_output
 	fi
 done
