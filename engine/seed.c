@@ -1722,6 +1722,17 @@ int bv_seed_export(bv_store *s, const char *what, uint64_t rp,
 		return bv_fail(BV_ENOTFOUND, "group %s: gone", f.info.group);
 	struct set *t = &x.t;
 	snprintf(t->group, sizeof t->group, "%s", f.info.group);
+	/* REPLICA@RP: that replica alone; it keeps its group's name only
+	 * when it is the group's one member. */
+	{
+		bv_replica_info ri;
+		if (bv_replica_info_get(s, what, &ri) == 0 && g.n > 1) {
+			g.n = 1;
+			snprintf(g.members[0], BV_NAME_MAX + 1, "%s", what);
+			snprintf(t->group, sizeof t->group, "%s", what);
+		}
+		bv_fail(0, "%s", "");
+	}
 	snprintf(t->label, sizeof t->label, "%s", f.info.label);
 	t->rp = f.info.number;
 	t->time = f.info.time;

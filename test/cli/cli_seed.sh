@@ -121,6 +121,9 @@ ok $? "the group comes back with both members"
 "$BV" export "$T/gd" ga@1 "$T/ga.out" && cmp -s "$T/b.img" "$T/ga.out" &&
 	"$BV" export "$T/gd" gb@1 "$T/gb.out" && cmp -s "$T/g2.img" "$T/gb.out"
 ok $? "both members of RP 1 are bit-exact"
+run_ok "REPLICA@RP of a group member" "$BV" seed export "$T/gs" gb@1 --to "$T/gbm" --json
+[ "$(jnum "$T/out" replicas)" = 1 ]
+ok $? "is that replica alone"
 
 # ---- bad input: clear errors, the store unchanged ----------------------
 run_ok "init the target" "$BV" init "$T/t"
@@ -214,7 +217,7 @@ for i in $(seq 1 20); do
 	env -u MALLOC_PERTURB_ "$BV" seed export "$T/gs" gb@1 --to "$T/k" \
 		--pack-size 128K >/dev/null 2>&1 &
 	pid=$!
-	sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"
+	sleep "0.$((RANDOM % 4))$((RANDOM % 10))"
 	kill -9 $pid 2>/dev/null
 	wait $pid 2>/dev/null
 	if ! env -u MALLOC_PERTURB_ "$BV" seed export "$T/gs" gb@1 --to "$T/k" \
