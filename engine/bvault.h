@@ -1161,8 +1161,8 @@ BV_API int bv_store_check_report(bv_store *s, bv_verify_fn fn, void *ud,
  * Threads: each call runs on the calling thread alone; calls on other
  * sets, or on the same store, may run at once. Memory is bounded by the
  * set's distinct chunks: export keeps a dedup table of at most 256 MiB
- * (past it, a repeated chunk may be stored twice in the set), import 32
- * bytes per distinct chunk of the set (512 MiB per TiB of 64 KiB ones).
+ * (past it, a repeated chunk may be stored twice in the set), import up
+ * to 256 MiB of fingerprints (past that, a temporary file in $TMPDIR).
  */
 #define BV_SEED_KEY 32
 

@@ -1267,6 +1267,26 @@ static int medium_prepare(struct xp *x, uint32_t m)
 	} else if (rc != BV_ENOTFOUND) {
 		return rc;
 	}
+	/* Files an interrupted run left half written go first: their room
+	 * counts as free. */
+	if (rc == 0) {
+		DIR *dh = opendir(dir);
+		struct dirent *de;
+		while (dh && (de = readdir(dh))) {
+			size_t nl = strlen(de->d_name);
+			if (nl > 4 && !strcmp(de->d_name + nl - 4, ".tmp") &&
+			    (!strncmp(de->d_name, "pack.", 5) ||
+			     !strncmp(de->d_name, "map.", 4) ||
+			     !strncmp(de->d_name, "manifest", 8) ||
+			     !strncmp(de->d_name, "complete", 8))) {
+				snprintf(path, sizeof path, "%s/%s", dir,
+					 de->d_name);
+				unlink(path);
+			}
+		}
+		if (dh)
+			closedir(dh);
+	}
 	/* What is there and whole is kept; the rest is written anew. */
 	uint64_t body = manifest_body(t);
 	if (sfr_check(t, dir, K_MANIFEST, m, body, x->buf, x->cbuf, x->xx,
@@ -2210,12 +2230,106 @@ out:
 
 /* ---- import ----------------------------------------------------------- */
 
+/* The fingerprint and digest of each entry, for the repeats: in memory
+ * up to FP_MEM bytes of them; past that in an unlinked temporary file
+ * (entries come in order, so it is appended through a buffer and read
+ * back 32 bytes at a time, from the page cache mostly).
+ * BV_SEED_FP_MEM=BYTES in the environment sets the bound (tests). */
+#define FP_MEM (256ull << 20)
+#define FP_WBUF 32768u /* entries per write */
+
+struct fptab {
+	uint8_t (*mem)[32];
+	int fd;
+	uint8_t (*wbuf)[32];
+	uint64_t wfirst; /* entry of wbuf[0] */
+	size_t wn;
+};
+
+static int fptab_open(struct fptab *f, uint64_t n)
+{
+	const char *tmp = getenv("TMPDIR");
+	const char *lim = getenv("BV_SEED_FP_MEM"); /* tests: the bound */
+	uint64_t max = lim && *lim ? strtoull(lim, NULL, 10) : FP_MEM;
+	memset(f, 0, sizeof *f);
+	f->fd = -1;
+	if (n * 32 <= max) {
+		if (!(f->mem = malloc((n ? n : 1) * 32)))
+			return -ENOMEM;
+		return 0;
+	}
+	if (!(f->wbuf = malloc((size_t)FP_WBUF * 32)))
+		return -ENOMEM;
+	f->fd = open(tmp && *tmp ? tmp : "/tmp", O_RDWR | O_TMPFILE |
+		     O_CLOEXEC, 0600);
+	if (f->fd < 0)
+		return bv_fail(-errno, "seed import: a temporary file for %llu "
+			       "fingerprints in %s: %s", (unsigned long long)n,
+			       tmp && *tmp ? tmp : "/tmp", strerror(errno));
+	return 0;
+}
+
+static int fptab_flush(struct fptab *f)
+{
+	ssize_t w;
+	size_t len = f->wn * 32;
+	if (!f->wn)
+		return 0;
+	w = pwrite(f->fd, f->wbuf, len, (off_t)(f->wfirst * 32));
+	if (w != (ssize_t)len)
+		return bv_fail(w < 0 ? -errno : -EIO, "seed import: the "
+			       "fingerprints' temporary file: %s",
+			       w < 0 ? strerror(errno) : "short write");
+	f->wfirst += f->wn;
+	f->wn = 0;
+	return 0;
+}
+
+static int fptab_put(struct fptab *f, uint64_t e, const uint8_t v[32])
+{
+	int rc;
+	if (f->mem) {
+		memcpy(f->mem[e], v, 32);
+		return 0;
+	}
+	if (f->wn == FP_WBUF && (rc = fptab_flush(f)))
+		return rc;
+	memcpy(f->wbuf[f->wn++], v, 32);
+	return 0;
+}
+
+static int fptab_get(struct fptab *f, uint64_t e, uint8_t v[32])
+{
+	if (f->mem) {
+		memcpy(v, f->mem[e], 32);
+		return 0;
+	}
+	if (e >= f->wfirst) {
+		memcpy(v, f->wbuf[e - f->wfirst], 32);
+		return 0;
+	}
+	ssize_t r = pread(f->fd, v, 32, (off_t)(e * 32));
+	if (r != 32)
+		return bv_fail(r < 0 ? -errno : -EIO, "seed import: the "
+			       "fingerprints' temporary file: %s",
+			       r < 0 ? strerror(errno) : "short read");
+	return 0;
+}
+
+static void fptab_close(struct fptab *f)
+{
+	free(f->mem);
+	free(f->wbuf);
+	if (f->fd >= 0)
+		close(f->fd);
+}
+
 struct im {
 	bv_store *s;
 	struct rs *x;
 	bv_ingest *in;
 	int slot[BV_GROUP_MAX_MEMBERS];
-	uint8_t (*fp)[32]; /* per entry: fingerprint, digest */
+	struct fptab fp;
 };
 
 static int import_fn(void *ud, uint32_t ri, uint64_t c, uint64_t e,
@@ -2225,19 +2339,25 @@ static int import_fn(void *ud, uint32_t ri, uint64_t c, uint64_t e,
 	struct srep *r = &m->x->t.reps[ri];
 	uint64_t off = c * r->cs;
 	size_t len = r->size - off < r->cs ? (size_t)(r->size - off) : r->cs;
+	uint8_t v[32];
 	bv_fp fp;
+	int rc;
 
 	if (data) {
 		/* Fingerprinted under this store's key (SEED.md,
 		 * "Fingerprints"); the session stores it unless the store
 		 * has it. */
 		bv_fp_compute(m->s->secret, data, r->cs, &fp);
-		memcpy(m->fp[e], &fp, 16);
-		memcpy(m->fp[e] + 16, digest, 16);
+		memcpy(v, &fp, 16);
+		memcpy(v + 16, digest, 16);
+		if ((rc = fptab_put(&m->fp, e, v)))
+			return rc;
 		return bv_ingest_write(m->in, m->slot[ri], off, data, len);
 	}
-	memcpy(&fp, m->fp[e], 16);
-	return bv_ingest_ref(m->in, m->slot[ri], c, &fp, m->fp[e] + 16);
+	if ((rc = fptab_get(&m->fp, e, v)))
+		return rc;
+	memcpy(&fp, v, 16);
+	return bv_ingest_ref(m->in, m->slot[ri], c, &fp, v + 16);
 }
 
 int bv_seed_import(bv_store *s, const char *const *dirs, size_t n,
@@ -2251,7 +2371,7 @@ int bv_seed_import(bv_store *s, const char *const *dirs, size_t n,
 	uint8_t key[32], val[64];
 	char a[33], b[33];
 	uint32_t same = 0;
-	int rc;
+	int rc, fp_open = 0;
 
 	bv_fail(0, "%s", "");
 	if (out)
@@ -2315,12 +2435,9 @@ int bv_seed_import(bv_store *s, const char *const *dirs, size_t n,
 			     BV_SESSION_MAX);
 		goto out;
 	}
-	if (!(m.fp = malloc((t->nentries ? t->nentries : 1) * 32))) {
-		rc = bv_fail(-ENOMEM, "seed set %s: no memory for its %llu "
-			     "chunks' fingerprints", hex16(t->set_id, a),
-			     (unsigned long long)t->nentries);
+	if ((rc = fptab_open(&m.fp, t->nentries)))
 		goto out;
-	}
+	fp_open = 1;
 	m.x = &x;
 	if ((rc = bv_stats_counters(s, &before)) ||
 	    (rc = bv_ingest_begin(s, &m.in)))
@@ -2370,7 +2487,8 @@ int bv_seed_import(bv_store *s, const char *const *dirs, size_t n,
 abort:
 	bv_ingest_abort(m.in);
 out:
-	free(m.fp);
+	if (fp_open)
+		fptab_close(&m.fp);
 	rs_free(&x);
 	return rc;
 }

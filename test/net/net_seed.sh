@@ -102,6 +102,9 @@ grep -q 'running seed import' "$LOG"
 ok $? "bvaultd carried it out"
 run_ok "importing it again" "$BV" seed import "$S" "$T/seed"
 grep -q "already imported" "$T/out"; ok $? "says so"
+run_ok "seed export beside the running bvaultd (read-only)" \
+	"$BV" seed export "$S" vm@1 --to "$T/back"
+run_ok "and that set verifies" "$BV" seed verify "$T/back"
 compare_rp 1 "RP 1 (the seed) and the qcow2 image are identical"
 
 qemu-io -f qcow2 -c 'write -P 0xab 64k 64k' -c 'write -z 2M 64k' \
