@@ -1645,6 +1645,7 @@ static int export_run(struct xp *x, bv_seed_result *out)
 		out->rp = t->rp;
 		out->zero_chunks = x->zeros;
 	}
+	bv_fail(0, "%s", "");
 	return 0;
 }
 
