@@ -1209,7 +1209,9 @@ typedef struct bv_seed_result {
 } bv_seed_result;
 
 /* Writes REPLICA@RP or GROUP@RP (WHAT, RP a number or BV_RP_LATEST) of S
- * as a seed set to the folders of O. Only reads S (a read-only S works
+ * as a seed set to the folders of O: a group's every member at that RP,
+ * or the replica alone (in a group of its own name at the destination,
+ * unless it was its group's one member). Only reads S (a read-only S works
  * beside a running writer). Re-running with the same arguments after an
  * interruption (a crash, a kill, a full disk) keeps the files it finds
  * complete and writes the rest: each file is written under a temporary
