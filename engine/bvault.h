@@ -1265,9 +1265,9 @@ BV_API int bv_seed_verify(const char *const *dirs, size_t n,
  * checks the set as bv_seed_verify does while it reads, stores only the
  * chunks S lacks (OUT->chunks_new), then one commit creates the
  * replicas, with the set's version identities, and their RP (the set's
- * label and time), and records the set (meta "seed/"). A set whose
- * replicas exist with its identities at their heads: 0 with
- * OUT->already set, nothing changed. A replica that exists with another
+ * label and time), and records the set (meta "seed/"). A set the store
+ * recorded so, or whose replicas exist with its identities at their
+ * heads: 0 with OUT->already set, nothing changed. A replica that exists with another
  * history: BV_EEXIST naming both identities. A set of a group makes
  * the group (of its name: BV_EEXIST when the name is taken) with every
  * member and RP 1 of it; at most 64 replicas per set. Any failure

@@ -2382,6 +2382,28 @@ int bv_seed_import(bv_store *s, const char *const *dirs, size_t n,
 	if ((rc = rs_open(&x, dirs, n, o)) || (rc = check_media(&x)))
 		goto out;
 	struct set *t = &x.t;
+	/* The store's record of the set: imported before, whatever its
+	 * replicas did since (their history went on from it). */
+	{
+		uint8_t v[64];
+		size_t vl = 0;
+		memcpy(key, "seed/", 5);
+		memcpy(key + 5, t->set_id, 16);
+		rc = bv_kv_get(s->kv, BV_CF_META, key, 21, v, sizeof v, &vl);
+		if (rc == 0) {
+			if (out) {
+				result_fill(&x, out);
+				out->already = 1;
+				out->rp = 1;
+			}
+			goto out;
+		}
+		if (rc != ST_ENOTFOUND) {
+			rc = bv_fail_storage(rc, "seed import");
+			goto out;
+		}
+		rc = 0;
+	}
 	for (uint32_t i = 0; i < t->nrep; i++) {
 		struct srep *r = &t->reps[i];
 		bv_replica_info ri;

@@ -249,8 +249,8 @@ static int dirs_cmd(int argc, char **argv, int import)
 			r.replicas == 1 ? "" : "s", r.group, r.rp, r.label,
 			r.chunks, r.entries, r.zero_chunks);
 	} else if (r.already) {
-		fprintf(CLI_OUT, "seed set %s: already imported (%s is at the "
-			"seed's version, RP %" PRIu64 "); nothing changed\n",
+		fprintf(CLI_OUT, "seed set %s: already imported (group %s, "
+			"from RP %" PRIu64 " on); nothing changed\n",
 			hex(r.set_id, id), r.group, r.rp);
 	} else {
 		fprintf(CLI_OUT, "seed set %s imported: %s RP %" PRIu64 " (%s), "

@@ -66,6 +66,9 @@ run_ok "its diff from the seed's RP applies on top of the seed" sh -c \
 run_ok "export" "$BV" export "$T/s2" vm1@latest "$T/c.out"
 cmp -s "$T/c.img" "$T/c.out"
 ok $? "the history goes on from the seed, bit-exact"
+run_ok "importing the set after that" "$BV" seed import "$T/s2" "$T/m1"
+grep -q "already imported" "$T/out"
+ok $? "still says it was imported already"
 
 # ---- a store with similar data gets only what it lacks -----------------
 run_ok "init a third store" "$BV" init "$T/s3"
