@@ -505,6 +505,8 @@ struct sfw {
 	size_t used;
 	uint64_t body, left;
 	uint64_t *written; /* bytes written, counted for progress */
+	void (*tick)(void *ud); /* after each message: the progress bar */
+	void *tick_ud;
 };
 
 static void file_header(uint8_t hdr[FHDR], const struct set *t, int kind,
@@ -542,6 +544,8 @@ static int sfw_emit(struct sfw *w, int final)
 	w->used = 0;
 	if (rc)
 		return bv_fail(rc, "%s: %s", w->tmp, strerror(-rc));
+	if (w->tick)
+		w->tick(w->tick_ud);
 	return 0;
 }
 
@@ -1401,6 +1405,11 @@ static void progress(struct xp *x)
 		x->o->progress(x->o->ud, x->written, x->todo);
 }
 
+static void progress_tick(void *ud)
+{
+	progress(ud);
+}
+
 /* Pass 2: the same walk, writing the packs of this run's media that are
  * not kept, and the maps when their medium is in this run. */
 static int write_set(struct xp *x)
@@ -1478,6 +1487,8 @@ static int write_set(struct xp *x)
 							pw_buf, pw_cbuf, pxx,
 							&x->written)))
 						goto out;
+					pw.tick = progress_tick;
+					pw.tick_ud = x;
 					pw_open = 1;
 				}
 				if (!x->chunk_ok && (rc = src_read(x, r, c)))
