@@ -746,6 +746,8 @@ static void usage(FILE *f)
 "                    (--full | --bitmap NAME | --extents FILE | --compare)\n"
 "                    [--base N|latest] [--label L] [--consistency app|crash]\n"
 "                    [--no-rp] [--bandwidth RATE] [--nbd-timeout S] [-v]\n"
+"       bvault-agent seed --disk NAME=SOURCE [--disk ...] --to DIR[,DIR...] ...\n"
+"                    (a seed set, no server: bvault-agent seed --help)\n"
 "       bvault-agent --version\n"
 "Sends the changes of each disk (replica NAME, read from SOURCE: a file, a\n"
 "block device or an NBD URI) to bvaultd in one session: one atomic RP of\n"
@@ -789,10 +791,15 @@ static uint64_t query_latest(struct disk *d)
 	return bvp_get64(ans);
 }
 
+/* agent_seed.c: bvault-agent seed (a seed set, no server). */
+int agent_seed_main(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
 	if (sodium_init() < 0)
 		die("libsodium cannot start");
+	if (argc > 1 && !strcmp(argv[1], "seed"))
+		return agent_seed_main(argc - 1, argv + 1);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -1160,6 +1160,11 @@ int cmd_gc(int argc, char **argv);
 /* ---- push (cmd_push.c) ---- */
 int cmd_push(int argc, char **argv);
 /* ---- end of push ---- */
+/* cmd_seed.c (seed sets) */
+int cmd_seed_export(int argc, char **argv);
+int cmd_seed_verify(int argc, char **argv);
+int cmd_seed_import(int argc, char **argv);
+int cmd_seed_keygen(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 
 static int cmd_diff(int argc, char **argv)
@@ -2317,6 +2322,44 @@ static const struct command commands[] = {
 	  "is carried out by bvaultd (through its admin socket). The view\n"
 	  "is kept.\n",
 	  CMD_CHANGES },
+	/* ---- seed sets (cmd_seed.c, storage/SEED.md) ---- */
+	{ "seed", "export", cmd_seed_export,
+	  "usage: bvault seed export STORE (REPLICA@RP | GROUP@RP) "
+	  "--to DIR[,DIR...]\n"
+	  "                          [--media-size SIZE] [--medium N] "
+	  "[--pack-size SIZE]\n"
+	  "                          [--key FILE] [--json]\n"
+	  "Writes the RP as a seed set (storage/SEED.md): one folder per\n"
+	  "medium, each with its label, the manifest and chunk packs; the\n"
+	  "block maps go on the last medium. --media-size bounds each medium;\n"
+	  "with several --to folders the export moves to the next when one\n"
+	  "is full; with fewer folders than media it writes those and exits\n"
+	  "3 naming the next medium: run it again with --medium N and that\n"
+	  "medium's folder. Re-running an interrupted export keeps the\n"
+	  "complete files and writes the rest. --key FILE (bvault seed\n"
+	  "keygen): encrypted and authenticated. --pack-size: bytes per pack\n"
+	  "(default 256M, or an eighth of the media size). Opens the store\n"
+	  "read-only: works beside a running bvaultd.\n" },
+	{ "seed", "verify", cmd_seed_verify,
+	  "usage: bvault seed verify DIR... [--key FILE] [--json]\n"
+	  "Checks a seed set on its own: every medium there (the error names\n"
+	  "a missing one), every file whole, every checksum, tag and chunk\n"
+	  "digest right, the manifest authentic (with --key).\n" },
+	{ "seed", "import", cmd_seed_import,
+	  "usage: bvault seed import STORE DIR... [--key FILE] [--json]\n"
+	  "Imports a seed set, its media in any order: checks it as it\n"
+	  "reads, stores only the chunks the store lacks, then one commit\n"
+	  "makes the replica with the seed's version identity and its RP\n"
+	  "(the seed's label and time), and records the set. Importing a set\n"
+	  "again changes nothing and says so; a replica that exists with\n"
+	  "another history is refused. Any failure leaves the store as it\n"
+	  "was.\n",
+	  CMD_CHANGES },
+	{ "seed", "keygen", cmd_seed_keygen,
+	  "usage: bvault seed keygen --out FILE\n"
+	  "Writes a new random seed key to FILE (created 0600, never\n"
+	  "overwritten), for --key of seed export, verify and import.\n" },
+	/* ---- end of seed sets ---- */
 	{ NULL, "export", cmd_export,
 	  "usage: bvault export STORE REPLICA@RP OUT\n"
 	  "Writes the replica at recovery point RP (a number, 'latest', or 0\n"
