@@ -84,6 +84,19 @@ static void die(const char *fmt, ...)
 	exit(1);
 }
 
+/* A usage error: the message, a pointer to --help, exit 2 (as bvault). */
+__attribute__((format(printf, 1, 2), noreturn))
+static void usage_die(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "bvault-agent: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'bvault-agent --help'.\n");
+	exit(2);
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -796,7 +809,7 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define VAL() (v ? (i++, v) : (die("%s needs a value", a), v))
+#define VAL() (v ? (i++, v) : (usage_die("%s needs a value", a), v))
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
 			return 0;
@@ -816,9 +829,9 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--disk")) {
 			const char *d = VAL(), *eq = strchr(d, '=');
 			if (!eq || eq == d || (size_t)(eq - d) > 63 || !eq[1])
-				die("--disk %s: not NAME=SOURCE", d);
+				usage_die("--disk %s: not NAME=SOURCE", d);
 			if (A.ndisks == MAX_DISKS)
-				die("at most %d disks", MAX_DISKS);
+				usage_die("at most %d disks", MAX_DISKS);
 			struct disk *k = &A.disks[A.ndisks++];
 			memcpy(k->name, d, (size_t)(eq - d));
 			k->spec = eq + 1;
@@ -841,22 +854,22 @@ int main(int argc, char **argv)
 			if (!strcmp(c, "app"))
 				A.consistency = 1;
 			else if (strcmp(c, "crash"))
-				die("--consistency %s: app or crash", c);
+				usage_die("--consistency %s: app or crash", c);
 		} else if (!strcmp(a, "--no-rp")) {
 			A.no_rp = 1;
 		} else if (!strcmp(a, "--bandwidth")) {
 			const char *bw = VAL();
 			if (nc_parse_rate(bw, &A.bandwidth))
-				die("--bandwidth %s: not a rate (bytes per "
-				    "second, more than 0; K, M, G suffixes)",
-				    bw);
+				usage_die("--bandwidth %s: not a rate (bytes "
+					  "per second, more than 0; K, M, G "
+					  "suffixes)", bw);
 		} else if (!strcmp(a, "--nbd-timeout")) {
 			const char *tv = VAL();
 			char *end;
 			unsigned long t = strtoul(tv, &end, 10);
 			if (*end || end == tv || t == 0 || t > 86400)
-				die("--nbd-timeout %s: seconds, from 1 to 86400",
-				    tv);
+				usage_die("--nbd-timeout %s: seconds, from 1 "
+					  "to 86400", tv);
 			A.nbd_timeout = (unsigned)t;
 		} else {
 			fprintf(stderr, "bvault-agent: unknown argument '%s'\n",
@@ -867,21 +880,41 @@ int main(int argc, char **argv)
 #undef VAL
 	}
 	if (A.mode == -1)
-		die("give one of --full, --bitmap, --extents and --compare");
-	if (!A.mode || !A.ndisks || !A.name || !A.secret_file ||
-	    (!A.server && !A.unix_path)) {
-		usage(stderr);
-		return 2;
-	}
+		usage_die("give one of --full, --bitmap, --extents and "
+			  "--compare");
+	if (!A.mode)
+		usage_die("give one of --full, --bitmap, --extents and "
+			  "--compare");
+	if (!A.ndisks)
+		usage_die("give at least one --disk NAME=SOURCE");
+	if (!A.name || !A.secret_file)
+		usage_die("give --name AGENT and --secret-file FILE");
+	if (!A.server && !A.unix_path)
+		usage_die("give --server HOST:PORT or --unix PATH");
 	if (A.server && A.unix_path)
-		die("give --server or --unix, not both");
+		usage_die("give --server or --unix, not both");
 	if (A.label && strlen(A.label) > 127)
-		die("--label: at most 127 bytes");
+		usage_die("--label: at most 127 bytes");
 	if (strlen(A.name) > 63)
-		die("--name %s: at most 63 bytes", A.name);
+		usage_die("--name %s: at most 63 bytes", A.name);
 	if ((A.mode == MODE_BITMAP || A.mode == MODE_EXTENTS) && !A.base_arg)
-		die("--bitmap and --extents need --base N: the RP the "
-		    "changes start from");
+		usage_die("--bitmap and --extents need --base N: the RP the "
+			  "changes start from");
+	int base_latest = !A.base_arg || !strcmp(A.base_arg, "latest");
+	uint64_t base_n = 0;
+	if (!base_latest) {
+		char *end;
+		base_n = strtoull(A.base_arg, &end, 10);
+		if (*end || end == A.base_arg || *A.base_arg == '-')
+			usage_die("--base %s: a number or 'latest'",
+				  A.base_arg);
+	}
+	/* Extents from a change tracker are relative to the RP it last
+	 * saw: 'latest' would apply them to whatever the replica is now,
+	 * and the server's base check could never catch a missed run. */
+	if (A.mode == MODE_EXTENTS && base_latest)
+		usage_die("--extents needs --base N, the RP the tracker's "
+			  "extents start from, not 'latest'");
 
 	A.rbuf = malloc((size_t)READ_BATCH * PIECE);
 	if (!A.rbuf)
@@ -911,15 +944,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < A.ndisks; i++) {
 		struct disk *d = &A.disks[i];
 		uint64_t latest = query_latest(d);
-		if (!A.base_arg || !strcmp(A.base_arg, "latest")) {
-			bases[i] = latest;
-		} else {
-			char *end;
-			bases[i] = strtoull(A.base_arg, &end, 10);
-			if (*end)
-				die("--base %s: a number or 'latest'",
-				    A.base_arg);
-		}
+		bases[i] = base_latest ? latest : base_n;
 		if (!d->exists && A.mode != MODE_FULL)
 			die("replica %s does not exist on the server: start "
 			    "with --full", d->name);
