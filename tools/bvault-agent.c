@@ -29,6 +29,7 @@
 #include <sodium.h>
 
 #include "bvault.h"
+#include "imgfmt.h"
 #include "netclient.h"
 #include "proto.h"
 #include "source.h"
@@ -776,6 +777,29 @@ static void usage(FILE *f)
 "  --nbd-timeout S give up on an NBD server silent for S seconds (60)\n");
 }
 
+/* A file or device source must be a raw disk: the bytes of a qcow2 or
+ * VMDK file are the container's, not the guest's (imgfmt.h). qemu-nbd
+ * serves such a file's disk raw, and the agent reads that export. */
+static void check_raw(struct disk *d)
+{
+	uint8_t head[IMGFMT_HEAD];
+	size_t n = d->size < sizeof head ? (size_t)d->size : sizeof head;
+	const char *fmt;
+
+	if (!d->in_place || !n || bv_source_pread(d->src, head, n, 0))
+		return;
+	fmt = imgfmt_detect(head, n);
+	if (!fmt)
+		return;
+	die("disk %s: %s is a %s image, not a raw disk; serve its disk "
+	    "through qemu-nbd and read that, e.g.\n"
+	    "  qemu-nbd --read-only --persistent --format=%s "
+	    "--socket=/run/bvault-%s.sock %s &\n"
+	    "  bvault-agent ... --disk %s='nbd+unix:///?socket=/run/"
+	    "bvault-%s.sock'", d->name, d->spec, fmt, fmt, d->name, d->spec,
+	    d->name, d->name);
+}
+
 static uint64_t query_latest(struct disk *d)
 {
 	uint8_t *p = A.nc.frame + BVP_HDR, ans[64];
@@ -928,6 +952,7 @@ int main(int argc, char **argv)
 			die("disk %s: %s", d->name, err);
 		d->size = bv_source_size(d->src);
 		d->in_place = bv_source_can_view(d->src);
+		check_raw(d);
 		if (d->size == 0 || d->size % 512)
 			die("disk %s: %s is %" PRIu64 " bytes, not a whole "
 			    "number of 512-byte sectors", d->name, d->spec,

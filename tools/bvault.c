@@ -39,6 +39,7 @@
 #include "cli.h"
 #include "cmd_index.h"
 #include "cmd_usage.h"
+#include "imgfmt.h"
 #include "cmd_verify.h"
 #include "cmd_view.h"
 #include "cmd_life.h"
@@ -677,6 +678,21 @@ static int open_image(const char *path, int *fd, uint64_t *size, int *is_reg)
 	if (fstat(*fd, &st) < 0)
 		goto sys;
 	*is_reg = S_ISREG(st.st_mode);
+	/* A container's bytes are not its disk's (imgfmt.h). */
+	const char *fmt = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) ?
+				  imgfmt_detect_fd(*fd) : NULL;
+	if (fmt) {
+		close(*fd);
+		*fd = -1;
+		return op_error("%s is a %s image, not a raw disk; convert it "
+				"(qemu-img convert -f %s -O raw %s DISK.raw) "
+				"or attach its disk raw through qemu-nbd:\n"
+				"  qemu-nbd --read-only --format=%s "
+				"--connect=/dev/nbd0 %s\n"
+				"and give /dev/nbd0 (qemu-nbd --disconnect "
+				"/dev/nbd0 after)", path, fmt, fmt, path, fmt,
+				path);
+	}
 	if (*is_reg) {
 		*size = (uint64_t)st.st_size;
 	} else if (S_ISBLK(st.st_mode)) {
