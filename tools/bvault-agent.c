@@ -31,6 +31,7 @@
 #include "bvault.h"
 #include "imgfmt.h"
 #include "netclient.h"
+#include "progress.h"
 #include "proto.h"
 #include "source.h"
 
@@ -56,6 +57,11 @@ struct disk {
 				   * bv_source_view for a few chunks */
 	uint64_t ahead;           /* send_file_range: where the read-ahead
 				   * it asked for ends */
+	/* What this run sent of it (-v, the progress bar). */
+	uint64_t extents;         /* runs of changes (differing chunks) */
+	uint64_t data, zero;      /* bytes sent as DATA, as ZERO */
+	uint64_t unchanged;       /* --compare: chunks found the same */
+	uint64_t pos;             /* the end of the furthest change sent */
 };
 
 static struct {
@@ -71,12 +77,14 @@ static struct {
 	uint64_t cmp_chunks, cmp_differ;  /* --compare */
 	double t_start;
 	uint64_t bandwidth;       /* --bandwidth: bytes per second, 0: none */
+	struct progress pr;       /* the disk being sent's, on stderr */
 } A;
 
 __attribute__((format(printf, 1, 2), noreturn))
 static void die(const char *fmt, ...)
 {
 	va_list ap;
+	progress_end(&A.pr); /* the message on a line of its own */
 	fprintf(stderr, "bvault-agent: ");
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -153,10 +161,29 @@ static long must_answer(uint8_t *out, size_t cap, const char *what)
 
 /* ---- sending changes ------------------------------------------------------------ */
 
+/* Counts LEN bytes of D at OFF as sent, and redraws the bar: --full and
+ * --compare go through the whole disk in order, so their bar shows how
+ * far (of its size); the others' how much was sent (of an unknown
+ * total). */
+static void sent(struct disk *d, uint64_t off, uint64_t len, int zero)
+{
+	if (zero)
+		d->zero += len;
+	else
+		d->data += len;
+	if (off + len > d->pos)
+		d->pos = off + len;
+	if (A.mode == MODE_FULL || A.mode == MODE_COMPARE)
+		progress_cb(&A.pr, d->pos, d->size);
+	else
+		progress_cb(&A.pr, d->data + d->zero, 0);
+}
+
 static void send_zero(struct disk *d, uint64_t off, uint64_t len)
 {
 	net_check(nc_send_zero(&A.nc, d->slot, off, len));
 	A.sent_zero += len;
+	sent(d, off, len, 1);
 }
 
 static int all_zero(const uint8_t *p, size_t n)
@@ -195,6 +222,7 @@ static void send_piece(struct disk *d, const uint8_t *buf, uint64_t off,
 			net_check(nc_send_data(&A.nc, d->slot, off + i,
 					       buf + i, j - i));
 			A.sent_data += j - i;
+			sent(d, off + i, j - i, 0);
 		}
 		i = j;
 	}
@@ -298,6 +326,7 @@ static int send_range(void *ud, uint64_t off, uint64_t len)
 	off &= ~(uint64_t)511;
 	if (end > w->d->size)
 		end = w->d->size;
+	w->d->extents++;
 	if (w->d->exists && A.mode == MODE_FULL && off > w->pos)
 		send_zero(w->d, w->pos, off - w->pos);
 	for (uint64_t o = off; o < end;) {
@@ -607,6 +636,7 @@ static void send_differing(struct disk *d, int s, uint64_t b, uint32_t nb,
 		A.cmp_chunks++;
 		if (i < known &&
 		    hashed_same(s, i, ans + 16 + (size_t)i * 17, zdig)) {
+			d->unchanged++;
 			i++;
 			continue;
 		}
@@ -618,6 +648,7 @@ static void send_differing(struct disk *d, int s, uint64_t b, uint32_t nb,
 			j++;
 		}
 		A.cmp_differ += j - i;
+		d->extents++;
 		uint64_t off = (b + i) * cs;
 		uint64_t len = (uint64_t)(j - i) * cs;
 		if (len > d->size - off)
@@ -626,6 +657,16 @@ static void send_differing(struct disk *d, int s, uint64_t b, uint32_t nb,
 		send_piece(d, view_piece(d, &r), off, (size_t)len);
 		i = j;
 	}
+}
+
+/* --compare has been through D up to byte POS: the bar moves there. */
+static void compared(struct disk *d, uint64_t pos)
+{
+	if (pos > d->size)
+		pos = d->size;
+	if (pos > d->pos)
+		d->pos = pos;
+	progress_cb(&A.pr, d->pos, d->size);
 }
 
 /* --compare: reads the whole source, and sends only the chunks whose
@@ -672,6 +713,7 @@ static void compare_disk(struct disk *d, uint64_t rp)
 			int slot = pool_wait(b, nb);
 			send_differing(d, slot, b, nb, known, cs, ans);
 			pool_release(b);
+			compared(d, (b + nb) * cs);
 			continue;
 		}
 		/* NBD: READ_BATCH pieces at a time, read at once. */
@@ -702,11 +744,14 @@ static void compare_disk(struct disk *d, uint64_t rp)
 					A.cmp_chunks++;
 					if (!same) {
 						A.cmp_differ++;
-						if (!run)
+						if (!run) {
 							start = o;
+							d->extents++;
+						}
 						run += cl;
 						continue;
 					}
+					d->unchanged++;
 					if (run)
 						send_piece(d, buf + start,
 							   r[q].off + start, run);
@@ -715,6 +760,7 @@ static void compare_disk(struct disk *d, uint64_t rp)
 				if (run)
 					send_piece(d, buf + start,
 						   r[q].off + start, run);
+				compared(d, r[q].off + r[q].len);
 			}
 		}
 	}
@@ -723,7 +769,34 @@ static void compare_disk(struct disk *d, uint64_t rp)
 	free(pad);
 }
 
+/* -v: what was sent of D. */
+static void report_disk(const struct disk *d)
+{
+	if (!A.verbose)
+		return;
+	fprintf(stderr, "bvault-agent: disk %s: %" PRIu64 " extent%s, %"
+		PRIu64 " bytes of data, %" PRIu64 " bytes of zeros, %" PRIu64
+		" chunk%s skipped as unchanged\n", d->name, d->extents,
+		d->extents == 1 ? "" : "s", d->data, d->zero, d->unchanged,
+		d->unchanged == 1 ? "" : "s");
+}
+
+static void send_disk_changes(struct disk *d);
+
 static void send_disk(struct disk *d)
+{
+	progress_start(&A.pr, d->name, stderr);
+	send_disk_changes(d);
+	if (A.pr.on)
+		progress_draw(&A.pr, A.mode == MODE_FULL ||
+			      A.mode == MODE_COMPARE ? d->size :
+			      d->data + d->zero, A.mode == MODE_FULL ||
+			      A.mode == MODE_COMPARE ? d->size : 0);
+	progress_end(&A.pr);
+	report_disk(d);
+}
+
+static void send_disk_changes(struct disk *d)
 {
 	struct walk w = { .d = d };
 	int rc = 0;
@@ -774,7 +847,10 @@ static void usage(FILE *f)
 "                  run if the replica has moved on); --full and --compare\n"
 "                  default to 'latest', the others need it\n"
 "  --bandwidth R   at most R bytes per second (K, M, G suffixes)\n"
-"  --nbd-timeout S give up on an NBD server silent for S seconds (60)\n");
+"  --nbd-timeout S give up on an NBD server silent for S seconds (60)\n"
+"  -v              after each disk, what was sent of it: extents, bytes of\n"
+"                  data, bytes of zeros, chunks skipped as unchanged\n"
+"On a terminal, stderr shows a progress bar per disk.\n");
 }
 
 /* A file or device source must be a raw disk: the bytes of a qcow2 or
