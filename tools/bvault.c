@@ -38,6 +38,7 @@
 #include "bvault.h"
 #include "cli.h"
 #include "cmd_index.h"
+#include "cmd_prom.h"
 #include "cmd_usage.h"
 #include "imgfmt.h"
 #include "cmd_verify.h"
@@ -1356,10 +1357,11 @@ static void stat_line(const char *key, uint64_t v, int bytes)
 
 static int cmd_stats(int argc, char **argv)
 {
-	int json = 0, quick = 0;
+	int json = 0, quick = 0, prom = 0;
 	struct optdef defs[] = {
 		{ "json", OPT_FLAG, NULL, &json },
 		{ "quick", OPT_FLAG, NULL, &quick },
+		{ "prometheus", OPT_FLAG, NULL, &prom },
 		{ NULL, 0, NULL, NULL },
 	};
 	static const char *const names[] = { "STORE", "GROUP" };
@@ -1378,6 +1380,8 @@ static int cmd_stats(int argc, char **argv)
 	if (!rc && npos == 2 && quick)
 		rc = usage_error("--quick shows the store's counters alone: "
 				 "it takes no GROUP");
+	if (!rc && json && prom)
+		rc = usage_error("--json or --prometheus, not both");
 	if (!rc)
 		rc = open_store_reading(pos[0], &s);
 	if (rc)
@@ -1387,7 +1391,12 @@ static int cmd_stats(int argc, char **argv)
 		rc = store_error(s, rc);
 		goto out;
 	}
-	if (json) {
+	if (prom) {
+		rc = print_prometheus(s, pos[0], &st, npos == 2 ? pos[1] : NULL,
+				      quick);
+		if (rc)
+			goto out;
+	} else if (json) {
 		fprintf(CLI_OUT,
 			"{\n  \"replicas\": %" PRIu64 ",\n  \"groups\": %" PRIu64
 			",\n  \"rps\": %" PRIu64 ",\n  \"logical_bytes\": %"
@@ -2385,7 +2394,7 @@ static const struct command commands[] = {
 	  "Lists replicas: group, size, chunk size, head version, latest RP\n"
 	  "(with --json, also the head version's identity).\n" },
 	{ NULL, "stats", cmd_stats,
-	  "usage: bvault stats STORE [GROUP] [--json] [--quick]\n"
+	  "usage: bvault stats STORE [GROUP] [--json | --prometheus] [--quick]\n"
 	  "Shows logical, ingested, unique and stored bytes, the dedup ratio\n"
 	  "(ingested / unique raw), the compression ratio (unique raw /\n"
 	  "stored), index size and containers; then, from a walk of the\n"
@@ -2397,7 +2406,9 @@ static const struct command commands[] = {
 	  "logical bytes, RPs, and the bytes unique to it (chunks no other\n"
 	  "replica, or no replica outside the group, names: what removing it\n"
 	  "gives back). --quick: the counters alone, at once. The README\n"
-	  "lists every field.\n" },
+	  "lists every field. --prometheus: the same in Prometheus's text\n"
+	  "format, with the live counters of the bvaultd serving the store\n"
+	  "when one runs (for node_exporter's textfile collector).\n" },
 	{ NULL, "verify", cmd_verify,
 	  "usage: bvault verify STORE [REPLICA@RP | GROUP]... [--jobs N]\n"
 	  "       [--read-only] [--json]\n"
