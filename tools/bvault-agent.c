@@ -845,7 +845,8 @@ static void usage(FILE *f)
 "                  at the base (after a lost bitmap, a crash, a migration)\n"
 "  --base N        the RP these changes start from (the server refuses the\n"
 "                  run if the replica has moved on); --full and --compare\n"
-"                  default to 'latest', the others need it\n"
+"                  default to 'latest', --bitmap needs it, --extents needs\n"
+"                  a number\n"
 "  --bandwidth R   at most R bytes per second (K, M, G suffixes)\n"
 "  --nbd-timeout S give up on an NBD server silent for S seconds (60)\n"
 "  -v              after each disk, what was sent of it: extents, bytes of\n"
@@ -972,10 +973,7 @@ int main(int argc, char **argv)
 					  "to 86400", tv);
 			A.nbd_timeout = (unsigned)t;
 		} else {
-			fprintf(stderr, "bvault-agent: unknown argument '%s'\n",
-				a);
-			usage(stderr);
-			return 2;
+			usage_die("unknown argument '%s'", a);
 		}
 #undef VAL
 	}
