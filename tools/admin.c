@@ -280,9 +280,18 @@ int admin_counters(const char *store, char *buf, size_t cap)
 	fd = admin_connect(store);
 	if (fd < 0)
 		return -1;
+	/* A collector must not hang on a stuck daemon. */
+	struct timeval tv = { ADMIN_REQ_TIMEOUT, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	put_hdr(h, ADMIN_COUNTERS, 0);
-	if (send_all(fd, h, sizeof h) < 0 || recv_all(fd, h, sizeof h) < 0) {
-		snprintf(buf, cap, "bvaultd ended before it answered");
+	/* A bvaultd that refuses the caller (another uid) answers before it
+	 * reads: its answer is read even when the send failed. */
+	(void)send_all(fd, h, sizeof h);
+	int r = recv_all(fd, h, sizeof h);
+	if (r < 0) {
+		snprintf(buf, cap, r == -EAGAIN ? "bvaultd did not answer "
+			 "within %d seconds" : "bvaultd ended before it "
+			 "answered", ADMIN_REQ_TIMEOUT);
 		goto out;
 	}
 	len = get32(h);

@@ -325,6 +325,10 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null &&
 	ok $? "... and bvaultd logs it"
 	"$BV" ls "$N/store" >"$T/out" 2>&1 && ! grep -q intruder "$T/out"
 	ok $? "... and the store is unchanged"
+	"$BV" stats "$N/store" --prometheus --quick >"$T/out" 2>"$T/err" &&
+		grep -q '^# bvaultd did not give its counters (bvaultd refuses uid 0' "$T/out" &&
+		grep -q '^bvaultd_up{.*} 0$' "$T/out"
+	ok $? "... and stats --prometheus says why its counters are left out"
 	"${NB[@]}" "$BV" replica create "$N/store" own --size 1M >"$T/out" 2>&1
 	ok $? "its own uid is served"
 	kill -TERM "$NSRV"
@@ -334,7 +338,7 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null &&
 	ok $? "no sanitizer report in its log"
 	grep -q Sanitizer "$N/log" && grep -A 30 Sanitizer "$N/log" | sed 's/^/# /'
 else
-	for i in 1 2 3 4 5 6; do
+	for i in 1 2 3 4 5 6 7; do
 		skip "a caller of another uid ($i)" "needs root and setpriv"
 	done
 fi
