@@ -67,9 +67,11 @@ agent_usage "an unknown option" "unknown argument '--frobnicate'" \
 # command that serves their disk raw.
 if command -v qemu-img >/dev/null 2>&1; then
 	qemu-img create -q -f qcow2 "$T/d.qcow2" 64M &&
-		qemu-img convert -O vmdk "$T/raw.img" "$T/d.vmdk"
-	ok $? "qemu-img made a qcow2 and a vmdk"
-	for f in qcow2 vmdk; do
+		(for f in vmdk vhdx vdi vpc; do
+			qemu-img convert -O $f "$T/raw.img" "$T/d.$f" || exit 1
+		done)
+	ok $? "qemu-img made a qcow2, a vmdk, a vhdx, a vdi and a vpc (VHD)"
+	for f in qcow2 vmdk vhdx vdi vpc; do
 		"$BVA" "${BASE[@]}" --disk vm="$T/d.$f" --full \
 			>"$T/out" 2>"$T/err"
 		r=$?
@@ -87,7 +89,7 @@ if command -v qemu-img >/dev/null 2>&1; then
 		ok $? "mkstream left no stream behind ($f)"
 	done
 else
-	for i in 1 2 3 4 5 6 7 8 9; do skip "container images $i" "no qemu-img"; done
+	for i in $(seq 1 21); do skip "container images $i" "no qemu-img"; done
 fi
 # A raw image that starts with another format's magic further in is raw.
 printf 'xxxxQFI\373' | dd of="$T/raw.img" conv=notrunc status=none
