@@ -38,7 +38,9 @@
 #include "bvault.h"
 #include "cli.h"
 #include "cmd_index.h"
+#include "cmd_prom.h"
 #include "cmd_usage.h"
+#include "imgfmt.h"
 #include "cmd_verify.h"
 #include "cmd_view.h"
 #include "cmd_life.h"
@@ -677,6 +679,21 @@ static int open_image(const char *path, int *fd, uint64_t *size, int *is_reg)
 	if (fstat(*fd, &st) < 0)
 		goto sys;
 	*is_reg = S_ISREG(st.st_mode);
+	/* A container's bytes are not its disk's (imgfmt.h). */
+	const char *fmt = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) ?
+				  imgfmt_detect_fd(*fd) : NULL;
+	if (fmt) {
+		close(*fd);
+		*fd = -1;
+		return op_error("%s is a %s image, not a raw disk; convert it "
+				"(qemu-img convert -f %s -O raw %s DISK.raw) "
+				"or attach its disk raw through qemu-nbd:\n"
+				"  qemu-nbd --read-only --format=%s "
+				"--connect=/dev/nbd0 %s\n"
+				"and give /dev/nbd0 (qemu-nbd --disconnect "
+				"/dev/nbd0 after)", path, fmt, fmt, path, fmt,
+				path);
+	}
 	if (*is_reg) {
 		*size = (uint64_t)st.st_size;
 	} else if (S_ISBLK(st.st_mode)) {
@@ -1345,10 +1362,11 @@ static void stat_line(const char *key, uint64_t v, int bytes)
 
 static int cmd_stats(int argc, char **argv)
 {
-	int json = 0, quick = 0;
+	int json = 0, quick = 0, prom = 0;
 	struct optdef defs[] = {
 		{ "json", OPT_FLAG, NULL, &json },
 		{ "quick", OPT_FLAG, NULL, &quick },
+		{ "prometheus", OPT_FLAG, NULL, &prom },
 		{ NULL, 0, NULL, NULL },
 	};
 	static const char *const names[] = { "STORE", "GROUP" };
@@ -1367,6 +1385,8 @@ static int cmd_stats(int argc, char **argv)
 	if (!rc && npos == 2 && quick)
 		rc = usage_error("--quick shows the store's counters alone: "
 				 "it takes no GROUP");
+	if (!rc && json && prom)
+		rc = usage_error("--json or --prometheus, not both");
 	if (!rc)
 		rc = open_store_reading(pos[0], &s);
 	if (rc)
@@ -1376,7 +1396,12 @@ static int cmd_stats(int argc, char **argv)
 		rc = store_error(s, rc);
 		goto out;
 	}
-	if (json) {
+	if (prom) {
+		rc = print_prometheus(s, pos[0], &st, npos == 2 ? pos[1] : NULL,
+				      quick);
+		if (rc)
+			goto out;
+	} else if (json) {
 		fprintf(CLI_OUT,
 			"{\n  \"replicas\": %" PRIu64 ",\n  \"groups\": %" PRIu64
 			",\n  \"rps\": %" PRIu64 ",\n  \"logical_bytes\": %"
@@ -2412,7 +2437,7 @@ static const struct command commands[] = {
 	  "Lists replicas: group, size, chunk size, head version, latest RP\n"
 	  "(with --json, also the head version's identity).\n" },
 	{ NULL, "stats", cmd_stats,
-	  "usage: bvault stats STORE [GROUP] [--json] [--quick]\n"
+	  "usage: bvault stats STORE [GROUP] [--json | --prometheus] [--quick]\n"
 	  "Shows logical, ingested, unique and stored bytes, the dedup ratio\n"
 	  "(ingested / unique raw), the compression ratio (unique raw /\n"
 	  "stored), index size and containers; then, from a walk of the\n"
@@ -2424,7 +2449,9 @@ static const struct command commands[] = {
 	  "logical bytes, RPs, and the bytes unique to it (chunks no other\n"
 	  "replica, or no replica outside the group, names: what removing it\n"
 	  "gives back). --quick: the counters alone, at once. The README\n"
-	  "lists every field.\n" },
+	  "lists every field. --prometheus: the same in Prometheus's text\n"
+	  "format, with the live counters of the bvaultd serving the store\n"
+	  "when one runs (for node_exporter's textfile collector).\n" },
 	{ NULL, "verify", cmd_verify,
 	  "usage: bvault verify STORE [REPLICA@RP | GROUP]... [--jobs N]\n"
 	  "       [--read-only] [--json]\n"
