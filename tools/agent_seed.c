@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bvault.h"
+#include "progress.h"
 #include "source.h"
 
 int agent_seed_main(int argc, char **argv);
@@ -147,30 +148,6 @@ static uint64_t parse_size(const char *opt, const char *s)
 	return v * m;
 }
 
-struct prog {
-	int on;
-	double last;
-};
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void prog_cb(void *ud, uint64_t done, uint64_t total)
-{
-	struct prog *p = ud;
-	double t = now();
-	if (!p->on || (t - p->last < 0.2 && done < total))
-		return;
-	p->last = t;
-	fprintf(stderr, "\rseed: %5.1f%% (%" PRIu64 " of %" PRIu64 " MiB)",
-		total ? 100.0 * (double)done / (double)total : 100.0,
-		done >> 20, total >> 20);
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -195,7 +172,7 @@ int agent_seed_main(int argc, char **argv)
 	uint8_t key[BV_SEED_KEY];
 	bv_seed_opts o = { 0 };
 	bv_seed_result r;
-	struct prog pg = { .on = isatty(STDERR_FILENO) };
+	struct progress pg;
 	uint32_t cs = 0;
 	int nd = 0, json = 0, rc;
 	char *tocopy;
@@ -288,11 +265,11 @@ int agent_seed_main(int argc, char **argv)
 					.read = disk_read,
 					.extent = disk_extent };
 	}
-	o.progress = prog_cb;
+	progress_start(&pg, "seed", stderr);
+	o.progress = progress_cb;
 	o.ud = &pg;
 	rc = bv_seed_export_disks(sd, (size_t)nd, group, label, 0, &o, &r);
-	if (pg.on)
-		fputc('\n', stderr);
+	progress_end(&pg);
 	for (int i = 0; i < nd; i++)
 		bv_source_close(disks[i].src);
 	free(tocopy);
