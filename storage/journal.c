@@ -449,9 +449,9 @@ static int damage_after(struct bv_journal *j, int fd, uint64_t off,
 		return 0;
 	for (uint64_t at = off + 8; at + ENT_HDR <= (uint64_t)st.st_size;
 	     at += 8) {
-		uint64_t o = at, l;
-		size_t len;
-		int kind;
+		uint64_t o = at, l = 0;
+		size_t len = 0;
+		int kind = 0;
 
 		if (read_entry(j, fd, &o, &l, &kind, &len) == 1 && l <= bound)
 			return 1;
@@ -527,8 +527,8 @@ int bv_journal_last(struct bv_journal *j, uint64_t *lsn)
 	 * the newest file with a live entry ends the journal. */
 	for (size_t i = n; i-- > 0 && *lsn == 0 && rc == 0;) {
 		uint64_t off = FILE_HDR, l = 0;
-		size_t len;
-		int kind, fd = open_file(j, f[i].id, &f[i].base);
+		size_t len = 0;
+		int kind = 0, fd = open_file(j, f[i].id, &f[i].base);
 
 		if (fd < 0) {
 			rc = fd;
@@ -555,9 +555,9 @@ static int last_snapshot(struct bv_journal *j, struct jfile *f, size_t n,
 
 	*found = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		uint64_t off = FILE_HDR, at = 0, l;
-		size_t len;
-		int kind, fd = open_file(j, f[i].id, &f[i].base), in = 0;
+		uint64_t off = FILE_HDR, at = 0, l = 0;
+		size_t len = 0;
+		int kind = 0, fd = open_file(j, f[i].id, &f[i].base), in = 0;
 
 		if (fd < 0) {
 			rc = fd;
@@ -676,9 +676,9 @@ int bv_journal_replay(struct bv_journal *j,
 	 * then every batch after it in LSN order; later snapshots, whole or
 	 * cut short, repeat what the batches say and are skipped. */
 	for (size_t i = sfile, after = 0; i < n && rc == 0; i++) {
-		uint64_t off = i == sfile ? soff : FILE_HDR, l;
-		size_t len;
-		int kind, fd = open_file(j, f[i].id, &f[i].base);
+		uint64_t off = i == sfile ? soff : FILE_HDR, l = 0;
+		size_t len = 0;
+		int kind = 0, fd = open_file(j, f[i].id, &f[i].base);
 
 		if (fd < 0) {
 			rc = fd;
