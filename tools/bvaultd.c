@@ -47,6 +47,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -67,6 +68,7 @@
 
 #define MAX_CONN 64
 #define DEFAULT_SESSIONS 16 /* --max-sessions */
+#define DEFAULT_SKEW 86400  /* --max-clock-skew, seconds */
 #define MAX_LISTEN 4
 #define RING_DEPTH 256
 #define RX_START (64u << 10)
@@ -124,6 +126,7 @@ static struct {
 	uint32_t next_gen;
 	int stopping;
 	int max_sessions;
+	int64_t max_skew;     /* --max-clock-skew, seconds */
 	struct conn *wait_head, *wait_tail; /* BEGINs waiting, in order */
 
 	/* The applier: a queue of connections whose WORK is to be applied,
@@ -141,10 +144,70 @@ static struct {
 
 /* ---- logging ------------------------------------------------------------ */
 
+/* Escapes IN (N bytes) for a log line into OUT (at least 4 * N + 1
+ * bytes): valid UTF-8 other than control characters passes; control
+ * bytes, DEL, backslash and every byte of an invalid sequence become
+ * \xNN. Whatever a peer sent (a name, a label, an engine message that
+ * quotes one) thus stays on its line and cannot forge another or drive
+ * a terminal. */
+static size_t log_escape(const char *in, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)in;
+	size_t o = 0;
+
+	for (size_t i = 0; i < n;) {
+		unsigned char b = s[i];
+		size_t len = 0;
+		if (b >= 0x20 && b < 0x7f && b != '\\')
+			len = 1;
+		else if (b >= 0xc2 && b <= 0xdf)
+			len = 2;
+		else if (b >= 0xe0 && b <= 0xef)
+			len = 3;
+		else if (b >= 0xf0 && b <= 0xf4)
+			len = 4;
+		if (len > 1) {
+			/* Continuation bytes, no overlong form, no surrogate,
+			 * nothing past U+10FFFF; C1 controls escaped. */
+			int good = i + len <= n;
+			for (size_t k = 1; good && k < len; k++)
+				good = (s[i + k] & 0xc0) == 0x80;
+			if (good && len == 2 && b == 0xc2 && s[i + 1] < 0xa0)
+				good = 0;
+			if (good && len == 3 &&
+			    ((b == 0xe0 && s[i + 1] < 0xa0) ||
+			     (b == 0xed && s[i + 1] > 0x9f)))
+				good = 0;
+			if (good && len == 4 &&
+			    ((b == 0xf0 && s[i + 1] < 0x90) ||
+			     (b == 0xf4 && s[i + 1] > 0x8f)))
+				good = 0;
+			if (!good)
+				len = 0;
+		}
+		if (!len) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[b >> 4];
+			out[o++] = hex[b & 15];
+			i++;
+			continue;
+		}
+		memcpy(out + o, s + i, len);
+		o += len;
+		i += len;
+	}
+	out[o] = 0;
+	return o;
+}
+
+/* One log line on stderr. The whole line is escaped (log_escape): it
+ * carries names and messages that came from the network. */
 __attribute__((format(printf, 1, 2)))
 static void logmsg(const char *fmt, ...)
 {
-	char when[32];
+	char when[32], line[2048], safe[4 * sizeof line + 1];
 	struct timespec ts;
 	struct tm tm;
 	va_list ap;
@@ -152,12 +215,16 @@ static void logmsg(const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S",
 		 gmtime_r(&ts.tv_sec, &tm));
-	flockfile(stderr); /* the applier logs too: one line at a time */
-	fprintf(stderr, "%s bvaultd: ", when);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	int n = vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof line)
+		n = sizeof line - 1;
+	log_escape(line, (size_t)n, safe);
+	flockfile(stderr); /* the applier logs too: one line at a time */
+	fprintf(stderr, "%s bvaultd: %s\n", when, safe);
 	funlockfile(stderr);
 }
 
@@ -853,6 +920,28 @@ static int hand_over(struct conn *c, size_t off, size_t end)
 	return 0;
 }
 
+/* ---- the RP time ---- */
+
+/* An RP's time is the server's clock: an agent's claimed time is kept
+ * only within --max-clock-skew of it (a host whose clock is off, or an
+ * agent that lies, cannot date an RP into the past or the future, which
+ * retention and `rp ls` trust). A COMMIT with an explicit RP number is a
+ * push copying another store's history, whose times are kept as they
+ * are (in range: on_commit checked). */
+static void commit_time(struct conn *c, bv_commit_opts *o)
+{
+	if (o->number || !o->time)
+		return;
+	int64_t now = (int64_t)time(NULL);
+	if (o->time >= now - D.max_skew && o->time <= now + D.max_skew)
+		return;
+	logmsg("agent %s (%s): RP time %" PRId64 " is more than %" PRId64
+	       " s from the server's clock (%" PRId64 "): the server's time "
+	       "is used", c->name, c->peer, o->time, D.max_skew, now);
+	o->time = 0;
+}
+/* ---- end of the RP time ---- */
+
 static void on_commit(struct conn *c, struct bvp_rd *r)
 {
 	bv_commit_opts o = { 0 };
@@ -900,6 +989,7 @@ static void on_commit(struct conn *c, struct bvp_rd *r)
 			     o.number);
 		return;
 	}
+	commit_time(c, &o);
 	bv_ingest *in = c->in;
 	c->in = NULL;
 	int rc = bv_ingest_commit(in, &o, &rp);
@@ -1400,6 +1490,64 @@ static int listen_tcp(const char *spec)
 	return fd;
 }
 
+/* ---- the --unix socket: one daemon per path ---- */
+
+/* A socket path is served by one bvaultd at a time: PATH.lock (0600),
+ * flock'ed for the daemon's life, says a daemon serves PATH, so a second
+ * one refuses to start instead of replacing a live socket; a socket found
+ * at PATH while the lock is free was left by a daemon that died, and is
+ * replaced. At exit a daemon removes PATH only if it is still the socket
+ * it bound (same device and inode). The lock file is left: removing it
+ * would let two daemons lock two different files. */
+static struct {
+	int lock_fd;
+	int bound;
+	dev_t dev;
+	ino_t ino;
+} U = { .lock_fd = -1 };
+
+static int unix_lock(const char *path)
+{
+	char lp[PATH_MAX];
+
+	if ((size_t)snprintf(lp, sizeof lp, "%s.lock", path) >= sizeof lp) {
+		fprintf(stderr, "bvaultd: --unix %s: path too long\n", path);
+		return -1;
+	}
+	int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "bvaultd: --unix %s: cannot open its lock file "
+			"%s: %s\n", path, lp, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		if (e == EWOULDBLOCK)
+			fprintf(stderr, "bvaultd: --unix %s: another bvaultd "
+				"serves this path (it holds %s); stop it or "
+				"choose another path\n", path, lp);
+		else
+			fprintf(stderr, "bvaultd: --unix %s: locking %s: %s\n",
+				path, lp, strerror(e));
+		close(fd);
+		return -1;
+	}
+	U.lock_fd = fd;
+	return 0;
+}
+
+/* Removes PATH if it is the socket this daemon bound. */
+static void unix_remove(const char *path)
+{
+	struct stat st;
+
+	if (U.bound && lstat(path, &st) == 0 && st.st_dev == U.dev &&
+	    st.st_ino == U.ino)
+		unlink(path);
+	U.bound = 0;
+}
+/* ---- end of the --unix socket ---- */
+
 static int listen_unix(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -1409,13 +1557,15 @@ static int listen_unix(const char *path)
 		fprintf(stderr, "bvaultd: --unix %s: path too long\n", path);
 		return -1;
 	}
+	if (unix_lock(path) < 0)
+		return -1;
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			fprintf(stderr, "bvaultd: --unix %s: exists and is not "
 				"a socket\n", path);
 			return -1;
 		}
-		unlink(path); /* a socket left by an earlier run */
+		unlink(path); /* left by a daemon that died (the lock was free) */
 	}
 	strcpy(sa.sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1426,6 +1576,11 @@ static int listen_unix(const char *path)
 		if (fd >= 0)
 			close(fd);
 		return -1;
+	}
+	if (lstat(path, &st) == 0) {
+		U.bound = 1;
+		U.dev = st.st_dev;
+		U.ino = st.st_ino;
 	}
 	logmsg("listening on %s", path);
 	return fd;
@@ -1477,6 +1632,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	D.max_sessions = DEFAULT_SESSIONS;
+	D.max_skew = DEFAULT_SKEW;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -1643,7 +1799,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < D.nlisten; i++)
 		close(D.lfd[i]);
 	if (unix_path)
-		unlink(unix_path);
+		unix_remove(unix_path);
 	gc_stop();
 	admin_stop();
 	bv_store_close(D.s);
@@ -1657,6 +1813,8 @@ fail:
 	for (int i = 0; i < D.nlisten; i++)
 		if (D.lfd[i] >= 0)
 			close(D.lfd[i]);
+	if (unix_path)
+		unix_remove(unix_path);
 	bv_store_close(D.s);
 	return 1;
 }
