@@ -6,7 +6,8 @@
 #    room for the agent; all are closed after --login-timeout;
 #  - 60 HELLOs stopped midway (30 declaring 4 MiB: refused at once with
 #    ERROR; 30 small ones: closed at the login deadline); bvaultd's RSS
-#    (/proc/PID/status) grows by less than 16 MiB meanwhile;
+#    (VmRSS, /proc/PID/status) grows by less than 16 MiB while they
+#    are held;
 #  - one agent opening 16 BEGINs: 4 granted (--max-agent-sessions), 12
 #    wait, another tenant's BEGIN is served; with the global limit
 #    reached, a freed session goes to the other tenant (round-robin by
@@ -74,7 +75,7 @@ start_server --login-timeout 2 --idle-timeout 3 --frame-timeout 2 \
 	--max-sessions 6 --max-agent-sessions 4 || done_testing
 
 # 64 idle connections.
-peer idle 64
+peer idle 64 "$T/go"
 ok $? "64 idle connections are open"
 backup b1 "beside 64 idle connections"
 grep -q 'dropped before login' "$LOG"; ok $? "the oldest idle peer made room"
@@ -86,7 +87,7 @@ ok $? "... at the login deadline"
 
 # 60 HELLOs stopped midway.
 rss0=$(rss_kb)
-peer halfhello 60
+peer halfhello 60 "$T/go"
 ok $? "60 half-sent HELLOs"
 sleep 0.5
 rss1=$(rss_kb)
@@ -100,8 +101,6 @@ grep -q '^big msg protocol error: a frame of 4194304 bytes before login (at most
 ok $? "... naming the size and the limit"
 grep -q '^small closed 30 of 30' "$T/peer.out"
 ok $? "small half-sent HELLOs are closed at the login deadline, with ERROR"
-[ "$(rss_kb)" -lt $((rss0 + 16384)) ]
-ok $? "bvaultd's RSS after them is within 16 MiB of before"
 
 # One agent's 16 BEGINs against another tenant.
 peer begins alice "$T/alice.key" 16 "$T/go"
@@ -164,7 +163,7 @@ start_server --max-sessions 4 --max-agent-sessions 4 --idle-timeout 60 || done_t
 peer begins alice "$T/alice.key" 16 "$T/abort" "$T/go"
 grep -q '^granted 4 waiting 12' "$T/peer.out"
 ok $? "alice holds the 4 sessions, 12 of her BEGINs wait"
-na=$(log_count 'alice.*BEGIN admitted')
+na=$(log_count 'BEGIN admitted')
 nw=$(log_count 'bob.*BEGIN waits')
 mkimg "$T/b5.img" 4
 "$BVA" --unix "$SOCK" --name bob --secret-file "$T/bob.key" \
@@ -177,7 +176,7 @@ wait $BK
 ok $? "round-robin: bob's backup of b5 commits"
 "$BV" export "$S" b5@1 "$T/b5.x" >/dev/null 2>&1 && cmp "$T/b5.img" "$T/b5.x" >/dev/null
 ok $? "round-robin: b5@1 equals its image"
-[ "$(log_count 'alice.*BEGIN admitted')" -eq "$na" ]
+grep 'BEGIN admitted' "$LOG" | sed -n "$((na + 1))p" | grep -q 'agent bob '
 ok $? "the freed session went to bob, not to alice's next BEGIN"
 grep -q '^abort True' "$T/peer.out"; ok $? "alice aborted one session"
 touch "$T/go"; wait $PP
