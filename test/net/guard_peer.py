@@ -169,5 +169,8 @@ elif MODE == 'full':  # NAME KEY N: N logged-in connections, then one more
         pass  # refused at once: the ERROR is there to read
     t, p = answer(s)
     say('full', t == 0x8f and struct.unpack('<H', p[:2])[0] == 8, errmsg(p) if t == 0x8f else t)
+    if len(ARGS) > 3:  # HOLDFLAG: keep the connections until it exists
+        say('ready')
+        hold(ARGS[-1])
 else:
     sys.exit('unknown mode ' + MODE)

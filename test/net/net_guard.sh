@@ -15,7 +15,8 @@
 #  - a frame stopped midway (closed after --frame-timeout), an idle
 #    session (after --idle-timeout), both with ERROR "timed out";
 #  - every connection logged in: a new one gets ERROR busy naming
-#    --max-connections;
+#    --max-connections, which the agent prints; once they are gone, the
+#    agent's backup commits;
 #  - a second bvaultd on the same --unix path is refused, the first
 #    serves on and keeps its socket;
 #  - a HELLO name with a newline and ESC is logged escaped;
@@ -29,7 +30,7 @@ PEER=(python3 "$(dirname "$0")/guard_peer.py" "$SOCK")
 run_ok "init" "$BV" init "$S" || done_testing
 "$BV" agent add "$S" alice --group a1 --group a2 --group a3 >"$T/alice.key"
 "$BV" agent add "$S" bob --group b1 --group b2 --group b3 --group b4 \
-	--group b5 >"$T/bob.key"
+	--group b5 --group b6 >"$T/bob.key"
 ok $? "agents alice and bob"
 
 # backup REPLICA: bob's agent sends a full of a new image, which must
@@ -42,7 +43,9 @@ backup() {
 	poke "$T/$r.img" $((nb * 8192)) 4096
 	"$BVA" --unix "$SOCK" --name bob --secret-file "$T/bob.key" \
 		--disk "$r=$T/$r.img" --full >"$T/$r.out" 2>&1 </dev/null
-	ok $? "$desc: bob's backup of $r commits"
+	local rc=$?
+	ok $rc "$desc: bob's backup of $r commits"
+	[ $rc -eq 0 ] || sed 's/^/#   /' "$T/$r.out"
 	"$BV" export "$S" "$r@1" "$T/$r.x" >/dev/null 2>&1 &&
 		cmp "$T/$r.img" "$T/$r.x" >/dev/null
 	ok $? "$desc: $r@1 equals its image"
@@ -184,11 +187,22 @@ stop_server
 
 # Every connection logged in: the next one gets ERROR busy.
 start_server --max-connections 3 || done_testing
-"${PEER[@]}" full alice "$T/alice.key" 3 >"$T/py" 2>&1
-grep -q '^full True the server is busy: it serves 3 connections, its limit (--max-connections)' "$T/py"
+peer full alice "$T/alice.key" 3 "$T/go"
+grep -q '^full True the server is busy: it serves 3 connections, its limit (--max-connections)' "$T/peer.out"
 r=$?
 ok $r "a connection past --max-connections gets ERROR busy naming the limit"
-[ $r -eq 0 ] || sed 's/^/#   /' "$T/py"
+[ $r -eq 0 ] || sed 's/^/#   /' "$T/peer.out"
+mkimg "$T/b6.img" 4
+"$BVA" --unix "$SOCK" --name bob --secret-file "$T/bob.key" \
+	--disk "b6=$T/b6.img" --full >"$T/b6.out" 2>&1 </dev/null
+r=$?
+[ $r -ne 0 ] && grep -q 'the server is busy: it serves 3 connections' "$T/b6.out"
+ok $? "the agent says the server is busy (exit $r)"
+[ $? -eq 0 ] || sed 's/^/#   /' "$T/b6.out"
+nd=$(log_count 'agent alice.*disconnected')
+touch "$T/go"; wait $PP
+wait_log 'agent alice.*disconnected' $((nd + 3))
+backup b6 "once the connections are free"
 stop_server
 
 run_ok "the store verifies" "$BV" verify "$S"
