@@ -693,8 +693,12 @@ static void guard_tick(void)
 				conn_close(c, "timed out");
 			continue;
 		}
-		if (c->closing)
+		if (c->closing) {
+			/* Its last answer, then the close: if it is not read. */
+			if (c->send_armed && now - c->t_send >= D.frame_ms)
+				conn_close(c, "its last answer not read");
 			continue;
+		}
 		if (c->state != CS_READY) {
 			if (now - c->t_open >= D.login_ms)
 				guard_expire(c, now, "no login in time",
