@@ -412,9 +412,10 @@ BV_API void bv_ingest_abort(bv_ingest *in);
 /* Opens REPLICA at RP (a number, or BV_RP_LATEST for the latest RP; 0 for
  * the committed head, which may be newer than every RP). The reader sees
  * that version only, for as long as it is open, whatever is committed
- * later (INVARIANTS.md 3): nothing removes what a version names (there is
- * no garbage collection yet; when there is, it will keep what open
- * readers name). It must be closed before its store. BV_EINVAL (a bad
+ * later (INVARIANTS.md 3), even after the RP is removed (bv_rp_remove),
+ * until GC deletes chunks that only the removed RP read: reads that need
+ * them then fail with BV_ENOTFOUND, saying the RP was removed (never
+ * other bytes). It must be closed before its store. BV_EINVAL (a bad
  * name), BV_ENOTFOUND (no such replica or RP). */
 BV_API int bv_reader_open(bv_store *s, const char *replica, uint64_t rp,
 			  bv_reader **out);
@@ -1191,6 +1192,145 @@ typedef struct bv_check_result {
  * container backend that cannot read headers alone). */
 BV_API int bv_store_check_report(bv_store *s, bv_verify_fn fn, void *ud,
 				 bv_check_result *out);
+
+/* ---- seed sets: moving replicas between sites (storage/SEED.md) ------
+ *
+ * A seed set is one RP of a replica (or of a group) written to removable
+ * media, one folder per medium, each self-describing: a label (set id,
+ * medium N of M), the manifest (replicas, sizes, chunk sizes, the RP's
+ * label and time, the version identities), chunk packs of bounded size
+ * (each distinct chunk once in the set), the block map of each replica
+ * (on the last medium) and a checksum or authentication tag on every
+ * file. With a key, every file but the label is encrypted and
+ * authenticated (libsodium crypto_secretstream_xchacha20poly1305), bound
+ * to its set and its place in it. A set carries no fingerprint of the
+ * store it came from: the destination fingerprints every chunk under its
+ * own key (SEED.md, "Fingerprints").
+ *
+ * Threads: each call runs on the calling thread alone; calls on other
+ * sets, or on the same store, may run at once. Memory is bounded by the
+ * set's distinct chunks: export keeps a dedup table of at most 256 MiB
+ * (past it, a repeated chunk may be stored twice in the set), import up
+ * to 256 MiB of fingerprints (past that, a temporary file in $TMPDIR).
+ */
+#define BV_SEED_KEY 32
+
+typedef struct bv_seed_opts {
+	/* The media folders of this run: DIRS[i] gets medium FIRST_MEDIUM +
+	 * i (created 0700 when missing; its parent must exist). A folder
+	 * that already holds a medium of this set is resumed (its complete
+	 * files checked and kept, the rest written); one that holds another
+	 * set's medium is refused. */
+	const char *const *dirs;
+	size_t ndirs;
+	uint32_t first_medium; /* 0 or 1: medium 1 */
+	uint64_t media_size;   /* bytes per medium at most; 0: one medium */
+	uint64_t pack_size;    /* bytes per pack at most; 0: 256 MiB, or an
+				* eighth of MEDIA_SIZE when that is less */
+	const uint8_t *key;    /* BV_SEED_KEY bytes: an encrypted set; NULL:
+				* checksums only */
+	bv_progress_fn progress; /* bytes written (export), read (verify,
+				  * import) and the bytes to do */
+	void *ud;
+} bv_seed_opts;
+
+typedef struct bv_seed_result {
+	uint8_t set_id[16];
+	int encrypted;
+	uint32_t media;         /* media in the set */
+	uint32_t next_medium;   /* export: 0 when every medium is complete;
+				 * else the medium this run could not write
+				 * (no folder given for it) */
+	uint32_t replicas;
+	uint64_t chunks;        /* chunks of the replicas */
+	uint64_t zero_chunks;   /* of them, zero chunks (not in the set) */
+	uint64_t entries;       /* distinct chunks in the set */
+	uint64_t packs;
+	uint64_t bytes;         /* the set's bytes, every medium */
+	uint64_t bytes_written; /* export: bytes this run wrote */
+	uint64_t files_kept;    /* export: complete files found and kept */
+	uint64_t chunks_new;    /* import: chunks the store did not have */
+	uint64_t rp;            /* import: the RP made (or found) */
+	int already;            /* import: imported before; nothing changed */
+	char group[BV_NAME_MAX + 1];
+	char label[BV_LABEL_MAX + 1];
+	int64_t time;           /* the RP's time */
+} bv_seed_result;
+
+/* Writes REPLICA@RP or GROUP@RP (WHAT, RP a number or BV_RP_LATEST) of S
+ * as a seed set to the folders of O: a group's every member at that RP,
+ * or the replica alone (in a group of its own name at the destination,
+ * unless it was its group's one member). Only reads S (a read-only S works
+ * beside a running writer). Re-running with the same arguments after an
+ * interruption (a crash, a kill, a full disk) keeps the files it finds
+ * complete and writes the rest: each file is written under a temporary
+ * name, fdatasync'ed, renamed and its folder fsync'ed. When O has fewer
+ * folders than the set needs media, the media it has are written and
+ * OUT->next_medium names the next one (0 returned): run it again with
+ * that medium's folder and O->first_medium set to it. BV_EINVAL (bad
+ * options, a folder holding another set or another medium),
+ * BV_ENOTFOUND, -ENOSPC (a folder without room for its medium: nothing
+ * written to it), the reader's errors, -errno of the folders. */
+BV_API int bv_seed_export(bv_store *s, const char *what, uint64_t rp,
+			  const bv_seed_opts *o, bv_seed_result *out);
+
+/* A disk for bv_seed_export_disks: read from the caller, not a store. */
+typedef struct bv_seed_disk {
+	const char *name;    /* the replica it becomes */
+	uint64_t size;       /* a multiple of 512 */
+	uint32_t chunk_size; /* 0: BV_CHUNK_DEFAULT */
+	void *ud;
+	/* Reads LEN bytes at OFF (inside SIZE); 0 or -errno. Required. */
+	int (*read)(void *ud, void *buf, size_t len, uint64_t off);
+	/* 1 when [OFF, OFF+LEN) starts with data, 0 with zeros or a hole,
+	 * setting *RUN to the bytes of that kind from OFF (at most LEN);
+	 * -errno. NULL: everything is read. */
+	int (*extent)(void *ud, uint64_t off, uint64_t len, uint64_t *run);
+} bv_seed_disk;
+
+/* bv_seed_export from N disks (a group of them when N > 1: GROUP names
+ * it; else the replica's own), as RP 1 labelled LABEL (may be NULL) made
+ * at TIME (0: now), with no store: for an agent at the protected site.
+ * Zero chunks and holes are not read twice, nor put in the set. Each
+ * disk's version identity is derived from its content (the same disks
+ * give the same identities and set, so a rerun resumes). Each disk is
+ * read twice (a digest pass, then the data of the packs written). */
+BV_API int bv_seed_export_disks(const bv_seed_disk *d, size_t n,
+				const char *group, const char *label,
+				int64_t time, const bv_seed_opts *o,
+				bv_seed_result *out);
+
+/* Checks the set in the N folders DIRS (any order) on its own: every
+ * medium there (BV_ENOTFOUND naming the one missing), every file whole,
+ * every checksum and, with KEY, every authentication tag right, every
+ * chunk's digest. O->dirs is not used; O->key, O->progress are. Fills
+ * OUT. BV_ECHECKSUM (a damaged or tampered file, or a wrong key: the
+ * message names the file), BV_ECORRUPT, BV_EINVAL (media of two sets),
+ * BV_EFORMAT, -errno. */
+BV_API int bv_seed_verify(const char *const *dirs, size_t n,
+			  const bv_seed_opts *o, bv_seed_result *out);
+
+/* Imports the set in the N folders DIRS (any order, all present) into S:
+ * checks the set as bv_seed_verify does while it reads, stores only the
+ * chunks S lacks (OUT->chunks_new), then one commit creates the
+ * replicas, with the set's version identities, and their RP (the set's
+ * label and time), and records the set (meta "seed/"). A set the store
+ * recorded so, or whose replicas exist with its identities at their
+ * heads: 0 with OUT->already set, nothing changed. A replica that exists with another
+ * history: BV_EEXIST naming both identities. A set of a group makes
+ * the group (of its name: BV_EEXIST when the name is taken) with every
+ * member and RP 1 of it; at most 64 replicas per set. Any failure
+ * changes nothing. BV_EREADONLY, and bv_seed_verify's errors. */
+BV_API int bv_seed_import(bv_store *s, const char *const *dirs, size_t n,
+			  const bv_seed_opts *o, bv_seed_result *out);
+
+/* Writes a new random key to PATH (created 0600; BV_EEXIST when it
+ * exists): storage/SEED.md, "Key files". */
+BV_API int bv_seed_keygen(const char *path);
+/* Reads the key file at PATH into KEY. BV_EFORMAT (not a key file),
+ * -errno. */
+BV_API int bv_seed_key_load(const char *path, uint8_t key[BV_SEED_KEY]);
+/* ---- end of seed sets ---------------------------------------------- */
 
 #ifdef __cplusplus
 }

@@ -175,6 +175,13 @@ struct bv_ingest {
 					* that named one: the RP's label
 					* when the commit gives none */
 	char failmsg[512];
+	/* bv_ingest_meta_put (seed import): one more meta record for the
+	 * commit's batch; mklen 0: none. */
+	uint8_t mkey[64], mval[256];
+	size_t mklen, mvlen;
+	/* bv_ingest_new_group (seed import): the replicas made by this
+	 * session form this new group, made at commit; "": none. */
+	char newgroup[BV_NAME_MAX + 1];
 	struct bv_ring *ring;          /* the caller's thread */
 	struct bv_kv_batch *batch;     /* zero entries from the caller */
 	struct bv_kv_iter *it;         /* maps; remade after each write */
@@ -1386,17 +1393,23 @@ static int add_replica(bv_ingest *in, const char *name, uint64_t base_rp,
 				     (unsigned long long)create_size);
 			goto out;
 		}
-		if (in->gid) {
+		if (in->gid && !in->newgroup[0]) {
 			rc = bv_fail(BV_EGROUP, "replica %s: a new replica gets a "
 				     "group of its own, but this session writes "
 				     "group %s", name, in->gname);
+			goto out;
+		}
+		if (in->newgroup[0] && in->nrep && !in->rep[0].created) {
+			rc = bv_fail(BV_EGROUP, "replica %s: new group %s holds "
+				     "new replicas only", name, in->newgroup);
 			goto out;
 		}
 		if ((rc = bv_replica_name_free(s, name)))
 			goto out;
 		memset(&r->r, 0, sizeof r->r);
 		if ((rc = bv_seq_next(s, b, "rid", &r->r.rid)) ||
-		    (rc = bv_seq_next(s, b, "gid", &r->r.gid))) {
+		    (in->gid ? (r->r.gid = in->gid, 0) :
+		     (rc = bv_seq_next(s, b, "gid", &r->r.gid)))) {
 			rc = bv_fail(rc, "replica %s: sequence: %s", name,
 				     bv_strerror(rc));
 			goto out;
@@ -1405,7 +1418,8 @@ static int add_replica(bv_ingest *in, const char *name, uint64_t base_rp,
 						 s->chunk_default;
 		r->size = create_size;
 		r->created = 1;
-		snprintf(gname, sizeof gname, "%s", name);
+		snprintf(gname, sizeof gname, "%s",
+			 in->newgroup[0] ? in->newgroup : name);
 		g.gid = r->r.gid;
 	} else {
 		rc = bv_fail(rc, "replica %s: %s", name, bv_strerror(rc));
@@ -1601,6 +1615,54 @@ int bv_ingest_add_ids(bv_ingest *in, const char *name, uint64_t base_rp,
 }
 
 /* ---- end of push ---- */
+int bv_ingest_result_id(bv_ingest *in, int slot, const uint8_t *id)
+{
+	int rc;
+	if ((rc = check_usable(in)))
+		return rc;
+	if (slot < 0 || (size_t)slot >= in->nrep)
+		return bv_fail(BV_EINVAL, "ingest: no replica slot %d", slot);
+	return take_result_id(in, slot, id);
+}
+
+int bv_ingest_new_group(bv_ingest *in, const char *group)
+{
+	static _Thread_local struct bv_grec g;
+	struct bv_rrec r;
+	int rc;
+	if ((rc = check_usable(in)) || (rc = bv_name_check("group", group)))
+		return rc;
+	if (in->nrep)
+		return bv_fail(BV_EINVAL, "group %s: name it before adding "
+			       "replicas", group);
+	pthread_mutex_lock(&in->s->meta_lock);
+	rc = bv_grec_get(in->s, group, &g);
+	if (rc == 0)
+		rc = bv_fail(BV_EEXIST, "group %s: already exists", group);
+	else if (rc == ST_ENOTFOUND && (rc = bv_rrec_get(in->s, group, &r)) == 0)
+		rc = bv_fail(BV_EEXIST, "group %s: a replica has that name "
+			     "(and its own group)", group);
+	else if (rc == ST_ENOTFOUND)
+		rc = 0;
+	pthread_mutex_unlock(&in->s->meta_lock);
+	if (rc)
+		return rc;
+	snprintf(in->newgroup, sizeof in->newgroup, "%s", group);
+	return 0;
+}
+
+int bv_ingest_meta_put(bv_ingest *in, const void *key, size_t klen,
+		       const void *val, size_t vlen)
+{
+	if (klen == 0 || klen > sizeof in->mkey || vlen > sizeof in->mval)
+		return bv_fail(BV_EINVAL, "ingest: a meta record of %zu + %zu "
+			       "bytes", klen, vlen);
+	memcpy(in->mkey, key, klen);
+	memcpy(in->mval, val, vlen);
+	in->mklen = klen;
+	in->mvlen = vlen;
+	return 0;
+}
 
 int bv_ingest_write(bv_ingest *in, int slot, uint64_t off, const void *buf,
 		    size_t len)
@@ -1848,6 +1910,7 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 	bv_store *s = in->s;
 	static _Thread_local struct bv_grec g;
 	static _Thread_local struct bv_rprec p;
+	static _Thread_local struct bv_grec p_unused_g;
 	struct bv_rp_member over[BV_SESSION_MAX];
 	struct bv_kv_batch *b = NULL;
 	struct bv_mstat ms;
@@ -1889,7 +1952,18 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 		goto fail;
 	pthread_mutex_lock(&s->meta_lock);
 	locked = 1;
-	if (in->rep[0].created) {
+	if (in->newgroup[0]) {
+		memset(&g, 0, sizeof g);
+		g.gid = in->rep[0].r.gid;
+		g.n = (uint32_t)in->nrep;
+		for (size_t i = 0; i < in->nrep; i++)
+			g.members[i] = in->rep[i].r.rid;
+		if (bv_grec_get(s, in->newgroup, &p_unused_g) != ST_ENOTFOUND) {
+			rc = bv_fail(BV_EEXIST, "group %s: already exists",
+				     in->newgroup);
+			goto fail;
+		}
+	} else if (in->rep[0].created) {
 		memset(&g, 0, sizeof g);
 		g.gid = in->rep[0].r.gid;
 		g.n = 1;
@@ -1921,7 +1995,7 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 		nr.head = r->ver;
 		nr.size = r->size;
 		if (r->created)
-			bv_replica_records(b, r->name, &nr, 1);
+			bv_replica_records(b, r->name, &nr, !in->newgroup[0]);
 		else
 			bv_rrec_put(b, r->name, &nr);
 		bv_kv_batch_delete(b, BV_CF_META, key,
@@ -1941,6 +2015,9 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 		ms.map_entries += r->entries;
 	}
 	bv_mstat_put(b, &ms);
+	if (in->mklen)
+		bv_kv_batch_put(b, BV_CF_META, in->mkey, in->mklen, in->mval,
+				in->mvlen);
 	if (o && o->make_rp) {
 		memset(&p, 0, sizeof p);
 		p.time = o->time ? o->time : (int64_t)time(NULL);
@@ -1962,10 +2039,17 @@ int bv_ingest_commit(bv_ingest *in, const bv_commit_opts *o, uint64_t *rp_out)
 		}
 		g.latest_rp = o->number ? o->number : g.latest_rp + 1;
 		bv_rprec_put(b, g.gid, g.latest_rp, &p);
-		if (!in->rep[0].created)
+		if (!in->rep[0].created || in->newgroup[0])
 			bv_grec_put(b, in->gname, &g);
 		else
 			bv_grec_put(b, in->rep[0].name, &g);
+	}
+	if (in->newgroup[0]) {
+		if (!(o && o->make_rp))
+			bv_grec_put(b, in->gname, &g);
+		bv_kv_batch_put(b, BV_CF_META, key,
+				bv_key_id(key, "gi/", g.gid), in->gname,
+				strlen(in->gname));
 	}
 	/* Invariant 2: this one synced write makes the versions visible. */
 	if ((rc = bv_kv_write(s->kv, b, 1))) {

@@ -20,6 +20,7 @@
  *          "gc/gen" -> GC generation (le64)
  *          "gc/r/" container(be32) -> generation it was retired at (le64)
  *          "bad/" fingerprint(16) -> a chunk verify found bad (bad.c)
+ *          "seed/" set id(16) -> a seed set imported (seed.c)
  */
 #ifndef BV_ENGINE_INTERNAL_H
 #define BV_ENGINE_INTERNAL_H
@@ -296,6 +297,18 @@ int bv_ingest_add_new(bv_ingest *in, const char *name, uint64_t size,
 		      uint32_t chunk_size);
 int bv_ingest_ref(bv_ingest *in, int slot, uint64_t chunk, const bv_fp *fp,
 		  const uint8_t *digest);
+/* For seed import (engine/seed.c): the version SLOT makes takes identity
+ * ID (as a stream's result identity: BV_EEXIST when an older version of
+ * the replica has it); and one more meta record (KEY up to 64 bytes, VAL
+ * up to 256) is put into the commit's synced batch. */
+int bv_ingest_result_id(bv_ingest *in, int slot, const uint8_t *id);
+int bv_ingest_meta_put(bv_ingest *in, const void *key, size_t klen,
+		       const void *val, size_t vlen);
+/* Seed import of a group: the replicas the session then makes (all new,
+ * bv_ingest_add_new) are the members of new group GROUP, made by the
+ * commit (BV_EEXIST when the name is a group's or a replica's). Called
+ * before the first replica is added. */
+int bv_ingest_new_group(bv_ingest *in, const char *group);
 
 /* ---- gc.c: what ingest, readers and the open share with GC ------------ */
 

@@ -334,8 +334,9 @@ int bv_reader_open(bv_store *s, const char *replica, uint64_t rp,
 		goto fail;
 	}
 	/* The iterator is a snapshot: the reader reads the RP as it is now
-	 * for as long as it stays open, even if the RP is removed meanwhile
-	 * (chunks are not removed with it). A removal syncs its intent with
+	 * for as long as it stays open, even if the RP is removed meanwhile,
+	 * until GC deletes the chunks only it read (then BV_ENOTFOUND, which
+	 * says so). A removal syncs its intent with
 	 * the RP record's removal before it deletes an entry, so an RP still
 	 * there after the snapshot was taken has all its entries in it. */
 	{
@@ -385,6 +386,16 @@ uint64_t bv_reader_size(const bv_reader *r)
 uint32_t bv_reader_chunk_size(const bv_reader *r)
 {
 	return r->cs;
+}
+
+/* Whether R's RP is gone from the store since R opened it. */
+static int removed_since(bv_reader *r)
+{
+	struct bv_rrec rr;
+	uint64_t v, size, rp;
+
+	return r->rp && bv_replica_at(r->s, r->name, r->rp, &rr, &v, &size,
+				      &rp) == BV_ENOTFOUND;
 }
 
 int bv_reader_fill(bv_reader *r, void *buf, size_t len, uint64_t off,
@@ -443,6 +454,14 @@ int bv_reader_fill(bv_reader *r, void *buf, size_t len, uint64_t off,
 					 r->cs, r->scratch, r->reads,
 					 r->name))) {
 			size_t i = bv_chunks_failed(r->reads, nb);
+			if (rc == BV_ECORRUPT && removed_since(r))
+				return bv_fail(BV_ENOTFOUND, "replica %s: "
+					       "recovery point %llu was "
+					       "removed while this reader had "
+					       "it open, and garbage "
+					       "collection has since deleted "
+					       "chunks it reads", r->name,
+					       (unsigned long long)r->rp);
 			uint64_t from = i < nb ? r->chunkno[i] * r->cs : 0;
 			uint64_t to = from + r->cs < r->size ? from + r->cs :
 				      r->size;

@@ -383,6 +383,27 @@ static int note_unknown(bv_store *s)
 	return rc ? bv_fail_storage(rc, s->path) : 0;
 }
 
+/* Whether the journal has grown enough to be compacted: past
+ * JOURNAL_COMPACT bytes and past twice what the index takes on disk, so
+ * that a snapshot replaces much more than it writes (tests set
+ * BV_JOURNAL_COMPACT=N: past N bytes, whatever the index's size). Never
+ * while the index may have lost commits the journal still holds
+ * (index_lost: bvault index rebuild wants them). */
+#define JOURNAL_COMPACT (64ull << 20)
+
+static int journal_big(bv_store *s)
+{
+	const char *e = getenv("BV_JOURNAL_COMPACT");
+	uint64_t jb = 0, kb = 0;
+
+	if (s->index_lost || bv_journal_bytes(s->journal, &jb))
+		return 0;
+	if (e && *e)
+		return jb >= strtoull(e, NULL, 0);
+	return jb >= JOURNAL_COMPACT && bv_kv_disk_bytes(s->kv, &kb) == 0 &&
+	       jb > 2 * kb;
+}
+
 /* The writer's journal (storage/FORMAT.md, "The index journal"): every
  * index write from here on goes to it first. A journal that holds no
  * complete snapshot (a store older than journals) or ends before the
@@ -408,7 +429,7 @@ static int journal_start(bv_store *s)
 	snap = bv_kv_get(s->kv, BV_CF_META, "jsnap", 5, v, sizeof v,
 			 &len) == 0 && len == 8;
 	at = bv_kv_jlsn(s->kv);
-	if (snap && last >= at)
+	if (snap && last >= at && !journal_big(s))
 		return 0;
 	if ((rc = bv_kv_snapshot(s->kv, s->journal, at)))
 		return bv_fail(rc, "store %s: %s", s->path, bv_kv_error());
@@ -416,6 +437,13 @@ static int journal_start(bv_store *s)
 	bv_le64(v, at);
 	if ((rc = bv_kv_put(s->kv, BV_CF_META, "jsnap", 5, v, 8, 1)))
 		return bv_fail_storage(rc, s->path);
+	/* The snapshot is durable and holds the index as it is: the files
+	 * before it are never read again. A failure leaves them, and the
+	 * store works on. */
+	if (snap) {
+		unsigned removed;
+		(void)bv_journal_trim(s->journal, &removed);
+	}
 	return 0;
 }
 

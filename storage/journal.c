@@ -545,19 +545,15 @@ int bv_journal_last(struct bv_journal *j, uint64_t *lsn)
 	return rc < 0 ? rc : 0;
 }
 
-int bv_journal_replay(struct bv_journal *j,
-		      int (*cb)(void *ud, uint64_t lsn, int kind,
-				const void *data, size_t len),
-		      void *ud)
+/* Where the last complete snapshot of the files F[0..N) begins: *FOUND,
+ * and its file (index into F) and offset; ST_ECORRUPT for damage with
+ * intact entries after it. */
+static int last_snapshot(struct bv_journal *j, struct jfile *f, size_t n,
+			 int *found, size_t *sfile, uint64_t *soff)
 {
-	struct jfile *f;
-	size_t n, sfile = 0;
-	uint64_t soff = 0, next = 0;
-	int rc, found = 0;
+	int rc = 0;
 
-	if ((rc = load_files(j, &f, &n)))
-		return rc;
-	/* Pass 1: where the last complete snapshot begins. */
+	*found = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		uint64_t off = FILE_HDR, at = 0, l;
 		size_t len;
@@ -578,9 +574,9 @@ int bv_journal_replay(struct bv_journal *j,
 				in = 1;
 				at = here;
 			} else if (kind == BV_J_SNAP_END && in) {
-				found = 1;
-				sfile = i;
-				soff = at;
+				*found = 1;
+				*sfile = i;
+				*soff = at;
 				in = 0;
 			}
 		}
@@ -594,6 +590,79 @@ int bv_journal_replay(struct bv_journal *j,
 		if (rc == 1)
 			rc = 0; /* the rest of the file is void */
 	}
+	return rc < 0 ? rc : 0;
+}
+
+int bv_journal_bytes(struct bv_journal *j, uint64_t *bytes)
+{
+	uint32_t *ids;
+	size_t n;
+	int rc;
+
+	*bytes = 0;
+	if (j->dfd < 0)
+		return 0;
+	if ((rc = list_files(j, &ids, &n)))
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		char name[32];
+		struct stat st;
+
+		snprintf(name, sizeof(name), "%08u.bvj", ids[i]);
+		if (fstatat(j->dfd, name, &st, 0) == 0)
+			*bytes += (uint64_t)st.st_size;
+	}
+	free(ids);
+	return 0;
+}
+
+int bv_journal_trim(struct bv_journal *j, unsigned *removed)
+{
+	struct jfile *f;
+	size_t n, sfile = 0;
+	uint64_t soff = 0;
+	int rc, found = 0;
+
+	*removed = 0;
+	if ((rc = load_files(j, &f, &n)))
+		return rc;
+	rc = last_snapshot(j, f, n, &found, &sfile, &soff);
+	/* Replay starts at the last complete snapshot: the files before
+	 * its own hold nothing it reads. */
+	for (size_t i = 0; rc == 0 && found && i < sfile; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "%08u.bvj", f[i].id);
+		if (unlinkat(j->dfd, name, 0) != 0 && errno != ENOENT) {
+			set_err("journal %s/%s: cannot remove it: %s", j->dir,
+				name, strerror(errno));
+			rc = -errno;
+			break;
+		}
+		(*removed)++;
+	}
+	if (*removed && fsync(j->dfd) != 0 && rc == 0) {
+		set_err("journal %s: %s", j->dir, strerror(errno));
+		rc = -errno;
+	}
+	free(f);
+	return rc;
+}
+
+int bv_journal_replay(struct bv_journal *j,
+		      int (*cb)(void *ud, uint64_t lsn, int kind,
+				const void *data, size_t len),
+		      void *ud)
+{
+	struct jfile *f;
+	size_t n, sfile = 0;
+	uint64_t soff = 0, next = 0;
+	int rc, found = 0;
+
+	if ((rc = load_files(j, &f, &n)))
+		return rc;
+	/* Pass 1: where the last complete snapshot begins. */
+	rc = last_snapshot(j, f, n, &found, &sfile, &soff);
 	if (rc < 0)
 		goto out;
 	if (!found) {

@@ -80,4 +80,12 @@ int bv_journal_replay(struct bv_journal *j,
 				const void *data, size_t len),
 		      void *ud);
 
+/* The bytes of every journal file in all. */
+int bv_journal_bytes(struct bv_journal *j, uint64_t *bytes);
+/* Removes the files before the one where the last complete snapshot
+ * begins (replay reads nothing of them), the directory synced after;
+ * *REMOVED counts them. Call it only once that snapshot is durable
+ * (bv_kv_snapshot syncs it) and holds the index as it is. */
+int bv_journal_trim(struct bv_journal *j, unsigned *removed);
+
 #endif

@@ -268,6 +268,54 @@ static int read_answer(int fd)
 	return op_error("%s", (char *)msg);
 }
 
+int admin_counters(const char *store, char *buf, size_t cap)
+{
+	uint8_t h[ADMIN_HDR];
+	uint32_t len;
+	int fd, rc = -2;
+
+	if (cap < ADMIN_MAX_MSG + 1)
+		return -2;
+	buf[0] = 0;
+	fd = admin_connect(store);
+	if (fd < 0)
+		return -1;
+	/* A collector must not hang on a stuck daemon. */
+	struct timeval tv = { ADMIN_REQ_TIMEOUT, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	put_hdr(h, ADMIN_COUNTERS, 0);
+	/* A bvaultd that refuses the caller (another uid) answers before it
+	 * reads: its answer is read even when the send failed. */
+	(void)send_all(fd, h, sizeof h);
+	int r = recv_all(fd, h, sizeof h);
+	if (r < 0) {
+		snprintf(buf, cap, r == -EAGAIN ? "bvaultd did not answer "
+			 "within %d seconds" : "bvaultd ended before it "
+			 "answered", ADMIN_REQ_TIMEOUT);
+		goto out;
+	}
+	len = get32(h);
+	if (h[5] != ADMIN_VERSION || h[6] || h[7] || len >= cap ||
+	    (h[4] != ADMIN_FIGURES && h[4] != ADMIN_REFUSED)) {
+		snprintf(buf, cap, "a malformed answer (type 0x%02x, version "
+			 "%u, length %u)", h[4], h[5], len);
+		goto out;
+	}
+	if (recv_all(fd, buf, len) < 0) {
+		snprintf(buf, cap, "bvaultd ended before it answered");
+		goto out;
+	}
+	buf[len] = 0;
+	rc = h[4] == ADMIN_FIGURES ? (int)len : -2;
+	/* A refusal is shown to a terminal: no control bytes. */
+	for (uint32_t i = 0; rc == -2 && i < len; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			buf[i] = '?';
+out:
+	close(fd);
+	return rc;
+}
+
 int admin_forward(const char *store, int argc, char **argv)
 {
 	uint8_t *buf = NULL;
@@ -320,6 +368,7 @@ static struct {
 	pthread_cond_t cond;
 	int running, stopping;
 	unsigned long next_id;
+	admin_counters_fn counters;
 } A = { .lfd = -1, .dirfd = -1, .stopfd = -1,
 	.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
@@ -366,6 +415,7 @@ static void refuse(int fd, const char *fmt, ...)
 /* A request: the words (ARGV[1..], ARGV[0] "bvault"; one allocation
  * with their bytes), the umask and the descriptors received. */
 struct request {
+	int type;            /* ADMIN_RUN or ADMIN_COUNTERS */
 	char **argv;
 	int argc;
 	mode_t mask;
@@ -494,8 +544,14 @@ static const char *read_request(int fd, struct request *rq)
 	if (!why && h[5] != ADMIN_VERSION)
 		why = "an admin protocol version this bvaultd does not speak "
 		      "(it speaks 1)";
-	if (!why && (h[4] != ADMIN_RUN || h[6] || h[7]))
+	if (!why && ((h[4] != ADMIN_RUN && h[4] != ADMIN_COUNTERS) || h[6] ||
+		     h[7]))
 		why = "an unknown type or nonzero reserved bytes";
+	rq->type = h[4];
+	/* COUNTERS: a header alone, nothing carried. */
+	if (!why && h[4] == ADMIN_COUNTERS)
+		return len || rq->nfds ? "a COUNTERS request with a payload "
+			     "or descriptors" : NULL;
 	if (!why && len > ADMIN_MAX_PAYLOAD)
 		why = "a payload over 64 KiB";
 	if (!why && rq->nfds != ADMIN_NFDS)
@@ -572,6 +628,24 @@ out:
 	return rc;
 }
 
+/* Answers a COUNTERS request; not logged (a collector asks every few
+ * seconds). */
+static void send_counters(int fd)
+{
+	uint8_t buf[ADMIN_HDR + ADMIN_MAX_MSG * 4];
+	size_t n;
+
+	if (!A.counters) {
+		refuse(fd, "this bvaultd keeps no counters");
+		return;
+	}
+	n = A.counters((char *)buf + ADMIN_HDR, sizeof buf - ADMIN_HDR);
+	if (n > sizeof buf - ADMIN_HDR)
+		n = sizeof buf - ADMIN_HDR;
+	put_hdr(buf, ADMIN_FIGURES, (uint32_t)n);
+	send_all(fd, buf, ADMIN_HDR + n);
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
@@ -591,6 +665,10 @@ static void *job_main(void *arg)
 		      j->id, (int)j->cred.pid, why);
 		refuse(j->fd, "bvaultd refused a malformed admin request: %s",
 		       why);
+		goto out;
+	}
+	if (rq.type == ADMIN_COUNTERS) {
+		send_counters(j->fd);
 		goto out;
 	}
 	name = cli_name(rq.argc, rq.argv);
@@ -710,6 +788,11 @@ static void *acceptor_main(void *arg)
 			close(fd);
 	}
 	return NULL;
+}
+
+void admin_set_counters(admin_counters_fn fn)
+{
+	A.counters = fn;
 }
 
 int admin_start(bv_store *s, const char *store, admin_log_fn log)

@@ -23,7 +23,9 @@
 
 enum {
 	ADMIN_RUN = 0x01,     /* client: umask, argv; with ADMIN_NFDS fds */
+	ADMIN_COUNTERS = 0x02, /* client: nothing; no fds. Read-only */
 	ADMIN_EXIT = 0x81,    /* server: u8 exit status; the end */
+	ADMIN_FIGURES = 0x82, /* server: "NAME VALUE\n" lines; the end */
 	ADMIN_REFUSED = 0x8f, /* server: why (text); the end */
 };
 
@@ -37,6 +39,12 @@ enum {
  */
 int admin_forward(const char *store, int argc, char **argv);
 int admin_running(const char *store);
+/* Asks STORE's bvaultd for its live counters (PROTOCOL.md, "Admin
+ * socket", COUNTERS): their "NAME VALUE" lines, NUL-terminated, into
+ * BUF (CAP bytes, at least ADMIN_MAX_MSG). Returns their length; -1 when
+ * no bvaultd answers; -2 when one answered but not with counters (BUF
+ * then holds why). Prints nothing. */
+int admin_counters(const char *store, char *buf, size_t cap);
 
 /*
  * The server side (bvaultd). admin_start: makes STORE/admin.sock (STORE
@@ -49,6 +57,13 @@ int admin_running(const char *store);
 typedef void (*admin_log_fn)(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
 int admin_start(bv_store *s, const char *store, admin_log_fn log);
+/* The daemon's live counters for a COUNTERS request: FN writes "NAME
+ * VALUE\n" lines (NAME of [a-z0-9_], VALUE a decimal u64) into BUF (CAP
+ * bytes) and returns their length; it runs on an admin thread, so it
+ * reads what it reports atomically. Set before admin_start; without it,
+ * COUNTERS is refused. */
+typedef size_t (*admin_counters_fn)(char *buf, size_t cap);
+void admin_set_counters(admin_counters_fn fn);
 void admin_stop(void);
 
 #endif

@@ -29,7 +29,9 @@
 #include <sodium.h>
 
 #include "bvault.h"
+#include "imgfmt.h"
 #include "netclient.h"
+#include "progress.h"
 #include "proto.h"
 #include "source.h"
 
@@ -55,6 +57,11 @@ struct disk {
 				   * bv_source_view for a few chunks */
 	uint64_t ahead;           /* send_file_range: where the read-ahead
 				   * it asked for ends */
+	/* What this run sent of it (-v, the progress bar). */
+	uint64_t extents;         /* runs of changes (differing chunks) */
+	uint64_t data, zero;      /* bytes sent as DATA, as ZERO */
+	uint64_t unchanged;       /* --compare: chunks found the same */
+	uint64_t pos;             /* the end of the furthest change sent */
 };
 
 static struct {
@@ -70,18 +77,33 @@ static struct {
 	uint64_t cmp_chunks, cmp_differ;  /* --compare */
 	double t_start;
 	uint64_t bandwidth;       /* --bandwidth: bytes per second, 0: none */
+	struct progress pr;       /* the disk being sent's, on stderr */
 } A;
 
 __attribute__((format(printf, 1, 2), noreturn))
 static void die(const char *fmt, ...)
 {
 	va_list ap;
+	progress_end(&A.pr); /* the message on a line of its own */
 	fprintf(stderr, "bvault-agent: ");
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(1);
+}
+
+/* A usage error: the message, a pointer to --help, exit 2 (as bvault). */
+__attribute__((format(printf, 1, 2), noreturn))
+static void usage_die(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "bvault-agent: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'bvault-agent --help'.\n");
+	exit(2);
 }
 
 static double now(void)
@@ -139,10 +161,29 @@ static long must_answer(uint8_t *out, size_t cap, const char *what)
 
 /* ---- sending changes ------------------------------------------------------------ */
 
+/* Counts LEN bytes of D at OFF as sent, and redraws the bar: --full and
+ * --compare go through the whole disk in order, so their bar shows how
+ * far (of its size); the others' how much was sent (of an unknown
+ * total). */
+static void sent(struct disk *d, uint64_t off, uint64_t len, int zero)
+{
+	if (zero)
+		d->zero += len;
+	else
+		d->data += len;
+	if (off + len > d->pos)
+		d->pos = off + len;
+	if (A.mode == MODE_FULL || A.mode == MODE_COMPARE)
+		progress_cb(&A.pr, d->pos, d->size);
+	else
+		progress_cb(&A.pr, d->data + d->zero, 0);
+}
+
 static void send_zero(struct disk *d, uint64_t off, uint64_t len)
 {
 	net_check(nc_send_zero(&A.nc, d->slot, off, len));
 	A.sent_zero += len;
+	sent(d, off, len, 1);
 }
 
 static int all_zero(const uint8_t *p, size_t n)
@@ -181,6 +222,7 @@ static void send_piece(struct disk *d, const uint8_t *buf, uint64_t off,
 			net_check(nc_send_data(&A.nc, d->slot, off + i,
 					       buf + i, j - i));
 			A.sent_data += j - i;
+			sent(d, off + i, j - i, 0);
 		}
 		i = j;
 	}
@@ -284,6 +326,7 @@ static int send_range(void *ud, uint64_t off, uint64_t len)
 	off &= ~(uint64_t)511;
 	if (end > w->d->size)
 		end = w->d->size;
+	w->d->extents++;
 	if (w->d->exists && A.mode == MODE_FULL && off > w->pos)
 		send_zero(w->d, w->pos, off - w->pos);
 	for (uint64_t o = off; o < end;) {
@@ -593,6 +636,7 @@ static void send_differing(struct disk *d, int s, uint64_t b, uint32_t nb,
 		A.cmp_chunks++;
 		if (i < known &&
 		    hashed_same(s, i, ans + 16 + (size_t)i * 17, zdig)) {
+			d->unchanged++;
 			i++;
 			continue;
 		}
@@ -604,6 +648,7 @@ static void send_differing(struct disk *d, int s, uint64_t b, uint32_t nb,
 			j++;
 		}
 		A.cmp_differ += j - i;
+		d->extents++;
 		uint64_t off = (b + i) * cs;
 		uint64_t len = (uint64_t)(j - i) * cs;
 		if (len > d->size - off)
@@ -612,6 +657,16 @@ static void send_differing(struct disk *d, int s, uint64_t b, uint32_t nb,
 		send_piece(d, view_piece(d, &r), off, (size_t)len);
 		i = j;
 	}
+}
+
+/* --compare has been through D up to byte POS: the bar moves there. */
+static void compared(struct disk *d, uint64_t pos)
+{
+	if (pos > d->size)
+		pos = d->size;
+	if (pos > d->pos)
+		d->pos = pos;
+	progress_cb(&A.pr, d->pos, d->size);
 }
 
 /* --compare: reads the whole source, and sends only the chunks whose
@@ -658,6 +713,7 @@ static void compare_disk(struct disk *d, uint64_t rp)
 			int slot = pool_wait(b, nb);
 			send_differing(d, slot, b, nb, known, cs, ans);
 			pool_release(b);
+			compared(d, (b + nb) * cs);
 			continue;
 		}
 		/* NBD: READ_BATCH pieces at a time, read at once. */
@@ -688,11 +744,14 @@ static void compare_disk(struct disk *d, uint64_t rp)
 					A.cmp_chunks++;
 					if (!same) {
 						A.cmp_differ++;
-						if (!run)
+						if (!run) {
 							start = o;
+							d->extents++;
+						}
 						run += cl;
 						continue;
 					}
+					d->unchanged++;
 					if (run)
 						send_piece(d, buf + start,
 							   r[q].off + start, run);
@@ -701,6 +760,7 @@ static void compare_disk(struct disk *d, uint64_t rp)
 				if (run)
 					send_piece(d, buf + start,
 						   r[q].off + start, run);
+				compared(d, r[q].off + r[q].len);
 			}
 		}
 	}
@@ -709,7 +769,34 @@ static void compare_disk(struct disk *d, uint64_t rp)
 	free(pad);
 }
 
+/* -v: what was sent of D. */
+static void report_disk(const struct disk *d)
+{
+	if (!A.verbose)
+		return;
+	fprintf(stderr, "bvault-agent: disk %s: %" PRIu64 " extent%s, %"
+		PRIu64 " bytes of data, %" PRIu64 " bytes of zeros, %" PRIu64
+		" chunk%s skipped as unchanged\n", d->name, d->extents,
+		d->extents == 1 ? "" : "s", d->data, d->zero, d->unchanged,
+		d->unchanged == 1 ? "" : "s");
+}
+
+static void send_disk_changes(struct disk *d);
+
 static void send_disk(struct disk *d)
+{
+	progress_start(&A.pr, d->name, stderr);
+	send_disk_changes(d);
+	if (A.pr.on)
+		progress_draw(&A.pr, A.mode == MODE_FULL ||
+			      A.mode == MODE_COMPARE ? d->size :
+			      d->data + d->zero, A.mode == MODE_FULL ||
+			      A.mode == MODE_COMPARE ? d->size : 0);
+	progress_end(&A.pr);
+	report_disk(d);
+}
+
+static void send_disk_changes(struct disk *d)
 {
 	struct walk w = { .d = d };
 	int rc = 0;
@@ -746,6 +833,8 @@ static void usage(FILE *f)
 "                    (--full | --bitmap NAME | --extents FILE | --compare)\n"
 "                    [--base N|latest] [--label L] [--consistency app|crash]\n"
 "                    [--no-rp] [--bandwidth RATE] [--nbd-timeout S] [-v]\n"
+"       bvault-agent seed --disk NAME=SOURCE [--disk ...] --to DIR[,DIR...] ...\n"
+"                    (a seed set, no server: bvault-agent seed --help)\n"
 "       bvault-agent --version\n"
 "Sends the changes of each disk (replica NAME, read from SOURCE: a file, a\n"
 "block device or an NBD URI) to bvaultd in one session: one atomic RP of\n"
@@ -758,9 +847,36 @@ static void usage(FILE *f)
 "                  at the base (after a lost bitmap, a crash, a migration)\n"
 "  --base N        the RP these changes start from (the server refuses the\n"
 "                  run if the replica has moved on); --full and --compare\n"
-"                  default to 'latest', the others need it\n"
+"                  default to 'latest', --bitmap needs it, --extents needs\n"
+"                  a number\n"
 "  --bandwidth R   at most R bytes per second (K, M, G suffixes)\n"
-"  --nbd-timeout S give up on an NBD server silent for S seconds (60)\n");
+"  --nbd-timeout S give up on an NBD server silent for S seconds (60)\n"
+"  -v              after each disk, what was sent of it: extents, bytes of\n"
+"                  data, bytes of zeros, chunks skipped as unchanged\n"
+"On a terminal, stderr shows a progress bar per disk.\n");
+}
+
+/* A file or device source must be a raw disk: the bytes of a qcow2 or
+ * VMDK file are the container's, not the guest's (imgfmt.h). qemu-nbd
+ * serves such a file's disk raw, and the agent reads that export. */
+static void check_raw(struct disk *d)
+{
+	uint8_t head[IMGFMT_HEAD];
+	size_t n = d->size < sizeof head ? (size_t)d->size : sizeof head;
+	const char *fmt;
+
+	if (!d->in_place || !n || bv_source_pread(d->src, head, n, 0))
+		return;
+	fmt = imgfmt_detect(head, n);
+	if (!fmt)
+		return;
+	die("disk %s: %s is a %s image, not a raw disk; serve its disk "
+	    "through qemu-nbd and read that, e.g.\n"
+	    "  qemu-nbd --read-only --persistent --format=%s "
+	    "--socket=/run/bvault-%s.sock %s &\n"
+	    "  bvault-agent ... --disk %s='nbd+unix:///?socket=/run/"
+	    "bvault-%s.sock'", d->name, d->spec, fmt, fmt, d->name, d->spec,
+	    d->name, d->name);
 }
 
 static uint64_t query_latest(struct disk *d)
@@ -789,14 +905,19 @@ static uint64_t query_latest(struct disk *d)
 	return bvp_get64(ans);
 }
 
+/* agent_seed.c: bvault-agent seed (a seed set, no server). */
+int agent_seed_main(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
 	if (sodium_init() < 0)
 		die("libsodium cannot start");
+	if (argc > 1 && !strcmp(argv[1], "seed"))
+		return agent_seed_main(argc - 1, argv + 1);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define VAL() (v ? (i++, v) : (die("%s needs a value", a), v))
+#define VAL() (v ? (i++, v) : (usage_die("%s needs a value", a), v))
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
 			return 0;
@@ -816,9 +937,9 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--disk")) {
 			const char *d = VAL(), *eq = strchr(d, '=');
 			if (!eq || eq == d || (size_t)(eq - d) > 63 || !eq[1])
-				die("--disk %s: not NAME=SOURCE", d);
+				usage_die("--disk %s: not NAME=SOURCE", d);
 			if (A.ndisks == MAX_DISKS)
-				die("at most %d disks", MAX_DISKS);
+				usage_die("at most %d disks", MAX_DISKS);
 			struct disk *k = &A.disks[A.ndisks++];
 			memcpy(k->name, d, (size_t)(eq - d));
 			k->spec = eq + 1;
@@ -841,47 +962,64 @@ int main(int argc, char **argv)
 			if (!strcmp(c, "app"))
 				A.consistency = 1;
 			else if (strcmp(c, "crash"))
-				die("--consistency %s: app or crash", c);
+				usage_die("--consistency %s: app or crash", c);
 		} else if (!strcmp(a, "--no-rp")) {
 			A.no_rp = 1;
 		} else if (!strcmp(a, "--bandwidth")) {
 			const char *bw = VAL();
 			if (nc_parse_rate(bw, &A.bandwidth))
-				die("--bandwidth %s: not a rate (bytes per "
-				    "second, more than 0; K, M, G suffixes)",
-				    bw);
+				usage_die("--bandwidth %s: not a rate (bytes "
+					  "per second, more than 0; K, M, G "
+					  "suffixes)", bw);
 		} else if (!strcmp(a, "--nbd-timeout")) {
 			const char *tv = VAL();
 			char *end;
 			unsigned long t = strtoul(tv, &end, 10);
 			if (*end || end == tv || t == 0 || t > 86400)
-				die("--nbd-timeout %s: seconds, from 1 to 86400",
-				    tv);
+				usage_die("--nbd-timeout %s: seconds, from 1 "
+					  "to 86400", tv);
 			A.nbd_timeout = (unsigned)t;
 		} else {
-			fprintf(stderr, "bvault-agent: unknown argument '%s'\n",
-				a);
-			usage(stderr);
-			return 2;
+			usage_die("unknown argument '%s'", a);
 		}
 #undef VAL
 	}
 	if (A.mode == -1)
-		die("give one of --full, --bitmap, --extents and --compare");
-	if (!A.mode || !A.ndisks || !A.name || !A.secret_file ||
-	    (!A.server && !A.unix_path)) {
-		usage(stderr);
-		return 2;
-	}
+		usage_die("give one of --full, --bitmap, --extents and "
+			  "--compare");
+	if (!A.mode)
+		usage_die("give one of --full, --bitmap, --extents and "
+			  "--compare");
+	if (!A.ndisks)
+		usage_die("give at least one --disk NAME=SOURCE");
+	if (!A.name || !A.secret_file)
+		usage_die("give --name AGENT and --secret-file FILE");
+	if (!A.server && !A.unix_path)
+		usage_die("give --server HOST:PORT or --unix PATH");
 	if (A.server && A.unix_path)
-		die("give --server or --unix, not both");
+		usage_die("give --server or --unix, not both");
 	if (A.label && strlen(A.label) > 127)
-		die("--label: at most 127 bytes");
+		usage_die("--label: at most 127 bytes");
 	if (strlen(A.name) > 63)
-		die("--name %s: at most 63 bytes", A.name);
+		usage_die("--name %s: at most 63 bytes", A.name);
 	if ((A.mode == MODE_BITMAP || A.mode == MODE_EXTENTS) && !A.base_arg)
-		die("--bitmap and --extents need --base N: the RP the "
-		    "changes start from");
+		usage_die("--bitmap and --extents need --base N: the RP the "
+			  "changes start from");
+	int base_latest = !A.base_arg || !strcmp(A.base_arg, "latest");
+	uint64_t base_n = 0;
+	if (!base_latest) {
+		char *end;
+		base_n = strtoull(A.base_arg, &end, 10);
+		if (*end || end == A.base_arg || *A.base_arg == '-')
+			usage_die("--base %s: a number or 'latest'",
+				  A.base_arg);
+	}
+	/* Extents from a change tracker are relative to the RP it last
+	 * saw: 'latest' would apply them to whatever the replica is now,
+	 * and the server's base check could never catch a missed run. */
+	if (A.mode == MODE_EXTENTS && base_latest)
+		usage_die("--extents needs --base N, the RP the tracker's "
+			  "extents start from, not 'latest'");
 
 	A.rbuf = malloc((size_t)READ_BATCH * PIECE);
 	if (!A.rbuf)
@@ -895,6 +1033,7 @@ int main(int argc, char **argv)
 			die("disk %s: %s", d->name, err);
 		d->size = bv_source_size(d->src);
 		d->in_place = bv_source_can_view(d->src);
+		check_raw(d);
 		if (d->size == 0 || d->size % 512)
 			die("disk %s: %s is %" PRIu64 " bytes, not a whole "
 			    "number of 512-byte sectors", d->name, d->spec,
@@ -911,15 +1050,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < A.ndisks; i++) {
 		struct disk *d = &A.disks[i];
 		uint64_t latest = query_latest(d);
-		if (!A.base_arg || !strcmp(A.base_arg, "latest")) {
-			bases[i] = latest;
-		} else {
-			char *end;
-			bases[i] = strtoull(A.base_arg, &end, 10);
-			if (*end)
-				die("--base %s: a number or 'latest'",
-				    A.base_arg);
-		}
+		bases[i] = base_latest ? latest : base_n;
 		if (!d->exists && A.mode != MODE_FULL)
 			die("replica %s does not exist on the server: start "
 			    "with --full", d->name);

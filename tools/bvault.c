@@ -38,7 +38,9 @@
 #include "bvault.h"
 #include "cli.h"
 #include "cmd_index.h"
+#include "cmd_prom.h"
 #include "cmd_usage.h"
+#include "imgfmt.h"
 #include "cmd_verify.h"
 #include "cmd_view.h"
 #include "cmd_life.h"
@@ -677,6 +679,21 @@ static int open_image(const char *path, int *fd, uint64_t *size, int *is_reg)
 	if (fstat(*fd, &st) < 0)
 		goto sys;
 	*is_reg = S_ISREG(st.st_mode);
+	/* A container's bytes are not its disk's (imgfmt.h). */
+	const char *fmt = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) ?
+				  imgfmt_detect_fd(*fd) : NULL;
+	if (fmt) {
+		close(*fd);
+		*fd = -1;
+		return op_error("%s is a %s image, not a raw disk; convert it "
+				"(qemu-img convert -f %s -O raw %s DISK.raw) "
+				"or attach its disk raw through qemu-nbd:\n"
+				"  qemu-nbd --read-only --format=%s "
+				"--connect=/dev/nbd0 %s\n"
+				"and give /dev/nbd0 (qemu-nbd --disconnect "
+				"/dev/nbd0 after)", path, fmt, fmt, path, fmt,
+				path);
+	}
 	if (*is_reg) {
 		*size = (uint64_t)st.st_size;
 	} else if (S_ISBLK(st.st_mode)) {
@@ -1160,6 +1177,11 @@ int cmd_gc(int argc, char **argv);
 /* ---- push (cmd_push.c) ---- */
 int cmd_push(int argc, char **argv);
 /* ---- end of push ---- */
+/* cmd_seed.c (seed sets) */
+int cmd_seed_export(int argc, char **argv);
+int cmd_seed_verify(int argc, char **argv);
+int cmd_seed_import(int argc, char **argv);
+int cmd_seed_keygen(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 
 static int cmd_diff(int argc, char **argv)
@@ -1340,10 +1362,11 @@ static void stat_line(const char *key, uint64_t v, int bytes)
 
 static int cmd_stats(int argc, char **argv)
 {
-	int json = 0, quick = 0;
+	int json = 0, quick = 0, prom = 0;
 	struct optdef defs[] = {
 		{ "json", OPT_FLAG, NULL, &json },
 		{ "quick", OPT_FLAG, NULL, &quick },
+		{ "prometheus", OPT_FLAG, NULL, &prom },
 		{ NULL, 0, NULL, NULL },
 	};
 	static const char *const names[] = { "STORE", "GROUP" };
@@ -1362,6 +1385,8 @@ static int cmd_stats(int argc, char **argv)
 	if (!rc && npos == 2 && quick)
 		rc = usage_error("--quick shows the store's counters alone: "
 				 "it takes no GROUP");
+	if (!rc && json && prom)
+		rc = usage_error("--json or --prometheus, not both");
 	if (!rc)
 		rc = open_store_reading(pos[0], &s);
 	if (rc)
@@ -1371,7 +1396,12 @@ static int cmd_stats(int argc, char **argv)
 		rc = store_error(s, rc);
 		goto out;
 	}
-	if (json) {
+	if (prom) {
+		rc = print_prometheus(s, pos[0], &st, npos == 2 ? pos[1] : NULL,
+				      quick);
+		if (rc)
+			goto out;
+	} else if (json) {
 		fprintf(CLI_OUT,
 			"{\n  \"replicas\": %" PRIu64 ",\n  \"groups\": %" PRIu64
 			",\n  \"rps\": %" PRIu64 ",\n  \"logical_bytes\": %"
@@ -2317,6 +2347,44 @@ static const struct command commands[] = {
 	  "is carried out by bvaultd (through its admin socket). The view\n"
 	  "is kept.\n",
 	  CMD_CHANGES },
+	/* ---- seed sets (cmd_seed.c, storage/SEED.md) ---- */
+	{ "seed", "export", cmd_seed_export,
+	  "usage: bvault seed export STORE (REPLICA@RP | GROUP@RP) "
+	  "--to DIR[,DIR...]\n"
+	  "                          [--media-size SIZE] [--medium N] "
+	  "[--pack-size SIZE]\n"
+	  "                          [--key FILE] [--json]\n"
+	  "Writes the RP as a seed set (storage/SEED.md): one folder per\n"
+	  "medium, each with its label, the manifest and chunk packs; the\n"
+	  "block maps go on the last medium. --media-size bounds each medium;\n"
+	  "with several --to folders the export moves to the next when one\n"
+	  "is full; with fewer folders than media it writes those and exits\n"
+	  "3 naming the next medium: run it again with --medium N and that\n"
+	  "medium's folder. Re-running an interrupted export keeps the\n"
+	  "complete files and writes the rest. --key FILE (bvault seed\n"
+	  "keygen): encrypted and authenticated. --pack-size: bytes per pack\n"
+	  "(default 256M, or an eighth of the media size). Opens the store\n"
+	  "read-only: works beside a running bvaultd.\n" },
+	{ "seed", "verify", cmd_seed_verify,
+	  "usage: bvault seed verify DIR... [--key FILE] [--json]\n"
+	  "Checks a seed set on its own: every medium there (the error names\n"
+	  "a missing one), every file whole, every checksum, tag and chunk\n"
+	  "digest right, the manifest authentic (with --key).\n" },
+	{ "seed", "import", cmd_seed_import,
+	  "usage: bvault seed import STORE DIR... [--key FILE] [--json]\n"
+	  "Imports a seed set, its media in any order: checks it as it\n"
+	  "reads, stores only the chunks the store lacks, then one commit\n"
+	  "makes the replica with the seed's version identity and its RP\n"
+	  "(the seed's label and time), and records the set. Importing a set\n"
+	  "again changes nothing and says so; a replica that exists with\n"
+	  "another history is refused. Any failure leaves the store as it\n"
+	  "was.\n",
+	  CMD_CHANGES },
+	{ "seed", "keygen", cmd_seed_keygen,
+	  "usage: bvault seed keygen --out FILE\n"
+	  "Writes a new random seed key to FILE (created 0600, never\n"
+	  "overwritten), for --key of seed export, verify and import.\n" },
+	/* ---- end of seed sets ---- */
 	{ NULL, "export", cmd_export,
 	  "usage: bvault export STORE REPLICA@RP OUT\n"
 	  "Writes the replica at recovery point RP (a number, 'latest', or 0\n"
@@ -2369,7 +2437,7 @@ static const struct command commands[] = {
 	  "Lists replicas: group, size, chunk size, head version, latest RP\n"
 	  "(with --json, also the head version's identity).\n" },
 	{ NULL, "stats", cmd_stats,
-	  "usage: bvault stats STORE [GROUP] [--json] [--quick]\n"
+	  "usage: bvault stats STORE [GROUP] [--json | --prometheus] [--quick]\n"
 	  "Shows logical, ingested, unique and stored bytes, the dedup ratio\n"
 	  "(ingested / unique raw), the compression ratio (unique raw /\n"
 	  "stored), index size and containers; then, from a walk of the\n"
@@ -2381,7 +2449,9 @@ static const struct command commands[] = {
 	  "logical bytes, RPs, and the bytes unique to it (chunks no other\n"
 	  "replica, or no replica outside the group, names: what removing it\n"
 	  "gives back). --quick: the counters alone, at once. The README\n"
-	  "lists every field.\n" },
+	  "lists every field. --prometheus: the same in Prometheus's text\n"
+	  "format, with the live counters of the bvaultd serving the store\n"
+	  "when one runs (for node_exporter's textfile collector).\n" },
 	{ NULL, "verify", cmd_verify,
 	  "usage: bvault verify STORE [REPLICA@RP | GROUP]... [--jobs N]\n"
 	  "       [--read-only] [--json]\n"

@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/random.h>
@@ -161,6 +162,65 @@ static struct {
 	uint64_t wake_buf;
 } D = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
 	.wakefd = -1 };
+
+/* ---- live counters ---------------------------------------------------------- */
+
+/* What bvault stats --prometheus reads from a running bvaultd through
+ * the admin socket (admin.h, COUNTERS; PROTOCOL.md): written by the loop
+ * and the applier, read by an admin thread, hence atomic. Totals count
+ * from bvaultd's start. */
+static struct {
+	atomic_uint_fast64_t sessions_open, sessions_waiting, sessions_total;
+	atomic_uint_fast64_t commits, data_bytes, connections;
+	atomic_uint_fast64_t refusals[BVP_E_BUSY + 1]; /* by BVP_E_* code */
+	uint64_t start_time;                            /* set before */
+} CTR;
+
+/* The reason label of each refusal code (tools/PROTOCOL.md, ERROR). */
+static const char *const refusal_name[BVP_E_BUSY + 1] = {
+	[BVP_E_PROTO] = "protocol", [BVP_E_AUTH] = "auth",
+	[BVP_E_DENIED] = "denied", [BVP_E_NOTFOUND] = "notfound",
+	[BVP_E_BASE] = "base", [BVP_E_INVALID] = "invalid",
+	[BVP_E_STORAGE] = "storage", [BVP_E_BUSY] = "busy",
+};
+
+static size_t counters_text(char *buf, size_t cap)
+{
+	size_t n = 0;
+#define PUT(...) do {							\
+		int k_ = snprintf(buf + n, cap - n, __VA_ARGS__);	\
+		if (k_ > 0 && (size_t)k_ < cap - n)			\
+			n += (size_t)k_;				\
+	} while (0)
+	PUT("start_time_seconds %" PRIu64 "\n", CTR.start_time);
+	PUT("connections_total %" PRIu64 "\n",
+	    (uint64_t)atomic_load(&CTR.connections));
+	PUT("sessions_open %" PRIu64 "\n",
+	    (uint64_t)atomic_load(&CTR.sessions_open));
+	PUT("sessions_waiting %" PRIu64 "\n",
+	    (uint64_t)atomic_load(&CTR.sessions_waiting));
+	PUT("sessions_total %" PRIu64 "\n",
+	    (uint64_t)atomic_load(&CTR.sessions_total));
+	PUT("commits_total %" PRIu64 "\n", (uint64_t)atomic_load(&CTR.commits));
+	PUT("data_bytes_total %" PRIu64 "\n",
+	    (uint64_t)atomic_load(&CTR.data_bytes));
+	for (int i = 1; i <= BVP_E_BUSY; i++)
+		PUT("refusals_total_%s %" PRIu64 "\n", refusal_name[i],
+		    (uint64_t)atomic_load(&CTR.refusals[i]));
+#undef PUT
+	return n;
+}
+
+/* The gauges, from the loop's state after each batch of completions. */
+static int open_sessions(void);
+static void counters_gauges(void)
+{
+	uint64_t w = 0;
+	for (const struct conn *c = D.wait_head; c; c = c->wnext)
+		w++;
+	atomic_store(&CTR.sessions_open, (uint64_t)open_sessions());
+	atomic_store(&CTR.sessions_waiting, w);
+}
 
 /* ---- logging ------------------------------------------------------------ */
 
@@ -456,6 +516,8 @@ static void answer_error(struct conn *c, uint16_t code, const char *fmt, ...)
 		n = 1023;
 	bvp_put16(p, code);
 	bvp_put16(p + 2, (uint16_t)n);
+	if (code <= BVP_E_BUSY)
+		atomic_fetch_add(&CTR.refusals[code], 1);
 	answer(c, BVP_ERROR, p, 4 + (size_t)n);
 }
 
@@ -599,6 +661,7 @@ static void guard_refuse(int fd)
 	bvp_header(f, BVP_ERROR, 4 + (uint32_t)n);
 	bvp_put16(f + BVP_HDR, BVP_E_BUSY);
 	bvp_put16(f + BVP_HDR + 2, (uint16_t)n);
+	atomic_fetch_add(&CTR.refusals[BVP_E_BUSY], 1);
 	if (send(fd, f, BVP_HDR + 4 + (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL)
 	    < 0 && errno != EAGAIN)
 		logmsg("refusing a connection: %s", strerror(errno));
@@ -789,6 +852,7 @@ static struct conn *fair_next(void)
 static void conn_open(int fd)
 {
 	struct conn *c = NULL;
+	atomic_fetch_add(&CTR.connections, 1);
 	if (!(c = guard_slot(fd)))
 		return;
 	memset(c, 0, sizeof *c);
@@ -956,6 +1020,7 @@ static void begin_now(struct conn *c)
 	c->failed = 0;
 	c->bytes = 0;
 	rr_note(c->name);
+	atomic_fetch_add(&CTR.sessions_total, 1);
 	answer(c, BVP_OK, NULL, 0);
 }
 
@@ -1107,6 +1172,7 @@ static void apply_change(struct conn *c, uint8_t type, const uint8_t *p,
 	if (type == BVP_DATA) {
 		rc = bv_ingest_write(c->in, (int)slot, off, r.p, r.left);
 		c->bytes += r.left;
+		atomic_fetch_add(&CTR.data_bytes, r.left);
 	} else if (type == BVP_ZERO) {
 		rc = bv_ingest_zero(c->in, (int)slot, off, arg);
 	} else {
@@ -1276,6 +1342,7 @@ static void on_commit(struct conn *c, struct bvp_rd *r)
 	       "bytes, RP %" PRIu64, c->name, c->peer, c->nslots,
 	       c->nslots == 1 ? "" : "s", c->bytes, rp);
 	bvp_put64(out, rp);
+	atomic_fetch_add(&CTR.commits, 1);
 	answer(c, BVP_OK, out, sizeof out);
 	admit_waiting();
 }
@@ -2086,6 +2153,8 @@ int main(int argc, char **argv)
 	}
 	D.store_path = store;
 	/* After the writer lock: a socket file there is an earlier run's. */
+	CTR.start_time = (uint64_t)time(NULL);
+	admin_set_counters(counters_text);
 	if (admin_start(D.s, store, logmsg) < 0)
 		goto fail;
 	for (int i = 0; i < nl; i++)
@@ -2134,6 +2203,7 @@ int main(int argc, char **argv)
 			n++;
 		}
 		io_uring_cq_advance(&D.ring, n);
+		counters_gauges();
 	}
 
 	/* The applier stops after the buffer it works on; the rest of its

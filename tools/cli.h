@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bvault.h"
+#include "progress.h"
 
 #define EXIT_OP 1
 #define EXIT_USAGE 2
@@ -84,14 +85,6 @@ struct optdef {
 	int *flag;          /* OPT_FLAG: set to 1 */
 };
 
-struct progress {
-	const char *what;
-	FILE *f; /* CLI_ERR of the thread that made it */
-	int on;
-	int drawn;
-	double start, last;
-};
-
 __attribute__((format(printf, 1, 2)))
 int usage_error(const char *fmt, ...);
 __attribute__((format(printf, 1, 2)))
@@ -111,14 +104,10 @@ int arg_name(const char *what, const char *s);
 int arg_replica_rp(const char *s, char *name, uint64_t *rp);
 int want_pos(int npos, char **pos, int min, int max,
 	     const char *const *names);
-void human(char *buf, size_t len, double v);
-double now_sec(void);
 void json_str(FILE *f, const char *s);
 void text_str(FILE *f, const char *s);
+/* progress_start (progress.h) on the thread's CLI_ERR. */
 void progress_init(struct progress *p, const char *what);
-void progress_draw(struct progress *p, uint64_t done, uint64_t total);
-void progress_cb(void *ud, uint64_t done, uint64_t total);
-void progress_end(struct progress *p);
 int open_store_how(const char *path, int reading, bv_store **out);
 int open_store(const char *path, bv_store **out);
 int open_store_reading(const char *path, bv_store **out);

@@ -168,6 +168,17 @@ ET_UNUSED static void et_init(const char *dir, uint32_t chunk)
 	}
 }
 
+/* A new store DIR/NAME (the default chunk size), opened. */
+ET_UNUSED static bv_store *et_new_store(const char *dir, const char *name)
+{
+	char *p = et_path(dir, name);
+	bv_store *s;
+	et_init(p, 0);
+	s = et_open(p);
+	free(p);
+	return s;
+}
+
 /* First differing offset of A and B (LEN bytes each), or -1. */
 ET_UNUSED static int64_t et_first_diff(const uint8_t *a, const uint8_t *b,
 				       size_t len)

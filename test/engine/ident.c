@@ -38,12 +38,7 @@ static int is_none(const uint8_t id[BV_ID_SIZE])
 
 static bv_store *new_store(const char *name)
 {
-	char *p = et_path(dir, name);
-	bv_store *s;
-	et_init(p, 0);
-	s = et_open(p);
-	free(p);
-	return s;
+	return et_new_store(dir, name);
 }
 
 struct rp_id {

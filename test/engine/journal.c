@@ -6,7 +6,8 @@
  * still works; a store whose journal is gone (as an older store has
  * none) gets a snapshot at its next writable open and rebuilds from it;
  * a damaged entry with intact ones after it is refused, naming the file,
- * and the index is left as it was; a store open for writing is refused.
+ * and the index is left as it was; a store open for writing is refused;
+ * a large journal is compacted at a writable open and still rebuilds.
  */
 #include "tap.h"
 #include "etest.h"
@@ -54,6 +55,22 @@ static int all_rps(const char *path)
 		good = et_export_eq(s, "vm1", k, dir, imgs[k], DISK);
 	bv_store_close(s);
 	return good;
+}
+
+/* The journal's files. */
+static int count_journal(void)
+{
+	char cmd[4096];
+	int n = -1;
+
+	snprintf(cmd, sizeof cmd, "ls '%s'/journal/*.bvj | wc -l", sp);
+	FILE *p = popen(cmd, "r");
+	if (p) {
+		if (fscanf(p, "%d", &n) != 1)
+			n = -1;
+		pclose(p);
+	}
+	return n;
 }
 
 static int rebuild(const char *path, char *err, size_t errlen)
@@ -152,6 +169,34 @@ int main(void)
 		   "the file (%d: %s)", rc, err);
 		ok(all_rps(sp), "and the index is as it was");
 		snprintf(cmd, sizeof cmd, "ls -d '%s'/index.old.* | wc -l", sp);
+		b ^= 0x40;
+		fd = open(path, O_RDWR);
+		ok(fd >= 0 && pwrite(fd, &b, 1, 4096 + 60) == 1, "the byte "
+		   "flipped back");
+		close(fd);
+	}
+
+	/* Compaction: once the journal is large (here: past 1 byte and
+	 * twice the index), a writable open snapshots the index and drops
+	 * the files before the snapshot; the journal still rebuilds it. */
+	{
+		int before = count_journal(), after;
+		setenv("BV_JOURNAL_COMPACT", "1", 1);
+		for (int i = 0; i < 3; i++) {
+			s = et_open(sp);
+			commit_one(s, &r);
+			bv_store_close(s);
+		}
+		unsetenv("BV_JOURNAL_COMPACT");
+		after = count_journal();
+		ok(before >= 2 && after == 1, "a writable open compacts a "
+		   "large journal (%d files before 3 more opens, %d after: the "
+		   "snapshot's own)", before, after);
+		snprintf(cmd, sizeof cmd, "rm -rf '%s/index'", sp);
+		ok(system(cmd) == 0, "index/ deleted once more");
+		rc = rebuild(sp, err, sizeof err);
+		ok(rc == 0 && all_rps(sp), "the compacted journal rebuilds every "
+		   "RP (1..%" PRIu64 ") (%d %s)", nrp, rc, rc ? err : "");
 	}
 	for (uint64_t k = 1; k <= nrp; k++)
 		free(imgs[k]);

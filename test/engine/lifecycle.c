@@ -1182,7 +1182,7 @@ static void test_readers(void)
 	static struct model m;
 	static uint8_t img[SIZE], got[SIZE];
 	et_rng rng = { 99 };
-	bv_reader *rd = NULL;
+	bv_reader *rd = NULL, *held = NULL;
 	bv_store *s, *ro = NULL;
 
 	et_init(dir, CHUNK);
@@ -1206,6 +1206,46 @@ static void test_readers(void)
 	ok(et_export_eq(ro, "r2", 3, dir, img, SIZE), "a read-only handle "
 	   "opened before rp rm exports that RP bit for bit");
 	bv_store_close(ro);
+	/* Then an RP whose chunks no other RP has (U), overwritten by the
+	 * next (W), a reader held open on U, U removed and GC run: the
+	 * reader gets a clear error naming the replica, or U's bytes (never
+	 * other bytes). */
+	bv_replica_info ri;
+	uint64_t u = 0, w = 0;
+	for (int k = 0; k < 2; k++) {
+		bv_ingest *in = NULL;
+		ET_MUST(s, bv_replica_info_get(s, "r2", &ri));
+		ET_MUST(s, bv_ingest_begin(s, &in));
+		int slot = bv_ingest_add(in, "r2", ri.latest_rp, 0);
+		if (slot < 0)
+			bail_out(bv_store_error(s));
+		et_fill(&rng, got, 4 * CHUNK);
+		ET_MUST(s, bv_ingest_write(in, slot, 0, got, 4 * CHUNK));
+		bv_commit_opts co = { .make_rp = 1 };
+		ET_MUST(s, bv_ingest_commit(in, &co, k ? &w : &u));
+		if (!k)
+			memcpy(img, got, 4 * CHUNK);
+	}
+	ET_MUST(s, bv_reader_open(s, "r2", u, &held));
+	ET_MUST(s, bv_rp_remove(s, "r2", u, 0));
+	bv_gc_opts go = { .threshold = 100 };
+	bv_gc_report gr;
+	ET_MUST(s, bv_gc(s, &go, &gr));
+	memset(got, 0xa5, 4 * CHUNK);
+	int prc = bv_reader_pread(held, got, 4 * CHUNK, 0);
+	const char *why = bv_store_error(s);
+	if (prc < 0)
+		diag("the held reader after gc: %s", why);
+	ok(gr.dead_chunks >= 4, "gc after rp rm %" PRIu64 " (RP %" PRIu64
+	   " overwrote its 4 chunks) deletes them (%" PRIu64 " dead)", u, w,
+	   gr.dead_chunks);
+	ok(prc == 0 ? memcmp(got, img, 4 * CHUNK) == 0 :
+		      prc == BV_ENOTFOUND && strstr(why, "r2") &&
+		      strstr(why, "was removed while this reader"),
+	   "a reader held open on the removed RP through gc %s",
+	   prc == 0 ? "reads it bit for bit" : "fails: BV_ENOTFOUND, naming "
+	   "the replica and saying the RP was removed");
+	bv_reader_close(held);
 	bv_store_close(s);
 	et_rm_rf(dir);
 	et_tmpdir_done(dir);

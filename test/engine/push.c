@@ -24,12 +24,7 @@ static et_rng rng;
 
 static bv_store *new_store(const char *name)
 {
-	char *p = et_path(dir, name);
-	bv_store *s;
-	et_init(p, 0);
-	s = et_open(p);
-	free(p);
-	return s;
+	return et_new_store(dir, name);
 }
 
 struct rpv {

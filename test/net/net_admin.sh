@@ -231,6 +231,8 @@ cases = [
     ('after the last word', hdr(len(good) + 3) + good + b'xyz', fds),
     ('shorter than its length', hdr(len(good) + 100) + good, fds),
     ('short header', b'\x01\x02\x03', fds),
+    ('COUNTERS request with a payload', hdr(len(good), t=2) + good, []),
+    ('COUNTERS request with a payload', hdr(0, t=2), fds),
 ]
 bad = 0
 for want, msg, f in cases:
@@ -267,12 +269,31 @@ for words in ([b'ls', b'x'], [b'--version'], [b'bench']):
     good_answer = a == hdr(1, t=0x81) + b'\x01'
     print('%s: %s: exit status 1' % ('ok' if good_answer else 'BAD', words))
     bad += not good_answer
+# COUNTERS, well formed: the daemon's figures, nothing run.
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(path)
+s.sendall(hdr(0, t=2))
+a = b''
+while True:
+    c = s.recv(4096)
+    if not c:
+        break
+    a += c
+s.close()
+n, t, v, r = struct.unpack('<IBBH', a[:8])
+lines = a[8:].decode().splitlines()
+good_answer = (t == 0x82 and n == len(a) - 8 and
+               all(len(l.split(' ')) == 2 and l.split(' ')[1].isdigit()
+                   for l in lines) and
+               any(l.startswith('commits_total ') for l in lines))
+print('%s: COUNTERS answered: %r' % ('ok' if good_answer else 'BAD', lines))
+bad += not good_answer
 sys.exit(1 if bad else 0)
 EOF
 	r=$?
 	[ $r -eq 0 ] || sed 's/^/# /' "$T/py"
-	ok $r "14 malformed requests refused with their reasons; ls, --version, bench not run"
-	[ "$(log_count 'malformed request refused')" -ge 14 ]
+	ok $r "16 malformed requests refused with their reasons; ls, --version, bench not run; COUNTERS answered"
+	[ "$(log_count 'malformed request refused')" -ge 16 ]
 	ok $? "... and logged"
 else
 	skip "malformed requests" "no python3"
@@ -304,6 +325,10 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null &&
 	ok $? "... and bvaultd logs it"
 	"$BV" ls "$N/store" >"$T/out" 2>&1 && ! grep -q intruder "$T/out"
 	ok $? "... and the store is unchanged"
+	"$BV" stats "$N/store" --prometheus --quick >"$T/out" 2>"$T/err" &&
+		grep -q '^# bvaultd did not give its counters (bvaultd refuses uid 0' "$T/out" &&
+		grep -q '^bvaultd_up{.*} 0$' "$T/out"
+	ok $? "... and stats --prometheus says why its counters are left out"
 	"${NB[@]}" "$BV" replica create "$N/store" own --size 1M >"$T/out" 2>&1
 	ok $? "its own uid is served"
 	kill -TERM "$NSRV"
@@ -313,7 +338,7 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null &&
 	ok $? "no sanitizer report in its log"
 	grep -q Sanitizer "$N/log" && grep -A 30 Sanitizer "$N/log" | sed 's/^/# /'
 else
-	for i in 1 2 3 4 5 6; do
+	for i in 1 2 3 4 5 6 7; do
 		skip "a caller of another uid ($i)" "needs root and setpriv"
 	done
 fi
