@@ -17,10 +17,13 @@
  * it were applied (messages take effect in order).
  *
  * An ingest session holds the engine's batch buffers (up to about 120
- * MiB), so at most --max-sessions are open at once: a BEGIN beyond that
- * waits, unanswered and first come first served, until a session ends.
- * The connection reads nothing more meanwhile. Memory is thus bounded by
- * --max-sessions sessions and MAX_CONN connections' two buffers.
+ * MiB), so at most --max-sessions are open at once, --max-agent-sessions
+ * of one agent: a BEGIN beyond that waits, unanswered, until a session
+ * ends; the waiting ones are served round-robin by agent (the guard
+ * block below). The connection reads nothing more meanwhile. Memory is
+ * thus bounded by --max-sessions sessions and --max-connections
+ * connections' two buffers (a few hundred bytes before login). Every
+ * phase of a connection has a deadline (the guard block).
  *
  * The admin socket, STORE/admin.sock (admin.c; PROTOCOL.md, "Admin
  * socket"): bvault hands every command that changes the store to
