@@ -17,10 +17,13 @@
  * it were applied (messages take effect in order).
  *
  * An ingest session holds the engine's batch buffers (up to about 120
- * MiB), so at most --max-sessions are open at once: a BEGIN beyond that
- * waits, unanswered and first come first served, until a session ends.
- * The connection reads nothing more meanwhile. Memory is thus bounded by
- * --max-sessions sessions and MAX_CONN connections' two buffers.
+ * MiB), so at most --max-sessions are open at once, --max-agent-sessions
+ * of one agent: a BEGIN beyond that waits, unanswered, until a session
+ * ends; the waiting ones are served round-robin by agent (the guard
+ * block below). The connection reads nothing more meanwhile. Memory is
+ * thus bounded by --max-sessions sessions and --max-connections
+ * connections' two buffers (a few hundred bytes before login). Every
+ * phase of a connection has a deadline (the guard block).
  *
  * The admin socket, STORE/admin.sock (admin.c; PROTOCOL.md, "Admin
  * socket"): bvault hands every command that changes the store to
@@ -48,6 +51,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -66,15 +70,24 @@
 #include "bvault.h"
 #include "proto.h"
 
-#define MAX_CONN 64
+#define MAX_CONN 64         /* --max-connections, at most */
+#define NSLOT (2 * MAX_CONN) /* connections, closing ones included */
+#define DEFAULT_AGENT_SESSIONS 4 /* --max-agent-sessions */
+#define DEFAULT_LOGIN_TIMEOUT 10 /* seconds */
+#define DEFAULT_IDLE_TIMEOUT 300
+#define DEFAULT_FRAME_TIMEOUT 60
+#define PRELOGIN_FRAME 512  /* payload bytes of a frame before login */
+#define PRELOGIN_TX (BVP_HDR + 4 + 1024) /* the largest answer before it */
+#define TICK_MS 250         /* how often the deadlines are checked */
 #define DEFAULT_SESSIONS 16 /* --max-sessions */
+#define DEFAULT_SKEW 86400  /* --max-clock-skew, seconds */
 #define MAX_LISTEN 4
 #define RING_DEPTH 256
 #define RX_START (64u << 10)
 #define TX_MAX (2u << 20)
 #define RPS_MAX 65536u
 
-enum { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_SIGNAL, OP_WAKE };
+enum { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_SIGNAL, OP_WAKE, OP_TICK };
 enum { CS_HELLO, CS_AUTH, CS_READY };
 
 struct conn {
@@ -95,7 +108,7 @@ struct conn {
 	int close_pending;    /* close once the applier gave WORK back */
 	char close_why[96];
 	uint8_t *tx;
-	size_t tx_len, tx_off;
+	size_t tx_len, tx_off, tx_cap;
 	int recv_armed, send_armed;
 	int closing;          /* close once the answer in TX is sent */
 	char name[64];
@@ -111,6 +124,14 @@ struct conn {
 	uint16_t fail_code;
 	char fail_msg[512];
 	uint64_t bytes;       /* data bytes of the session */
+	/* Deadlines (guard_tick), CLOCK_MONOTONIC milliseconds. */
+	int64_t t_open;       /* accepted */
+	int64_t t_active;     /* bytes last received, or an answer sent */
+	int64_t t_frame;      /* the unfinished frame at RX's front began */
+	int64_t t_send;       /* the answer in TX was queued */
+	int64_t t_doom;       /* timed out: closed by then at the latest */
+	uint64_t rx_total;    /* bytes ever received */
+	uint64_t frame_pos;   /* where in them that frame began */
 };
 
 static struct {
@@ -121,10 +142,15 @@ static struct {
 	int nlisten;
 	int sfd;              /* signalfd */
 	struct signalfd_siginfo sig;
-	struct conn conns[MAX_CONN];
+	struct conn conns[NSLOT];
 	uint32_t next_gen;
 	int stopping;
 	int max_sessions;
+	int64_t max_skew;     /* --max-clock-skew, seconds */
+	int max_agent_sessions;
+	int max_conn;
+	int64_t login_ms, idle_ms, frame_ms; /* the --*-timeout flags */
+	struct __kernel_timespec tick;
 	struct conn *wait_head, *wait_tail; /* BEGINs waiting, in order */
 
 	/* The applier: a queue of connections whose WORK is to be applied,
@@ -201,10 +227,70 @@ static void counters_gauges(void)
 
 /* ---- logging ------------------------------------------------------------ */
 
+/* Escapes IN (N bytes) for a log line into OUT (at least 4 * N + 1
+ * bytes): valid UTF-8 other than control characters passes; control
+ * bytes, DEL, backslash and every byte of an invalid sequence become
+ * \xNN. Whatever a peer sent (a name, a label, an engine message that
+ * quotes one) thus stays on its line and cannot forge another or drive
+ * a terminal. */
+static size_t log_escape(const char *in, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)in;
+	size_t o = 0;
+
+	for (size_t i = 0; i < n;) {
+		unsigned char b = s[i];
+		size_t len = 0;
+		if (b >= 0x20 && b < 0x7f && b != '\\')
+			len = 1;
+		else if (b >= 0xc2 && b <= 0xdf)
+			len = 2;
+		else if (b >= 0xe0 && b <= 0xef)
+			len = 3;
+		else if (b >= 0xf0 && b <= 0xf4)
+			len = 4;
+		if (len > 1) {
+			/* Continuation bytes, no overlong form, no surrogate,
+			 * nothing past U+10FFFF; C1 controls escaped. */
+			int good = i + len <= n;
+			for (size_t k = 1; good && k < len; k++)
+				good = (s[i + k] & 0xc0) == 0x80;
+			if (good && len == 2 && b == 0xc2 && s[i + 1] < 0xa0)
+				good = 0;
+			if (good && len == 3 &&
+			    ((b == 0xe0 && s[i + 1] < 0xa0) ||
+			     (b == 0xed && s[i + 1] > 0x9f)))
+				good = 0;
+			if (good && len == 4 &&
+			    ((b == 0xf0 && s[i + 1] < 0x90) ||
+			     (b == 0xf4 && s[i + 1] > 0x8f)))
+				good = 0;
+			if (!good)
+				len = 0;
+		}
+		if (!len) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[b >> 4];
+			out[o++] = hex[b & 15];
+			i++;
+			continue;
+		}
+		memcpy(out + o, s + i, len);
+		o += len;
+		i += len;
+	}
+	out[o] = 0;
+	return o;
+}
+
+/* One log line on stderr. The whole line is escaped (log_escape): it
+ * carries names and messages that came from the network. */
 __attribute__((format(printf, 1, 2)))
 static void logmsg(const char *fmt, ...)
 {
-	char when[32];
+	char when[32], line[2048], safe[4 * sizeof line + 1];
 	struct timespec ts;
 	struct tm tm;
 	va_list ap;
@@ -212,13 +298,24 @@ static void logmsg(const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S",
 		 gmtime_r(&ts.tv_sec, &tm));
-	flockfile(stderr); /* the applier logs too: one line at a time */
-	fprintf(stderr, "%s bvaultd: ", when);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	int n = vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof line)
+		n = sizeof line - 1;
+	log_escape(line, (size_t)n, safe);
+	flockfile(stderr); /* the applier logs too: one line at a time */
+	fprintf(stderr, "%s bvaultd: %s\n", when, safe);
 	funlockfile(stderr);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- garbage collection on a schedule (--gc-interval) --------------------- */
@@ -352,6 +449,12 @@ static void arm_recv(struct conn *c)
 	}
 	if (want < c->rx_len + 1)
 		want = c->rx_len + 1;
+	/* Before login a frame is small (drain_frames refuses a larger
+	 * one): an unauthenticated peer holds at most this much. */
+	if (c->state != CS_READY && want > BVP_HDR + PRELOGIN_FRAME)
+		want = BVP_HDR + PRELOGIN_FRAME;
+	if (want <= c->rx_len)
+		return;
 	if (want > c->rx_cap) {
 		uint8_t *n = realloc(c->rx, want);
 		if (!n) {
@@ -390,14 +493,15 @@ static void answer(struct conn *c, uint8_t type, const void *p, size_t len)
 		c->closing = 1;
 		return;
 	}
-	if (len > TX_MAX - BVP_HDR)
-		len = TX_MAX - BVP_HDR;
+	if (len > c->tx_cap - BVP_HDR)
+		len = c->tx_cap - BVP_HDR;
 	bvp_header(c->tx, type, (uint32_t)len);
 	/* Large answers (RPS, DIGESTS) are built in place. */
 	if (len && p != c->tx + BVP_HDR)
 		memcpy(c->tx + BVP_HDR, p, len);
 	c->tx_len = BVP_HDR + len;
 	c->tx_off = 0;
+	c->t_send = now_ms();
 	arm_send(c);
 }
 
@@ -520,30 +624,255 @@ static void conn_close(struct conn *c, const char *why)
 	conn_close_how(c, why, 0);
 }
 
+/* ---- guard: deadlines and limits against hostile peers ---------------------- */
+
+/* What one peer may hold (PROTOCOL.md, "Deadlines and limits"):
+ * - before login, frames of at most PRELOGIN_FRAME bytes and buffers
+ *   sized to them (RX at most BVP_HDR + PRELOGIN_FRAME, TX PRELOGIN_TX),
+ *   so --max-connections unauthenticated peers hold a few hundred KiB;
+ * - a deadline for each phase, checked every TICK_MS: login (from the
+ *   accept to OK), an idle connection (nothing received and nothing
+ *   owed to it), a frame begun and not finished, an answer not read.
+ *   A connection waiting for its BEGIN, or whose records the applier
+ *   holds, waits on the server, not the peer: no deadline runs then;
+ * - at most --max-connections connections: when they are all taken,
+ *   the oldest peer not yet logged in makes room for a new one; when
+ *   every connection is logged in, the new one is refused with ERROR
+ *   busy, naming the limit;
+ * - at most --max-agent-sessions open sessions of one agent, and the
+ *   BEGINs waiting for a session served round-robin by agent (fair_next):
+ *   one tenant cannot starve another. */
+
+static void arm_tick(void)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+	io_uring_prep_timeout(sqe, &D.tick, 0, 0);
+	io_uring_sqe_set_data64(sqe, udata(OP_TICK, 0, 0));
+}
+
+/* Refuses FD, not yet a connection, with ERROR busy: one small frame
+ * into an empty socket buffer, which does not block. */
+static void guard_refuse(int fd)
+{
+	uint8_t f[BVP_HDR + 4 + 160];
+	int n = snprintf((char *)f + BVP_HDR + 4, 160, "the server is busy: "
+			 "it serves %d connections, its limit "
+			 "(--max-connections); try again later",
+			 D.max_conn);
+	if (n < 0 || n >= 160)
+		n = 0;
+	bvp_header(f, BVP_ERROR, 4 + (uint32_t)n);
+	bvp_put16(f + BVP_HDR, BVP_E_BUSY);
+	bvp_put16(f + BVP_HDR + 2, (uint16_t)n);
+	atomic_fetch_add(&CTR.refusals[BVP_E_BUSY], 1);
+	if (send(fd, f, BVP_HDR + 4 + (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL)
+	    < 0 && errno != EAGAIN)
+		logmsg("refusing a connection: %s", strerror(errno));
+	shutdown(fd, SHUT_WR);
+	close(fd);
+}
+
+/* A free slot for the new connection FD, making room if the limit is
+ * reached; NULL when FD was refused (and closed). */
+static struct conn *guard_slot(int fd)
+{
+	struct conn *free_slot = NULL, *oldest = NULL;
+	int live = 0;
+
+	for (int i = 0; i < NSLOT; i++) {
+		struct conn *c = &D.conns[i];
+		if (!c->used) {
+			if (!free_slot)
+				free_slot = c;
+			continue;
+		}
+		if (c->close_pending)
+			continue;
+		live++;
+		if (c->state != CS_READY && !c->closing &&
+		    (!oldest || c->t_open < oldest->t_open))
+			oldest = c;
+	}
+	if (free_slot && live >= D.max_conn && oldest) {
+		logmsg("agent %s (%s): dropped before login: %d connections "
+		       "(--max-connections), making room for a new one",
+		       oldest->name[0] ? oldest->name : "?", oldest->peer,
+		       live);
+		conn_close(oldest, "dropped before login");
+		live--;
+	}
+	if (!free_slot || live >= D.max_conn) {
+		logmsg("refusing a connection: %d connections "
+		       "(--max-connections %d), every one logged in", live,
+		       D.max_conn);
+		guard_refuse(fd);
+		return NULL;
+	}
+	return free_slot;
+}
+
+/* After RX changed: when an unfinished frame is at its front, the time
+ * that frame began (a new frame restarts the clock). */
+static void frame_note(struct conn *c)
+{
+	int partial = c->rx_len > 0 &&
+		      (c->rx_len < BVP_HDR ||
+		       c->rx_len < BVP_HDR + (size_t)bvp_get32(c->rx));
+	if (!partial) {
+		c->t_frame = 0;
+		return;
+	}
+	uint64_t pos = c->rx_total - c->rx_len;
+	if (!c->t_frame || pos != c->frame_pos) {
+		c->frame_pos = pos;
+		c->t_frame = now_ms();
+	}
+}
+
+/* C missed a deadline: an ERROR naming it when the way is free, then
+ * the close (at once if the answer cannot be sent within a second). */
+static void guard_expire(struct conn *c, int64_t now, const char *what,
+			 int64_t ms)
+{
+	logmsg("agent %s (%s): %s (%" PRId64 " s); closing", c->name[0] ?
+	       c->name : "?", c->peer, what, ms / 1000);
+	if (c->send_armed || c->busy) {
+		conn_close(c, what);
+		return;
+	}
+	answer_error(c, BVP_E_PROTO, "timed out: %s (%" PRId64 " s)", what,
+		     ms / 1000);
+	c->closing = 1;
+	c->t_doom = now + 1000;
+}
+
+static void guard_tick(void)
+{
+	int64_t now = now_ms();
+
+	for (int i = 0; i < NSLOT; i++) {
+		struct conn *c = &D.conns[i];
+		if (!c->used || c->close_pending)
+			continue;
+		if (c->t_doom) {
+			if (now >= c->t_doom)
+				conn_close(c, "timed out");
+			continue;
+		}
+		if (c->closing) {
+			/* Its last answer, then the close: if it is not read. */
+			if (c->send_armed && now - c->t_send >= D.frame_ms)
+				conn_close(c, "its last answer not read");
+			continue;
+		}
+		if (c->state != CS_READY) {
+			if (now - c->t_open >= D.login_ms)
+				guard_expire(c, now, "no login in time",
+					     D.login_ms);
+			continue;
+		}
+		if (c->send_armed) {
+			if (now - c->t_send >= D.frame_ms)
+				guard_expire(c, now, "an answer not read in "
+					     "time", D.frame_ms);
+			continue;
+		}
+		if (c->waiting || c->busy)
+			continue;
+		if (c->t_frame) {
+			if (now - c->t_frame >= D.frame_ms)
+				guard_expire(c, now, "a frame not finished in "
+					     "time", D.frame_ms);
+			continue;
+		}
+		if (c->rx_len == 0 && now - c->t_active >= D.idle_ms)
+			guard_expire(c, now, c->in ? "idle with a session open" :
+				     "idle", D.idle_ms);
+	}
+}
+
+/* Sessions open by agent NAME. */
+static int agent_sessions(const char *name)
+{
+	int n = 0;
+	for (int i = 0; i < NSLOT; i++)
+		n += D.conns[i].used && D.conns[i].in &&
+		     !strcmp(D.conns[i].name, name);
+	return n;
+}
+
+/* When each agent was last granted a session (a sequence number), for
+ * the round-robin; the least recent entries are forgotten first. */
+static struct {
+	char name[64];
+	uint64_t last;
+} RR[NSLOT];
+static uint64_t rr_seq;
+
+static uint64_t rr_last(const char *name)
+{
+	for (int i = 0; i < NSLOT; i++)
+		if (RR[i].last && !strcmp(RR[i].name, name))
+			return RR[i].last;
+	return 0;
+}
+
+static void rr_note(const char *name)
+{
+	int at = 0;
+	for (int i = 0; i < NSLOT; i++) {
+		if (RR[i].last && !strcmp(RR[i].name, name)) {
+			at = i;
+			break;
+		}
+		if (RR[i].last < RR[at].last)
+			at = i;
+	}
+	snprintf(RR[at].name, sizeof RR[at].name, "%s", name);
+	RR[at].last = ++rr_seq;
+}
+
+/* The waiting BEGIN to admit next: of the agents below their own limit,
+ * the one granted a session least recently; its oldest BEGIN. */
+static struct conn *fair_next(void)
+{
+	struct conn *best = NULL;
+	uint64_t best_last = 0;
+
+	for (struct conn *w = D.wait_head; w; w = w->wnext) {
+		if (agent_sessions(w->name) >= D.max_agent_sessions)
+			continue;
+		uint64_t l = rr_last(w->name);
+		if (!best || l < best_last) {
+			best = w;
+			best_last = l;
+		}
+	}
+	return best;
+}
+/* ---- end of guard ---- */
+
 static void conn_open(int fd)
 {
 	struct conn *c = NULL;
 	atomic_fetch_add(&CTR.connections, 1);
-	for (int i = 0; i < MAX_CONN && !c; i++)
-		if (!D.conns[i].used)
-			c = &D.conns[i];
-	if (!c) {
-		logmsg("refusing a connection: %d connections already",
-		       MAX_CONN);
-		close(fd);
+	if (!(c = guard_slot(fd)))
 		return;
-	}
 	memset(c, 0, sizeof *c);
 	c->used = 1;
 	c->fd = fd;
 	c->gen = ++D.next_gen;
 	c->state = CS_HELLO;
-	c->tx = malloc(TX_MAX);
+	c->t_open = c->t_active = now_ms();
+	/* Before login, small buffers (PROTOCOL.md, "Deadlines and
+	 * limits"): TX grows to TX_MAX at login. */
+	c->tx = malloc(PRELOGIN_TX);
 	if (!c->tx) {
 		close(fd);
 		memset(c, 0, sizeof *c);
 		return;
 	}
+	c->tx_cap = PRELOGIN_TX;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
 	snprintf(c->peer, sizeof c->peer, "local");
@@ -616,7 +945,17 @@ static void on_auth(struct conn *c, struct bvp_rd *r)
 		c->closing = 1;
 		return;
 	}
+	uint8_t *tx = realloc(c->tx, TX_MAX);
+	if (!tx) {
+		logmsg("agent %s (%s): out of memory; closing", c->name,
+		       c->peer);
+		c->closing = 1;
+		return;
+	}
+	c->tx = tx;
+	c->tx_cap = TX_MAX;
 	c->state = CS_READY;
+	c->t_active = now_ms();
 	logmsg("agent %s (%s): authenticated", c->name, c->peer);
 	answer(c, BVP_OK, NULL, 0);
 }
@@ -624,7 +963,7 @@ static void on_auth(struct conn *c, struct bvp_rd *r)
 static int open_sessions(void)
 {
 	int n = 0;
-	for (int i = 0; i < MAX_CONN; i++)
+	for (int i = 0; i < NSLOT; i++)
 		n += D.conns[i].used && D.conns[i].in;
 	return n;
 }
@@ -653,11 +992,12 @@ static void on_begin(struct conn *c, struct bvp_rd *r)
 		c->closing = 1;
 		return;
 	}
-	int open = open_sessions();
-	if (open >= D.max_sessions || D.wait_head) {
+	int open = open_sessions(), mine = agent_sessions(c->name);
+	if (open >= D.max_sessions || mine >= D.max_agent_sessions) {
 		logmsg("agent %s (%s): BEGIN waits: %d sessions open "
-		       "(--max-sessions %d)", c->name, c->peer, open,
-		       D.max_sessions);
+		       "(--max-sessions %d), %d of this agent "
+		       "(--max-agent-sessions %d)", c->name, c->peer, open,
+		       D.max_sessions, mine, D.max_agent_sessions);
 		c->waiting = 1;
 		c->wnext = NULL;
 		if (D.wait_tail)
@@ -682,17 +1022,20 @@ static void begin_now(struct conn *c)
 	c->nslots = 0;
 	c->failed = 0;
 	c->bytes = 0;
+	rr_note(c->name);
 	atomic_fetch_add(&CTR.sessions_total, 1);
 	answer(c, BVP_OK, NULL, 0);
 }
 
-/* A session ended: the first waiting BEGINs get theirs, as far as the
- * limit allows. */
+/* A session ended: waiting BEGINs get theirs, as far as the limits
+ * allow, round-robin by agent (fair_next). */
 static void admit_waiting(void)
 {
 	while (!D.stopping && D.wait_head &&
 	       open_sessions() < D.max_sessions) {
-		struct conn *c = D.wait_head;
+		struct conn *c = fair_next();
+		if (!c)
+			break;
 		wait_unlink(c);
 		logmsg("agent %s (%s): BEGIN admitted", c->name, c->peer);
 		begin_now(c);
@@ -918,6 +1261,28 @@ static int hand_over(struct conn *c, size_t off, size_t end)
 	return 0;
 }
 
+/* ---- the RP time ---- */
+
+/* An RP's time is the server's clock: an agent's claimed time is kept
+ * only within --max-clock-skew of it (a host whose clock is off, or an
+ * agent that lies, cannot date an RP into the past or the future, which
+ * retention and `rp ls` trust). A COMMIT with an explicit RP number is a
+ * push copying another store's history, whose times are kept as they
+ * are (in range: on_commit checked). */
+static void commit_time(struct conn *c, bv_commit_opts *o)
+{
+	if (o->number || !o->time)
+		return;
+	int64_t now = (int64_t)time(NULL);
+	if (o->time >= now - D.max_skew && o->time <= now + D.max_skew)
+		return;
+	logmsg("agent %s (%s): RP time %" PRId64 " is more than %" PRId64
+	       " s from the server's clock (%" PRId64 "): the server's time "
+	       "is used", c->name, c->peer, o->time, D.max_skew, now);
+	o->time = 0;
+}
+/* ---- end of the RP time ---- */
+
 static void on_commit(struct conn *c, struct bvp_rd *r)
 {
 	bv_commit_opts o = { 0 };
@@ -965,6 +1330,7 @@ static void on_commit(struct conn *c, struct bvp_rd *r)
 			     o.number);
 		return;
 	}
+	commit_time(c, &o);
 	bv_ingest *in = c->in;
 	c->in = NULL;
 	int rc = bv_ingest_commit(in, &o, &rp);
@@ -1266,6 +1632,14 @@ static void drain_frames(struct conn *c)
 			proto_error(c, why);
 			break;
 		}
+		if (c->state != CS_READY && len > PRELOGIN_FRAME) {
+			char m[96];
+			snprintf(m, sizeof m, "a frame of %" PRIu32 " bytes "
+				 "before login (at most %u)", len,
+				 PRELOGIN_FRAME);
+			proto_error(c, m);
+			break;
+		}
 		if (c->rx_len - off < BVP_HDR + (size_t)len)
 			break;
 		if (!change) {
@@ -1300,6 +1674,7 @@ static void drain_frames(struct conn *c)
 		memmove(c->rx, c->rx + off, c->rx_len - off);
 		c->rx_len -= off;
 	}
+	frame_note(c);
 }
 
 /* ---- the loop --------------------------------------------------------------- */
@@ -1334,6 +1709,7 @@ static void on_wake(int res)
 		c->spare_cap = c->work_cap;
 		c->work = NULL;
 		c->work_cap = c->work_off = c->work_end = 0;
+		c->t_active = now_ms();
 		if (c->close_pending) {
 			conn_close(c, "");
 		} else {
@@ -1375,7 +1751,13 @@ static void on_cqe(struct io_uring_cqe *cqe)
 		on_wake(res);
 		return;
 	}
-	if (idx < 0 || idx >= MAX_CONN)
+	if (op == OP_TICK) {
+		guard_tick();
+		if (!D.stopping)
+			arm_tick();
+		return;
+	}
+	if (idx < 0 || idx >= NSLOT)
 		return;
 	struct conn *c = &D.conns[idx];
 	if (!c->used || c->gen != gen)
@@ -1395,6 +1777,8 @@ static void on_cqe(struct io_uring_cqe *cqe)
 			return;
 		}
 		c->rx_len += (size_t)res;
+		c->rx_total += (uint64_t)res;
+		c->t_active = now_ms();
 		drain_frames(c);
 	} else if (op == OP_SEND) {
 		if (res < 0) {
@@ -1407,6 +1791,7 @@ static void on_cqe(struct io_uring_cqe *cqe)
 			return;
 		}
 		c->tx_len = c->tx_off = 0;
+		c->t_active = now_ms();
 		if (c->closing) {
 			conn_close(c, "");
 			return;
@@ -1466,6 +1851,64 @@ static int listen_tcp(const char *spec)
 	return fd;
 }
 
+/* ---- the --unix socket: one daemon per path ---- */
+
+/* A socket path is served by one bvaultd at a time: PATH.lock (0600),
+ * flock'ed for the daemon's life, says a daemon serves PATH, so a second
+ * one refuses to start instead of replacing a live socket; a socket found
+ * at PATH while the lock is free was left by a daemon that died, and is
+ * replaced. At exit a daemon removes PATH only if it is still the socket
+ * it bound (same device and inode). The lock file is left: removing it
+ * would let two daemons lock two different files. */
+static struct {
+	int lock_fd;
+	int bound;
+	dev_t dev;
+	ino_t ino;
+} U = { .lock_fd = -1 };
+
+static int unix_lock(const char *path)
+{
+	char lp[PATH_MAX];
+
+	if ((size_t)snprintf(lp, sizeof lp, "%s.lock", path) >= sizeof lp) {
+		fprintf(stderr, "bvaultd: --unix %s: path too long\n", path);
+		return -1;
+	}
+	int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "bvaultd: --unix %s: cannot open its lock file "
+			"%s: %s\n", path, lp, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		if (e == EWOULDBLOCK)
+			fprintf(stderr, "bvaultd: --unix %s: another bvaultd "
+				"serves this path (it holds %s); stop it or "
+				"choose another path\n", path, lp);
+		else
+			fprintf(stderr, "bvaultd: --unix %s: locking %s: %s\n",
+				path, lp, strerror(e));
+		close(fd);
+		return -1;
+	}
+	U.lock_fd = fd;
+	return 0;
+}
+
+/* Removes PATH if it is the socket this daemon bound. */
+static void unix_remove(const char *path)
+{
+	struct stat st;
+
+	if (U.bound && lstat(path, &st) == 0 && st.st_dev == U.dev &&
+	    st.st_ino == U.ino)
+		unlink(path);
+	U.bound = 0;
+}
+/* ---- end of the --unix socket ---- */
+
 static int listen_unix(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -1475,13 +1918,15 @@ static int listen_unix(const char *path)
 		fprintf(stderr, "bvaultd: --unix %s: path too long\n", path);
 		return -1;
 	}
+	if (unix_lock(path) < 0)
+		return -1;
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			fprintf(stderr, "bvaultd: --unix %s: exists and is not "
 				"a socket\n", path);
 			return -1;
 		}
-		unlink(path); /* a socket left by an earlier run */
+		unlink(path); /* left by a daemon that died (the lock was free) */
 	}
 	strcpy(sa.sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1492,6 +1937,11 @@ static int listen_unix(const char *path)
 		if (fd >= 0)
 			close(fd);
 		return -1;
+	}
+	if (lstat(path, &st) == 0) {
+		U.bound = 1;
+		U.dev = st.st_dev;
+		U.ino = st.st_ino;
 	}
 	logmsg("listening on %s", path);
 	return fd;
@@ -1509,6 +1959,50 @@ static void stop_applier(void)
 	D.applier_started = 0;
 }
 
+/* ---- guard: its flags ---- */
+
+/* With VAL NULL: whether A is one of the guard's flags (1) or not (0).
+ * Else sets it from VAL: 0, or -1 after a message (exit 2). */
+static int guard_flag(const char *a, const char *val)
+{
+	static const struct {
+		const char *flag;
+		unsigned long min, max;
+	} F[] = {
+		{ "--login-timeout", 1, 3600 },
+		{ "--idle-timeout", 1, 7 * 86400 },
+		{ "--frame-timeout", 1, 3600 },
+		{ "--max-agent-sessions", 1, MAX_CONN },
+		{ "--max-connections", 1, MAX_CONN },
+		{ "--max-clock-skew", 1, 365 * 86400 },
+	};
+	int k = -1;
+	for (int j = 0; j < (int)(sizeof F / sizeof F[0]); j++)
+		if (!strcmp(a, F[j].flag))
+			k = j;
+	if (k < 0 || !val)
+		return k >= 0;
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(val, &end, 10);
+	if (!*val || *end || errno || v < F[k].min || v > F[k].max ||
+	    val[0] == '-') {
+		fprintf(stderr, "bvaultd: %s %s: not a number from %lu to "
+			"%lu\n", a, val, F[k].min, F[k].max);
+		return -1;
+	}
+	switch (k) {
+	case 0: D.login_ms = (int64_t)v * 1000; break;
+	case 1: D.idle_ms = (int64_t)v * 1000; break;
+	case 2: D.frame_ms = (int64_t)v * 1000; break;
+	case 3: D.max_agent_sessions = (int)v; break;
+	case 4: D.max_conn = (int)v; break;
+	default: D.max_skew = (int64_t)v; break;
+	}
+	return 0;
+}
+/* ---- end of guard flags ---- */
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: bvaultd STORE [--listen HOST:PORT] [--unix PATH] "
@@ -1524,8 +2018,19 @@ static void usage(FILE *f)
 		   "of bvault that change the store are carried\nout "
 		   "through STORE/admin.sock, for bvaultd's own user only.\n"
 		   "--gc-interval: run garbage collection every SECONDS "
-		   "(bvault gc; default: only\nwhen asked).\n",
-		BVP_DEFAULT_PORT, DEFAULT_SESSIONS, MAX_CONN);
+		   "(bvault gc; default: only\nwhen asked).\n"
+		   "Against hostile peers (seconds; PROTOCOL.md, \"Deadlines "
+		   "and limits\"):\n"
+		   "  --login-timeout S (default %d)   --idle-timeout S "
+		   "(default %d)\n"
+		   "  --frame-timeout S (default %d)   --max-connections N "
+		   "(default %d, at most)\n"
+		   "  --max-agent-sessions N (default %d)  --max-clock-skew S "
+		   "(default %d)\n",
+		BVP_DEFAULT_PORT, DEFAULT_SESSIONS, MAX_CONN,
+		DEFAULT_LOGIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+		DEFAULT_FRAME_TIMEOUT, MAX_CONN, DEFAULT_AGENT_SESSIONS,
+		DEFAULT_SKEW);
 }
 
 int main(int argc, char **argv)
@@ -1543,6 +2048,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	D.max_sessions = DEFAULT_SESSIONS;
+	D.max_skew = DEFAULT_SKEW;
+	D.max_agent_sessions = DEFAULT_AGENT_SESSIONS;
+	D.max_conn = MAX_CONN;
+	D.login_ms = DEFAULT_LOGIN_TIMEOUT * 1000;
+	D.idle_ms = DEFAULT_IDLE_TIMEOUT * 1000;
+	D.frame_ms = DEFAULT_FRAME_TIMEOUT * 1000;
+	D.tick.tv_nsec = TICK_MS * 1000000LL;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -1555,7 +2067,7 @@ int main(int argc, char **argv)
 		}
 		if ((!strcmp(a, "--listen") || !strcmp(a, "--unix") ||
 		     !strcmp(a, "--workers") || !strcmp(a, "--max-sessions") ||
-		     !strcmp(a, "--gc-interval")) &&
+		     !strcmp(a, "--gc-interval") || guard_flag(a, NULL)) &&
 		    i + 1 >= argc) {
 			fprintf(stderr, "bvaultd: %s needs a value\n", a);
 			return 2;
@@ -1597,6 +2109,9 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			GC.interval = (unsigned)g;
+		} else if (guard_flag(a, NULL)) {
+			if (guard_flag(a, argv[++i]) < 0)
+				return 2;
 		} else if (a[0] == '-') {
 			fprintf(stderr, "bvaultd: unknown option '%s'\n", a);
 			usage(stderr);
@@ -1675,6 +2190,7 @@ int main(int argc, char **argv)
 		arm_accept(i);
 	arm_signal();
 	arm_wake();
+	arm_tick();
 	logmsg("serving store %s", store);
 
 	while (!D.stopping) {
@@ -1700,7 +2216,7 @@ int main(int argc, char **argv)
 	stop_applier();
 	io_uring_queue_exit(&D.ring);
 	int open_sessions = 0;
-	for (int i = 0; i < MAX_CONN; i++) {
+	for (int i = 0; i < NSLOT; i++) {
 		struct conn *c = &D.conns[i];
 		open_sessions += c->in != NULL;
 		c->busy = 0;
@@ -1712,7 +2228,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < D.nlisten; i++)
 		close(D.lfd[i]);
 	if (unix_path)
-		unlink(unix_path);
+		unix_remove(unix_path);
 	gc_stop();
 	admin_stop();
 	bv_store_close(D.s);
@@ -1726,6 +2242,8 @@ fail:
 	for (int i = 0; i < D.nlisten; i++)
 		if (D.lfd[i] >= 0)
 			close(D.lfd[i]);
+	if (unix_path)
+		unix_remove(unix_path);
 	bv_store_close(D.s);
 	return 1;
 }

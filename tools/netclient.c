@@ -84,6 +84,19 @@ int nc_send_parts(struct nc *nc, const uint8_t *head, size_t hl,
 		ssize_t k = sendmsg(nc->fd, &mh, MSG_NOSIGNAL);
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+			/* The server may have said why before it closed (a
+			 * busy server, a deadline): its ERROR is the reason. */
+			int e = errno;
+			char why[sizeof nc->err];
+			if (nc_answer(nc, NULL, 0) == NC_ERROR) {
+				snprintf(why, sizeof why, "%s", nc->err);
+				return fail(nc, "the server closed the "
+					    "connection: %s", why);
+			}
+			return fail(nc, "sending to the server: %s",
+				    strerror(e));
+		}
 		if (k <= 0)
 			return fail(nc, "sending to the server: %s", k < 0 ?
 				    strerror(errno) : "connection closed");
