@@ -2270,8 +2270,8 @@ static const struct command commands[] = {
 	/* ---- push ---- */
 	{ NULL, "push", cmd_push,
 	  "usage: bvault push STORE GROUP (--server HOST:PORT | --unix PATH)\n"
-	  "                   --name AGENT --secret-file FILE "
-	  "[--bandwidth RATE]\n"
+	  "                   --name AGENT (--key FILE | --secret-file FILE)\n"
+	  "                   [--bandwidth RATE]\n"
 	  "Replicates group GROUP to a second server: sends every RP of it\n"
 	  "that the remote bvaultd lacks, oldest first, each as the\n"
 	  "difference from the RP before it, so that the remote holds the\n"

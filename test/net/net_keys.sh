@@ -10,7 +10,8 @@
 #  - the store holds the public key only: a copy of the whole store
 #    directory has no byte of the private key, and agent ls --json shows
 #    the kind and the public key;
-#  - grant and revoke, through a running bvaultd, take effect at once.
+#  - grant and revoke, through a running bvaultd, take effect at once;
+#  - bvault push --key to a second bvaultd.
 # Usage: net_keys.sh BVAULT BVAULTD BVAULT_AGENT
 . "$(dirname "$0")/lib.sh"
 
@@ -174,6 +175,28 @@ run_ok "agent ls --json after the grants" "$BV" agent ls "$S" --json
 grep -q "\"public_key\": \"$pub\", \"groups\": \\[\"vm1\", \"vm2\"\\]" \
 	"$T/out"
 ok $? "kh: same public key, groups vm1 and vm2"
+
+# bvault push with --key, to a second bvaultd whose store knows the
+# pusher by its public key only.
+R=$T/remote
+run_ok "init the remote" "$BV" init "$R"
+run_ok "agent add pusher --public-key on the remote" \
+	"$BV" agent add "$R" pusher --group vm1 --public-key "$T/k2.pub"
+"$BVD" "$R" --unix "$T/rsock" 2>>"$T/rlog" &
+RSRV=$!
+for _ in $(seq 1 600); do
+	[ -S "$T/rsock" ] && break
+	sleep 0.1
+done
+run_ok "push vm1 --key" "$BV" push "$S" vm1 --unix "$T/rsock" \
+	--name pusher --key "$T/k2"
+run_fail "push with the wrong key is refused" 1 'authentication failed' \
+	"$BV" push "$S" vm1 --unix "$T/rsock" --name pusher --key "$T/k1"
+kill -TERM "$RSRV"; wait "$RSRV"
+ok $? "the remote bvaultd exits 0"
+"$BV" export "$R" vm1@1 "$T/y1" >/dev/null 2>&1 && cmp -s "$T/y1" "$T/v1"
+ok $? "the pushed RP 1 equals the image"
+
 stop_server
 run_ok "verify" "$BV" verify "$S"
 done_testing
