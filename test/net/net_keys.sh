@@ -176,6 +176,17 @@ grep -q "\"public_key\": \"$pub\", \"groups\": \\[\"vm1\", \"vm2\"\\]" \
 	"$T/out"
 ok $? "kh: same public key, groups vm1 and vm2"
 
+# agent add --public-key through the running bvaultd (a relative path,
+# read in the caller's directory): the agent logs in at once.
+n0=$(log_count 'admin #.*: running')
+(cd "$T" && "$BV" agent add "$S" k3 --group vm5 --public-key k2.pub) \
+	>"$T/out" 2>"$T/err"
+ok $? "agent add --public-key (relative) through bvaultd"
+[ "$(log_count 'admin #.*: running')" -gt "$n0" ]
+ok $? "that agent add was carried out by bvaultd"
+agent --name k3 --key "$T/k2" --disk vm5="$T/img" --full
+ok $? "the new key agent backs up right after"
+
 # bvault push with --key, to a second bvaultd whose store knows the
 # pusher by its public key only.
 R=$T/remote
