@@ -856,13 +856,24 @@ BV_API int bv_store_verify_report(bv_store *s, bv_verify_fn fn, void *ud,
 /* ---- agent identities (for the network server, tools/PROTOCOL.md) ---- */
 
 #define BV_AGENT_SECRET 32
+#define BV_AGENT_PUBLIC_KEY 32   /* an Ed25519 public key */
 #define BV_AGENT_GROUPS_MAX 64
+
+/* How an agent proves who it is (tools/PROTOCOL.md, "Authentication"). */
+enum {
+	BV_AGENT_KIND_SECRET = 1, /* HMAC with a secret the store keeps too */
+	BV_AGENT_KIND_KEY = 2,    /* Ed25519 signature; the store keeps only
+				   * the public key */
+};
 
 typedef struct bv_agent_info {
 	char name[BV_NAME_MAX + 1];
 	int64_t created;    /* seconds since the epoch */
 	uint32_t ngroups;   /* groups it may read and write */
 	char groups[BV_AGENT_GROUPS_MAX][BV_NAME_MAX + 1];
+	int kind;           /* BV_AGENT_KIND_* */
+	/* BV_AGENT_KIND_KEY: its public key (not a secret); else zeros */
+	uint8_t public_key[BV_AGENT_PUBLIC_KEY];
 } bv_agent_info;
 
 /* Creates agent NAME with access to the N GROUPS (which need not exist
@@ -873,7 +884,14 @@ typedef struct bv_agent_info {
 BV_API int bv_agent_add(bv_store *s, const char *name,
 			const char *const *groups, size_t n,
 			uint8_t secret_out[BV_AGENT_SECRET]);
-/* Fills OUT; also the secret when SECRET_OUT is not NULL. BV_EINVAL,
+/* Creates agent NAME of kind BV_AGENT_KIND_KEY: like bv_agent_add, but
+ * the store keeps only PUBLIC_KEY (Ed25519, as crypto_sign_keypair makes
+ * it; not checked here) and no secret. */
+BV_API int bv_agent_add_key(bv_store *s, const char *name,
+			    const char *const *groups, size_t n,
+			    const uint8_t public_key[BV_AGENT_PUBLIC_KEY]);
+/* Fills OUT; also the secret when SECRET_OUT is not NULL (all zeros for
+ * an agent of kind BV_AGENT_KIND_KEY, which has none). BV_EINVAL,
  * BV_ENOTFOUND. */
 BV_API int bv_agent_get(bv_store *s, const char *name, bv_agent_info *out,
 			uint8_t *secret_out);
@@ -885,6 +903,17 @@ BV_API int bv_agent_list(bv_store *s,
 			 void *ud);
 /* BV_EINVAL, BV_ENOTFOUND, BV_EREADONLY. */
 BV_API int bv_agent_remove(bv_store *s, const char *name);
+/* Gives agent NAME the N GROUPS besides those it has (one it has already
+ * is no change), keeping its secret or key: one synced write, seen by the
+ * next bv_agent_get. BV_EINVAL (a bad name, a group named twice, more
+ * than BV_AGENT_GROUPS_MAX in all), BV_ENOTFOUND, BV_EREADONLY. */
+BV_API int bv_agent_grant(bv_store *s, const char *name,
+			  const char *const *groups, size_t n);
+/* Takes the N GROUPS away from agent NAME. BV_ENOTFOUND also if it does
+ * not have one of them (nothing is changed then); BV_EINVAL if none would
+ * be left (remove the agent instead), BV_EREADONLY. */
+BV_API int bv_agent_revoke(bv_store *s, const char *name,
+			   const char *const *groups, size_t n);
 /* 1 if agent A may read and write GROUP, else 0. Touches no store. */
 BV_API int bv_agent_may(const bv_agent_info *a, const char *group);
 

@@ -17,6 +17,7 @@
  * Any failure aborts the session: nothing of this run is committed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -25,6 +26,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sys/stat.h>
 
 #include <sodium.h>
 
@@ -66,7 +69,7 @@ struct disk {
 
 static struct {
 	struct nc nc;
-	const char *server, *unix_path, *name, *secret_file;
+	const char *server, *unix_path, *name, *secret_file, *key_file;
 	const char *bitmap, *extents_file, *label, *base_arg;
 	int mode, consistency, no_rp, verbose;
 	unsigned nbd_timeout;     /* seconds; 0: the source's default */
@@ -829,16 +832,22 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: bvault-agent (--server HOST:PORT | --unix PATH) --name AGENT\n"
-"                    --secret-file FILE --disk NAME=SOURCE [--disk ...]\n"
+"                    (--key FILE | --secret-file FILE)\n"
+"                    --disk NAME=SOURCE [--disk ...]\n"
 "                    (--full | --bitmap NAME | --extents FILE | --compare)\n"
 "                    [--base N|latest] [--label L] [--consistency app|crash]\n"
 "                    [--no-rp] [--bandwidth RATE] [--nbd-timeout S] [-v]\n"
 "       bvault-agent seed --disk NAME=SOURCE [--disk ...] --to DIR[,DIR...] ...\n"
 "                    (a seed set, no server: bvault-agent seed --help)\n"
+"       bvault-agent keygen --out FILE\n"
+"                    (an Ed25519 key pair: FILE private, FILE.pub public)\n"
 "       bvault-agent --version\n"
 "Sends the changes of each disk (replica NAME, read from SOURCE: a file, a\n"
 "block device or an NBD URI) to bvaultd in one session: one atomic RP of\n"
 "their group, or nothing if anything fails.\n"
+"  --key FILE      log in with the private key bvault-agent keygen made\n"
+"                  (the store holds only its public half); --secret-file\n"
+"                  FILE: with the secret bvault agent add wrote\n"
 "  --full          everything that may hold data (holes skipped)\n"
 "  --bitmap NAME   the ranges QEMU's dirty bitmap NAME marks (NBD sources)\n"
 "  --extents FILE  \"OFFSET LENGTH\" lines (bytes) from a change tracker\n"
@@ -908,12 +917,109 @@ static uint64_t query_latest(struct disk *d)
 /* agent_seed.c: bvault-agent seed (a seed set, no server). */
 int agent_seed_main(int argc, char **argv);
 
+/* Writes LINE to the new file PATH (never one that exists, nor through a
+ * symbolic link) with MODE, synced; -1 with errno. */
+static int key_file_write(const char *path, mode_t mode, const char *line)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		      O_CLOEXEC, mode);
+	size_t len = strlen(line);
+	if (fd < 0)
+		return -1;
+	/* The umask may have taken bits; the mode is the one wanted. */
+	if (fchmod(fd, mode) < 0 || write(fd, line, len) != (ssize_t)len ||
+	    fsync(fd) < 0) {
+		int e = errno ? errno : EIO;
+		close(fd);
+		unlink(path);
+		errno = e;
+		return -1;
+	}
+	return close(fd);
+}
+
+static void hex_line(char *out, const char *prefix, const uint8_t *b,
+		     size_t n)
+{
+	size_t p = (size_t)sprintf(out, "%s ", prefix);
+	for (size_t i = 0; i < n; i++)
+		p += (size_t)sprintf(out + p, "%02x", b[i]);
+	strcpy(out + p, "\n");
+}
+
+/* bvault-agent keygen --out FILE: an Ed25519 key pair, FILE the private
+ * key (0600), FILE.pub the public one for bvault agent add --public-key. */
+static int keygen_main(int argc, char **argv)
+{
+	const char *out = NULL;
+	uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+	char priv[200], pub[120], pubpath[4200];
+	struct stat st;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			printf("usage: bvault-agent keygen --out FILE\n"
+			       "Makes an Ed25519 key pair for the agent: FILE "
+			       "holds the private key\n(mode 0600; give it "
+			       "to bvault-agent --key FILE), FILE.pub the "
+			       "public\none (give it to bvault agent add "
+			       "--public-key FILE.pub). Neither\nfile may "
+			       "exist.\n");
+			return 0;
+		} else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
+			out = argv[++i];
+		} else if (!strncmp(argv[i], "--out=", 6)) {
+			out = argv[i] + 6;
+		} else if (!strcmp(argv[i], "--out")) {
+			usage_die("--out needs a value");
+		} else {
+			usage_die("keygen: unknown argument '%s'", argv[i]);
+		}
+	}
+	if (!out || !*out)
+		usage_die("keygen: give --out FILE");
+	if (strlen(out) + 5 > sizeof pubpath)
+		usage_die("--out %s: too long a name", out);
+	snprintf(pubpath, sizeof pubpath, "%s.pub", out);
+	if (lstat(out, &st) == 0 || lstat(pubpath, &st) == 0)
+		die("keygen: %s exists; refusing to overwrite it (remove it, "
+		    "or name a new file)", lstat(out, &st) == 0 ? out :
+		    pubpath);
+	crypto_sign_keypair(pk, sk);
+	_Static_assert(sizeof sk == NC_PRIVATE_KEY && sizeof pk ==
+		       NC_PUBLIC_KEY, "key sizes");
+	hex_line(priv, NC_PRIVATE_PREFIX, sk, sizeof sk);
+	hex_line(pub, NC_PUBLIC_PREFIX, pk, sizeof pk);
+	sodium_memzero(sk, sizeof sk);
+	if (key_file_write(out, 0600, priv) < 0) {
+		int e = errno;
+		sodium_memzero(priv, sizeof priv);
+		if (e == EEXIST)
+			die("keygen: %s exists; refusing to overwrite it", out);
+		die("keygen: %s: %s", out, strerror(e));
+	}
+	sodium_memzero(priv, sizeof priv);
+	if (key_file_write(pubpath, 0644, pub) < 0) {
+		int e = errno;
+		unlink(out);
+		if (e == EEXIST)
+			die("keygen: %s exists; refusing to overwrite it",
+			    pubpath);
+		die("keygen: %s: %s", pubpath, strerror(e));
+	}
+	printf("private key written to %s, public key to %s\n", out,
+	       pubpath);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (sodium_init() < 0)
 		die("libsodium cannot start");
 	if (argc > 1 && !strcmp(argv[1], "seed"))
 		return agent_seed_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "keygen"))
+		return keygen_main(argc - 1, argv + 1);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -934,6 +1040,8 @@ int main(int argc, char **argv)
 			A.name = VAL();
 		} else if (!strcmp(a, "--secret-file")) {
 			A.secret_file = VAL();
+		} else if (!strcmp(a, "--key")) {
+			A.key_file = VAL();
 		} else if (!strcmp(a, "--disk")) {
 			const char *d = VAL(), *eq = strchr(d, '=');
 			if (!eq || eq == d || (size_t)(eq - d) > 63 || !eq[1])
@@ -992,8 +1100,11 @@ int main(int argc, char **argv)
 			  "--compare");
 	if (!A.ndisks)
 		usage_die("give at least one --disk NAME=SOURCE");
-	if (!A.name || !A.secret_file)
-		usage_die("give --name AGENT and --secret-file FILE");
+	if (!A.name || (!A.secret_file && !A.key_file))
+		usage_die("give --name AGENT and --key FILE (or --secret-file "
+			  "FILE)");
+	if (A.secret_file && A.key_file)
+		usage_die("give --key or --secret-file, not both");
 	if (!A.server && !A.unix_path)
 		usage_die("give --server HOST:PORT or --unix PATH");
 	if (A.server && A.unix_path)
@@ -1043,7 +1154,8 @@ int main(int argc, char **argv)
 	A.t_start = now();
 	net_check(nc_connect(&A.nc, A.server, A.unix_path));
 	A.nc.bandwidth = A.bandwidth;
-	if (nc_login(&A.nc, A.name, A.secret_file))
+	if (A.key_file ? nc_login_key(&A.nc, A.name, A.key_file) :
+	    nc_login(&A.nc, A.name, A.secret_file))
 		die("%s%s", A.nc.err, A.nc.code ? " (authentication)" : "");
 
 	uint64_t bases[MAX_DISKS];

@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <xxhash.h>
 
 #include "admin.h"
@@ -41,6 +42,7 @@
 #include "cmd_prom.h"
 #include "cmd_usage.h"
 #include "imgfmt.h"
+#include "netclient.h"
 #include "cmd_verify.h"
 #include "cmd_view.h"
 #include "cmd_life.h"
@@ -249,9 +251,10 @@ static int secret_file_write(const char *file, int fd, const char *line)
 
 static int cmd_agent_add(int argc, char **argv)
 {
-	const char *file = NULL;
+	const char *file = NULL, *pubfile = NULL;
 	struct optdef defs[] = {
 		{ "secret-file", OPT_VALUE, &file, NULL },
+		{ "public-key", OPT_VALUE, &pubfile, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
 	static const char *const names[] = { "STORE", "NAME" };
@@ -276,8 +279,38 @@ static int cmd_agent_add(int argc, char **argv)
 		rc = usage_error("agent %s: give at least one --group", pos[1]);
 	if (!rc && file && !*file)
 		rc = usage_error("--secret-file: empty file name");
+	if (!rc && file && pubfile)
+		rc = usage_error("give --public-key (an agent with a key) or "
+				 "--secret-file (one with a secret), not "
+				 "both");
 	for (int i = 0; !rc && i < ng; i++)
 		rc = arg_name("group name", groups[i]);
+	/* An agent with a key: the store keeps its public key only, and
+	 * there is no secret to show. */
+	if (!rc && pubfile) {
+		uint8_t pk[NC_PUBLIC_KEY];
+		char err[700];
+		_Static_assert(NC_PUBLIC_KEY == BV_AGENT_PUBLIC_KEY, "sizes");
+		if (nc_read_public_key(pubfile, pk, err, sizeof err)) {
+			rc = op_error("--public-key %s", err);
+			goto out;
+		}
+		if (crypto_core_ed25519_is_valid_point(pk) != 1) {
+			rc = op_error("--public-key %s: not an Ed25519 public "
+				      "key", pubfile);
+			goto out;
+		}
+		if ((rc = open_store(pos[0], &s)))
+			goto out;
+		rc = bv_agent_add_key(s, pos[1], groups, (size_t)ng, pk);
+		if (rc < 0) {
+			rc = store_error(s, rc);
+			goto out;
+		}
+		fprintf(CLI_OUT, "agent %s: added with the public key of %s\n",
+			pos[1], pubfile);
+		goto out;
+	}
 	if (!rc)
 		rc = open_store(pos[0], &s);
 	/* The file first: a file that cannot be made leaves the store as
@@ -343,15 +376,24 @@ static int agent_ls_one(void *ud, const bv_agent_info *a)
 	if (l->json) {
 		fprintf(CLI_OUT, "%s\n  {\"name\": ", l->n ? "," : "");
 		json_str(CLI_OUT, a->name);
-		fprintf(CLI_OUT, ", \"created\": %" PRId64 ", \"groups\": [",
+		fprintf(CLI_OUT, ", \"kind\": \"%s\", \"created\": %" PRId64,
+			a->kind == BV_AGENT_KIND_KEY ? "key" : "secret",
 			a->created);
+		if (a->kind == BV_AGENT_KIND_KEY) {
+			fprintf(CLI_OUT, ", \"public_key\": \"");
+			for (size_t i = 0; i < sizeof a->public_key; i++)
+				fprintf(CLI_OUT, "%02x", a->public_key[i]);
+			fprintf(CLI_OUT, "\"");
+		}
+		fprintf(CLI_OUT, ", \"groups\": [");
 		for (uint32_t i = 0; i < a->ngroups; i++) {
 			fprintf(CLI_OUT, "%s", i ? ", " : "");
 			json_str(CLI_OUT, a->groups[i]);
 		}
 		fprintf(CLI_OUT, "]}");
 	} else {
-		fprintf(CLI_OUT, "%-24s %s UTC ", a->name, when);
+		fprintf(CLI_OUT, "%-24s %-6s %s UTC ", a->name,
+			a->kind == BV_AGENT_KIND_KEY ? "key" : "secret", when);
 		for (uint32_t i = 0; i < a->ngroups; i++)
 			fprintf(CLI_OUT, "%s%s", i ? "," : "", a->groups[i]);
 		fprintf(CLI_OUT, "\n");
@@ -384,8 +426,8 @@ static int cmd_agent_ls(int argc, char **argv)
 	if (l.json)
 		fprintf(CLI_OUT, "[");
 	else
-		fprintf(CLI_OUT, "%-24s %-23s %s\n", "AGENT", "CREATED",
-			"GROUPS");
+		fprintf(CLI_OUT, "%-24s %-6s %-23s %s\n", "AGENT", "KIND",
+			"CREATED", "GROUPS");
 	rc = bv_agent_list(s, agent_ls_one, &l);
 	if (l.json)
 		fprintf(CLI_OUT, "%s]\n", l.n ? "\n" : "");
@@ -422,6 +464,49 @@ out:
 	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
+}
+
+/* bvault agent grant / revoke STORE NAME GROUP...: FN changes the
+ * groups of agent NAME, keeping its secret or key. */
+static int agent_groups(int argc, char **argv,
+			int (*fn)(bv_store *, const char *,
+				  const char *const *, size_t))
+{
+	static const char *const names[] = { "STORE", "NAME", "GROUP" };
+	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+	bv_store *s = NULL;
+	int npos, rc;
+
+	if (!pos)
+		return op_error("%s", strerror(ENOMEM));
+	rc = parse_opts(argc, argv, NULL, pos, &npos);
+	if (!rc)
+		rc = want_pos(npos, pos, 3, -1, names);
+	if (!rc)
+		rc = arg_name("agent name", pos[1]);
+	for (int i = 2; !rc && i < npos; i++)
+		rc = arg_name("group name", pos[i]);
+	if (!rc)
+		rc = open_store(pos[0], &s);
+	if (rc)
+		goto out;
+	rc = fn(s, pos[1], (const char *const *)pos + 2, (size_t)npos - 2);
+	if (rc < 0)
+		rc = store_error(s, rc);
+out:
+	close_store(s);
+	free(pos);
+	return rc == HELP_SHOWN ? 0 : rc;
+}
+
+static int cmd_agent_grant(int argc, char **argv)
+{
+	return agent_groups(argc, argv, bv_agent_grant);
+}
+
+static int cmd_agent_revoke(int argc, char **argv)
+{
+	return agent_groups(argc, argv, bv_agent_revoke);
 }
 
 /* ---- mkstream ------------------------------------------------------- */
@@ -2185,8 +2270,8 @@ static const struct command commands[] = {
 	/* ---- push ---- */
 	{ NULL, "push", cmd_push,
 	  "usage: bvault push STORE GROUP (--server HOST:PORT | --unix PATH)\n"
-	  "                   --name AGENT --secret-file FILE "
-	  "[--bandwidth RATE]\n"
+	  "                   --name AGENT (--key FILE | --secret-file FILE)\n"
+	  "                   [--bandwidth RATE]\n"
 	  "Replicates group GROUP to a second server: sends every RP of it\n"
 	  "that the remote bvaultd lacks, oldest first, each as the\n"
 	  "difference from the RP before it, so that the remote holds the\n"
@@ -2233,17 +2318,37 @@ static const struct command commands[] = {
 	  "Opens the store read-only.\n" },
 	{ "agent", "add", cmd_agent_add,
 	  "usage: bvault agent add STORE NAME --group G [--group G...]\n"
-	  "                        [--secret-file FILE]\n"
+	  "                        [--public-key FILE.pub | --secret-file FILE]\n"
 	  "Creates agent NAME, which may read and write the groups named\n"
-	  "(a new replica is in a group of its own name), and prints its\n"
-	  "random secret once, as hex: give it to bvault-agent\n"
+	  "(a new replica is in a group of its own name).\n"
+	  "With --public-key (recommended) the agent logs in with the key\n"
+	  "pair bvault-agent keygen made (bvault-agent --key FILE): the\n"
+	  "store keeps only FILE.pub's public key, nothing that lets anyone\n"
+	  "who reads the store log in as the agent; nothing secret is\n"
+	  "printed. Without it, the agent gets a random secret, which the\n"
+	  "store keeps too, printed once as hex: give it to bvault-agent\n"
 	  "(--secret-file). With --secret-file it writes the secret to FILE\n"
 	  "instead, a new file (never one that exists) of mode 0600. The\n"
 	  "secret is not shown again.\n",
 	  CMD_CHANGES },
 	{ "agent", "ls", cmd_agent_ls,
 	  "usage: bvault agent ls STORE [--json]\n"
-	  "Lists agents: name, when made, the groups they may use.\n" },
+	  "Lists agents: name, kind (key: logs in with an Ed25519 key,\n"
+	  "secret: with a secret the store keeps), when made, the groups\n"
+	  "they may use.\n" },
+	{ "agent", "grant", cmd_agent_grant,
+	  "usage: bvault agent grant STORE NAME GROUP [GROUP...]\n"
+	  "Lets agent NAME read and write the GROUPs too, with the same key\n"
+	  "or secret (a group it has already is no change). A running\n"
+	  "bvaultd applies it from the agent's next session on.\n",
+	  CMD_CHANGES },
+	{ "agent", "revoke", cmd_agent_revoke,
+	  "usage: bvault agent revoke STORE NAME GROUP [GROUP...]\n"
+	  "Takes the GROUPs away from agent NAME (an error, and no change,\n"
+	  "if it lacks one; at least one group must remain: else bvault\n"
+	  "agent rm). A running bvaultd refuses the agent's next session\n"
+	  "on them.\n",
+	  CMD_CHANGES },
 	{ "agent", "rm", cmd_agent_rm,
 	  "usage: bvault agent rm STORE NAME\n"
 	  "Removes agent NAME: bvaultd refuses it from then on.\n",

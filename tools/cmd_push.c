@@ -456,12 +456,13 @@ int cmd_push(int argc, char **argv);
 int cmd_push(int argc, char **argv)
 {
 	const char *server = NULL, *unix_path = NULL, *name = NULL,
-		   *secret = NULL, *bw = NULL;
+		   *secret = NULL, *key = NULL, *bw = NULL;
 	struct optdef defs[] = {
 		{ "server", OPT_VALUE, &server, NULL },
 		{ "unix", OPT_VALUE, &unix_path, NULL },
 		{ "name", OPT_VALUE, &name, NULL },
 		{ "secret-file", OPT_VALUE, &secret, NULL },
+		{ "key", OPT_VALUE, &key, NULL },
 		{ "bandwidth", OPT_VALUE, &bw, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
@@ -481,10 +482,12 @@ int cmd_push(int argc, char **argv)
 		rc = want_pos(npos, pos, 2, 2, names);
 	if (!rc && !server == !unix_path)
 		rc = usage_error("give --server HOST:PORT or --unix PATH (one)");
-	if (!rc && (!name || !secret))
-		rc = usage_error("--name AGENT and --secret-file FILE are "
-				 "needed: the remote authorizes the push as an "
-				 "agent");
+	if (!rc && (!name || (!secret && !key)))
+		rc = usage_error("--name AGENT and --key FILE (or "
+				 "--secret-file FILE) are needed: the remote "
+				 "authorizes the push as an agent");
+	if (!rc && secret && key)
+		rc = usage_error("give --key or --secret-file, not both");
 	if (!rc)
 		rc = arg_name("agent", name);
 	if (!rc)
@@ -528,7 +531,8 @@ int cmd_push(int argc, char **argv)
 	uint64_t newest = group_rps.v[group_rps.n - 1].number;
 
 	if (nc_connect(&P.nc, server, unix_path) ||
-	    nc_login(&P.nc, name, secret)) {
+	    (key ? nc_login_key(&P.nc, name, key) :
+	     nc_login(&P.nc, name, secret))) {
 		rc = op_error("server %s: %s", P.server, P.nc.err);
 		goto out;
 	}

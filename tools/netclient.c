@@ -2,6 +2,7 @@
  * netclient.c: the client end of the bvaultd protocol, shared by
  * bvault-agent and bvault push (netclient.h says the contract).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -298,33 +299,96 @@ static long must(struct nc *nc, uint8_t *out, size_t cap)
 	return n == NC_ERROR ? -1 : n;
 }
 
-int nc_login(struct nc *nc, const char *name, const char *secret_file)
+/* Reads a line "PREFIX <2N hex digits>" of FILE into OUT (N bytes). */
+static int read_key_line(const char *file, const char *prefix, uint8_t *out,
+			 size_t n, char *err, size_t cap)
 {
-	uint8_t key[32], nonce[BVP_NONCE], msg[256],
+	char line[300] = "";
+	size_t pl = strlen(prefix);
+	int rc = -1;
+	FILE *f = fopen(file, "r");
+
+	if (!f) {
+		snprintf(err, cap, "%s: %s", file, strerror(errno));
+		return -1;
+	}
+	if (!fgets(line, sizeof line, f))
+		line[0] = 0;
+	fclose(f);
+	line[strcspn(line, "\r\n")] = 0;
+	if (strncmp(line, prefix, pl) || line[pl] != ' ' ||
+	    strlen(line + pl + 1) != 2 * n) {
+		snprintf(err, cap, "%s: not a %s file (a line '%s' and %zu "
+			 "hex digits, as 'bvault-agent keygen' writes it)",
+			 file, prefix, prefix, 2 * n);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		const char *h = line + pl + 1 + 2 * i;
+		if (!isxdigit((unsigned char)h[0]) ||
+		    !isxdigit((unsigned char)h[1]) ||
+		    sscanf(h, "%2x", &v) != 1) {
+			snprintf(err, cap, "%s: not hex", file);
+			goto out;
+		}
+		out[i] = (uint8_t)v;
+	}
+	rc = 0;
+out:
+	sodium_memzero(line, sizeof line);
+	if (rc)
+		sodium_memzero(out, n);
+	return rc;
+}
+
+int nc_read_public_key(const char *file, uint8_t pk[NC_PUBLIC_KEY],
+		       char *err, size_t cap)
+{
+	return read_key_line(file, NC_PUBLIC_PREFIX, pk, NC_PUBLIC_KEY, err,
+			     cap);
+}
+
+int nc_read_private_key(const char *file, uint8_t sk[NC_PRIVATE_KEY],
+			char *err, size_t cap)
+{
+	_Static_assert(NC_PRIVATE_KEY == crypto_sign_SECRETKEYBYTES &&
+		       NC_PUBLIC_KEY == crypto_sign_PUBLICKEYBYTES,
+		       "Ed25519 sizes");
+	return read_key_line(file, NC_PRIVATE_PREFIX, sk, NC_PRIVATE_KEY, err,
+			     cap);
+}
+
+/* HELLO, CHALLENGE, then AUTH with the HMAC under SECRET, or (SECRET
+ * NULL) AUTH_SIG with the signature by SK. */
+static int login(struct nc *nc, const char *name, const uint8_t *secret,
+		 const uint8_t *sk)
+{
+	uint8_t nonce[BVP_NONCE], msg[256],
 		mac[crypto_auth_hmacsha256_BYTES];
 	uint8_t *p = nc->frame + BVP_HDR;
 	size_t nl = strlen(name), ml = 0;
+	long n;
 
-	if (nl == 0 || nl > 63)
-		return fail(nc, "agent name '%s': 1 to 63 bytes", name);
-	if (sodium_init() < 0)
-		return fail(nc, "libsodium cannot start");
-	if (read_secret(nc, secret_file, key))
-		return -1;
 	memcpy(p, BVP_MAGIC, 8);
 	bvp_put16(p + 8, BVP_VERSION);
 	p[10] = (uint8_t)nl;
 	memcpy(p + 11, name, nl);
-	long n;
 	if (nc_send(nc, BVP_HELLO, 11 + nl) ||
-	    (n = must(nc, nonce, sizeof nonce)) < 0) {
-		sodium_memzero(key, sizeof key);
+	    (n = must(nc, nonce, sizeof nonce)) < 0)
 		return -1;
-	}
-	if (n != BVP_NONCE) {
-		sodium_memzero(key, sizeof key);
+	if (n != BVP_NONCE)
 		return fail(nc, "the server's challenge is not %d bytes",
 			    BVP_NONCE);
+	if (!secret) {
+		_Static_assert(BVP_SIG_MSG_MAX <= sizeof msg &&
+			       BVP_SIG == crypto_sign_BYTES, "sizes");
+		/* TLS hook: see bvp_sig_message. */
+		ml = bvp_sig_message(msg, nonce, name);
+		crypto_sign_detached(nc->frame + BVP_HDR, NULL, msg, ml, sk);
+		if (nc_send(nc, BVP_AUTH_SIG, BVP_SIG) || must(nc, NULL, 0) < 0)
+			return -1;
+		return 0;
 	}
 	memcpy(msg, BVP_AUTH_LABEL, sizeof BVP_AUTH_LABEL - 1);
 	ml = sizeof BVP_AUTH_LABEL - 1;
@@ -332,14 +396,47 @@ int nc_login(struct nc *nc, const char *name, const char *secret_file)
 	ml += BVP_NONCE;
 	memcpy(msg + ml, name, nl);
 	ml += nl;
-	_Static_assert(sizeof key == crypto_auth_hmacsha256_KEYBYTES &&
-		       sizeof mac == BVP_MAC, "HMAC-SHA256 sizes");
-	crypto_auth_hmacsha256(mac, msg, ml, key);
-	sodium_memzero(key, sizeof key);
+	_Static_assert(sizeof mac == BVP_MAC, "HMAC-SHA256 sizes");
+	crypto_auth_hmacsha256(mac, msg, ml, secret);
 	memcpy(nc->frame + BVP_HDR, mac, BVP_MAC);
 	if (nc_send(nc, BVP_AUTH, BVP_MAC) || must(nc, NULL, 0) < 0)
 		return -1;
 	return 0;
+}
+
+int nc_login(struct nc *nc, const char *name, const char *secret_file)
+{
+	uint8_t key[crypto_auth_hmacsha256_KEYBYTES];
+	size_t nl = strlen(name);
+	int rc;
+
+	if (nl == 0 || nl > 63)
+		return fail(nc, "agent name '%s': 1 to 63 bytes", name);
+	if (sodium_init() < 0)
+		return fail(nc, "libsodium cannot start");
+	if (read_secret(nc, secret_file, key))
+		return -1;
+	rc = login(nc, name, key, NULL);
+	sodium_memzero(key, sizeof key);
+	return rc;
+}
+
+int nc_login_key(struct nc *nc, const char *name, const char *key_file)
+{
+	uint8_t sk[NC_PRIVATE_KEY];
+	char err[600];
+	size_t nl = strlen(name);
+	int rc;
+
+	if (nl == 0 || nl > 63)
+		return fail(nc, "agent name '%s': 1 to 63 bytes", name);
+	if (sodium_init() < 0)
+		return fail(nc, "libsodium cannot start");
+	if (nc_read_private_key(key_file, sk, err, sizeof err))
+		return fail(nc, "--key %s", err);
+	rc = login(nc, name, NULL, sk);
+	sodium_memzero(sk, sizeof sk);
+	return rc;
 }
 
 void nc_close(struct nc *nc)

@@ -35,6 +35,23 @@ int nc_connect(struct nc *nc, const char *server, const char *unix_path);
 /* HELLO, CHALLENGE, AUTH as agent NAME with the secret in SECRET_FILE
  * (64 hex digits, as bvault agent add writes it). */
 int nc_login(struct nc *nc, const char *name, const char *secret_file);
+/* The same with AUTH_SIG: signed with the Ed25519 private key in KEY_FILE
+ * (as bvault-agent keygen writes it). */
+int nc_login_key(struct nc *nc, const char *name, const char *key_file);
+
+/* Agent key files (bvault-agent keygen): one line each, a versioned
+ * prefix, a space, the key in hex. The private file holds libsodium's
+ * 64-byte Ed25519 secret key (seed and public key). */
+#define NC_PUBLIC_PREFIX "bvault-ed25519-v1"
+#define NC_PRIVATE_PREFIX "bvault-ed25519-private-v1"
+#define NC_PUBLIC_KEY 32
+#define NC_PRIVATE_KEY 64
+/* Read a public / private key file into PK / SK; -1 with ERR (CAP bytes)
+ * saying why. */
+int nc_read_public_key(const char *file, uint8_t pk[NC_PUBLIC_KEY],
+		       char *err, size_t cap);
+int nc_read_private_key(const char *file, uint8_t sk[NC_PRIVATE_KEY],
+			char *err, size_t cap);
 /* Sends the frame of TYPE whose LEN bytes of payload are at
  * NC->frame + BVP_HDR. */
 int nc_send(struct nc *nc, uint8_t type, size_t len);

@@ -17,6 +17,10 @@
 #define BVP_NONCE 32
 #define BVP_MAC 32
 #define BVP_AUTH_LABEL "bvault-agent-auth-v1"
+/* AUTH_SIG: an Ed25519 signature over this label, the challenge and the
+ * agent name (bvp_sig_message) */
+#define BVP_SIG 64
+#define BVP_SIG_LABEL "bvault-agent-sig-v1"
 #define BVP_DEFAULT_PORT "7468"
 #define BVP_DIGESTS_MAX 65536u           /* chunks per DIGESTS */
 #define BVP_ID 16                        /* a version identity */
@@ -38,6 +42,8 @@ enum {
 	/* push (bvault push): identities and RP numbers kept */
 	BVP_RPSV = 0x0c,
 	BVP_ADDV = 0x0d,
+	/* AUTH by an agent with a key (bvault-agent keygen) */
+	BVP_AUTH_SIG = 0x0e,
 	BVP_OK = 0x80,
 	BVP_CHALLENGE = 0x81,
 	BVP_ERROR = 0x8f,
@@ -53,6 +59,27 @@ enum {
 	BVP_E_STORAGE = 7,
 	BVP_E_BUSY = 8,
 };
+
+/* The bytes AUTH_SIG signs, into MSG (room for BVP_SIG_MSG_MAX): the
+ * label, the NONCE (BVP_NONCE bytes) and NAME (at most 63 bytes).
+ * Returns their length.
+ * TLS hook: once the connection runs over TLS, the TLS exporter value
+ * (RFC 5705 / RFC 8446 7.5) is to be appended here by both ends, which
+ * binds the signature to that one TLS session; the label then changes
+ * to "bvault-agent-sig-v2" (tools/PROTOCOL.md). */
+#define BVP_SIG_MSG_MAX (sizeof BVP_SIG_LABEL - 1 + BVP_NONCE + 64)
+static inline size_t bvp_sig_message(uint8_t *msg, const uint8_t *nonce,
+				     const char *name)
+{
+	size_t ml = sizeof BVP_SIG_LABEL - 1, nl = strlen(name);
+	if (nl > 63)
+		nl = 63;
+	memcpy(msg, BVP_SIG_LABEL, ml);
+	memcpy(msg + ml, nonce, BVP_NONCE);
+	ml += BVP_NONCE;
+	memcpy(msg + ml, name, nl);
+	return ml + nl;
+}
 
 static inline void bvp_put16(uint8_t *p, uint16_t v)
 {

@@ -170,7 +170,8 @@ h "$BV" --help
 h "$BV" -h
 h "$BV" rp --help
 for c in init mkstream ingest export diff ls stats verify bench "replica create" \
-	"group create" "rp create" "rp ls" "agent add" "agent ls" "agent rm"; do
+	"group create" "rp create" "rp ls" "agent add" "agent ls" "agent rm" \
+	"agent grant" "agent revoke"; do
 	# shellcheck disable=SC2086
 	h "$BV" $c --help
 	# shellcheck disable=SC2086

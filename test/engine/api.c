@@ -917,6 +917,81 @@ static void test_stats_extent(const char *dir)
 	free(st);
 }
 
+/* Agents with a key and with a secret side by side; grant and revoke. */
+static int agent_kind_n;
+static int count_kinds(void *ud, const bv_agent_info *a)
+{
+	(void)ud;
+	agent_kind_n += a->kind == BV_AGENT_KIND_KEY ? 10 :
+		a->kind == BV_AGENT_KIND_SECRET ? 1 : 100;
+	return 0;
+}
+
+static void test_agents(const char *dir)
+{
+	char *sp = et_path(dir, "s-agents");
+	const char *g1[] = { "vm1" }, *g2[] = { "vm2", "vm3" },
+		   *gx[] = { "vm9" }, *gdup[] = { "vm4", "vm4" };
+	uint8_t pk[BV_AGENT_PUBLIC_KEY], secret[BV_AGENT_SECRET],
+		got[BV_AGENT_SECRET], zero[BV_AGENT_SECRET] = { 0 };
+	bv_agent_info ai;
+	bv_store *s;
+
+	for (size_t i = 0; i < sizeof pk; i++)
+		pk[i] = (uint8_t)(0xa0 + i);
+	et_init(sp, 16384);
+	s = et_open(sp);
+	ET_MUST(s, bv_agent_add_key(s, "kk", g1, 1, pk));
+	ET_MUST(s, bv_agent_add(s, "ss", g1, 1, secret));
+	ok(bv_agent_add_key(s, "kk", g1, 1, pk) == BV_EEXIST,
+	   "agent add with a key: the name taken");
+	ok(bv_agent_add_key(s, "k2", gdup, 2, pk) == BV_EINVAL,
+	   "agent add with a key: a group named twice");
+	ok(bv_agent_add_key(s, "k2", g1, 1, NULL) == BV_EINVAL,
+	   "agent add with a key: no key");
+	memset(got, 0x55, sizeof got);
+	ok(bv_agent_get(s, "kk", &ai, got) == 0 &&
+	   ai.kind == BV_AGENT_KIND_KEY &&
+	   !memcmp(ai.public_key, pk, sizeof pk) &&
+	   !memcmp(got, zero, sizeof got) && ai.ngroups == 1,
+	   "a key agent: its kind and public key, and no secret");
+	ok(bv_agent_get(s, "ss", &ai, got) == 0 &&
+	   ai.kind == BV_AGENT_KIND_SECRET &&
+	   !memcmp(got, secret, sizeof got) &&
+	   !memcmp(ai.public_key, zero, sizeof zero),
+	   "a secret agent: its kind and secret, no public key");
+	ET_MUST(s, bv_agent_grant(s, "kk", g2, 2));
+	ET_MUST(s, bv_agent_grant(s, "kk", g1, 1)); /* held: no change */
+	ok(bv_agent_get(s, "kk", &ai, NULL) == 0 && ai.ngroups == 3 &&
+	   bv_agent_may(&ai, "vm1") && bv_agent_may(&ai, "vm2") &&
+	   bv_agent_may(&ai, "vm3") && !memcmp(ai.public_key, pk, sizeof pk),
+	   "grant: three groups, the key kept");
+	ET_MUST(s, bv_agent_revoke(s, "kk", g1, 1));
+	ok(bv_agent_get(s, "kk", &ai, NULL) == 0 && ai.ngroups == 2 &&
+	   !bv_agent_may(&ai, "vm1") && bv_agent_may(&ai, "vm3"),
+	   "revoke: vm1 gone, the others kept");
+	ok(bv_agent_revoke(s, "kk", gx, 1) == BV_ENOTFOUND,
+	   "revoke a group not held: BV_ENOTFOUND");
+	ok(bv_agent_revoke(s, "kk", g2, 2) == BV_EINVAL &&
+	   bv_agent_get(s, "kk", &ai, NULL) == 0 && ai.ngroups == 2,
+	   "revoke every group: refused, nothing changed");
+	ok(bv_agent_grant(s, "nobody", g1, 1) == BV_ENOTFOUND,
+	   "grant to an unknown agent: BV_ENOTFOUND");
+	ok(bv_agent_grant(s, "kk", gdup, 2) == BV_EINVAL,
+	   "grant a group named twice: BV_EINVAL");
+	ET_MUST(s, bv_agent_grant(s, "ss", g2, 2));
+	bv_store_close(s);
+	s = et_open(sp);
+	ok(bv_agent_get(s, "ss", &ai, got) == 0 && ai.ngroups == 3 &&
+	   ai.kind == BV_AGENT_KIND_SECRET && !memcmp(got, secret, sizeof got),
+	   "after a reopen: the secret agent's grant and secret");
+	agent_kind_n = 0;
+	ok(bv_agent_list(s, count_kinds, NULL) == 0 && agent_kind_n == 11,
+	   "agent list: one key agent and one secret agent");
+	bv_store_close(s);
+	free(sp);
+}
+
 int main(void)
 {
 	uint64_t seed = et_seed(7);
@@ -950,6 +1025,7 @@ int main(void)
 	bv_store_close(w.s);
 
 	test_stats_extent(dir);
+	test_agents(dir);
 
 	for (int i = 0; i < w.n; i++) {
 		free(w.r[i].head);

@@ -156,6 +156,13 @@ static void writes_refused(bv_store *s)
 	ok(rp == 0, "no RP number");
 	REFUSED(bv_agent_add(s, "a1", groups, 1, secret), "agent add");
 	REFUSED(bv_agent_remove(s, "a1"), "agent remove");
+	{
+		uint8_t pk[BV_AGENT_PUBLIC_KEY] = { 1 };
+		REFUSED(bv_agent_add_key(s, "a2", groups, 1, pk),
+			"agent add with a key");
+		REFUSED(bv_agent_grant(s, "a1", groups, 1), "agent grant");
+		REFUSED(bv_agent_revoke(s, "a1", groups, 1), "agent revoke");
+	}
 #undef REFUSED
 }
 

@@ -129,7 +129,7 @@ run_fail "push without a server" 2 'give --server HOST:PORT or --unix PATH' \
 	"$BV" push "$S" vm --name pusher "${K[@]}"
 run_fail "push with both --server and --unix" 2 'give --server HOST:PORT or --unix PATH' \
 	"$BV" push "$S" vm --server 127.0.0.1:1 --unix "$RSOCK" --name pusher "${K[@]}"
-run_fail "push without --name" 2 '--name AGENT and --secret-file FILE are needed' \
+run_fail "push without --name" 2 '--name AGENT and --key FILE \(or --secret-file FILE\) are needed' \
 	"$BV" push "$S" vm --unix "$RSOCK" "${K[@]}"
 run_fail "push with a bad --bandwidth" 2 "bad --bandwidth 'fast'" \
 	"$BV" push "$S" vm --unix "$RSOCK" --name pusher "${K[@]}" --bandwidth fast
