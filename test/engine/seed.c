@@ -11,6 +11,17 @@
 #include "tap.h"
 #include "etest.h"
 
+/* Paths made here, freed at the end (each et_path() is a new string). */
+static char *owned[64];
+static size_t nowned;
+
+static char *P(const char *dir, const char *name)
+{
+	if (nowned == sizeof owned / sizeof *owned)
+		bail_out("too many paths");
+	return owned[nowned++] = et_path(dir, name);
+}
+
 #define MIB (1u << 20)
 
 struct mdisk {
@@ -87,7 +98,7 @@ int main(void)
 	/* The hole holds junk: any read of it would show in the import. */
 	memset(d[0].data + 3 * MIB, 0x5a, MIB);
 
-	char *m1 = et_path(dir, "m1");
+	char *m1 = P(dir, "m1");
 	const char *dirs1[] = { m1 };
 	bv_seed_opts o = { .dirs = dirs1, .ndirs = 1 };
 	rc = bv_seed_export_disks(sd, 1, NULL, "first", 1700000000, &o, &r);
@@ -108,7 +119,7 @@ int main(void)
 
 	/* Zero the hole in the model: that is what the set holds. */
 	memset(d[0].data + 3 * MIB, 0, MIB);
-	char *sdir = et_path(dir, "store");
+	char *sdir = P(dir, "store");
 	et_init(sdir, 0);
 	bv_store *s = et_open(sdir);
 	rc = bv_seed_verify(dirs1, 1, NULL, &r);
@@ -122,14 +133,14 @@ int main(void)
 
 	/* A group of both, sealed, over three media or more. */
 	memset(d[0].data + 3 * MIB, 0x5a, MIB);
-	ET_MUST(NULL, bv_seed_keygen(et_path(dir, "key")));
-	is_int(bv_seed_keygen(et_path(dir, "key")), BV_EEXIST,
+	ET_MUST(NULL, bv_seed_keygen(P(dir, "key")));
+	is_int(bv_seed_keygen(P(dir, "key")), BV_EEXIST,
 	       "keygen never overwrites");
-	ET_MUST(NULL, bv_seed_key_load(et_path(dir, "key"), key));
-	ET_MUST(NULL, bv_seed_keygen(et_path(dir, "key2")));
-	ET_MUST(NULL, bv_seed_key_load(et_path(dir, "key2"), key2));
-	char *e[4] = { et_path(dir, "e1"), et_path(dir, "e2"),
-		       et_path(dir, "e3"), et_path(dir, "e4") };
+	ET_MUST(NULL, bv_seed_key_load(P(dir, "key"), key));
+	ET_MUST(NULL, bv_seed_keygen(P(dir, "key2")));
+	ET_MUST(NULL, bv_seed_key_load(P(dir, "key2"), key2));
+	char *e[4] = { P(dir, "e1"), P(dir, "e2"),
+		       P(dir, "e3"), P(dir, "e4") };
 	const char *edirs[4] = { e[0], e[1], e[2], e[3] };
 	bv_seed_opts oe = { .dirs = edirs, .ndirs = 4, .media_size = 3 * MIB,
 			    .key = key };
@@ -157,7 +168,7 @@ int main(void)
 	 * seed"); a fresh one takes it. */
 	is_int(bv_seed_import(s, rev, nm, &ok_key, &r), BV_EEXIST,
 	       "a group with a member imported before, alone: BV_EEXIST");
-	char *sgdir = et_path(dir, "storeg");
+	char *sgdir = P(dir, "storeg");
 	et_init(sgdir, 0);
 	bv_store *sg = et_open(sgdir);
 	rc = bv_seed_import(sg, rev, nm, &ok_key, &r);
@@ -170,10 +181,10 @@ int main(void)
 	bv_store_close(sg);
 
 	/* A damaged byte in a sealed pack: nothing imported. */
-	char *s2dir = et_path(dir, "store2");
+	char *s2dir = P(dir, "store2");
 	et_init(s2dir, 0);
 	bv_store *s2 = et_open(s2dir);
-	char *pack = et_path(e[0], "pack.000000");
+	char *pack = P(e[0], "pack.000000");
 	int fd = open(pack, O_RDWR);
 	uint8_t b = 0;
 	ok(fd >= 0 && pread(fd, &b, 1, 5000) == 1, "open a pack");
@@ -192,6 +203,8 @@ int main(void)
 
 	for (int i = 0; i < 2; i++)
 		free(d[i].data);
+	for (size_t i = 0; i < nowned; i++)
+		free(owned[i]);
 	et_tmpdir_done(dir);
 	return done_testing();
 }
