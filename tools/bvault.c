@@ -143,12 +143,16 @@ out:
 	return rc == HELP_SHOWN ? 0 : rc;
 }
 
-/* group create and group add: STORE GROUP REPLICA..., then FN. */
-static int group_members(int argc, char **argv,
-			 int (*fn)(bv_store *, const char *,
-				   const char *const *, size_t))
+/* STORE ONE MANY...: checks ONE and each of MANY as names (ONE_WHAT,
+ * MANY_WHAT), then FN(store, ONE, MANY, n): group create and group add
+ * (a group and its replicas), agent grant and revoke (an agent and its
+ * groups). */
+typedef int (*set_fn)(bv_store *, const char *, const char *const *, size_t);
+
+static int name_and_names(int argc, char **argv, const char *const names[3],
+			  const char *one_what, const char *many_what,
+			  set_fn fn)
 {
-	static const char *const names[] = { "STORE", "GROUP", "REPLICA" };
 	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
 	bv_store *s = NULL;
 	int npos, rc;
@@ -159,9 +163,9 @@ static int group_members(int argc, char **argv,
 	if (!rc)
 		rc = want_pos(npos, pos, 3, -1, names);
 	if (!rc)
-		rc = arg_name("group name", pos[1]);
+		rc = arg_name(one_what, pos[1]);
 	for (int i = 2; !rc && i < npos; i++)
-		rc = arg_name("replica name", pos[i]);
+		rc = arg_name(many_what, pos[i]);
 	if (!rc)
 		rc = open_store(pos[0], &s);
 	if (rc)
@@ -176,6 +180,13 @@ out:
 	close_store(s);
 	free(pos);
 	return rc == HELP_SHOWN ? 0 : rc;
+}
+
+static int group_members(int argc, char **argv, set_fn fn)
+{
+	static const char *const names[] = { "STORE", "GROUP", "REPLICA" };
+	return name_and_names(argc, argv, names, "group name", "replica name",
+			      fn);
 }
 
 static int cmd_group_create(int argc, char **argv)
@@ -468,35 +479,11 @@ out:
 
 /* bvault agent grant / revoke STORE NAME GROUP...: FN changes the
  * groups of agent NAME, keeping its secret or key. */
-static int agent_groups(int argc, char **argv,
-			int (*fn)(bv_store *, const char *,
-				  const char *const *, size_t))
+static int agent_groups(int argc, char **argv, set_fn fn)
 {
 	static const char *const names[] = { "STORE", "NAME", "GROUP" };
-	char **pos = calloc((size_t)argc + 1, sizeof(*pos));
-	bv_store *s = NULL;
-	int npos, rc;
-
-	if (!pos)
-		return op_error("%s", strerror(ENOMEM));
-	rc = parse_opts(argc, argv, NULL, pos, &npos);
-	if (!rc)
-		rc = want_pos(npos, pos, 3, -1, names);
-	if (!rc)
-		rc = arg_name("agent name", pos[1]);
-	for (int i = 2; !rc && i < npos; i++)
-		rc = arg_name("group name", pos[i]);
-	if (!rc)
-		rc = open_store(pos[0], &s);
-	if (rc)
-		goto out;
-	rc = fn(s, pos[1], (const char *const *)pos + 2, (size_t)npos - 2);
-	if (rc < 0)
-		rc = store_error(s, rc);
-out:
-	close_store(s);
-	free(pos);
-	return rc == HELP_SHOWN ? 0 : rc;
+	return name_and_names(argc, argv, names, "agent name", "group name",
+			      fn);
 }
 
 static int cmd_agent_grant(int argc, char **argv)
