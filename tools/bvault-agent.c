@@ -69,6 +69,7 @@ struct disk {
 
 static struct {
 	struct nc nc;
+	struct nc_tls tls;     /* --fingerprint, --ca, --no-tls */
 	const char *server, *unix_path, *name, *secret_file, *key_file;
 	const char *bitmap, *extents_file, *label, *base_arg;
 	int mode, consistency, no_rp, verbose;
@@ -837,6 +838,7 @@ static void usage(FILE *f)
 "                    (--full | --bitmap NAME | --extents FILE | --compare)\n"
 "                    [--base N|latest] [--label L] [--consistency app|crash]\n"
 "                    [--no-rp] [--bandwidth RATE] [--nbd-timeout S] [-v]\n"
+"                    [--fingerprint HEX | --ca FILE | --no-tls]\n"
 "       bvault-agent seed --disk NAME=SOURCE [--disk ...] --to DIR[,DIR...] ...\n"
 "                    (a seed set, no server: bvault-agent seed --help)\n"
 "       bvault-agent keygen --out FILE\n"
@@ -845,6 +847,9 @@ static void usage(FILE *f)
 "Sends the changes of each disk (replica NAME, read from SOURCE: a file, a\n"
 "block device or an NBD URI) to bvaultd in one session: one atomic RP of\n"
 "their group, or nothing if anything fails.\n"
+"Over TCP the connection is TLS 1.3, and the server must prove it is the\n"
+"one meant:\n"
+NC_TLS_USAGE
 "  --key FILE      log in with the private key bvault-agent keygen made\n"
 "                  (the store holds only its public half); --secret-file\n"
 "                  FILE: with the secret bvault agent add wrote\n"
@@ -1042,6 +1047,12 @@ int main(int argc, char **argv)
 			A.secret_file = VAL();
 		} else if (!strcmp(a, "--key")) {
 			A.key_file = VAL();
+		} else if (!strcmp(a, "--no-tls") ||
+			   !strcmp(a, "--fingerprint") || !strcmp(a, "--ca")) {
+			char e[300];
+			if (nc_tls_option(&A.tls, a, strcmp(a, "--no-tls") ?
+					  VAL() : NULL, e, sizeof e) < 0)
+				usage_die("%s", e);
 		} else if (!strcmp(a, "--disk")) {
 			const char *d = VAL(), *eq = strchr(d, '=');
 			if (!eq || eq == d || (size_t)(eq - d) > 63 || !eq[1])
@@ -1152,7 +1163,7 @@ int main(int argc, char **argv)
 	}
 
 	A.t_start = now();
-	net_check(nc_connect(&A.nc, A.server, A.unix_path));
+	net_check(nc_connect(&A.nc, A.server, A.unix_path, &A.tls));
 	A.nc.bandwidth = A.bandwidth;
 	if (A.key_file ? nc_login_key(&A.nc, A.name, A.key_file) :
 	    nc_login(&A.nc, A.name, A.secret_file))

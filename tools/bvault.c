@@ -1251,6 +1251,9 @@ int cmd_push(int argc, char **argv);
 /* ---- end of push ---- */
 /* cmd_seed.c (seed sets) */
 int cmd_seed_export(int argc, char **argv);
+/* ---- tls (cmd_tls.c) ---- */
+int cmd_tls_init(int argc, char **argv);
+int cmd_tls_fingerprint(int argc, char **argv);
 int cmd_seed_verify(int argc, char **argv);
 int cmd_seed_import(int argc, char **argv);
 int cmd_seed_keygen(int argc, char **argv);
@@ -2259,6 +2262,7 @@ static const struct command commands[] = {
 	  "usage: bvault push STORE GROUP (--server HOST:PORT | --unix PATH)\n"
 	  "                   --name AGENT (--key FILE | --secret-file FILE)\n"
 	  "                   [--bandwidth RATE]\n"
+	  "                   [--fingerprint HEX | --ca FILE | --no-tls]\n"
 	  "Replicates group GROUP to a second server: sends every RP of it\n"
 	  "that the remote bvaultd lacks, oldest first, each as the\n"
 	  "difference from the RP before it, so that the remote holds the\n"
@@ -2269,8 +2273,11 @@ static const struct command commands[] = {
 	  "resumes from the last RP the remote committed. A remote whose\n"
 	  "history differs (another identity at the same RP) is refused,\n"
 	  "naming both identities; nothing is sent. --bandwidth: at most\n"
-	  "RATE bytes per second (K, M, G suffixes). Opens the store\n"
-	  "read-only (works beside its bvaultd).\n" },
+	  "RATE bytes per second (K, M, G suffixes). Over TCP it speaks\n"
+	  "TLS 1.3 and the remote must be the one --fingerprint pins (bvault\n"
+	  "tls fingerprint REMOTE-STORE there) or one --ca FILE vouches for;\n"
+	  "--no-tls for a remote bvaultd started with --no-tls. Opens the\n"
+	  "store read-only (works beside its bvaultd).\n" },
 	/* ---- end of push ---- */
 	{ "replica", "create", cmd_replica_create,
 	  "usage: bvault replica create STORE NAME --size SIZE "
@@ -2477,6 +2484,24 @@ static const struct command commands[] = {
 	  "Writes a new random seed key to FILE (created 0600, never\n"
 	  "overwritten), for --key of seed export, verify and import.\n" },
 	/* ---- end of seed sets ---- */
+	/* ---- tls (cmd_tls.c, tls.h) ---- */
+	{ "tls", "init", cmd_tls_init,
+	  "usage: bvault tls init STORE [--name HOST[,HOST...]] [--renew]\n"
+	  "Makes the key and self-signed certificate bvaultd's TCP listeners\n"
+	  "present (STORE/tls/, private to the owner; bvaultd's first start\n"
+	  "with --listen makes them too), and prints the certificate's\n"
+	  "SHA-256 fingerprint, which agents pin (--fingerprint). The\n"
+	  "certificate names this host, localhost and the loopback\n"
+	  "addresses, and each --name (for agents that check it with --ca).\n"
+	  "--renew replaces an existing pair in one step: restart bvaultd,\n"
+	  "and give every agent the new fingerprint.\n" },
+	{ "tls", "fingerprint", cmd_tls_fingerprint,
+	  "usage: bvault tls fingerprint STORE\n"
+	  "Prints the SHA-256 fingerprint of the certificate bvaultd\n"
+	  "presents (\"sha256:\" and 64 hex digits; `openssl x509\n"
+	  "-fingerprint -sha256` shows the same): what an agent's\n"
+	  "--fingerprint pins. Reads only that file.\n" },
+	/* ---- end of tls ---- */
 	{ NULL, "export", cmd_export,
 	  "usage: bvault export STORE REPLICA@RP OUT\n"
 	  "Writes the replica at recovery point RP (a number, 'latest', or 0\n"

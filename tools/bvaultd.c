@@ -66,9 +66,13 @@
 #include <arpa/inet.h>
 #include <sodium.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "admin.h"
 #include "bvault.h"
 #include "proto.h"
+#include "tls.h"
 
 #define MAX_CONN 64         /* --max-connections, at most */
 #define NSLOT (2 * MAX_CONN) /* connections, closing ones included */
@@ -87,7 +91,32 @@
 #define TX_MAX (2u << 20)
 #define RPS_MAX 65536u
 
-enum { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_SIGNAL, OP_WAKE, OP_TICK };
+#define TLS_RX_LOGIN (16u << 10) + 512 /* a record, before login */
+#define TLS_RX (256u << 10)            /* ciphertext received at once */
+#define TLS_TX (256u << 10)            /* ciphertext sent at once */
+
+/* OP_PUMP: a no-op that makes the loop go on with plaintext a TLS
+ * connection already holds, as a receive would. */
+enum { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_SIGNAL, OP_WAKE, OP_TICK,
+       OP_PUMP };
+
+/* A connection over TLS (tools/PROTOCOL.md, "TLS"): the loop receives
+ * ciphertext into CRX and writes it into IN; SSL_read puts plaintext into
+ * the connection's RX, which the rest of bvaultd handles as if it had
+ * been received so. An answer in TX goes through SSL_write into OUT, and
+ * from there, CTX at a time, out. Both BIOs are memory BIOs that SSL
+ * owns. */
+struct tls_conn {
+	SSL *ssl;
+	BIO *in, *out;
+	int ready;            /* the handshake is done */
+	int starved;          /* SSL_read wants ciphertext IN does not have */
+	uint8_t binding[BVP_BINDING];
+	uint8_t *crx;
+	size_t crx_cap;
+	uint8_t *ctx;         /* ciphertext being sent: CTX[ctx_off, ctx_len) */
+	size_t ctx_len, ctx_off;
+};
 enum { CS_HELLO, CS_AUTH, CS_READY };
 
 struct conn {
@@ -96,6 +125,7 @@ struct conn {
 	uint32_t gen;
 	char peer[80];
 	int state;
+	struct tls_conn *tls; /* NULL: plain (a Unix socket, or --no-tls) */
 	uint8_t *rx;          /* the buffer the loop receives into */
 	size_t rx_len, rx_cap;
 	uint8_t *spare;       /* the other buffer, when the applier has none */
@@ -139,7 +169,9 @@ static struct {
 	const char *store_path;
 	struct io_uring ring;
 	int lfd[MAX_LISTEN];
+	int ltls[MAX_LISTEN]; /* that listener speaks TLS */
 	int nlisten;
+	SSL_CTX *tls_ctx;
 	int sfd;              /* signalfd */
 	struct signalfd_siginfo sig;
 	struct conn conns[NSLOT];
@@ -429,18 +461,17 @@ static int conn_index(const struct conn *c)
 	return (int)(c - D.conns);
 }
 
-/* Receives into the free part of RX (grown to hold the frame at its
- * front, up to the largest frame). */
-static void arm_recv(struct conn *c)
+/* Makes room in RX for what is to be received next (grown to hold the
+ * frame at its front, up to the largest frame) and returns how many bytes
+ * may come; 0 when nothing is to be taken now. */
+static size_t rx_room(struct conn *c)
 {
-	if (c->recv_armed || c->closing || c->close_pending || !c->used)
-		return;
 	/* A whole frame left in RX waits (for the answer being sent, or for
 	 * the applier to give back its buffer): take nothing more until
 	 * then (RX stays one frame). */
 	if (c->rx_len >= BVP_HDR &&
 	    c->rx_len >= BVP_HDR + (size_t)bvp_get32(c->rx))
-		return;
+		return 0;
 	size_t want = RX_START;
 	if (c->rx_len >= BVP_HDR) {
 		uint32_t len = bvp_get32(c->rx);
@@ -454,27 +485,52 @@ static void arm_recv(struct conn *c)
 	if (c->state != CS_READY && want > BVP_HDR + PRELOGIN_FRAME)
 		want = BVP_HDR + PRELOGIN_FRAME;
 	if (want <= c->rx_len)
-		return;
+		return 0;
 	if (want > c->rx_cap) {
 		uint8_t *n = realloc(c->rx, want);
 		if (!n) {
 			logmsg("agent %s (%s): out of memory", c->name,
 			       c->peer);
 			c->closing = 1;
-			return;
+			return 0;
 		}
 		c->rx = n;
 		c->rx_cap = want;
 	}
+	return c->rx_cap - c->rx_len;
+}
+
+static void tls_arm_recv(struct conn *c);
+static struct tls_conn *tls_new(void);
+static void tls_free(struct tls_conn *t);
+
+/* Receives into the free part of RX (over TLS: ciphertext, see
+ * tls_arm_recv). */
+static void arm_recv(struct conn *c)
+{
+	if (c->recv_armed || c->closing || c->close_pending || !c->used)
+		return;
+	if (c->tls) {
+		tls_arm_recv(c);
+		return;
+	}
+	size_t room = rx_room(c);
+	if (!room)
+		return;
 	struct io_uring_sqe *sqe = sqe_get();
-	io_uring_prep_recv(sqe, c->fd, c->rx + c->rx_len,
-			   c->rx_cap - c->rx_len, 0);
+	io_uring_prep_recv(sqe, c->fd, c->rx + c->rx_len, room, 0);
 	io_uring_sqe_set_data64(sqe, udata(OP_RECV, conn_index(c), c->gen));
 	c->recv_armed = 1;
 }
 
+static void tls_arm_send(struct conn *c);
+
 static void arm_send(struct conn *c)
 {
+	if (c->tls) {
+		tls_arm_send(c);
+		return;
+	}
 	struct io_uring_sqe *sqe = sqe_get();
 	io_uring_prep_send(sqe, c->fd, c->tx + c->tx_off,
 			   c->tx_len - c->tx_off, MSG_NOSIGNAL);
@@ -615,6 +671,7 @@ static void conn_close_how(struct conn *c, const char *why, int force)
 	free(c->spare);
 	free(c->work);
 	free(c->tx);
+	tls_free(c->tls);
 	sodium_memzero(c->secret, sizeof c->secret);
 	memset(c, 0, sizeof *c);
 }
@@ -852,7 +909,7 @@ static struct conn *fair_next(void)
 }
 /* ---- end of guard ---- */
 
-static void conn_open(int fd)
+static void conn_open(int fd, int li)
 {
 	struct conn *c = NULL;
 	atomic_fetch_add(&CTR.connections, 1);
@@ -873,6 +930,13 @@ static void conn_open(int fd)
 		return;
 	}
 	c->tx_cap = PRELOGIN_TX;
+	if (D.ltls[li] && !(c->tls = tls_new())) {
+		logmsg("refusing a connection: out of memory for TLS");
+		close(fd);
+		free(c->tx);
+		memset(c, 0, sizeof *c);
+		return;
+	}
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
 	snprintf(c->peer, sizeof c->peer, "local");
@@ -940,9 +1004,12 @@ static const uint8_t *decoy_public_key(void)
  * agent is refused exactly like a wrong one. */
 static void on_auth(struct conn *c, uint8_t type, struct bvp_rd *r)
 {
-	uint8_t msg[sizeof BVP_AUTH_LABEL - 1 + BVP_NONCE + 64];
+	uint8_t msg[BVP_PROOF_MSG_MAX];
 	uint8_t mac[crypto_auth_hmacsha256_BYTES];
-	size_t ml = 0, nl = strlen(c->name);
+	/* Over TLS the proof covers this connection's channel binding
+	 * (tools/proto.h, bvp_proof_message). */
+	const uint8_t *binding = c->tls ? c->tls->binding : NULL;
+	size_t ml;
 	const char *how = "secret";
 	int ok;
 
@@ -950,14 +1017,11 @@ static void on_auth(struct conn *c, uint8_t type, struct bvp_rd *r)
 		       BVP_SIG == crypto_sign_BYTES, "Ed25519 sizes");
 	if (type == BVP_AUTH_SIG) {
 		const uint8_t *sig = bvp_take(r, BVP_SIG);
-		uint8_t smsg[BVP_SIG_MSG_MAX];
 		int key = c->known && c->agent.kind == BV_AGENT_KIND_KEY;
 		if (r->bad || r->left)
 			return proto_error(c, "a malformed AUTH_SIG");
-		/* The hook for TLS: bvp_sig_message is where the TLS
-		 * exporter value joins what is signed (tools/proto.h). */
-		ml = bvp_sig_message(smsg, c->nonce, c->name);
-		ok = crypto_sign_verify_detached(sig, smsg, ml, key ?
+		ml = bvp_proof_message(msg, 1, c->nonce, binding, c->name);
+		ok = crypto_sign_verify_detached(sig, msg, ml, key ?
 						 c->agent.public_key :
 						 decoy_public_key()) == 0 &&
 			key;
@@ -966,12 +1030,7 @@ static void on_auth(struct conn *c, uint8_t type, struct bvp_rd *r)
 		const uint8_t *proof = bvp_take(r, BVP_MAC);
 		if (r->bad || r->left)
 			return proto_error(c, "a malformed AUTH");
-		memcpy(msg, BVP_AUTH_LABEL, sizeof BVP_AUTH_LABEL - 1);
-		ml += sizeof BVP_AUTH_LABEL - 1;
-		memcpy(msg + ml, c->nonce, BVP_NONCE);
-		ml += BVP_NONCE;
-		memcpy(msg + ml, c->name, nl);
-		ml += nl;
+		ml = bvp_proof_message(msg, 0, c->nonce, binding, c->name);
 		/* Same work for an unknown name or an agent with a key (the
 		 * key all zeros: bv_agent_get gives a key agent no
 		 * secret). */
@@ -1721,6 +1780,216 @@ static void drain_frames(struct conn *c)
 	frame_note(c);
 }
 
+/* ---- TLS (struct tls_conn) ------------------------------------------------- */
+
+/* Why the last SSL call on C failed (RC its result), into WHY. */
+static void tls_why(struct conn *c, int rc, char *why, size_t cap)
+{
+	int e = SSL_get_error(c->tls->ssl, rc);
+	bvt_errors(why, cap);
+	if (!why[0])
+		snprintf(why, cap, "%s", e == SSL_ERROR_SSL ? "a TLS error" :
+			 "the TLS session failed");
+}
+
+static struct tls_conn *tls_new(void)
+{
+	struct tls_conn *t = calloc(1, sizeof *t);
+	if (!t)
+		return NULL;
+	t->crx = malloc(TLS_RX_LOGIN);
+	t->ctx = malloc(TLS_TX);
+	t->ssl = SSL_new(D.tls_ctx);
+	t->in = BIO_new(BIO_s_mem());
+	t->out = BIO_new(BIO_s_mem());
+	if (!t->crx || !t->ctx || !t->ssl || !t->in || !t->out) {
+		BIO_free(t->in);
+		BIO_free(t->out);
+		SSL_free(t->ssl);
+		free(t->crx);
+		free(t->ctx);
+		free(t);
+		ERR_clear_error();
+		return NULL;
+	}
+	t->crx_cap = TLS_RX_LOGIN;
+	/* An empty memory BIO reads as "retry later", not end of file. */
+	BIO_set_mem_eof_return(t->in, -1);
+	SSL_set_bio(t->ssl, t->in, t->out);
+	SSL_set_accept_state(t->ssl);
+	return t;
+}
+
+static void tls_free(struct tls_conn *t)
+{
+	if (!t)
+		return;
+	SSL_free(t->ssl); /* and its BIOs */
+	free(t->crx);
+	free(t->ctx);
+	free(t);
+	ERR_clear_error();
+}
+
+/* Sends the ciphertext waiting in OUT, CTX at a time, unless a send is
+ * on its way (its completion sends the rest). */
+static void tls_flush(struct conn *c)
+{
+	struct tls_conn *t = c->tls;
+	if (c->send_armed || BIO_ctrl_pending(t->out) == 0)
+		return;
+	int n = BIO_read(t->out, t->ctx, TLS_TX);
+	if (n <= 0)
+		return;
+	t->ctx_len = (size_t)n;
+	t->ctx_off = 0;
+	struct io_uring_sqe *sqe = sqe_get();
+	io_uring_prep_send(sqe, c->fd, t->ctx, t->ctx_len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, udata(OP_SEND, conn_index(c), c->gen));
+	c->send_armed = 1;
+}
+
+/* A send of ciphertext completed with RES bytes: 1 while more of it is
+ * on its way, 0 once all of the answer (and anything TLS added) went. */
+static int tls_sent(struct conn *c, int res)
+{
+	struct tls_conn *t = c->tls;
+	t->ctx_off += (size_t)res;
+	if (t->ctx_off < t->ctx_len) {
+		struct io_uring_sqe *sqe = sqe_get();
+		io_uring_prep_send(sqe, c->fd, t->ctx + t->ctx_off,
+				   t->ctx_len - t->ctx_off, MSG_NOSIGNAL);
+		io_uring_sqe_set_data64(sqe, udata(OP_SEND, conn_index(c),
+						   c->gen));
+		c->send_armed = 1;
+		return 1;
+	}
+	t->ctx_len = t->ctx_off = 0;
+	if (BIO_ctrl_pending(t->out) > 0) {
+		tls_flush(c);
+		return 1;
+	}
+	return 0;
+}
+
+/* The answer in TX, encrypted whole into OUT (a memory BIO takes it
+ * all), and sent. */
+static void tls_arm_send(struct conn *c)
+{
+	struct tls_conn *t = c->tls;
+	size_t n = c->tx_len - c->tx_off;
+	if (n) {
+		int k = SSL_write(t->ssl, c->tx + c->tx_off, (int)n);
+		if (k <= 0 || (size_t)k != n) {
+			char why[300];
+			tls_why(c, k, why, sizeof why);
+			logmsg("agent %s (%s): TLS: cannot send: %s; closing",
+			       c->name[0] ? c->name : "?", c->peer, why);
+			c->closing = 1;
+			return;
+		}
+		c->tx_off = c->tx_len;
+	}
+	tls_flush(c);
+}
+
+/* Receives ciphertext into CRX, or (OP_PUMP) goes on with what IN and SSL
+ * already hold: once logged in, RX's room bounds what SSL_read takes, so
+ * ciphertext is received only when SSL has no plaintext for RX left. */
+static void tls_arm_recv(struct conn *c)
+{
+	struct tls_conn *t = c->tls;
+	struct io_uring_sqe *sqe;
+
+	if (t->ready && !rx_room(c))
+		return;
+	if (t->ready && !t->starved &&
+	    (SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->in) > 0)) {
+		sqe = sqe_get();
+		io_uring_prep_nop(sqe);
+		io_uring_sqe_set_data64(sqe, udata(OP_PUMP, conn_index(c),
+						   c->gen));
+		c->recv_armed = 1;
+		return;
+	}
+	if (c->state == CS_READY && t->crx_cap < TLS_RX) {
+		uint8_t *n = realloc(t->crx, TLS_RX);
+		if (n) {
+			t->crx = n;
+			t->crx_cap = TLS_RX;
+		}
+	}
+	sqe = sqe_get();
+	io_uring_prep_recv(sqe, c->fd, t->crx, t->crx_cap, 0);
+	io_uring_sqe_set_data64(sqe, udata(OP_RECV, conn_index(c), c->gen));
+	c->recv_armed = 1;
+}
+
+/* After ciphertext came (RES bytes in CRX; 0 for OP_PUMP): the handshake
+ * goes on, or plaintext goes into RX. -1 when C was closed. */
+static int tls_input(struct conn *c, int res)
+{
+	struct tls_conn *t = c->tls;
+	char why[300];
+	int rc;
+
+	if (res > 0) {
+		if (BIO_write(t->in, t->crx, res) != res) {
+			conn_close(c, "out of memory for TLS");
+			return -1;
+		}
+		t->starved = 0;
+	}
+	if (!t->ready) {
+		rc = SSL_do_handshake(t->ssl);
+		tls_flush(c);
+		if (rc != 1) {
+			if (SSL_get_error(t->ssl, rc) == SSL_ERROR_WANT_READ) {
+				t->starved = 1;
+				return 0;
+			}
+			tls_why(c, rc, why, sizeof why);
+			logmsg("peer %s: TLS handshake failed: %s", c->peer,
+			       why);
+			c->closing = 1;
+			return 0;
+		}
+		if (bvt_binding(t->ssl, t->binding)) {
+			conn_close(c, "TLS: no channel binding");
+			return -1;
+		}
+		t->ready = 1;
+	}
+	while (!c->closing) {
+		size_t room = rx_room(c);
+		if (!room)
+			break;
+		rc = SSL_read(t->ssl, c->rx + c->rx_len,
+			      room > INT32_MAX ? INT32_MAX : (int)room);
+		if (rc > 0) {
+			c->rx_len += (size_t)rc;
+			c->rx_total += (uint64_t)rc;
+			continue;
+		}
+		int e = SSL_get_error(t->ssl, rc);
+		if (e == SSL_ERROR_WANT_READ) {
+			t->starved = 1;
+			break;
+		}
+		if (e == SSL_ERROR_ZERO_RETURN) {
+			conn_close(c, "closed by the agent");
+			return -1;
+		}
+		tls_why(c, rc, why, sizeof why);
+		char m[340];
+		snprintf(m, sizeof m, "TLS: %s", why);
+		conn_close(c, m);
+		return -1;
+	}
+	tls_flush(c); /* what reading made TLS answer (a key update) */
+	return 0;
+}
+
 /* ---- the loop --------------------------------------------------------------- */
 
 /* After C's frames were handled: close it when it is to close and its
@@ -1784,7 +2053,7 @@ static void on_cqe(struct io_uring_cqe *cqe)
 	}
 	if (op == OP_ACCEPT) {
 		if (res >= 0)
-			conn_open(res);
+			conn_open(res, idx);
 		else if (res != -EINTR && res != -ECANCELED)
 			logmsg("accept: %s", strerror(-res));
 		if (!D.stopping)
@@ -1806,7 +2075,7 @@ static void on_cqe(struct io_uring_cqe *cqe)
 	struct conn *c = &D.conns[idx];
 	if (!c->used || c->gen != gen)
 		return; /* a completion for a connection closed since */
-	if (op == OP_RECV)
+	if (op == OP_RECV || op == OP_PUMP)
 		c->recv_armed = 0;
 	else if (op == OP_SEND)
 		c->send_armed = 0;
@@ -1814,25 +2083,39 @@ static void on_cqe(struct io_uring_cqe *cqe)
 		conn_close(c, "");
 		return;
 	}
-	if (op == OP_RECV) {
+	if (op == OP_PUMP) {
+		if (tls_input(c, 0))
+			return;
+		drain_frames(c);
+	} else if (op == OP_RECV) {
 		if (res <= 0) {
 			conn_close(c, res == 0 ? "closed by the agent" :
 				   strerror(-res));
 			return;
 		}
-		c->rx_len += (size_t)res;
-		c->rx_total += (uint64_t)res;
 		c->t_active = now_ms();
+		if (c->tls) {
+			if (tls_input(c, res))
+				return;
+		} else {
+			c->rx_len += (size_t)res;
+			c->rx_total += (uint64_t)res;
+		}
 		drain_frames(c);
 	} else if (op == OP_SEND) {
 		if (res < 0) {
 			conn_close(c, strerror(-res));
 			return;
 		}
-		c->tx_off += (size_t)res;
-		if (c->tx_off < c->tx_len) {
-			arm_send(c);
-			return;
+		if (c->tls) {
+			if (tls_sent(c, res))
+				return;
+		} else {
+			c->tx_off += (size_t)res;
+			if (c->tx_off < c->tx_len) {
+				arm_send(c);
+				return;
+			}
 		}
 		c->tx_len = c->tx_off = 0;
 		c->t_active = now_ms();
@@ -2047,6 +2330,39 @@ static int guard_flag(const char *a, const char *val)
 }
 /* ---- end of guard flags ---- */
 
+/* TLS for the TCP listeners: the operator's certificate and key, or the
+ * store's own (tls.h), made here at the first start. */
+static int tls_start(const char *store, const char *cert, const char *key)
+{
+	char c[PATH_MAX], k[PATH_MAX], err[800], hex[BVT_FP_HEX];
+
+	if (!cert) {
+		int made = bvt_make(store, 0, NULL, 0, err, sizeof err);
+		if (made < 0) {
+			fprintf(stderr, "bvaultd: TLS: %s\n", err);
+			return -1;
+		}
+		if (made == 0)
+			logmsg("made a TLS key and certificate in %s/" BVT_DIR,
+			       store);
+		if (bvt_path(store, BVT_CERT, c, sizeof c) ||
+		    bvt_path(store, BVT_KEY, k, sizeof k))
+			return -1;
+		cert = c;
+		key = k;
+	}
+	if (!(D.tls_ctx = bvt_server_ctx(cert, key, err, sizeof err))) {
+		fprintf(stderr, "bvaultd: %s\n", err);
+		return -1;
+	}
+	if (bvt_file_fingerprint(cert, hex, err, sizeof err)) {
+		fprintf(stderr, "bvaultd: %s\n", err);
+		return -1;
+	}
+	logmsg("TLS 1.3 on TCP: certificate sha256:%s", hex);
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: bvaultd STORE [--listen HOST:PORT] [--unix PATH] "
@@ -2063,6 +2379,10 @@ static void usage(FILE *f)
 		   "through STORE/admin.sock, for bvaultd's own user only.\n"
 		   "--gc-interval: run garbage collection every SECONDS "
 		   "(bvault gc; default: only\nwhen asked).\n"
+		   "TCP is TLS 1.3 with the store's key (STORE/tls, made at "
+		   "the first start;\nbvault tls fingerprint STORE shows what "
+		   "agents pin), or --tls-cert FILE\n--tls-key FILE (PEM); "
+		   "--no-tls: plain TCP, for a network you trust.\n"
 		   "Against hostile peers (seconds; PROTOCOL.md, \"Deadlines "
 		   "and limits\"):\n"
 		   "  --login-timeout S (default %d)   --idle-timeout S "
@@ -2080,7 +2400,8 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	const char *store = NULL, *listen_spec[MAX_LISTEN], *unix_path = NULL;
-	int nl = 0;
+	const char *tls_cert = NULL, *tls_key = NULL;
+	int nl = 0, no_tls = 0;
 	unsigned workers = 0;
 
 	/* The store is private to its owner (storage/FORMAT.md, "File
@@ -2111,7 +2432,8 @@ int main(int argc, char **argv)
 		}
 		if ((!strcmp(a, "--listen") || !strcmp(a, "--unix") ||
 		     !strcmp(a, "--workers") || !strcmp(a, "--max-sessions") ||
-		     !strcmp(a, "--gc-interval") || guard_flag(a, NULL)) &&
+		     !strcmp(a, "--gc-interval") || !strcmp(a, "--tls-cert") ||
+		     !strcmp(a, "--tls-key") || guard_flag(a, NULL)) &&
 		    i + 1 >= argc) {
 			fprintf(stderr, "bvaultd: %s needs a value\n", a);
 			return 2;
@@ -2124,6 +2446,12 @@ int main(int argc, char **argv)
 			listen_spec[nl++] = argv[++i];
 		} else if (!strcmp(a, "--unix")) {
 			unix_path = argv[++i];
+		} else if (!strcmp(a, "--no-tls")) {
+			no_tls = 1;
+		} else if (!strcmp(a, "--tls-cert")) {
+			tls_cert = argv[++i];
+		} else if (!strcmp(a, "--tls-key")) {
+			tls_key = argv[++i];
 		} else if (!strcmp(a, "--workers")) {
 			char *end;
 			unsigned long w = strtoul(argv[++i], &end, 10);
@@ -2173,6 +2501,15 @@ int main(int argc, char **argv)
 	}
 	if (!nl && !unix_path)
 		listen_spec[nl++] = "127.0.0.1:" BVP_DEFAULT_PORT;
+	if (!tls_cert != !tls_key) {
+		fprintf(stderr, "bvaultd: give --tls-cert and --tls-key "
+			"together\n");
+		return 2;
+	}
+	if (no_tls && tls_cert) {
+		fprintf(stderr, "bvaultd: --no-tls takes no --tls-cert\n");
+		return 2;
+	}
 
 	sigset_t ss;
 	sigemptyset(&ss);
@@ -2204,9 +2541,13 @@ int main(int argc, char **argv)
 	admin_set_counters(counters_text);
 	if (admin_start(D.s, store, logmsg) < 0)
 		goto fail;
-	for (int i = 0; i < nl; i++)
+	if (nl && !no_tls && tls_start(store, tls_cert, tls_key))
+		goto fail;
+	for (int i = 0; i < nl; i++) {
+		D.ltls[D.nlisten] = !no_tls;
 		if ((D.lfd[D.nlisten++] = listen_tcp(listen_spec[i])) < 0)
 			goto fail;
+	}
 	if (unix_path && (D.lfd[D.nlisten++] = listen_unix(unix_path)) < 0)
 		goto fail;
 	if ((rc = io_uring_queue_init(RING_DEPTH, &D.ring, 0)) < 0) {
@@ -2276,6 +2617,7 @@ int main(int argc, char **argv)
 	gc_stop();
 	admin_stop();
 	bv_store_close(D.s);
+	SSL_CTX_free(D.tls_ctx);
 	return 0;
 fail:
 	gc_stop();

@@ -456,8 +456,13 @@ int cmd_push(int argc, char **argv);
 int cmd_push(int argc, char **argv)
 {
 	const char *server = NULL, *unix_path = NULL, *name = NULL,
-		   *secret = NULL, *key = NULL, *bw = NULL;
+		   *secret = NULL, *key = NULL, *bw = NULL, *fp = NULL,
+		   *ca = NULL;
+	int no_tls = 0;
 	struct optdef defs[] = {
+		{ "fingerprint", OPT_VALUE, &fp, NULL },
+		{ "ca", OPT_VALUE, &ca, NULL },
+		{ "no-tls", OPT_FLAG, NULL, &no_tls },
 		{ "server", OPT_VALUE, &server, NULL },
 		{ "unix", OPT_VALUE, &unix_path, NULL },
 		{ "name", OPT_VALUE, &name, NULL },
@@ -495,6 +500,14 @@ int cmd_push(int argc, char **argv)
 	if (!rc && bw && nc_parse_rate(bw, &rate))
 		rc = usage_error("bad --bandwidth '%s': bytes per second, "
 				 "more than 0 (K, M, G suffixes)", bw);
+	struct nc_tls tls = { 0 };
+	char terr[300];
+	if (!rc && ((fp && nc_tls_option(&tls, "--fingerprint", fp, terr,
+					 sizeof terr) < 0) ||
+		    (ca && nc_tls_option(&tls, "--ca", ca, terr,
+					 sizeof terr) < 0)))
+		rc = usage_error("%s", terr);
+	tls.plain = no_tls;
 	if (rc)
 		goto out;
 	P.group = pos[1];
@@ -530,7 +543,7 @@ int cmd_push(int argc, char **argv)
 	}
 	uint64_t newest = group_rps.v[group_rps.n - 1].number;
 
-	if (nc_connect(&P.nc, server, unix_path) ||
+	if (nc_connect(&P.nc, server, unix_path, &tls) ||
 	    (key ? nc_login_key(&P.nc, name, key) :
 	     nc_login(&P.nc, name, secret))) {
 		rc = op_error("server %s: %s", P.server, P.nc.err);

@@ -17,10 +17,13 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <signal.h>
 #include <sodium.h>
 
 #include "netclient.h"
 #include "proto.h"
+#include "tls.h"
 
 __attribute__((format(printf, 2, 3)))
 static int fail(struct nc *nc, const char *fmt, ...)
@@ -57,10 +60,34 @@ static void pace(struct nc *nc, size_t len)
 	}
 }
 
+/* A failed SSL_read or SSL_write (RC its result): why, into NC->err. */
+static int tls_failed(struct nc *nc, int rc, const char *doing)
+{
+	int e = SSL_get_error(nc->ssl, rc), se = errno;
+	char ossl[400];
+	bvt_errors(ossl, sizeof ossl);
+	if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !se))
+		return fail(nc, "the server closed the connection");
+	if (e == SSL_ERROR_SYSCALL)
+		return fail(nc, "the server closed the connection: %s",
+			    strerror(se));
+	return fail(nc, "%s over TLS: %s", doing, ossl[0] ? ossl :
+		    "a TLS error");
+}
+
 static int recv_all(struct nc *nc, void *p, size_t n)
 {
 	uint8_t *q = p;
 	while (n) {
+		if (nc->ssl) {
+			int k = SSL_read(nc->ssl, q, n > INT32_MAX ? INT32_MAX :
+					 (int)n);
+			if (k <= 0)
+				return tls_failed(nc, k, "receiving");
+			q += k;
+			n -= (size_t)k;
+			continue;
+		}
 		ssize_t k = recv(nc->fd, q, n, 0);
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -74,6 +101,36 @@ static int recv_all(struct nc *nc, void *p, size_t n)
 	return 0;
 }
 
+/* nc_send_parts over TLS: both parts, each as one SSL_write (whole, on
+ * a blocking socket). A server that closed may have said why first. */
+static int tls_send(struct nc *nc, const uint8_t *head, size_t hl,
+		    const uint8_t *data, size_t dl)
+{
+	const uint8_t *part[2] = { head, data };
+	size_t len[2] = { hl, dl };
+	for (int i = 0; i < 2; i++) {
+		if (!len[i])
+			continue;
+		int k = SSL_write(nc->ssl, part[i], (int)len[i]);
+		if (k > 0)
+			continue;
+		int e = SSL_get_error(nc->ssl, k), se = errno;
+		ERR_clear_error();
+		if (e == SSL_ERROR_SYSCALL && (se == EPIPE ||
+					       se == ECONNRESET)) {
+			char why[sizeof nc->err];
+			if (nc_answer(nc, NULL, 0) == NC_ERROR) {
+				snprintf(why, sizeof why, "%s", nc->err);
+				return fail(nc, "the server closed the "
+					    "connection: %s", why);
+			}
+			errno = se;
+		}
+		return tls_failed(nc, k, "sending");
+	}
+	return 0;
+}
+
 int nc_send_parts(struct nc *nc, const uint8_t *head, size_t hl,
 		  const uint8_t *data, size_t dl)
 {
@@ -81,6 +138,8 @@ int nc_send_parts(struct nc *nc, const uint8_t *head, size_t hl,
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = dl ? 2 : 1 };
 
 	pace(nc, hl + dl);
+	if (nc->ssl)
+		return tls_send(nc, head, hl, data, dl);
 	while (mh.msg_iovlen) {
 		ssize_t k = sendmsg(nc->fd, &mh, MSG_NOSIGNAL);
 		if (k < 0 && errno == EINTR)
@@ -221,16 +280,16 @@ static int connect_unix(struct nc *nc, const char *path)
 	return 0;
 }
 
-static int connect_tcp(struct nc *nc, const char *server)
+/* HOST (256 bytes) is set to the host part of SERVER. */
+static int connect_tcp(struct nc *nc, const char *server, char host[256])
 {
-	char host[256];
 	const char *colon = strrchr(server, ':');
 	const char *port = colon ? colon + 1 : BVP_DEFAULT_PORT;
 	size_t hl = colon ? (size_t)(colon - server) : strlen(server);
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai, *p;
 	int e, err = 0, one = 1;
 
-	if (hl >= sizeof host)
+	if (hl >= 256)
 		return fail(nc, "--server %s: host too long", server);
 	memcpy(host, server, hl);
 	host[hl] = 0;
@@ -256,8 +315,108 @@ static int connect_tcp(struct nc *nc, const char *server)
 	return 0;
 }
 
-int nc_connect(struct nc *nc, const char *server, const char *unix_path)
+int nc_tls_option(struct nc_tls *t, const char *flag, const char *val,
+		  char *err, size_t cap)
 {
+	uint8_t fp[BVT_FP];
+	if (!strcmp(flag, "--no-tls")) {
+		t->plain = 1;
+		return 1;
+	}
+	if (!strcmp(flag, "--fingerprint")) {
+		if (!val || bvt_parse_fingerprint(val, fp)) {
+			snprintf(err, cap, "--fingerprint %s: not a SHA-256 "
+				 "fingerprint (64 hex digits, as `bvault tls "
+				 "fingerprint STORE` prints it)",
+				 val ? val : "(missing)");
+			return -1;
+		}
+		t->fingerprint = val;
+		return 1;
+	}
+	if (!strcmp(flag, "--ca")) {
+		if (!val || !val[0]) {
+			snprintf(err, cap, "--ca needs a file");
+			return -1;
+		}
+		t->ca = val;
+		return 1;
+	}
+	return 0;
+}
+
+/* The TLS handshake on NC->fd, then the server's certificate checked as
+ * TLS says; HOST is what --server named. */
+static int tls_start(struct nc *nc, const char *server, const char *host,
+		     const struct nc_tls *tls)
+{
+	uint8_t want[BVT_FP], got[BVT_FP];
+	char err[600], hgot[BVT_FP_HEX], hwant[BVT_FP_HEX];
+
+	/* OpenSSL writes to the socket without MSG_NOSIGNAL: a server that
+	 * closed must give an error, not a SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	if (!(nc->ssl_ctx = bvt_client_ctx(tls->ca, err, sizeof err)))
+		return fail(nc, "%s", err);
+	if (!(nc->ssl = SSL_new(nc->ssl_ctx)) ||
+	    SSL_set_fd(nc->ssl, nc->fd) != 1 ||
+	    (tls->ca && bvt_client_host(nc->ssl, host))) {
+		bvt_errors(err, sizeof err);
+		return fail(nc, "cannot start TLS: %s", err);
+	}
+	int rc = SSL_connect(nc->ssl);
+	if (rc != 1) {
+		long v = SSL_get_verify_result(nc->ssl);
+		int e = SSL_get_error(nc->ssl, rc), se = errno;
+		bvt_errors(err, sizeof err);
+		SSL_free(nc->ssl);
+		nc->ssl = NULL;
+		if (tls->ca && v != X509_V_OK)
+			return fail(nc, "the server %s is not trusted by --ca "
+				    "%s: %s", server, tls->ca,
+				    X509_verify_cert_error_string(v));
+		if (e == SSL_ERROR_SYSCALL)
+			return fail(nc, "TLS handshake with %s: the server "
+				    "closed the connection%s%s (is it at its "
+				    "--max-connections, or not a bvaultd?)",
+				    server, se ? ": " : "",
+				    se ? strerror(se) : "");
+		return fail(nc, "TLS handshake with %s failed: %s (is it a "
+			    "bvaultd started with --no-tls?)", server,
+			    err[0] ? err : "a TLS error");
+	}
+	if (bvt_peer_fingerprint(nc->ssl, got))
+		return fail(nc, "the server %s sent no certificate", server);
+	bvt_hex(got, hgot);
+	if (tls->fingerprint) {
+		bvt_parse_fingerprint(tls->fingerprint, want);
+		bvt_hex(want, hwant);
+		if (sodium_memcmp(want, got, BVT_FP))
+			return fail(nc, "the server %s presented the "
+				    "certificate sha256:%s, not the pinned "
+				    "sha256:%s: refusing it (another server, "
+				    "or a machine in the middle; if the "
+				    "server's key was renewed, check `bvault "
+				    "tls fingerprint STORE` there)", server,
+				    hgot, hwant);
+	} else if (!tls->ca) {
+		return fail(nc, "the server %s is not pinned: its certificate "
+			    "is sha256:%s; check that with `bvault tls "
+			    "fingerprint STORE` on the server, then give "
+			    "--fingerprint %s (or --ca FILE)", server, hgot,
+			    hgot);
+	}
+	if (bvt_binding(nc->ssl, nc->binding))
+		return fail(nc, "TLS with %s: no channel binding", server);
+	return 0;
+}
+
+int nc_connect(struct nc *nc, const char *server, const char *unix_path,
+	       const struct nc_tls *tls)
+{
+	static const struct nc_tls pin_nothing;
+	char host[256];
+
 	memset(nc, 0, sizeof *nc);
 	nc->fd = -1;
 	nc->frame = malloc(BVP_HDR + BVP_PAYLOAD_MAX);
@@ -265,7 +424,11 @@ int nc_connect(struct nc *nc, const char *server, const char *unix_path)
 		return fail(nc, "out of memory");
 	if (unix_path)
 		return connect_unix(nc, unix_path);
-	return connect_tcp(nc, server);
+	if (!tls)
+		tls = &pin_nothing;
+	if (connect_tcp(nc, server, host))
+		return -1;
+	return tls->plain ? 0 : tls_start(nc, server, host, tls);
 }
 
 static int read_secret(struct nc *nc, const char *file, uint8_t key[32])
@@ -380,22 +543,16 @@ static int login(struct nc *nc, const char *name, const uint8_t *secret,
 	if (n != BVP_NONCE)
 		return fail(nc, "the server's challenge is not %d bytes",
 			    BVP_NONCE);
+	_Static_assert(BVP_PROOF_MSG_MAX <= sizeof msg &&
+		       BVP_SIG == crypto_sign_BYTES, "sizes");
+	const uint8_t *binding = nc->ssl ? nc->binding : NULL;
+	ml = bvp_proof_message(msg, !secret, nonce, binding, name);
 	if (!secret) {
-		_Static_assert(BVP_SIG_MSG_MAX <= sizeof msg &&
-			       BVP_SIG == crypto_sign_BYTES, "sizes");
-		/* TLS hook: see bvp_sig_message. */
-		ml = bvp_sig_message(msg, nonce, name);
 		crypto_sign_detached(nc->frame + BVP_HDR, NULL, msg, ml, sk);
 		if (nc_send(nc, BVP_AUTH_SIG, BVP_SIG) || must(nc, NULL, 0) < 0)
 			return -1;
 		return 0;
 	}
-	memcpy(msg, BVP_AUTH_LABEL, sizeof BVP_AUTH_LABEL - 1);
-	ml = sizeof BVP_AUTH_LABEL - 1;
-	memcpy(msg + ml, nonce, BVP_NONCE);
-	ml += BVP_NONCE;
-	memcpy(msg + ml, name, nl);
-	ml += nl;
 	_Static_assert(sizeof mac == BVP_MAC, "HMAC-SHA256 sizes");
 	crypto_auth_hmacsha256(mac, msg, ml, secret);
 	memcpy(nc->frame + BVP_HDR, mac, BVP_MAC);
@@ -441,6 +598,14 @@ int nc_login_key(struct nc *nc, const char *name, const char *key_file)
 
 void nc_close(struct nc *nc)
 {
+	if (nc->ssl) {
+		SSL_shutdown(nc->ssl); /* close_notify, not waited for */
+		SSL_free(nc->ssl);
+		ERR_clear_error();
+	}
+	SSL_CTX_free(nc->ssl_ctx);
+	nc->ssl = NULL;
+	nc->ssl_ctx = NULL;
 	if (nc->fd >= 0)
 		close(nc->fd);
 	nc->fd = -1;

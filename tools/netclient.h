@@ -16,10 +16,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #define NC_ERROR (-2)
 
 struct nc {
 	int fd;
+	SSL_CTX *ssl_ctx;     /* over TLS (TCP unless --no-tls), else NULL */
+	SSL *ssl;
+	uint8_t binding[32];  /* its RFC 9266 channel binding */
 	uint64_t bandwidth;   /* bytes per second, 0: no limit */
 	double sent_until;    /* pacing: when what was sent is due */
 	uint8_t *frame;       /* BVP_HDR + BVP_PAYLOAD_MAX: the frame to send,
@@ -28,10 +33,36 @@ struct nc {
 	char err[1200];
 };
 
-/* Connects to SERVER (HOST:PORT, [V6]:PORT or HOST, port 7468) or, when
- * UNIX_PATH is not NULL, to that socket; allocates NC->frame. NC is
- * zeroed first: set bandwidth after. */
-int nc_connect(struct nc *nc, const char *server, const char *unix_path);
+/* How a TCP connection trusts the server (tools/PROTOCOL.md, "TLS"):
+ * TLS 1.3, and the server's certificate must have the SHA-256
+ * FINGERPRINT (--fingerprint) and/or chain to the authorities in the PEM
+ * file CA (--ca, with the host name checked). With neither, the
+ * connection is refused once the handshake showed the fingerprint to
+ * pin. PLAIN (--no-tls): no TLS, for a bvaultd started with --no-tls. */
+struct nc_tls {
+	int plain;
+	const char *fingerprint;
+	const char *ca;
+};
+/* Takes one of --fingerprint HEX, --ca FILE, --no-tls (FLAG, with VAL
+ * its value) into T: 1 if FLAG is one of them, 0 if not, -1 (ERR, CAP
+ * bytes, says why) if VAL is bad. */
+int nc_tls_option(struct nc_tls *t, const char *flag, const char *val,
+		  char *err, size_t cap);
+/* The usage lines of those flags. */
+#define NC_TLS_USAGE \
+"  --fingerprint HEX   the server's certificate, pinned (from `bvault tls\n" \
+"                      fingerprint STORE` on the server)\n" \
+"  --ca FILE           trust servers whose certificate chains to FILE's\n" \
+"                      (PEM) and names the host\n" \
+"  --no-tls            plain TCP, to a bvaultd started with --no-tls\n"
+
+/* Connects to SERVER (HOST:PORT, [V6]:PORT or HOST, port 7468) over TLS
+ * as TLS says (NULL: TLS, nothing pinned) or, when UNIX_PATH is not
+ * NULL, to that socket (plain: the socket's permissions guard it);
+ * allocates NC->frame. NC is zeroed first: set bandwidth after. */
+int nc_connect(struct nc *nc, const char *server, const char *unix_path,
+	       const struct nc_tls *tls);
 /* HELLO, CHALLENGE, AUTH as agent NAME with the secret in SECRET_FILE
  * (64 hex digits, as bvault agent add writes it). */
 int nc_login(struct nc *nc, const char *name, const char *secret_file);

@@ -18,7 +18,7 @@
 #define BVP_MAC 32
 #define BVP_AUTH_LABEL "bvault-agent-auth-v1"
 /* AUTH_SIG: an Ed25519 signature over this label, the challenge and the
- * agent name (bvp_sig_message) */
+ * agent name (bvp_proof_message) */
 #define BVP_SIG 64
 #define BVP_SIG_LABEL "bvault-agent-sig-v1"
 #define BVP_DEFAULT_PORT "7468"
@@ -60,23 +60,37 @@ enum {
 	BVP_E_BUSY = 8,
 };
 
-/* The bytes AUTH_SIG signs, into MSG (room for BVP_SIG_MSG_MAX): the
- * label, the NONCE (BVP_NONCE bytes) and NAME (at most 63 bytes).
- * Returns their length.
- * TLS hook: once the connection runs over TLS, the TLS exporter value
- * (RFC 5705 / RFC 8446 7.5) is to be appended here by both ends, which
- * binds the signature to that one TLS session; the label then changes
- * to "bvault-agent-sig-v2" (tools/PROTOCOL.md). */
-#define BVP_SIG_MSG_MAX (sizeof BVP_SIG_LABEL - 1 + BVP_NONCE + 64)
-static inline size_t bvp_sig_message(uint8_t *msg, const uint8_t *nonce,
-				     const char *name)
+/* Over TLS, both proofs also cover the connection's RFC 9266
+ * tls-exporter value (BVP_BINDING bytes), under the v2 labels: a proof
+ * made for one TLS connection is worth nothing on another, so a server
+ * the agent was made to trust cannot relay its login to ours. */
+#define BVP_AUTH_LABEL2 "bvault-agent-auth-v2"
+#define BVP_SIG_LABEL2 "bvault-agent-sig-v2"
+#define BVP_BINDING 32
+
+/* The bytes an AUTH's HMAC or an AUTH_SIG's signature covers, into MSG
+ * (room for BVP_PROOF_MSG_MAX): the label (v1 without BINDING, v2 with
+ * it), the NONCE (BVP_NONCE bytes), BINDING (when not NULL) and NAME (at
+ * most 63 bytes). SIG selects AUTH_SIG's labels. Returns the length. */
+#define BVP_PROOF_MSG_MAX (sizeof BVP_AUTH_LABEL2 + BVP_NONCE + \
+			   BVP_BINDING + 64)
+static inline size_t bvp_proof_message(uint8_t *msg, int sig,
+				       const uint8_t *nonce,
+				       const uint8_t *binding,
+				       const char *name)
 {
-	size_t ml = sizeof BVP_SIG_LABEL - 1, nl = strlen(name);
+	const char *label = sig ? (binding ? BVP_SIG_LABEL2 : BVP_SIG_LABEL) :
+				  (binding ? BVP_AUTH_LABEL2 : BVP_AUTH_LABEL);
+	size_t ml = strlen(label), nl = strlen(name);
 	if (nl > 63)
 		nl = 63;
-	memcpy(msg, BVP_SIG_LABEL, ml);
+	memcpy(msg, label, ml);
 	memcpy(msg + ml, nonce, BVP_NONCE);
 	ml += BVP_NONCE;
+	if (binding) {
+		memcpy(msg + ml, binding, BVP_BINDING);
+		ml += BVP_BINDING;
+	}
 	memcpy(msg + ml, name, nl);
 	return ml + nl;
 }
