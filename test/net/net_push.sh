@@ -342,7 +342,13 @@ port=$(sed -n 's/.*listening on 127.0.0.1 port \([0-9]*\)$/\1/p' "$RLOG" | tail 
 "$BV" push "$S" g2 --server "127.0.0.1:$port" --name pusher --secret-file \
 	"$T/pusher.key" >"$T/out" 2>"$T/err" </dev/null
 r=$?
-ok $r "push of g2, over TCP"
+[ $r -eq 1 ] && grep -q "is not pinned: its certificate is sha256:" "$T/err"
+ok $? "push over TCP without --fingerprint is refused, showing it"
+"$BV" push "$S" g2 --server "127.0.0.1:$port" --name pusher --secret-file \
+	"$T/pusher.key" --fingerprint "$("$BV" tls fingerprint "$R")" \
+	>"$T/out" 2>"$T/err" </dev/null
+r=$?
+ok $r "push of g2, over TCP with TLS, the remote pinned"
 [ $r -eq 0 ] || sed 's/^/# /' "$T/out" "$T/err"
 grep -q "^sent RP 1 'g-1': 2 replicas" "$T/out"; ok $? "... each RP with both members"
 same_rps ga "ga's RPs on the remote as here"
