@@ -357,7 +357,8 @@ SSL_CTX *bvt_server_ctx(const char *cert, const char *key, char *err,
 		goto bad;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		fail(err, cap, "TLS key %s cannot be used", key);
+		fail(err, cap, "TLS key %s cannot be used with certificate %s",
+		     key, cert);
 		goto bad;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
