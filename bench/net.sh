@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # net.sh [SIZE]: network ingest through bvaultd on TCP loopback, with 1 and
-# with 8 agents, each as a ratio of local `bvault ingest` of the same data
+# with 8 agents, over TLS 1.3 (the default) and over plain TCP (--no-tls
+# on both ends), each as a ratio of local `bvault ingest` of the same data
 # (stream files made by `bvault mkstream` from the same images) measured in
 # the same round; and the consistency check of the unchanged replica as a
 # ratio of reading its source once with dd. New, 2:1 compressible content
@@ -52,7 +53,7 @@ serve() {
 	"$BV" agent add "$T/net" bench --group one --group p1 --group p2 \
 		--group p3 --group p4 --group p5 --group p6 --group p7 \
 		--group p8 >"$T/key"
-	"$BVD" "$T/net" --listen 127.0.0.1:0 2>"$T/log" &
+	"$BVD" "$T/net" --listen 127.0.0.1:0 $1 2>"$T/log" &
 	SRV=$!
 	port=
 	for _ in $(seq 1 200); do
@@ -62,15 +63,20 @@ serve() {
 		sleep 0.05
 	done
 	[ -n "$port" ] || { echo "net.sh: bvaultd did not start" >&2; exit 1; }
+	if [ "$1" = --no-tls ]; then
+		how=(--no-tls)
+	else
+		how=(--fingerprint "$("$BV" tls fingerprint "$T/net")")
+	fi
 }
 unserve() { kill -TERM "$SRV"; wait "$SRV" || true; SRV=; }
 agent() {
-	"$BVA" --server "127.0.0.1:$port" --name bench --secret-file "$T/key" \
-		"$@" >/dev/null
+	"$BVA" --server "127.0.0.1:$port" "${how[@]}" --name bench \
+		--secret-file "$T/key" "$@" >/dev/null
 }
 
 # Each round appends "RATIO MEASURED REFERENCE" to r1, r8 and rc.
-: >"$T/r1"; : >"$T/r8"; : >"$T/rc"
+: >"$T/r1"; : >"$T/r8"; : >"$T/rc"; : >"$T/p1"; : >"$T/p8"
 for r in $(seq 1 "$rounds"); do
 	# Local ingest: one stream, then the eight one after another.
 	rm -rf "$T/local" && "$BV" init "$T/local" >/dev/null
@@ -84,8 +90,25 @@ for r in $(seq 1 "$rounds"); do
 	local1=$(echo "$one / ($t1 - $t0)" | bc -l)
 	local8=$(echo "8 * $part / ($t2 - $t1)" | bc -l)
 
-	# Through bvaultd on loopback.
-	serve
+	# Through bvaultd on loopback, plain TCP first.
+	serve --no-tls
+	t0=$(now)
+	agent --disk one="$T/one.img" --full
+	t1=$(now)
+	pids=()
+	for i in 1 2 3 4 5 6 7 8; do
+		agent --disk "p$i=$T/p$i.img" --full &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p"; done
+	t2=$(now)
+	unserve
+	net1=$(echo "$one / ($t1 - $t0)" | bc -l)
+	net8=$(echo "8 * $part / ($t2 - $t1)" | bc -l)
+	echo "$(echo "$net1 / $local1" | bc -l) $net1 $local1" >>"$T/p1"
+	echo "$(echo "$net8 / $local8" | bc -l) $net8 $local8" >>"$T/p8"
+	# Then TLS, as agents connect by default.
+	serve ""
 	t0=$(now)
 	agent --disk one="$T/one.img" --full
 	t1=$(now)
@@ -124,12 +147,20 @@ gb() { printf '%.3f GB/s' "$(echo "$1 / 1000000000" | bc -l)"; }
 
 read -r ratio m ref < <(median "$T/r1")
 printf '%-56s %12s %12s %8.2fx   rounds: %s\n' \
-	"network ingest, 1 agent vs local bvault ingest" "$(gb "$m")" \
+	"network ingest (TLS), 1 agent vs local bvault ingest" "$(gb "$m")" \
 	"$(gb "$ref")" "$ratio" "$(every "$T/r1")"
 read -r ratio m ref < <(median "$T/r8")
 printf '%-56s %12s %12s %8.2fx   rounds: %s\n' \
-	"network ingest, 8 agents at once vs local ingest" "$(gb "$m")" \
+	"network ingest (TLS), 8 agents at once vs local ingest" "$(gb "$m")" \
 	"$(gb "$ref")" "$ratio" "$(every "$T/r8")"
+read -r ratio m ref < <(median "$T/p1")
+printf '%-56s %12s %12s %8.2fx   rounds: %s\n' \
+	"network ingest (plain TCP), 1 agent vs local ingest" "$(gb "$m")" \
+	"$(gb "$ref")" "$ratio" "$(every "$T/p1")"
+read -r ratio m ref < <(median "$T/p8")
+printf '%-56s %12s %12s %8.2fx   rounds: %s\n' \
+	"network ingest (plain TCP), 8 agents vs local ingest" "$(gb "$m")" \
+	"$(gb "$ref")" "$ratio" "$(every "$T/p8")"
 read -r ratio m ref < <(median "$T/rc")
 printf '%-56s %10.3f s %10.3f s %8.2fx   rounds: %s\n' \
 	"consistency check of an unchanged replica vs dd of it" "$m" "$ref" \
