@@ -75,6 +75,27 @@ agent() {
 		--secret-file "$T/key" "$@" >/dev/null
 }
 
+# net_round SERVE-FLAG FILE1 FILE8: a new server (serve SERVE-FLAG), one
+# agent, then eight at once; appends "RATIO MEASURED REFERENCE" against
+# local1 and local8 to FILE1 and FILE8.
+net_round() {
+	local t0 t1 t2 net1 net8 p pids=()
+	serve "$1"
+	t0=$(now)
+	agent --disk one="$T/one.img" --full
+	t1=$(now)
+	for i in 1 2 3 4 5 6 7 8; do
+		agent --disk "p$i=$T/p$i.img" --full &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p"; done
+	t2=$(now)
+	net1=$(echo "$one / ($t1 - $t0)" | bc -l)
+	net8=$(echo "8 * $part / ($t2 - $t1)" | bc -l)
+	echo "$(echo "$net1 / $local1" | bc -l) $net1 $local1" >>"$T/$2"
+	echo "$(echo "$net8 / $local8" | bc -l) $net8 $local8" >>"$T/$3"
+}
+
 # Each round appends "RATIO MEASURED REFERENCE" to r1, r8 and rc.
 : >"$T/r1"; : >"$T/r8"; : >"$T/rc"; : >"$T/p1"; : >"$T/p8"
 for r in $(seq 1 "$rounds"); do
@@ -90,35 +111,11 @@ for r in $(seq 1 "$rounds"); do
 	local1=$(echo "$one / ($t1 - $t0)" | bc -l)
 	local8=$(echo "8 * $part / ($t2 - $t1)" | bc -l)
 
-	# Through bvaultd on loopback, plain TCP first.
-	serve --no-tls
-	t0=$(now)
-	agent --disk one="$T/one.img" --full
-	t1=$(now)
-	pids=()
-	for i in 1 2 3 4 5 6 7 8; do
-		agent --disk "p$i=$T/p$i.img" --full &
-		pids+=($!)
-	done
-	for p in "${pids[@]}"; do wait "$p"; done
-	t2=$(now)
+	# Through bvaultd on loopback, plain TCP first, then TLS as agents
+	# connect by default (the server left running for the check below).
+	net_round --no-tls p1 p8
 	unserve
-	net1=$(echo "$one / ($t1 - $t0)" | bc -l)
-	net8=$(echo "8 * $part / ($t2 - $t1)" | bc -l)
-	echo "$(echo "$net1 / $local1" | bc -l) $net1 $local1" >>"$T/p1"
-	echo "$(echo "$net8 / $local8" | bc -l) $net8 $local8" >>"$T/p8"
-	# Then TLS, as agents connect by default.
-	serve ""
-	t0=$(now)
-	agent --disk one="$T/one.img" --full
-	t1=$(now)
-	pids=()
-	for i in 1 2 3 4 5 6 7 8; do
-		agent --disk "p$i=$T/p$i.img" --full &
-		pids+=($!)
-	done
-	for p in "${pids[@]}"; do wait "$p"; done
-	t2=$(now)
+	net_round "" r1 r8
 	# The consistency check of the unchanged replica "one", against
 	# reading the source once (dd, 4 MiB reads, page cache as warm as
 	# the agent's).
@@ -129,12 +126,8 @@ for r in $(seq 1 "$rounds"); do
 	agent --disk one="$T/one.img" --compare --no-rp
 	t5=$(now)
 	unserve
-	net1=$(echo "$one / ($t1 - $t0)" | bc -l)
-	net8=$(echo "8 * $part / ($t2 - $t1)" | bc -l)
 	readt=$(echo "$t4 - $t3" | bc -l)
 	cmpt=$(echo "$t5 - $t4" | bc -l)
-	echo "$(echo "$net1 / $local1" | bc -l) $net1 $local1" >>"$T/r1"
-	echo "$(echo "$net8 / $local8" | bc -l) $net8 $local8" >>"$T/r8"
 	echo "$(echo "$cmpt / $readt" | bc -l) $cmpt $readt" >>"$T/rc"
 done
 
