@@ -1981,8 +1981,8 @@ static int tls_input(struct conn *c, int res)
 			return -1;
 		}
 		tls_why(c, rc, why, sizeof why);
-		char m[340];
-		snprintf(m, sizeof m, "TLS: %s", why);
+		char m[96];
+		snprintf(m, sizeof m, "TLS: %.80s", why);
 		conn_close(c, m);
 		return -1;
 	}
