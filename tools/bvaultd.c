@@ -125,6 +125,8 @@ struct conn {
 	uint32_t gen;
 	char peer[80];
 	int state;
+	int refusing;         /* over the limit: ERROR busy after the TLS
+			       * handshake, then closed (guard_slot) */
 	struct tls_conn *tls; /* NULL: plain (a Unix socket, or --no-tls) */
 	uint8_t *rx;          /* the buffer the loop receives into */
 	size_t rx_len, rx_cap;
@@ -709,13 +711,12 @@ static void arm_tick(void)
 
 /* Refuses FD, not yet a connection, with ERROR busy: one small frame
  * into an empty socket buffer, which does not block. */
+#define BUSY_TEXT "the server is busy: it serves %d connections, its " \
+	"limit (--max-connections); try again later"
 static void guard_refuse(int fd)
 {
 	uint8_t f[BVP_HDR + 4 + 160];
-	int n = snprintf((char *)f + BVP_HDR + 4, 160, "the server is busy: "
-			 "it serves %d connections, its limit "
-			 "(--max-connections); try again later",
-			 D.max_conn);
+	int n = snprintf((char *)f + BVP_HDR + 4, 160, BUSY_TEXT, D.max_conn);
 	if (n < 0 || n >= 160)
 		n = 0;
 	bvp_header(f, BVP_ERROR, 4 + (uint32_t)n);
@@ -730,11 +731,15 @@ static void guard_refuse(int fd)
 }
 
 /* A free slot for the new connection FD, making room if the limit is
- * reached; NULL when FD was refused (and closed). */
-static struct conn *guard_slot(int fd)
+ * reached; NULL when FD was refused (and closed). For a TLS listener
+ * (*REFUSE not NULL) the refusal needs the handshake before the ERROR
+ * can be read: a spare slot (NSLOT is twice the limit) takes FD with
+ * *REFUSE set, for at most REFUSING such connections at once. */
+#define REFUSING 16
+static struct conn *guard_slot(int fd, int *refuse)
 {
 	struct conn *free_slot = NULL, *oldest = NULL;
-	int live = 0;
+	int live = 0, refusing = 0;
 
 	for (int i = 0; i < NSLOT; i++) {
 		struct conn *c = &D.conns[i];
@@ -745,6 +750,10 @@ static struct conn *guard_slot(int fd)
 		}
 		if (c->close_pending)
 			continue;
+		if (c->refusing) {
+			refusing++;
+			continue;
+		}
 		live++;
 		if (c->state != CS_READY && !c->closing &&
 		    (!oldest || c->t_open < oldest->t_open))
@@ -762,6 +771,10 @@ static struct conn *guard_slot(int fd)
 		logmsg("refusing a connection: %d connections "
 		       "(--max-connections %d), every one logged in", live,
 		       D.max_conn);
+		if (refuse && free_slot && refusing < REFUSING) {
+			*refuse = 1;
+			return free_slot;
+		}
 		guard_refuse(fd);
 		return NULL;
 	}
@@ -913,13 +926,15 @@ static void conn_open(int fd, int li)
 {
 	struct conn *c = NULL;
 	atomic_fetch_add(&CTR.connections, 1);
-	if (!(c = guard_slot(fd)))
+	int refuse = 0;
+	if (!(c = guard_slot(fd, D.ltls[li] ? &refuse : NULL)))
 		return;
 	memset(c, 0, sizeof *c);
 	c->used = 1;
 	c->fd = fd;
 	c->gen = ++D.next_gen;
 	c->state = CS_HELLO;
+	c->refusing = refuse;
 	c->t_open = c->t_active = now_ms();
 	/* Before login, small buffers (PROTOCOL.md, "Deadlines and
 	 * limits"): TX grows to TX_MAX at login. */
@@ -1959,6 +1974,11 @@ static int tls_input(struct conn *c, int res)
 			return -1;
 		}
 		t->ready = 1;
+		if (c->refusing) {
+			answer_error(c, BVP_E_BUSY, BUSY_TEXT, D.max_conn);
+			c->closing = 1;
+			return 0;
+		}
 	}
 	while (!c->closing) {
 		size_t room = rx_room(c);

@@ -69,7 +69,7 @@ relay() {
 	done
 	eval "${name}_port=\$(cat \"\$T/$name.port\")"
 }
-RELAYS=()
+RELAYS=(); SLOW=()
 trap 'kill "${RELAYS[@]}" 2>/dev/null' EXIT
 
 rps() { "$BV" rp ls "$S" vm1 2>/dev/null | grep -c '^vm1 '; }
@@ -81,6 +81,10 @@ ok $? "agent add hs (a secret)"
 	"$BV" agent add "$S" kh --group vm1 --public-key "$T/k.pub" >/dev/null
 ok $? "agent add kh (a key)"
 mkimg "$T/vm1" 8
+for i in 1 2; do
+	"$BV" agent add "$S" "sl$i" --group "sl$i" --secret-file "$T/sl$i.key" \
+		>/dev/null || ok 1 "agent add sl$i"
+done
 
 run_fail "tls fingerprint before any key" 1 'has no TLS certificate.*bvault tls init' \
 	"$BV" tls fingerprint "$S"
@@ -218,6 +222,27 @@ wait_log 'TLS handshake failed' 1; ok $? "the HTTP peer's handshake failed, logg
 agent_fail "an agent without TLS to the TLS port fails" "closed|TLS" \
 	hs --secret-file "$T/hs.key" --server "127.0.0.1:$PORT" --no-tls \
 	--disk "vm1=$T/vm1" --full
+
+# Every connection logged in: the next one still learns why it is
+# refused, inside TLS (ERROR busy after the handshake).
+stop_server
+tcp_server --max-connections 2 || done_testing
+mkimg "$T/slow" 8
+a0=$(log_count 'authenticated (secret)')
+for i in 1 2; do
+	"$BVA" --name "sl$i" --secret-file "$T/sl$i.key" \
+		--server "127.0.0.1:$PORT" \
+		--fingerprint "$FP" --disk "sl$i=$T/slow" --full --no-rp \
+		--bandwidth 256K >/dev/null 2>&1 </dev/null &
+	SLOW+=($!)
+done
+wait_log 'authenticated (secret)' $((a0 + 2))
+ok $? "two slow agents hold both connections"
+agent_fail "a third gets ERROR busy over TLS, naming the limit" \
+	"the server is busy: it serves 2 connections" \
+	hs --secret-file "$T/hs.key" --server "127.0.0.1:$PORT" \
+	--fingerprint "$FP" --disk "vm1=$T/vm1" --full
+kill "${SLOW[@]}" 2>/dev/null; wait "${SLOW[@]}" 2>/dev/null
 
 # --renew: a new pair; the running server keeps the old until restarted.
 run_ok "tls init --renew" "$BV" tls init "$S" --renew
