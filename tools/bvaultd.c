@@ -101,14 +101,16 @@ enum { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_SIGNAL, OP_WAKE, OP_TICK,
        OP_PUMP };
 
 /* A connection over TLS (tools/PROTOCOL.md, "TLS"): the loop receives
- * ciphertext into CRX and writes it into IN; SSL_read puts plaintext into
+ * ciphertext into CRX, which IN (a BIO of ours, crx_method) hands to
+ * OpenSSL in place, CRX[crx_off, crx_len); SSL_read puts plaintext into
  * the connection's RX, which the rest of bvaultd handles as if it had
- * been received so. An answer in TX goes through SSL_write into OUT, and
- * from there, CTX at a time, out. Both BIOs are memory BIOs that SSL
- * owns. */
+ * been received so. No receive goes into CRX before IN gave all of it
+ * out. An answer in TX goes through SSL_write into OUT, a memory BIO, and
+ * from there, CTX at a time, out. SSL owns both BIOs. */
 struct tls_conn {
 	SSL *ssl;
 	BIO *in, *out;
+	size_t crx_off, crx_len;
 	int ready;            /* the handshake is done */
 	int starved;          /* SSL_read wants ciphertext IN does not have */
 	uint8_t binding[BVP_BINDING];
@@ -1807,6 +1809,44 @@ static void tls_why(struct conn *c, int rc, char *why, size_t cap)
 			 "the TLS session failed");
 }
 
+/* IN's read: what CRX holds, else "retry" (more comes from the loop). */
+static int crx_read(BIO *b, char *out, int n)
+{
+	struct tls_conn *t = BIO_get_data(b);
+	size_t k = t->crx_len - t->crx_off;
+	BIO_clear_retry_flags(b);
+	if (!k) {
+		BIO_set_retry_read(b);
+		return -1;
+	}
+	if (k > (size_t)n)
+		k = (size_t)n;
+	memcpy(out, t->crx + t->crx_off, k);
+	t->crx_off += k;
+	return (int)k;
+}
+
+static long crx_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tls_conn *t = BIO_get_data(b);
+	(void)num;
+	(void)ptr;
+	if (cmd == BIO_CTRL_PENDING)
+		return (long)(t->crx_len - t->crx_off);
+	return cmd == BIO_CTRL_FLUSH;
+}
+
+static BIO_METHOD *crx_method(void)
+{
+	static BIO_METHOD *m;
+	if (!m && (m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+				    "bvaultd received ciphertext"))) {
+		BIO_meth_set_read(m, crx_read);
+		BIO_meth_set_ctrl(m, crx_ctrl);
+	}
+	return m;
+}
+
 static struct tls_conn *tls_new(void)
 {
 	struct tls_conn *t = calloc(1, sizeof *t);
@@ -1815,7 +1855,7 @@ static struct tls_conn *tls_new(void)
 	t->crx = malloc(TLS_RX_LOGIN);
 	t->ctx = malloc(TLS_TX);
 	t->ssl = SSL_new(D.tls_ctx);
-	t->in = BIO_new(BIO_s_mem());
+	t->in = crx_method() ? BIO_new(crx_method()) : NULL;
 	t->out = BIO_new(BIO_s_mem());
 	if (!t->crx || !t->ctx || !t->ssl || !t->in || !t->out) {
 		BIO_free(t->in);
@@ -1828,8 +1868,8 @@ static struct tls_conn *tls_new(void)
 		return NULL;
 	}
 	t->crx_cap = TLS_RX_LOGIN;
-	/* An empty memory BIO reads as "retry later", not end of file. */
-	BIO_set_mem_eof_return(t->in, -1);
+	BIO_set_data(t->in, t);
+	BIO_set_init(t->in, 1);
 	SSL_set_bio(t->ssl, t->in, t->out);
 	SSL_set_accept_state(t->ssl);
 	return t;
@@ -1918,8 +1958,8 @@ static void tls_arm_recv(struct conn *c)
 
 	if (t->ready && !rx_room(c))
 		return;
-	if (t->ready && !t->starved &&
-	    (SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->in) > 0)) {
+	if (t->crx_off < t->crx_len ||
+	    (t->ready && !t->starved && SSL_pending(t->ssl) > 0)) {
 		sqe = sqe_get();
 		io_uring_prep_nop(sqe);
 		io_uring_sqe_set_data64(sqe, udata(OP_PUMP, conn_index(c),
@@ -1934,6 +1974,7 @@ static void tls_arm_recv(struct conn *c)
 			t->crx_cap = TLS_RX;
 		}
 	}
+	t->crx_off = t->crx_len = 0;
 	sqe = sqe_get();
 	io_uring_prep_recv(sqe, c->fd, t->crx, t->crx_cap, 0);
 	io_uring_sqe_set_data64(sqe, udata(OP_RECV, conn_index(c), c->gen));
@@ -1949,10 +1990,8 @@ static int tls_input(struct conn *c, int res)
 	int rc;
 
 	if (res > 0) {
-		if (BIO_write(t->in, t->crx, res) != res) {
-			conn_close(c, "out of memory for TLS");
-			return -1;
-		}
+		t->crx_off = 0;
+		t->crx_len = (size_t)res;
 		t->starved = 0;
 	}
 	if (!t->ready) {
