@@ -31,7 +31,7 @@ groups=()
 for i in $(seq 1 "$agents"); do groups+=(--group "d$i"); done
 "$BV" agent add "$T/s" soak "${groups[@]}" --secret-file "$T/key" >/dev/null
 "$BVD" "$T/s" --listen 127.0.0.1:0 --max-connections 64 \
-	--max-agent-sessions 64 --max-sessions 64 2>"$T/log" &
+	--max-agent-sessions 16 2>"$T/log" &
 SRV=$!
 port=
 for _ in $(seq 1 300); do
