@@ -117,7 +117,7 @@ struct tls_conn {
 	uint8_t *crx;
 	size_t crx_cap;
 	uint8_t *ctx;         /* ciphertext being sent: CTX[ctx_off, ctx_len) */
-	size_t ctx_len, ctx_off;
+	size_t ctx_len, ctx_off, ctx_cap;
 };
 enum { CS_HELLO, CS_AUTH, CS_READY };
 
@@ -1853,7 +1853,7 @@ static struct tls_conn *tls_new(void)
 	if (!t)
 		return NULL;
 	t->crx = malloc(TLS_RX_LOGIN);
-	t->ctx = malloc(TLS_TX);
+	t->ctx = malloc(TLS_RX_LOGIN);
 	t->ssl = SSL_new(D.tls_ctx);
 	t->in = crx_method() ? BIO_new(crx_method()) : NULL;
 	t->out = BIO_new(BIO_s_mem());
@@ -1867,7 +1867,7 @@ static struct tls_conn *tls_new(void)
 		ERR_clear_error();
 		return NULL;
 	}
-	t->crx_cap = TLS_RX_LOGIN;
+	t->crx_cap = t->ctx_cap = TLS_RX_LOGIN;
 	BIO_set_data(t->in, t);
 	BIO_set_init(t->in, 1);
 	SSL_set_bio(t->ssl, t->in, t->out);
@@ -1893,7 +1893,15 @@ static void tls_flush(struct conn *c)
 	struct tls_conn *t = c->tls;
 	if (c->send_armed || BIO_ctrl_pending(t->out) == 0)
 		return;
-	int n = BIO_read(t->out, t->ctx, TLS_TX);
+	/* Small until login, like every buffer of an unknown peer. */
+	if (c->state == CS_READY && t->ctx_cap < TLS_TX) {
+		uint8_t *n = realloc(t->ctx, TLS_TX);
+		if (n) {
+			t->ctx = n;
+			t->ctx_cap = TLS_TX;
+		}
+	}
+	int n = BIO_read(t->out, t->ctx, (int)t->ctx_cap);
 	if (n <= 0)
 		return;
 	t->ctx_len = (size_t)n;
