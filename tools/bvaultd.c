@@ -72,6 +72,7 @@
 #include "admin.h"
 #include "bvault.h"
 #include "proto.h"
+#include "session.h"
 #include "tls.h"
 
 #define MAX_CONN 64         /* --max-connections, at most */
@@ -80,7 +81,7 @@
 #define DEFAULT_LOGIN_TIMEOUT 10 /* seconds */
 #define DEFAULT_IDLE_TIMEOUT 300
 #define DEFAULT_FRAME_TIMEOUT 60
-#define PRELOGIN_FRAME 512  /* payload bytes of a frame before login */
+#define PRELOGIN_FRAME BVS_PRELOGIN_FRAME
 #define PRELOGIN_TX (BVP_HDR + 4 + 1024) /* the largest answer before it */
 #define TICK_MS 250         /* how often the deadlines are checked */
 #define DEFAULT_SESSIONS 16 /* --max-sessions */
@@ -119,7 +120,7 @@ struct tls_conn {
 	uint8_t *ctx;         /* ciphertext being sent: CTX[ctx_off, ctx_len) */
 	size_t ctx_len, ctx_off, ctx_cap;
 };
-enum { CS_HELLO, CS_AUTH, CS_READY };
+enum { CS_HELLO = BVS_HELLO, CS_AUTH = BVS_AUTH, CS_READY = BVS_READY };
 
 struct conn {
 	int used;
@@ -974,11 +975,10 @@ static void conn_open(int fd, int li)
 
 static void on_hello(struct conn *c, struct bvp_rd *r)
 {
-	const uint8_t *magic = bvp_take(r, 8);
-	uint16_t ver = bvp_u16(r);
-	bvp_name(r, c->name);
-	if (r->bad || r->left || memcmp(magic, BVP_MAGIC, 8))
-		return proto_error(c, "a malformed HELLO");
+	uint16_t ver;
+	const char *why = bvs_hello(r->p, r->left, &ver, c->name);
+	if (why)
+		return proto_error(c, why);
 	if (ver != BVP_VERSION) {
 		logmsg("agent %s (%s): protocol version %u refused", c->name,
 		       c->peer, ver);
@@ -1254,28 +1254,17 @@ static void change_failed(struct conn *c, int rc)
 
 static int is_change(uint8_t type)
 {
-	return type == BVP_DATA || type == BVP_ZERO || type == BVP_RESIZE;
+	return bvs_is_change(type);
 }
 
 /* The loop's check of a change record (payload P, LEN bytes) before the
- * applier gets it: NULL, or what is wrong with it. */
+ * applier gets it: NULL, or what is wrong with it (session.h). */
 static const char *change_problem(const struct conn *c, uint8_t type,
 				  const uint8_t *p, size_t len)
 {
-	struct bvp_rd r = { p, len, 0 };
-	uint32_t slot = bvp_u32(&r);
-
-	(void)bvp_u64(&r);
-	if (type == BVP_ZERO)
-		(void)bvp_u64(&r);
-	if (r.bad || (type != BVP_DATA && r.left) ||
-	    (type == BVP_DATA && (r.left == 0 || r.left > BVP_DATA_MAX)))
-		return "a malformed change record";
-	if (!c->in)
-		return "a change record outside a session";
-	if (slot >= (uint32_t)c->nslots)
-		return "a change record for a slot never added";
-	return NULL;
+	struct bvs_change ch;
+	return bvs_change(type, p, len, c->in != NULL,
+			  c->nslots > 0 ? (uint32_t)c->nslots : 0, &ch);
 }
 
 /* On the applier: applies one change record that change_problem() passed.
@@ -1686,17 +1675,14 @@ static void on_frame(struct conn *c, uint8_t type, const uint8_t *p,
 		     size_t len)
 {
 	struct bvp_rd r = { p, len, 0 };
+	const char *why = bvs_type_problem(c->state, type);
 
-	if (c->state == CS_HELLO) {
-		if (type != BVP_HELLO)
-			return proto_error(c, "expected HELLO");
+	if (why)
+		return proto_error(c, why);
+	if (c->state == CS_HELLO)
 		return on_hello(c, &r);
-	}
-	if (c->state == CS_AUTH) {
-		if (type != BVP_AUTH && type != BVP_AUTH_SIG)
-			return proto_error(c, "expected AUTH");
+	if (c->state == CS_AUTH)
 		return on_auth(c, type, &r);
-	}
 	switch (type) {
 	case BVP_BEGIN:
 		return on_begin(c, &r);
@@ -1719,14 +1705,9 @@ static void on_frame(struct conn *c, uint8_t type, const uint8_t *p,
 	}
 }
 
-/* The problem with the frame header at H, or NULL. */
 static const char *header_problem(const uint8_t *h)
 {
-	if (bvp_get32(h) > BVP_PAYLOAD_MAX)
-		return "a frame larger than the limit";
-	if (h[5] || h[6] || h[7])
-		return "nonzero flags or reserved bytes";
-	return NULL;
+	return bvs_header_problem(h);
 }
 
 /* Handles every whole frame in RX, in order, until one that must wait:

@@ -187,12 +187,14 @@ static inline uint64_t bvp_u64(struct bvp_rd *r)
 	return q ? bvp_get64(q) : 0;
 }
 
-/* A length-prefixed (u8) name into OUT (64 bytes): 1 to 63 bytes. */
+/* A length-prefixed (u8) name into OUT (64 bytes): 1 to 63 bytes, none
+ * of them NUL (a NUL would cut the name short of what was sent: found by
+ * fuzz-proto). */
 static inline void bvp_name(struct bvp_rd *r, char out[64])
 {
 	uint8_t n = bvp_u8(r);
 	const uint8_t *q = n ? bvp_take(r, n) : NULL;
-	if (!q || n > 63) {
+	if (!q || n > 63 || memchr(q, 0, n)) {
 		r->bad = 1;
 		out[0] = 0;
 		return;
