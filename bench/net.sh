@@ -138,22 +138,17 @@ median() { sort -g "$1" | sed -n "$(( ($(wc -l <"$1") + 1) / 2 ))p"; }
 every() { awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 }' "$1"; }
 gb() { printf '%.3f GB/s' "$(echo "$1 / 1000000000" | bc -l)"; }
 
-read -r ratio m ref < <(median "$T/r1")
-printf '%-56s %12s %12s %8.2fx   rounds: %s\n' \
-	"network ingest (TLS), 1 agent vs local bvault ingest" "$(gb "$m")" \
-	"$(gb "$ref")" "$ratio" "$(every "$T/r1")"
-read -r ratio m ref < <(median "$T/r8")
-printf '%-56s %12s %12s %8.2fx   rounds: %s\n' \
-	"network ingest (TLS), 8 agents at once vs local ingest" "$(gb "$m")" \
-	"$(gb "$ref")" "$ratio" "$(every "$T/r8")"
-read -r ratio m ref < <(median "$T/p1")
-printf '%-56s %12s %12s %8.2fx   rounds: %s\n' \
-	"network ingest (plain TCP), 1 agent vs local ingest" "$(gb "$m")" \
-	"$(gb "$ref")" "$ratio" "$(every "$T/p1")"
-read -r ratio m ref < <(median "$T/p8")
-printf '%-56s %12s %12s %8.2fx   rounds: %s\n' \
-	"network ingest (plain TCP), 8 agents vs local ingest" "$(gb "$m")" \
-	"$(gb "$ref")" "$ratio" "$(every "$T/p8")"
+# rate_line FILE LABEL: the median round of FILE as a rate figure.
+rate_line() {
+	local ratio m ref
+	read -r ratio m ref < <(median "$T/$1")
+	printf '%-56s %12s %12s %8.2fx   rounds: %s\n' "$2" "$(gb "$m")" \
+		"$(gb "$ref")" "$ratio" "$(every "$T/$1")"
+}
+rate_line r1 "network ingest (TLS), 1 agent vs local bvault ingest"
+rate_line r8 "network ingest (TLS), 8 agents at once vs local ingest"
+rate_line p1 "network ingest (plain TCP), 1 agent vs local ingest"
+rate_line p8 "network ingest (plain TCP), 8 agents vs local ingest"
 read -r ratio m ref < <(median "$T/rc")
 printf '%-56s %10.3f s %10.3f s %8.2fx   rounds: %s\n' \
 	"consistency check of an unchanged replica vs dd of it" "$m" "$ref" \
