@@ -168,7 +168,17 @@ typedef struct bv_init_opts {
 	 * (the GC's unit of rewriting); 0: BV_CONTAINER_SIZE_DEFAULT. From
 	 * 1 MiB to 16 GiB. */
 	uint64_t container_size;
+	/* Which writes dedup against each other (BV_DEDUP_*), recorded at
+	 * init and fixed for the store's life; 0: BV_DEDUP_STORE. */
+	int dedup_scope;
 } bv_init_opts;
+/* BV_DEDUP_STORE: one chunk index keyed alike for every replica (today's
+ * behaviour, the most space saved). BV_DEDUP_GROUP: each tenant (replica
+ * group) dedups only against its own chunks. This build records the scope
+ * but cannot confine dedup yet: bv_store_init refuses BV_DEDUP_GROUP with
+ * BV_EINVAL rather than make a store that would not keep its promise. */
+#define BV_DEDUP_STORE 0
+#define BV_DEDUP_GROUP 1
 #define BV_CONTAINER_SIZE_DEFAULT (64ull << 20)
 #define BV_CONTAINER_SIZE_MIN (1ull << 20)
 #define BV_CONTAINER_SIZE_MAX (16ull << 30)
@@ -754,6 +764,9 @@ typedef struct bv_stats {
 	/* Chunks marked bad by verify and not healed yet (also from
 	 * bv_stats_counters): INVARIANTS.md 13. */
 	uint64_t bad_chunks;
+	/* The store's dedup scope, BV_DEDUP_* (also from bv_stats_counters);
+	 * stores made before it was recorded read as BV_DEDUP_STORE. */
+	int dedup_scope;
 } bv_stats;
 
 /* Fills OUT: the index's counters and the files on disk

@@ -17,6 +17,7 @@
  *          "inflight/" rid(be64) -> version being written
  *          "u/" container(be32) from(be64) -> to(le64): bytes no commit names
  *          "csize" -> container size (le64)
+ *          "dedup" -> dedup scope (1 byte, BV_DEDUP_*; absent: store)
  *          "gc/gen" -> GC generation (le64)
  *          "gc/r/" container(be32) -> generation it was retired at (le64)
  *          "bad/" fingerprint(16) -> a chunk verify found bad (bad.c)
@@ -124,6 +125,7 @@ struct bv_store {
 	struct bv_gc *gc;
 	int readers_fd;      /* STORE/readers, or -1 */
 	uint64_t container_size; /* meta "csize", or 1 GiB */
+	int dedup_scope;         /* meta "dedup", or BV_DEDUP_STORE */
 };
 
 /* Replica record, meta "r/" name. */

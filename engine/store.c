@@ -193,6 +193,19 @@ int bv_store_init(const char *path, const bv_init_opts *opts, char *errbuf,
 			     "1 MiB to 16 GiB", (unsigned long long)csize);
 		goto out;
 	}
+	int scope = opts ? opts->dedup_scope : BV_DEDUP_STORE;
+	if (scope != BV_DEDUP_STORE && scope != BV_DEDUP_GROUP) {
+		rc = bv_fail(BV_EINVAL, "store %s: dedup scope %d: must be "
+			     "BV_DEDUP_STORE or BV_DEDUP_GROUP", path, scope);
+		goto out;
+	}
+	/* Refused until every fingerprint path is keyed per tenant: a store
+	 * recorded as group-scoped must never dedup across groups. */
+	if (scope == BV_DEDUP_GROUP) {
+		rc = bv_fail(BV_EINVAL, "store %s: dedup scope group is not "
+			     "implemented in this build", path);
+		goto out;
+	}
 	if (mkdir(path, 0700) < 0) {
 		if (errno != EEXIST) {
 			rc = bv_fail(-errno, "store %s: cannot create: %s",
@@ -245,6 +258,10 @@ int bv_store_init(const char *path, const bv_init_opts *opts, char *errbuf,
 	uint8_t csv[8];
 	bv_le64(csv, csize);
 	bv_kv_batch_put(b, BV_CF_META, "csize", 5, csv, sizeof csv);
+	/* Beside config for the same reason; fixed from here on: a change
+	 * would re-key every chunk. */
+	uint8_t sv = (uint8_t)scope;
+	bv_kv_batch_put(b, BV_CF_META, "dedup", 5, &sv, 1);
 	if ((rc = bv_kv_write(kv, b, 1))) {
 		rc = bv_fail_storage(rc, path);
 		goto out;
@@ -551,6 +568,12 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 	    0 && len == 8 && bv_get_le64(csv) >= BV_CONTAINER_SIZE_MIN)
 		s->container_size = bv_get_le64(csv);
 	co.container_max = s->container_size;
+	uint8_t dsv[1];
+	s->dedup_scope = BV_DEDUP_STORE;
+	if (bv_kv_get(s->kv, BV_CF_META, "dedup", 5, dsv, sizeof dsv, &len) ==
+	    0 && len == 1 && dsv[0] != BV_DEDUP_STORE)
+		return bv_fail(BV_EFORMAT, "store %s: dedup scope %u is not "
+			       "one this bvault keeps", path, dsv[0]);
 	const char *cmax = getenv("BV_CONTAINER_MAX");
 	if (cmax && *cmax)
 		co.container_max = strtoull(cmax, NULL, 0);
@@ -861,6 +884,7 @@ int bv_stats_counters(bv_store *s, bv_stats *out)
 	out->stored_bytes = c.stored_bytes;
 	out->ingested_bytes = m.ingested_bytes;
 	out->map_entries = m.map_entries;
+	out->dedup_scope = s->dedup_scope;
 	if ((rc = bv_kv_iter_new(s->kv, BV_CF_META, "", 0, NULL, 0, &it)))
 		return bv_fail_storage(rc, s->path);
 	for (bv_kv_iter_seek(it, "g/", 2); bv_kv_iter_valid(it);

@@ -55,10 +55,11 @@ int cmd_files_get(int argc, char **argv);
 
 static int cmd_init(int argc, char **argv)
 {
-	const char *cs = NULL, *csize = NULL;
+	const char *cs = NULL, *csize = NULL, *dedup = NULL;
 	struct optdef defs[] = {
 		{ "chunk-size", OPT_VALUE, &cs, NULL },
 		{ "container-size", OPT_VALUE, &csize, NULL },
+		{ "dedup", OPT_VALUE, &dedup, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
 	static const char *const names[] = { "STORE" };
@@ -80,6 +81,15 @@ static int cmd_init(int argc, char **argv)
 			    o.container_size > BV_CONTAINER_SIZE_MAX))
 			rc = usage_error("bad --container-size '%s': from 1M "
 					 "to 16G", csize);
+	}
+	if (!rc && dedup) {
+		if (!strcmp(dedup, "store"))
+			o.dedup_scope = BV_DEDUP_STORE;
+		else if (!strcmp(dedup, "group"))
+			o.dedup_scope = BV_DEDUP_GROUP;
+		else
+			rc = usage_error("--dedup must be store or group, "
+					 "not '%s'", dedup);
 	}
 	if (rc)
 		goto out;
@@ -1490,13 +1500,15 @@ static int cmd_stats(int argc, char **argv)
 			",\n  \"unknown_bytes\": %" PRIu64
 			",\n  \"unknown_ranges\": %" PRIu64
 			",\n  \"bad_chunks\": %" PRIu64
-			",\n  \"index_lost\": %s",
+			",\n  \"index_lost\": %s"
+			",\n  \"dedup_scope\": \"%s\"",
 			st.replicas, st.groups, st.rps, st.logical_bytes,
 			st.ingested_bytes, st.chunks, st.raw_bytes,
 			st.stored_bytes, st.containers, st.container_bytes,
 			st.index_bytes, st.map_entries, st.unknown_bytes,
 			st.unknown_ranges, st.bad_chunks,
-			st.index_lost ? "true" : "false");
+			st.index_lost ? "true" : "false",
+			st.dedup_scope == BV_DEDUP_GROUP ? "group" : "store");
 		if (st.scanned) {
 			fprintf(CLI_OUT, ",\n  \"protected_bytes\": %" PRIu64
 				",\n  \"live_chunks\": %" PRIu64
@@ -1541,6 +1553,8 @@ static int cmd_stats(int argc, char **argv)
 				(double)st.raw_bytes);
 		else
 			fprintf(CLI_OUT, "%-18s %12s\n", "dedup ratio", "-");
+		fprintf(CLI_OUT, "%-18s %12s\n", "dedup scope",
+			st.dedup_scope == BV_DEDUP_GROUP ? "group" : "store");
 		if (st.stored_bytes)
 			fprintf(CLI_OUT,
 				"%-18s %12.2f  (unique raw / stored)\n",
@@ -2238,12 +2252,15 @@ struct command {
 static const struct command commands[] = {
 	{ NULL, "init", cmd_init,
 	  "usage: bvault init STORE [--chunk-size SIZE] "
-	  "[--container-size SIZE]\n"
+	  "[--container-size SIZE] [--dedup store|group]\n"
 	  "Creates a new store in the directory STORE (made if missing;\n"
 	  "must be empty). --chunk-size: default chunk size of new replicas,\n"
 	  "a power of two from 4K to 4M (default 64K). --container-size:\n"
 	  "bytes past which a container file is closed, GC's unit of\n"
-	  "rewriting, 1M to 16G (default 64M).\n" },
+	  "rewriting, 1M to 16G (default 64M). --dedup: store (default)\n"
+	  "dedups across every replica; group, which would confine dedup to\n"
+	  "each replica group, is recorded at init but not implemented yet\n"
+	  "and is refused (see README).\n" },
 	{ NULL, "gc", cmd_gc,
 	  "usage: bvault gc STORE [--dry-run] [--threshold PCT] [--json]\n"
 	  "Deletes the chunks that no RP, head, view or session in flight\n"
