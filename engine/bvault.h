@@ -191,8 +191,9 @@ typedef struct bv_open_opts {
 
 /* Creates a new store in PATH (created if missing; must be empty) and
  * leaves it closed, private to its owner (PATH becomes 0700). BV_EEXIST
- * if PATH already holds anything, BV_EINVAL for a bad chunk size, BV_EDB.
- * The message is also copied to ERRBUF (may be NULL). */
+ * if PATH already holds anything, BV_EINVAL for a bad chunk size,
+ * container size or dedup scope (BV_DEDUP_GROUP included, before PATH
+ * is made), BV_EDB. The message is also copied to ERRBUF (may be NULL). */
 BV_API int bv_store_init(const char *path, const bv_init_opts *opts,
 			 char *errbuf, size_t errlen);
 
