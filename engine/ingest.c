@@ -647,6 +647,18 @@ static size_t hash_fp(const bv_fp *fp)
 
 /* The slot of batch B holding FP, among those processed and entered in
  * ftab; NULL if none. */
+/* The fingerprint of a chunk of replica slot REP: keyed, and in a store
+ * whose dedup scope is group, tagged with the replica's group, so that
+ * the chunk index is looked up, and the chunk stored, for that group
+ * only (storage/FORMAT.md, "Record"). */
+static void chunk_fp(const bv_ingest *in, size_t rep, const void *data,
+		     size_t len, bv_fp *fp)
+{
+	bv_fp_compute(in->s->secret, data, len, fp);
+	if (in->s->dedup_scope == BV_DEDUP_GROUP)
+		bv_fp_tag(in->s->secret, in->rep[rep].r.gid, fp);
+}
+
 static struct slot *ftab_in(bv_ingest *in, struct batch *b, const bv_fp *fp,
 			    size_t *hp)
 {
@@ -771,7 +783,7 @@ static void work_chunk(void *ctx, size_t i)
 	int lz_first = in->lastnew[t];
 	if (lz_first)
 		n = bv_codec_encode(sl->data, cs, out, cap, &codec);
-	bv_fp_compute(in->s->secret, sl->data, cs, &sl->fp);
+	chunk_fp(in, sl->rep, sl->data, cs, &sl->fp);
 	/* Before anything decides that the chunk is stored (gc.c, cases c
 	 * and d): held until the batch's map entries are applied. */
 	if (!sl->pinned) {
@@ -1494,6 +1506,15 @@ int bv_ingest_add_new(bv_ingest *in, const char *name, uint64_t size,
 		return bv_fail(BV_EINVAL, "replica %s: size %llu, chunk size %u",
 			       name, (unsigned long long)size, chunk_size);
 	return add_replica(in, name, 0, NULL, size, chunk_size);
+}
+
+int bv_ingest_fingerprint(const bv_ingest *in, int slot, const void *data,
+			  size_t len, bv_fp *fp)
+{
+	if (slot < 0 || (size_t)slot >= in->nrep)
+		return bv_fail(BV_EINVAL, "ingest: no replica slot %d", slot);
+	chunk_fp(in, (size_t)slot, data, len, fp);
+	return 0;
 }
 
 int bv_ingest_ref(bv_ingest *in, int slot, uint64_t chunk, const bv_fp *fp,

@@ -125,7 +125,9 @@ struct bv_store {
 	struct bv_gc *gc;
 	int readers_fd;      /* STORE/readers, or -1 */
 	uint64_t container_size; /* meta "csize", or 1 GiB */
-	int dedup_scope;         /* meta "dedup", or BV_DEDUP_STORE */
+	int dedup_scope;         /* meta "dedup", or BV_DEDUP_STORE; group:
+				  * chunk fingerprints are tagged with the
+				  * replica's group (ingest.c chunk_fp) */
 };
 
 /* Replica record, meta "r/" name. */
@@ -299,6 +301,12 @@ int bv_ingest_add_new(bv_ingest *in, const char *name, uint64_t size,
 		      uint32_t chunk_size);
 int bv_ingest_ref(bv_ingest *in, int slot, uint64_t chunk, const bv_fp *fp,
 		  const uint8_t *digest);
+/* The fingerprint the session gives LEN bytes of DATA written to SLOT
+ * (keyed; tagged with the replica's group when the store's dedup scope
+ * is group): seed import names chunks it wrote by it. BV_EINVAL for a
+ * bad slot. */
+int bv_ingest_fingerprint(const bv_ingest *in, int slot, const void *data,
+			  size_t len, bv_fp *fp);
 /* For seed import (engine/seed.c): the version SLOT makes takes identity
  * ID (as a stream's result identity: BV_EEXIST when an older version of
  * the replica has it); and one more meta record (KEY up to 64 bytes, VAL

@@ -2356,10 +2356,13 @@ static int import_fn(void *ud, uint32_t ri, uint64_t c, uint64_t e,
 	int rc;
 
 	if (data) {
-		/* Fingerprinted under this store's key (SEED.md,
-		 * "Fingerprints"); the session stores it unless the store
-		 * has it. */
-		bv_fp_compute(m->s->secret, data, r->cs, &fp);
+		/* Fingerprinted under this store's key, tagged with the
+		 * replica's group in a group-scoped store (SEED.md,
+		 * "Fingerprints"): as the session does, which stores it
+		 * unless the store has it. */
+		if ((rc = bv_ingest_fingerprint(m->in, m->slot[ri], data,
+						r->cs, &fp)))
+			return rc;
 		memcpy(v, &fp, 16);
 		memcpy(v + 16, digest, 16);
 		if ((rc = fptab_put(&m->fp, e, v)))

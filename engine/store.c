@@ -199,13 +199,6 @@ int bv_store_init(const char *path, const bv_init_opts *opts, char *errbuf,
 			     "BV_DEDUP_STORE or BV_DEDUP_GROUP", path, scope);
 		goto out;
 	}
-	/* Refused until every fingerprint path is keyed per tenant: a store
-	 * recorded as group-scoped must never dedup across groups. */
-	if (scope == BV_DEDUP_GROUP) {
-		rc = bv_fail(BV_EINVAL, "store %s: dedup scope group is not "
-			     "implemented in this build", path);
-		goto out;
-	}
 	if (mkdir(path, 0700) < 0) {
 		if (errno != EEXIST) {
 			rc = bv_fail(-errno, "store %s: cannot create: %s",
@@ -568,12 +561,20 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 	    0 && len == 8 && bv_get_le64(csv) >= BV_CONTAINER_SIZE_MIN)
 		s->container_size = bv_get_le64(csv);
 	co.container_max = s->container_size;
-	uint8_t dsv[1];
+	/* The dedup scope (meta "dedup"; absent: store). A group-scoped
+	 * store's records carry tenant tags, which the containers check. */
+	uint8_t dsv[8];
 	s->dedup_scope = BV_DEDUP_STORE;
-	if (bv_kv_get(s->kv, BV_CF_META, "dedup", 5, dsv, sizeof dsv, &len) ==
-	    0 && len == 1 && dsv[0] != BV_DEDUP_STORE)
-		return bv_fail(BV_EFORMAT, "store %s: dedup scope %u is not "
-			       "one this bvault keeps", path, dsv[0]);
+	rc = bv_kv_get(s->kv, BV_CF_META, "dedup", 5, dsv, sizeof dsv, &len);
+	if (rc == 0 && (len != 1 || dsv[0] > BV_DEDUP_GROUP))
+		return bv_fail(BV_EFORMAT, "store %s: dedup scope record "
+			       "(%zu bytes, first %u) is not one this bvault "
+			       "keeps", path, len, len ? dsv[0] : 0);
+	if (rc == 0)
+		s->dedup_scope = dsv[0];
+	else if (rc != ST_ENOTFOUND)
+		return bv_fail_storage(rc, path);
+	co.tenants = s->dedup_scope == BV_DEDUP_GROUP;
 	const char *cmax = getenv("BV_CONTAINER_MAX");
 	if (cmax && *cmax)
 		co.container_max = strtoull(cmax, NULL, 0);

@@ -120,6 +120,39 @@ int bv_fp_equal(const bv_fp *a, const bv_fp *b)
 	return memcmp(a->b, b->b, sizeof(a->b)) == 0;
 }
 
+/* 64 bits of the keyed hash of a label and TENANT: the half of the tag
+ * that proves it was made with this store's key. */
+static uint64_t tenant_mac(const uint8_t *secret, uint64_t tenant)
+{
+	uint8_t in[24] = "bvault tenant tag v1";
+	bv_fp h;
+
+	bv_le64(in + 16, tenant);
+	bv_fp_compute(secret, in, sizeof in, &h);
+	return bv_get_le64(h.b + 8);
+}
+
+void bv_fp_tag(const uint8_t *secret, uint64_t tenant, bv_fp *fp)
+{
+	if (tenant == 0)
+		return;
+	bv_le64(fp->b, bv_get_le64(fp->b) ^ tenant);
+	bv_le64(fp->b + 8, bv_get_le64(fp->b + 8) ^ tenant_mac(secret, tenant));
+}
+
+int bv_fp_check(const uint8_t *secret, int tenants, const bv_fp *got,
+		const bv_fp *fp, uint64_t *tenant)
+{
+	uint64_t t = bv_get_le64(got->b) ^ bv_get_le64(fp->b);
+	uint64_t m = bv_get_le64(got->b + 8) ^ bv_get_le64(fp->b + 8);
+
+	if (tenant)
+		*tenant = t;
+	if (!tenants)
+		return t == 0 && m == 0;
+	return t != 0 && m == tenant_mac(secret, t);
+}
+
 int bv_random_fill(void *out, size_t len)
 {
 	uint8_t *p = out;

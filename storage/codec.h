@@ -20,6 +20,23 @@ typedef struct bv_fp {
 void bv_fp_compute(const uint8_t *secret, const void *data, size_t len,
 		   bv_fp *out);
 int bv_fp_equal(const bv_fp *a, const bv_fp *b);
+
+/* Tenant tags (dedup scope "group", storage/FORMAT.md "Record"): in a
+ * store that confines dedup to each group, the fingerprint of a chunk
+ * written for group TENANT (its id, nonzero) is the keyed fingerprint
+ * XOR the 128-bit tag (TENANT, mac(TENANT)), mac being 64 bits of the
+ * keyed hash of the tenant id. The same bytes written for two groups
+ * so have two fingerprints, and a lookup made for one group never finds
+ * the other's chunk; the tag is recovered from any record and checked
+ * without a table of groups. bv_fp_tag XORs the tag of TENANT into FP
+ * (TENANT 0: FP unchanged). */
+void bv_fp_tag(const uint8_t *secret, uint64_t tenant, bv_fp *fp);
+/* 1 when FP is the fingerprint of bytes whose untagged fingerprint is
+ * GOT: equal (TENANTS 0), or GOT XOR a valid tag of a nonzero tenant
+ * (TENANTS 1, a group-scoped store). The tenant goes to *TENANT (may be
+ * NULL). */
+int bv_fp_check(const uint8_t *secret, int tenants, const bv_fp *got,
+		const bv_fp *fp, uint64_t *tenant);
 /* Fills SECRET with BV_SECRET_SIZE random bytes (getrandom). -errno. */
 int bv_secret_generate(uint8_t *secret);
 /* Fills the LEN bytes at OUT from the same source. -errno. */

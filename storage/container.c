@@ -106,6 +106,7 @@ struct rc_slot {
 struct bv_cset {
 	struct bv_cstore base; /* the container interface (cstore.h) */
 	int read_only;
+	int tenants;     /* fingerprints are tenant-tagged (bv_fp_check) */
 	char *dir;
 	int dirfd;
 	uint64_t container_max;
@@ -854,6 +855,7 @@ int bv_cset_open(const char *dir, const struct bv_cset_opts *o,
 		goto fail;
 	}
 	cs->read_only = o->read_only;
+	cs->tenants = o->tenants;
 	atomic_init(&cs->no_direct, getenv("BV_NO_DIRECT") != NULL);
 	if (o->read_only) {
 		/* Another process may be appending: leave every file as it
@@ -1198,7 +1200,7 @@ static int verify_read(const struct bv_cset *cs, struct bv_chunk_read *r)
 		bv_fp got;
 
 		bv_fp_compute(cs->secret, r->out, h.raw_len, &got);
-		if (!bv_fp_equal(&got, &r->fp))
+		if (!bv_fp_check(cs->secret, cs->tenants, &got, &r->fp, NULL))
 			ret = ST_ECHECKSUM;
 	}
 out:
@@ -1622,7 +1624,7 @@ static int scan_at(struct scanner *sc, uint32_t id, uint64_t off,
 			    rh.raw_len) != 0)
 		return ST_ECORRUPT;
 	bv_fp_compute(sc->cs->secret, sc->dbuf, rh.raw_len, &got);
-	if (!bv_fp_equal(&got, &rh.fp))
+	if (!bv_fp_check(sc->cs->secret, sc->cs->tenants, &got, &rh.fp, NULL))
 		return ST_ECORRUPT;
 	loc->container = id;
 	loc->offset = off;
@@ -1752,7 +1754,7 @@ static int window_at(struct scanner *sc, struct window *w, uint32_t id,
 			    rh.raw_len) != 0)
 		return 2;
 	bv_fp_compute(sc->cs->secret, sc->dbuf, rh.raw_len, &got);
-	if (!bv_fp_equal(&got, &rh.fp))
+	if (!bv_fp_check(sc->cs->secret, sc->cs->tenants, &got, &rh.fp, NULL))
 		return 2;
 	loc->container = id;
 	loc->offset = off;

@@ -74,6 +74,8 @@ struct bv_cset_opts {
 	const uint8_t *store_id; /* 16 bytes written into container headers */
 	int read_only;           /* no file is changed, cut or removed;
 				  * every write fails with -EROFS */
+	int tenants;             /* records carry tenant tags (dedup scope
+				  * group, bv_fp_check); 0: untagged */
 };
 
 /* Opens the container directory DIR (created by bv_cset_create_dir()).
