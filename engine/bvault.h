@@ -172,11 +172,11 @@ typedef struct bv_init_opts {
 	 * init and fixed for the store's life; 0: BV_DEDUP_STORE. */
 	int dedup_scope;
 } bv_init_opts;
-/* BV_DEDUP_STORE: one chunk index keyed alike for every replica (today's
- * behaviour, the most space saved). BV_DEDUP_GROUP: each tenant (replica
- * group) dedups only against its own chunks. This build records the scope
- * but cannot confine dedup yet: bv_store_init refuses BV_DEDUP_GROUP with
- * BV_EINVAL rather than make a store that would not keep its promise. */
+/* BV_DEDUP_STORE: every chunk dedups against every replica's (the most
+ * space saved; a commit's timing tells whether its data was stored
+ * already). BV_DEDUP_GROUP: each replica group (tenant) dedups only
+ * against its own chunks: fingerprints are tagged with the group
+ * (INVARIANTS.md 15), so data groups share is stored once per group. */
 #define BV_DEDUP_STORE 0
 #define BV_DEDUP_GROUP 1
 #define BV_CONTAINER_SIZE_DEFAULT (64ull << 20)
@@ -192,8 +192,8 @@ typedef struct bv_open_opts {
 /* Creates a new store in PATH (created if missing; must be empty) and
  * leaves it closed, private to its owner (PATH becomes 0700). BV_EEXIST
  * if PATH already holds anything, BV_EINVAL for a bad chunk size,
- * container size or dedup scope (BV_DEDUP_GROUP included, before PATH
- * is made), BV_EDB. The message is also copied to ERRBUF (may be NULL). */
+ * container size or dedup scope (before PATH is made), BV_EDB. The
+ * message is also copied to ERRBUF (may be NULL). */
 BV_API int bv_store_init(const char *path, const bv_init_opts *opts,
 			 char *errbuf, size_t errlen);
 

@@ -2258,9 +2258,10 @@ static const struct command commands[] = {
 	  "a power of two from 4K to 4M (default 64K). --container-size:\n"
 	  "bytes past which a container file is closed, GC's unit of\n"
 	  "rewriting, 1M to 16G (default 64M). --dedup: store (default)\n"
-	  "dedups across every replica; group, which would confine dedup to\n"
-	  "each replica group, is recorded at init but not implemented yet\n"
-	  "and is refused (see README).\n" },
+	  "dedups across every replica; group confines dedup to each\n"
+	  "replica group, so that no tenant learns from a commit's timing\n"
+	  "what another stores, at the price of storing shared data once per\n"
+	  "group (see README). Fixed for the store's life.\n" },
 	{ NULL, "gc", cmd_gc,
 	  "usage: bvault gc STORE [--dry-run] [--threshold PCT] [--json]\n"
 	  "Deletes the chunks that no RP, head, view or session in flight\n"
