@@ -24,7 +24,7 @@ ASAN=1
 PKGS=(build-essential meson ninja-build pkg-config liburing-dev
 	libxxhash-dev liblz4-dev librocksdb-dev libsodium-dev libnbd-dev
 	libnbd-bin qemu-utils nbdkit nbdkit-plugin-dev fuse3 e2fsprogs ntfs-3g
-	gdisk libext2fs-dev ntfs-3g-dev libssl-dev openssl python3)
+	gdisk libext2fs-dev ntfs-3g-dev libssl-dev openssl python3 strace)
 JOBS=2
 
 while [ $# -gt 0 ]; do
