@@ -31,6 +31,19 @@ static const struct {
 	{ "bad-change-", "a malformed change record" },
 	{ "bad-outside-", "a change record outside a session" },
 	{ "bad-slot-", "a change record for a slot never added" },
+	{ "bad-version-", "another protocol version" },
+	{ "bad-proof-", "a malformed AUTH" },
+	{ "bad-sig-", "a malformed AUTH_SIG" },
+	{ "bad-removed-", "the agent was removed" },
+	{ "bad-begin-", "a malformed BEGIN" },
+	{ "bad-add-", "a malformed ADD" },
+	{ "bad-addv-", "a malformed ADDV" },
+	{ "bad-commit-", "a malformed COMMIT" },
+	{ "bad-label-", "a COMMIT label with a NUL byte" },
+	{ "bad-abort-", "a malformed ABORT" },
+	{ "bad-rps-", "a malformed RPS" },
+	{ "bad-rpsv-", "a malformed RPSV" },
+	{ "bad-digests-", "a malformed DIGESTS" },
 };
 
 static void replay(const char *dir, const char *name)
@@ -56,8 +69,9 @@ static void replay(const char *dir, const char *name)
 	LLVMFuzzerTestOneInput(p, (size_t)st.st_size);
 	if (!strncmp(name, "ok-", 3)) {
 		ok(!res.stop && res.state == BVS_READY,
-		   "%s: logs in and runs to its end (%u frames, %u changes%s%s)",
-		   name, res.frames, res.changes, res.stop ? "; stopped: " : "",
+		   "%s: logs in and runs to its end (%u frames, %u sessions, "
+		   "%u changes%s%s)", name, res.frames, res.sessions,
+		   res.changes, res.stop ? "; stopped: " : "",
 		   res.stop ? res.stop : "");
 		goto out;
 	}
