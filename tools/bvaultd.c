@@ -1407,14 +1407,15 @@ static void on_commit(struct conn *c, struct bvp_rd *r)
 		answer_error(c, c->fail_code, "%s", c->fail_msg);
 		return;
 	}
-	if (o.time < 0 || o.time > BVP_TIME_MAX) {
+	int refusal = bvs_commit_refusal(&cm);
+	if (refusal == BVS_COMMIT_TIME) {
 		session_drop(c, "a bad RP time");
 		answer_error(c, BVP_E_INVALID, "RP time %" PRId64 ": not 0 (now) "
 			     "nor from 1 to %" PRId64 " seconds since the "
 			     "epoch; nothing committed", o.time, BVP_TIME_MAX);
 		return;
 	}
-	if (o.number && !o.make_rp) {
+	if (refusal == BVS_COMMIT_NUMBER) {
 		session_drop(c, "an RP number without an RP");
 		answer_error(c, BVP_E_INVALID, "RP number %" PRIu64 " given "
 			     "without making an RP; nothing committed",

@@ -155,6 +155,15 @@ const char *bvs_commit(const uint8_t *p, size_t len, struct bvs_commit *out)
 	return NULL;
 }
 
+int bvs_commit_refusal(const struct bvs_commit *cm)
+{
+	if (cm->time < 0 || cm->time > BVP_TIME_MAX)
+		return BVS_COMMIT_TIME;
+	if (cm->number && !cm->make_rp)
+		return BVS_COMMIT_NUMBER;
+	return BVS_COMMIT_GOOD;
+}
+
 const char *bvs_query(uint8_t type, const uint8_t *p, size_t len,
 		      struct bvs_query *out)
 {

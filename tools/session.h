@@ -100,6 +100,12 @@ struct bvs_commit {
 /* Decodes the COMMIT in P, LEN bytes, into *OUT. NULL, or the problem. */
 const char *bvs_commit(const uint8_t *p, size_t len, struct bvs_commit *out);
 
+/* Whether the fields of a COMMIT that bvs_commit passed have it refused
+ * (ERROR invalid, the session aborted): a TIME other than 0 outside 1 to
+ * BVP_TIME_MAX, or an RP NUMBER without making an RP. */
+enum { BVS_COMMIT_GOOD, BVS_COMMIT_TIME, BVS_COMMIT_NUMBER };
+int bvs_commit_refusal(const struct bvs_commit *cm);
+
 /* A query, decoded: RPS takes the NAME only, RPSV also FIRST (its first
  * RP), DIGESTS the RP (0: the latest), FIRST (its first chunk), COUNT (1
  * to BVP_DIGESTS_MAX chunks) and the NAME. Fields a query lacks are 0. */

@@ -188,6 +188,10 @@ static const char *commit(struct run *r, const uint8_t *p, size_t len)
 	     cm.number == (len == 19 + ll ? bvp_get64(p + 11 + ll) : 0));
 	must(strnlen(cm.label, sizeof cm.label) == ll &&
 	     !memcmp(cm.label, p + 11, ll));
+	must(bvs_commit_refusal(&cm) ==
+	     (cm.time < 0 || cm.time > INT64_C(253402300799) ?
+		      BVS_COMMIT_TIME :
+	      cm.number && !cm.make_rp ? BVS_COMMIT_NUMBER : BVS_COMMIT_GOOD));
 	r->in_session = 0;
 	r->nslots = 0;
 	return NULL;

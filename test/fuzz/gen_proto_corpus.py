@@ -120,6 +120,12 @@ SEEDS = {
     'ok-add-refused': seed(login() + frame(BEGIN) + add(b'vm0', 5) +
                            add(b'vm1') + data(0, 0, 512) + commit(),
                            b'\x00' + YES + b'\x01\x00'),
+    # COMMITs refused for their fields (ERROR invalid): the session is
+    # aborted, the connection goes on.
+    'ok-commit-refused': seed(login() + session(1) + commit(when=-1) +
+                              session(1) + commit(when=253402300800) +
+                              session(1) + commit(make=0, number=9) +
+                              session(1) + commit(when=253402300799)),
     'bad-header-flags': seed(frame(HELLO)[:5] + b'\x01\x00\x00'),
     'bad-big-hello': seed(struct.pack('<IBBH', 513, HELLO, 0, 0) +
                           bytes(513)),
