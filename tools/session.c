@@ -1,6 +1,6 @@
 /*
- * session.c: the frame layer and session rules of the bvaultd protocol
- * (session.h).
+ * session.c: the frame layer, session rules and request decoders of the
+ * bvaultd protocol (session.h).
  */
 #include "session.h"
 

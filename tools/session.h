@@ -1,9 +1,13 @@
 /*
- * session.h: the bvaultd protocol's frame layer and session rules as pure
- * functions (tools/PROTOCOL.md, "Frames" and "Requests and answers"):
+ * session.h: the bvaultd protocol's frame layer, session rules and
+ * request decoders as pure functions (tools/PROTOCOL.md, "Frames" and
+ * "Requests and answers"):
  * no I/O, no store, no globals, so that bvaultd and the protocol fuzzer
  * (test/fuzz/fuzz_proto.c) run the very same checks. Every problem is
- * returned as the text bvaultd sends in its protocol error.
+ * returned as the text bvaultd sends in its protocol error. A decoder
+ * fills its struct even for a payload it refuses (the fields then mean
+ * nothing); a pointer it gives points into the payload, valid as long
+ * as the payload is.
  */
 #ifndef BV_TOOLS_SESSION_H
 #define BV_TOOLS_SESSION_H
@@ -87,9 +91,8 @@ const char *bvs_add(uint8_t type, const uint8_t *p, size_t len,
 		    struct bvs_add *out);
 
 /* COMMIT, decoded: make an RP (0 or 1), its consistency (0 or 1), its
- * TIME as sent (the range, 0 or 1 to BVP_TIME_MAX, is checked with the
- * session), the LABEL ("" for none; no NUL byte in it) and the RP NUMBER
- * (0 when absent). */
+ * TIME as sent (bvs_commit_refusal checks its range), the LABEL ("" for
+ * none; no NUL byte in it) and the RP NUMBER (0 when absent). */
 struct bvs_commit {
 	uint8_t make_rp, consistency;
 	int64_t time;
