@@ -130,6 +130,7 @@ SEEDS = {
     'bad-big-hello': seed(struct.pack('<IBBH', 513, HELLO, 0, 0) +
                           bytes(513)),
     'bad-order-auth-first': seed(frame(AUTH, bytes(32))),
+    'bad-early-begin': seed(hello() + frame(BEGIN)),
     'bad-hello-magic': seed(frame(HELLO, b'BVAULTP2' + b'\x01\x00\x01a')),
     'bad-hello-noname': seed(frame(HELLO, b'BVAULTP1' + b'\x01\x00\x00')),
     'bad-hello-nul': seed(frame(HELLO, b'BVAULTP1' +
