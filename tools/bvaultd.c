@@ -911,9 +911,12 @@ static struct conn *fair_next(void)
 {
 	struct conn *best = NULL;
 	uint64_t best_last = 0;
+	int open = open_sessions();
 
 	for (struct conn *w = D.wait_head; w; w = w->wnext) {
-		if (agent_sessions(w->name) >= D.max_agent_sessions)
+		if (bvs_begin_outcome(0, D.stopping, open,
+				      agent_sessions(w->name), D.max_sessions,
+				      D.max_agent_sessions) != BVS_BEGIN_NOW)
 			continue;
 		uint64_t l = rr_last(w->name);
 		if (!best || l < best_last) {
@@ -1026,27 +1029,25 @@ static void on_auth(struct conn *c, uint8_t type, struct bvp_rd *r)
 	/* Over TLS the proof covers this connection's channel binding
 	 * (tools/proto.h, bvp_proof_message). */
 	const uint8_t *binding = c->tls ? c->tls->binding : NULL;
+	const uint8_t *proof;
 	size_t ml;
 	const char *how = "secret";
+	const char *why = bvs_auth(type, r->p, r->left, &proof);
 	int ok;
 
 	_Static_assert(BV_AGENT_PUBLIC_KEY == crypto_sign_PUBLICKEYBYTES &&
 		       BVP_SIG == crypto_sign_BYTES, "Ed25519 sizes");
+	if (why)
+		return proto_error(c, why);
 	if (type == BVP_AUTH_SIG) {
-		const uint8_t *sig = bvp_take(r, BVP_SIG);
 		int key = c->known && c->agent.kind == BV_AGENT_KIND_KEY;
-		if (r->bad || r->left)
-			return proto_error(c, "a malformed AUTH_SIG");
 		ml = bvp_proof_message(msg, 1, c->nonce, binding, c->name);
-		ok = crypto_sign_verify_detached(sig, msg, ml, key ?
+		ok = crypto_sign_verify_detached(proof, msg, ml, key ?
 						 c->agent.public_key :
 						 decoy_public_key()) == 0 &&
 			key;
 		how = "key";
 	} else {
-		const uint8_t *proof = bvp_take(r, BVP_MAC);
-		if (r->bad || r->left)
-			return proto_error(c, "a malformed AUTH");
 		ml = bvp_proof_message(msg, 0, c->nonce, binding, c->name);
 		/* Same work for an unknown name or an agent with a key (the
 		 * key all zeros: bv_agent_get gives a key agent no
@@ -1092,14 +1093,18 @@ static void begin_now(struct conn *c);
 
 static void on_begin(struct conn *c, struct bvp_rd *r)
 {
-	if (r->left)
-		return proto_error(c, "a malformed BEGIN");
-	if (c->in) {
+	const char *why = bvs_begin(r->p, r->left);
+	if (why)
+		return proto_error(c, why);
+	int open = open_sessions(), mine = agent_sessions(c->name);
+	int how = bvs_begin_outcome(c->in != NULL, D.stopping, open, mine,
+				    D.max_sessions, D.max_agent_sessions);
+	if (how == BVS_BEGIN_OPEN) {
 		answer_error(c, BVP_E_INVALID, "a session is open already on "
 			     "this connection");
 		return;
 	}
-	if (D.stopping) {
+	if (how == BVS_BEGIN_STOPPING) {
 		answer_error(c, BVP_E_BUSY, "the server is shutting down");
 		return;
 	}
@@ -1112,8 +1117,7 @@ static void on_begin(struct conn *c, struct bvp_rd *r)
 		c->closing = 1;
 		return;
 	}
-	int open = open_sessions(), mine = agent_sessions(c->name);
-	if (open >= D.max_sessions || mine >= D.max_agent_sessions) {
+	if (how == BVS_BEGIN_WAIT) {
 		logmsg("agent %s (%s): BEGIN waits: %d sessions open "
 		       "(--max-sessions %d), %d of this agent "
 		       "(--max-agent-sessions %d)", c->name, c->peer, open,
@@ -1215,30 +1219,16 @@ static void add_replica(struct conn *c, const char *name, uint64_t base,
 	answer(c, BVP_OK, out, sizeof out);
 }
 
-static void on_add(struct conn *c, struct bvp_rd *r)
+/* ADD, and ADDV (push, bvault push: with the identities). */
+static void on_add(struct conn *c, uint8_t type, struct bvp_rd *r)
 {
-	uint64_t base = bvp_u64(r), size = bvp_u64(r);
-	char name[64];
+	struct bvs_add a;
+	const char *why = bvs_add(type, r->p, r->left, &a);
 
-	bvp_name(r, name);
-	if (r->bad || r->left)
-		return proto_error(c, "a malformed ADD");
-	add_replica(c, name, base, size, NULL);
+	if (why)
+		return proto_error(c, why);
+	add_replica(c, a.name, a.base, a.size, a.ids);
 }
-
-/* ---- push (bvault push): ADDV and RPSV ---- */
-static void on_addv(struct conn *c, struct bvp_rd *r)
-{
-	uint64_t base = bvp_u64(r), size = bvp_u64(r);
-	const uint8_t *ids = bvp_take(r, 2 * BVP_ID);
-	char name[64];
-
-	bvp_name(r, name);
-	if (r->bad || r->left)
-		return proto_error(c, "a malformed ADDV");
-	add_replica(c, name, base, size, ids);
-}
-/* ---- end of push ---- */
 
 /* A change record failed: the session keeps only the error, which the
  * answer to COMMIT carries. */
@@ -1272,23 +1262,23 @@ static const char *change_problem(const struct conn *c, uint8_t type,
 static void apply_change(struct conn *c, uint8_t type, const uint8_t *p,
 			 size_t len)
 {
-	struct bvp_rd r = { p, len, 0 };
-	uint32_t slot = bvp_u32(&r);
-	uint64_t off = bvp_u64(&r), arg = 0;
+	struct bvs_change ch;
 	int rc = 0;
 
-	if (type == BVP_ZERO)
-		arg = bvp_u64(&r);
+	/* Decoded again, not checked: the loop checked it against the
+	 * session, whose slots the applier does not read. */
+	bvs_change(type, p, len, 1, UINT32_MAX, &ch);
 	if (c->failed)
 		return;
 	if (type == BVP_DATA) {
-		rc = bv_ingest_write(c->in, (int)slot, off, r.p, r.left);
-		c->bytes += r.left;
-		atomic_fetch_add(&CTR.data_bytes, r.left);
+		rc = bv_ingest_write(c->in, (int)ch.slot, ch.off, ch.data,
+				     ch.len);
+		c->bytes += ch.len;
+		atomic_fetch_add(&CTR.data_bytes, ch.len);
 	} else if (type == BVP_ZERO) {
-		rc = bv_ingest_zero(c->in, (int)slot, off, arg);
+		rc = bv_ingest_zero(c->in, (int)ch.slot, ch.off, ch.arg);
 	} else {
-		rc = bv_ingest_resize(c->in, (int)slot, off);
+		rc = bv_ingest_resize(c->in, (int)ch.slot, ch.off);
 	}
 	if (rc < 0)
 		change_failed(c, rc);
@@ -1395,44 +1385,37 @@ static void commit_time(struct conn *c, bv_commit_opts *o)
 static void on_commit(struct conn *c, struct bvp_rd *r)
 {
 	bv_commit_opts o = { 0 };
-	char label[BV_LABEL_MAX + 1];
+	struct bvs_commit cm;
 	uint8_t out[8];
 	uint64_t rp = 0;
+	const char *why = bvs_commit(r->p, r->left, &cm);
 
-	o.make_rp = bvp_u8(r);
-	o.consistency = bvp_u8(r);
-	o.time = (int64_t)bvp_u64(r);
-	uint8_t ll = bvp_u8(r);
-	const uint8_t *lp = ll ? bvp_take(r, ll) : NULL;
-	/* Optional trailing field (push): the RP's number. */
-	if (r->left == 8)
-		o.number = bvp_u64(r);
-	if (r->bad || r->left || o.make_rp > 1 || o.consistency > 1 ||
-	    ll > BV_LABEL_MAX)
-		return proto_error(c, "a malformed COMMIT");
-	if (lp && memchr(lp, 0, ll))
-		return proto_error(c, "a COMMIT label with a NUL byte");
+	_Static_assert(BVP_LABEL_MAX == BV_LABEL_MAX, "COMMIT's label");
+	if (why)
+		return proto_error(c, why);
 	if (!c->in) {
 		answer_error(c, BVP_E_INVALID, "COMMIT outside a session");
 		return;
 	}
-	if (lp)
-		memcpy(label, lp, ll);
-	label[ll] = 0;
-	o.label = ll ? label : NULL;
+	o.make_rp = cm.make_rp;
+	o.consistency = cm.consistency;
+	o.time = cm.time;
+	o.number = cm.number;
+	o.label = cm.label[0] ? cm.label : NULL;
 	if (c->failed) {
 		session_drop(c, "a change record failed");
 		answer_error(c, c->fail_code, "%s", c->fail_msg);
 		return;
 	}
-	if (o.time < 0 || o.time > BVP_TIME_MAX) {
+	int refusal = bvs_commit_refusal(&cm);
+	if (refusal == BVS_COMMIT_TIME) {
 		session_drop(c, "a bad RP time");
 		answer_error(c, BVP_E_INVALID, "RP time %" PRId64 ": not 0 (now) "
 			     "nor from 1 to %" PRId64 " seconds since the "
 			     "epoch; nothing committed", o.time, BVP_TIME_MAX);
 		return;
 	}
-	if (o.number && !o.make_rp) {
+	if (refusal == BVS_COMMIT_NUMBER) {
 		session_drop(c, "an RP number without an RP");
 		answer_error(c, BVP_E_INVALID, "RP number %" PRIu64 " given "
 			     "without making an RP; nothing committed",
@@ -1461,8 +1444,9 @@ static void on_commit(struct conn *c, struct bvp_rd *r)
 
 static void on_abort(struct conn *c, struct bvp_rd *r)
 {
-	if (r->left)
-		return proto_error(c, "a malformed ABORT");
+	const char *why = bvs_abort(r->p, r->left);
+	if (why)
+		return proto_error(c, why);
 	session_drop(c, "the agent aborted it");
 	answer(c, BVP_OK, NULL, 0);
 }
@@ -1490,12 +1474,14 @@ static int rps_one(void *ud, const bv_rp_info *rp)
 
 static void on_rps(struct conn *c, struct bvp_rd *r)
 {
-	char name[64], group[64];
+	struct bvs_query ask;
+	char group[64];
+	const char *name = ask.name;
 	bv_replica_info ri;
+	const char *why = bvs_query(BVP_RPS, r->p, r->left, &ask);
 
-	bvp_name(r, name);
-	if (r->bad || r->left)
-		return proto_error(c, "a malformed RPS");
+	if (why)
+		return proto_error(c, why);
 	int rc = bv_replica_info_get(D.s, name, &ri);
 	int is_rep = rc == 0;
 	if (rc && rc != BV_ENOTFOUND) {
@@ -1564,13 +1550,13 @@ static int rpsv_one(void *ud, const bv_rp_info *rp)
 
 static void on_rpsv(struct conn *c, struct bvp_rd *r)
 {
-	uint64_t first = bvp_u64(r);
-	char name[64];
+	struct bvs_query ask;
+	const char *name = ask.name;
 	bv_replica_info ri;
+	const char *why = bvs_query(BVP_RPSV, r->p, r->left, &ask);
 
-	bvp_name(r, name);
-	if (r->bad || r->left)
-		return proto_error(c, "a malformed RPSV");
+	if (why)
+		return proto_error(c, why);
 	int rc = bv_replica_info_get(D.s, name, &ri);
 	if (rc == BV_ENOTFOUND) {
 		/* As RPS: a new replica would be in a group of its name. */
@@ -1600,7 +1586,7 @@ static void on_rpsv(struct conn *c, struct bvp_rd *r)
 	uint8_t *buf = c->tx + BVP_HDR;
 	size_t gl = strlen(ri.group);
 	struct rpsv_walk w = { buf + 8 + 8 + BVP_ID + 1 + gl + 4,
-			       c->tx + TX_MAX, first, 0, 0 };
+			       c->tx + TX_MAX, ask.first, 0, 0 };
 	rc = bv_rp_list(D.s, name, rpsv_one, &w);
 	if (rc < 0) {
 		answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
@@ -1618,16 +1604,18 @@ static void on_rpsv(struct conn *c, struct bvp_rd *r)
 
 static void on_digests(struct conn *c, struct bvp_rd *r)
 {
-	char name[64], group[64];
-	uint64_t rp = bvp_u64(r), first = bvp_u64(r);
-	uint32_t n = bvp_u32(r);
+	struct bvs_query ask;
+	char group[64];
+	const char *name = ask.name;
 	uint8_t *buf = c->tx + BVP_HDR; /* the answer, built in place */
 	static uint8_t kinds[BVP_DIGESTS_MAX], digs[BVP_DIGESTS_MAX][16];
 	bv_reader *rd = NULL;
+	const char *why = bvs_query(BVP_DIGESTS, r->p, r->left, &ask);
 
-	bvp_name(r, name);
-	if (r->bad || r->left || n == 0 || n > BVP_DIGESTS_MAX)
-		return proto_error(c, "a malformed DIGESTS");
+	if (why)
+		return proto_error(c, why);
+	uint64_t rp = ask.rp, first = ask.first;
+	uint32_t n = ask.count;
 	int rc = group_of(name, group);
 	if (rc && rc != BV_ENOTFOUND) {
 		answer_error(c, code_of(rc), "%s", bv_store_error(D.s));
@@ -1687,7 +1675,8 @@ static void on_frame(struct conn *c, uint8_t type, const uint8_t *p,
 	case BVP_BEGIN:
 		return on_begin(c, &r);
 	case BVP_ADD:
-		return on_add(c, &r);
+	case BVP_ADDV:
+		return on_add(c, type, &r);
 	case BVP_COMMIT:
 		return on_commit(c, &r);
 	case BVP_ABORT:
@@ -1696,8 +1685,6 @@ static void on_frame(struct conn *c, uint8_t type, const uint8_t *p,
 		return on_rps(c, &r);
 	case BVP_DIGESTS:
 		return on_digests(c, &r);
-	case BVP_ADDV:
-		return on_addv(c, &r);
 	case BVP_RPSV:
 		return on_rpsv(c, &r);
 	default:

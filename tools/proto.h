@@ -26,6 +26,7 @@
 #define BVP_ID 16                        /* a version identity */
 /* COMMIT's time: 0 (now) or 1 .. this (9999-12-31 23:59:59 UTC) */
 #define BVP_TIME_MAX INT64_C(253402300799)
+#define BVP_LABEL_MAX 127                /* COMMIT's label (BV_LABEL_MAX) */
 
 enum {
 	BVP_HELLO = 0x01,

@@ -10,18 +10,25 @@
 #include <stdint.h>
 
 /* What one run reached: frames handled, the furthest login state, change
- * records passed, and why it stopped (NULL: the input ran out). */
+ * records passed, sessions opened, and why it stopped (NULL: the input
+ * ran out). */
 struct fuzz_proto_result {
-	unsigned frames, changes;
+	unsigned frames, changes, sessions;
 	int state;
 	const char *stop;
 };
 
-/* Runs DATA as the bytes an agent sent on one connection, through the
- * checks bvaultd makes (session.h), as bvaultd splits them into frames.
- * The outcomes that depend on the store (does AUTH succeed, is a session
- * free at BEGIN) are taken from the frames' own first payload byte, so
- * every state is reachable. Aborts if a check breaks its contract. */
+/* Runs DATA as the store's decisions and then the bytes an agent sent on
+ * one connection, through the decoders and checks bvaultd runs
+ * (session.h), as bvaultd splits the bytes into frames. DATA's first
+ * byte K is the length of the store's part, the K bytes after it: the
+ * outcomes that depend on the store (does AUTH succeed, how many
+ * sessions are open at BEGIN, is the agent still there, is an ADD
+ * granted) are taken from those bytes in turn, from the first again
+ * when they run out; K 0 (or no byte at all) is a store that says yes
+ * to everything, with no other session open. The frames follow. Aborts
+ * if a decoder breaks its contract or disagrees with the protocol as
+ * fuzz_proto.c spells it out on its own. */
 void fuzz_proto_one(const uint8_t *data, size_t size,
 		    struct fuzz_proto_result *res);
 
