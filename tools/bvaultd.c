@@ -78,6 +78,7 @@
 #define MAX_CONN 64         /* --max-connections, at most */
 #define NSLOT (2 * MAX_CONN) /* connections, closing ones included */
 #define DEFAULT_AGENT_SESSIONS 4 /* --max-agent-sessions */
+#define DEFAULT_AGENT_CONNS 16   /* --max-agent-connections */
 #define DEFAULT_LOGIN_TIMEOUT 10 /* seconds */
 #define DEFAULT_IDLE_TIMEOUT 300
 #define DEFAULT_FRAME_TIMEOUT 60
@@ -185,6 +186,7 @@ static struct {
 	int max_sessions;
 	int64_t max_skew;     /* --max-clock-skew, seconds */
 	int max_agent_sessions;
+	int max_agent_conns;     /* logged-in connections of one agent */
 	int max_conn;
 	int64_t login_ms, idle_ms, frame_ms; /* the --*-timeout flags */
 	struct __kernel_timespec tick;
@@ -874,6 +876,17 @@ static int agent_sessions(const char *name)
 	return n;
 }
 
+/* Connections of agent NAME logged in, but for SELF. */
+static int agent_logins(const char *name, const struct conn *self)
+{
+	int n = 0;
+	for (int i = 0; i < NSLOT; i++)
+		n += D.conns[i].used && &D.conns[i] != self &&
+		     D.conns[i].state == CS_READY &&
+		     !strcmp(D.conns[i].name, name);
+	return n;
+}
+
 /* When each agent was last granted a session (a sequence number), for
  * the round-robin; the least recent entries are forgotten first. */
 static struct {
@@ -1063,6 +1076,19 @@ static void on_auth(struct conn *c, uint8_t type, struct bvp_rd *r)
 		logmsg("authentication failed: agent name '%s' from %s (a %s "
 		       "proof)", c->name, c->peer, how);
 		answer_error(c, BVP_E_AUTH, "authentication failed");
+		c->closing = 1;
+		return;
+	}
+	/* One agent's logins cannot take every connection slot from the
+	 * others (PROTOCOL.md, "Deadlines and limits"). */
+	int mine = agent_logins(c->name, c);
+	if (mine >= D.max_agent_conns) {
+		logmsg("agent %s (%s): login refused: %d connections of this "
+		       "agent are logged in (--max-agent-connections %d)",
+		       c->name, c->peer, mine, D.max_agent_conns);
+		answer_error(c, BVP_E_BUSY, "agent %s has %d connections "
+			     "logged in, its limit (--max-agent-connections); "
+			     "close one or try again later", c->name, mine);
 		c->closing = 1;
 		return;
 	}
@@ -2337,6 +2363,7 @@ static int guard_flag(const char *a, const char *val)
 		{ "--max-agent-sessions", 1, MAX_CONN },
 		{ "--max-connections", 1, MAX_CONN },
 		{ "--max-clock-skew", 1, 365 * 86400 },
+		{ "--max-agent-connections", 1, MAX_CONN },
 	};
 	int k = -1;
 	for (int j = 0; j < (int)(sizeof F / sizeof F[0]); j++)
@@ -2359,7 +2386,8 @@ static int guard_flag(const char *a, const char *val)
 	case 2: D.frame_ms = (int64_t)v * 1000; break;
 	case 3: D.max_agent_sessions = (int)v; break;
 	case 4: D.max_conn = (int)v; break;
-	default: D.max_skew = (int64_t)v; break;
+	case 5: D.max_skew = (int64_t)v; break;
+	default: D.max_agent_conns = (int)v; break;
 	}
 	return 0;
 }
@@ -2425,11 +2453,12 @@ static void usage(FILE *f)
 		   "  --frame-timeout S (default %d)   --max-connections N "
 		   "(default %d, at most)\n"
 		   "  --max-agent-sessions N (default %d)  --max-clock-skew S "
-		   "(default %d)\n",
+		   "(default %d)\n"
+		   "  --max-agent-connections N (default %d)\n",
 		BVP_DEFAULT_PORT, DEFAULT_SESSIONS, MAX_CONN,
 		DEFAULT_LOGIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 		DEFAULT_FRAME_TIMEOUT, MAX_CONN, DEFAULT_AGENT_SESSIONS,
-		DEFAULT_SKEW);
+		DEFAULT_SKEW, DEFAULT_AGENT_CONNS);
 }
 
 int main(int argc, char **argv)
@@ -2450,6 +2479,7 @@ int main(int argc, char **argv)
 	D.max_sessions = DEFAULT_SESSIONS;
 	D.max_skew = DEFAULT_SKEW;
 	D.max_agent_sessions = DEFAULT_AGENT_SESSIONS;
+	D.max_agent_conns = DEFAULT_AGENT_CONNS;
 	D.max_conn = MAX_CONN;
 	D.login_ms = DEFAULT_LOGIN_TIMEOUT * 1000;
 	D.idle_ms = DEFAULT_IDLE_TIMEOUT * 1000;

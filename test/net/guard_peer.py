@@ -56,7 +56,9 @@ def login(name, keyfile):
     mac = hmac.new(key, b'bvault-agent-auth-v1' + nonce + name,
                    hashlib.sha256).digest()
     s.sendall(frame(2, mac))
-    t, _ = answer(s)
+    t, p = answer(s)
+    if t == 0x8f and struct.unpack('<H', p[:2])[0] == 8:
+        raise ValueError(errmsg(p))  # ERROR busy
     assert t == 0x80, 'login failed'
     return s
 
@@ -172,5 +174,17 @@ elif MODE == 'full':  # NAME KEY N: N logged-in connections, then one more
     if len(ARGS) > 3:  # HOLDFLAG: keep the connections until it exists
         say('ready')
         hold(ARGS[-1])
+elif MODE == 'agentfull':  # NAME KEY N HOLDFLAG: N logins, then one more
+    name, key, n = ARGS[0].encode(), ARGS[1], int(ARGS[2])
+    ss = [login(name, key) for _ in range(n)]
+    try:
+        login(name, key)
+        say('agentfull False: the login past the limit was taken')
+    except AssertionError:
+        say('agentfull False: the login past the limit failed otherwise')
+    except ValueError as e:
+        say('agentfull True', e)
+    say('ready')
+    hold(ARGS[-1])
 else:
     sys.exit('unknown mode ' + MODE)

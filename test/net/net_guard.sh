@@ -17,6 +17,8 @@
 #  - every connection logged in: a new one gets ERROR busy naming
 #    --max-connections, which the agent prints; once they are gone, the
 #    agent's backup commits;
+#  - one agent's login past --max-agent-connections: ERROR busy naming
+#    it, while another agent's backup commits;
 #  - a second bvaultd on the same --unix path is refused, the first
 #    serves on and keeps its socket;
 #  - a HELLO name with a newline and ESC is logged escaped;
@@ -30,7 +32,7 @@ PEER=(python3 "$(dirname "$0")/guard_peer.py" "$SOCK")
 run_ok "init" "$BV" init "$S" || done_testing
 "$BV" agent add "$S" alice --group a1 --group a2 --group a3 >"$T/alice.key"
 "$BV" agent add "$S" bob --group b1 --group b2 --group b3 --group b4 \
-	--group b5 --group b6 >"$T/bob.key"
+	--group b5 --group b6 --group b7 >"$T/bob.key"
 ok $? "agents alice and bob"
 
 # backup REPLICA: bob's agent sends a full of a new image, which must
@@ -203,6 +205,20 @@ nd=$(log_count 'agent alice.*disconnected')
 touch "$T/go"; wait $PP
 wait_log 'agent alice.*disconnected' $((nd + 3))
 backup b6 "once the connections are free"
+stop_server
+
+# One agent's logins past --max-agent-connections: ERROR busy naming the
+# limit, while another agent's backup is served.
+start_server --max-agent-connections 2 || done_testing
+peer agentfull alice "$T/alice.key" 2 "$T/go"
+grep -q '^agentfull True agent alice has 2 connections logged in, its limit (--max-agent-connections)' "$T/peer.out"
+r=$?
+ok $r "a login past --max-agent-connections gets ERROR busy naming the limit"
+[ $r -eq 0 ] || sed 's/^/#   /' "$T/peer.out"
+[ "$(log_count 'agent alice.*login refused: 2 connections of this agent')" = 1 ]
+ok $? "the refusal is logged"
+backup b7 "while alice holds her 2 connections"
+touch "$T/go"; wait $PP
 stop_server
 
 run_ok "the store verifies" "$BV" verify "$S"
