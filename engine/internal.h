@@ -124,6 +124,12 @@ struct bv_store {
 	struct bv_gc *gc;
 	int readers_fd;      /* STORE/readers, or -1 */
 	uint64_t container_size; /* meta "csize", or 1 GiB */
+	/* The batch memory budget of the ingest sessions (ingest.c,
+	 * bv_ingest_memory in bvault.h): LIMIT from the open's options,
+	 * the rest under BMEM_LOCK. */
+	pthread_mutex_t bmem_lock;
+	uint64_t bmem_limit, bmem_used, bmem_peak, bmem_over;
+	unsigned bmem_sessions;
 };
 
 /* Replica record, meta "r/" name. */
