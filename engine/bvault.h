@@ -257,10 +257,12 @@ BV_API uint32_t bv_store_chunk_size(const bv_store *s);
  * of raw data, its run buffer beside it) past the budget, so that every
  * session can always go on. The budget is thus exceeded by at most one
  * smallest batch per session that holds nothing else (counted in OVER).
- * A single session on a default budget keeps all 6 full batches: its
- * throughput is as without the budget. Counted are the buffers' mapped
- * bytes (an upper bound of the resident ones); the small per-slot tables
- * are not. */
+ * A single session on the default budget keeps all 6 full batches of
+ * 64 KiB chunks (about 20 MiB each with up to 3 workers; each worker
+ * more adds 1 MiB to every batch's run buffer, and larger chunks take
+ * more): its throughput is as without the budget. Counted are the
+ * buffers' mapped bytes (an upper bound of the resident ones); the small
+ * per-slot tables are not. */
 typedef struct bv_ingest_memory {
 	uint64_t limit;     /* the budget */
 	uint64_t used;      /* bytes of batches held now */
