@@ -249,7 +249,8 @@ BV_API uint32_t bv_store_chunk_size(const bv_store *s);
  * session takes a batch when it has data to fill and gives it back
  * (unmapped, RSS included) once the batch is written and indexed and
  * the session holds more than its share (the budget divided by the open
- * sessions); with many sessions open, batches are smaller. A session
+ * sessions), or when it ends; with many sessions open, batches are
+ * smaller. A session
  * never waits for another one's memory (bvaultd applies every session
  * on one thread: such a wait could never end): when the budget is spent
  * it waits for its own batches to be written, and reuses them; one that
