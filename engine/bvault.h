@@ -187,7 +187,13 @@ typedef struct bv_open_opts {
 	unsigned workers;   /* compression workers; 0: one per online core */
 	int read_only;      /* see bv_store_open */
 	int accept_index_loss; /* see bv_store_open (BV_ELOST) */
+	/* Bytes of batch memory that all the ingest sessions of the store
+	 * share (bv_ingest_memory below); 0: BV_INGEST_MEMORY_DEFAULT. At
+	 * least BV_INGEST_MEMORY_MIN. */
+	uint64_t ingest_memory;
 } bv_open_opts;
+#define BV_INGEST_MEMORY_DEFAULT (128ull << 20)
+#define BV_INGEST_MEMORY_MIN (8ull << 20)
 
 /* Creates a new store in PATH (created if missing; must be empty) and
  * leaves it closed, private to its owner (PATH becomes 0700). BV_EEXIST
@@ -243,6 +249,41 @@ BV_API void bv_store_close(bv_store *s);
 BV_API const char *bv_store_error(const bv_store *s);
 /* The store's default chunk size for new replicas. */
 BV_API uint32_t bv_store_chunk_size(const bv_store *s);
+
+/* Ingest memory. An ingest session holds its pending chunks in batches
+ * (engine/ingest.c): raw chunk bytes and the compressed records built
+ * from them, up to 8 MiB of raw data a batch and up to 6 batches, so that
+ * hashing and LZ4 go on while earlier batches are written and indexed.
+ * The store gives every batch's buffers out of one budget
+ * (bv_open_opts.ingest_memory) that all its open sessions share, so that
+ * the memory of ingest does not grow with the number of sessions: a
+ * session takes a batch when it has data to fill and gives it back
+ * (unmapped, RSS included) once the batch is written and indexed and
+ * the session holds more than its share (the budget divided by the open
+ * sessions), or when it ends; with many sessions open, batches are
+ * smaller. A session
+ * never waits for another one's memory (bvaultd applies every session
+ * on one thread: such a wait could never end): when the budget is spent
+ * it waits for its own batches to be written, and reuses them; one that
+ * holds no batch at all still gets one batch of the smallest size (1 MiB
+ * of raw data, its run buffer beside it) past the budget, so that every
+ * session can always go on. The budget is thus exceeded by at most one
+ * smallest batch per session that holds nothing else (counted in OVER).
+ * A single session on the default budget keeps all 6 full batches of
+ * 64 KiB chunks (about 20 MiB each with up to 3 workers; each worker
+ * more adds 1 MiB to every batch's run buffer, and larger chunks take
+ * more): its throughput is as without the budget. Counted are the
+ * buffers' mapped bytes (an upper bound of the resident ones); the small
+ * per-slot tables are not. */
+typedef struct bv_ingest_memory {
+	uint64_t limit;     /* the budget */
+	uint64_t used;      /* bytes of batches held now */
+	uint64_t peak;      /* the most USED was since the open */
+	uint64_t over;      /* batches given past the budget, since the open */
+	unsigned sessions;  /* ingest sessions open now */
+} bv_ingest_memory;
+/* Fills OUT with S's ingest memory accounting. Thread-safe; no error. */
+BV_API void bv_store_ingest_memory(bv_store *s, bv_ingest_memory *out);
 
 /* ---- replicas and groups -------------------------------------------- */
 

@@ -28,8 +28,8 @@
  *     the session changes; a failure after that poisons the session,
  *     which then only aborts.
  *
- * Chunks wait in a batch of slots (BATCH_BYTES of raw data). A slot is
- * processed once:
+ * Chunks wait in a batch of slots (BATCH_BYTES of raw data at most). A
+ * slot is processed once:
  *   A-C. workers, one chunk at a time while it is in the core's cache:
  *        zero test, keyed fingerprint, lookup among the slots processed
  *        before in this batch, then in the chunk index (RocksDB's bloom
@@ -55,13 +55,25 @@
  *      as one more item of the next pool run (so that it takes a share
  *      of the cores instead of preempting the workers), or by the caller
  *      when it must wait for the queue anyway (index_next).
- * Buffers are allocated once per session: no per-chunk allocation.
+ * Memory: a batch's raw arena and run buffer come out of the store's
+ * budget (bv_ingest_memory in bvault.h), shared by every session, and are
+ * mapped and unmapped whole: allocation is per batch at most, never per
+ * chunk, and a single session keeps its batches for its whole life.
+ * next_batch picks the batch to fill at each batch boundary: one of the
+ * session's own that is idle (indexed), a new one if the budget and the
+ * session's share of it allow, else it waits for its own oldest batch
+ * (its writer and its own index_next finish that: no wait on another
+ * session, nor on anything another session holds). A session that holds
+ * no batch at all gets a smallest one even past the budget. Idle batches
+ * past the session's share, or of another size than its share allows
+ * now, are unmapped there.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +82,9 @@
 #include "stream.h"
 
 #define BATCH_BYTES (8u << 20)
+/* The least raw data of a batch: what a session gets when the budget
+ * leaves it less than a full batch. */
+#define BATCH_MIN_BYTES (1u << 20)
 /* Batches per session: one being filled, the others queued for or in the
  * flusher, so that a slow fdatasync does not stall hashing and LZ4. With
  * 4, a shared host's disk hiccups left the cores 8-18 % idle in some
@@ -124,6 +139,12 @@ struct slot {
 /* One batch of pending chunks and everything needed to process it. */
 struct batch {
 	size_t used;
+	size_t cap;                    /* slots; 0: not allocated */
+	uint64_t cost;                 /* bytes mapped, charged to the
+					* store's budget */
+	int queued;                    /* handed over, not indexed yet
+					* (under the session's lock) */
+	size_t raw_len;
 	uint8_t *raw_arena;
 	/* The records of the batch's new chunks. Each pool thread takes a
 	 * region of the run buffer at a time and LZ4 writes each record's
@@ -192,10 +213,12 @@ struct bv_ingest {
 	unsigned nthreads;             /* pool threads, the caller's too */
 
 	uint32_t slot_size;
-	size_t nslots;
-	size_t hmask;
-	struct batch b[NBATCH];
-	unsigned next_b;               /* index of the batch to fill next */
+	size_t nfull;                  /* slots of a full batch */
+	size_t nmin;                   /* slots of a smallest batch */
+	size_t hmask;                  /* htab and ftab, for NFULL slots */
+	uint64_t held;                 /* bytes of batches held (cost) */
+	int counted;                   /* in the store's bmem_sessions */
+	struct batch b[NBATCH];        /* cap 0: not allocated */
 	struct batch *cur;             /* being filled by the caller */
 
 	/* The writer thread runs phase D of one batch while the caller
@@ -233,10 +256,27 @@ static int check_usable(bv_ingest *in)
 	return 0;
 }
 
-static void batch_free(struct batch *b)
+static int wait_queue(bv_ingest *in, unsigned max);
+
+/* Gives COST bytes of batch memory back to the store's budget. */
+static void bmem_give(bv_ingest *in, uint64_t cost)
 {
-	free(b->raw_arena);
-	free(b->run);
+	bv_store *s = in->s;
+	pthread_mutex_lock(&s->bmem_lock);
+	s->bmem_used -= cost;
+	pthread_mutex_unlock(&s->bmem_lock);
+	in->held -= cost;
+}
+
+/* Unmaps B's buffers (RSS goes back to the system, whatever malloc's
+ * arenas would keep) and gives their bytes back; B may be half built or
+ * never allocated. */
+static void batch_free(bv_ingest *in, struct batch *b)
+{
+	if (b->raw_arena)
+		munmap(b->raw_arena, b->raw_len);
+	if (b->run)
+		munmap(b->run, b->run_cap);
 	free(b->reg_used);
 	free(b->reg_pos);
 	free(b->reg_end);
@@ -249,26 +289,57 @@ static void batch_free(struct batch *b)
 	free(b->pend);
 	free(b->recs);
 	bv_kv_batch_free(b->kvb);
+	if (b->cost)
+		bmem_give(in, b->cost);
 	memset(b, 0, sizeof *b);
 }
 
+/* The run buffer of a batch of N slots of SIZE bytes: returns its number
+ * of regions, and the bytes of each in *REGION. A region holds PER
+ * records of the largest size LZ4 may write. A thread closes a region
+ * only when less than that is left, so a closed region holds at least
+ * PER records; with one record per slot at most, N / PER closed regions
+ * and one open region per thread are all a batch can take. A region is
+ * an eighth of the batch's raw data, REGION_MIN at most (a full batch's),
+ * and one largest record at least: a small batch has a small run too. */
+static size_t batch_regions(size_t n, uint32_t size, unsigned nthreads,
+			    size_t *region)
+{
+	size_t worst = bv_rec_size((uint32_t)bv_codec_work_bound(size));
+	size_t r = n * (size_t)size / 8;
+	if (r > REGION_MIN)
+		r = REGION_MIN;
+	if (r < worst)
+		r = worst;
+	*region = (r + 4095) & ~(size_t)4095;
+	return n / (*region / worst) + nthreads + 1;
+}
+
+/* Bytes a batch of N slots of SIZE bytes maps: what the budget counts. */
+static uint64_t batch_cost(size_t n, uint32_t size, unsigned nthreads)
+{
+	size_t region, nreg = batch_regions(n, size, nthreads, &region);
+	return (uint64_t)n * size + (uint64_t)nreg * region;
+}
+
+static void *map_buf(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* Builds B with N slots of SIZE bytes (hash tables of H entries); B is
+ * zeroed first, and left for batch_free on failure. */
 static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size,
 		       unsigned nthreads)
 {
 	memset(b, 0, sizeof *b);
-	/* A region holds PER records of the largest size LZ4 may write. A
-	 * thread closes a region only when less than that is left, so a
-	 * closed region holds at least PER records; with one record per
-	 * slot at most, N / PER closed regions and one open region per
-	 * thread are all a batch can take. */
-	size_t worst = bv_rec_size((uint32_t)bv_codec_work_bound(size));
-	b->region = (worst + 4095) & ~(size_t)4095;
-	if (b->region < REGION_MIN)
-		b->region = REGION_MIN;
-	size_t nreg = n / (b->region / worst) + nthreads + 1;
+	size_t nreg = batch_regions(n, size, nthreads, &b->region);
 	b->run_cap = nreg * b->region;
-	if (posix_memalign((void **)&b->raw_arena, 4096, n * size) ||
-	    posix_memalign((void **)&b->run, 4096, b->run_cap))
+	b->raw_len = n * (size_t)size;
+	if (!(b->raw_arena = map_buf(b->raw_len)) ||
+	    !(b->run = map_buf(b->run_cap)))
 		return -ENOMEM;
 	b->reg_used = calloc(nreg, sizeof *b->reg_used);
 	b->seg_at = calloc(nreg, sizeof *b->seg_at);
@@ -287,53 +358,177 @@ static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size,
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		b->slots[i].raw = b->raw_arena + i * size;
+	b->cap = n;
 	return 0;
+}
+
+/* The share of the budget the session may hold now (*SHARE: the budget
+ * over the open sessions) and the slots of the batches it should fill:
+ * a full batch, halved while one would not fit in the share, NMIN at
+ * least. */
+static size_t batch_want(bv_ingest *in, uint64_t *share)
+{
+	bv_store *s = in->s;
+	size_t n = in->nfull;
+
+	pthread_mutex_lock(&s->bmem_lock);
+	*share = s->bmem_limit / (s->bmem_sessions ? s->bmem_sessions : 1);
+	pthread_mutex_unlock(&s->bmem_lock);
+	while (n / 2 >= in->nmin &&
+	       batch_cost(n, in->slot_size, in->nthreads) > *share)
+		n /= 2;
+	return n;
+}
+
+/* Charges the budget for a batch of *N slots: when it fits under the
+ * budget and in SHARE, or, smallest (*N becomes NMIN), when the session
+ * holds no batch at all. Returns the cost, 0 when nothing was charged. */
+static uint64_t bmem_take(bv_ingest *in, size_t *n, uint64_t share)
+{
+	bv_store *s = in->s;
+	uint64_t cost = batch_cost(*n, in->slot_size, in->nthreads);
+
+	pthread_mutex_lock(&s->bmem_lock);
+	if (s->bmem_used + cost > s->bmem_limit || in->held + cost > share) {
+		if (in->held) {
+			cost = 0;
+			goto out;
+		}
+		/* The one batch that lets the session go on. */
+		*n = in->nmin;
+		cost = batch_cost(*n, in->slot_size, in->nthreads);
+		if (s->bmem_used + cost > s->bmem_limit)
+			s->bmem_over++;
+	}
+	s->bmem_used += cost;
+	if (s->bmem_used > s->bmem_peak)
+		s->bmem_peak = s->bmem_used;
+	in->held += cost;
+out:
+	pthread_mutex_unlock(&s->bmem_lock);
+	return cost;
+}
+
+/* Makes in->cur a batch to fill (see the top: Memory). Called by the
+ * caller between pool runs, with in->cur handed over or NULL: the
+ * batches that are neither queued nor cur are idle, and only the caller
+ * could change that. */
+static int next_batch(bv_ingest *in)
+{
+	int queued[NBATCH];
+	unsigned qlen;
+	int rc;
+
+	in->cur = NULL;
+	for (;;) {
+		uint64_t share;
+		size_t want = batch_want(in, &share);
+		struct batch *pick = NULL, *hole = NULL;
+
+		pthread_mutex_lock(&in->lock);
+		for (int j = 0; j < NBATCH; j++)
+			queued[j] = in->b[j].queued;
+		qlen = in->qlen;
+		pthread_mutex_unlock(&in->lock);
+		for (int j = 0; j < NBATCH; j++) {
+			struct batch *b = &in->b[j];
+			if (b->cap && !queued[j] && b->cap == want && !pick) {
+				pick = b;
+				continue;
+			}
+			/* Idle, and of a size the share no longer allows, or
+			 * more than the share. */
+			if (b->cap && !queued[j] &&
+			    (b->cap != want || in->held > share))
+				batch_free(in, b);
+			if (!b->cap && !hole)
+				hole = b;
+		}
+		if (pick) {
+			in->cur = pick;
+			return 0;
+		}
+		size_t n = want;
+		uint64_t cost = hole ? bmem_take(in, &n, share) : 0;
+		if (cost) {
+			rc = batch_alloc(hole, n, in->hmask + 1, in->slot_size,
+					 in->nthreads);
+			hole->cost = cost;
+			if (rc) {
+				batch_free(in, hole);
+				return bv_fail(rc, "ingest: cannot allocate "
+					       "%llu MiB of batch buffers",
+					       (unsigned long long)(cost >> 20));
+			}
+			in->cur = hole;
+			return 0;
+		}
+		/* The budget is spent: the oldest batch of this session's
+		 * own comes back (the session holds a batch, and none is
+		 * idle: it is queued). */
+		if (qlen == 0)
+			return bv_fail(-ENOMEM, "ingest: no batch to fill");
+		if ((rc = wait_queue(in, qlen - 1)))
+			return rc;
+	}
 }
 
 static void free_arenas(bv_ingest *in)
 {
 	for (int i = 0; i < NBATCH; i++)
-		batch_free(&in->b[i]);
+		batch_free(in, &in->b[i]);
 	free(in->scratch);
 	in->scratch = NULL;
 	free(in->lastnew);
 	in->lastnew = NULL;
 	in->nthreads = 0;
 	in->cur = NULL;
-	in->nslots = 0;
+	in->nfull = 0;
 	in->slot_size = 0;
 }
 
 /* Called with no batch pending anywhere. */
 static int alloc_arenas(bv_ingest *in, uint32_t slot_size)
 {
-	size_t n = BATCH_BYTES / slot_size, h = 1;
+	bv_store *s = in->s;
+	size_t n = BATCH_BYTES / slot_size, m = BATCH_MIN_BYTES / slot_size;
+	size_t h = 1;
+	int rc;
+
 	if (n < 8)
 		n = 8;
+	if (m < 2)
+		m = 2;
 	while (h < 2 * n)
 		h <<= 1;
 	free_arenas(in);
-	int bad = posix_memalign((void **)&in->scratch, 4096,
-				 bv_rec_size(slot_size));
 	/* Per thread of a pool run: which order work_chunk takes. */
-	unsigned nt = bv_pool_size(in->s->pool) + 1;
-	if (!bad && (in->lastnew = calloc(nt, 1)))
-		in->nthreads = nt;
-	else
-		bad = 1;
-	for (int i = 0; i < NBATCH && !bad; i++)
-		bad = batch_alloc(&in->b[i], n, h, slot_size, nt);
-	if (bad) {
-		free_arenas(in);
-		return bv_fail(-ENOMEM, "ingest: cannot allocate %zu MiB of "
-			       "batch buffers", (4 * n * (size_t)slot_size) >> 20);
+	unsigned nt = bv_pool_size(s->pool) + 1;
+	if (posix_memalign((void **)&in->scratch, 4096,
+			   bv_rec_size(slot_size)))
+		in->scratch = NULL;
+	if (!in->scratch || !(in->lastnew = calloc(nt, 1))) {
+		rc = bv_fail(-ENOMEM, "ingest: cannot allocate a session's "
+			     "buffers");
+		goto fail;
 	}
+	in->nthreads = nt;
 	in->slot_size = slot_size;
-	in->nslots = n;
+	in->nfull = n;
+	in->nmin = m;
 	in->hmask = h - 1;
-	in->cur = &in->b[0];
-	in->next_b = 1;
+	if (!in->counted) {
+		pthread_mutex_lock(&s->bmem_lock);
+		s->bmem_sessions++;
+		pthread_mutex_unlock(&s->bmem_lock);
+		in->counted = 1;
+	}
+	if ((rc = next_batch(in)))
+		goto fail;
 	return 0;
+fail:
+	free_arenas(in);
+	return rc;
 }
 
 static size_t hash_rc(uint32_t rep, uint64_t chunk)
@@ -580,6 +775,7 @@ static int index_next(bv_ingest *in)
 	batch_unpin(in, b, !failed && !rc);
 	pthread_mutex_lock(&in->lock);
 	flush_failed(in, rc);
+	b->queued = 0;
 	in->qhead = (in->qhead + 1) % NBATCH;
 	in->qlen--;
 	in->nwritten--;
@@ -996,10 +1192,8 @@ static int flush_batch(bv_ingest *in)
 		r->entries++;
 	}
 
-	/* D, on the flusher, in order. The batch to fill next must be out
-	 * of the queue: at most NBATCH - 2 may wait besides this one. */
-	if ((rc = wait_queue(in, NBATCH - 2)))
-		return rc;
+	/* D, on the flusher, in order. The queue holds every batch the
+	 * session has, at most. */
 	if (!in->flusher_started) {
 		int e;
 		if ((rc = bv_ring_new(64, &in->fring)))
@@ -1014,14 +1208,13 @@ static int flush_batch(bv_ingest *in)
 	pthread_mutex_lock(&in->lock);
 	in->queue[(in->qhead + in->qlen) % NBATCH] = b;
 	in->qlen++;
+	b->queued = 1;
 	pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->lock);
 	in->it_stale = 1;
 
-	/* Batches are filled in turn, so the next one is the oldest: the
-	 * wait above took it out of the queue. */
-	in->cur = &in->b[in->next_b];
-	in->next_b = (in->next_b + 1) % NBATCH;
+	if ((rc = next_batch(in)))
+		return poison(in, rc);
 	in->cur->used = 0;
 	in->cur->nnew = 0;
 	in->cur->ndead = 0;
@@ -1097,7 +1290,7 @@ static int patch(bv_ingest *in, uint32_t ri, uint64_t off, const uint8_t *src,
 			sl = NULL;
 		}
 		if (!sl) {
-			if (in->cur->used == in->nslots &&
+			if (in->cur->used == in->cur->cap &&
 			    (rc = flush_batch(in)))
 				goto out;
 			sl = new_slot(in, ri, c);
@@ -1137,7 +1330,7 @@ static int patch(bv_ingest *in, uint32_t ri, uint64_t off, const uint8_t *src,
 	}
 	rc = process(in);
 out:
-	if (rc) {
+	if (rc && in->cur) {
 		/* The session is poisoned; no slot may keep SRC. */
 		in->cur->npend = 0;
 		for (size_t i = 0; i < in->cur->used; i++)
@@ -1542,7 +1735,7 @@ int bv_ingest_ref(bv_ingest *in, int slot, uint64_t chunk, const bv_fp *fp,
 		sl = NULL;
 	}
 	if (!sl) {
-		if (in->cur->used == in->nslots && (rc = flush_batch(in)))
+		if (in->cur->used == in->cur->cap && (rc = flush_batch(in)))
 			return rc;
 		sl = new_slot(in, (uint32_t)slot, chunk);
 	}
@@ -1897,8 +2090,9 @@ static void release(bv_ingest *in, int cleanup)
 			;
 	}
 	/* Slots never handed over (the batch being filled). */
-	for (int j = 0; j < NBATCH && in->b[j].slots; j++)
-		batch_unpin(in, &in->b[j], 0);
+	for (int j = 0; j < NBATCH; j++)
+		if (in->b[j].cap)
+			batch_unpin(in, &in->b[j], 0);
 	for (size_t i = 0; i < in->nrep; i++) {
 		struct sess_rep *r = &in->rep[i];
 		if (cleanup)
@@ -1911,6 +2105,11 @@ static void release(bv_ingest *in, int cleanup)
 	bv_ring_free(in->ring);
 	bv_ring_free(in->fring);
 	free_arenas(in);
+	if (in->counted) {
+		pthread_mutex_lock(&in->s->bmem_lock);
+		in->s->bmem_sessions--;
+		pthread_mutex_unlock(&in->s->bmem_lock);
+	}
 	pthread_mutex_destroy(&in->lock);
 	pthread_cond_destroy(&in->cond);
 	free(in);

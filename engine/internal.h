@@ -128,6 +128,12 @@ struct bv_store {
 	int dedup_scope;         /* meta "dedup", or BV_DEDUP_STORE; group:
 				  * chunk fingerprints are tagged with the
 				  * replica's group (ingest.c chunk_fp) */
+	/* The batch memory budget of the ingest sessions (ingest.c,
+	 * bv_ingest_memory in bvault.h): LIMIT from the open's options,
+	 * the rest under BMEM_LOCK. */
+	pthread_mutex_t bmem_lock;
+	uint64_t bmem_limit, bmem_used, bmem_peak, bmem_over;
+	unsigned bmem_sessions;
 };
 
 /* Replica record, meta "r/" name. */

@@ -483,8 +483,16 @@ int bv_store_open_wrapped(const char *path, const bv_open_opts *opts,
 	pthread_mutex_init(&s->write_lock, NULL);
 	pthread_mutex_init(&s->index_lock, NULL);
 	pthread_mutex_init(&s->life_lock, NULL);
+	pthread_mutex_init(&s->bmem_lock, NULL);
+	s->bmem_limit = opts && opts->ingest_memory ? opts->ingest_memory :
+			BV_INGEST_MEMORY_DEFAULT;
 	if (!(s->path = strdup(path)))
 		return -ENOMEM;
+	if (s->bmem_limit < BV_INGEST_MEMORY_MIN)
+		return bv_fail(BV_EINVAL, "store %s: ingest memory %llu bytes: "
+			       "at least %llu", path,
+			       (unsigned long long)s->bmem_limit,
+			       (unsigned long long)BV_INGEST_MEMORY_MIN);
 	if ((rc = bv_check_marker(path)))
 		return rc;
 	/* One process at a time: an advisory lock on the marker, taken
@@ -657,8 +665,20 @@ void bv_store_close(bv_store *s)
 	pthread_mutex_destroy(&s->write_lock);
 	pthread_mutex_destroy(&s->index_lock);
 	pthread_mutex_destroy(&s->life_lock);
+	pthread_mutex_destroy(&s->bmem_lock);
 	free(s->path);
 	free(s);
+}
+
+void bv_store_ingest_memory(bv_store *s, bv_ingest_memory *out)
+{
+	pthread_mutex_lock(&s->bmem_lock);
+	out->limit = s->bmem_limit;
+	out->used = s->bmem_used;
+	out->peak = s->bmem_peak;
+	out->over = s->bmem_over;
+	out->sessions = s->bmem_sessions;
+	pthread_mutex_unlock(&s->bmem_lock);
 }
 
 uint32_t bv_store_chunk_size(const bv_store *s)

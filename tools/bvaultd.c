@@ -71,6 +71,7 @@
 
 #include "admin.h"
 #include "bvault.h"
+#include "cli.h"
 #include "proto.h"
 #include "session.h"
 #include "tls.h"
@@ -2430,16 +2431,19 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: bvaultd STORE [--listen HOST:PORT] [--unix PATH] "
 		   "[--workers N]\n"
-		   "               [--max-sessions N] [--gc-interval SECONDS]\n"
+		   "               [--max-sessions N] [--ingest-memory SIZE]\n"
+		   "               [--gc-interval SECONDS]\n"
 		   "       bvaultd --version\n"
 		   "Serves the store to bvault-agent (tools/PROTOCOL.md). "
 		   "Without --listen or\n--unix it listens on 127.0.0.1:%s. "
 		   "Foreground; logs to stderr; SIGTERM or\nSIGINT aborts "
 		   "open sessions and exits. At most --max-sessions ingest\n"
 		   "sessions are open at once (default %d, at most %d); a "
-		   "BEGIN beyond that waits\nfor one to end. The commands "
-		   "of bvault that change the store are carried\nout "
-		   "through STORE/admin.sock, for bvaultd's own user only.\n"
+		   "BEGIN beyond that waits\nfor one to end. Their batches "
+		   "share --ingest-memory (default %llu MiB, at\nleast %llu "
+		   "MiB). The commands of bvault that change the store are\n"
+		   "carried out through STORE/admin.sock, for bvaultd's own "
+		   "user only.\n"
 		   "--gc-interval: run garbage collection every SECONDS "
 		   "(bvault gc; default: only\nwhen asked).\n"
 		   "TCP is TLS 1.3 with the store's key (STORE/tls, made at "
@@ -2456,6 +2460,8 @@ static void usage(FILE *f)
 		   "(default %d)\n"
 		   "  --max-agent-connections N (default %d)\n",
 		BVP_DEFAULT_PORT, DEFAULT_SESSIONS, MAX_CONN,
+		(unsigned long long)(BV_INGEST_MEMORY_DEFAULT >> 20),
+		(unsigned long long)(BV_INGEST_MEMORY_MIN >> 20),
 		DEFAULT_LOGIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 		DEFAULT_FRAME_TIMEOUT, MAX_CONN, DEFAULT_AGENT_SESSIONS,
 		DEFAULT_SKEW, DEFAULT_AGENT_CONNS);
@@ -2467,6 +2473,7 @@ int main(int argc, char **argv)
 	const char *tls_cert = NULL, *tls_key = NULL;
 	int nl = 0, no_tls = 0;
 	unsigned workers = 0;
+	uint64_t ingest_memory = 0;
 
 	/* The store is private to its owner (storage/FORMAT.md, "File
 	 * modes"): RocksDB makes its files 0644 less the umask and cannot be
@@ -2497,6 +2504,7 @@ int main(int argc, char **argv)
 		}
 		if ((!strcmp(a, "--listen") || !strcmp(a, "--unix") ||
 		     !strcmp(a, "--workers") || !strcmp(a, "--max-sessions") ||
+		     !strcmp(a, "--ingest-memory") ||
 		     !strcmp(a, "--gc-interval") || !strcmp(a, "--tls-cert") ||
 		     !strcmp(a, "--tls-key") || guard_flag(a, NULL)) &&
 		    i + 1 >= argc) {
@@ -2536,6 +2544,17 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			D.max_sessions = (int)m;
+		} else if (!strcmp(a, "--ingest-memory")) {
+			const char *why = parse_size(argv[++i], &ingest_memory);
+			if (!why && ingest_memory < BV_INGEST_MEMORY_MIN)
+				why = "below the least";
+			if (why) {
+				fprintf(stderr, "bvaultd: --ingest-memory %s: "
+					"%s (a size of at least %llu MiB)\n",
+					argv[i], why, (unsigned long long)
+					(BV_INGEST_MEMORY_MIN >> 20));
+				return 2;
+			}
 		} else if (!strcmp(a, "--gc-interval")) {
 			char *end;
 			unsigned long g = strtoul(argv[++i], &end, 10);
@@ -2592,7 +2611,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	store = abs_store;
-	bv_open_opts oo = { .workers = workers };
+	bv_open_opts oo = { .workers = workers,
+			    .ingest_memory = ingest_memory };
 	int rc = bv_store_open(store, &oo, &D.s);
 	if (rc < 0) {
 		fprintf(stderr, "bvaultd: %s\n", D.s ? bv_store_error(D.s) :

@@ -140,7 +140,7 @@ if [ "$ASAN" -eq 1 ]; then
 		TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/test/tsan.supp" \
 			run_meson_tests build-tsan --timeout-multiplier 4 \
 			engine-threads engine-lifecycle-threads engine-api engine-readonly engine-space engine-view engine-index \
-			engine-restore engine-gc-threads engine-heal unit-container unit-ring \
+			engine-restore engine-gc-threads engine-heal engine-memory unit-container unit-ring \
 			net-basic net-admin nbd-parallel nbd-view
 	else
 		fail_extra "build of build-tsan/ (log: build-tsan/build.log)"

@@ -11,7 +11,8 @@
 #  - faults: an agent killed mid-stream, the server killed mid-session,
 #    SIGTERM with a session open: nothing committed, every RP reads as
 #    before, the store verifies, the server keeps serving;
-#  - 16 agents at once, each RP checked bit for bit.
+#  - 16 agents at once (on the least --ingest-memory), each RP checked
+#    bit for bit.
 # Usage: net_basic.sh BVAULT BVAULTD BVAULT_AGENT
 . "$(dirname "$0")/lib.sh"
 
@@ -52,6 +53,12 @@ for v in 0 65 x; do
 	r=$?
 	[ $r -eq 2 ] && grep -q "max-sessions $v: not a number from 1 to 64" "$T/err"
 	ok $? "bvaultd --max-sessions $v is refused (exit $r)"
+done
+for v in 4M 0 8X; do
+	"$BVD" "$S" --unix "$SOCK" --ingest-memory "$v" >/dev/null 2>"$T/err"
+	r=$?
+	[ $r -eq 2 ] && grep -q "ingest-memory $v: .*at least 8 MiB" "$T/err"
+	ok $? "bvaultd --ingest-memory $v is refused (exit $r)"
 done
 # bvaultd holds the store while it runs: the CLI checks below stop it
 # first (stop_server) and start it again.
@@ -381,8 +388,10 @@ for q in q1 q2 q3; do
 	ok $? "$q@1 equals its image"
 done
 
-# TCP loopback, 16 agents at once.
-"$BVD" "$S" --listen 127.0.0.1:0 2>>"$LOG" &
+# TCP loopback, 16 agents at once, on the least ingest memory: the
+# sessions share 8 MiB of batches, so most of them go on with one
+# smallest batch past the budget, and none waits for another's.
+"$BVD" "$S" --listen 127.0.0.1:0 --ingest-memory 8M 2>>"$LOG" &
 SRV=$!
 PORT=
 for _ in $(seq 1 600); do
