@@ -322,7 +322,7 @@ static uint64_t batch_cost(size_t n, uint32_t size, unsigned nthreads)
 	return (uint64_t)n * size + (uint64_t)nreg * region;
 }
 
-static void *map_buf(size_t len)
+void *bv_map_buf(size_t len)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -338,8 +338,8 @@ static int batch_alloc(struct batch *b, size_t n, size_t h, uint32_t size,
 	size_t nreg = batch_regions(n, size, nthreads, &b->region);
 	b->run_cap = nreg * b->region;
 	b->raw_len = n * (size_t)size;
-	if (!(b->raw_arena = map_buf(b->raw_len)) ||
-	    !(b->run = map_buf(b->run_cap)))
+	if (!(b->raw_arena = bv_map_buf(b->raw_len)) ||
+	    !(b->run = bv_map_buf(b->run_cap)))
 		return -ENOMEM;
 	b->reg_used = calloc(nreg, sizeof *b->reg_used);
 	b->seg_at = calloc(nreg, sizeof *b->seg_at);

@@ -297,6 +297,14 @@ int bv_rp_build(bv_store *s, const char *gname, const struct bv_grec *g,
 		struct bv_rprec *p);
 int bv_rp_label_check(const char *label);
 
+/* ingest.c: LEN bytes of zeroed memory mapped for a large buffer (a
+ * batch, a reader's chunk buffers), NULL when none; unmapped with
+ * munmap(P, LEN). Pages cost nothing until touched, go back to the
+ * system at once when unmapped, and never pass through malloc (whose
+ * arenas keep freed memory, and whose MALLOC_PERTURB_ writes all of
+ * it). */
+void *bv_map_buf(size_t len);
+
 /* ingest.c, for promote (engine/promote.c): bv_ingest_add of a replica
  * NAME made at commit with SIZE and CHUNK_SIZE (not the store's
  * default), base 0; and a map entry of chunk CHUNK of SLOT's new version

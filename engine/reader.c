@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "internal.h"
@@ -31,6 +32,7 @@ struct bv_reader {
 	size_t nbatch;
 	uint8_t *chunkbuf;   /* nbatch chunks, for partly read chunks */
 	uint8_t *scratch;    /* nbatch records */
+	size_t chunkbuf_len, scratch_len; /* mapped (bv_map_buf) */
 	bv_fp *fps;
 	void **outs;
 	struct bv_chunk_read *reads;
@@ -294,8 +296,10 @@ void bv_reader_close(bv_reader *r)
 		return;
 	bv_kv_iter_free(r->it);
 	bv_ring_free(r->ring);
-	free(r->chunkbuf);
-	free(r->scratch);
+	if (r->chunkbuf)
+		munmap(r->chunkbuf, r->chunkbuf_len);
+	if (r->scratch)
+		munmap(r->scratch, r->scratch_len);
 	free(r->fps);
 	free(r->outs);
 	free(r->reads);
@@ -357,9 +361,10 @@ int bv_reader_open(bv_store *s, const char *replica, uint64_t rp,
 		goto fail;
 	}
 	rc = -ENOMEM;
-	if (posix_memalign((void **)&r->chunkbuf, 4096, r->nbatch * r->cs) ||
-	    posix_memalign((void **)&r->scratch, 4096,
-			   r->nbatch * bv_rec_size(r->cs)))
+	r->chunkbuf_len = r->nbatch * r->cs;
+	r->scratch_len = r->nbatch * bv_rec_size(r->cs);
+	if (!(r->chunkbuf = bv_map_buf(r->chunkbuf_len)) ||
+	    !(r->scratch = bv_map_buf(r->scratch_len)))
 		goto fail;
 	r->fps = calloc(r->nbatch, sizeof *r->fps);
 	r->outs = calloc(r->nbatch, sizeof *r->outs);
