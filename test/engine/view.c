@@ -19,6 +19,7 @@
  *   - every bad argument: a clear error, nothing changed.
  */
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -805,11 +806,27 @@ static void bw_image(int n, uint8_t *img)
 	(void)r;
 }
 
-static void bw_writer(void)
+/* The writer keeps ingesting until the test has made BW_ROUNDS views
+ * beside it (one byte each on FD), however slow the machine: its last RP
+ * waits for them (60 s at most). */
+#define BW_ROUNDS 3
+static void bw_writer(int fd)
 {
 	bv_store *s = child_open(0);
 	uint8_t *img = malloc(DISK);
+	int seen = 0;
 	for (int n = 1; n <= BW_RPS; n++) {
+		if (n == BW_RPS)
+			for (int t = 0; seen < BW_ROUNDS && t < 600; t++) {
+				char b[16];
+				struct pollfd p = { .fd = fd, .events = POLLIN };
+				if (poll(&p, 1, 100) == 1) {
+					ssize_t k = read(fd, b, sizeof b);
+					if (k <= 0)
+						break;
+					seen += (int)k;
+				}
+			}
 		bw_image(n, img);
 		ingest_image(s, "bw", (uint64_t)n, img, DISK);
 		usleep(150000);
@@ -827,10 +844,20 @@ static void test_beside(void)
 	int st = -1, good = 1, rounds = 0;
 	pid_t w = 0;
 
+	int pfd[2];
+	if (pipe(pfd)) {
+		ok(0, "pipe: %s", strerror(errno));
+		return;
+	}
+	/* The writer may be gone when a round's byte is written. */
+	signal(SIGPIPE, SIG_IGN);
 	fflush(stdout);
 	pid_t pid = fork();
-	if (pid == 0)
-		bw_writer();
+	if (pid == 0) {
+		close(pfd[1]);
+		bw_writer(pfd[0]);
+	}
+	close(pfd[0]);
 	/* Views made, written, read and removed while it ingests. */
 	do {
 		char name[32];
@@ -856,10 +883,12 @@ static void test_beside(void)
 		bv_store_close(s);
 		s = NULL;
 		rounds++;
+		(void)!write(pfd[1], "v", 1);
 	} while (good && (w = waitpid(pid, &st, WNOHANG)) == 0 && rounds < 200);
+	close(pfd[1]);
 	if (w != pid && waitpid(pid, &st, 0) != pid)
 		st = -1;
-	ok(good && rounds >= 3, "%d views made, written, read and removed through a "
+	ok(good && rounds >= BW_ROUNDS, "%d views made, written, read and removed through a "
 	   "read-only store beside the writer", rounds);
 	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer made its %d "
 	   "RPs", BW_RPS);
