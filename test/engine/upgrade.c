@@ -106,7 +106,9 @@ static void make_old(void)
 		    /* and GC's (engine/gc.c): the container size, the
 		     * generation, retired containers */
 		    (kl == 5 && !memcmp(k, "csize", 5)) ||
-		    (kl > 3 && !memcmp(k, "gc/", 3))) {
+		    (kl > 3 && !memcmp(k, "gc/", 3)) ||
+		    /* and the dedup scope (absent: store) */
+		    (kl == 5 && !memcmp(k, "dedup", 5))) {
 			bv_kv_batch_delete(b, BV_CF_META, k, kl);
 			continue;
 		}
