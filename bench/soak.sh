@@ -30,8 +30,10 @@ trap '[ -n "$SRV" ] && kill "$SRV" 2>/dev/null; rm -rf "$T"' EXIT
 groups=()
 for i in $(seq 1 "$agents"); do groups+=(--group "d$i"); done
 "$BV" agent add "$T/s" soak "${groups[@]}" --secret-file "$T/key" >/dev/null
+# One agent identity for every disk: its session and connection limits
+# are raised to what the soak asks of it.
 "$BVD" "$T/s" --listen 127.0.0.1:0 --max-connections 64 \
-	--max-agent-sessions 16 2>"$T/log" &
+	--max-agent-sessions 16 --max-agent-connections 64 2>"$T/log" &
 SRV=$!
 port=
 for _ in $(seq 1 300); do
