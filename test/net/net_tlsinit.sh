@@ -18,6 +18,12 @@
 command -v strace >/dev/null || { skip "strace is not installed"; done_testing; }
 SYNCS='trace=fdatasync,fsync,renameat2'
 
+# traced ARGS...: strace ARGS, with LeakSanitizer off (it cannot run
+# under ptrace; net-tls checks tls init's leaks in the ASan build).
+traced() {
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace "$@"
+}
+
 # pair_fp STORE: the fingerprint of the whole pair in STORE/tls, or
 # "none" when there is no pair, or "broken: ..." when it is not whole.
 pair_fp() {
@@ -45,7 +51,7 @@ private_leftovers() {
 
 # The calls, in order, of a first init and of a renewal.
 run_ok "init" "$BV" init "$S" || done_testing
-strace -y -e "$SYNCS" -o "$T/order" "$BV" tls init "$S" >/dev/null 2>&1
+traced -y -e "$SYNCS" -o "$T/order" "$BV" tls init "$S" >/dev/null 2>&1
 ok $? "tls init under strace"
 sed -n 's/^\(fdatasync\|fsync\|renameat2\)(.*/\1/p' "$T/order" >"$T/calls"
 grep -Eq '^fdatasync\(.*/tls\.new-[^/]*/key\.pem>' "$T/order" &&
@@ -62,7 +68,7 @@ awk '
 ok $? "order: key, certificate, their directory synced; then the rename; then the store's directory synced"
 [ "$(wc -l <"$T/calls")" = 5 ]
 ok $? "five sync and rename calls in all ($(tr '\n' ' ' <"$T/calls"))"
-strace -y -e "$SYNCS" -o "$T/order2" "$BV" tls init "$S" --renew >/dev/null 2>&1
+traced -y -e "$SYNCS" -o "$T/order2" "$BV" tls init "$S" --renew >/dev/null 2>&1
 ok $? "tls init --renew under strace"
 grep -Eq '^renameat2\(.*RENAME_EXCHANGE\) = 0' "$T/order2" &&
 	[ "$(sed -n 's/^\(fdatasync\|fsync\|renameat2\)(.*/\1/p' "$T/order2" |
@@ -95,7 +101,7 @@ for mode in error kill; do
 			fi
 			args=(tls init "$S")
 			[ $renew = 1 ] && args+=(--renew)
-			strace -o /dev/null -e "$SYNCS" -e inject="$inj" \
+			traced -o /dev/null -e "$SYNCS" -e inject="$inj" \
 				"$BV" "${args[@]}" >"$T/out" 2>"$T/err"
 			rc=$?
 			now=$(pair_fp "$S")
